@@ -1,0 +1,51 @@
+# The two commands of the README: `make demo` and `make test`. Each does its own set-up.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-dev
+
+.PHONY: demo test lint typecheck unit notebooks lab bench setup graphviz clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+setup: $(STAMP) graphviz
+
+graphviz:
+	@scripts/ensure-graphviz.sh
+
+demo: setup
+	$(PY) -m ironforge_nb.demo
+
+lint: $(STAMP)
+	$(PY) -m ruff check ironforge_nb tests benchmarks
+	$(PY) -m ruff format --check ironforge_nb tests benchmarks || true
+
+typecheck: $(STAMP)
+	$(PY) -m mypy
+
+unit: setup
+	$(PY) -m pytest tests
+
+notebooks: setup
+	$(PY) -m pytest --nbval notebooks
+
+test: setup lint typecheck
+	$(PY) -m pytest tests
+	$(PY) -m pytest --nbval notebooks
+
+lab: setup
+	$(PY) -m pip install -q -e '.[dev,lab]'
+	$(VENV)/bin/jupyter lab notebooks
+
+bench: setup
+	$(PY) -m pip install -q -e '.[dev,bench]'
+	$(PY) benchmarks/bench_dag.py
+	$(PY) benchmarks/bench_queue.py
+	$(PY) benchmarks/bench_runs.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""IronForge NB."""

@@ -1,0 +1,265 @@
+"""Every error IronForge NB raises, under one root.
+
+Errors carry their evidence as attributes (the cycle, the job id, the limit and the size), so
+callers and notebooks can act on them without parsing messages::
+
+    IronForgeError
+    ├── ValidationError (ValueError)         bad input, rejected before anything is written
+    │   ├── InvalidNameError                 .kind .name
+    │   ├── InvalidOptionError               .option .value
+    │   ├── SizeLimitError                   .what .size .limit
+    │   ├── CycleError (graphlib.CycleError) .cycle
+    │   ├── DuplicateTaskError               .task
+    │   ├── UnknownTaskError                 .task .missing .suggestions
+    │   └── SelfDependencyError              .task
+    ├── ConfigError                          missing secret, bad URL, unusable setting
+    ├── ServerError                          the embedded redis-server could not start
+    ├── RenderError
+    │   ├── GraphvizNotFoundError            .source (the DOT text, still usable)
+    │   └── LayoutTimeoutError               .seconds .source
+    ├── QueueError
+    │   ├── JobNotFoundError                 .job_id
+    │   ├── JobStateError                    .job_id .status (transition not allowed now)
+    │   ├── LeaseLost                        .job_id (stale token: the job moved on)
+    │   └── ScriptError                      .script .code .job_id (unexpected script reply)
+    ├── LockError                            Redis failed while locking (chains the cause)
+    ├── SignatureError                       .job_id: unsigned or tampered pickled payload
+    └── RunError                             .run_id
+        ├── TaskFailedError                  .task .error
+        └── RunTimeoutError (TimeoutError)   .timeout
+
+Redis failures (``redis.exceptions.ConnectionError``, ``TimeoutError``...) are never swallowed:
+they propagate as they are, or chained under ``LockError`` where the API promises a bool.
+"""
+
+from __future__ import annotations
+
+import graphlib
+from collections.abc import Sequence
+
+__all__ = [
+    "ConfigError",
+    "CycleError",
+    "DuplicateTaskError",
+    "GraphvizNotFoundError",
+    "InvalidNameError",
+    "InvalidOptionError",
+    "IronForgeError",
+    "JobNotFoundError",
+    "JobStateError",
+    "LayoutTimeoutError",
+    "LeaseLost",
+    "LockError",
+    "QueueError",
+    "RenderError",
+    "RunError",
+    "RunTimeoutError",
+    "ScriptError",
+    "SelfDependencyError",
+    "ServerError",
+    "SignatureError",
+    "SizeLimitError",
+    "TaskFailedError",
+    "UnknownTaskError",
+    "ValidationError",
+]
+
+
+class IronForgeError(Exception):
+    """Root of every error raised by IronForge NB."""
+
+
+class ValidationError(IronForgeError, ValueError):
+    """Bad input, rejected before anything was written anywhere."""
+
+
+class InvalidNameError(ValidationError):
+    """A queue, task, pipeline or namespace name that would break the Redis key layout."""
+
+    def __init__(self, kind: str, name: object, reason: str) -> None:
+        self.kind = kind
+        self.name = name
+        super().__init__(f"invalid {kind} name {name!r}: {reason}")
+
+
+class InvalidOptionError(ValidationError):
+    """An option outside its allowed range, e.g. ``max_attempts=0``."""
+
+    def __init__(self, option: str, value: object, expected: str) -> None:
+        self.option = option
+        self.value = value
+        super().__init__(f"invalid {option}={value!r}: expected {expected}")
+
+
+class SizeLimitError(ValidationError):
+    """A payload or result larger than the configured limit."""
+
+    def __init__(self, what: str, size: int, limit: int, hint: str = "") -> None:
+        self.what = what
+        self.size = size
+        self.limit = limit
+        msg = f"{what} is {size:,} bytes, over the limit of {limit:,} bytes"
+        super().__init__(f"{msg}; {hint}" if hint else msg)
+
+
+class CycleError(ValidationError, graphlib.CycleError):
+    """The graph has a cycle; ``.cycle`` lists it with the first node repeated at the end."""
+
+    def __init__(self, cycle: Sequence[object]) -> None:
+        self.cycle = list(cycle)
+        shown = " -> ".join(map(str, self.cycle))
+        super().__init__(f"the graph has a cycle: {shown}")
+
+
+class DuplicateTaskError(ValidationError):
+    """Two tasks with the same id in one pipeline."""
+
+    def __init__(self, task: str) -> None:
+        self.task = task
+        super().__init__(
+            f"task {task!r} is defined twice; give the second one another name"
+        )
+
+
+class UnknownTaskError(ValidationError):
+    """A dependency on (or a lookup of) a task that does not exist."""
+
+    def __init__(self, task: str | None, missing: str, suggestions: Sequence[str] = ()) -> None:
+        self.task = task
+        self.missing = missing
+        self.suggestions = list(suggestions)
+        where = f"task {task!r} depends on" if task is not None else "no such task:"
+        hint = f"; did you mean {', '.join(map(repr, self.suggestions))}?" if suggestions else ""
+        super().__init__(f"{where} unknown task {missing!r}{hint}")
+
+
+class SelfDependencyError(ValidationError):
+    """A task listed as its own parent."""
+
+    def __init__(self, task: str) -> None:
+        self.task = task
+        super().__init__(f"task {task!r} depends on itself; remove it from its own 'after'")
+
+
+class ConfigError(IronForgeError):
+    """A missing or unusable setting (secret, URL, namespace...)."""
+
+
+class ServerError(IronForgeError):
+    """The embedded redis-server could not be found or started."""
+
+
+class RenderError(IronForgeError):
+    """Turning a graph into an image failed."""
+
+
+class GraphvizNotFoundError(RenderError):
+    """The Graphviz ``dot`` binary is missing; ``.source`` still holds the DOT text."""
+
+    INSTALL = (
+        "install Graphviz: `sudo apt-get install graphviz` (Debian/Ubuntu), "
+        "`brew install graphviz` (macOS) or `conda install -c conda-forge graphviz`"
+    )
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        super().__init__(f"the Graphviz 'dot' program was not found; {self.INSTALL}")
+
+
+class LayoutTimeoutError(RenderError):
+    """``dot`` ran longer than allowed; ``.source`` holds the DOT text."""
+
+    def __init__(self, seconds: float, source: str) -> None:
+        self.seconds = seconds
+        self.source = source
+        super().__init__(
+            f"Graphviz layout did not finish within {seconds:g} s; render a smaller view with "
+            "collapse='group' or collapse='level', or focus=<task> with depth=<k>"
+        )
+
+
+class QueueError(IronForgeError):
+    """A queue operation was refused."""
+
+
+class JobNotFoundError(QueueError, KeyError):
+    """No job with this id in this namespace."""
+
+    def __init__(self, job_id: str, script: str | None = None) -> None:
+        self.job_id = job_id
+        self.script = script
+        where = f" ({script})" if script else ""
+        super().__init__(f"no job {job_id!r}{where}")
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class JobStateError(QueueError):
+    """The job is not in a status that allows this operation."""
+
+    def __init__(self, job_id: str, status: str, action: str, script: str | None = None) -> None:
+        self.job_id = job_id
+        self.status = status
+        self.script = script
+        super().__init__(f"cannot {action} job {job_id!r}: it is {status}")
+
+
+class LeaseLost(QueueError):
+    """The lease token is stale: the job expired and moved on; this worker's write is refused."""
+
+    def __init__(self, job_id: str, script: str | None = None) -> None:
+        self.job_id = job_id
+        self.script = script
+        where = f" in {script}" if script else ""
+        super().__init__(
+            f"lease on job {job_id!r} was lost{where}: it expired and the job was handed to "
+            "another attempt; this result is discarded"
+        )
+
+
+class ScriptError(QueueError):
+    """A Lua script replied with an error code the caller did not expect."""
+
+    def __init__(self, script: str, code: int, job_id: str | None = None) -> None:
+        self.script = script
+        self.code = code
+        self.job_id = job_id
+        super().__init__(f"script {script} returned error code {code} for job {job_id!r}")
+
+
+class LockError(IronForgeError):
+    """Redis failed during a lock operation (never means 'held by someone else')."""
+
+
+class SignatureError(IronForgeError):
+    """A pickled payload is unsigned or its HMAC does not match: it is never unpickled."""
+
+    def __init__(self, job_id: str | None, reason: str) -> None:
+        self.job_id = job_id
+        super().__init__(f"refusing to unpickle payload of job {job_id!r}: {reason}")
+
+
+class RunError(IronForgeError):
+    """A run did not produce what was asked."""
+
+    def __init__(self, run_id: str, message: str) -> None:
+        self.run_id = run_id
+        super().__init__(message)
+
+
+class TaskFailedError(RunError):
+    """A task failed for good; ``.error`` is its last error text."""
+
+    def __init__(self, run_id: str, task: str, error: str) -> None:
+        self.task = task
+        self.error = error
+        super().__init__(run_id, f"task {task!r} of run {run_id!r} failed: {error}")
+
+
+class RunTimeoutError(RunError, TimeoutError):
+    """``run.wait(timeout)`` gave up before the run ended (the run goes on)."""
+
+    def __init__(self, run_id: str, timeout: float) -> None:
+        self.timeout = timeout
+        super().__init__(run_id, f"run {run_id!r} did not finish within {timeout:g} s")

@@ -1,0 +1,115 @@
+"""How to reach Redis and the limits of a namespace: one injectable settings object."""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from ironforge_nb.errors import ConfigError, InvalidOptionError
+from ironforge_nb.queue.keys import Keys
+
+__all__ = ["RedisConfig"]
+
+_MiB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class RedisConfig:
+    """Where Redis is, which namespace to use, and the limits that apply to it.
+
+    URLs may carry a password, an ACL user and TLS: ``rediss://user:secret@host:6380/0``.
+    ``cluster=True`` (or a ``redis+cluster://`` URL) talks to a Redis Cluster; a namespace
+    lives in one slot thanks to the ``{namespace}`` hash tag.
+    """
+
+    url: str = "redis://127.0.0.1:6379/0"
+    namespace: str = "default"
+    cluster: bool = False
+    max_payload_bytes: int = 64 * _MiB
+    max_result_bytes: int = 64 * _MiB
+    result_ttl: float = 7 * 24 * 3600.0  # seconds a result is kept
+    completed_retention: int = 10_000  # completed jobs kept per queue (oldest trimmed)
+    events_maxlen: int = 10_000  # approximate cap of each event stream
+    socket_timeout: float | None = 30.0
+    connect_timeout: float = 5.0
+    retries: int = 3  # reconnect attempts on connection errors, with exponential backoff
+    _client: list[Any] = field(default_factory=list, init=False, repr=False, compare=False)
+    _lock: threading.Lock = field(
+        default_factory=threading.Lock, init=False, repr=False, compare=False
+    )
+
+    def __post_init__(self) -> None:
+        if self.url.startswith("redis+cluster://"):
+            object.__setattr__(self, "url", "redis://" + self.url[len("redis+cluster://"):])
+            object.__setattr__(self, "cluster", True)
+        if not self.url.startswith(("redis://", "rediss://", "unix://")):
+            raise ConfigError(
+                f"unsupported Redis URL {self.url!r}: use redis://host:port/db, "
+                "rediss:// (TLS), redis+cluster:// or unix:///path/to/socket"
+            )
+        for name in ("max_payload_bytes", "max_result_bytes", "completed_retention",
+                     "events_maxlen"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise InvalidOptionError(name, value, "an int >= 1")
+        if self.retries < 0:
+            raise InvalidOptionError("retries", self.retries, "an int >= 0")
+
+    @classmethod
+    def from_env(cls, **overrides: Any) -> RedisConfig:
+        """Settings from ``IRONFORGE_REDIS_URL`` and ``IRONFORGE_NAMESPACE`` (plus overrides)."""
+        kw: dict[str, Any] = {}
+        if url := os.environ.get("IRONFORGE_REDIS_URL"):
+            kw["url"] = url
+        if ns := os.environ.get("IRONFORGE_NAMESPACE"):
+            kw["namespace"] = ns
+        kw.update(overrides)
+        return cls(**kw)
+
+    def with_namespace(self, namespace: str) -> RedisConfig:
+        """The same Redis and limits, another namespace."""
+        return replace(self, namespace=namespace)
+
+    @property
+    def keys(self) -> Keys:
+        """Key builder of this namespace."""
+        return Keys(self.namespace)
+
+    def client(self) -> Any:
+        """The shared client of this config (created on first use, thread-safe).
+
+        Returns a ``redis.Redis`` (or ``redis.cluster.RedisCluster``) with a connection pool
+        and retries with exponential backoff on connection errors and timeouts.
+        """
+        with self._lock:
+            if not self._client:
+                self._client.append(self.new_client())
+            return self._client[0]
+
+    def new_client(self) -> Any:
+        """A fresh client (its own pool): for forked processes and blocking readers."""
+        import redis
+        from redis.backoff import ExponentialBackoff
+        from redis.retry import Retry
+
+        retry = Retry(ExponentialBackoff(cap=1.0, base=0.02), self.retries)
+        errors = [redis.exceptions.ConnectionError, redis.exceptions.TimeoutError]
+        kw: dict[str, Any] = {
+            "socket_timeout": self.socket_timeout,
+            "socket_connect_timeout": self.connect_timeout,
+            "retry": retry,
+            "retry_on_error": errors,
+        }
+        if self.cluster:
+            from redis.cluster import RedisCluster
+
+            return RedisCluster.from_url(self.url, **kw)
+        return redis.Redis.from_url(self.url, health_check_interval=30, **kw)
+
+    def close(self) -> None:
+        """Close the shared client's connections."""
+        with self._lock:
+            if self._client:
+                self._client.pop().close()

@@ -1,0 +1,143 @@
+"""Every Redis key name of IronForge NB, and nowhere else.
+
+All keys of a namespace start with ``{<namespace>}:``. The braces are a Redis Cluster hash tag: a
+whole namespace lives in one slot, so any Lua script may touch any key of its namespace, and many
+namespaces spread over a cluster. Lua scripts that derive per-job keys (children released by a
+completion, jobs trimmed from retention) receive `Keys.job_prefix` as an ARGV and append the job
+id and the suffixes defined here (`JOB_PAYLOAD_SUFFIX`, `JOB_RESULT_SUFFIX`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ironforge_nb.names import validate_name
+
+__all__ = ["JOB_PAYLOAD_SUFFIX", "JOB_RESULT_SUFFIX", "Keys", "QueueKeys", "RunKeys"]
+
+JOB_PAYLOAD_SUFFIX = ":payload"
+JOB_RESULT_SUFFIX = ":result"
+
+
+@dataclass(frozen=True)
+class QueueKeys:
+    """Keys of one queue."""
+
+    wait: str  # ZSET job id -> priority/FIFO score
+    scheduled: str  # ZSET job id -> due time (ms)
+    active: str  # ZSET job id -> lease deadline (ms)
+    dead: str  # ZSET job id -> time it failed for good (ms)
+    completed: str  # ZSET job id -> time it completed (ms), bounded retention
+    wake: str  # LIST idle workers block on (a hint only)
+    events: str  # STREAM of transitions, capped
+    seq: str  # STRING counter for FIFO order within a priority
+
+
+@dataclass(frozen=True)
+class RunKeys:
+    """Keys of one pipeline run."""
+
+    meta: str  # HASH name, status, counters by status, times
+    tasks: str  # HASH task id -> job id
+    remaining: str  # HASH task id -> parents not yet completed
+    children: str  # HASH task id -> child task ids (comma-separated)
+    events: str  # STREAM of the run's transitions
+
+
+@dataclass(frozen=True)
+class Keys:
+    """Builds key names for one namespace (validated once, here)."""
+
+    namespace: str
+
+    def __post_init__(self) -> None:
+        validate_name(self.namespace, "namespace")
+
+    @property
+    def prefix(self) -> str:
+        """``{ns}:``, the start of every key of this namespace."""
+        return "{" + self.namespace + "}:"
+
+    @property
+    def job_prefix(self) -> str:
+        """``{ns}:job:``; a job's meta hash is this plus its id."""
+        return self.prefix + "job:"
+
+    def job(self, job_id: str) -> str:
+        """HASH of a job's metadata."""
+        return self.job_prefix + job_id
+
+    def payload(self, job_id: str) -> str:
+        """STRING holding a job's payload, written once."""
+        return self.job_prefix + job_id + JOB_PAYLOAD_SUFFIX
+
+    def result(self, job_id: str) -> str:
+        """STRING holding a job's result, with a TTL."""
+        return self.job_prefix + job_id + JOB_RESULT_SUFFIX
+
+    def queue(self, name: str) -> QueueKeys:
+        """Keys of queue ``name`` (validated)."""
+        q = self.prefix + "q:" + validate_name(name, "queue") + ":"
+        return QueueKeys(
+            wait=q + "wait",
+            scheduled=q + "scheduled",
+            active=q + "active",
+            dead=q + "dead",
+            completed=q + "completed",
+            wake=q + "wake",
+            events=q + "events",
+            seq=q + "seq",
+        )
+
+    @property
+    def queues(self) -> str:
+        """SET of the queue names used in this namespace."""
+        return self.prefix + "queues"
+
+    def run(self, run_id: str) -> RunKeys:
+        """Keys of run ``run_id`` (validated)."""
+        r = self.prefix + "run:" + validate_name(run_id, "run") + ":"
+        return RunKeys(
+            meta=r + "meta",
+            tasks=r + "tasks",
+            remaining=r + "remaining",
+            children=r + "children",
+            events=r + "events",
+        )
+
+    @property
+    def run_prefix(self) -> str:
+        """``{ns}:run:``; scripts append ``<run id>:<suffix>`` (suffixes of `RunKeys`)."""
+        return self.prefix + "run:"
+
+    @property
+    def runs(self) -> str:
+        """ZSET run id -> creation time (ms), for listing recent runs."""
+        return self.prefix + "runs"
+
+    def code(self, digest: str) -> str:
+        """STRING holding a signed pickled function, stored once per content hash."""
+        return self.prefix + "code:" + digest
+
+    def lock(self, name: str) -> str:
+        """STRING holding a lock owner's token."""
+        return self.prefix + "lock:" + validate_name(name, "lock")
+
+    @property
+    def workers(self) -> str:
+        """HASH worker id -> last heartbeat info (JSON)."""
+        return self.prefix + "workers"
+
+    @property
+    def webhooks(self) -> str:
+        """HASH webhook id -> its settings (JSON)."""
+        return self.prefix + "webhooks"
+
+    @property
+    def webhook_outbox(self) -> str:
+        """ZSET delivery id -> next attempt time (ms)."""
+        return self.prefix + "webhooks:outbox"
+
+    def webhook_delivery(self, delivery_id: str) -> str:
+        """HASH of one pending webhook delivery."""
+        return self.prefix + "webhooks:delivery:" + delivery_id

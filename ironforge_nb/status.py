@@ -1,0 +1,156 @@
+"""Job and run statuses and event shapes: the single source of truth.
+
+The enum values are the exact strings stored in Redis (meta hashes, run hashes, event streams)
+and read by every view. Other front ends get the same definitions through `json_schema()`
+(``ironforge schema`` prints it), so they cannot drift from the engine.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from enum import Enum
+from typing import Any
+
+__all__ = ["Event", "EventType", "JobStatus", "RunStatus", "json_schema"]
+
+
+class JobStatus(str, Enum):
+    """Where a job is in its life cycle (DESIGN.md §4)."""
+
+    WAITING = "waiting"  # parents not done yet
+    SCHEDULED = "scheduled"  # delayed, or backing off before a retry
+    QUEUED = "queued"  # ready to be claimed
+    ACTIVE = "active"  # claimed by a worker, under a lease
+    COMPLETED = "completed"
+    FAILED = "failed"  # attempts exhausted: in the dead-letter queue
+    CANCELLED = "cancelled"
+    SKIPPED = "skipped"  # an ancestor failed or was cancelled
+
+    @property
+    def terminal(self) -> bool:
+        """True for statuses a job never leaves on its own."""
+        return self in _TERMINAL_JOB
+
+    def __str__(self) -> str:
+        return self.value
+
+
+_TERMINAL_JOB = frozenset(
+    {JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.SKIPPED}
+)
+
+
+class RunStatus(str, Enum):
+    """Status of a whole pipeline run."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def terminal(self) -> bool:
+        """True once the run has ended."""
+        return self in (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED)
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class EventType(str, Enum):
+    """What happened; the ``type`` field of every event in a queue or run stream."""
+
+    ENQUEUED = "enqueued"  # -> queued
+    WAITING = "waiting"  # created, waiting for parents
+    SCHEDULED = "scheduled"  # -> scheduled (delay)
+    CLAIMED = "claimed"  # -> active
+    PROGRESS = "progress"  # progress/message changed
+    COMPLETED = "completed"
+    RETRYING = "retrying"  # attempt failed, -> scheduled for a retry
+    LEASE_EXPIRED = "lease_expired"  # reaped: counts as a failed attempt
+    FAILED = "failed"  # -> dead-letter queue
+    REQUEUED = "requeued"  # taken out of the dead-letter queue by hand
+    CANCELLED = "cancelled"
+    SKIPPED = "skipped"
+    RUN_SUBMITTED = "run_submitted"
+    RUN_FINISHED = "run_finished"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True)
+class Event:
+    """One entry of a queue's or run's event stream (field names are the stream's fields).
+
+    ``ts`` is Redis server time in milliseconds. Optional fields are absent from the stream entry
+    when they do not apply.
+    """
+
+    type: EventType
+    ts: int
+    id: str = ""  # stream entry id
+    job: str | None = None
+    queue: str | None = None
+    status: JobStatus | None = None
+    attempt: int | None = None
+    progress: float | None = None
+    message: str | None = None
+    error: str | None = None
+    worker: str | None = None
+    run: str | None = None
+    task: str | None = None
+    run_status: RunStatus | None = None
+
+    @classmethod
+    def from_fields(cls, entry_id: str, data: Mapping[str, str]) -> Event:
+        """Build an event from a decoded stream entry; unknown fields are ignored."""
+        kw: dict[str, Any] = {"id": entry_id, "type": EventType(data["type"]),
+                              "ts": int(data.get("ts", 0))}
+        for name in ("job", "queue", "message", "error", "worker", "run", "task"):
+            if name in data:
+                kw[name] = data[name]
+        if "status" in data:
+            kw["status"] = JobStatus(data["status"])
+        if "run_status" in data:
+            kw["run_status"] = RunStatus(data["run_status"])
+        if "attempt" in data:
+            kw["attempt"] = int(data["attempt"])
+        if "progress" in data:
+            kw["progress"] = float(data["progress"])
+        return cls(**kw)
+
+
+_FIELD_TYPES: dict[str, dict[str, Any]] = {
+    "type": {"$ref": "#/$defs/EventType"},
+    "ts": {"type": "integer", "description": "Redis server time, ms since the epoch"},
+    "id": {"type": "string", "description": "stream entry id"},
+    "status": {"$ref": "#/$defs/JobStatus"},
+    "run_status": {"$ref": "#/$defs/RunStatus"},
+    "attempt": {"type": "integer", "minimum": 0},
+    "progress": {"type": "number", "minimum": 0, "maximum": 1},
+}
+
+
+def json_schema() -> dict[str, Any]:
+    """JSON Schema (2020-12) of the statuses and the event shape, for other front ends."""
+    event_props = {f.name: _FIELD_TYPES.get(f.name, {"type": "string"}) for f in fields(Event)}
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": "https://ironforge-nb/schema/events.json",
+        "title": "IronForge NB statuses and events",
+        "$defs": {
+            "JobStatus": {"type": "string", "enum": [s.value for s in JobStatus]},
+            "RunStatus": {"type": "string", "enum": [s.value for s in RunStatus]},
+            "EventType": {"type": "string", "enum": [s.value for s in EventType]},
+            "Event": {
+                "type": "object",
+                "properties": event_props,
+                "required": ["type", "ts"],
+                "additionalProperties": False,
+            },
+        },
+        "$ref": "#/$defs/Event",
+    }
