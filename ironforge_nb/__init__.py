@@ -1,1 +1,64 @@
-"""IronForge NB."""
+"""IronForge NB: build data workflows as DAGs in Jupyter and run them on a Redis queue engine.
+
+>>> import ironforge_nb as ifn
+>>> p = ifn.Pipeline("sales")
+
+Names are imported on first use, so ``import ironforge_nb`` (or ``ironforge_nb.dag``) stays
+light: Redis, pandas, Graphviz and ipywidgets load only when a feature needs them.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+# public name -> module that defines it
+_EXPORTS: dict[str, str] = {
+    # errors and statuses
+    "IronForgeError": "ironforge_nb.errors",
+    "ValidationError": "ironforge_nb.errors",
+    "CycleError": "ironforge_nb.errors",
+    "LeaseLost": "ironforge_nb.errors",
+    "LockError": "ironforge_nb.errors",
+    "JobStatus": "ironforge_nb.status",
+    "RunStatus": "ironforge_nb.status",
+    "Event": "ironforge_nb.status",
+    "json_schema": "ironforge_nb.status",
+    # building and drawing
+    "DAG": "ironforge_nb.dag",
+    "Pipeline": "ironforge_nb.dag",
+    "render": "ironforge_nb.render",
+    # the queue engine
+    "RedisConfig": "ironforge_nb.queue",
+    "Queue": "ironforge_nb.queue",
+    "Lease": "ironforge_nb.queue",
+    "Lock": "ironforge_nb.queue",
+    "RedisServer": "ironforge_nb.local",
+}
+
+__all__ = ["__version__", *sorted(_EXPORTS)]
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ironforge_nb.errors import (
+        CycleError,
+        IronForgeError,
+        LeaseLost,
+        LockError,
+        ValidationError,
+    )
+    from ironforge_nb.status import Event, JobStatus, RunStatus, json_schema
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'ironforge_nb' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))
