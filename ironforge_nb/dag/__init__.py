@@ -1,0 +1,10 @@
+"""The pure graph model: `DAG` (immutable, validated) and the fluent `Pipeline` builder.
+
+Standard library only: importing this package never imports Redis, Graphviz, ipywidgets or pandas.
+"""
+
+from __future__ import annotations
+
+from ironforge_nb.dag.graph import DAG
+
+__all__ = ["DAG"]
