@@ -23,6 +23,7 @@ callers and notebooks can act on them without parsing messages::
     │   ├── LeaseLost                        .job_id (stale token: the job moved on)
     │   └── ScriptError                      .script .code .job_id (unexpected script reply)
     ├── LockError                            Redis failed while locking (chains the cause)
+    ├── LockTimeoutError (TimeoutError)      .name .timeout: `with Lock(...)` waited in vain
     ├── SignatureError                       .job_id: unsigned or tampered pickled payload
     └── RunError                             .run_id
         ├── TaskFailedError                  .task .error
@@ -50,6 +51,7 @@ __all__ = [
     "LayoutTimeoutError",
     "LeaseLost",
     "LockError",
+    "LockTimeoutError",
     "QueueError",
     "RenderError",
     "RunError",
@@ -230,6 +232,18 @@ class ScriptError(QueueError):
 
 class LockError(IronForgeError):
     """Redis failed during a lock operation (never means 'held by someone else')."""
+
+
+class LockTimeoutError(IronForgeError, TimeoutError):
+    """Another owner held the lock for the whole wait (Redis itself worked fine)."""
+
+    def __init__(self, name: str, timeout: float) -> None:
+        self.name = name
+        self.timeout = timeout
+        super().__init__(
+            f"lock {name!r} is held by another owner and was not acquired within "
+            f"{timeout:g} s; wait longer (timeout=...) or find the holder"
+        )
 
 
 class SignatureError(IronForgeError):
