@@ -1,0 +1,299 @@
+"""Queue benchmark: IronForge vs RQ, SAQ, arq, Celery and BullMQ-py on one fresh redis-server.
+
+    .venv/bin/python benchmarks/bench_queue.py            # 10,000 no-op jobs per phase
+    .venv/bin/python benchmarks/bench_queue.py --quick    # 1,000 jobs
+    .venv/bin/python benchmarks/bench_queue.py --only ironforge,bullmq --jobs 5000
+
+One redis-server (started here through ``ironforge_nb.local.RedisServer`` on a free loopback
+port, never the machine's 6379) serves every system in turn, FLUSHALLed between them. Each
+system runs as a subprocess of its own virtualenv (arq needs redis-py < 6, Celery >= 6.4; see
+``benchmarks/setup_envs.sh``) and prints one JSON object; a peer whose env is missing is skipped
+with a note. The markdown table goes to stdout (and into benchmarks/README.md by hand), the
+raw figures to ``benchmarks/results/queue.json``. This is a benchmark, not a test: it asserts
+nothing and prints PASS/MISS next to each target.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+DASH = "\u2013"  # an en dash marks a missing figure in the table
+ROOT = Path(__file__).resolve().parent.parent
+PEERS_DIR = Path(__file__).resolve().parent / "peers"
+RESULTS = Path(__file__).resolve().parent / "results" / "queue.json"
+
+# name -> (label, virtualenv dir relative to the repo, or None for this interpreter)
+SYSTEMS: dict[str, tuple[str, str | None]] = {
+    "ironforge": ("IronForge", None),
+    "rq": ("RQ", ".venv-bench-b"),
+    "saq": ("SAQ", ".venv-bench-b"),
+    "arq": ("arq", ".venv-bench-a"),
+    "celery": ("Celery", ".venv-bench-b"),
+    "bullmq": ("BullMQ-py", ".venv-bench-b"),
+}
+
+# Figures of a previous run on this 2-core machine (issue 3), printed for reference.
+PREVIOUS = {
+    "processing": "BullMQ-py 2,100, arq 2,000, SAQ 1,790 jobs/s",
+    "bulk": "BullMQ-py addBulk 24,000, RQ enqueue_many 17,000 jobs/s",
+    "pickup": "best peer p50 0.5 ms",
+    "commands": "Celery 9, SAQ 10, arq 17, RQ 57 per job",
+}
+
+
+def parse_args() -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--jobs", type=int, default=10_000, help="jobs per throughput phase")
+    ap.add_argument("--quick", action="store_true", help="1,000 jobs, 100 pickup samples")
+    ap.add_argument("--only", default="", help="comma-separated subset of: " + ",".join(SYSTEMS))
+    ap.add_argument("--pickup-samples", type=int, default=500, help="one-at-a-time jobs")
+    ap.add_argument("--timeout", type=float, default=900.0, help="seconds per system")
+    ap.add_argument("--json", type=Path, default=RESULTS, help="where to save the figures")
+    args = ap.parse_args()
+    if args.quick:
+        args.jobs, args.pickup_samples = 1_000, 100
+    wanted = [s.strip() for s in args.only.split(",") if s.strip()] or list(SYSTEMS)
+    unknown = sorted(set(wanted) - set(SYSTEMS))
+    if unknown:
+        ap.error(f"unknown system(s) {unknown}: choose from {', '.join(SYSTEMS)}")
+    args.systems = wanted
+    return args
+
+
+def interpreter(name: str) -> Path | None:
+    """The python of a system's virtualenv, or None when that env was not created."""
+    env = SYSTEMS[name][1]
+    if env is None:
+        return Path(sys.executable)
+    python = ROOT / env / "bin" / "python"
+    return python if python.exists() else None
+
+
+def run_system(name: str, url: str, args: argparse.Namespace) -> dict[str, Any]:
+    """Run one system's peer module as a subprocess and return its parsed JSON result."""
+    python = interpreter(name)
+    if python is None:
+        env = SYSTEMS[name][1]
+        return {"skipped": f"{env} missing: run benchmarks/setup_envs.sh"}
+    cmd = [str(python), str(PEERS_DIR / f"{name}_peer.py"), "--url", url,
+           "--jobs", str(args.jobs), "--pickup-samples", str(args.pickup_samples)]
+    load_before = os.getloadavg()
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout,
+                              cwd=ROOT, check=False)
+    except subprocess.TimeoutExpired:
+        return {"error": f"timed out after {args.timeout:.0f} s"}
+    result = last_json(proc.stdout)
+    if result is None or proc.returncode != 0:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+        result = {**(result or {}), "error": (result or {}).get("error") or " | ".join(tail)}
+    result["loadavg_before"] = [round(x, 2) for x in load_before]
+    result["loadavg_after"] = [round(x, 2) for x in os.getloadavg()]
+    return result
+
+
+def last_json(stdout: str) -> dict[str, Any] | None:
+    """The last JSON object printed on a line of ``stdout`` (log prefixes tolerated)."""
+    for line in reversed(stdout.splitlines()):
+        start = line.find("{")
+        if start < 0:
+            continue
+        try:
+            value = json.loads(line[start:])
+        except json.JSONDecodeError:
+            continue
+        if isinstance(value, dict):
+            return value
+    return None
+
+
+def get(result: dict[str, Any], *path: str) -> float | None:
+    """A nested figure, or None when the phase is missing."""
+    value: Any = result
+    for part in path:
+        if not isinstance(value, dict) or part not in value:
+            return None
+        value = value[part]
+    return float(value) if isinstance(value, (int, float)) else None
+
+
+def fmt(value: float | None, digits: int = 0) -> str:
+    if value is None or value != value:  # None or NaN
+        return DASH
+    return f"{value:,.{digits}f}"
+
+
+COLUMNS = [  # header, path into a result, digits
+    ("processing jobs/s", ("processing", "jobs_per_s"), 0),
+    ("bulk enqueue jobs/s", ("bulk_enqueue", "jobs_per_s"), 0),
+    ("single enqueue jobs/s", ("single_enqueue", "jobs_per_s"), 0),
+    ("pickup p50 ms", ("pickup", "p50_ms"), 2),
+    ("pickup p99 ms", ("pickup", "p99_ms"), 2),
+    ("Redis cmds/job", ("processing", "commands_per_job"), 1),
+    ("round trips/job", ("processing", "round_trips_per_job"), 2),
+]
+
+
+def label(name: str, result: dict[str, Any]) -> str:
+    text = SYSTEMS[name][0]
+    if result.get("version"):
+        text += f" {result['version']}"
+    return text
+
+
+def table(results: dict[str, dict[str, Any]]) -> list[str]:
+    """The main markdown table: one row per system, then IronForge's ratio to the best peer."""
+    lines = ["| system | " + " | ".join(h for h, _, _ in COLUMNS) + " |",
+             "|---|" + "---:|" * len(COLUMNS)]
+    for name, res in results.items():
+        if "skipped" in res or ("error" in res and "processing" not in res):
+            why = res.get("skipped") or res.get("error")
+            lines.append(f"| {SYSTEMS[name][0]} | " + " | ".join(DASH for _ in COLUMNS)
+                         + f" |\n|  | *not run: {why}* |")
+            continue
+        cells = [fmt(get(res, *path), d) for _, path, d in COLUMNS]
+        lines.append(f"| {label(name, res)} | " + " | ".join(cells) + " |")
+    ratios = ratio_cells(results)
+    if ratios:
+        lines.append("| **IronForge ÷ best peer** | " + " | ".join(ratios) + " |")
+    return lines
+
+
+def best_peer(results: dict[str, dict[str, Any]], path: tuple[str, ...],
+              higher: bool = True) -> tuple[str, float] | None:
+    """(name, value) of the best peer on one figure, among the peers that produced it."""
+    values = [(n, v) for n, r in results.items() if n != "ironforge"
+              for v in [get(r, *path)] if v is not None and v == v]
+    if not values:
+        return None
+    return max(values, key=lambda nv: nv[1] if higher else -nv[1])
+
+
+def ratio_cells(results: dict[str, dict[str, Any]]) -> list[str]:
+    """IronForge's figure divided by the best peer's (for latencies and costs: best ÷ ours)."""
+    ours = results.get("ironforge")
+    if not ours or "processing" not in ours:
+        return []
+    cells = []
+    for i, (_, path, _) in enumerate(COLUMNS):
+        higher = i < 3
+        best, mine = best_peer(results, path, higher), get(ours, *path)
+        if best is None or mine is None or mine == 0 or best[1] == 0:
+            cells.append(DASH)
+            continue
+        ratio = mine / best[1] if higher else best[1] / mine
+        cells.append(f"{ratio:.1f}x" + ("" if higher else " better" if ratio >= 1 else " worse"))
+    return cells
+
+
+def targets(results: dict[str, dict[str, Any]]) -> list[str]:
+    """The issue's targets next to the measured figures (PASS / MISS / n/a)."""
+    ours = results.get("ironforge", {})
+    proc, bulk = get(ours, "processing", "jobs_per_s"), get(ours, "bulk_enqueue", "jobs_per_s")
+    best_proc = best_peer(results, ("processing", "jobs_per_s"))
+    best_bulk = best_peer(results, ("bulk_enqueue", "jobs_per_s"))
+    rows: list[tuple[str, str, bool | None]] = []
+
+    def vs(mine: float | None, best: tuple[str, float] | None, factor: float) -> None:
+        if mine is None or best is None:
+            rows.append((f"≥ {factor:g}x best peer", "no peer figure" if mine else "not run",
+                         None))
+            return
+        ratio = mine / best[1]
+        rows.append((f"≥ {factor:g}x best peer ({SYSTEMS[best[0]][0]} {fmt(best[1])}/s)",
+                     f"{fmt(mine)}/s = {ratio:.2f}x", ratio >= factor))
+
+    vs(proc, best_proc, 5)
+    rows[-1] = ("processing " + rows[-1][0], *rows[-1][1:])
+    vs(bulk, best_bulk, 2)
+    rows[-1] = ("enqueue_batch " + rows[-1][0], *rows[-1][1:])
+    for what, path, limit, unit, higher in [
+        ("single enqueue ≥ 10,000 jobs/s", ("single_enqueue", "jobs_per_s"), 10_000, "/s", True),
+        ("pickup p50 ≤ 0.5 ms", ("pickup", "p50_ms"), 0.5, " ms", False),
+        ("pickup p99 ≤ 2 ms", ("pickup", "p99_ms"), 2.0, " ms", False),
+        ("progress 10 MB ÷ 1 KB ≤ 1.2", ("progress", "ratio_p50"), 1.2, "x", False),
+        ("round trips per job ≤ 2", ("processing", "round_trips_per_job"), 2.0, "", False),
+    ]:
+        v = get(ours, *path)
+        ok = None if v is None else (v >= limit if higher else v <= limit)
+        rows.append((what, "not run" if v is None else f"{fmt(v, 0 if higher else 2)}{unit}", ok))
+    lines = ["| IronForge target | measured | |", "|---|---:|---|"]
+    for what, measured, ok in rows:
+        verdict = DASH if ok is None else "PASS" if ok else "MISS"
+        lines.append(f"| {what} | {measured} | {verdict} |")
+    return lines
+
+
+def notes(results: dict[str, dict[str, Any]], meta: dict[str, Any]) -> list[str]:
+    """How each system was driven, IronForge's extra figures, and the machine's load."""
+    lines = [f"- {meta['jobs']:,} no-op jobs per phase, {meta['pickup_samples']} pickup samples;"
+             f" redis-server {meta['redis_version']} ({meta['redis_binary']}), one for all;"
+             f" Python {meta['python']}, {meta['cpus']} CPUs, load avg at start"
+             f" {meta['loadavg_start']}, at end {meta['loadavg_end']}."]
+    for name, res in results.items():
+        if "processing" not in res:
+            continue
+        methods = "; ".join(str(res[p]["method"]) for p in
+                            ("processing", "bulk_enqueue", "single_enqueue") if p in res)
+        lines.append(f"- **{SYSTEMS[name][0]}**: {methods}; load {res.get('loadavg_before')}"
+                     f" → {res.get('loadavg_after')}.")
+        for note in res.get("notes", []):
+            lines.append(f"  - {note}")
+    lines.append(f"- Previous run on this machine (issue 3): processing {PREVIOUS['processing']};"
+                 f" bulk {PREVIOUS['bulk']}; pickup {PREVIOUS['pickup']};"
+                 f" commands {PREVIOUS['commands']}.")
+    return lines
+
+
+def start_redis() -> Any:
+    """A fresh redis-server on a free loopback port, through the project's own launcher."""
+    sys.path.insert(0, str(ROOT))
+    from ironforge_nb.local import RedisServer
+
+    return RedisServer().start()
+
+
+def main() -> int:
+    args = parse_args()
+    server = start_redis()
+    import redis
+
+    admin = redis.Redis.from_url(server.url)
+    meta: dict[str, Any] = {
+        "jobs": args.jobs, "pickup_samples": args.pickup_samples, "url": server.url,
+        "redis_version": server.version, "redis_binary": server.binary,
+        "python": platform.python_version(), "cpus": os.cpu_count(),
+        "loadavg_start": [round(x, 2) for x in os.getloadavg()],
+        "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "command": " ".join(["benchmarks/bench_queue.py", *sys.argv[1:]]),
+    }
+    results: dict[str, dict[str, Any]] = {}
+    try:
+        for name in args.systems:
+            admin.flushall()
+            print(f"# running {name} ...", file=sys.stderr, flush=True)
+            results[name] = run_system(name, server.url, args)
+    finally:
+        admin.close()
+        server.stop()
+    meta["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
+    report = ["## Queue benchmark", "", *table(results), "", *targets(results), "",
+              *notes(results, meta)]
+    print("\n".join(report))
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps({"meta": meta, "results": results}, indent=2) + "\n")
+    print(f"\nsaved {args.json.relative_to(ROOT) if args.json.is_relative_to(ROOT) else args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
