@@ -4,15 +4,33 @@ from __future__ import annotations
 
 import os
 import threading
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from ironforge_nb.errors import ConfigError, InvalidOptionError
+from ironforge_nb.names import validate_name
 from ironforge_nb.queue.keys import Keys
 
 __all__ = ["RedisConfig"]
 
 _MiB = 1024 * 1024
+
+
+def _mask_password(url: str) -> str:
+    """``url`` with its password (if any) replaced by ``***``."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.netloc.rsplit("@", 1)[1]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+
+
+def _rebuild(cls: type[RedisConfig], settings: dict[str, Any]) -> RedisConfig:
+    """Unpickle a `RedisConfig` from its settings (see `RedisConfig.__reduce__`)."""
+    return cls(**settings)
 
 
 @dataclass(frozen=True)
@@ -41,9 +59,12 @@ class RedisConfig:
     )
 
     def __post_init__(self) -> None:
-        if self.url.startswith("redis+cluster://"):
-            object.__setattr__(self, "url", "redis://" + self.url[len("redis+cluster://"):])
-            object.__setattr__(self, "cluster", True)
+        validate_name(self.namespace, "namespace")  # before any client touches Redis
+        for scheme in ("redis", "rediss"):
+            if self.url.startswith(f"{scheme}+cluster://"):
+                rest = self.url[len(f"{scheme}+cluster://"):]
+                object.__setattr__(self, "url", f"{scheme}://{rest}")
+                object.__setattr__(self, "cluster", True)
         if not self.url.startswith(("redis://", "rediss://", "unix://")):
             raise ConfigError(
                 f"unsupported Redis URL {self.url!r}: use redis://host:port/db, "
@@ -54,8 +75,28 @@ class RedisConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise InvalidOptionError(name, value, "an int >= 1")
-        if self.retries < 0:
+        if not isinstance(self.retries, int) or self.retries < 0:
             raise InvalidOptionError("retries", self.retries, "an int >= 0")
+        for name in ("result_ttl", "connect_timeout", "socket_timeout"):
+            value = getattr(self, name)
+            if name == "socket_timeout" and value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+                raise InvalidOptionError(name, value, "a number of seconds > 0")
+
+    def __repr__(self) -> str:
+        """Like the dataclass repr, with the URL's password masked (configs end up in logs)."""
+        shown = ", ".join(
+            f"{f.name}={_mask_password(self.url) if f.name == 'url' else getattr(self, f.name)!r}"
+            for f in fields(self)
+            if f.repr
+        )
+        return f"RedisConfig({shown})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickle/copy the settings only: the client and its lock belong to one process."""
+        settings = {f.name: getattr(self, f.name) for f in fields(self) if f.init}
+        return (_rebuild, (type(self), settings))
 
     @classmethod
     def from_env(cls, **overrides: Any) -> RedisConfig:
@@ -113,3 +154,4 @@ class RedisConfig:
         with self._lock:
             if self._client:
                 self._client.pop().close()
+
