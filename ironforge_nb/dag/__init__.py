@@ -5,6 +5,8 @@ Standard library only: importing this package never imports Redis, Graphviz, ipy
 
 from __future__ import annotations
 
+from ironforge_nb.dag.builder import Pipeline
 from ironforge_nb.dag.graph import DAG
+from ironforge_nb.dag.task import TaskSpec
 
-__all__ = ["DAG"]
+__all__ = ["DAG", "Pipeline", "TaskSpec"]

@@ -1,0 +1,367 @@
+"""`Pipeline`: the fluent builder (method chaining, a decorator, static fan-out).
+
+>>> p = Pipeline("sales")
+>>> _ = p.task("extract", lambda: [3, 1, 2]).then("clean", sorted)
+>>> p.build().topological_order()
+['extract', 'clean']
+
+Adding tasks checks names and options at once; ``build()`` validates the whole graph once
+(unknown dependencies with suggestions, self-edges, cycles) and returns an immutable `DAG` with
+one `TaskSpec` attached per task. How a task's parameters are fed is `bind_parameters`' rule:
+
+* a parameter named after an upstream task (or map) receives its result; with the decorator
+  that is how edges are declared;
+* upstream tasks listed in ``after`` that no parameter names feed the leading parameters
+  without a default, in order (``.task("clean", clean, after="extract")`` with
+  ``def clean(df)`` passes extract's result as ``df``); extra ones are order-only;
+* a map task receives its item as ``item``, else as the first parameter left unbound;
+* a parameter named in ``params={...}`` gets that constant; any other parameter is a run
+  param, taken from ``submit(params=...)``.
+
+Standard library only (``plan()`` imports pandas when called).
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any, TypedDict, TypeVar, cast, overload
+
+from ironforge_nb.dag.graph import DAG
+from ironforge_nb.dag.task import (
+    Gather,
+    MapItem,
+    TaskFn,
+    TaskSpec,
+    bind_parameters,
+    check_fn,
+    check_options,
+)
+from ironforge_nb.errors import (
+    DuplicateTaskError,
+    InvalidOptionError,
+    UnknownTaskError,
+    ValidationError,
+)
+from ironforge_nb.names import validate_name, validate_task_id
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from typing_extensions import Unpack
+
+__all__ = ["Pipeline", "TaskOptions"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+After = str | Iterable[str] | None
+_ITEM_KEY_MAX = 64
+
+
+class TaskOptions(TypedDict, total=False):
+    """Options accepted by `Pipeline.task`, `Pipeline.then` and `Pipeline.map`."""
+
+    retries: int  # extra attempts after a failure (>= 0)
+    timeout: float | None  # seconds per attempt (> 0), None for no limit
+    queue: str  # queue name the task is sent to
+    priority: int  # -1000..1000, higher first
+    group: str | None  # display group (clusters, collapsing)
+    params: Mapping[str, Any] | list[str] | tuple[str, ...]  # constants, or run-param names
+    allow_failure: bool  # a failure does not skip the descendants
+
+
+@dataclass(frozen=True)
+class _Map:
+    """One ``map`` call: its member ids in item order (and the dict keys if over a dict)."""
+
+    name: str
+    members: tuple[str, ...]
+    keys: tuple[Any, ...] | None
+
+
+class Pipeline:
+    """A named set of tasks and their dependencies, built step by step.
+
+    Chain ``task``/``then``/``map`` calls, or decorate functions with ``@p.task``; ``build()``
+    returns the validated, immutable `DAG` and ``plan()`` a pandas table of it. A pipeline
+    displays itself as a graph in Jupyter and as a list of levels in a console.
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = validate_name(name, "pipeline")
+        self._specs: dict[str, TaskSpec] = {}
+        self._maps: dict[str, _Map] = {}
+        self._last: str | None = None
+
+    # ------------------------------------------------------------------ adding tasks
+
+    @overload
+    def task(
+        self, task_id: str, fn: TaskFn, /, *, after: After = None, **options: Unpack[TaskOptions]
+    ) -> Pipeline: ...
+
+    @overload
+    def task(self, fn: F, /) -> F: ...
+
+    @overload
+    def task(
+        self,
+        task_id: str | None = None,
+        /,
+        *,
+        name: str | None = None,
+        after: After = None,
+        **options: Unpack[TaskOptions],
+    ) -> Callable[[F], F]: ...
+
+    def task(
+        self,
+        first: Any = None,
+        fn: Any = None,
+        /,
+        *,
+        name: str | None = None,
+        after: After = None,
+        **options: Any,
+    ) -> Any:
+        """Add a task: ``p.task("id", fn, after=...)`` chains, ``@p.task`` decorates.
+
+        The decorator forms (``@p.task``, ``@p.task(retries=3)``, ``@p.task("id")``) name the
+        task after the function unless given ``name``, and return the function unchanged.
+        """
+        if callable(first) and fn is None:
+            self._add(validate_name(name or first.__name__, "task"), first, after, options)
+            return first
+        if first is not None and name is not None:
+            raise InvalidOptionError("name", name, "either a positional task id or name=, not both")
+        task_id = first if first is not None else name
+        if fn is not None:
+            if task_id is None:
+                raise InvalidOptionError("task_id", None, "a task name before the function")
+            self._add(validate_name(task_id, "task"), fn, after, options)
+            return self
+        check_options(options)  # fail at the decorator line, not at the def
+
+        def decorate(func: F) -> F:
+            self._add(validate_name(task_id or func.__name__, "task"), func, after, options)
+            return func
+
+        return decorate
+
+    def then(self, task_id: str, fn: TaskFn, **options: Unpack[TaskOptions]) -> Pipeline:
+        """Add a task after the previously added one (after a whole map, if that came last)."""
+        if self._last is None:
+            raise InvalidOptionError("then", task_id, "a task added before: start with .task()")
+        return self.task(task_id, fn, after=self._last, **options)
+
+    def map(
+        self,
+        name: str,
+        fn: TaskFn,
+        *,
+        over: Iterable[Any] | Mapping[Any, Any],
+        after: After = None,
+        **options: Unpack[TaskOptions],
+    ) -> Pipeline:
+        """Fan out: one task per item of ``over``, with ids ``name[key]``.
+
+        Keys are the items themselves for a list of strings, or the keys of a dict, when they
+        are all valid names (at most 64 characters); otherwise positions ``0, 1, ...``. A task
+        depending on ``name`` depends on every member and receives their results as a list in
+        item order (a dict keyed like ``over`` when ``over`` is a dict). The members' group
+        defaults to ``name``.
+        """
+        name = validate_name(name, "task")
+        self._check_new(name)
+        items, dict_keys = _materialize(over)
+        keys = _item_keys(items if dict_keys is None else dict_keys)
+        options = {"group": name, **options}
+        members = tuple(validate_task_id(f"{name}[{key}]") for key in keys)
+        for i, (member, key) in enumerate(zip(members, keys, strict=True)):
+            info = MapItem(name, key, i, items[i], dict_keys is not None,
+                           None if dict_keys is None else dict_keys[i])
+            self._add(member, fn, after, options, info)
+        self._maps[name] = _Map(name, members, None if dict_keys is None else tuple(dict_keys))
+        self._last = name
+        return self
+
+    def _add(
+        self, task_id: str, fn: Any, after: After, options: Mapping[str, Any],
+        item: MapItem | None = None,
+    ) -> None:
+        """Validate and record one task spec (dependencies are resolved at build time)."""
+        self._check_new(task_id)
+        fn = check_fn(fn)
+        opts = check_options(options)
+        raw = opts.pop("params", {})
+        constants = raw if isinstance(raw, dict) else {}
+        asked = raw if isinstance(raw, tuple) else ()
+        declared = _after_list(after)
+        known = [*self._specs, *self._maps]
+        bound = bind_parameters(task_id, fn, declared, known, constants, asked, item is not None)
+        deps = tuple(dict.fromkeys([*declared, *bound.implicit_after]))
+        self._specs[task_id] = TaskSpec(
+            id=task_id, fn=fn, after=deps, parents=deps, bindings=bound.bindings,
+            item_param=bound.item_param, run_params=bound.run_params,
+            optional_params=bound.optional_params, positional=bound.positional,
+            params=constants, map=item, **opts,
+        )
+        if item is None:
+            self._last = task_id
+
+    def _check_new(self, task_id: str) -> None:
+        if task_id in self._specs or task_id in self._maps:
+            raise DuplicateTaskError(task_id)
+
+    # ------------------------------------------------------------------ building
+
+    def build(self) -> DAG[str]:
+        """Validate the whole graph once and return it as an immutable `DAG` of `TaskSpec`.
+
+        Raises `UnknownTaskError` (with close matches), `SelfDependencyError` or `CycleError`.
+        The result does not change when tasks are added to this pipeline later.
+        """
+        specs = {task_id: self._resolve(spec) for task_id, spec in self._specs.items()}
+        parents = {task_id: spec.parents for task_id, spec in specs.items()}
+        return DAG.from_parents(parents, data=specs)
+
+    def _resolve(self, spec: TaskSpec, strict: bool = True) -> TaskSpec:
+        """Expand map names in ``after`` into member ids and attach the gathers."""
+        parents: list[str] = []
+        gathers: list[Gather] = []
+        for dep in spec.after:
+            group = self._maps.get(dep)
+            if group is not None:
+                parents.extend(group.members)
+                if dep in spec.bindings.values():
+                    gathers.append(Gather(dep, group.members, group.keys))
+            elif dep in self._specs or not strict:
+                parents.append(dep)
+            else:
+                raise UnknownTaskError(spec.id, dep, self._suggest(dep))
+        return replace(spec, parents=tuple(dict.fromkeys(parents)), gathers=tuple(gathers))
+
+    def _suggest(self, missing: str) -> list[str]:
+        return difflib.get_close_matches(missing, [*self._maps, *self._specs], n=3)
+
+    def plan(self) -> pd.DataFrame:
+        """One row per task in topological order: its parents, level, group and options."""
+        import pandas as pd
+
+        dag = self.build()
+        levels = dag.levels()
+        specs = [cast(TaskSpec, dag.data(t)) for t in dag.topological_order()]
+        columns: dict[str, Any] = {
+            "task": [s.id for s in specs],
+            "parents": [list(s.parents) for s in specs],
+            "level": [levels[s.id] for s in specs],
+        }
+        for name in ("group", "queue", "priority", "retries", "timeout"):
+            # object dtype keeps "no group"/"no timeout" as None instead of NaN
+            dtype = object if name in ("group", "timeout") else None
+            columns[name] = pd.Series([getattr(s, name) for s in specs], dtype=dtype)
+        frame: pd.DataFrame = pd.DataFrame(columns)
+        return frame
+
+    # ------------------------------------------------------------------ container protocol
+
+    @property
+    def tasks(self) -> tuple[str, ...]:
+        """Every task id, in the order tasks were added."""
+        return tuple(self._specs)
+
+    @property
+    def maps(self) -> dict[str, tuple[str, ...]]:
+        """Each map name with its member task ids, in item order."""
+        return {name: group.members for name, group in self._maps.items()}
+
+    def __len__(self) -> int:
+        return len(self._specs)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(tuple(self._specs))
+
+    def __contains__(self, task_id: object) -> bool:
+        return task_id in self._specs
+
+    def __getitem__(self, task_id: str) -> TaskSpec:
+        """The spec of one task, its map-name dependencies expanded as far as known now."""
+        spec = self._specs.get(task_id)
+        if spec is None:
+            raise UnknownTaskError(None, task_id, self._suggest(task_id))
+        return self._resolve(spec, strict=False)
+
+    # ------------------------------------------------------------------ display
+
+    def __repr__(self) -> str:
+        n = len(self._specs)
+        return f"Pipeline({self.name!r}, {n} task{'s' * (n != 1)})"
+
+    def __str__(self) -> str:
+        return self.describe()
+
+    def describe(self) -> str:
+        """Plain text: the pipeline's tasks level by level (or why it does not build)."""
+        from ironforge_nb.render.text import text_view
+
+        try:
+            dag = self.build()
+        except ValidationError as exc:
+            return f"{self!r}: does not build: {exc}"
+        return text_view(dag, title=f"pipeline {self.name}")
+
+    def _repr_mimebundle_(
+        self, include: Iterable[str] | None = None, exclude: Iterable[str] | None = None
+    ) -> dict[str, Any]:
+        """Jupyter display: the graph as SVG plus the text listing (text only if invalid)."""
+        try:
+            dag = self.build()
+        except ValidationError as exc:
+            return {"text/plain": f"{self!r}: does not build: {exc}"}
+        from ironforge_nb.render import mimebundle
+
+        bundle: dict[str, Any] = mimebundle(dag, title=f"pipeline {self.name}")
+        wanted = set(bundle) if include is None else set(include)
+        wanted -= set(exclude or ())
+        return {k: v for k, v in bundle.items() if k in wanted}
+
+
+def _after_list(after: After) -> list[str]:
+    """Normalize ``after`` (a name, names, or None) to a list of names."""
+    if after is None:
+        return []
+    names = [after] if isinstance(after, str) else list(after)
+    for dep in names:
+        if not isinstance(dep, str):
+            raise InvalidOptionError("after", after, "a task name or a list of task names")
+    return list(dict.fromkeys(names))
+
+
+def _materialize(over: Any) -> tuple[list[Any], list[Any] | None]:
+    """The items of ``over`` in order, plus the dict keys when ``over`` is a mapping."""
+    if isinstance(over, Mapping):
+        keys = list(over)
+        items = [over[k] for k in keys]
+    elif isinstance(over, (set, frozenset, str, bytes)):
+        raise InvalidOptionError("over", over, "a list, tuple, range or dict (ordered items)")
+    elif isinstance(over, Iterable):
+        keys, items = None, list(over)
+    else:
+        raise InvalidOptionError("over", over, "a list, tuple, range or dict")
+    if not items:
+        raise InvalidOptionError("over", over, "at least one item")
+    return items, keys
+
+
+def _item_keys(candidates: list[Any]) -> list[str]:
+    """Use the candidates as keys if all are distinct valid short names, else positions."""
+    strings = [c for c in candidates if isinstance(c, str)]
+    if len(strings) == len(candidates) and len(set(strings)) == len(strings):
+        try:
+            for key in strings:
+                validate_name(key, "map item")
+        except ValidationError:
+            pass
+        else:
+            if all(len(key) <= _ITEM_KEY_MAX for key in strings):
+                return strings
+    return [str(i) for i in range(len(candidates))]

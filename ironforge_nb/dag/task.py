@@ -1,0 +1,304 @@
+"""`TaskSpec`: the plain, frozen record of one pipeline task, as `Pipeline.build()` attaches it.
+
+A spec says what to call (``fn``: a callable, or ``"package.module:function"`` for the JSON
+mode), which upstream results feed which parameter (``bindings``), which values come from the
+run's ``params`` (``run_params``), and the scheduling options. It holds no behaviour beyond
+`TaskSpec.arguments`, which applies the bindings, so the runs layer and any other executor agree
+on how a task is called. Standard library only.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeAlias
+
+from ironforge_nb.errors import InvalidOptionError
+from ironforge_nb.names import validate_name
+
+__all__ = ["Gather", "MapItem", "TaskFn", "TaskSpec", "check_options", "fn_label"]
+
+TaskFn: TypeAlias = "Callable[..., Any] | str"
+
+PRIORITY_RANGE = (-1000, 1000)
+OPTION_NAMES = ("retries", "timeout", "queue", "priority", "group", "params", "allow_failure")
+_FN_PATH = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*")
+
+
+@dataclass(frozen=True)
+class MapItem:
+    """Where a task made by ``Pipeline.map`` sits in its fan-out.
+
+    ``key`` is what appears in the task id (``score[eu]`` has key ``"eu"``), ``index`` its
+    position in ``over``, ``item`` the value the task receives, ``keyed`` whether ``over`` was a
+    dict (then ``item`` is the dict's value and ``dict_key`` the original key).
+    """
+
+    name: str
+    key: str
+    index: int
+    item: Any = field(hash=False)
+    keyed: bool = False
+    dict_key: Any = field(default=None, hash=False)
+
+
+@dataclass(frozen=True)
+class Gather:
+    """A downstream task's view of a whole map: its members in item order.
+
+    The bound parameter receives ``[result of each member]``, or, when the map went over a
+    dict, ``{original key: result}`` (``keys`` holds those original keys).
+    """
+
+    name: str
+    members: tuple[str, ...]
+    keys: tuple[Any, ...] | None = field(default=None, hash=False)
+
+    def collect(self, results: Mapping[str, Any]) -> list[Any] | dict[Any, Any]:
+        """Gather the members' results from ``results`` (task id -> value)."""
+        values = [results[m] for m in self.members]
+        if self.keys is None:
+            return values
+        return dict(zip(self.keys, values, strict=True))
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """One task: what to call, with which inputs, under which options (a plain record).
+
+    ``after`` is the dependency list as written (it may name a whole map); ``parents`` the
+    resolved task ids (equal to ``after`` until ``Pipeline.build()`` resolves it).
+    ``bindings`` maps a parameter to the upstream task id or map name whose result it gets;
+    ``item_param`` names the parameter that receives a map item; ``run_params`` and
+    ``optional_params`` are the parameters looked up in the run's ``params`` (required ones,
+    and ones with a default). ``params`` holds constant keyword arguments.
+    """
+
+    id: str
+    fn: Callable[..., Any] | str = field(hash=False)
+    after: tuple[str, ...] = ()
+    parents: tuple[str, ...] = ()
+    bindings: Mapping[str, str] = field(default_factory=dict, hash=False)
+    item_param: str | None = None
+    run_params: tuple[str, ...] = ()
+    optional_params: tuple[str, ...] = ()
+    positional: tuple[str, ...] = ()
+    retries: int = 0
+    timeout: float | None = None
+    queue: str = "default"
+    priority: int = 0
+    group: str | None = None
+    params: Mapping[str, Any] = field(default_factory=dict, hash=False)
+    allow_failure: bool = False
+    map: MapItem | None = None
+    gathers: tuple[Gather, ...] = ()
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """The scheduling options as a plain dict (what ``plan()`` and the runs layer read)."""
+        return {name: getattr(self, name) for name in OPTION_NAMES}
+
+    def arguments(
+        self, results: Mapping[str, Any], run_params: Mapping[str, Any] | None = None
+    ) -> tuple[list[Any], dict[str, Any]]:
+        """The ``(args, kwargs)`` to call ``fn`` with, given upstream results and run params.
+
+        Raises `InvalidOptionError` naming the run param when a required one is missing.
+        """
+        run_params = run_params or {}
+        gathers = {g.name: g for g in self.gathers}
+        values: dict[str, Any] = {}
+        for param, source in self.bindings.items():
+            gather = gathers.get(source)
+            values[param] = gather.collect(results) if gather else results[source]
+        if self.item_param is not None and self.map is not None:
+            values[self.item_param] = self.map.item
+        values.update(self.params)
+        for name in self.run_params:
+            if name not in run_params:
+                raise InvalidOptionError(
+                    "params", sorted(run_params), f"a value for {name!r} (task {self.id!r})"
+                )
+            values[name] = run_params[name]
+        values.update((n, run_params[n]) for n in self.optional_params if n in run_params)
+        args = []
+        for name in self.positional:
+            if name not in values:
+                break
+            args.append(values.pop(name))
+        return args, values
+
+
+def fn_label(fn: Callable[..., Any] | str) -> str:
+    """A short human name for a task function (``module.qualname`` or the path string)."""
+    if isinstance(fn, str):
+        return fn
+    module = getattr(fn, "__module__", None) or ""
+    name = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or repr(fn)
+    return f"{module}.{name}" if module and module != "__main__" else str(name)
+
+
+def check_fn(fn: object) -> Callable[..., Any] | str:
+    """Accept a callable or a ``"package.module:function"`` path, else `InvalidOptionError`."""
+    if callable(fn):
+        return fn
+    if isinstance(fn, str) and _FN_PATH.fullmatch(fn):
+        return fn
+    raise InvalidOptionError("fn", fn, "a callable or a 'package.module:function' path")
+
+
+def check_options(options: Mapping[str, Any]) -> dict[str, Any]:
+    """Validate task options and return them normalized; unknown names are rejected."""
+    out: dict[str, Any] = {}
+    for name, value in options.items():
+        checker = _CHECKERS.get(name)
+        if checker is None:
+            raise InvalidOptionError(name, value, f"a known task option: {', '.join(OPTION_NAMES)}")
+        out[name] = checker(value)
+    return out
+
+
+def _retries(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise InvalidOptionError("retries", value, "an int >= 0")
+    return value
+
+
+def _timeout(value: Any) -> float | None:
+    if value is None:
+        return None
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not ok or not math.isfinite(value) or value <= 0:
+        raise InvalidOptionError("timeout", value, "a number of seconds > 0, or None")
+    return float(value)
+
+
+def _priority(value: Any) -> int:
+    low, high = PRIORITY_RANGE
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise InvalidOptionError("priority", value, f"an int from {low} to {high}")
+    return value
+
+
+def _group(value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not 1 <= len(value) <= 128:
+        raise InvalidOptionError("group", value, "a str of 1 to 128 characters, or None")
+    return value
+
+
+def _params(value: Any) -> dict[str, Any] | tuple[str, ...]:
+    """A dict of constant keyword arguments, or a list of run-param names the task asks for."""
+    if value is None:
+        return {}
+    if isinstance(value, Mapping):
+        if not all(isinstance(k, str) and k.isidentifier() for k in value):
+            raise InvalidOptionError("params", value, "a dict whose keys are parameter names")
+        return dict(value)
+    if isinstance(value, (list, tuple)) and all(
+        isinstance(k, str) and k.isidentifier() for k in value
+    ):
+        return tuple(value)
+    raise InvalidOptionError(
+        "params", value, "a dict of constant arguments or a list of run-param names"
+    )
+
+
+def _allow_failure(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise InvalidOptionError("allow_failure", value, "True or False")
+    return value
+
+
+_CHECKERS: dict[str, Callable[[Any], Any]] = {
+    "retries": _retries,
+    "timeout": _timeout,
+    "queue": lambda value: validate_name(value, "queue"),
+    "priority": _priority,
+    "group": _group,
+    "params": _params,
+    "allow_failure": _allow_failure,
+}
+
+
+# ---------------------------------------------------------------------- parameter binding
+
+
+@dataclass
+class Binding:
+    """How one function's parameters are fed (the result of `bind_parameters`)."""
+
+    bindings: dict[str, str]
+    implicit_after: list[str]
+    item_param: str | None
+    run_params: tuple[str, ...]
+    optional_params: tuple[str, ...]
+    positional: tuple[str, ...]
+
+
+def bind_parameters(
+    task_id: str,
+    fn: Callable[..., Any] | str,
+    after: Sequence[str],
+    known: Iterable[str],
+    constants: Mapping[str, Any],
+    asked: Sequence[str],
+    mapped: bool,
+) -> Binding:
+    """Decide which parameter of ``fn`` receives what (the rule documented on `Pipeline`).
+
+    1. a parameter named after an upstream task or map (listed in ``after`` or already
+       defined, ``known``) receives its result, and adds the edge;
+    2. on a map task, a parameter named ``item`` receives the item;
+    3. a parameter named in the ``params`` dict receives that constant;
+    4. the upstream results of ``after`` that no parameter names go, in order, to the next
+       parameters without a default (on a map task, leaving one for the item);
+    5. on a map task, the item goes to the first parameter still unbound;
+    6. every other parameter is a run param, looked up in the run's ``params``.
+    A function given by path cannot be inspected: each upstream result goes to the keyword
+    named after its task, the item to ``item``, and run params are the ``params`` list.
+    """
+    if isinstance(fn, str):
+        run = tuple(n for n in asked if n not in constants)
+        return Binding({a: a for a in after}, [], "item" if mapped else None, run, (), ())
+    params = _signature(fn)
+    if params is None:
+        return Binding({}, [], None, tuple(asked), (), ())
+    names = [p.name for p in params]
+    upstream = set(after) | set(known)
+    bindings = {n: n for n in names if n in upstream and n != task_id}
+    implicit = [n for n in bindings if n not in after]
+    item = "item" if mapped and "item" in names and "item" not in bindings else None
+    taken = set(bindings) | set(constants) | ({item} if item else set())
+    free = [p.name for p in params if p.name not in taken and p.default is p.empty]
+    pending = [a for a in after if a not in bindings.values()]
+    room = len(free) - (1 if mapped and item is None else 0)
+    for param, source in zip(free, pending[: max(room, 0)], strict=False):
+        bindings[param] = source
+    if mapped and item is None:
+        item = next((n for n in free if n not in bindings), None)
+        if item is None:
+            raise InvalidOptionError(
+                "fn", fn_label(fn), f"a function with a parameter for the item of map task "
+                f"{task_id!r} (name it 'item')"
+            )
+    taken = set(bindings) | set(constants) | ({item} if item else set())
+    rest = [p for p in params if p.name not in taken]
+    run = tuple(dict.fromkeys([p.name for p in rest if p.default is p.empty] + list(asked)))
+    optional = tuple(p.name for p in rest if p.default is not p.empty and p.name not in run)
+    positional = tuple(p.name for p in params if p.kind is p.POSITIONAL_ONLY)
+    return Binding(bindings, implicit, item, run, optional, positional)
+
+
+def _signature(fn: Callable[..., Any]) -> list[inspect.Parameter] | None:
+    """The named parameters of ``fn`` (``*args``/``**kwargs`` left out); None if unknown."""
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return None
+    skip = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+    return [p for p in sig.parameters.values() if p.kind not in skip]

@@ -1,0 +1,85 @@
+"""The one status palette shared by every view (graphs, legends, widgets, tables).
+
+Colors are keyed by the `JobStatus` values plus ``"pending"`` (a task with no status yet, e.g.
+a pipeline before it is submitted). Because `JobStatus` is a ``str`` enum, both
+``STATUS_COLORS["failed"]`` and ``STATUS_COLORS[JobStatus.FAILED]`` work. Standard library only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from types import MappingProxyType
+
+from ironforge_nb.errors import InvalidOptionError
+from ironforge_nb.status import JobStatus
+
+__all__ = [
+    "PENDING",
+    "STATUS_COLORS",
+    "STATUS_ORDER",
+    "legend_items",
+    "normalize_status",
+    "status_style",
+    "summary_status",
+]
+
+PENDING = "pending"
+
+# Fill colors: greys for "not started", blues for "about to run", amber for running, green,
+# red and muted tones for the end states. Chosen to stay distinct for common color blindness.
+STATUS_COLORS: Mapping[str, str] = MappingProxyType({
+    PENDING: "#ffffff",
+    JobStatus.WAITING.value: "#e0e0e0",
+    JobStatus.SCHEDULED.value: "#d4c8e8",
+    JobStatus.QUEUED.value: "#9ecae1",
+    JobStatus.ACTIVE.value: "#fdb863",
+    JobStatus.COMPLETED.value: "#7fc97f",
+    JobStatus.FAILED.value: "#e34a33",
+    JobStatus.CANCELLED.value: "#969696",
+    JobStatus.SKIPPED.value: "#f5f5f5",
+})
+
+# Display order: life-cycle order, used by legends and by "80 completed, 40 queued" counts.
+STATUS_ORDER: tuple[str, ...] = (
+    PENDING, "waiting", "scheduled", "queued", "active", "completed", "failed", "cancelled",
+    "skipped",
+)
+
+# Which status a collapsed box takes when its tasks differ: trouble first, then activity.
+_SUMMARY_PRIORITY: tuple[str, ...] = (
+    "failed", "active", "queued", "scheduled", "waiting", PENDING, "cancelled", "skipped",
+    "completed",
+)
+
+_DARK_FILLS = frozenset({JobStatus.FAILED.value, JobStatus.CANCELLED.value})
+
+
+def normalize_status(status: object) -> str:
+    """The palette key of ``status`` (a `JobStatus`, its value, or None for pending)."""
+    if status is None:
+        return PENDING
+    key = status.value if isinstance(status, JobStatus) else status
+    if not isinstance(key, str) or key not in STATUS_COLORS:
+        raise InvalidOptionError("status", status, f"one of {', '.join(STATUS_ORDER)}")
+    return key
+
+
+def status_style(status: str) -> dict[str, str]:
+    """Graphviz node attributes for a status: fill, border and readable text color."""
+    style = {"style": "filled", "fillcolor": STATUS_COLORS[status], "color": "#555555"}
+    if status in _DARK_FILLS:
+        style["fontcolor"] = "white"
+    if status == JobStatus.SKIPPED.value:
+        style["style"] = "filled,dashed"
+    return style
+
+
+def summary_status(counts: Mapping[str, int]) -> str:
+    """The status a group of tasks is drawn with: the first present in the priority list."""
+    return next((s for s in _SUMMARY_PRIORITY if counts.get(s)), PENDING)
+
+
+def legend_items(statuses: Iterable[str] | None = None) -> list[tuple[str, str]]:
+    """``(status, color)`` pairs in life-cycle order: those in ``statuses``, or all of them."""
+    wanted = set(STATUS_ORDER) if statuses is None else set(statuses)
+    return [(s, STATUS_COLORS[s]) for s in STATUS_ORDER if s in wanted]
