@@ -11,7 +11,7 @@ from ironforge_nb.errors import ConfigError, InvalidOptionError
 from ironforge_nb.names import validate_name
 from ironforge_nb.queue.keys import Keys
 
-__all__ = ["RedisConfig"]
+__all__ = ["RedisConfig", "default_config", "set_default_config"]
 
 _MiB = 1024 * 1024
 
@@ -155,3 +155,17 @@ class RedisConfig:
             if self._client:
                 self._client.pop().close()
 
+
+_default: list[RedisConfig] = []
+
+
+def set_default_config(config: RedisConfig | None) -> None:
+    """Make ``config`` the process default (``ifn.connect()`` calls this); None forgets it."""
+    _default.clear()
+    if config is not None:
+        _default.append(config)
+
+
+def default_config() -> RedisConfig:
+    """The config set by `set_default_config` (``ifn.connect()``), else `RedisConfig.from_env`."""
+    return _default[0] if _default else RedisConfig.from_env()

@@ -31,6 +31,7 @@ class QueueKeys:
     wake: str  # LIST idle workers block on (a hint only)
     events: str  # STREAM of transitions, capped
     seq: str  # STRING counter for FIFO order within a priority
+    cancelled: str = ""  # ZSET job id -> time it was cancelled (ms), bounded retention
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,7 @@ class Keys:
             wake=q + "wake",
             events=q + "events",
             seq=q + "seq",
+            cancelled=q + "cancelled",
         )
 
     @property

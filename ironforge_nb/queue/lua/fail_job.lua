@@ -1,0 +1,60 @@
+--[[ fail_job: record a failed attempt; retry it later or move it to the dead-letter queue.
+
+Steps: (1) fence: the caller's token must be the job's and the job must be active (a replay of
+the same failure, after a lost reply, returns the job's current status and changes nothing);
+(2) append the error to the history (field error.<n>, n counting every failure of the job ever,
+value "<attempt>|<ms>|<error>") and set `error`; (3) if retry is allowed and attempts remain:
+status scheduled, due = now + backoff * 2^(attempt-1) (plus up to 25% jitter, capped), a
+'retrying' event; else status failed, entry in the dead ZSET, a 'failed' event.
+Seam for DAG runs (issue 4): when the job fails for good (step 3, dead branch) and its hash has
+a `run` field, the run's bookkeeping goes here (mark descendants skipped, settle the run).
+
+KEYS[1] job        HASH meta of the job
+KEYS[2] active     ZSET id -> lease deadline (ms)
+KEYS[3] scheduled  ZSET id -> due time (ms)
+KEYS[4] dead       ZSET id -> time it failed for good (ms)
+KEYS[5] events     STREAM of the queue's transitions
+ARGV[1] job_id          id of the job
+ARGV[2] token           the caller's lease token
+ARGV[3] error           error text
+ARGV[4] retry           '1' = retry if attempts remain, '0' = dead letter now
+ARGV[5] queue           queue name
+ARGV[6] events_maxlen   approximate cap of the events stream
+ARGV[7] jitter          random number in [0, 1) drawn by the caller
+ARGV[8] max_backoff_ms  cap of one retry delay (ms)
+Returns: {status, due_ms} (status 'scheduled' with its due time, or 'failed' with 0), or
+  {code, detail} on error: -1 JOB_NOT_FOUND, -2 LEASE_LOST (token differs; detail = status),
+  -3 BAD_STATE (not active, e.g. cancelled or completed; detail = status).
+]]
+local st = redis.call('HMGET', KEYS[1], 'status', 'token', 'attempts', 'max_attempts',
+                      'backoff_ms', 'worker')
+if not st[1] then return {-1, ''} end
+if st[2] ~= ARGV[2] then return {-2, st[1]} end
+if st[1] == 'scheduled' or st[1] == 'failed' then return {st[1], 0} end
+if st[1] ~= 'active' then return {-3, st[1]} end
+
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local id, err, queue, maxlen = ARGV[1], ARGV[3], ARGV[5], ARGV[6]
+local attempt = tonumber(st[3])
+local n = redis.call('HINCRBY', KEYS[1], 'failures', 1)
+redis.call('HSET', KEYS[1], 'error', err,
+           'error.' .. n, string.format('%d|%d|', attempt, now) .. err)
+redis.call('ZREM', KEYS[2], id)
+
+if ARGV[4] == '1' and attempt < tonumber(st[4]) then
+  local delay = tonumber(st[5]) * 2 ^ (attempt - 1) * (1 + 0.25 * tonumber(ARGV[7]))
+  local due = now + math.floor(math.min(delay, tonumber(ARGV[8])))
+  redis.call('HSET', KEYS[1], 'status', 'scheduled')
+  redis.call('ZADD', KEYS[3], due, id)
+  redis.call('XADD', KEYS[5], 'MAXLEN', '~', maxlen, '*', 'type', 'retrying', 'ts', now,
+             'job', id, 'queue', queue, 'status', 'scheduled', 'attempt', attempt,
+             'error', err, 'worker', st[6] or '')
+  return {'scheduled', due}
+end
+redis.call('HSET', KEYS[1], 'status', 'failed', 'finished', now)
+redis.call('ZADD', KEYS[4], now, id)
+redis.call('XADD', KEYS[5], 'MAXLEN', '~', maxlen, '*', 'type', 'failed', 'ts', now,
+           'job', id, 'queue', queue, 'status', 'failed', 'attempt', attempt,
+           'error', err, 'worker', st[6] or '')
+return {'failed', 0}

@@ -1,0 +1,34 @@
+--[[ requeue_job: take a job out of the dead-letter queue and queue it again by hand.
+
+The job's attempts start again from 0 (its error history is kept), it gets a new place at the
+back of its priority level, loses its old lease token, and idle workers are woken.
+
+KEYS[1] job     HASH meta of the job
+KEYS[2] dead    ZSET id -> time it failed for good (ms)
+KEYS[3] wait    ZSET id -> priority/FIFO score
+KEYS[4] seq     STRING counter (FIFO order, lease tokens)
+KEYS[5] wake    LIST idle workers block on (a hint only)
+KEYS[6] events  STREAM of the queue's transitions
+ARGV[1] job_id         id of the job
+ARGV[2] queue          queue name
+ARGV[3] events_maxlen  approximate cap of the events stream
+Returns: {1}, or {code, detail} on error: -1 JOB_NOT_FOUND, -3 BAD_STATE (not failed; detail =
+  status), -4 WRONG_QUEUE (detail = the job's queue).
+]]
+local st = redis.call('HMGET', KEYS[1], 'status', 'queue', 'priority')
+if not st[1] then return {-1, ''} end
+if st[2] ~= ARGV[2] then return {-4, st[2] or ''} end
+if st[1] ~= 'failed' then return {-3, st[1]} end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local id = ARGV[1]
+local seq = redis.call('INCR', KEYS[4])
+redis.call('ZREM', KEYS[2], id)
+redis.call('ZADD', KEYS[3], -tonumber(st[3] or '0') * 1099511627776 + seq, id)
+redis.call('HDEL', KEYS[1], 'token', 'finished')
+redis.call('HSET', KEYS[1], 'status', 'queued', 'attempts', 0, 'enqueued', now)
+redis.call('XADD', KEYS[6], 'MAXLEN', '~', ARGV[3], '*', 'type', 'requeued', 'ts', now,
+           'job', id, 'queue', ARGV[2], 'status', 'queued')
+redis.call('LPUSH', KEYS[5], '1')
+redis.call('LTRIM', KEYS[5], 0, 63)
+return {1}

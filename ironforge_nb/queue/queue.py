@@ -1,0 +1,305 @@
+"""`Queue`: at-least-once job delivery on Redis, every transition one Lua script.
+
+A producer enqueues bytes; a worker claims jobs under a lease (`dequeue`), keeps the lease alive
+(`heartbeat`), reports `progress`, and ends each attempt with `complete` or `fail`, all fenced by
+the lease token. Expired leases are reaped into failed attempts, retried with exponential backoff
+and finally parked in the dead-letter queue. See DESIGN.md §3-§5 and the headers of ``lua/*.lua``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from ironforge_nb.errors import InvalidOptionError, JobNotFoundError
+from ironforge_nb.names import validate_name
+from ironforge_nb.queue.config import RedisConfig, default_config
+from ironforge_nb.queue.options import (
+    check_bytes,
+    job_options,
+    meta_args,
+    new_job_id,
+    seconds_to_ms,
+    validate_count,
+    validate_worker,
+)
+from ironforge_nb.queue.records import JobInfo, Lease, leases_from_reply
+from ironforge_nb.queue.scripts import QueueScripts
+from ironforge_nb.status import Event, JobStatus
+
+__all__ = ["Queue", "job_record"]
+
+REAP_INTERVAL = 1.0  # seconds between two opportunistic reaps by one Queue object
+_MAX_BLOCK = 5.0  # longest single blocking wait on the wake list (well under socket timeouts)
+_LIST_ORDER = {  # status -> (ZSET attribute of QueueKeys, newest first?)
+    JobStatus.QUEUED: ("wait", False),
+    JobStatus.SCHEDULED: ("scheduled", False),
+    JobStatus.ACTIVE: ("active", False),
+    JobStatus.COMPLETED: ("completed", True),
+    JobStatus.FAILED: ("dead", True),
+    JobStatus.CANCELLED: ("cancelled", True),
+}
+
+
+def job_record(job_id: str, payload: bytes, options: Sequence[bytes], meta: Sequence[Any],
+               *, waiting: bool = False) -> list[Any]:
+    """The ARGV record of one job for enqueue_jobs.lua (inputs already validated).
+
+    ``options`` comes from `options.job_options`, ``meta`` from `options.meta_args`. DAG runs
+    create their not-yet-runnable jobs with ``waiting=True`` (status waiting, in no ZSET).
+    """
+    return [job_id, payload, *options, b"1" if waiting else b"0", *meta]
+
+
+class Queue:
+    """A named queue in a namespace: ``Queue("default", config)`` (config: `default_config()`).
+
+    Producers call `enqueue` / `enqueue_batch`; workers `dequeue`, `heartbeat`, `progress`,
+    `complete` / `fail`; anyone may read `info`, `counts`, `jobs`, `events`. Delivery is
+    at-least-once: a job whose worker dies is delivered again once its lease expires.
+    """
+
+    def __init__(self, name: str = "default", config: RedisConfig | None = None) -> None:
+        self.name = validate_name(name, "queue")
+        self.config = config if config is not None else default_config()
+        self._client = self.config.client()
+        self._keys = self.config.keys
+        self._qk = self._keys.queue(self.name)
+        self._scripts = QueueScripts(self._client, self.config, self.name)
+        self._next_reap = 0.0
+
+    def __repr__(self) -> str:
+        return f"Queue({self.name!r}, namespace={self.config.namespace!r})"
+
+    # -- producing -------------------------------------------------------------------------
+
+    def enqueue(self, payload: bytes, *, priority: int = 0, delay: float = 0.0,
+                max_attempts: int = 3, backoff: float = 1.0, job_id: str | None = None,
+                meta: Mapping[str, str] | None = None) -> str:
+        """Add one job; returns its id. The same ``job_id`` twice makes one job (idempotent).
+
+        ``priority`` from -1000 to 1000 (higher first, FIFO within one), ``delay`` and
+        ``backoff`` (base of the exponential retry delay) in seconds, ``meta`` extra fields of
+        the job's meta hash (``run``, ``task``...). One round trip.
+        """
+        options = job_options(priority, delay, max_attempts, backoff)
+        jid = new_job_id() if job_id is None else validate_name(job_id, "job id")
+        data = check_bytes("payload", payload, self.config.max_payload_bytes)
+        self._scripts.enqueue_jobs(job_record(jid, data, options, meta_args(meta)))
+        return jid
+
+    def enqueue_batch(self, payloads: Iterable[bytes], *, chunk_size: int = 1000,
+                      priority: int = 0, delay: float = 0.0, max_attempts: int = 3,
+                      backoff: float = 1.0, job_ids: Sequence[str] | None = None,
+                      meta: Mapping[str, str] | None = None) -> list[str]:
+        """Add many jobs with the same options, one round trip per chunk; returns their ids.
+
+        Every input is checked before the first write. Ids are chosen here (or given in
+        ``job_ids``) before sending, so a chunk retried after a reconnect or NOSCRIPT cannot
+        create a job twice.
+        """
+        validate_count("chunk_size", chunk_size)
+        tail = [*job_options(priority, delay, max_attempts, backoff), b"0", *meta_args(meta)]
+        data = list(payloads)
+        limit = self.config.max_payload_bytes
+        for p in data:
+            if type(p) is not bytes or len(p) > limit:
+                check_bytes("payload", p, limit)
+        if job_ids is None:
+            ids = [new_job_id() for _ in data]
+        else:
+            ids = [validate_name(j, "job id") for j in job_ids]
+            if len(ids) != len(data):
+                raise InvalidOptionError("job_ids", f"{len(ids)} ids",
+                                         f"one id per payload ({len(data)})")
+        for start in range(0, len(data), chunk_size):
+            args: list[Any] = []
+            for jid, p in zip(ids[start:start + chunk_size], data[start:start + chunk_size],
+                              strict=True):
+                args.append(jid)
+                args.append(p)
+                args.extend(tail)
+            self._scripts.enqueue_jobs(args)
+        return ids
+
+    # -- working ---------------------------------------------------------------------------
+
+    def dequeue(self, worker: str, lease: float = 30.0, timeout: float = 1.0) -> Lease | None:
+        """Claim the best ready job, waiting up to ``timeout`` seconds (0: do not wait)."""
+        leases = self.dequeue_many(worker, 1, lease, timeout)
+        return leases[0] if leases else None
+
+    def dequeue_many(self, worker: str, n: int, lease: float = 30.0,
+                     timeout: float = 1.0) -> list[Lease]:
+        """Claim up to ``n`` ready jobs in one script; waits like `dequeue` when none is ready.
+
+        While idle, the worker blocks on the queue's wake list (enqueue pushes a hint there);
+        a lost hint costs at most the wait, never a job, since every wake-up claims by script.
+        Expired leases of the queue are reaped on the way, at most once per second.
+        """
+        validate_worker(worker)
+        validate_count("n", n)
+        lease_ms = seconds_to_ms("lease", lease, positive=True)
+        give_up = time.monotonic() + _number_seconds("timeout", timeout)
+        while True:
+            self._maybe_reap()
+            reply = self._scripts.claim_jobs(worker, lease_ms, n)
+            if len(reply) > 1:
+                return leases_from_reply(reply, self.name)
+            remaining = give_up - time.monotonic()
+            if remaining <= 0:
+                return []
+            wait = min(remaining, _MAX_BLOCK)
+            if reply[0] > 0:
+                wait = min(wait, reply[0] / 1000)
+            self._client.blpop([self._qk.wake], timeout=max(wait, 0.001))
+
+    def heartbeat(self, lease: Lease, extend: float | None = None) -> int:
+        """Extend the lease to now + ``extend`` seconds (default: its length at claim time).
+
+        Returns the new deadline (ms, Redis time). Raises `LeaseLost` if the job moved on and
+        `JobStateError` if it is no longer active (e.g. cancelled: stop working on it).
+        """
+        self._own(lease)
+        ms = (int(lease.meta.get("lease_ms", 30_000)) if extend is None
+              else seconds_to_ms("extend", extend, positive=True))
+        return self._scripts.heartbeat_job(lease.job_id, lease.token, ms)
+
+    def progress(self, lease: Lease, value: float, message: str | None = None) -> None:
+        """Record progress (0 to 1) and an optional message; O(1) whatever the payload size."""
+        self._own(lease)
+        if (isinstance(value, bool) or not isinstance(value, int | float)
+                or not 0.0 <= value <= 1.0):
+            raise InvalidOptionError("value", value, "a number from 0 to 1")
+        if message is not None and not isinstance(message, str):
+            raise InvalidOptionError("message", message, "a str or None")
+        self._scripts.update_progress(lease.job_id, lease.token, value, message)
+
+    def complete(self, lease: Lease, result: bytes | None = None, *,
+                 fetch_next: int = 0) -> list[Lease]:
+        """End the attempt successfully, storing ``result`` (with the config's TTL).
+
+        With ``fetch_next=k``, the same round trip claims up to k next jobs for the same worker
+        and lease length, returned as leases (steady-state workers make one call per job).
+        """
+        self._own(lease)
+        if result is not None:
+            check_bytes("result", result, self.config.max_result_bytes)
+        if fetch_next:
+            validate_count("fetch_next", fetch_next, 0)
+        meta = lease.meta
+        reply = self._scripts.complete_job(
+            lease.job_id, lease.token, result, meta.get("worker", ""),
+            int(meta.get("lease_ms", 30_000)), fetch_next)
+        return leases_from_reply(reply, self.name) if len(reply) > 1 else []
+
+    def fail(self, lease: Lease, error: str, retry: bool = True) -> JobStatus:
+        """End the attempt with ``error``: retried later (scheduled) or dead-lettered (failed).
+
+        ``retry=False`` sends the job to the dead-letter queue whatever attempts remain.
+        Returns the job's new status.
+        """
+        self._own(lease)
+        if not isinstance(error, str):
+            raise InvalidOptionError("error", type(error).__name__, "a str describing the error")
+        status, _due = self._scripts.fail_job(lease.job_id, lease.token, error, bool(retry))
+        return JobStatus(status)
+
+    def reap(self, limit: int = 100) -> int:
+        """Turn up to ``limit`` expired leases into failed attempts; returns how many."""
+        return self._scripts.reap_expired(validate_count("limit", limit))
+
+    def _maybe_reap(self) -> None:
+        now = time.monotonic()
+        if now >= self._next_reap:
+            self._next_reap = now + REAP_INTERVAL
+            self.reap()
+
+    def _own(self, lease: Lease) -> None:
+        if not isinstance(lease, Lease) or lease.queue != self.name:
+            raise InvalidOptionError("lease", lease, f"a Lease of queue {self.name!r}")
+
+    # -- managing --------------------------------------------------------------------------
+
+    def cancel(self, job_id: str) -> bool:
+        """Cancel a job that has not ended; False if it already had. Its worker is refused."""
+        return self._scripts.cancel_job(validate_name(job_id, "job id"))
+
+    def requeue(self, job_id: str) -> None:
+        """Queue a dead-lettered job again, with its attempts reset (its history is kept)."""
+        self._scripts.requeue_job(validate_name(job_id, "job id"))
+
+    def purge_dead(self) -> int:
+        """Delete every dead-lettered job of this queue for good; returns how many."""
+        return self._scripts.purge_dead()
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def info(self, job_id: str) -> JobInfo:
+        """A snapshot of the job's meta hash."""
+        raw = self._client.hgetall(self._keys.job(validate_name(job_id, "job id")))
+        if not raw:
+            raise JobNotFoundError(job_id)
+        return JobInfo.from_hash(job_id, raw)
+
+    def result(self, job_id: str) -> bytes | None:
+        """The job's result, or None (no result stored, not completed yet, or expired)."""
+        value: bytes | None = self._client.get(self._keys.result(validate_name(job_id, "job id")))
+        return value
+
+    def payload(self, job_id: str) -> bytes:
+        """The job's payload, as enqueued."""
+        value: bytes | None = self._client.get(
+            self._keys.payload(validate_name(job_id, "job id")))
+        if value is None:
+            raise JobNotFoundError(job_id)
+        return value
+
+    def counts(self) -> dict[JobStatus, int]:
+        """Jobs of this queue by status (queued, scheduled, active, completed, failed,
+        cancelled), read in one round trip."""
+        pipe = self._client.pipeline(transaction=False)
+        for attr, _newest in _LIST_ORDER.values():
+            pipe.zcard(getattr(self._qk, attr))
+        return dict(zip(_LIST_ORDER, pipe.execute(), strict=True))
+
+    def jobs(self, status: JobStatus | str, limit: int = 100, offset: int = 0) -> list[JobInfo]:
+        """Jobs in ``status``: queued in claim order, scheduled by due time, active by deadline,
+        completed/failed/cancelled newest first."""
+        key = _status(status)
+        validate_count("limit", limit)
+        validate_count("offset", offset, 0)
+        attr, newest_first = _LIST_ORDER[key]
+        zset = getattr(self._qk, attr)
+        read = self._client.zrevrange if newest_first else self._client.zrange
+        ids = [i.decode() for i in read(zset, offset, offset + limit - 1)]
+        pipe = self._client.pipeline(transaction=False)
+        for jid in ids:
+            pipe.hgetall(self._keys.job(jid))
+        return [JobInfo.from_hash(jid, raw) for jid, raw in zip(ids, pipe.execute(), strict=True)
+                if raw]
+
+    def dead_letters(self, limit: int = 100, offset: int = 0) -> list[JobInfo]:
+        """Jobs in the dead-letter queue, newest first."""
+        return self.jobs(JobStatus.FAILED, limit, offset)
+
+    def events(self, since: str = "0", count: int = 1000) -> list[Event]:
+        """Events of this queue after stream id ``since`` ("0": from the oldest kept)."""
+        validate_count("count", count)
+        start = "-" if since in ("0", "0-0", "-") else "(" + since
+        entries = self._client.xrange(self._qk.events, start, "+", count=count)
+        return [Event.from_fields(eid.decode(), {k.decode(): v.decode() for k, v in data.items()})
+                for eid, data in entries]
+
+
+def _number_seconds(option: str, value: object) -> float:
+    return seconds_to_ms(option, value) / 1000
+
+
+def _status(status: JobStatus | str) -> JobStatus:
+    for key in _LIST_ORDER:
+        if status == key:
+            return key
+    listed = ", ".join(s.value for s in _LIST_ORDER)
+    raise InvalidOptionError("status", status, f"one of {listed}")

@@ -1,0 +1,128 @@
+"""Records the queue hands out: a `Lease` on a claimed job and a `JobInfo` snapshot of a job."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from ironforge_nb.status import JobStatus
+
+__all__ = ["RESERVED_FIELDS", "AttemptError", "JobInfo", "Lease", "leases_from_reply"]
+
+# Fields of the job meta hash written by the scripts; `enqueue(meta=...)` may not use them,
+# except `run` and `task`, which DAG runs set.
+RESERVED_FIELDS = frozenset({
+    "status", "queue", "priority", "attempts", "max_attempts", "backoff_ms", "token", "worker",
+    "lease_ms", "progress", "message", "created", "enqueued", "started", "finished", "error",
+    "failures",
+})
+_KNOWN = RESERVED_FIELDS | {"run", "task"}
+
+
+@dataclass(frozen=True)
+class Lease:
+    """A claimed job: the worker must heartbeat before ``deadline_ms`` and then complete or fail.
+
+    ``token`` fences the worker: once the lease expires and the job is handed to another
+    attempt, every call made with this lease raises `LeaseLost`. ``meta`` is the job's meta hash
+    as it was at claim time (``run``, ``task``, ``max_attempts``, user fields...).
+    """
+
+    job_id: str
+    token: str
+    attempt: int
+    payload: bytes
+    queue: str
+    deadline_ms: int
+    meta: dict[str, str] = field(default_factory=dict, compare=False)
+
+    def __repr__(self) -> str:
+        return (f"Lease(job_id={self.job_id!r}, attempt={self.attempt}, queue={self.queue!r}, "
+                f"payload={len(self.payload)} bytes)")
+
+
+def leases_from_reply(reply: list[Any], queue: str) -> list[Lease]:
+    """Leases from a claim reply ``[wait_ms, (id, token, attempt, deadline, payload, meta)*]``."""
+    out = []
+    for i in range(1, len(reply), 6):
+        flat = reply[i + 5]
+        meta = {flat[j].decode(): flat[j + 1].decode() for j in range(0, len(flat), 2)}
+        out.append(Lease(reply[i].decode(), reply[i + 1].decode(), reply[i + 2],
+                         reply[i + 4], queue, reply[i + 3], meta))
+    return out
+
+
+@dataclass(frozen=True)
+class AttemptError:
+    """One failed attempt in a job's error history."""
+
+    attempt: int
+    at: datetime
+    error: str
+
+
+def _at(ms: str) -> datetime:
+    return datetime.fromtimestamp(int(ms) / 1000, tz=timezone.utc)
+
+
+def _time(ms: str | None) -> datetime | None:
+    return None if ms is None else _at(ms)
+
+
+@dataclass(frozen=True)
+class JobInfo:
+    """A snapshot of one job's meta hash (times are UTC datetimes, None when not reached)."""
+
+    id: str
+    queue: str
+    status: JobStatus
+    priority: int = 0
+    progress: float = 0.0
+    message: str | None = None
+    attempts: int = 0
+    max_attempts: int = 1
+    backoff: float = 0.0  # seconds, base of the exponential retry delay
+    created: datetime | None = None
+    enqueued: datetime | None = None
+    started: datetime | None = None
+    finished: datetime | None = None
+    worker: str | None = None
+    error: str | None = None
+    errors: tuple[AttemptError, ...] = ()
+    run: str | None = None
+    task: str | None = None
+    meta: dict[str, str] = field(default_factory=dict, compare=False)
+
+    @classmethod
+    def from_hash(cls, job_id: str, raw: Mapping[bytes, bytes]) -> JobInfo:
+        """Build from the raw HGETALL reply of the job's meta hash."""
+        h = {k.decode(): v.decode() for k, v in raw.items()}
+        history = []
+        for name, value in h.items():
+            if name.startswith("error."):
+                attempt, ms, text = value.split("|", 2)
+                history.append((int(name[6:]), AttemptError(int(attempt), _at(ms), text)))
+        history.sort(key=lambda item: item[0])
+        return cls(
+            id=job_id,
+            queue=h.get("queue", ""),
+            status=JobStatus(h["status"]),
+            priority=int(h.get("priority", 0)),
+            progress=float(h.get("progress", 0.0)),
+            message=h.get("message"),
+            attempts=int(h.get("attempts", 0)),
+            max_attempts=int(h.get("max_attempts", 1)),
+            backoff=int(h.get("backoff_ms", 0)) / 1000,
+            created=_time(h.get("created")),
+            enqueued=_time(h.get("enqueued")),
+            started=_time(h.get("started")),
+            finished=_time(h.get("finished")),
+            worker=h.get("worker"),
+            error=h.get("error"),
+            errors=tuple(err for _, err in history),
+            run=h.get("run"),
+            task=h.get("task"),
+            meta={k: v for k, v in h.items() if k not in _KNOWN and not k.startswith("error.")},
+        )

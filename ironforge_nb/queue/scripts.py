@@ -1,0 +1,149 @@
+"""The queue's Lua scripts: loaded once from the package's ``lua/`` folder, one typed wrapper each.
+
+Scripts run through redis-py `Script` objects: EVALSHA, and on NOSCRIPT (script cache flushed,
+Redis restarted, failover to a new node) a SCRIPT LOAD and one retry, transparently (P1-2). No
+wrapper uses a pipeline: redis-py pipelines check scripts with an extra SCRIPT EXISTS round trip
+and cannot reload one flushed between that check and EXEC; one script call per chunk is both
+faster and safe. Every reply goes through `codes.check`, the one place error codes become
+exceptions. Key names come from `QueueKeys`; per-job keys are derived inside the scripts from
+`Keys.job_prefix` and the suffixes of `keys.py`, passed as ARGV.
+"""
+
+from __future__ import annotations
+
+import functools
+import random
+from collections.abc import Sequence
+from importlib import resources
+from typing import Any
+
+from ironforge_nb.queue.codes import check
+from ironforge_nb.queue.config import RedisConfig
+from ironforge_nb.queue.keys import JOB_PAYLOAD_SUFFIX, JOB_RESULT_SUFFIX
+
+__all__ = ["MAX_BACKOFF_MS", "PROMOTE_LIMIT", "QueueScripts", "lua_source"]
+
+PROMOTE_LIMIT = 1000  # due scheduled jobs promoted per claim at most (bounds one script's work)
+MAX_BACKOFF_MS = 3_600_000  # one retry delay is capped at an hour
+_TRIM_LIMIT = 100  # dead jobs purged per purge_dead call
+
+
+@functools.cache
+def lua_source(name: str) -> str:
+    """Source of ``ironforge_nb/queue/lua/<name>.lua`` (package data), read once per process."""
+    return (resources.files("ironforge_nb.queue") / "lua" / f"{name}.lua").read_text()
+
+
+class QueueScripts:
+    """The Lua scripts of one queue, bound to a client, a namespace and a queue name."""
+
+    def __init__(self, client: Any, config: RedisConfig, queue: str) -> None:
+        keys = config.keys
+        qk = keys.queue(queue)
+        self.queue = queue
+        self._keys = keys
+        self._qk = qk
+        self._maxlen = config.events_maxlen
+        self._retention = config.completed_retention
+        self._result_ttl_ms = max(1, int(config.result_ttl * 1000))
+        self._prefix = keys.job_prefix
+        self._scripts = {
+            name: client.register_script(lua_source(name))
+            for name in ("enqueue_jobs", "claim_jobs", "complete_job", "fail_job",
+                         "heartbeat_job", "update_progress", "reap_expired", "cancel_job",
+                         "requeue_job", "purge_dead")
+        }
+        s = self._scripts
+        # Bound callables and constant KEYS/ARGV heads, built once: the hot paths only add
+        # the per-call arguments.
+        self._enqueue = s["enqueue_jobs"]
+        self._enqueue_keys = [qk.wait, qk.scheduled, qk.wake, qk.events, qk.seq, keys.queues]
+        self._enqueue_head = [self._prefix, JOB_PAYLOAD_SUFFIX, queue, self._maxlen]
+        self._claim = s["claim_jobs"]
+        self._claim_keys = [qk.wait, qk.scheduled, qk.active, qk.events, qk.seq]
+        self._claim_head = [self._prefix, JOB_PAYLOAD_SUFFIX, queue, self._maxlen]
+        self._complete = s["complete_job"]
+        self._complete_tail = [qk.active, qk.completed, qk.events, qk.wait, qk.scheduled, qk.seq]
+        self._complete_head = [self._prefix, JOB_PAYLOAD_SUFFIX, JOB_RESULT_SUFFIX, queue,
+                               self._maxlen]
+
+    def enqueue_jobs(self, jobs: Sequence[Any]) -> int:
+        """Create the jobs whose ARGV records are concatenated in ``jobs``; returns how many were
+        new (see enqueue_jobs.lua for the record layout)."""
+        created: int = self._enqueue(self._enqueue_keys, [*self._enqueue_head, *jobs])
+        return created
+
+    def claim_jobs(self, worker: str, lease_ms: int, n: int) -> list[Any]:
+        """Raw claim reply: ``[wait_ms, (id, token, attempt, deadline, payload, meta)*]``."""
+        reply: list[Any] = self._claim(
+            self._claim_keys, [*self._claim_head, worker, lease_ms, n, PROMOTE_LIMIT])
+        return reply
+
+    def complete_job(self, job_id: str, token: str, result: bytes | None, worker: str,
+                     lease_ms: int, fetch_n: int) -> list[Any]:
+        """Complete the job; the reply is a claim reply for the ``fetch_n`` next jobs."""
+        keys = [self._prefix + job_id, self._keys.result(job_id), *self._complete_tail]
+        args = [*self._complete_head, job_id, token, 0 if result is None else 1,
+                b"" if result is None else result, self._result_ttl_ms, self._retention,
+                worker, lease_ms, fetch_n, PROMOTE_LIMIT]
+        reply: list[Any] = check(self._complete(keys, args), "complete_job", job_id)
+        return reply
+
+    def fail_job(self, job_id: str, token: str, error: str, retry: bool) -> tuple[str, int]:
+        """Record a failed attempt; returns the new status and, when scheduled, its due time."""
+        qk = self._qk
+        keys = [self._prefix + job_id, qk.active, qk.scheduled, qk.dead, qk.events]
+        args = [job_id, token, error, 1 if retry else 0, self.queue, self._maxlen,
+                random.random(), MAX_BACKOFF_MS]
+        status, due = check(self._scripts["fail_job"](keys, args), "fail_job", job_id)
+        return status.decode(), int(due)
+
+    def heartbeat_job(self, job_id: str, token: str, lease_ms: int) -> int:
+        """Extend the lease; returns the new deadline (ms)."""
+        keys = [self._prefix + job_id, self._qk.active]
+        reply = self._scripts["heartbeat_job"](keys, [job_id, token, lease_ms])
+        deadline: int = check(reply, "heartbeat_job", job_id)[0]
+        return deadline
+
+    def update_progress(self, job_id: str, token: str, progress: float,
+                        message: str | None) -> None:
+        """Set progress (and message) on the job's meta hash."""
+        keys = [self._prefix + job_id, self._qk.events]
+        args = [job_id, token, repr(float(progress)), 0 if message is None else 1,
+                message or "", self.queue, self._maxlen]
+        check(self._scripts["update_progress"](keys, args), "update_progress", job_id)
+
+    def reap_expired(self, limit: int) -> int:
+        """Turn up to ``limit`` expired leases into failed attempts; returns how many."""
+        qk = self._qk
+        keys = [qk.active, qk.scheduled, qk.dead, qk.events]
+        args = [self._prefix, self.queue, self._maxlen, limit, random.random(), MAX_BACKOFF_MS]
+        reaped: int = self._scripts["reap_expired"](keys, args)
+        return reaped
+
+    def cancel_job(self, job_id: str) -> bool:
+        """Cancel the job; False when it had already ended."""
+        qk = self._qk
+        keys = [self._prefix + job_id, qk.wait, qk.scheduled, qk.active, qk.cancelled, qk.events]
+        args = [self._prefix, JOB_PAYLOAD_SUFFIX, JOB_RESULT_SUFFIX, self.queue, self._maxlen,
+                job_id, self._retention]
+        done, _status = check(self._scripts["cancel_job"](keys, args), "cancel_job", job_id)
+        return bool(done)
+
+    def requeue_job(self, job_id: str) -> None:
+        """Move a dead job back to the wait ZSET."""
+        qk = self._qk
+        keys = [self._prefix + job_id, qk.dead, qk.wait, qk.seq, qk.wake, qk.events]
+        check(self._scripts["requeue_job"](keys, [job_id, self.queue, self._maxlen]),
+              "requeue_job", job_id)
+
+    def purge_dead(self) -> int:
+        """Delete every dead job with its keys, one bounded call at a time; returns how many."""
+        total = 0
+        while True:
+            n: int = self._scripts["purge_dead"](
+                [self._qk.dead],
+                [self._prefix, JOB_PAYLOAD_SUFFIX, JOB_RESULT_SUFFIX, _TRIM_LIMIT])
+            total += n
+            if n < _TRIM_LIMIT:
+                return total
