@@ -244,3 +244,15 @@ def test_default_config_from_env(
         assert lock.acquire() and lock.release()
     finally:
         lock.config.close()
+
+
+def test_lock_scripts_on_bundled_redis_6(bundled_server: RedisServer) -> None:
+    """The lock scripts behave the same on the bundled Redis 6.2 binary."""
+    cfg = RedisConfig(url=bundled_server.url, namespace="locks-6")
+    try:
+        holder, other = Lock("job", ttl=10, config=cfg), Lock("job", ttl=10, config=cfg)
+        assert holder.acquire() and not other.acquire()
+        assert holder.extend() and holder.release()
+        assert other.acquire()
+    finally:
+        cfg.close()

@@ -10,7 +10,9 @@ from the main thread, the child asks the kernel for SIGTERM on parent death
 (``prctl(PR_SET_PDEATHSIG)``, set in ``preexec_fn``). Elsewhere (macOS, or a call from another
 thread, whose exit would trigger PDEATHSIG too early) a tiny watchdog process reads a pipe from
 the owner and terminates the server when the pipe closes, which happens whenever the owner dies.
-A normal interpreter exit stops every server this process started (``atexit``).
+A normal interpreter exit stops every server this process started (``atexit``). (A child
+forked by the owner inherits the watchdog's pipe, so in the watchdog case the server lives until
+those children have exited too.)
 """
 
 from __future__ import annotations
