@@ -22,7 +22,6 @@ demo: setup
 
 lint: $(STAMP)
 	$(PY) -m ruff check ironforge_nb tests benchmarks
-	$(PY) -m ruff format --check ironforge_nb tests benchmarks || true
 
 typecheck: $(STAMP)
 	$(PY) -m mypy
