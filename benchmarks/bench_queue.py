@@ -19,6 +19,7 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import time
@@ -56,11 +57,16 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--quick", action="store_true", help="1,000 jobs, 100 pickup samples")
     ap.add_argument("--only", default="", help="comma-separated subset of: " + ",".join(SYSTEMS))
     ap.add_argument("--pickup-samples", type=int, default=500, help="one-at-a-time jobs")
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="run every system this many times, interleaved; figures are medians")
     ap.add_argument("--timeout", type=float, default=900.0, help="seconds per system")
     ap.add_argument("--json", type=Path, default=RESULTS, help="where to save the figures")
     args = ap.parse_args()
     if args.quick:
         args.jobs, args.pickup_samples = 1_000, 100
+    for option, minimum in (("jobs", 2), ("pickup_samples", 1), ("rounds", 1)):
+        if getattr(args, option) < minimum:
+            ap.error(f"--{option.replace('_', '-')} must be at least {minimum}")
     wanted = [s.strip() for s in args.only.split(",") if s.strip()] or list(SYSTEMS)
     unknown = sorted(set(wanted) - set(SYSTEMS))
     if unknown:
@@ -116,6 +122,38 @@ def last_json(stdout: str) -> dict[str, Any] | None:
     return None
 
 
+def median_of(rounds: list[Any]) -> Any:
+    """Combine the results of several rounds: medians of numbers, recursively in dicts.
+
+    A figure missing from some rounds is the median of the rounds that have it; strings and
+    lists come from the first round that has them.
+    """
+    if all(isinstance(r, (int, float)) and not isinstance(r, bool) for r in rounds):
+        mid = statistics.median(rounds)
+        return int(mid) if all(isinstance(r, int) for r in rounds) and mid == int(mid) \
+            else round(mid, 3)
+    if all(isinstance(r, list) and len(r) == len(rounds[0]) for r in rounds):
+        return [median_of(list(col)) for col in zip(*rounds, strict=True)]
+    if all(isinstance(r, dict) for r in rounds):
+        keys = dict.fromkeys(k for r in rounds for k in r)
+        return {k: median_of([r[k] for r in rounds if k in r]) for k in keys}
+    return rounds[0]
+
+
+def combine(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """One system's figures over its rounds (failed rounds only count when all failed)."""
+    good = [r for r in rounds if "processing" in r]
+    if not good:
+        return rounds[-1]
+    merged: dict[str, Any] = median_of(good)
+    merged["rounds"] = len(good)
+    if len(good) < len(rounds):
+        merged.setdefault("notes", []).append(
+            f"{len(rounds) - len(good)} of {len(rounds)} rounds failed: "
+            + "; ".join(str(r.get("error") or r.get("skipped")) for r in rounds if r not in good))
+    return merged
+
+
 def get(result: dict[str, Any], *path: str) -> float | None:
     """A nested figure, or None when the phase is missing."""
     value: Any = result
@@ -147,6 +185,8 @@ def label(name: str, result: dict[str, Any]) -> str:
     text = SYSTEMS[name][0]
     if result.get("version"):
         text += f" {result['version']}"
+    if name == "ironforge":
+        text += " (benchmark loop, 1 thread)"
     return text
 
 
@@ -162,6 +202,12 @@ def table(results: dict[str, dict[str, Any]]) -> list[str]:
             continue
         cells = [fmt(get(res, *path), d) for _, path, d in COLUMNS]
         lines.append(f"| {label(name, res)} | " + " | ".join(cells) + " |")
+        if "processing_threads" in res:  # IronForge's loop in several threads: one more row
+            m = res["processing_threads"]
+            cells = [fmt(m["jobs_per_s"])] + [DASH] * 4 + [
+                fmt(m["commands_per_job"], 1), fmt(m["round_trips_per_job"], 2)]
+            lines.append(f"| {SYSTEMS[name][0]}, same loop x{m['threads']} threads | "
+                         + " | ".join(cells) + " |")
     ratios = ratio_cells(results)
     if ratios:
         lines.append("| **IronForge ÷ best peer** | " + " | ".join(ratios) + " |")
@@ -214,6 +260,10 @@ def targets(results: dict[str, dict[str, Any]]) -> list[str]:
 
     vs(proc, best_proc, 5)
     rows[-1] = ("processing " + rows[-1][0], *rows[-1][1:])
+    threaded = get(ours, "processing_threads", "jobs_per_s")
+    if threaded is not None and best_proc is not None and rows[-1][2] is not None:
+        rows[-1] = (rows[-1][0], rows[-1][1] + f" (x{ours['processing_threads']['threads']}"
+                    f" threads: {fmt(threaded)}/s = {threaded / best_proc[1]:.2f}x)", rows[-1][2])
     vs(bulk, best_bulk, 2)
     rows[-1] = ("enqueue_batch " + rows[-1][0], *rows[-1][1:])
     for what, path, limit, unit, higher in [
@@ -235,7 +285,8 @@ def targets(results: dict[str, dict[str, Any]]) -> list[str]:
 
 def notes(results: dict[str, dict[str, Any]], meta: dict[str, Any]) -> list[str]:
     """How each system was driven, IronForge's extra figures, and the machine's load."""
-    lines = [f"- {meta['jobs']:,} no-op jobs per phase, {meta['pickup_samples']} pickup samples;"
+    lines = [f"- {meta['jobs']:,} no-op jobs per phase, {meta['pickup_samples']} pickup samples,"
+             f" {meta['rounds']} round(s) per system, interleaved (figures: medians);"
              f" redis-server {meta['redis_version']} ({meta['redis_binary']}), one for all;"
              f" Python {meta['python']}, {meta['cpus']} CPUs, load avg at start"
              f" {meta['loadavg_start']}, at end {meta['loadavg_end']}."]
@@ -246,12 +297,34 @@ def notes(results: dict[str, dict[str, Any]], meta: dict[str, Any]) -> list[str]
                             ("processing", "bulk_enqueue", "single_enqueue") if p in res)
         lines.append(f"- **{SYSTEMS[name][0]}**: {methods}; load {res.get('loadavg_before')}"
                      f" → {res.get('loadavg_after')}.")
+        if name == "ironforge":
+            lines += [f"  - {note}" for note in ironforge_notes(res)]
         for note in res.get("notes", []):
             lines.append(f"  - {note}")
     lines.append(f"- Previous run on this machine (issue 3): processing {PREVIOUS['processing']};"
                  f" bulk {PREVIOUS['bulk']}; pickup {PREVIOUS['pickup']};"
                  f" commands {PREVIOUS['commands']}.")
     return lines
+
+
+def ironforge_notes(res: dict[str, Any]) -> list[str]:
+    """IronForge-only figures: threads, EVALSHA vs inner commands, progress latency."""
+    p, out = res["processing"], []
+    if "processing_threads" in res:
+        m = res["processing_threads"]
+        out.append(f"the same loop in {m['threads']} threads of one process:"
+                   f" {fmt(m['jobs_per_s'])} jobs/s ({m['round_trips_per_job']} round trips/job)")
+    inner = p["commands_per_job"] - p["scripts_per_job"]
+    out.append(f"per processed job: {p['round_trips_per_job']} round trips (client side),"
+               f" {p['scripts_per_job']} EVALSHA, {inner:.1f} commands run inside the scripts"
+               f" ({p['commands_per_job']} in INFO commandstats)")
+    if "progress" in res:
+        g = res["progress"]
+        out.append(f"progress() p50 {g['payload_1KB']['p50_ms']} ms with a 1 KB payload,"
+                   f" {g['payload_10MB']['p50_ms']} ms with 10 MB: ratio {g['ratio_p50']}"
+                   f" (p99 {g['payload_1KB']['p99_ms']} / {g['payload_10MB']['p99_ms']} ms;"
+                   f" {g['payload_1KB']['samples']} calls each, alternating)")
+    return out
 
 
 def start_redis() -> Any:
@@ -269,28 +342,32 @@ def main() -> int:
 
     admin = redis.Redis.from_url(server.url)
     meta: dict[str, Any] = {
-        "jobs": args.jobs, "pickup_samples": args.pickup_samples, "url": server.url,
+        "jobs": args.jobs, "pickup_samples": args.pickup_samples, "rounds": args.rounds,
+        "url": server.url,
         "redis_version": server.version, "redis_binary": server.binary,
         "python": platform.python_version(), "cpus": os.cpu_count(),
         "loadavg_start": [round(x, 2) for x in os.getloadavg()],
         "started": time.strftime("%Y-%m-%d %H:%M:%S"),
         "command": " ".join(["benchmarks/bench_queue.py", *sys.argv[1:]]),
     }
-    results: dict[str, dict[str, Any]] = {}
+    raw: dict[str, list[dict[str, Any]]] = {name: [] for name in args.systems}
     try:
-        for name in args.systems:
-            admin.flushall()
-            print(f"# running {name} ...", file=sys.stderr, flush=True)
-            results[name] = run_system(name, server.url, args)
+        for i in range(args.rounds):  # interleaved, so that load changes hit every system
+            for name in args.systems:
+                admin.flushall()
+                print(f"# round {i + 1}/{args.rounds}: {name} ...", file=sys.stderr, flush=True)
+                raw[name].append(run_system(name, server.url, args))
     finally:
         admin.close()
         server.stop()
+    results = {name: combine(rounds) for name, rounds in raw.items()}
     meta["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
     report = ["## Queue benchmark", "", *table(results), "", *targets(results), "",
               *notes(results, meta)]
     print("\n".join(report))
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps({"meta": meta, "results": results}, indent=2) + "\n")
+    args.json.write_text(json.dumps({"meta": meta, "results": results, "rounds": raw},
+                                    indent=2) + "\n")
     print(f"\nsaved {args.json.relative_to(ROOT) if args.json.is_relative_to(ROOT) else args.json}")
     return 0
 

@@ -100,7 +100,7 @@ def delta(before: dict[str, int], after: dict[str, int], jobs: int) -> dict[str,
     diff = {k: v for k, v in diff.items() if v > 0}
     total = sum(diff.values())
     scripts = sum(v for k, v in diff.items() if k.startswith(("eval", "fcall")))
-    rt = after["_rt"] - before["_rt"]
+    rt = after["_rt"] - before["_rt"] - (1 if RoundTrips._installed else 0)  # our INFO
     top = sorted(diff.items(), key=lambda kv: -kv[1])[:8]
     return {
         "commands_per_job": round(total / jobs, 2),

@@ -1,0 +1,151 @@
+"""IronForge peer: the queue engine driven by a minimal benchmark worker loop.
+
+``ironforge_nb.worker`` (the real worker: heartbeats, timeouts, retries, signals) is not used
+here: the loop below does only what a worker does per job at steady state -- claim a batch of
+leases, run a no-op body, then ``complete(lease, fetch_next=1)``, which hands back the next job
+in the same round trip. Its figures are labelled "benchmark loop" in the table for that reason.
+
+Extra figures: progress-update latency with a 10 MB payload vs a 1 KB payload, and the split
+between EVALSHA calls (round trips) and the commands the scripts run inside Redis.
+"""
+
+from __future__ import annotations
+
+import struct
+import threading
+import time
+from typing import Any
+
+import _common as c
+
+import ironforge_nb
+from ironforge_nb.queue import Queue, RedisConfig
+
+REC = c.REC
+WORKER = "bench-worker"
+BATCH = 10  # leases held by the loop; each completion fetches one more
+THREADS = 4  # the extra multi-threaded processing figure (peers run 10-100 jobs at once)
+LEASE = 30.0
+CHUNK = 1000
+PROGRESS_CALLS = 300
+STAMP = struct.Struct("<d")
+
+
+def work(q: Queue, stop: threading.Event | None = None, idle_timeout: float = 0.05,
+         worker: str = WORKER) -> int:
+    """The benchmark worker loop: claim, run a no-op, complete-and-fetch-next.
+
+    Without ``stop`` it drains the queue (returns when a claim comes back empty); with ``stop``
+    it blocks on the queue until ``stop`` is set. Returns the number of jobs processed.
+    """
+    done = 0
+    while stop is None or not stop.is_set():
+        leases = q.dequeue_many(worker, BATCH, lease=LEASE, timeout=idle_timeout)
+        if not leases:
+            if stop is None:
+                return done
+            continue
+        while leases:
+            lease = leases.pop()
+            payload = lease.payload
+            REC.hit(STAMP.unpack(payload)[0] if len(payload) == STAMP.size else None)
+            leases.extend(q.complete(lease, fetch_next=1))
+            done += 1
+    return done
+
+
+def main() -> dict[str, Any]:
+    args = c.parse_args(__doc__ or "")
+    c.RoundTrips.install()
+    stats, n = c.Stats(args.url), args.jobs
+    q = Queue("bench", RedisConfig(args.url, namespace="bench"))
+    out: dict[str, Any] = {"system": "ironforge", "version": ironforge_nb.__version__}
+
+    with c.timed() as t:
+        for _ in range(n):
+            q.enqueue(b"")
+    out["single_enqueue"] = {"jobs_per_s": c.rate(n, t[0]), "method": "Queue.enqueue"}
+    stats.flush()
+
+    with c.timed() as t:
+        q.enqueue_batch([b""] * n, chunk_size=CHUNK)
+    out["bulk_enqueue"] = {
+        "jobs_per_s": c.rate(n, t[0]), "method": f"Queue.enqueue_batch(chunk_size={CHUNK})"}
+
+    REC.arm(n)
+    before = stats.snapshot()
+    with c.timed() as t:
+        work(q)
+    out["processing"] = {
+        "jobs_per_s": round(REC.rate(), 1), "drain_s": round(t[0], 3),
+        "method": f"benchmark loop: dequeue_many({BATCH}), no-op, complete(fetch_next=1);"
+                  " 1 process, 1 thread (not ironforge_nb.worker, which does not exist yet)",
+        **c.delta(before, stats.snapshot(), n),
+    }
+    stats.flush()
+    out["processing_threads"] = threaded(q, stats, n)
+    stats.flush()
+    out["pickup"] = pickup(q, args.pickup_samples)
+    stats.flush()
+    out["progress"] = progress(q)
+    return out
+
+
+def threaded(q: Queue, stats: c.Stats, n: int) -> dict[str, Any]:
+    """The same loop in THREADS threads of this process (one worker name each)."""
+    q.enqueue_batch([b""] * n, chunk_size=CHUNK)
+    REC.arm(n)
+    before = stats.snapshot()
+    threads = [threading.Thread(target=work, args=(q, None, 0.05, f"{WORKER}-{i}"))
+               for i in range(THREADS)]
+    with c.timed() as t:
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+    return {"jobs_per_s": round(REC.rate(), 1), "drain_s": round(t[0], 3), "threads": THREADS,
+            **c.delta(before, stats.snapshot(), n)}
+
+
+def pickup(q: Queue, samples: int) -> dict[str, Any]:
+    """One job at a time to the loop blocked on an empty queue; latency = enqueue -> body."""
+    stop = threading.Event()
+    worker = threading.Thread(target=work, args=(q, stop, 1.0), daemon=True)
+    worker.start()
+    try:
+        c.feed_pickups(lambda sent: q.enqueue(STAMP.pack(sent)), samples)
+    finally:
+        stop.set()
+        worker.join()
+    return c.latency_summary(REC.pickups)
+
+
+def progress(q: Queue) -> dict[str, Any]:
+    """Progress-update latency on a job with a 1 KB and one with a 10 MB payload.
+
+    Both jobs are claimed first, then the calls alternate between them, so that load changes
+    on this shared machine hit both series alike. The ratio compares the p50s.
+    """
+    sizes = {"payload_1KB": 1024, "payload_10MB": 10 * 1024 * 1024}
+    leases = {}
+    for name, size in sizes.items():
+        q.enqueue(b"\0" * size)
+        lease = q.dequeue(WORKER, lease=LEASE, timeout=1.0)
+        if lease is None or len(lease.payload) != size:
+            raise RuntimeError(f"the {name} job was not claimed")
+        leases[name] = lease
+    times: dict[str, list[float]] = {name: [] for name in sizes}
+    for i in range(PROGRESS_CALLS):
+        for name, lease in leases.items():
+            start = time.perf_counter()
+            q.progress(lease, i / PROGRESS_CALLS, "working")
+            times[name].append(time.perf_counter() - start)
+    for lease in leases.values():
+        q.complete(lease)
+    out: dict[str, Any] = {name: c.latency_summary(t) for name, t in times.items()}
+    out["ratio_p50"] = round(out["payload_10MB"]["p50_ms"] / out["payload_1KB"]["p50_ms"], 3)
+    return out
+
+
+if __name__ == "__main__":
+    c.run_guarded(main)
