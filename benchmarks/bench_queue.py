@@ -53,17 +53,21 @@ PREVIOUS = {
 def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--jobs", type=int, default=10_000, help="jobs per throughput phase")
+    ap.add_argument("--jobs", type=int, default=None, help="jobs per phase (10,000)")
     ap.add_argument("--quick", action="store_true", help="1,000 jobs, 100 pickup samples")
     ap.add_argument("--only", default="", help="comma-separated subset of: " + ",".join(SYSTEMS))
-    ap.add_argument("--pickup-samples", type=int, default=500, help="one-at-a-time jobs")
+    ap.add_argument("--pickup-samples", type=int, default=None,
+                    help="one-at-a-time jobs for pickup latency (500)")
     ap.add_argument("--rounds", type=int, default=1,
                     help="run every system this many times, interleaved; figures are medians")
     ap.add_argument("--timeout", type=float, default=900.0, help="seconds per system")
     ap.add_argument("--json", type=Path, default=RESULTS, help="where to save the figures")
+    ap.add_argument("--setup-envs", action="store_true",
+                    help="first create the missing peer virtualenvs (benchmarks/setup_envs.sh)")
     args = ap.parse_args()
-    if args.quick:
-        args.jobs, args.pickup_samples = 1_000, 100
+    jobs, samples = (1_000, 100) if args.quick else (10_000, 500)
+    args.jobs = jobs if args.jobs is None else args.jobs
+    args.pickup_samples = samples if args.pickup_samples is None else args.pickup_samples
     for option, minimum in (("jobs", 2), ("pickup_samples", 1), ("rounds", 1)):
         if getattr(args, option) < minimum:
             ap.error(f"--{option.replace('_', '-')} must be at least {minimum}")
@@ -197,8 +201,8 @@ def table(results: dict[str, dict[str, Any]]) -> list[str]:
     for name, res in results.items():
         if "skipped" in res or ("error" in res and "processing" not in res):
             why = res.get("skipped") or res.get("error")
-            lines.append(f"| {SYSTEMS[name][0]} | " + " | ".join(DASH for _ in COLUMNS)
-                         + f" |\n|  | *not run: {why}* |")
+            lines.append(f"| {SYSTEMS[name][0]} | *not run: {why}* | "
+                         + " | ".join(DASH for _ in COLUMNS[1:]) + " |")
             continue
         cells = [fmt(get(res, *path), d) for _, path, d in COLUMNS]
         lines.append(f"| {label(name, res)} | " + " | ".join(cells) + " |")
@@ -289,7 +293,9 @@ def notes(results: dict[str, dict[str, Any]], meta: dict[str, Any]) -> list[str]
              f" {meta['rounds']} round(s) per system, interleaved (figures: medians);"
              f" redis-server {meta['redis_version']} ({meta['redis_binary']}), one for all;"
              f" Python {meta['python']}, {meta['cpus']} CPUs, load avg at start"
-             f" {meta['loadavg_start']}, at end {meta['loadavg_end']}."]
+             f" {meta['loadavg_start']}, at end {meta['loadavg_end']}; PING round trip p50"
+             f" (redis-py, sync) {meta['ping_us_start']} µs at start,"
+             f" {meta.get('ping_us_end', DASH)} µs at end."]
     for name, res in results.items():
         if "processing" not in res:
             continue
@@ -327,6 +333,25 @@ def ironforge_notes(res: dict[str, Any]) -> list[str]:
     return out
 
 
+def setup_envs(systems: list[str]) -> None:
+    """Create the peer virtualenvs that the chosen systems need and that do not exist yet."""
+    missing = sorted({SYSTEMS[n][1] or "" for n in systems if interpreter(n) is None})
+    letters = [env.rsplit("-", 1)[-1] for env in missing]
+    if letters:
+        subprocess.run(["bash", str(ROOT / "benchmarks" / "setup_envs.sh"), *letters],
+                       cwd=ROOT, check=True)
+
+
+def ping_us(client: Any, count: int = 1000) -> float:
+    """p50 of a PING round trip in microseconds: the floor under every synchronous call."""
+    times = []
+    for _ in range(count):
+        start = time.perf_counter()
+        client.ping()
+        times.append(time.perf_counter() - start)
+    return round(statistics.median(times) * 1e6, 1)
+
+
 def start_redis() -> Any:
     """A fresh redis-server on a free loopback port, through the project's own launcher."""
     sys.path.insert(0, str(ROOT))
@@ -337,6 +362,8 @@ def start_redis() -> Any:
 
 def main() -> int:
     args = parse_args()
+    if args.setup_envs:
+        setup_envs(args.systems)
     server = start_redis()
     import redis
 
@@ -347,7 +374,7 @@ def main() -> int:
         "redis_version": server.version, "redis_binary": server.binary,
         "python": platform.python_version(), "cpus": os.cpu_count(),
         "loadavg_start": [round(x, 2) for x in os.getloadavg()],
-        "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "started": time.strftime("%Y-%m-%d %H:%M:%S"), "ping_us_start": ping_us(admin),
         "command": " ".join(["benchmarks/bench_queue.py", *sys.argv[1:]]),
     }
     raw: dict[str, list[dict[str, Any]]] = {name: [] for name in args.systems}
@@ -357,6 +384,7 @@ def main() -> int:
                 admin.flushall()
                 print(f"# round {i + 1}/{args.rounds}: {name} ...", file=sys.stderr, flush=True)
                 raw[name].append(run_system(name, server.url, args))
+        meta["ping_us_end"] = ping_us(admin)
     finally:
         admin.close()
         server.stop()

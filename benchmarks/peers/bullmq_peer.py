@@ -27,7 +27,7 @@ async def amain() -> dict[str, Any]:
     args = c.parse_args(__doc__ or "")
     c.RoundTrips.install()
     stats, n = c.Stats(args.url), args.jobs
-    opts = {"connection": args.url}
+    opts: dict[str, Any] = {"connection": args.url}
     queue = Queue("bench", opts)
     out: dict[str, Any] = {"system": "bullmq", "version": bullmq.__version__}
 
@@ -58,13 +58,17 @@ async def amain() -> dict[str, Any]:
     await worker.close()
     stats.flush()
 
-    worker = Worker("bench", process, {**opts, "concurrency": 50})
-    await c.feed_pickups_async(
-        lambda sent: queue.add("noop", {"sent_at": sent}), args.pickup_samples)
-    out["pickup"] = c.latency_summary(REC.pickups)
-    await worker.close()
+    out["pickup"] = await pickup(queue, opts, args.pickup_samples)
     await queue.close()
     return out
+
+
+async def pickup(queue: Queue, opts: dict[str, Any], samples: int) -> dict[str, Any]:
+    """Add one job at a time for an idle worker; latency = add -> processor starts."""
+    worker = Worker("bench", process, {**opts, "concurrency": 50})
+    await c.feed_pickups_async(lambda sent: queue.add("noop", {"sent_at": sent}), samples)
+    await worker.close()
+    return c.latency_summary(REC.pickups)
 
 
 if __name__ == "__main__":

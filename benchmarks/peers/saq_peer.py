@@ -68,15 +68,19 @@ async def amain() -> dict[str, Any]:
     await asyncio.gather(task, return_exceptions=True)
     stats.flush()
 
-    worker = Worker(queue, functions=[noop], concurrency=10)
-    task = asyncio.create_task(worker.start())
-    await c.feed_pickups_async(
-        lambda sent: queue.enqueue("noop", sent_at=sent), args.pickup_samples)
-    out["pickup"] = c.latency_summary(REC.pickups)
-    await worker.stop()
-    await asyncio.gather(task, return_exceptions=True)
+    out["pickup"] = await pickup(queue, args.pickup_samples)
     await queue.disconnect()
     return out
+
+
+async def pickup(queue: Queue, samples: int) -> dict[str, Any]:
+    """Enqueue one job at a time to an idle worker; latency = enqueue -> body starts."""
+    worker = Worker(queue, functions=[noop], concurrency=10)
+    task = asyncio.create_task(worker.start())
+    await c.feed_pickups_async(lambda sent: queue.enqueue("noop", sent_at=sent), samples)
+    await worker.stop()
+    await asyncio.gather(task, return_exceptions=True)
+    return c.latency_summary(REC.pickups)
 
 
 if __name__ == "__main__":
