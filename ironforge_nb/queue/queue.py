@@ -146,7 +146,7 @@ class Queue:
             self._maybe_reap()
             reply = self._scripts.claim_jobs(worker, lease_ms, n)
             if len(reply) > 1:
-                return leases_from_reply(reply, self.name)
+                return leases_from_reply(reply, self.name, worker, lease_ms)
             remaining = give_up - time.monotonic()
             if remaining <= 0:
                 return []
@@ -162,8 +162,7 @@ class Queue:
         `JobStateError` if it is no longer active (e.g. cancelled: stop working on it).
         """
         self._own(lease)
-        ms = (int(lease.meta.get("lease_ms", 30_000)) if extend is None
-              else seconds_to_ms("extend", extend, positive=True))
+        ms = lease.lease_ms if extend is None else seconds_to_ms("extend", extend, positive=True)
         return self._scripts.heartbeat_job(lease.job_id, lease.token, ms)
 
     def progress(self, lease: Lease, value: float, message: str | None = None) -> None:
@@ -188,11 +187,11 @@ class Queue:
             check_bytes("result", result, self.config.max_result_bytes)
         if fetch_next:
             validate_count("fetch_next", fetch_next, 0)
-        meta = lease.meta
         reply = self._scripts.complete_job(
-            lease.job_id, lease.token, result, meta.get("worker", ""),
-            int(meta.get("lease_ms", 30_000)), fetch_next)
-        return leases_from_reply(reply, self.name) if len(reply) > 1 else []
+            lease.job_id, lease.token, result, lease.worker, lease.lease_ms, fetch_next)
+        if len(reply) == 1:
+            return []
+        return leases_from_reply(reply, self.name, lease.worker, lease.lease_ms)
 
     def fail(self, lease: Lease, error: str, retry: bool = True) -> JobStatus:
         """End the attempt with ``error``: retried later (scheduled) or dead-lettered (failed).

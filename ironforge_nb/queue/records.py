@@ -26,8 +26,9 @@ class Lease:
     """A claimed job: the worker must heartbeat before ``deadline_ms`` and then complete or fail.
 
     ``token`` fences the worker: once the lease expires and the job is handed to another
-    attempt, every call made with this lease raises `LeaseLost`. ``meta`` is the job's meta hash
-    as it was at claim time (``run``, ``task``, ``max_attempts``, user fields...).
+    attempt, every call made with this lease raises `LeaseLost`. ``meta`` holds the job's
+    stable fields at claim time: queue, priority, max_attempts, backoff_ms, created, run, task
+    and the fields given to ``enqueue(meta=...)``. ``worker`` and ``lease_ms`` are the claim's.
     """
 
     job_id: str
@@ -37,20 +38,22 @@ class Lease:
     queue: str
     deadline_ms: int
     meta: dict[str, str] = field(default_factory=dict, compare=False)
+    worker: str = ""
+    lease_ms: int = 30_000
 
     def __repr__(self) -> str:
         return (f"Lease(job_id={self.job_id!r}, attempt={self.attempt}, queue={self.queue!r}, "
                 f"payload={len(self.payload)} bytes)")
 
 
-def leases_from_reply(reply: list[Any], queue: str) -> list[Lease]:
+def leases_from_reply(reply: list[Any], queue: str, worker: str, lease_ms: int) -> list[Lease]:
     """Leases from a claim reply ``[wait_ms, (id, token, attempt, deadline, payload, meta)*]``."""
     out = []
     for i in range(1, len(reply), 6):
         flat = reply[i + 5]
         meta = {flat[j].decode(): flat[j + 1].decode() for j in range(0, len(flat), 2)}
         out.append(Lease(reply[i].decode(), reply[i + 1].decode(), reply[i + 2],
-                         reply[i + 4], queue, reply[i + 3], meta))
+                         reply[i + 4], queue, reply[i + 3], meta, worker, lease_ms))
     return out
 
 

@@ -66,44 +66,64 @@ if excess > 0 then
 end
 
 local out = {0}
-local fetch_n = tonumber(ARGV[14])
-if fetch_n < 1 then return out end
+local n = tonumber(ARGV[14])
+if n < 1 then return out end
+local worker, lease, promote_limit = ARGV[12], tonumber(ARGV[13]), tonumber(ARGV[15])
+local K_WAIT, K_SCHEDULED, K_ACTIVE, K_EVENTS, K_SEQ = KEYS[6], KEYS[7], KEYS[3], KEYS[5], KEYS[8]
 
-local due = redis.call('ZRANGEBYSCORE', KEYS[7], '-inf', now, 'LIMIT', 0, tonumber(ARGV[15]))
-for _, did in ipairs(due) do
-  local jk = prefix .. did
+-- >>> claim block: identical in claim_jobs.lua and complete_job.lua (a test checks it)
+-- uses: now, prefix, psuffix, queue, maxlen, worker, lease, n, promote_limit, out and
+-- K_WAIT, K_SCHEDULED, K_ACTIVE, K_EVENTS, K_SEQ
+local due = redis.call('ZRANGEBYSCORE', K_SCHEDULED, '-inf', now, 'LIMIT', 0, promote_limit)
+for _, id in ipairs(due) do
+  local jk = prefix .. id
   local prio = tonumber(redis.call('HGET', jk, 'priority') or '0')
-  local seq = redis.call('INCR', KEYS[8])
-  redis.call('ZADD', KEYS[6], -prio * 1099511627776 + seq, did)
+  local seq = redis.call('INCR', K_SEQ)
+  redis.call('ZADD', K_WAIT, -prio * 1099511627776 + seq, id)
   redis.call('HSET', jk, 'status', 'queued', 'enqueued', now)
-  redis.call('XADD', KEYS[5], 'MAXLEN', '~', maxlen, '*', 'type', 'enqueued', 'ts', now,
-             'job', did, 'queue', queue, 'status', 'queued')
+  redis.call('XADD', K_EVENTS, 'MAXLEN', '~', maxlen, '*', 'type', 'enqueued', 'ts', now,
+             'job', id, 'queue', queue, 'status', 'queued')
 end
-if #due > 0 then redis.call('ZREM', KEYS[7], unpack(due)) end
+if #due > 0 then redis.call('ZREM', K_SCHEDULED, unpack(due)) end
 
-local worker, lease = ARGV[12], tonumber(ARGV[13])
-local popped = redis.call('ZPOPMIN', KEYS[6], fetch_n)
+-- fields that change with each attempt stay out of the lease's meta
+local volatile = {status = 1, token = 1, worker = 1, started = 1, lease_ms = 1, attempts = 1,
+                  progress = 1, message = 1, error = 1, failures = 1, enqueued = 1,
+                  finished = 1}
+local popped = redis.call('ZPOPMIN', K_WAIT, n)
+local token = nil
 for p = 1, #popped, 2 do
-  local nid = popped[p]
-  local jk = prefix .. nid
-  if redis.call('HGET', jk, 'status') == 'queued' then
-    local token = string.format('%d', redis.call('INCR', KEYS[8]))
-    local nattempt = redis.call('HINCRBY', jk, 'attempts', 1)
-    local deadline = now + lease
-    redis.call('HSET', jk, 'status', 'active', 'token', token, 'worker', worker,
-               'started', now, 'lease_ms', lease)
-    redis.call('ZADD', KEYS[3], deadline, nid)
-    redis.call('XADD', KEYS[5], 'MAXLEN', '~', maxlen, '*', 'type', 'claimed', 'ts', now,
-               'job', nid, 'queue', queue, 'status', 'active', 'attempt', nattempt,
+  local id = popped[p]
+  local jk = prefix .. id
+  local h = redis.call('HGETALL', jk)
+  local status, attempts, meta = nil, 0, {}
+  for f = 1, #h, 2 do
+    local name = h[f]
+    if name == 'status' then status = h[f + 1]
+    elseif name == 'attempts' then attempts = tonumber(h[f + 1])
+    elseif not volatile[name] and string.sub(name, 1, 6) ~= 'error.' then
+      meta[#meta + 1] = name; meta[#meta + 1] = h[f + 1]
+    end
+  end
+  if status == 'queued' then  -- anything else is a stale entry: dropped, never claimed twice
+    if not token then token = redis.call('INCRBY', K_SEQ, #popped) - #popped end
+    token = token + 1
+    local tok, attempt, deadline = string.format('%d', token), attempts + 1, now + lease
+    redis.call('HSET', jk, 'status', 'active', 'token', tok, 'worker', worker, 'started', now,
+               'lease_ms', lease, 'attempts', attempt)
+    redis.call('ZADD', K_ACTIVE, deadline, id)
+    redis.call('XADD', K_EVENTS, 'MAXLEN', '~', maxlen, '*', 'type', 'claimed', 'ts', now,
+               'job', id, 'queue', queue, 'status', 'active', 'attempt', attempt,
                'worker', worker)
-    local n = #out
-    out[n + 1], out[n + 2], out[n + 3], out[n + 4] = nid, token, nattempt, deadline
-    out[n + 5] = redis.call('GET', jk .. psuffix) or ''
-    out[n + 6] = redis.call('HGETALL', jk)
+    local o = #out
+    out[o + 1], out[o + 2], out[o + 3], out[o + 4] = id, tok, attempt, deadline
+    out[o + 5] = redis.call('GET', jk .. psuffix) or ''
+    out[o + 6] = meta
   end
 end
 if #out == 1 then
-  local first = redis.call('ZRANGE', KEYS[7], 0, 0, 'WITHSCORES')
+  local first = redis.call('ZRANGE', K_SCHEDULED, 0, 0, 'WITHSCORES')
   if #first > 0 then out[1] = math.max(1, tonumber(first[2]) - now) end
 end
+-- <<< claim block
 return out

@@ -26,6 +26,8 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local prefix, psuffix, queue, maxlen = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local created, ready = 0, 0
+local ranked = {}  -- score, id pairs for one ZADD (flushed every 1000 jobs: unpack limits)
+local seq = nil
 local i = 5
 while i <= #ARGV do
   local id, nmeta = ARGV[i], tonumber(ARGV[i + 7])
@@ -42,8 +44,18 @@ while i <= #ARGV do
       status, event = 'scheduled', 'scheduled'
       redis.call('ZADD', KEYS[2], now + delay, id)
     else
-      local seq = redis.call('INCR', KEYS[5])
-      redis.call('ZADD', KEYS[1], -tonumber(ARGV[i + 2]) * 1099511627776 + seq, id)
+      -- one INCRBY reserves a seq block for the whole call (gaps are harmless)
+      if not seq then
+        local most = math.floor((#ARGV - 4) / 8)
+        seq = redis.call('INCRBY', KEYS[5], most) - most
+      end
+      seq = seq + 1
+      ranked[#ranked + 1] = -tonumber(ARGV[i + 2]) * 1099511627776 + seq
+      ranked[#ranked + 1] = id
+      if #ranked >= 2000 then
+        redis.call('ZADD', KEYS[1], unpack(ranked))
+        ranked = {}
+      end
       f[#f + 1] = 'enqueued'; f[#f + 1] = now
       ready = ready + 1
     end
@@ -56,6 +68,7 @@ while i <= #ARGV do
   end
   i = i + 8 + 2 * nmeta
 end
+if #ranked > 0 then redis.call('ZADD', KEYS[1], unpack(ranked)) end
 if ready > 0 then
   local hints = {}
   for h = 1, math.min(ready, 64) do hints[h] = '1' end

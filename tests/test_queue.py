@@ -1,0 +1,361 @@
+"""Behaviour of `Queue` against a real redis-server: life cycle, order, retries, reads."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import pytest
+
+from ironforge_nb.errors import JobNotFoundError, SizeLimitError
+from ironforge_nb.queue import Queue, RedisConfig
+from ironforge_nb.status import EventType, JobStatus
+
+
+@pytest.fixture
+def q(config: RedisConfig) -> Queue:
+    """A queue named 'work' in this test's namespace."""
+    return Queue("work", config)
+
+
+def claim(q: Queue, worker: str = "w1", lease: float = 30.0) -> Any:
+    """Claim one job without waiting; fail the test if there is none."""
+    lease_ = q.dequeue(worker, lease=lease, timeout=0)
+    assert lease_ is not None
+    return lease_
+
+
+def test_enqueue_dequeue_complete(q: Queue) -> None:
+    """A job's payload reaches the worker and its result and status are stored."""
+    jid = q.enqueue(b"hello")
+    lease = claim(q)
+    assert (lease.job_id, lease.payload, lease.attempt, lease.queue) == (jid, b"hello", 1, "work")
+    assert q.complete(lease, b"world") == []
+    info = q.info(jid)
+    assert info.status is JobStatus.COMPLETED and info.attempts == 1 and info.progress == 1.0
+    assert info.worker == "w1" and info.finished is not None and info.started is not None
+    assert q.result(jid) == b"world" and q.payload(jid) == b"hello"
+
+
+def test_priority_then_fifo(q: Queue) -> None:
+    """Higher priority is claimed first, and jobs of one priority in enqueue order."""
+    low1 = q.enqueue(b"", priority=-5)
+    mid1, mid2 = q.enqueue(b""), q.enqueue(b"")
+    high = q.enqueue(b"", priority=7)
+    low2 = q.enqueue(b"", priority=-5)
+    order = [claim(q).job_id for _ in range(5)]
+    assert order == [high, mid1, mid2, low1, low2]
+
+
+def test_delay_holds_job_until_due(q: Queue) -> None:
+    """A delayed job is scheduled, not claimable before its due time, then delivered."""
+    jid = q.enqueue(b"later", delay=0.3)
+    assert q.info(jid).status is JobStatus.SCHEDULED
+    assert q.dequeue("w", timeout=0) is None
+    start = time.monotonic()
+    lease = q.dequeue("w", timeout=3)
+    assert lease is not None and lease.job_id == jid
+    assert 0.15 <= time.monotonic() - start < 2.0
+
+
+def test_same_job_id_twice_is_one_job(q: Queue) -> None:
+    """Enqueue with a client-chosen id is idempotent: the second call changes nothing."""
+    assert q.enqueue(b"first", job_id="order-42") == "order-42"
+    assert q.enqueue(b"second", job_id="order-42") == "order-42"
+    assert q.counts()[JobStatus.QUEUED] == 1
+    assert q.payload("order-42") == b"first"
+
+
+def test_enqueue_batch_in_chunks(q: Queue) -> None:
+    """A batch spread over several chunks creates every job once, in order."""
+    ids = q.enqueue_batch([b"%d" % i for i in range(53)], chunk_size=10)
+    assert len(set(ids)) == 53 and q.counts()[JobStatus.QUEUED] == 53
+    assert [lease.job_id for lease in q.dequeue_many("w", 60, timeout=0)] == ids
+
+
+def test_enqueue_batch_with_job_ids_is_idempotent(q: Queue) -> None:
+    """Sending the same batch of ids twice (a retried chunk) creates no duplicate."""
+    ids = [f"job-{i}" for i in range(20)]
+    assert q.enqueue_batch([b"x"] * 20, job_ids=ids, chunk_size=7) == ids
+    q.enqueue_batch([b"y"] * 20, job_ids=ids, chunk_size=3)
+    assert q.counts()[JobStatus.QUEUED] == 20 and q.payload("job-5") == b"x"
+
+
+def test_dequeue_many_claims_up_to_n(q: Queue) -> None:
+    """dequeue_many hands out at most n jobs, each with its own token."""
+    q.enqueue_batch([b"a"] * 5)
+    leases = q.dequeue_many("w", 3, timeout=0)
+    assert len(leases) == 3 and len({lease.token for lease in leases}) == 3
+    assert q.counts()[JobStatus.ACTIVE] == 3 and q.counts()[JobStatus.QUEUED] == 2
+
+
+def test_complete_fetches_next_jobs(q: Queue) -> None:
+    """complete(fetch_next=k) claims the next k jobs in the same call."""
+    a, b, c = q.enqueue(b"a"), q.enqueue(b"b"), q.enqueue(b"c")
+    first = claim(q, lease=12.5)
+    assert first.job_id == a
+    nxt = q.complete(first, fetch_next=2)
+    assert [lease.job_id for lease in nxt] == [b, c]
+    assert all(lease.worker == "w1" and lease.lease_ms == 12_500 for lease in nxt)
+    assert q.info(b).status is JobStatus.ACTIVE
+
+
+def test_dequeue_blocks_until_a_job_arrives(q: Queue) -> None:
+    """An idle worker blocked in dequeue is woken by an enqueue, long before its timeout."""
+    timer = threading.Timer(0.2, q.enqueue, args=(b"wake",))
+    timer.start()
+    start = time.monotonic()
+    lease = q.dequeue("w", timeout=5)
+    timer.join()
+    assert lease is not None and lease.payload == b"wake"
+    assert time.monotonic() - start < 2.0
+
+
+def test_dequeue_without_wait_returns_none_at_once(q: Queue) -> None:
+    """timeout=0 on an empty queue returns None without blocking."""
+    start = time.monotonic()
+    assert q.dequeue("w", timeout=0) is None
+    assert time.monotonic() - start < 0.5
+
+
+def test_fail_schedules_retry_with_backoff(q: Queue, redis_client: Any) -> None:
+    """A failed attempt with attempts left is scheduled after backoff * 2^(attempt-1) (+<=25%)."""
+    jid = q.enqueue(b"", max_attempts=3, backoff=10)
+    q.fail(claim(q), "boom 1")
+    lease = None
+    redis_client.zadd(q.config.keys.queue("work").scheduled, {jid: 0})  # make it due now
+    lease = claim(q)
+    t0 = int(redis_client.time()[0]) * 1000
+    assert q.fail(lease, "boom 2") is JobStatus.SCHEDULED
+    due = redis_client.zscore(q.config.keys.queue("work").scheduled, jid)
+    assert 20_000 - 2_000 <= due - t0 <= 25_000 + 2_000  # attempt 2: 10 s * 2, jitter <= 25%
+    info = q.info(jid)
+    assert info.status is JobStatus.SCHEDULED and info.error == "boom 2" and info.attempts == 2
+
+
+def test_exhausted_attempts_go_to_dead_letters_with_history(q: Queue) -> None:
+    """After max_attempts failures the job is failed, in the DLQ, with one error per attempt."""
+    jid = q.enqueue(b"", max_attempts=2, backoff=0)
+    assert q.fail(claim(q), "first") is JobStatus.SCHEDULED
+    assert q.fail(claim(q), "second") is JobStatus.FAILED
+    [dead] = q.dead_letters()
+    assert dead.id == jid and dead.status is JobStatus.FAILED
+    assert [(e.attempt, e.error) for e in dead.errors] == [(1, "first"), (2, "second")]
+
+
+def test_fail_without_retry_dead_letters_at_once(q: Queue) -> None:
+    """fail(retry=False) skips the remaining attempts."""
+    jid = q.enqueue(b"", max_attempts=5)
+    assert q.fail(claim(q), "fatal", retry=False) is JobStatus.FAILED
+    assert q.info(jid).attempts == 1 and q.counts()[JobStatus.FAILED] == 1
+
+
+def test_requeue_resets_attempts_and_keeps_history(q: Queue) -> None:
+    """A requeued dead job is claimable again from attempt 1; its old errors stay."""
+    jid = q.enqueue(b"", max_attempts=1)
+    q.fail(claim(q), "bad data")
+    q.requeue(jid)
+    info = q.info(jid)
+    assert info.status is JobStatus.QUEUED and info.attempts == 0
+    lease = claim(q)
+    assert lease.attempt == 1 and q.counts()[JobStatus.FAILED] == 0
+    q.fail(lease, "still bad", retry=False)
+    assert [e.error for e in q.info(jid).errors] == ["bad data", "still bad"]
+
+
+def test_purge_dead_deletes_jobs_and_keys(q: Queue, redis_client: Any) -> None:
+    """purge_dead removes every dead job's hash, payload and result."""
+    ids = q.enqueue_batch([b"x" * 10] * 3, max_attempts=1)
+    for _ in ids:
+        q.fail(claim(q), "x")
+    job_keys = q.config.keys.job_prefix + "*"
+    assert len(list(redis_client.scan_iter(match=job_keys))) == 6  # 3 hashes + 3 payloads
+    assert q.purge_dead() == 3
+    assert list(redis_client.scan_iter(match=job_keys)) == []
+    with pytest.raises(JobNotFoundError):
+        q.info(ids[0])
+    assert q.counts()[JobStatus.FAILED] == 0
+
+
+def test_cancel_queued_job(q: Queue) -> None:
+    """A cancelled queued job is never claimed; cancelling it again returns False."""
+    jid = q.enqueue(b"")
+    assert q.cancel(jid) is True
+    assert q.dequeue("w", timeout=0) is None
+    assert q.info(jid).status is JobStatus.CANCELLED
+    assert q.cancel(jid) is False
+    assert q.counts()[JobStatus.CANCELLED] == 1
+
+
+def test_cancel_scheduled_job(q: Queue) -> None:
+    """A cancelled delayed job leaves the scheduled set."""
+    jid = q.enqueue(b"", delay=60)
+    assert q.cancel(jid)
+    assert q.counts()[JobStatus.SCHEDULED] == 0 and q.info(jid).status is JobStatus.CANCELLED
+
+
+def test_progress_updates_meta_and_emits_event(q: Queue) -> None:
+    """progress() sets progress and message on the job and appends a progress event."""
+    jid = q.enqueue(b"")
+    lease = claim(q)
+    q.progress(lease, 0.25, "reading")
+    q.progress(lease, 0.5)
+    info = q.info(jid)
+    assert (info.progress, info.message) == (0.5, "reading")
+    events = [e for e in q.events() if e.type is EventType.PROGRESS]
+    assert [(e.progress, e.message) for e in events] == [(0.25, "reading"), (0.5, None)]
+
+
+def test_progress_never_reads_the_payload(q: Queue, redis_client: Any) -> None:
+    """Progress updates leave the payload key untouched (its idle time keeps growing)."""
+    jid = q.enqueue(b"p" * 100_000)
+    lease = claim(q)
+    time.sleep(1.1)
+    for i in range(20):
+        q.progress(lease, i / 20, "step")
+    assert redis_client.object("idletime", q.config.keys.payload(jid)) >= 1
+
+
+def test_heartbeat_extends_deadline(q: Queue, redis_client: Any) -> None:
+    """heartbeat moves the lease deadline to now + extend."""
+    jid = q.enqueue(b"")
+    lease = claim(q, lease=1.0)
+    deadline = q.heartbeat(lease, extend=100)
+    assert deadline >= lease.deadline_ms + 90_000
+    assert redis_client.zscore(q.config.keys.queue("work").active, jid) == deadline
+
+
+def test_reap_turns_expired_lease_into_retry(q: Queue) -> None:
+    """An expired lease counts as a failed attempt and the job is delivered again."""
+    jid = q.enqueue(b"", backoff=0)
+    claim(q, lease=0.2)
+    assert q.reap() == 0
+    time.sleep(0.3)
+    assert q.reap() == 1
+    info = q.info(jid)
+    assert info.status is JobStatus.SCHEDULED and "lease expired" in (info.error or "")
+    again = claim(q, "w2")
+    assert (again.job_id, again.attempt) == (jid, 2)
+
+
+def test_reap_of_last_attempt_dead_letters(q: Queue) -> None:
+    """A lease expiring on the last attempt sends the job to the dead-letter queue."""
+    jid = q.enqueue(b"", max_attempts=1)
+    claim(q, lease=0.1)
+    time.sleep(0.2)
+    assert q.reap() == 1
+    assert q.info(jid).status is JobStatus.FAILED and q.counts()[JobStatus.FAILED] == 1
+
+
+def test_complete_replay_is_idempotent(q: Queue) -> None:
+    """Completing the same lease twice (a retried call) records one completion."""
+    jid = q.enqueue(b"")
+    lease = claim(q)
+    q.complete(lease, b"r")
+    assert q.complete(lease, b"other") == []
+    assert q.result(jid) == b"r"
+    assert sum(e.type is EventType.COMPLETED for e in q.events()) == 1
+
+
+def test_fail_replay_is_idempotent(q: Queue) -> None:
+    """Failing the same lease twice records one failure."""
+    jid = q.enqueue(b"", max_attempts=3)
+    lease = claim(q)
+    q.fail(lease, "once")
+    assert q.fail(lease, "twice") is JobStatus.SCHEDULED
+    assert len(q.info(jid).errors) == 1
+
+
+def test_result_over_limit_is_refused_and_job_stays_active(redis_server: Any,
+                                                          namespace: str) -> None:
+    """A result beyond max_result_bytes raises SizeLimitError and writes nothing."""
+    cfg = RedisConfig(url=redis_server.url, namespace=namespace, max_result_bytes=10)
+    q = Queue("work", cfg)
+    jid = q.enqueue(b"")
+    lease = claim(q)
+    with pytest.raises(SizeLimitError) as err:
+        q.complete(lease, b"x" * 11)
+    assert (err.value.size, err.value.limit) == (11, 10)
+    assert q.info(jid).status is JobStatus.ACTIVE and q.result(jid) is None
+    cfg.close()
+
+
+def test_completed_retention_trims_oldest(redis_server: Any, namespace: str) -> None:
+    """Only the newest completed_retention completed jobs are kept, with their keys."""
+    cfg = RedisConfig(url=redis_server.url, namespace=namespace, completed_retention=3)
+    q = Queue("work", cfg)
+    ids = q.enqueue_batch([b"x"] * 5)
+    for _ in ids:
+        q.complete(claim(q), b"r")
+    assert q.counts()[JobStatus.COMPLETED] == 3
+    for old in ids[:2]:
+        with pytest.raises(JobNotFoundError):
+            q.info(old)
+        assert q.result(old) is None
+    assert [info.id for info in q.jobs(JobStatus.COMPLETED)] == ids[:1:-1]
+    cfg.close()
+
+
+def test_meta_fields_reach_lease_and_info(q: Queue) -> None:
+    """run, task and user meta fields are stored and handed to the worker."""
+    jid = q.enqueue(b"", meta={"run": "r1", "task": "clean", "owner": "ana"})
+    lease = claim(q)
+    assert lease.meta["run"] == "r1" and lease.meta["owner"] == "ana"
+    assert lease.meta["max_attempts"] == "3" and "status" not in lease.meta
+    info = q.info(jid)
+    assert (info.run, info.task, info.meta) == ("r1", "clean", {"owner": "ana"})
+
+
+def test_counts_by_status(q: Queue) -> None:
+    """counts() reports every status of the queue."""
+    q.enqueue_batch([b""] * 4)
+    q.enqueue(b"", delay=60)
+    q.complete(claim(q))
+    claim(q)
+    q.fail(claim(q), "x", retry=False)
+    assert q.counts() == {
+        JobStatus.QUEUED: 1, JobStatus.SCHEDULED: 1, JobStatus.ACTIVE: 1,
+        JobStatus.COMPLETED: 1, JobStatus.FAILED: 1, JobStatus.CANCELLED: 0,
+    }
+
+
+def test_jobs_lists_in_claim_order(q: Queue) -> None:
+    """jobs(QUEUED) lists queued jobs in the order workers will get them, with paging."""
+    low = q.enqueue(b"", priority=-1)
+    first, second = q.enqueue(b""), q.enqueue(b"")
+    assert [j.id for j in q.jobs(JobStatus.QUEUED)] == [first, second, low]
+    assert [j.id for j in q.jobs("queued", limit=1, offset=1)] == [second]
+
+
+def test_events_record_each_transition(q: Queue) -> None:
+    """The queue's stream has one event per transition with the Event fields."""
+    jid = q.enqueue(b"")
+    lease = claim(q, "w9")
+    q.complete(lease)
+    events = q.events()
+    assert [e.type for e in events] == [EventType.ENQUEUED, EventType.CLAIMED,
+                                        EventType.COMPLETED]
+    claimed = events[1]
+    assert (claimed.job, claimed.queue, claimed.status, claimed.attempt, claimed.worker) == (
+        jid, "work", JobStatus.ACTIVE, 1, "w9")
+    assert q.events(since=events[1].id) == events[2:]
+
+
+def test_namespaces_are_isolated(redis_server: Any, namespace: str) -> None:
+    """Two namespaces on one Redis never see each other's jobs."""
+    a = RedisConfig(url=redis_server.url, namespace=namespace + "-a")
+    b = RedisConfig(url=redis_server.url, namespace=namespace + "-b")
+    qa, qb = Queue("work", a), Queue("work", b)
+    jid = qa.enqueue(b"staging")
+    assert qb.dequeue("w", timeout=0) is None and qb.counts()[JobStatus.QUEUED] == 0
+    with pytest.raises(JobNotFoundError):
+        qb.info(jid)
+    assert claim(qa).job_id == jid
+    a.close()
+    b.close()
+
+
+def test_repr_is_plain(q: Queue, config: RedisConfig) -> None:
+    """repr names the queue and namespace without touching Redis."""
+    assert repr(q) == f"Queue('work', namespace={config.namespace!r})"
