@@ -72,6 +72,7 @@ class EventType(str, Enum):
     LEASE_EXPIRED = "lease_expired"  # reaped: counts as a failed attempt
     FAILED = "failed"  # -> dead-letter queue
     REQUEUED = "requeued"  # taken out of the dead-letter queue by hand
+    RELEASED = "released"  # handed back by a stopping worker: queued again, attempt not counted
     CANCELLED = "cancelled"
     SKIPPED = "skipped"
     RUN_SUBMITTED = "run_submitted"

@@ -38,6 +38,7 @@ _ACTIONS = {
     "update_progress": "update the progress of",
     "cancel_job": "cancel",
     "requeue_job": "requeue",
+    "release_job": "release",
 }
 
 

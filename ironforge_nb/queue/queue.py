@@ -205,6 +205,16 @@ class Queue:
         status, _due = self._scripts.fail_job(lease.job_id, lease.token, error, bool(retry))
         return JobStatus(status)
 
+    def release(self, lease: Lease) -> None:
+        """Hand the job back to the queue now, without waiting for the lease to expire.
+
+        For a worker that stops before finishing: the job goes to the front of its priority
+        level, the interrupted attempt is not counted, and this lease is refused from now on.
+        Raises `LeaseLost` if the job already moved on, `JobStateError` if it is not active.
+        """
+        self._own(lease)
+        self._scripts.release_job(lease.job_id, lease.token)
+
     def reap(self, limit: int = 100) -> int:
         """Turn up to ``limit`` expired leases into failed attempts; returns how many."""
         return self._scripts.reap_expired(validate_count("limit", limit))

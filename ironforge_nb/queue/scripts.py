@@ -51,7 +51,7 @@ class QueueScripts:
             name: client.register_script(lua_source(name))
             for name in ("enqueue_jobs", "claim_jobs", "complete_job", "fail_job",
                          "heartbeat_job", "update_progress", "reap_expired", "cancel_job",
-                         "requeue_job", "purge_dead")
+                         "requeue_job", "purge_dead", "release_job")
         }
         s = self._scripts
         # Bound callables and constant KEYS/ARGV heads, built once: the hot paths only add
@@ -136,6 +136,13 @@ class QueueScripts:
         keys = [self._prefix + job_id, qk.dead, qk.wait, qk.seq, qk.wake, qk.events]
         check(self._scripts["requeue_job"](keys, [job_id, self.queue, self._maxlen]),
               "requeue_job", job_id)
+
+    def release_job(self, job_id: str, token: str) -> None:
+        """Hand an active job back to the front of the wait ZSET (see release_job.lua)."""
+        qk = self._qk
+        keys = [self._prefix + job_id, qk.active, qk.wait, qk.wake, qk.events]
+        check(self._scripts["release_job"](keys, [job_id, token, self.queue, self._maxlen]),
+              "release_job", job_id)
 
     def purge_dead(self) -> int:
         """Delete every dead job with its keys, one bounded call at a time; returns how many."""
