@@ -1,0 +1,195 @@
+"""Encoding of everything a run ships through Redis: signed pickles, JSON values, the code store.
+
+Two encodings share one namespace of bytes, told apart by their first byte:
+
+* **signed pickle**: ``SIGNED_MAGIC + HMAC-SHA256(secret, data) + data`` where ``data`` is a
+  cloudpickle dump. Functions defined in a notebook, non-JSON arguments and results travel
+  this way. `loads` checks the MAC (in constant time) before unpickling anything, so an
+  unsigned or tampered blob raises `SignatureError` and is never unpickled.
+* **JSON**: UTF-8 JSON text (never starts with a NUL byte). The JSON mode uses nothing else,
+  and a reader in JSON-only mode (`decode_value(..., json_only=True)`) refuses signed pickles.
+
+The secret: ``ifn.connect()`` on the embedded default generates one with `new_secret` and calls
+`set_default_secret` (and hands it to its local workers through the ``IRONFORGE_SECRET``
+environment variable); a remote setup sets ``IRONFORGE_SECRET`` on both sides.
+`default_secret` returns the secret set in this process, else the environment's (else None).
+
+Code store: a function is stored once per content hash under ``Keys.code(digest)``, where
+``digest`` is the SHA-256 of its signed blob (so two secrets never share a key).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import math
+import os
+import secrets
+from collections.abc import Callable
+from typing import Any
+
+from ironforge_nb.errors import ConfigError, SignatureError, TaskError
+
+__all__ = [
+    "MAC_SIZE",
+    "SECRET_ENV",
+    "SIGNED_MAGIC",
+    "code_blob",
+    "decode_value",
+    "default_secret",
+    "dumps",
+    "encode_value",
+    "is_plain",
+    "is_signed",
+    "loads",
+    "new_secret",
+    "require_secret",
+    "secret_from_env",
+    "set_default_secret",
+    "sign",
+    "verify",
+]
+
+SECRET_ENV = "IRONFORGE_SECRET"
+SIGNED_MAGIC = b"\x00IFS1"  # JSON text never starts with NUL: the two encodings cannot clash
+MAC_SIZE = 32  # bytes of an HMAC-SHA256 digest
+_HEAD = len(SIGNED_MAGIC) + MAC_SIZE
+_PLAIN_SCALARS = (str, int, bool, type(None))
+
+_default: list[bytes] = []
+
+
+def new_secret() -> bytes:
+    """A fresh random secret (64 hex characters, so it also fits in an environment variable)."""
+    return secrets.token_hex(32).encode()
+
+
+def secret_from_env() -> bytes | None:
+    """The secret in ``IRONFORGE_SECRET`` (UTF-8 bytes), or None when unset or empty."""
+    value = os.environ.get(SECRET_ENV, "")
+    return value.encode() if value else None
+
+
+def set_default_secret(secret: bytes | str | None) -> None:
+    """Make ``secret`` this process's signing secret (``ifn.connect()`` calls it); None forgets."""
+    _default.clear()
+    if secret is not None:
+        _default.append(secret.encode() if isinstance(secret, str) else bytes(secret))
+
+
+def default_secret() -> bytes | None:
+    """The secret set by `set_default_secret`, else `secret_from_env()`."""
+    return _default[0] if _default else secret_from_env()
+
+
+def require_secret(secret: bytes | None, what: str) -> bytes:
+    """``secret``, or a `ConfigError` saying how to configure one (pickles need a signature)."""
+    if not secret:
+        raise ConfigError(
+            f"{what} needs a signing secret, and none is configured: call ifn.connect() "
+            f"(it generates one for its local workers) or set {SECRET_ENV} to the same value "
+            "in the notebook and on every worker; or give every task as a "
+            "'package.module:function' path with JSON arguments (JSON mode needs no secret)"
+        )
+    return secret
+
+
+# ---------------------------------------------------------------------- signing
+
+
+def sign(data: bytes, secret: bytes) -> bytes:
+    """``data`` prefixed with the magic bytes and its HMAC-SHA256 under ``secret``."""
+    mac = hmac.new(secret, data, hashlib.sha256).digest()
+    return SIGNED_MAGIC + mac + data
+
+
+def is_signed(blob: bytes) -> bool:
+    """True when ``blob`` is in the signed-pickle encoding (it may still be forged)."""
+    return blob[: len(SIGNED_MAGIC)] == SIGNED_MAGIC
+
+
+def verify(blob: bytes, secret: bytes | None, job_id: str | None = None) -> bytes:
+    """The signed data of ``blob`` once its MAC checks out, else `SignatureError`."""
+    if not is_signed(blob) or len(blob) < _HEAD:
+        raise SignatureError(job_id, "the data is not signed (no IronForge signature header)")
+    if not secret:
+        raise SignatureError(
+            job_id, f"no secret is configured here to check the signature: set {SECRET_ENV}")
+    data = blob[_HEAD:]
+    expected = hmac.new(secret, data, hashlib.sha256).digest()
+    if not hmac.compare_digest(expected, blob[len(SIGNED_MAGIC):_HEAD]):
+        raise SignatureError(
+            job_id, "the HMAC-SHA256 signature does not match: the data was tampered with or "
+            f"signed with another secret (check {SECRET_ENV} on both sides)")
+    return data
+
+
+def dumps(value: Any, secret: bytes) -> bytes:
+    """``value`` pickled with cloudpickle (notebook functions by value) and signed."""
+    import cloudpickle
+
+    return sign(cloudpickle.dumps(value, protocol=5), secret)
+
+
+def loads(blob: bytes, secret: bytes | None, job_id: str | None = None) -> Any:
+    """Verify, then unpickle (nothing is unpickled unless the signature is right)."""
+    import pickle
+
+    data = verify(blob, secret, job_id)
+    return pickle.loads(data)  # safe: verified by HMAC just above
+
+
+# ---------------------------------------------------------------------- values
+
+
+def is_plain(value: Any) -> bool:
+    """True when JSON round-trips ``value`` exactly: str/int/bool/None, finite floats, lists
+    and str-keyed dicts of those (tuples, sets, NaN or int keys would come back changed)."""
+    kind = type(value)
+    if kind in _PLAIN_SCALARS:
+        return True
+    if kind is float:
+        return math.isfinite(value)
+    if kind is list:
+        return all(map(is_plain, value))
+    if kind is dict:
+        return all(type(k) is str for k in value) and all(map(is_plain, value.values()))
+    return False
+
+
+def encode_value(value: Any, secret: bytes | None, *, json_mode: bool,
+                 job_id: str | None = None) -> bytes:
+    """JSON bytes in JSON mode (`TaskError` if ``value`` is not plain JSON), else a signed
+    pickle (plain values too: the notebook must get back exactly what the task returned)."""
+    if json_mode:
+        if not is_plain(value):
+            raise TaskError(
+                job_id, f"a JSON-mode task must return JSON data (str, int, float, bool, None, "
+                f"list, dict with str keys); it returned {type(value).__name__}")
+        return json.dumps(value, separators=(",", ":")).encode()
+    return dumps(value, require_secret(secret, "storing a pickled value"))
+
+
+def decode_value(blob: bytes, secret: bytes | None, job_id: str | None = None, *,
+                 json_only: bool = False) -> Any:
+    """Decode what `encode_value` made; a signed pickle is verified first, and refused with
+    `SignatureError` when ``json_only``."""
+    if is_signed(blob) or blob[:1] == b"\x80":  # \x80: a raw pickle planted without signature
+        if json_only:
+            raise SignatureError(
+                job_id, "this reader runs in JSON-only mode and never unpickles data")
+        return loads(blob, secret, job_id)
+    try:
+        return json.loads(blob)
+    except ValueError as exc:
+        raise TaskError(job_id, f"stored value is neither signed pickle nor JSON: {exc}") from exc
+
+
+# ---------------------------------------------------------------------- code store
+
+
+def code_blob(fn: Callable[..., Any], secret: bytes) -> tuple[str, bytes]:
+    """``(digest, signed blob)`` of a function shipped by value; digest = SHA-256 of the blob."""
+    blob = dumps(fn, secret)
+    return hashlib.sha256(blob).hexdigest(), blob

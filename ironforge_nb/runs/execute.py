@@ -1,0 +1,156 @@
+"""Running one task job: the function a worker calls for each claimed job of a run.
+
+Contract with the worker (``ironforge_nb.worker``), which calls `execute_task` in a child
+process for each `Lease` it holds and then completes or fails the job with its lease token::
+
+    try:
+        result = execute_task(config, lease, secret, json_only=json_only)
+    except SignatureError as exc:      # unsigned/tampered pickle, or a pickle in JSON-only mode:
+        queue.fail(lease, str(exc), retry=False)   # fail for good; nothing was executed
+    except BaseException:              # TaskError, SizeLimitError, anything from user code
+        queue.fail(lease, traceback.format_exc())  # retried while attempts remain
+    else:
+        queue.complete(lease, result)
+
+* ``secret`` is `codec.default_secret()` in the worker (``IRONFORGE_SECRET``, or the secret
+  ``ifn.connect()`` hands to its local workers); None is fine for JSON-mode runs.
+* The per-attempt timeout is in ``lease.meta["timeout"]`` (seconds, as text; absent = none),
+  also in the payload. Enforcing it (stopping the child) is the worker's job.
+* The returned bytes are always a value (an encoded ``None`` too) and within
+  ``config.max_result_bytes`` (else `SizeLimitError`, raised before anything is written).
+
+Security: the payload is JSON; every pickled byte string (the function from the code store,
+non-JSON arguments, parents' pickled results, pickled run params) is HMAC-verified before it is
+unpickled (`codec.loads`). With ``json_only=True`` any pickled part is refused outright.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from typing import Any
+
+from ironforge_nb.errors import SizeLimitError, TaskError
+from ironforge_nb.queue.config import RedisConfig
+from ironforge_nb.queue.records import Lease
+from ironforge_nb.runs import codec
+from ironforge_nb.runs.payload import TaskPayload, decode_payload
+
+__all__ = ["execute_task", "import_path", "load_function"]
+
+# (digest, secret) -> function: the code store is content-addressed, so a verified function can
+# be reused by every later task of any run (keyed by secret too: a cache hit never skips a check
+# that a different secret would have failed)
+_functions: dict[tuple[str, bytes], Callable[..., Any]] = {}
+_FAILED_PARENT = frozenset({b"failed", b"cancelled", b"skipped"})
+
+
+def execute_task(config: RedisConfig, lease: Lease, secret: bytes | None, *,
+                 json_only: bool = False) -> bytes | None:
+    """Decode the task payload of ``lease`` (HMAC-verified before any unpickling), load the
+    parents' results it needs, call the function with its arguments (parents' results by
+    parameter name, gathered map results, map item, run params, constants) and return the
+    encoded (signed, in pickle mode) result to pass to ``Queue.complete``.
+
+    Raises `SignatureError` (the job must fail for good; nothing was executed), `TaskError`
+    (inputs unusable or result not encodable), `SizeLimitError` (result over
+    ``config.max_result_bytes``) or whatever the task itself raises.
+    """
+    job_id = lease.job_id
+    payload = decode_payload(lease.payload, secret, job_id, json_only=json_only)
+    fn = load_function(config, payload, secret, job_id)
+    results, run_params = _inputs(config, payload, secret, job_id, json_only)
+    try:
+        args, kwargs = payload.arguments(results, run_params)
+    except TaskError as exc:
+        raise TaskError(job_id, str(exc).split(": ", 1)[-1]) from None
+    value = fn(*args, **kwargs)
+    blob = codec.encode_value(value, secret, json_mode=payload.json_mode, job_id=job_id)
+    if len(blob) > config.max_result_bytes:
+        raise SizeLimitError(f"result of task {payload.task!r} (job {job_id})", len(blob),
+                             config.max_result_bytes,
+                             "return a smaller value (e.g. write the data to a file or a "
+                             "database and return its path), or raise "
+                             "RedisConfig.max_result_bytes")
+    return blob
+
+
+def load_function(config: RedisConfig, payload: TaskPayload, secret: bytes | None,
+                  job_id: str) -> Callable[..., Any]:
+    """The task's function: imported by path, or fetched from the code store and verified."""
+    if payload.path is not None:
+        return import_path(payload.path, job_id)
+    digest = payload.code or ""
+    key = (digest, secret or b"")
+    fn = _functions.get(key)
+    if fn is None:
+        blob: bytes | None = config.client().get(config.keys.code(digest))
+        if blob is None:
+            raise TaskError(job_id, f"the code of task {payload.task!r} (digest {digest[:12]}) "
+                                    "is missing from the code store")
+        loaded = codec.loads(blob, secret, job_id)
+        if not callable(loaded):
+            raise TaskError(job_id, f"code {digest[:12]} is not a function")
+        fn = _functions[key] = loaded
+    return fn
+
+
+def import_path(path: str, job_id: str | None = None) -> Callable[..., Any]:
+    """The callable at ``"package.module:function"`` (attributes may be dotted)."""
+    module_name, _, attr = path.partition(":")
+    try:
+        obj: Any = importlib.import_module(module_name)
+        for part in attr.split("."):
+            obj = getattr(obj, part)
+    except (ImportError, AttributeError) as exc:
+        raise TaskError(job_id, f"cannot import {path!r} on this worker: {exc}") from exc
+    if not callable(obj):
+        raise TaskError(job_id, f"{path!r} is not callable")
+    fn: Callable[..., Any] = obj
+    return fn
+
+
+def _inputs(config: RedisConfig, payload: TaskPayload, secret: bytes | None, job_id: str,
+            json_only: bool) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Parents' results (by job id) and run params, read in one round trip."""
+    ids = payload.job_ids()
+    wants_params = bool(payload.need or payload.optional)
+    if not ids and not wants_params:
+        return {}, {}
+    keys = config.keys
+    client = config.client()
+    pipe = client.pipeline(transaction=False)
+    if ids:
+        pipe.mget([keys.result(j) for j in ids])
+    if wants_params:
+        pipe.hget(keys.run(payload.run).meta, "params")
+    replies = pipe.execute()
+    blobs: list[bytes | None] = replies[0] if ids else []
+    results: dict[str, Any] = {}
+    missing = [j for j, b in zip(ids, blobs, strict=True) if b is None]
+    if missing:
+        results.update(_failed_parents(config, missing, job_id))
+    for jid, blob in zip(ids, blobs, strict=True):
+        if blob is not None:
+            results[jid] = codec.decode_value(blob, secret, job_id, json_only=json_only)
+    params: dict[str, Any] = {}
+    raw = replies[-1] if wants_params else None
+    if raw:
+        params = codec.decode_value(raw, secret, job_id, json_only=json_only)
+    return results, params
+
+
+def _failed_parents(config: RedisConfig, missing: list[str], job_id: str) -> dict[str, None]:
+    """None for parents that failed (their child runs only under ``allow_failure``); a
+    `TaskError` for a completed parent whose result is gone (expired or trimmed)."""
+    pipe = config.client().pipeline(transaction=False)
+    for jid in missing:
+        pipe.hget(config.keys.job(jid), "status")
+    statuses = pipe.execute()
+    gone = [j for j, s in zip(missing, statuses, strict=True) if s not in _FAILED_PARENT]
+    if gone:
+        raise TaskError(job_id, f"the result of parent job {gone[0]!r} is gone: it expired "
+                                "(RedisConfig.result_ttl) or was trimmed with its job "
+                                "(RedisConfig.completed_retention); retry the run's failed tasks")
+    return dict.fromkeys(missing)
+
