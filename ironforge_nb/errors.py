@@ -25,6 +25,7 @@ callers and notebooks can act on them without parsing messages::
     ├── LockError                            Redis failed while locking (chains the cause)
     ├── LockTimeoutError (TimeoutError)      .name .timeout: `with Lock(...)` waited in vain
     ├── SignatureError                       .job_id: unsigned or tampered pickled payload
+    ├── TaskError                            .job_id: a task's inputs or result are unusable
     └── RunError                             .run_id
         ├── TaskFailedError                  .task .error
         └── RunTimeoutError (TimeoutError)   .timeout
@@ -61,6 +62,7 @@ __all__ = [
     "ServerError",
     "SignatureError",
     "SizeLimitError",
+    "TaskError",
     "TaskFailedError",
     "UnknownTaskError",
     "ValidationError",
@@ -252,6 +254,15 @@ class SignatureError(IronForgeError):
     def __init__(self, job_id: str | None, reason: str) -> None:
         self.job_id = job_id
         super().__init__(f"refusing to unpickle payload of job {job_id!r}: {reason}")
+
+
+class TaskError(IronForgeError):
+    """A task could not be prepared or finished: bad payload, a parent's result gone, a result
+    that cannot be encoded. The attempt fails like any error raised by the task itself."""
+
+    def __init__(self, job_id: str | None, message: str) -> None:
+        self.job_id = job_id
+        super().__init__(f"job {job_id!r}: {message}")
 
 
 class RunError(IronForgeError):
