@@ -68,6 +68,23 @@ def bench_worker(cfg: RedisConfig, n: int) -> None:
           f"inside scripts included: {allc / done:.1f})")
 
 
+def bench_batched_worker(cfg: RedisConfig, n: int, batch: int = 64) -> None:
+    """One worker process runs n no-op jobs in batches: complete_many + fetch the next batch."""
+    q = Queue("work-batched", cfg)
+    q.enqueue_batch([b"x"] * n)
+    client = cfg.client()
+    rt0 = _script_calls(client)
+    done = 0
+    t = time.perf_counter()
+    leases = q.dequeue_many("bench", batch, timeout=0)
+    while leases:
+        done += len(leases)
+        leases, _refused = q.complete_many(leases, fetch_next=batch)
+    dt = time.perf_counter() - t
+    rt = _script_calls(client) - rt0 - 2
+    print(f"worker no-op, batch {batch:<3}", _rate(done, dt), f" {rt / done:.3f} round trips/job")
+
+
 def _latency_worker(url: str, ns: str, n: int, out: Any) -> None:
     q = Queue("latency", RedisConfig(url=url, namespace=ns))
     lat = []
@@ -124,8 +141,14 @@ def main() -> None:
     with RedisServer() as server:
         cfg = RedisConfig(url=server.url, namespace="quick", completed_retention=100_000)
         print(f"redis-server {server.version} at {server.url}")
+        ping = cfg.client()
+        t = time.perf_counter()
+        for _ in range(2000):
+            ping.ping()
+        print(f"PING round trip (floor) {(time.perf_counter() - t) / 2000 * 1e6:>10.0f} us")
         bench_enqueue(cfg, args.jobs)
         bench_worker(cfg, args.jobs * 2)
+        bench_batched_worker(cfg, args.jobs * 5)
         bench_latency(cfg, 1000)
         bench_progress(cfg, 2000)
         cfg.close()

@@ -359,3 +359,25 @@ def test_namespaces_are_isolated(redis_server: Any, namespace: str) -> None:
 def test_repr_is_plain(q: Queue, config: RedisConfig) -> None:
     """repr names the queue and namespace without touching Redis."""
     assert repr(q) == f"Queue('work', namespace={config.namespace!r})"
+
+
+def test_complete_many_completes_all_and_fetches_next(q: Queue) -> None:
+    """complete_many ends several attempts and claims the next batch in one call."""
+    ids = q.enqueue_batch([b"%d" % i for i in range(6)])
+    first = q.dequeue_many("w", 3, timeout=0)
+    nxt, refused = q.complete_many(first, [b"r0", None, b"r2"], fetch_next=3)
+    assert refused == {} and [lease.job_id for lease in nxt] == ids[3:]
+    assert q.result(ids[0]) == b"r0" and q.result(ids[1]) is None
+    assert q.counts()[JobStatus.COMPLETED] == 3 and q.counts()[JobStatus.ACTIVE] == 3
+
+
+def test_complete_many_reports_refusals_and_claims_nothing(q: Queue) -> None:
+    """A refused lease in a batch is reported by id; the others complete; no job is claimed."""
+    ids = q.enqueue_batch([b""] * 4)
+    leases = q.dequeue_many("w", 3, timeout=0)
+    q.cancel(ids[1])
+    nxt, refused = q.complete_many(leases, fetch_next=5)
+    assert nxt == [] and list(refused) == [ids[1]]
+    assert refused[ids[1]].status == "cancelled"  # type: ignore[attr-defined]
+    assert q.info(ids[0]).status is JobStatus.COMPLETED
+    assert q.counts()[JobStatus.QUEUED] == 1

@@ -12,8 +12,9 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from ironforge_nb.errors import InvalidOptionError, JobNotFoundError
+from ironforge_nb.errors import InvalidOptionError, JobNotFoundError, QueueError
 from ironforge_nb.names import validate_name
+from ironforge_nb.queue.codes import check
 from ironforge_nb.queue.config import RedisConfig, default_config
 from ironforge_nb.queue.options import (
     check_bytes,
@@ -192,6 +193,41 @@ class Queue:
         if len(reply) == 1:
             return []
         return leases_from_reply(reply, self.name, lease.worker, lease.lease_ms)
+
+    def complete_many(self, leases: Sequence[Lease], results: Sequence[bytes | None] | None = None,
+                      *, fetch_next: int = 0) -> tuple[list[Lease], dict[str, QueueError]]:
+        """Complete several attempts in one round trip (for workers running small jobs).
+
+        Returns the next leases (up to ``fetch_next``, claimed for the first lease's worker and
+        lease length, and only when every completion was accepted) and the refusals by job id
+        (`LeaseLost`, `JobStateError`...): a refused job does not stop the others.
+        """
+        if results is None:
+            results = [None] * len(leases)
+        if len(results) != len(leases):
+            raise InvalidOptionError("results", f"{len(results)} results",
+                                     f"one per lease ({len(leases)})")
+        limit = self.config.max_result_bytes
+        for lease, result in zip(leases, results, strict=True):
+            self._own(lease)
+            if result is not None:
+                check_bytes("result", result, limit)
+        validate_count("fetch_next", fetch_next, 0)
+        if not leases:
+            return [], {}
+        first = leases[0]
+        reply, outcomes = self._scripts.complete_jobs(
+            [(lease.job_id, lease.token, result)
+             for lease, result in zip(leases, results, strict=True)],
+            first.worker, first.lease_ms, fetch_next)
+        refused = {}
+        for lease, outcome in zip(leases, outcomes, strict=True):
+            try:
+                check(outcome, "complete_job", lease.job_id)
+            except QueueError as err:
+                refused[lease.job_id] = err
+        nxt = leases_from_reply(reply, self.name, first.worker, first.lease_ms)
+        return nxt, refused
 
     def fail(self, lease: Lease, error: str, retry: bool = True) -> JobStatus:
         """End the attempt with ``error``: retried later (scheduled) or dead-lettered (failed).

@@ -63,9 +63,9 @@ class QueueScripts:
         self._claim_keys = [qk.wait, qk.scheduled, qk.active, qk.events, qk.seq]
         self._claim_head = [self._prefix, JOB_PAYLOAD_SUFFIX, queue, self._maxlen]
         self._complete = s["complete_job"]
-        self._complete_tail = [qk.active, qk.completed, qk.events, qk.wait, qk.scheduled, qk.seq]
+        self._complete_keys = [qk.active, qk.completed, qk.events, qk.wait, qk.scheduled, qk.seq]
         self._complete_head = [self._prefix, JOB_PAYLOAD_SUFFIX, JOB_RESULT_SUFFIX, queue,
-                               self._maxlen]
+                               self._maxlen, self._result_ttl_ms, self._retention]
 
     def enqueue_jobs(self, jobs: Sequence[Any]) -> int:
         """Create the jobs whose ARGV records are concatenated in ``jobs``; returns how many were
@@ -79,20 +79,35 @@ class QueueScripts:
             self._claim_keys, [*self._claim_head, worker, lease_ms, n, PROMOTE_LIMIT])
         return reply
 
+    def complete_jobs(self, items: Sequence[tuple[str, str, bytes | None]], worker: str,
+                      lease_ms: int, fetch_n: int) -> tuple[list[Any], list[Any]]:
+        """Complete jobs given as (id, token, result); returns the raw claim reply of the
+        ``fetch_n`` next jobs and one raw outcome per job (1, 0 or ``[code, detail]``)."""
+        keys = list(self._complete_keys)
+        args = [*self._complete_head, worker, lease_ms, fetch_n, PROMOTE_LIMIT]
+        for job_id, token, result in items:
+            keys.append(self._keys.job(job_id))
+            keys.append(self._keys.result(job_id))
+            if result is None:
+                args += (job_id, token, 0, b"")
+            else:
+                args += (job_id, token, 1, result)
+        reply, outcomes = self._complete(keys, args)
+        return reply, outcomes
+
     def complete_job(self, job_id: str, token: str, result: bytes | None, worker: str,
                      lease_ms: int, fetch_n: int) -> list[Any]:
-        """Complete the job; the reply is a claim reply for the ``fetch_n`` next jobs."""
-        keys = [self._prefix + job_id, self._keys.result(job_id), *self._complete_tail]
-        args = [*self._complete_head, job_id, token, 0 if result is None else 1,
-                b"" if result is None else result, self._result_ttl_ms, self._retention,
-                worker, lease_ms, fetch_n, PROMOTE_LIMIT]
-        reply: list[Any] = check(self._complete(keys, args), "complete_job", job_id)
+        """Complete one job (raising on refusal); the reply is a claim reply for the
+        ``fetch_n`` next jobs (claimed only when the completion was accepted)."""
+        reply, (outcome,) = self.complete_jobs([(job_id, token, result)], worker, lease_ms,
+                                               fetch_n)
+        check(outcome, "complete_job", job_id)
         return reply
 
     def fail_job(self, job_id: str, token: str, error: str, retry: bool) -> tuple[str, int]:
         """Record a failed attempt; returns the new status and, when scheduled, its due time."""
         qk = self._qk
-        keys = [self._prefix + job_id, qk.active, qk.scheduled, qk.dead, qk.events]
+        keys = [self._keys.job(job_id), qk.active, qk.scheduled, qk.dead, qk.events]
         args = [job_id, token, error, 1 if retry else 0, self.queue, self._maxlen,
                 random.random(), MAX_BACKOFF_MS]
         status, due = check(self._scripts["fail_job"](keys, args), "fail_job", job_id)
@@ -100,7 +115,7 @@ class QueueScripts:
 
     def heartbeat_job(self, job_id: str, token: str, lease_ms: int) -> int:
         """Extend the lease; returns the new deadline (ms)."""
-        keys = [self._prefix + job_id, self._qk.active]
+        keys = [self._keys.job(job_id), self._qk.active]
         reply = self._scripts["heartbeat_job"](keys, [job_id, token, lease_ms])
         deadline: int = check(reply, "heartbeat_job", job_id)[0]
         return deadline
@@ -108,7 +123,7 @@ class QueueScripts:
     def update_progress(self, job_id: str, token: str, progress: float,
                         message: str | None) -> None:
         """Set progress (and message) on the job's meta hash."""
-        keys = [self._prefix + job_id, self._qk.events]
+        keys = [self._keys.job(job_id), self._qk.events]
         args = [job_id, token, repr(float(progress)), 0 if message is None else 1,
                 message or "", self.queue, self._maxlen]
         check(self._scripts["update_progress"](keys, args), "update_progress", job_id)
@@ -124,7 +139,7 @@ class QueueScripts:
     def cancel_job(self, job_id: str) -> bool:
         """Cancel the job; False when it had already ended."""
         qk = self._qk
-        keys = [self._prefix + job_id, qk.wait, qk.scheduled, qk.active, qk.cancelled, qk.events]
+        keys = [self._keys.job(job_id), qk.wait, qk.scheduled, qk.active, qk.cancelled, qk.events]
         args = [self._prefix, JOB_PAYLOAD_SUFFIX, JOB_RESULT_SUFFIX, self.queue, self._maxlen,
                 job_id, self._retention]
         done, _status = check(self._scripts["cancel_job"](keys, args), "cancel_job", job_id)
@@ -133,14 +148,14 @@ class QueueScripts:
     def requeue_job(self, job_id: str) -> None:
         """Move a dead job back to the wait ZSET."""
         qk = self._qk
-        keys = [self._prefix + job_id, qk.dead, qk.wait, qk.seq, qk.wake, qk.events]
+        keys = [self._keys.job(job_id), qk.dead, qk.wait, qk.seq, qk.wake, qk.events]
         check(self._scripts["requeue_job"](keys, [job_id, self.queue, self._maxlen]),
               "requeue_job", job_id)
 
     def release_job(self, job_id: str, token: str) -> None:
         """Hand an active job back to the front of the wait ZSET (see release_job.lua)."""
         qk = self._qk
-        keys = [self._prefix + job_id, qk.active, qk.wait, qk.wake, qk.events]
+        keys = [self._keys.job(job_id), qk.active, qk.wait, qk.wake, qk.events]
         check(self._scripts["release_job"](keys, [job_id, token, self.queue, self._maxlen]),
               "release_job", job_id)
 

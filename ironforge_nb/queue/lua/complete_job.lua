@@ -1,64 +1,70 @@
---[[ complete_job: record a job's success, then optionally claim the next jobs (one round trip).
+--[[ complete_job: record the success of one or more jobs, then optionally claim the next jobs.
 
-Steps: (1) fence: the caller's token must be the job's and the job must be active (a replay of
-the same completion, after a lost reply, returns {0} and changes nothing); (2) store the result
-(with a TTL), status completed, progress 1, leave the active ZSET, enter the completed ZSET, a
-'completed' event; (3) keep the completed ZSET at `retention` entries: the oldest are removed
-with their hash, payload and result keys (at most 100 per call); (4) if fetch_n > 0, claim up to
-fetch_n jobs exactly as claim_jobs.lua does (keep the two in step).
-Seam for DAG runs (issue 4): after step (2), a job whose hash has a `run` field settles its run
-here (decrement its children's remaining-parent counters, queue those reaching zero, update the
-run hash); the run keys are then derived from a run prefix ARGV, as per-job keys are.
+For each completed job: (1) fence: the caller's token must be the job's and the job must be
+active (a replay of the same completion, after a lost reply, reports 0 and changes nothing);
+(2) store its result (with a TTL), status completed, progress 1, leave the active ZSET, enter
+the completed ZSET, a 'completed' event. Then (3) keep the completed ZSET at `retention`
+entries: the oldest are removed with their hash, payload and result keys (at most 100 per call);
+(4) if fetch_n > 0 and no completion was refused, claim up to fetch_n jobs exactly as
+claim_jobs.lua does (the claim block below is a copy; a test keeps them identical). Steady-state
+workers thus make one call per job, or one per batch of jobs.
+Seam for DAG runs (issue 4): after step (2) of a job whose hash has a `run` field, its run is
+settled here (decrement its children's remaining-parent counters, queue those reaching zero,
+update the run hash); the run keys are derived from a run prefix ARGV, as per-job keys are.
 
-KEYS[1] job        HASH meta of the job
-KEYS[2] result     STRING result of the job
-KEYS[3] active     ZSET id -> lease deadline (ms)
-KEYS[4] completed  ZSET id -> completion time (ms)
-KEYS[5] events     STREAM of the queue's transitions
-KEYS[6] wait       ZSET id -> priority/FIFO score
-KEYS[7] scheduled  ZSET id -> due time (ms)
-KEYS[8] seq        STRING counter (FIFO order, lease tokens)
+KEYS[1] active     ZSET id -> lease deadline (ms)
+KEYS[2] completed  ZSET id -> completion time (ms)
+KEYS[3] events     STREAM of the queue's transitions
+KEYS[4] wait       ZSET id -> priority/FIFO score
+KEYS[5] scheduled  ZSET id -> due time (ms)
+KEYS[6] seq        STRING counter (FIFO order, lease tokens)
+KEYS[5+2i], KEYS[6+2i]  job i's meta HASH and result STRING (i = 1..m)
 ARGV[1] job_prefix      the meta hash of job <id> is job_prefix .. id
 ARGV[2] payload_suffix  payload key = job_prefix .. id .. payload_suffix
 ARGV[3] result_suffix   result key = job_prefix .. id .. result_suffix
 ARGV[4] queue           queue name
 ARGV[5] events_maxlen   approximate cap of the events stream
-ARGV[6] job_id          id of the job
-ARGV[7] token           the caller's lease token
-ARGV[8] has_result      '1' to store ARGV[9] as the result
-ARGV[9] result          result bytes
-ARGV[10] result_ttl_ms  how long the result is kept (ms)
-ARGV[11] retention      completed jobs kept in the queue
-ARGV[12] worker         worker name (for the next claims)
-ARGV[13] lease_ms       lease of the next claims (ms)
-ARGV[14] fetch_n        how many next jobs to claim (0 = none)
-ARGV[15] promote_limit  how many due scheduled jobs to promote at most
-Returns: the claim_jobs.lua reply ({0} when fetch_n is 0), or {code, detail} on error:
-  -1 JOB_NOT_FOUND (no hash), -2 LEASE_LOST (token differs; detail = status),
+ARGV[6] result_ttl_ms   how long results are kept (ms)
+ARGV[7] retention       completed jobs kept in the queue
+ARGV[8] worker          worker name (for the next claims)
+ARGV[9] lease_ms        lease of the next claims (ms)
+ARGV[10] fetch_n        how many next jobs to claim (0 = none)
+ARGV[11] promote_limit  how many due scheduled jobs to promote at most
+ARGV[8+4i..11+4i]       job i: id, token, has_result ('1' = store the result), result bytes
+Returns: {claim reply, outcomes}: the claim reply as claim_jobs.lua returns it ({0} when nothing
+  was claimed), and one outcome per job: 1 completed, 0 replay of a completion, or an error
+  {code, detail}: -1 JOB_NOT_FOUND (no hash), -2 LEASE_LOST (token differs; detail = status),
   -3 BAD_STATE (not active, e.g. cancelled; detail = status).
 ]]
-local st = redis.call('HMGET', KEYS[1], 'status', 'token', 'attempts', 'worker')
-if not st[1] then return {-1, ''} end
-if st[2] ~= ARGV[7] then return {-2, st[1]} end
-if st[1] == 'completed' then return {0} end
-if st[1] ~= 'active' then return {-3, st[1]} end
-
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local prefix, psuffix, rsuffix = ARGV[1], ARGV[2], ARGV[3]
-local queue, maxlen, id = ARGV[4], ARGV[5], ARGV[6]
+local queue, maxlen = ARGV[4], ARGV[5]
+local outcomes, refused = {}, false
+for i = 1, (#KEYS - 6) / 2 do
+  local jk, rk, a = KEYS[5 + 2 * i], KEYS[6 + 2 * i], 8 + 4 * i
+  local id = ARGV[a]
+  local st = redis.call('HMGET', jk, 'status', 'token', 'attempts', 'worker')
+  if not st[1] then outcomes[i] = {-1, ''}
+  elseif st[2] ~= ARGV[a + 1] then outcomes[i] = {-2, st[1]}
+  elseif st[1] == 'completed' then outcomes[i] = 0
+  elseif st[1] ~= 'active' then outcomes[i] = {-3, st[1]}
+  else
+    if ARGV[a + 2] == '1' then redis.call('SET', rk, ARGV[a + 3], 'PX', ARGV[6]) end
+    redis.call('HSET', jk, 'status', 'completed', 'finished', now, 'progress', 1)
+    redis.call('ZREM', KEYS[1], id)
+    redis.call('ZADD', KEYS[2], now, id)
+    redis.call('XADD', KEYS[3], 'MAXLEN', '~', maxlen, '*', 'type', 'completed', 'ts', now,
+               'job', id, 'queue', queue, 'status', 'completed', 'attempt', st[3],
+               'worker', st[4] or '')
+    outcomes[i] = 1
+  end
+  if type(outcomes[i]) == 'table' then refused = true end
+end
 
-if ARGV[8] == '1' then redis.call('SET', KEYS[2], ARGV[9], 'PX', ARGV[10]) end
-redis.call('HSET', KEYS[1], 'status', 'completed', 'finished', now, 'progress', 1)
-redis.call('ZREM', KEYS[3], id)
-redis.call('ZADD', KEYS[4], now, id)
-redis.call('XADD', KEYS[5], 'MAXLEN', '~', maxlen, '*', 'type', 'completed', 'ts', now,
-           'job', id, 'queue', queue, 'status', 'completed', 'attempt', st[3],
-           'worker', st[4] or '')
-
-local excess = redis.call('ZCARD', KEYS[4]) - tonumber(ARGV[11])
+local excess = redis.call('ZCARD', KEYS[2]) - tonumber(ARGV[7])
 if excess > 0 then
-  local old = redis.call('ZPOPMIN', KEYS[4], math.min(excess, 100))
+  local old = redis.call('ZPOPMIN', KEYS[2], math.min(excess, 100))
   for p = 1, #old, 2 do
     local ok = prefix .. old[p]
     redis.call('DEL', ok, ok .. psuffix, ok .. rsuffix)
@@ -66,10 +72,10 @@ if excess > 0 then
 end
 
 local out = {0}
-local n = tonumber(ARGV[14])
-if n < 1 then return out end
-local worker, lease, promote_limit = ARGV[12], tonumber(ARGV[13]), tonumber(ARGV[15])
-local K_WAIT, K_SCHEDULED, K_ACTIVE, K_EVENTS, K_SEQ = KEYS[6], KEYS[7], KEYS[3], KEYS[5], KEYS[8]
+local n = tonumber(ARGV[10])
+if n < 1 or refused then return {out, outcomes} end
+local worker, lease, promote_limit = ARGV[8], tonumber(ARGV[9]), tonumber(ARGV[11])
+local K_WAIT, K_SCHEDULED, K_ACTIVE, K_EVENTS, K_SEQ = KEYS[4], KEYS[5], KEYS[1], KEYS[3], KEYS[6]
 
 -- >>> claim block: identical in claim_jobs.lua and complete_job.lua (a test checks it)
 -- uses: now, prefix, psuffix, queue, maxlen, worker, lease, n, promote_limit, out and
@@ -126,4 +132,4 @@ if #out == 1 then
   if #first > 0 then out[1] = math.max(1, tonumber(first[2]) - now) end
 end
 -- <<< claim block
-return out
+return {out, outcomes}
