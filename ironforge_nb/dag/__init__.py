@@ -1,6 +1,7 @@
 """The pure graph model: `DAG` (immutable, validated) and the fluent `Pipeline` builder.
 
-Standard library only: importing this package never imports Redis, Graphviz, ipywidgets or pandas.
+Standard library only: importing this package never imports Redis, Graphviz, ipywidgets or pandas
+(``tests/test_layering.py`` checks it in a fresh interpreter).
 """
 
 from __future__ import annotations
