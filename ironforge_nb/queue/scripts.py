@@ -1,7 +1,8 @@
 """The queue's Lua scripts: loaded once from the package's ``lua/`` folder, one typed wrapper each.
 
-Scripts run through redis-py `Script` objects: EVALSHA, and on NOSCRIPT (script cache flushed,
-Redis restarted, failover to a new node) a SCRIPT LOAD and one retry, transparently (P1-2). No
+Scripts run by EVALSHA, and on NOSCRIPT (script cache flushed, Redis restarted, failover to a new
+node) by one EVAL of the source, which runs the script and caches it again (P1-2): unlike a SCRIPT
+LOAD followed by a second EVALSHA, it cannot lose a race with another flush. No
 wrapper uses a pipeline: redis-py pipelines check scripts with an extra SCRIPT EXISTS round trip
 and cannot reload one flushed between that check and EXEC; one script call per chunk is both
 faster and safe. Every reply goes through `codes.check`, the one place error codes become
@@ -12,10 +13,13 @@ exceptions. Key names come from `QueueKeys`; per-job keys are derived inside the
 from __future__ import annotations
 
 import functools
+import hashlib
 import random
 from collections.abc import Sequence
 from importlib import resources
 from typing import Any
+
+from redis.exceptions import NoScriptError
 
 from ironforge_nb.queue.codes import check
 from ironforge_nb.queue.config import RedisConfig
@@ -34,6 +38,26 @@ def lua_source(name: str) -> str:
     return (resources.files("ironforge_nb.queue") / "lua" / f"{name}.lua").read_text()
 
 
+class _Script:
+    """One Lua script bound to a client: EVALSHA, else EVAL of the source on NOSCRIPT.
+
+    redis-py's `Script` answers NOSCRIPT with SCRIPT LOAD and a second EVALSHA; a flush between
+    the two (a racing SCRIPT FLUSH, a second restart or failover) reaches the caller as
+    NoScriptError, mid-batch. EVAL loads and runs in one step, so it cannot be raced.
+    """
+
+    def __init__(self, client: Any, source: str) -> None:
+        self._client = client
+        self._source = source
+        self._sha = hashlib.sha1(source.encode()).hexdigest()
+
+    def __call__(self, keys: Sequence[Any], args: Sequence[Any]) -> Any:
+        try:
+            return self._client.evalsha(self._sha, len(keys), *keys, *args)
+        except NoScriptError:
+            return self._client.eval(self._source, len(keys), *keys, *args)
+
+
 class QueueScripts:
     """The Lua scripts of one queue, bound to a client, a namespace and a queue name."""
 
@@ -48,7 +72,7 @@ class QueueScripts:
         self._result_ttl_ms = max(1, int(config.result_ttl * 1000))
         self._prefix = keys.job_prefix
         self._scripts = {
-            name: client.register_script(lua_source(name))
+            name: _Script(client, lua_source(name))
             for name in ("enqueue_jobs", "claim_jobs", "complete_job", "fail_job",
                          "heartbeat_job", "update_progress", "reap_expired", "cancel_job",
                          "requeue_job", "purge_dead", "release_job")
