@@ -242,3 +242,20 @@ def test_whole_life_cycle_on_redis_62(bundled_server: Any, namespace: str) -> No
     assert q.cancel(a) and q.purge_dead() == 0
     assert EventType.LEASE_EXPIRED in {e.type for e in q.events()}
     cfg.close()
+
+
+def test_batch_retried_after_redis_restart_creates_no_duplicate(
+        fresh_server: Any, namespace: str) -> None:
+    """After a restart (AOF on: scripts gone, connections dropped) a re-sent batch is
+    idempotent and the queue goes on working."""
+    server = fresh_server(appendonly=True)
+    cfg = RedisConfig(url=server.url, namespace=namespace)
+    q = Queue("work", cfg)
+    ids = [f"job-{i}" for i in range(300)]
+    q.enqueue_batch([b"x"] * 150, job_ids=ids[:150], chunk_size=50)
+    server.restart()
+    assert q.enqueue_batch([b"y"] * 300, job_ids=ids, chunk_size=50) == ids
+    assert q.counts()[JobStatus.QUEUED] == 300 and q.payload("job-0") == b"x"
+    leases = q.dequeue_many("w", 300, timeout=0)
+    assert sorted(lease.job_id for lease in leases) == sorted(ids)
+    cfg.close()
