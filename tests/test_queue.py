@@ -381,3 +381,16 @@ def test_complete_many_reports_refusals_and_claims_nothing(q: Queue) -> None:
     assert refused[ids[1]].status == "cancelled"  # type: ignore[attr-defined]
     assert q.info(ids[0]).status is JobStatus.COMPLETED
     assert q.counts()[JobStatus.QUEUED] == 1
+
+
+def test_concurrent_enqueues_of_one_id_make_one_job(q: Queue) -> None:
+    """Twenty threads enqueueing the same job id create exactly one job and all get the id."""
+    got: list[str] = []
+    threads = [threading.Thread(target=lambda: got.append(q.enqueue(b"x", job_id="same")))
+               for _ in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert got == ["same"] * 20 and q.counts()[JobStatus.QUEUED] == 1
+    assert sum(e.type is EventType.ENQUEUED for e in q.events()) == 1
