@@ -92,6 +92,12 @@ class Keys:
         )
 
     @property
+    def queue_prefix(self) -> str:
+        """``{ns}:q:``; run scripts append ``<queue>:<suffix>`` (field names of `QueueKeys`) to
+        reach the queue of a task released by a completion (see lua/run_helpers.lua)."""
+        return self.prefix + "q:"
+
+    @property
     def queues(self) -> str:
         """SET of the queue names used in this namespace."""
         return self.prefix + "queues"

@@ -32,10 +32,21 @@ MAX_BACKOFF_MS = 3_600_000  # one retry delay is capped at an hour
 _TRIM_LIMIT = 100  # dead jobs purged per purge_dead call
 
 
+# Scripts that end (or create) tasks of DAG runs get lua/run_helpers.lua prepended at load time:
+# one copy of the run bookkeeping (release children, skip descendants, settle the run), shared
+# without an include preprocessor. Error line numbers in those scripts are offset by its length.
+RUN_HELPER_USERS = frozenset({"complete_job", "fail_job", "reap_expired", "cancel_job",
+                              "submit_run", "cancel_run", "retry_run"})
+
+
 @functools.cache
 def lua_source(name: str) -> str:
-    """Source of ``ironforge_nb/queue/lua/<name>.lua`` (package data), read once per process."""
-    return (resources.files("ironforge_nb.queue") / "lua" / f"{name}.lua").read_text()
+    """Source of ``ironforge_nb/queue/lua/<name>.lua`` (package data), read once per process;
+    the run helpers come first for the scripts in `RUN_HELPER_USERS`."""
+    source = (resources.files("ironforge_nb.queue") / "lua" / f"{name}.lua").read_text()
+    if name in RUN_HELPER_USERS:
+        return lua_source("run_helpers") + "\n" + source
+    return source
 
 
 class _Script:
@@ -71,6 +82,8 @@ class QueueScripts:
         self._retention = config.completed_retention
         self._result_ttl_ms = max(1, int(config.result_ttl * 1000))
         self._prefix = keys.job_prefix
+        # prefixes the run helpers derive run and queue keys from (DAG runs, run_helpers.lua)
+        self._run_args = [keys.job_prefix, keys.run_prefix, keys.queue_prefix]
         self._scripts = {
             name: _Script(client, lua_source(name))
             for name in ("enqueue_jobs", "claim_jobs", "complete_job", "fail_job",
@@ -116,6 +129,7 @@ class QueueScripts:
                 args += (job_id, token, 0, b"")
             else:
                 args += (job_id, token, 1, result)
+        args += (self._keys.run_prefix, self._keys.queue_prefix)  # for DAG runs, last
         reply, outcomes = self._complete(keys, args)
         return reply, outcomes
 
@@ -133,7 +147,7 @@ class QueueScripts:
         qk = self._qk
         keys = [self._keys.job(job_id), qk.active, qk.scheduled, qk.dead, qk.events]
         args = [job_id, token, error, 1 if retry else 0, self.queue, self._maxlen,
-                random.random(), MAX_BACKOFF_MS]
+                random.random(), MAX_BACKOFF_MS, *self._run_args]
         status, due = check(self._scripts["fail_job"](keys, args), "fail_job", job_id)
         return status.decode(), int(due)
 
@@ -156,7 +170,8 @@ class QueueScripts:
         """Turn up to ``limit`` expired leases into failed attempts; returns how many."""
         qk = self._qk
         keys = [qk.active, qk.scheduled, qk.dead, qk.events]
-        args = [self._prefix, self.queue, self._maxlen, limit, random.random(), MAX_BACKOFF_MS]
+        args = [self._prefix, self.queue, self._maxlen, limit, random.random(), MAX_BACKOFF_MS,
+                self._keys.run_prefix, self._keys.queue_prefix]
         reaped: int = self._scripts["reap_expired"](keys, args)
         return reaped
 
@@ -165,7 +180,7 @@ class QueueScripts:
         qk = self._qk
         keys = [self._keys.job(job_id), qk.wait, qk.scheduled, qk.active, qk.cancelled, qk.events]
         args = [self._prefix, JOB_PAYLOAD_SUFFIX, JOB_RESULT_SUFFIX, self.queue, self._maxlen,
-                job_id, self._retention]
+                job_id, self._retention, self._keys.run_prefix, self._keys.queue_prefix]
         done, _status = check(self._scripts["cancel_job"](keys, args), "cancel_job", job_id)
         return bool(done)
 

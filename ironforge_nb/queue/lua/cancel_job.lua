@@ -5,8 +5,8 @@ longer reaped) but keeps its token, so its worker's next heartbeat/progress/comp
 refused with BAD_STATE 'cancelled' (a clear "stop" rather than a lost lease). Cancelled jobs are
 kept in the cancelled ZSET with the same retention as completed ones (oldest trimmed with their
 keys, at most 100 per call). A job that has already ended is left alone.
-Seam for DAG runs (issue 4): a cancelled job with a `run` field marks its descendants skipped
-and settles the run here.
+DAG runs (run_helpers.lua, prepended at load time): a cancelled job of a run counts as
+cancelled in its run, its waiting descendants become skipped, and the run is settled.
 
 KEYS[1] job        HASH meta of the job
 KEYS[2] wait       ZSET id -> priority/FIFO score
@@ -21,6 +21,8 @@ ARGV[4] queue           queue name
 ARGV[5] events_maxlen   approximate cap of the events stream
 ARGV[6] job_id          id of the job
 ARGV[7] retention       cancelled jobs kept in the queue
+ARGV[8] run_prefix      run keys = run_prefix .. run id .. ':' .. suffix
+ARGV[9] queue_prefix    queue keys = queue_prefix .. queue .. ':' .. suffix
 Returns: {1, previous status} when cancelled, {0, status} when the job had already ended, or
   {code, detail} on error: -1 JOB_NOT_FOUND, -4 WRONG_QUEUE (detail = the job's queue).
 ]]
@@ -41,6 +43,7 @@ redis.call('HSET', KEYS[1], 'status', 'cancelled', 'finished', now)
 redis.call('ZADD', KEYS[5], now, id)
 redis.call('XADD', KEYS[6], 'MAXLEN', '~', ARGV[5], '*', 'type', 'cancelled', 'ts', now,
            'job', id, 'queue', ARGV[4], 'status', 'cancelled')
+run_on_cancel(run_ctx(prefix, ARGV[8], ARGV[9], ARGV[5]), KEYS[1], id, now, status)
 local excess = redis.call('ZCARD', KEYS[5]) - tonumber(ARGV[7])
 if excess > 0 then
   local old = redis.call('ZPOPMIN', KEYS[5], math.min(excess, 100))

@@ -8,9 +8,10 @@ entries: the oldest are removed with their hash, payload and result keys (at mos
 (4) if fetch_n > 0 and no completion was refused, claim up to fetch_n jobs exactly as
 claim_jobs.lua does (the claim block below is a copy; a test keeps them identical). Steady-state
 workers thus make one call per job, or one per batch of jobs.
-Seam for DAG runs (issue 4): after step (2) of a job whose hash has a `run` field, its run is
-settled here (decrement its children's remaining-parent counters, queue those reaching zero,
-update the run hash); the run keys are derived from a run prefix ARGV, as per-job keys are.
+DAG runs: after step (2) of a job whose hash has a `run` field, run_on_complete (from
+run_helpers.lua, prepended at load time) counts it in its run, decrements its children's
+remaining-parent counters, queues those reaching zero in their own queues, and settles the run;
+run and queue keys are derived from the two prefixes passed last in ARGV.
 
 KEYS[1] active     ZSET id -> lease deadline (ms)
 KEYS[2] completed  ZSET id -> completion time (ms)
@@ -31,6 +32,8 @@ ARGV[9] lease_ms        lease of the next claims (ms)
 ARGV[10] fetch_n        how many next jobs to claim (0 = none)
 ARGV[11] promote_limit  how many due scheduled jobs to promote at most
 ARGV[8+4i..11+4i]       job i: id, token, has_result ('1' = store the result), result bytes
+ARGV[#ARGV-1] run_prefix    run keys = run_prefix .. run id .. ':' .. suffix (last but one)
+ARGV[#ARGV] queue_prefix    queue keys = queue_prefix .. queue .. ':' .. suffix (last)
 Returns: {claim reply, outcomes}: the claim reply as claim_jobs.lua returns it ({0} when nothing
   was claimed), and one outcome per job: 1 completed, 0 replay of a completion, or an error
   {code, detail}: -1 JOB_NOT_FOUND (no hash), -2 LEASE_LOST (token differs; detail = status),
@@ -40,6 +43,7 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local prefix, psuffix, rsuffix = ARGV[1], ARGV[2], ARGV[3]
 local queue, maxlen = ARGV[4], ARGV[5]
+local rctx = run_ctx(prefix, ARGV[#ARGV - 1], ARGV[#ARGV], maxlen)
 local outcomes, refused = {}, false
 for i = 1, (#KEYS - 6) / 2 do
   local jk, rk, a = KEYS[5 + 2 * i], KEYS[6 + 2 * i], 8 + 4 * i
@@ -58,6 +62,7 @@ for i = 1, (#KEYS - 6) / 2 do
                'job', id, 'queue', queue, 'status', 'completed', 'attempt', st[3],
                'worker', st[4] or '')
     outcomes[i] = 1
+    run_on_complete(rctx, jk, id, now)
   end
   if type(outcomes[i]) == 'table' then refused = true end
 end

@@ -6,8 +6,10 @@ the same failure, after a lost reply, returns the job's current status and chang
 value "<attempt>|<ms>|<error>") and set `error`; (3) if retry is allowed and attempts remain:
 status scheduled, due = now + backoff * 2^(attempt-1) (plus up to 25% jitter, capped), a
 'retrying' event; else status failed, entry in the dead ZSET, a 'failed' event.
-Seam for DAG runs (issue 4): when the job fails for good (step 3, dead branch) and its hash has
-a `run` field, the run's bookkeeping goes here (mark descendants skipped, settle the run).
+DAG runs (run_helpers.lua, prepended at load time): a job of a run (its hash has a `run`
+field) that fails for good counts as failed in its run, its waiting descendants become skipped
+(or, with allow_failure, its children are released) and the run is settled; a retry appends a
+'retrying' event to the run's stream.
 
 KEYS[1] job        HASH meta of the job
 KEYS[2] active     ZSET id -> lease deadline (ms)
@@ -22,6 +24,9 @@ ARGV[5] queue           queue name
 ARGV[6] events_maxlen   approximate cap of the events stream
 ARGV[7] jitter          random number in [0, 1) drawn by the caller
 ARGV[8] max_backoff_ms  cap of one retry delay (ms)
+ARGV[9] job_prefix      the meta hash of job <id> is job_prefix .. id
+ARGV[10] run_prefix     run keys = run_prefix .. run id .. ':' .. suffix
+ARGV[11] queue_prefix   queue keys = queue_prefix .. queue .. ':' .. suffix
 Returns: {status, due_ms} (status 'scheduled' with its due time, or 'failed' with 0), or
   {code, detail} on error: -1 JOB_NOT_FOUND, -2 LEASE_LOST (token differs; detail = status),
   -3 BAD_STATE (not active, e.g. cancelled or completed; detail = status).
@@ -50,6 +55,7 @@ if ARGV[4] == '1' and attempt < tonumber(st[4]) then
   redis.call('XADD', KEYS[5], 'MAXLEN', '~', maxlen, '*', 'type', 'retrying', 'ts', now,
              'job', id, 'queue', queue, 'status', 'scheduled', 'attempt', attempt,
              'error', err, 'worker', st[6] or '')
+  run_on_retry(run_ctx(ARGV[9], ARGV[10], ARGV[11], maxlen), KEYS[1], id, now, 'retrying', err)
   return {'scheduled', due}
 end
 redis.call('HSET', KEYS[1], 'status', 'failed', 'finished', now)
@@ -57,4 +63,5 @@ redis.call('ZADD', KEYS[4], now, id)
 redis.call('XADD', KEYS[5], 'MAXLEN', '~', maxlen, '*', 'type', 'failed', 'ts', now,
            'job', id, 'queue', queue, 'status', 'failed', 'attempt', attempt,
            'error', err, 'worker', st[6] or '')
+run_on_failed(run_ctx(ARGV[9], ARGV[10], ARGV[11], maxlen), KEYS[1], id, now, err)
 return {'failed', 0}

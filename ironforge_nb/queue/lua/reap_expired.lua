@@ -6,7 +6,8 @@ the late worker's heartbeat/progress/complete/fail are refused as LEASE_LOST), g
 "lease expired" in its history, and is then retried with backoff like fail_job.lua does, or moved
 to the dead-letter queue when its attempts are used up. Every worker may run this at any time:
 the script is atomic and bounded, and a job is reaped once because it leaves the active ZSET.
-Seam for DAG runs (issue 4): the dead-letter branch settles the job's run, as in fail_job.lua.
+DAG runs (run_helpers.lua, prepended at load time): the dead-letter branch settles the job's
+run as fail_job.lua does; the retry branch appends a 'lease_expired' event to the run's stream.
 
 KEYS[1] active     ZSET id -> lease deadline (ms)
 KEYS[2] scheduled  ZSET id -> due time (ms)
@@ -18,11 +19,14 @@ ARGV[3] events_maxlen   approximate cap of the events stream
 ARGV[4] limit           how many expired leases to reap at most
 ARGV[5] jitter          random number in [0, 1) drawn by the caller
 ARGV[6] max_backoff_ms  cap of one retry delay (ms)
+ARGV[7] run_prefix      run keys = run_prefix .. run id .. ':' .. suffix
+ARGV[8] queue_prefix    queue keys = queue_prefix .. queue .. ':' .. suffix
 Returns: the number of jobs reaped.
 ]]
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local prefix, queue, maxlen = ARGV[1], ARGV[2], ARGV[3]
+local rctx = run_ctx(prefix, ARGV[7], ARGV[8], maxlen)
 local expired = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. now, 'LIMIT', 0,
                            tonumber(ARGV[4]))
 for k, id in ipairs(expired) do
@@ -54,6 +58,9 @@ for k, id in ipairs(expired) do
       redis.call('XADD', KEYS[4], 'MAXLEN', '~', maxlen, '*', 'type', 'failed', 'ts', now,
                  'job', id, 'queue', queue, 'status', status, 'attempt', attempt,
                  'error', err, 'worker', worker)
+      run_on_failed(rctx, jk, id, now, err)
+    else
+      run_on_retry(rctx, jk, id, now, 'lease_expired', err)
     end
   end
 end

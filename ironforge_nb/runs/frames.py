@@ -1,0 +1,104 @@
+"""Pandas views of runs: one row per task of a run, one row per recent run.
+
+Both read Redis with pipelined commands, one round trip per chunk of 1000 hashes, and convert
+the server's millisecond timestamps to UTC ``Timestamp`` columns (``NaT`` when not reached).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from ironforge_nb.queue.config import RedisConfig, default_config
+from ironforge_nb.queue.options import validate_count
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["RUN_COLUMNS", "TASK_COLUMNS", "run_frame", "runs"]
+
+TASK_COLUMNS = ("task", "status", "attempts", "queued", "started", "finished", "duration",
+                "worker", "error", "queue", "job")
+RUN_COLUMNS = ("id", "pipeline", "status", "tasks", "completed", "failed", "created",
+               "finished", "duration")
+_CHUNK = 1000
+_JOB_FIELDS = ("status", "attempts", "enqueued", "started", "finished", "worker", "error",
+               "queue")
+_RUN_FIELDS = ("name", "status", "total", "completed", "failed", "created", "finished")
+
+
+def _ms(raw: bytes | None) -> int | None:
+    return None if raw is None else int(raw)
+
+
+def _text(raw: bytes | None) -> str | None:
+    return None if raw is None else raw.decode()
+
+
+def _frame(rows: dict[str, list[Any]], times: Sequence[str]) -> pd.DataFrame:
+    """A DataFrame with ``times`` (ms since the epoch, or None) as UTC timestamps."""
+    import pandas as pd
+
+    frame: pd.DataFrame = pd.DataFrame(rows)
+    for name in times:
+        frame[name] = pd.to_datetime(pd.Series(rows[name], dtype="float64"), unit="ms",
+                                     utc=True)
+    return frame
+
+
+def _duration(start: int | None, end: int | None) -> float | None:
+    return None if start is None or end is None else (end - start) / 1000
+
+
+def run_frame(config: RedisConfig, jobs: Sequence[tuple[str, str]]) -> pd.DataFrame:
+    """One row per ``(task, job id)`` of a run with the columns of `TASK_COLUMNS`.
+
+    ``duration`` is seconds from the last attempt's start to the end (None while running).
+    """
+    client = config.client()
+    rows: dict[str, list[Any]] = {name: [] for name in TASK_COLUMNS}
+    for start in range(0, len(jobs), _CHUNK):
+        chunk = jobs[start:start + _CHUNK]
+        pipe = client.pipeline(transaction=False)
+        for _, jid in chunk:
+            pipe.hmget(config.keys.job(jid), *_JOB_FIELDS)
+        for (task, jid), values in zip(chunk, pipe.execute(), strict=True):
+            status, attempts, queued, started, finished, worker, error, queue = values
+            begun, ended = _ms(started), _ms(finished)
+            rows["task"].append(task)
+            rows["status"].append(_text(status))
+            rows["attempts"].append(int(attempts or 0))
+            rows["queued"].append(_ms(queued))
+            rows["started"].append(begun)
+            rows["finished"].append(ended)
+            rows["duration"].append(_duration(begun, ended))
+            rows["worker"].append(_text(worker))
+            rows["error"].append(_text(error))
+            rows["queue"].append(_text(queue))
+            rows["job"].append(jid)
+    return _frame(rows, ("queued", "started", "finished"))
+
+
+def runs(config: RedisConfig | None = None, limit: int = 50) -> pd.DataFrame:
+    """The ``limit`` most recent runs of the namespace, newest first, with the columns of
+    `RUN_COLUMNS` (``duration`` in seconds, None while running)."""
+    cfg = config if config is not None else default_config()
+    validate_count("limit", limit)
+    client = cfg.client()
+    ids = [i.decode() for i in client.zrevrange(cfg.keys.runs, 0, limit - 1)]
+    rows: dict[str, list[Any]] = {name: [] for name in RUN_COLUMNS}
+    pipe = client.pipeline(transaction=False)
+    for rid in ids:
+        pipe.hmget(cfg.keys.run(rid).meta, *_RUN_FIELDS)
+    for rid, values in zip(ids, pipe.execute() if ids else [], strict=True):
+        name, status, total, completed, failed, created, finished = values
+        rows["id"].append(rid)
+        rows["pipeline"].append(_text(name))
+        rows["status"].append(_text(status))
+        rows["tasks"].append(int(total or 0))
+        rows["completed"].append(int(completed or 0))
+        rows["failed"].append(int(failed or 0))
+        rows["created"].append(_ms(created))
+        rows["finished"].append(_ms(finished))
+        rows["duration"].append(_duration(_ms(created), _ms(finished)))
+    return _frame(rows, ("created", "finished"))

@@ -1,0 +1,231 @@
+"""`Run`: the handle of a submitted run (status, wait, results, views, cancel, retry).
+
+A handle holds no state of its own: every property reads the run's hashes in Redis, so any
+number of handles (in the notebook, in another process, rebuilt from the id with
+``Run(run_id)``) agree. Waiting follows the run's event stream with a blocking XREAD, so it
+costs nothing while tasks run and returns as soon as the 'run_finished' event is appended.
+"""
+
+from __future__ import annotations
+
+import difflib
+import time
+from typing import TYPE_CHECKING, Any
+
+from ironforge_nb.errors import (
+    InvalidOptionError,
+    RunError,
+    RunTimeoutError,
+    TaskFailedError,
+    UnknownTaskError,
+)
+from ironforge_nb.names import validate_name
+from ironforge_nb.queue.config import RedisConfig, default_config
+from ironforge_nb.queue.options import validate_count
+from ironforge_nb.runs import codec
+from ironforge_nb.runs.scripts import RunScripts
+from ironforge_nb.status import Event, EventType, JobStatus, RunStatus
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["Run"]
+
+_BLOCK = 5.0  # longest single XREAD BLOCK, well under the client's socket timeout
+_CHUNK = 1000  # job hashes / results read per round trip
+
+
+class Run:
+    """A run of a pipeline: ``Run(run_id, config)`` reattaches to one submitted earlier."""
+
+    def __init__(self, run_id: str, config: RedisConfig | None = None, *,
+                 secret: bytes | None = None) -> None:
+        self.id = validate_name(run_id, "run")
+        self.config = config if config is not None else default_config()
+        self._secret = secret if secret is not None else codec.default_secret()
+        self._keys = self.config.keys.run(run_id)
+
+    # ------------------------------------------------------------------ state
+
+    @property
+    def status(self) -> RunStatus:
+        """The run's status, read now."""
+        raw = self.config.client().hget(self._keys.meta, "status")
+        if raw is None:
+            raise RunError(self.id, f"no run {self.id!r} in namespace "
+                                    f"{self.config.namespace!r}")
+        return RunStatus(raw.decode())
+
+    def info(self) -> dict[str, Any]:
+        """The run's meta hash: name, status, total, counters by status, created/finished."""
+        raw = self.config.client().hgetall(self._keys.meta)
+        if not raw:
+            raise RunError(self.id, f"no run {self.id!r} in namespace "
+                                    f"{self.config.namespace!r}")
+        out: dict[str, Any] = {}
+        for key, value in raw.items():
+            name = key.decode()
+            if name in ("params", "maps"):
+                continue
+            text = value.decode()
+            out[name] = int(text) if text.lstrip("-").isdigit() else text
+        return out
+
+    def counts(self) -> dict[str, int]:
+        """Tasks by status: waiting, pending (queued, scheduled or active), completed, failed,
+        skipped, cancelled."""
+        info = self.info()
+        names = ("waiting", "completed", "failed", "skipped", "cancelled")
+        counts = {n: int(info.get(n, 0)) for n in names}
+        counts["pending"] = int(info.get("total", 0)) - sum(counts.values())
+        return counts
+
+    def events(self, since: str = "0", count: int = 1000) -> list[Event]:
+        """Events of this run after stream id ``since`` ("0": from the oldest kept)."""
+        validate_count("count", count)
+        start = "-" if since in ("0", "0-0", "-") else "(" + since
+        entries = self.config.client().xrange(self._keys.events, start, "+", count=count)
+        return [Event.from_fields(eid.decode(), {k.decode(): v.decode() for k, v in f.items()})
+                for eid, f in entries]
+
+    def __repr__(self) -> str:
+        try:
+            info = self.info()
+        except RunError:
+            return f"Run({self.id!r}, not found)"
+        return (f"Run({self.id!r}, pipeline={info.get('name')!r}, status={info.get('status')}, "
+                f"{info.get('completed', 0)}/{info.get('total', 0)} completed, "
+                f"{info.get('failed', 0)} failed, {info.get('skipped', 0)} skipped)")
+
+    # ------------------------------------------------------------------ waiting
+
+    def wait(self, timeout: float | None = None) -> Run:
+        """Block until the run ends (any terminal status); returns self.
+
+        Raises `RunTimeoutError` after ``timeout`` seconds (the run goes on).
+        """
+        if timeout is not None and (isinstance(timeout, bool) or
+                                    not isinstance(timeout, int | float) or timeout < 0):
+            raise InvalidOptionError("timeout", timeout, "a number of seconds >= 0, or None")
+        give_up = None if timeout is None else time.monotonic() + timeout
+        client = self.config.client()
+        pipe = client.pipeline(transaction=True)  # status and last event id seen together
+        pipe.hget(self._keys.meta, "status")
+        pipe.xrevrange(self._keys.events, "+", "-", count=1)
+        raw, last = pipe.execute()
+        if raw is None:
+            raise RunError(self.id, f"no run {self.id!r} in namespace "
+                                    f"{self.config.namespace!r}")
+        status = RunStatus(raw.decode())
+        cursor = last[0][0] if last else b"0-0"
+        while not status.terminal:
+            left = _BLOCK if give_up is None else min(_BLOCK, give_up - time.monotonic())
+            if left <= 0:
+                raise RunTimeoutError(self.id, float(timeout or 0))
+            reply = client.xread({self._keys.events: cursor}, count=1000,
+                                 block=max(1, int(left * 1000)))
+            if not reply:
+                status = self.status  # the stream may have been trimmed past our cursor
+                continue
+            for eid, fields in reply[0][1]:
+                cursor = eid
+                if fields.get(b"type") == EventType.RUN_FINISHED.value.encode():
+                    status = RunStatus(fields[b"run_status"].decode())
+            if status.terminal:
+                status = self.status  # a retry may have started it again since
+        return self
+
+    # ------------------------------------------------------------------ results
+
+    def result(self, task: str) -> Any:
+        """The return value of ``task``; for a map name, its members' results gathered (a
+        list in item order, or a dict keyed like the map's ``over``).
+
+        Raises `TaskFailedError` if the task failed, was skipped or cancelled, `RunError` if it
+        has not finished yet, `UnknownTaskError` for a name that is not in the run.
+        """
+        client = self.config.client()
+        jid = client.hget(self._keys.tasks, task)
+        if jid is None:
+            maps = self._maps()
+            if task in maps:
+                members, keys = maps[task]
+                values = [self.result(m) for m in members]
+                return values if keys is None else dict(zip(keys, values, strict=True))
+            raise UnknownTaskError(None, task, self._suggest(task, maps))
+        job = self.config.keys.job(jid.decode())
+        status, error = client.hmget(job, "status", "error")
+        state = JobStatus(status.decode()) if status else None
+        if state is JobStatus.COMPLETED:
+            blob = client.get(self.config.keys.result(jid.decode()))
+            if blob is None:
+                raise RunError(self.id, f"the result of task {task!r} has expired "
+                                        "(RedisConfig.result_ttl) or was trimmed")
+            return codec.decode_value(blob, self._secret, jid.decode())
+        if state in (JobStatus.FAILED, JobStatus.SKIPPED, JobStatus.CANCELLED):
+            text = error.decode() if error else ""
+            if state is JobStatus.SKIPPED:
+                text = "skipped: an upstream task failed or was cancelled"
+            elif state is JobStatus.CANCELLED:
+                text = "cancelled"
+            raise TaskFailedError(self.id, task, text)
+        raise RunError(self.id, f"task {task!r} has not finished (status {state}); call "
+                                "run.wait() first")
+
+    def results(self) -> dict[str, Any]:
+        """``{task: result}`` of every completed task, in the pipeline's task order."""
+        client = self.config.client()
+        pairs = self.job_ids()
+        out: dict[str, Any] = {}
+        for start in range(0, len(pairs), _CHUNK):
+            chunk = pairs[start:start + _CHUNK]
+            pipe = client.pipeline(transaction=False)
+            for _, jid in chunk:
+                pipe.hget(self.config.keys.job(jid), "status")
+            pipe.mget([self.config.keys.result(jid) for _, jid in chunk])
+            *statuses, blobs = pipe.execute()
+            for (task, jid), status, blob in zip(chunk, statuses, blobs, strict=True):
+                if status == b"completed" and blob is not None:
+                    out[task] = codec.decode_value(blob, self._secret, jid)
+        return out
+
+    def job_ids(self) -> list[tuple[str, str]]:
+        """``(task, job id)`` of every task, in the pipeline's task order."""
+        raw = self.config.client().hgetall(self._keys.tasks)
+        pairs = [(t.decode(), j.decode()) for t, j in raw.items()]
+        pairs.sort(key=lambda p: int(p[1].rsplit(".", 1)[1]))
+        return pairs
+
+    def to_dataframe(self) -> pd.DataFrame:
+        """One row per task: task, status, attempts, queued/started/finished, duration (s),
+        worker, error, queue, job (read one round trip per 1000 tasks)."""
+        from ironforge_nb.runs.frames import run_frame
+
+        return run_frame(self.config, self.job_ids())
+
+    # ------------------------------------------------------------------ control
+
+    def cancel(self) -> int:
+        """Cancel the queued and waiting tasks and tell running ones to stop (their worker's
+        next heartbeat or completion is refused); the run ends cancelled. Returns how many
+        tasks were cancelled (0 if the run had already ended)."""
+        return RunScripts(self.config).cancel_run(self.id)
+
+    def retry_failed(self) -> int:
+        """Run again the failed, skipped and cancelled tasks, reusing the completed results;
+        the run is running again. Returns how many tasks will rerun."""
+        retried, _queued = RunScripts(self.config).retry_run(self.id)
+        return retried
+
+    # ------------------------------------------------------------------ internals
+
+    def _maps(self) -> dict[str, Any]:
+        raw = self.config.client().hget(self._keys.meta, "maps")
+        if not raw:
+            return {}
+        maps: dict[str, Any] = codec.decode_value(raw, self._secret, None)
+        return maps
+
+    def _suggest(self, task: str, maps: dict[str, Any]) -> list[str]:
+        names = [t for t, _ in self.job_ids()] + list(maps)
+        return difflib.get_close_matches(task, names, n=3)
