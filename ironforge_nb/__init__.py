@@ -36,6 +36,10 @@ _EXPORTS: dict[str, str] = {
     "Lease": "ironforge_nb.queue",
     "Lock": "ironforge_nb.queue",
     "RedisServer": "ironforge_nb.local",
+    # running: connect, workers, progress from inside a task
+    "connect": "ironforge_nb.local",
+    "progress": "ironforge_nb.worker.context",
+    "track": "ironforge_nb.worker.context",
 }
 
 __all__ = ["__version__", *sorted(_EXPORTS)]

@@ -7,6 +7,7 @@ stays fast.
 
     ironforge server [--port N] [--appendonly]   run a redis-server in the foreground
     ironforge schema                             print the JSON Schema of statuses and events
+    ironforge worker --url URL --queues a,b      claim and run jobs until SIGTERM
 """
 
 from __future__ import annotations
@@ -99,7 +100,70 @@ def cmd_schema(args: argparse.Namespace) -> int:
     return 0
 
 
-SUBCOMMANDS: list[Callable[[Subparsers], None]] = [add_server, add_schema]
+def add_worker(subparsers: Subparsers) -> None:
+    """``ironforge worker``: claim and run jobs (the same code as `ifn.connect`'s local workers)."""
+    import os
+
+    p = subparsers.add_parser(
+        "worker",
+        help="run a worker: claim jobs from queues and execute them",
+        description="Serve the queues of a namespace until SIGTERM/Ctrl-C: running tasks get "
+        "--grace seconds to finish, then go back to the queue. Pickled tasks are verified with "
+        "the secret in $IRONFORGE_SECRET.",
+    )
+    p.add_argument("--url", default=os.environ.get("IRONFORGE_REDIS_URL",
+                                                   "redis://127.0.0.1:6379/0"),
+                   help="Redis URL (default: $IRONFORGE_REDIS_URL or redis://127.0.0.1:6379/0)")
+    p.add_argument("--namespace", default=os.environ.get("IRONFORGE_NAMESPACE", "default"),
+                   help="namespace (default: $IRONFORGE_NAMESPACE or 'default')")
+    p.add_argument("--queues", "--queue", default="default",
+                   help="comma-separated queues, served in this order (default: default)")
+    p.add_argument("--concurrency", type=int, default=1, help="executor processes (default: 1)")
+    p.add_argument("--name", default=None, help="worker name (default: <host>-<pid>)")
+    p.add_argument("--json-only", action="store_true",
+                   help="run only JSON tasks ('module:function'), never pickled code")
+    p.add_argument("--grace", type=float, default=10.0,
+                   help="seconds running tasks may finish after SIGTERM (default: 10)")
+    p.add_argument("--lease", type=float, default=30.0, help="lease length, s (default: 30)")
+    p.add_argument("--timeout", type=float, default=None,
+                   help="default per-task time limit, s (a task's own timeout wins)")
+    p.add_argument("--executor", default=None, metavar="MODULE:FUNCTION",
+                   help="custom executor (config, lease) -> bytes | None, instead of running "
+                   "pipeline tasks")
+    p.add_argument("--log-level", default="INFO", help="logging level (default: INFO)")
+    p.add_argument("--parent-pid", type=int, default=None, help=argparse.SUPPRESS)
+    p.set_defaults(handler=cmd_worker)
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    """Run a worker in the foreground until it is stopped."""
+    import logging
+
+    from ironforge_nb.queue import RedisConfig
+    from ironforge_nb.worker import Worker
+    from ironforge_nb.worker.executor import load_executor
+
+    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(message)s")
+    executor = secret = None
+    if args.executor:
+        executor = load_executor(args.executor)
+    else:
+        from ironforge_nb.runs.codec import secret_from_env
+
+        secret = secret_from_env()
+    worker = Worker(
+        RedisConfig(url=args.url, namespace=args.namespace),
+        [q.strip() for q in args.queues.split(",") if q.strip()],
+        concurrency=args.concurrency, name=args.name, executor=executor, secret=secret,
+        json_only=args.json_only, lease=args.lease, timeout=args.timeout, grace=args.grace,
+        parent_pid=args.parent_pid,
+    )
+    worker.run()
+    return 0
+
+
+SUBCOMMANDS: list[Callable[[Subparsers], None]] = [add_server, add_schema, add_worker]
 
 
 def build_parser() -> argparse.ArgumentParser:

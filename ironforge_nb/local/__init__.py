@@ -8,6 +8,8 @@ binary, for tests and benchmarks.
 from __future__ import annotations
 
 from ironforge_nb.local.cluster import RedisCluster
+from ironforge_nb.local.connect import Connection, connect
 from ironforge_nb.local.server import RedisServer, find_redis_server, redis_version
 
-__all__ = ["RedisCluster", "RedisServer", "find_redis_server", "redis_version"]
+__all__ = ["Connection", "RedisCluster", "RedisServer", "connect", "find_redis_server",
+           "redis_version"]

@@ -1,0 +1,150 @@
+"""``ifn.connect()``: point this process at a Redis (embedded by default) and start local workers.
+
+With no URL, an embedded redis-server (`RedisServer`) and ``workers`` local worker processes
+start, sharing a freshly generated signing secret; with a URL, the given Redis is used and local
+workers start only if ``workers > 0``. Either way the connection becomes the process default
+(`set_default_config`, `codec.set_default_secret`), so pipelines, queues and runs need no
+arguments. One connection per process: connecting again closes the previous one, and so does
+interpreter exit.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+from collections.abc import Sequence
+from types import TracebackType
+
+from ironforge_nb.local.server import RedisServer
+from ironforge_nb.local.workers import LocalWorkers
+from ironforge_nb.names import validate_name
+from ironforge_nb.queue.config import RedisConfig, set_default_config
+from ironforge_nb.worker.registry import WorkerInfo, list_workers
+
+__all__ = ["Connection", "connect", "current_connection"]
+
+_current: list[Connection] = []
+
+
+class Connection:
+    """What `connect` set up: a config, maybe an embedded server, maybe local workers.
+
+    `close` (or leaving a ``with`` block, or interpreter exit) stops what it started.
+    """
+
+    def __init__(self, config: RedisConfig, server: RedisServer | None,
+                 local: LocalWorkers | None, secret: bytes | None) -> None:
+        self.config = config
+        self.server = server
+        self.local_workers = local
+        self.secret = secret
+        self.closed = False
+
+    @property
+    def url(self) -> str:
+        """The Redis URL, password masked (it ends up in notebook outputs)."""
+        from urllib.parse import urlsplit
+
+        url = self.config.url
+        parts = urlsplit(url)
+        if parts.password is None:
+            return url
+        host = parts.netloc.rsplit("@", 1)[1]
+        return parts._replace(netloc=f"{parts.username or ''}:***@{host}").geturl()
+
+    @property
+    def namespace(self) -> str:
+        """The namespace every default object uses."""
+        return self.config.namespace
+
+    def workers(self) -> list[WorkerInfo]:
+        """The live workers of this namespace (local and remote), from the worker registry."""
+        return list_workers(self.config)
+
+    def close(self) -> None:
+        """Stop the local workers and the embedded server; forget the process defaults."""
+        if self.closed:
+            return
+        self.closed = True
+        if self.local_workers is not None:
+            self.local_workers.stop()
+        if self.server is not None:
+            self.server.stop()
+        with contextlib.suppress(Exception):
+            self.config.close()
+        if _current and _current[0] is self:
+            _current.clear()
+            set_default_config(None)
+            _set_secret(None)
+
+    def __enter__(self) -> Connection:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        where = "embedded" if self.server is not None else "external"
+        n = 0 if self.local_workers is None else self.local_workers.count
+        state = " closed" if self.closed else ""
+        return (f"<Connection {self.url} ({where}) namespace={self.namespace!r} "
+                f"local_workers={n}{state}>")
+
+
+def connect(url: str | None = None, namespace: str = "default", *, workers: int = 2,
+            secret: bytes | str | None = None, queues: Sequence[str] = ("default",),
+            worker_args: Sequence[str] = ()) -> Connection:
+    """Connect this process to Redis and start ``workers`` local worker processes.
+
+    ``url=None`` starts an embedded redis-server (stopped by `Connection.close`). The signing
+    secret is ``secret``, else ``IRONFORGE_SECRET``, else (embedded, or with local workers) a
+    new random one handed to the local workers; remote workers need the same value in their
+    ``IRONFORGE_SECRET``. ``worker_args`` are extra ``ironforge worker`` options.
+    """
+    from ironforge_nb.runs import codec
+
+    validate_name(namespace, "namespace")
+    if _current:
+        _current[0].close()
+    key = secret.encode() if isinstance(secret, str) else secret
+    if key is None:
+        key = codec.secret_from_env()
+    if key is None and (url is None or workers > 0):
+        key = codec.new_secret()
+    server = RedisServer().start() if url is None else None
+    local = None
+    try:
+        config = RedisConfig(url=server.url if server is not None else url or "",
+                             namespace=namespace)
+        config.client().ping()  # fail here, not at the first submit
+        if workers:
+            local = LocalWorkers(config, workers, queues, secret=key,
+                                 extra_args=worker_args).start()
+    except BaseException:
+        if server is not None:
+            server.stop()
+        raise
+    conn = Connection(config, server, local, key)
+    _current.append(conn)
+    set_default_config(config)
+    _set_secret(key)
+    return conn
+
+
+def current_connection() -> Connection | None:
+    """The connection made by the last `connect` call, if still open."""
+    return _current[0] if _current else None
+
+
+def _set_secret(secret: bytes | None) -> None:
+    from ironforge_nb.runs import codec
+
+    codec.set_default_secret(secret)
+
+
+@atexit.register
+def _close_at_exit() -> None:
+    conn = current_connection()
+    if conn is not None:
+        conn.close()

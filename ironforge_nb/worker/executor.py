@@ -1,0 +1,181 @@
+"""Executor processes: the forked children of a worker that run user code, one task at a time.
+
+User code may hold the GIL or block for minutes; it runs here, in a child process, so that the
+worker's main process keeps heartbeating leases and can enforce timeouts by killing the child.
+The worker forks its executors before it starts any thread or opens any Redis connection, and
+feeds each over a pipe: it sends a `Lease`, the executor answers with an `Outcome`. An executor
+dies with its worker (``PR_SET_PDEATHSIG`` on Linux, SIGKILL: user code cannot ignore it), and
+the worker respawns any executor that died or was killed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import multiprocessing
+import os
+import signal
+import sys
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from typing import Any
+
+from ironforge_nb.errors import InvalidOptionError, SignatureError
+from ironforge_nb.queue import Lease, Queue, RedisConfig
+from ironforge_nb.worker.context import reporting
+
+__all__ = ["Executor", "ExecutorProcess", "Outcome", "load_executor", "run_lease"]
+
+# (config, lease) -> encoded result for Queue.complete; raises to fail the attempt
+Executor = Callable[[RedisConfig, Lease], "bytes | None"]
+_PR_SET_PDEATHSIG = 1
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What an executor reports for one lease: a result, or an error and whether to retry."""
+
+    ok: bool
+    result: bytes | None = None
+    error: str = ""
+    retry: bool = True
+
+
+def run_lease(execute: Executor, config: RedisConfig, queue: Queue, lease: Lease) -> Outcome:
+    """Run one lease with ``execute``, progress bound to it; every exception becomes an Outcome.
+
+    `SignatureError` (a payload that must never be unpickled) fails the job for good; any other
+    error fails the attempt, which the queue retries while attempts remain.
+    """
+    try:
+        with reporting(queue, lease):
+            result = execute(config, lease)
+    except SignatureError as exc:
+        return Outcome(False, error=f"SignatureError: {exc}", retry=False)
+    except BaseException:  # user code may raise anything, even SystemExit
+        return Outcome(False, error=traceback.format_exc().rstrip())
+    if result is not None and not isinstance(result, bytes):
+        return Outcome(False, error=f"the executor returned {type(result).__name__}, "
+                                    "expected bytes or None (an encoded result)", retry=False)
+    return Outcome(True, result)
+
+
+def load_executor(path: str) -> Executor:
+    """The callable named ``"package.module:function"`` (a custom executor for the CLI)."""
+    import importlib
+
+    module, _, attr = path.partition(":")
+    if not module or not attr:
+        raise InvalidOptionError("executor", path, "'package.module:function'")
+    try:
+        found = getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError) as exc:
+        raise InvalidOptionError("executor", path, f"an importable callable ({exc})") from exc
+    if not callable(found):
+        raise InvalidOptionError("executor", path, "a callable (config, lease) -> bytes | None")
+    executor: Executor = found
+    return executor
+
+
+def _die_with_parent(parent: int) -> None:
+    """Ask Linux for SIGKILL when the worker dies; exit now if it already has."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import ctypes.util
+
+        with contextlib.suppress(OSError, AttributeError):
+            libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+    if os.getppid() != parent:
+        os._exit(1)
+
+
+def _executor_main(conn: Connection, config: RedisConfig, execute: Executor,
+                   parent: int) -> None:
+    """Body of an executor process: run the leases received on ``conn`` until None or EOF."""
+    _die_with_parent(parent)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the worker's to handle
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    config = copy.copy(config)  # settings only (see RedisConfig.__reduce__): a client of our own
+    queues: dict[str, Queue] = {}
+    while True:
+        try:
+            lease = conn.recv()
+        except (EOFError, OSError):
+            return
+        if lease is None:
+            return
+        queue = queues.get(lease.queue)
+        if queue is None:
+            queue = queues[lease.queue] = Queue(lease.queue, config)
+        conn.send(run_lease(execute, config, queue, lease))
+
+
+class ExecutorProcess:
+    """One forked executor and the worker's end of its pipe."""
+
+    def __init__(self, config: RedisConfig, execute: Executor) -> None:
+        ctx = multiprocessing.get_context("fork")
+        self.conn, child = ctx.Pipe(duplex=True)
+        self.process: Any = ctx.Process(
+            target=_executor_main, args=(child, config, execute, os.getpid()),
+            name="ironforge-executor", daemon=True)
+        self.process.start()
+        child.close()
+
+    @property
+    def pid(self) -> int:
+        """Process id of the executor."""
+        pid: int = self.process.pid
+        return pid
+
+    @property
+    def sentinel(self) -> int:
+        """A handle that becomes ready when the process ends (for `connection.wait`)."""
+        sentinel: int = self.process.sentinel
+        return sentinel
+
+    def alive(self) -> bool:
+        """True while the process runs."""
+        return bool(self.process.is_alive())
+
+    def send(self, lease: Lease) -> None:
+        """Hand ``lease`` to the executor."""
+        self.conn.send(lease)
+
+    def receive(self) -> Outcome | None:
+        """The executor's outcome, or None if it died before answering."""
+        try:
+            outcome: Outcome = self.conn.recv()
+        except (EOFError, OSError):
+            return None
+        return outcome
+
+    def kill(self) -> None:
+        """SIGKILL the executor (timeout, cancelled job, shutdown) and reap it."""
+        with contextlib.suppress(OSError):
+            self.process.kill()
+        self.process.join(5)
+        self.conn.close()
+
+    def stop(self, timeout: float = 2.0) -> None:
+        """Ask an idle executor to exit; kill it if it does not within ``timeout``."""
+        with contextlib.suppress(OSError, ValueError):
+            self.conn.send(None)
+        self.process.join(timeout)
+        if self.process.is_alive():
+            self.kill()
+        else:
+            self.conn.close()
+
+    def exit_description(self) -> str:
+        """How the process ended, for the job's error: exit code or signal name."""
+        code = self.process.exitcode
+        if code is None:
+            return "is still running"
+        if code < 0:
+            with contextlib.suppress(ValueError):
+                return f"was killed by {signal.Signals(-code).name}"
+        return f"exited with code {code}"

@@ -1,0 +1,349 @@
+"""Workers as real processes (``python -m ironforge_nb.worker``) against a real redis-server.
+
+The jobs are JSON commands run by `tests.worker_tasks` (the worker's ``--executor``), so these
+tests exercise the worker alone: claiming, executors, heartbeats, timeouts, signals, progress.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+
+from ironforge_nb.errors import InvalidOptionError
+from ironforge_nb.queue import Queue, RedisConfig
+from ironforge_nb.status import EventType, JobStatus
+from ironforge_nb.worker import Worker, list_workers
+from ironforge_nb.worker.context import Reporter, progress, track
+from tests.worker_tasks import EXECUTOR, command
+
+REPO = Path(__file__).resolve().parents[1]
+StartWorker = Callable[..., subprocess.Popen[bytes]]
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 15.0, every: float = 0.02) -> Any:
+    """Poll ``predicate`` until it returns something truthy; fail the test after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"condition not met within {timeout} s")
+        time.sleep(every)
+
+
+def status_is(q: Queue, job_id: str, status: JobStatus) -> Callable[[], bool]:
+    """A predicate: the job has reached ``status``."""
+    return lambda: q.info(job_id).status is status
+
+
+@pytest.fixture
+def q(config: RedisConfig) -> Queue:
+    """The queue the test workers serve."""
+    return Queue("work", config)
+
+
+@pytest.fixture
+def start_worker(config: RedisConfig, tmp_path: Path) -> Iterator[StartWorker]:
+    """Factory of registered worker processes running the test executor; all killed after."""
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def start(name: str = "w1", *, queues: str = "work", concurrency: int = 1,
+              lease: float = 30.0, grace: float = 10.0, extra: tuple[str, ...] = ()
+              ) -> subprocess.Popen[bytes]:
+        cmd = [sys.executable, "-m", "ironforge_nb.worker", "--url", config.url,
+               "--namespace", config.namespace, "--queues", queues, "--concurrency",
+               str(concurrency), "--name", name, "--executor", EXECUTOR, "--lease", str(lease),
+               "--grace", str(grace), "--log-level", "INFO", *extra]
+        env = {**os.environ, "PYTHONPATH": str(REPO)}
+        with open(tmp_path / f"{name}.log", "ab") as log:
+            proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+        procs.append(proc)
+        wait_for(lambda: proc.poll() is not None or name in {w.name for w in
+                                                               list_workers(config)})
+        assert proc.poll() is None, (tmp_path / f"{name}.log").read_text()
+        return proc
+
+    yield start
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+
+
+def executor_pids(worker: subprocess.Popen[bytes]) -> list[int]:
+    """Pids of a worker's executor processes."""
+    return [c.pid for c in psutil.Process(worker.pid).children()]
+
+
+# -- running jobs ----------------------------------------------------------------------------
+
+
+def test_worker_runs_jobs_and_stores_results(q: Queue, start_worker: StartWorker) -> None:
+    """Every job is completed with the result its task returned."""
+    start_worker(concurrency=2)
+    ids = [q.enqueue(command("echo", value=i)) for i in range(6)]
+    for jid in ids:
+        wait_for(status_is(q, jid, JobStatus.COMPLETED))
+    assert [json.loads(q.result(j) or b"") for j in ids] == list(range(6))
+
+
+def test_lease_survives_a_task_that_holds_the_interpreter(q: Queue,
+                                                         start_worker: StartWorker) -> None:
+    """A 2 s busy loop under a 0.5 s lease completes in one attempt, never redelivered."""
+    start_worker(lease=0.5)
+    jid = q.enqueue(command("busy", seconds=2.0))
+    wait_for(status_is(q, jid, JobStatus.COMPLETED))
+    assert q.info(jid).attempts == 1
+    assert EventType.LEASE_EXPIRED not in {e.type for e in q.events()}
+
+
+def test_failing_task_is_retried_then_succeeds(q: Queue, start_worker: StartWorker) -> None:
+    """An exception fails the attempt with its traceback, and the retry succeeds."""
+    start_worker()
+    jid = q.enqueue(command("fail", until_attempt=2, message="flaky"), backoff=0.01)
+    wait_for(status_is(q, jid, JobStatus.COMPLETED))
+    info = q.info(jid)
+    assert info.attempts == 2 and "RuntimeError: flaky" in info.errors[0].error
+
+
+def test_signature_error_fails_the_job_for_good(q: Queue, start_worker: StartWorker) -> None:
+    """A SignatureError dead-letters the job at once, whatever attempts remain."""
+    start_worker()
+    jid = q.enqueue(command("signature"), max_attempts=5)
+    wait_for(status_is(q, jid, JobStatus.FAILED))
+    info = q.info(jid)
+    assert info.attempts == 1 and info.error is not None and "SignatureError" in info.error
+
+
+def test_executor_crash_fails_the_attempt_and_is_replaced(q: Queue,
+                                                         start_worker: StartWorker) -> None:
+    """A task that kills its process fails the attempt; a new executor runs the next job."""
+    worker = start_worker()
+    before = executor_pids(worker)
+    crash = q.enqueue(command("exit", code=3), max_attempts=1)
+    wait_for(status_is(q, crash, JobStatus.FAILED))
+    assert "exited with code 3" in (q.info(crash).error or "")
+    after = q.enqueue(command("pid"))
+    wait_for(status_is(q, after, JobStatus.COMPLETED))
+    assert json.loads(q.result(after) or b"") not in before
+
+
+# -- timeouts and cancellation ---------------------------------------------------------------
+
+
+def test_timeout_kills_the_task_then_the_retry_succeeds(q: Queue,
+                                                       start_worker: StartWorker) -> None:
+    """A task over its timeout is killed and the attempt fails; the next attempt completes."""
+    start_worker()
+    jid = q.enqueue(command("sleep_once", seconds=60), max_attempts=2, backoff=0.01,
+                    meta={"timeout": "0.5"})
+    wait_for(status_is(q, jid, JobStatus.COMPLETED), timeout=10)
+    info = q.info(jid)
+    assert info.attempts == 2 and info.errors[0].error == "timeout after 0.5 s"
+    assert json.loads(q.result(jid) or b"") == "attempt 2"
+
+
+def test_worker_default_timeout_applies(q: Queue, start_worker: StartWorker) -> None:
+    """``--timeout`` limits tasks whose job sets no timeout of its own."""
+    start_worker(extra=("--timeout", "0.3"))
+    jid = q.enqueue(command("sleep", seconds=60), max_attempts=1)
+    wait_for(status_is(q, jid, JobStatus.FAILED), timeout=10)
+    assert q.info(jid).error == "timeout after 0.3 s"
+
+
+def test_cancelled_running_job_is_stopped(q: Queue, start_worker: StartWorker,
+                                          tmp_path: Path) -> None:
+    """Cancelling a running job kills its executor at the next heartbeat."""
+    worker = start_worker(lease=0.6)
+    flag = tmp_path / "flag"
+    jid = q.enqueue(command("sleep_first", seconds=60, flag=str(flag)))
+    wait_for(flag.exists)
+    task_pid = int(wait_for(flag.read_text))
+    q.cancel(jid)
+    wait_for(lambda: not psutil.pid_exists(task_pid) or
+             psutil.Process(task_pid).status() == psutil.STATUS_ZOMBIE, timeout=5)
+    assert worker.poll() is None
+
+
+# -- stopping --------------------------------------------------------------------------------
+
+
+def test_sigterm_lets_a_short_task_finish(q: Queue, config: RedisConfig,
+                                          start_worker: StartWorker) -> None:
+    """After SIGTERM a running task completes within the grace period and the worker exits."""
+    worker = start_worker(grace=10)
+    jid = q.enqueue(command("sleep", seconds=1.0))
+    wait_for(status_is(q, jid, JobStatus.ACTIVE))
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(15) == 0
+    assert q.info(jid).status is JobStatus.COMPLETED
+    assert "w1" not in {w.name for w in list_workers(config)}
+
+
+def test_sigterm_stops_claiming(q: Queue, start_worker: StartWorker) -> None:
+    """A stopping worker claims no new job."""
+    worker = start_worker(grace=10)
+    first = q.enqueue(command("sleep", seconds=1.0))
+    wait_for(status_is(q, first, JobStatus.ACTIVE))
+    worker.send_signal(signal.SIGTERM)
+    second = q.enqueue(command("echo", value=2))
+    assert worker.wait(15) == 0
+    assert q.info(second).status is JobStatus.QUEUED
+
+
+def test_sigterm_hands_a_long_task_back_at_once(q: Queue, start_worker: StartWorker,
+                                                tmp_path: Path) -> None:
+    """Past the grace period the job is queued again at once, and another worker completes it."""
+    worker = start_worker("w1", grace=0.5, lease=60)
+    flag = tmp_path / "flag"
+    jid = q.enqueue(command("sleep_first", seconds=60, flag=str(flag)))
+    wait_for(flag.exists)
+    worker.send_signal(signal.SIGTERM)
+    start = time.monotonic()
+    wait_for(status_is(q, jid, JobStatus.QUEUED), timeout=5)
+    assert time.monotonic() - start < 3.0  # the 60 s lease was not waited for
+    assert worker.wait(10) == 0
+    start_worker("w2")
+    wait_for(status_is(q, jid, JobStatus.COMPLETED))
+    info = q.info(jid)
+    assert info.worker == "w2" and info.attempts == 1
+    assert json.loads(q.result(jid) or b"") == "second run"
+
+
+def test_sigkilled_worker_job_is_redelivered(q: Queue, start_worker: StartWorker,
+                                             tmp_path: Path) -> None:
+    """A worker SIGKILLed mid-job: its executor dies too, and another worker completes the job."""
+    worker = start_worker("w1", lease=1.0)
+    flag = tmp_path / "flag"
+    jid = q.enqueue(command("sleep_first", seconds=60, flag=str(flag)), backoff=0.01)
+    wait_for(flag.exists)
+    task_pid = int(wait_for(flag.read_text))
+    worker.kill()
+    worker.wait()
+    wait_for(lambda: not psutil.pid_exists(task_pid), timeout=5)
+    start_worker("w2", lease=1.0)
+    wait_for(status_is(q, jid, JobStatus.COMPLETED))
+    info = q.info(jid)
+    assert info.worker == "w2" and info.attempts == 2
+    assert "lease expired" in info.errors[0].error
+
+
+def test_two_workers_share_a_queue_without_double_runs(q: Queue, start_worker: StartWorker,
+                                                      tmp_path: Path) -> None:
+    """Two workers drain one queue; every job runs and completes exactly once."""
+    record = tmp_path / "runs.txt"
+    start_worker("w1", concurrency=2)
+    start_worker("w2", concurrency=2)
+    ids = [q.enqueue(command("sleep", seconds=0.02, record=str(record))) for _ in range(40)]
+    for jid in ids:
+        wait_for(status_is(q, jid, JobStatus.COMPLETED))
+    ran = [line.split()[0] for line in record.read_text().splitlines()]
+    assert sorted(ran) == sorted(ids)
+    assert {q.info(j).worker for j in ids} == {"w1", "w2"}
+
+
+def test_registry_lists_the_worker(config: RedisConfig, start_worker: StartWorker) -> None:
+    """A running worker appears in the registry with its pid, queues and concurrency."""
+    worker = start_worker("w1", queues="work,other", concurrency=2)
+    (info,) = list_workers(config)
+    assert (info.name, info.pid, info.queues, info.concurrency) == (
+        "w1", worker.pid, ("work", "other"), 2)
+
+
+def test_worker_serves_queues_in_order(config: RedisConfig, start_worker: StartWorker) -> None:
+    """A worker of two queues runs the jobs of both."""
+    a, b = Queue("a", config), Queue("b", config)
+    ja, jb = a.enqueue(command("echo", value="a")), b.enqueue(command("echo", value="b"))
+    start_worker(queues="a,b")
+    wait_for(status_is(a, ja, JobStatus.COMPLETED))
+    wait_for(status_is(b, jb, JobStatus.COMPLETED))
+
+
+# -- progress from inside a task -------------------------------------------------------------
+
+
+def test_progress_is_visible_while_the_task_runs(q: Queue, start_worker: StartWorker) -> None:
+    """``ifn.progress`` values reach the job's meta hash before the task ends."""
+    start_worker()
+    jid = q.enqueue(command("progress", steps=[[0.25, "reading"], [0.5, "writing"]], hold=3))
+    wait_for(lambda: q.info(jid).progress == 0.5)
+    info = q.info(jid)
+    assert info.status is JobStatus.ACTIVE and info.message == "writing"
+
+
+def test_track_reports_done_over_total(q: Queue, start_worker: StartWorker) -> None:
+    """``ifn.track`` shows partial progress and a count while the loop runs."""
+    start_worker()
+    jid = q.enqueue(command("track", n=10, delay=0.15, message="rows", hold=2))
+    info = wait_for(lambda: (i := q.info(jid)).status is JobStatus.ACTIVE and
+                    0 < i.progress < 1 and i)
+    assert info.message is not None and info.message.startswith("rows: ")
+    wait_for(lambda: q.info(jid).message == "rows: 10/10")
+    assert q.info(jid).progress == 1.0
+
+
+def test_reporter_coalesces_and_flushes_the_last_value() -> None:
+    """Many quick updates become a few writes, and the last value is always written."""
+    writes: list[tuple[float, str | None]] = []
+    reporter = Reporter(lambda v, m: writes.append((v, m)), interval=0.2)
+    for i in range(1, 101):
+        reporter.report(i / 100, None if i % 10 else f"step {i}")
+    assert len(writes) == 1
+    reporter.close()
+    assert writes[-1] == (1.0, "step 100") and len(writes) == 2
+
+
+def test_reporter_writes_a_pending_value_after_the_interval() -> None:
+    """A coalesced update is written by the timer once the interval has passed."""
+    writes: list[tuple[float, str | None]] = []
+    reporter = Reporter(lambda v, m: writes.append((v, m)), interval=0.1)
+    reporter.report(0.1, "a")
+    reporter.report(0.4, "b")
+    wait_for(lambda: len(writes) == 2, timeout=2)
+    assert writes == [(0.1, "a"), (0.4, "b")]
+    reporter.close()
+
+
+def test_progress_and_track_outside_a_task_do_nothing() -> None:
+    """Outside a task, progress is a validated no-op and track a plain loop."""
+    progress(0.5, "ignored")
+    assert list(track(iter(range(3)))) == [0, 1, 2]
+
+
+def test_progress_rejects_a_value_outside_zero_one() -> None:
+    """A progress of 40 (meant as percent) is refused with the expected range."""
+    with pytest.raises(InvalidOptionError, match="from 0 to 1"):
+        progress(40)
+
+
+# -- configuration ---------------------------------------------------------------------------
+
+
+def test_worker_rejects_bad_options(config: RedisConfig) -> None:
+    """Bad concurrency, queues or lease are refused before anything starts."""
+    def noop(c: RedisConfig, lease: Any) -> None:
+        return None
+
+    for kwargs in ({"concurrency": 0}, {"queues": []}, {"lease": 0}, {"queues": ["a:b"]}):
+        with pytest.raises(InvalidOptionError if "a:b" not in str(kwargs) else ValueError):
+            Worker(config, executor=noop, **kwargs)
+
+
+def test_cli_worker_needs_an_importable_executor(config: RedisConfig) -> None:
+    """``--executor`` naming nothing importable exits 1 with the fix in the message."""
+    out = subprocess.run(
+        [sys.executable, "-m", "ironforge_nb.worker", "--url", config.url, "--executor",
+         "nowhere.at_all:fn"], capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert out.returncode == 1 and "package.module:function" not in out.stdout
+    assert "nowhere.at_all:fn" in out.stderr
