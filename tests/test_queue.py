@@ -394,3 +394,13 @@ def test_concurrent_enqueues_of_one_id_make_one_job(q: Queue) -> None:
         thread.join()
     assert got == ["same"] * 20 and q.counts()[JobStatus.QUEUED] == 1
     assert sum(e.type is EventType.ENQUEUED for e in q.events()) == 1
+
+
+def test_batches_beyond_one_thousand_jobs(q: Queue) -> None:
+    """Claims and completions of more than 1000 jobs per call (chunked inside the scripts)."""
+    ids = q.enqueue_batch([b""] * 4600, chunk_size=2300)
+    first = q.dequeue_many("w", 2200, timeout=0)
+    nxt, refused = q.complete_many(first, fetch_next=2300)
+    assert refused == {} and len(nxt) == 2300
+    assert q.counts()[JobStatus.COMPLETED] == 2200 and q.counts()[JobStatus.ACTIVE] == 2300
+    assert sorted(lease.job_id for lease in first + nxt) == sorted(ids[:4500])

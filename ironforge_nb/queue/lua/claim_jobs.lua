@@ -54,7 +54,7 @@ local volatile = {status = 1, token = 1, worker = 1, started = 1, lease_ms = 1, 
                   progress = 1, message = 1, error = 1, failures = 1, enqueued = 1,
                   finished = 1}
 local popped = redis.call('ZPOPMIN', K_WAIT, n)
-local token = nil
+local token, leased = nil, {}
 for p = 1, #popped, 2 do
   local id = popped[p]
   local jk = prefix .. id
@@ -74,7 +74,12 @@ for p = 1, #popped, 2 do
     local tok, attempt, deadline = string.format('%d', token), attempts + 1, now + lease
     redis.call('HSET', jk, 'status', 'active', 'token', tok, 'worker', worker, 'started', now,
                'lease_ms', lease, 'attempts', attempt)
-    redis.call('ZADD', K_ACTIVE, deadline, id)
+    leased[#leased + 1] = deadline
+    leased[#leased + 1] = id
+    if #leased >= 2000 then  -- one ZADD per 1000 claims (Lua's unpack has limits)
+      redis.call('ZADD', K_ACTIVE, unpack(leased))
+      leased = {}
+    end
     redis.call('XADD', K_EVENTS, 'MAXLEN', '~', maxlen, '*', 'type', 'claimed', 'ts', now,
                'job', id, 'queue', queue, 'status', 'active', 'attempt', attempt,
                'worker', worker)
@@ -84,6 +89,7 @@ for p = 1, #popped, 2 do
     out[o + 6] = meta
   end
 end
+if #leased > 0 then redis.call('ZADD', K_ACTIVE, unpack(leased)) end
 if #out == 1 then
   local first = redis.call('ZRANGE', K_SCHEDULED, 0, 0, 'WITHSCORES')
   if #first > 0 then out[1] = math.max(1, tonumber(first[2]) - now) end

@@ -44,7 +44,7 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local prefix, psuffix, rsuffix = ARGV[1], ARGV[2], ARGV[3]
 local queue, maxlen = ARGV[4], ARGV[5]
 local rctx = run_ctx(prefix, ARGV[#ARGV - 1], ARGV[#ARGV], maxlen)
-local outcomes, refused = {}, false
+local outcomes, refused, done = {}, false, {}
 for i = 1, (#KEYS - 6) / 2 do
   local jk, rk, a = KEYS[5 + 2 * i], KEYS[6 + 2 * i], 8 + 4 * i
   local id = ARGV[a]
@@ -56,8 +56,7 @@ for i = 1, (#KEYS - 6) / 2 do
   else
     if ARGV[a + 2] == '1' then redis.call('SET', rk, ARGV[a + 3], 'PX', ARGV[6]) end
     redis.call('HSET', jk, 'status', 'completed', 'finished', now, 'progress', 1)
-    redis.call('ZREM', KEYS[1], id)
-    redis.call('ZADD', KEYS[2], now, id)
+    done[#done + 1] = id
     redis.call('XADD', KEYS[3], 'MAXLEN', '~', maxlen, '*', 'type', 'completed', 'ts', now,
                'job', id, 'queue', queue, 'status', 'completed', 'attempt', st[3],
                'worker', st[4] or '')
@@ -65,6 +64,17 @@ for i = 1, (#KEYS - 6) / 2 do
     run_on_complete(rctx, jk, id, now)
   end
   if type(outcomes[i]) == 'table' then refused = true end
+end
+-- one ZREM and one ZADD per 1000 completed jobs (Lua's unpack has limits)
+for from = 1, #done, 1000 do
+  local ids, ranked = {}, {}
+  for j = from, math.min(from + 999, #done) do
+    ids[#ids + 1] = done[j]
+    ranked[#ranked + 1] = now
+    ranked[#ranked + 1] = done[j]
+  end
+  redis.call('ZREM', KEYS[1], unpack(ids))
+  redis.call('ZADD', KEYS[2], unpack(ranked))
 end
 
 local excess = redis.call('ZCARD', KEYS[2]) - tonumber(ARGV[7])
@@ -102,7 +112,7 @@ local volatile = {status = 1, token = 1, worker = 1, started = 1, lease_ms = 1, 
                   progress = 1, message = 1, error = 1, failures = 1, enqueued = 1,
                   finished = 1}
 local popped = redis.call('ZPOPMIN', K_WAIT, n)
-local token = nil
+local token, leased = nil, {}
 for p = 1, #popped, 2 do
   local id = popped[p]
   local jk = prefix .. id
@@ -122,7 +132,12 @@ for p = 1, #popped, 2 do
     local tok, attempt, deadline = string.format('%d', token), attempts + 1, now + lease
     redis.call('HSET', jk, 'status', 'active', 'token', tok, 'worker', worker, 'started', now,
                'lease_ms', lease, 'attempts', attempt)
-    redis.call('ZADD', K_ACTIVE, deadline, id)
+    leased[#leased + 1] = deadline
+    leased[#leased + 1] = id
+    if #leased >= 2000 then  -- one ZADD per 1000 claims (Lua's unpack has limits)
+      redis.call('ZADD', K_ACTIVE, unpack(leased))
+      leased = {}
+    end
     redis.call('XADD', K_EVENTS, 'MAXLEN', '~', maxlen, '*', 'type', 'claimed', 'ts', now,
                'job', id, 'queue', queue, 'status', 'active', 'attempt', attempt,
                'worker', worker)
@@ -132,6 +147,7 @@ for p = 1, #popped, 2 do
     out[o + 6] = meta
   end
 end
+if #leased > 0 then redis.call('ZADD', K_ACTIVE, unpack(leased)) end
 if #out == 1 then
   local first = redis.call('ZRANGE', K_SCHEDULED, 0, 0, 'WITHSCORES')
   if #first > 0 then out[1] = math.max(1, tonumber(first[2]) - now) end
