@@ -36,6 +36,10 @@ _EXPORTS: dict[str, str] = {
     "Lease": "ironforge_nb.queue",
     "Lock": "ironforge_nb.queue",
     "RedisServer": "ironforge_nb.local",
+    # runs: submit a pipeline, follow it, list recent runs
+    "submit": "ironforge_nb.runs",
+    "Run": "ironforge_nb.runs",
+    "runs": "ironforge_nb.runs",
     # running: connect, workers, progress from inside a task
     "connect": "ironforge_nb.local",
     "progress": "ironforge_nb.worker.context",

@@ -50,6 +50,9 @@ if TYPE_CHECKING:
     import pandas as pd
     from typing_extensions import Unpack
 
+    from ironforge_nb.queue.config import RedisConfig
+    from ironforge_nb.runs.run import Run
+
 __all__ = ["Pipeline", "TaskOptions"]
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -261,6 +264,17 @@ class Pipeline:
             columns[name] = pd.Series([getattr(s, name) for s in specs], dtype=dtype)
         frame: pd.DataFrame = pd.DataFrame(columns)
         return frame
+
+    def submit(self, params: Mapping[str, Any] | None = None, *, run_id: str | None = None,
+               config: RedisConfig | None = None, queue: str | None = None,
+               **options: Any) -> Run:
+        """Build and run this pipeline on the queue engine; returns the `Run` at once.
+
+        See `ironforge_nb.runs.submit` (imported here, so the DAG layer stays Redis-free).
+        """
+        from ironforge_nb.runs.submit import submit
+
+        return submit(self, params, run_id=run_id, config=config, queue=queue, **options)
 
     # ------------------------------------------------------------------ container protocol
 
