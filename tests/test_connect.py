@@ -1,0 +1,155 @@
+"""``ifn.connect()``: embedded server + local worker processes, process defaults, clean shutdown."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+import ironforge_nb as ifn
+from ironforge_nb.local import RedisServer
+from ironforge_nb.local.connect import Connection, current_connection
+from ironforge_nb.queue import Queue, default_config
+from ironforge_nb.runs import codec
+from ironforge_nb.status import JobStatus
+from tests.worker_tasks import EXECUTOR, command
+
+REPO = Path(__file__).resolve().parents[1]
+TEST_EXECUTOR = ("--executor", EXECUTOR)
+
+
+def all_pids(conn: Connection) -> list[int]:
+    """The server, the local workers and their executor processes."""
+    assert conn.server is not None and conn.local_workers is not None
+    pids = [conn.server.pid or -1, *conn.local_workers.pids]
+    for pid in conn.local_workers.pids:
+        pids += [c.pid for c in psutil.Process(pid).children()]
+    return pids
+
+
+def gone(pid: int) -> bool:
+    """True once ``pid`` has exited (a zombie counts: it runs nothing)."""
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def wait_gone(pids: list[int], timeout: float = 15.0) -> list[int]:
+    """The pids still running after ``timeout`` (empty when all have exited)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not all(gone(p) for p in pids):
+        time.sleep(0.05)
+    return [p for p in pids if not gone(p)]
+
+
+@pytest.fixture
+def embedded() -> Iterator[Connection]:
+    """``ifn.connect()`` with two local workers running the test executor; closed after."""
+    conn = ifn.connect(workers=2, worker_args=TEST_EXECUTOR)
+    yield conn
+    conn.close()
+
+
+def test_connect_starts_server_and_workers(embedded: Connection) -> None:
+    """connect() starts an embedded redis-server and two registered worker processes."""
+    assert embedded.server is not None and embedded.server.running
+    assert len(embedded.workers()) == 2
+    assert {w.pid for w in embedded.workers()} == set(embedded.local_workers.pids)  # type: ignore[union-attr]
+
+
+def test_connect_sets_process_defaults(embedded: Connection) -> None:
+    """The connection's config and secret become this process's defaults."""
+    assert default_config() is embedded.config
+    assert codec.default_secret() == embedded.secret and embedded.secret
+    assert current_connection() is embedded
+
+
+def test_local_workers_run_jobs(embedded: Connection) -> None:
+    """A job enqueued on the default queue is run by a local worker."""
+    q = Queue()
+    jid = q.enqueue(command("echo", value="hi"))
+    deadline = time.monotonic() + 15
+    while q.info(jid).status is not JobStatus.COMPLETED and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert json.loads(q.result(jid) or b"") == "hi"
+
+
+def test_local_workers_share_the_secret(embedded: Connection) -> None:
+    """Local workers get the connection's secret in IRONFORGE_SECRET."""
+    pid = embedded.local_workers.pids[0]  # type: ignore[union-attr]
+    assert psutil.Process(pid).environ()["IRONFORGE_SECRET"] == embedded.secret.decode()  # type: ignore[union-attr]
+
+
+def test_repr_names_url_namespace_and_workers(embedded: Connection) -> None:
+    """The repr shows where, which namespace and how many local workers."""
+    text = repr(embedded)
+    assert embedded.config.url in text and "namespace='default'" in text
+    assert "local_workers=2" in text and "embedded" in text
+
+
+def test_close_stops_every_process(embedded: Connection) -> None:
+    """close() stops the workers, their executors and the server, and forgets the defaults."""
+    pids = all_pids(embedded)
+    assert len(pids) == 5
+    embedded.close()
+    assert wait_gone(pids) == []
+    assert current_connection() is None and codec.default_secret() is None
+
+
+def test_connect_again_closes_the_previous(embedded: Connection) -> None:
+    """A second connect() closes the first connection's processes."""
+    pids = all_pids(embedded)
+    second = ifn.connect(workers=0)
+    try:
+        assert embedded.closed and wait_gone(pids) == []
+        assert current_connection() is second
+    finally:
+        second.close()
+
+
+def test_connect_to_a_url_without_workers(redis_server: RedisServer) -> None:
+    """With a URL and workers=0, nothing is started and the defaults point at that Redis."""
+    conn = ifn.connect(redis_server.url, namespace="elsewhere", workers=0, secret="s3cret")
+    try:
+        assert conn.server is None and conn.local_workers is None
+        assert default_config().url == redis_server.url
+        assert default_config().namespace == "elsewhere"
+        assert codec.default_secret() == b"s3cret"
+    finally:
+        conn.close()
+    assert redis_server.running
+
+
+_OWNER = """
+import json, sys, time
+import ironforge_nb as ifn
+conn = ifn.connect(workers=1, worker_args=["--executor", sys.argv[1]])
+print(json.dumps([conn.server.pid, *conn.local_workers.pids]), flush=True)
+time.sleep(600)
+"""
+
+
+def test_local_processes_die_with_their_owner() -> None:
+    """When the owning process is SIGKILLed, its server and workers exit by themselves."""
+    owner = subprocess.Popen([sys.executable, "-c", _OWNER, EXECUTOR], cwd=REPO,
+                             stdout=subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(REPO)})
+    try:
+        assert owner.stdout is not None
+        pids = json.loads(owner.stdout.readline())
+        executors = [c.pid for p in pids[1:] for c in psutil.Process(p).children()]
+        owner.send_signal(signal.SIGKILL)
+        owner.wait()
+        assert wait_gone([*pids, *executors]) == []
+    finally:
+        if owner.poll() is None:
+            owner.kill()
+        owner.wait()
