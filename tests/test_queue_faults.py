@@ -398,14 +398,14 @@ BAD: dict[str, tuple[Callable[[Queue, Any], object], type[ValidationError]]] = {
     "priority bool": (lambda q, le: q.enqueue(b"", priority=True), InvalidOptionError),
     "priority -1001": (lambda q, le: q.enqueue(b"", priority=-1001), InvalidOptionError),
     "max_attempts -1": (lambda q, le: q.enqueue(b"", max_attempts=-1), InvalidOptionError),
-    "max_attempts float": (lambda q, le: q.enqueue(b"", max_attempts=2.0), InvalidOptionError),
+    "max_attempts float": (lambda q, le: q.enqueue(b"", max_attempts=2.0), InvalidOptionError),  # type: ignore[arg-type]
     "max_attempts bool": (lambda q, le: q.enqueue(b"", max_attempts=True), InvalidOptionError),
     "infinite delay": (lambda q, le: q.enqueue(b"", delay=float("inf")), InvalidOptionError),
-    "str delay": (lambda q, le: q.enqueue(b"", delay="1"), InvalidOptionError),
+    "str delay": (lambda q, le: q.enqueue(b"", delay="1"), InvalidOptionError),  # type: ignore[arg-type]
     "nan backoff": (lambda q, le: q.enqueue(b"", backoff=float("nan")), InvalidOptionError),
     "meta field colon": (lambda q, le: q.enqueue(b"", meta={"a:b": "x"}), InvalidNameError),
     "meta field error.n": (lambda q, le: q.enqueue(b"", meta={"error.1": "x"}), InvalidNameError),
-    "meta not a mapping": (lambda q, le: q.enqueue(b"", meta=[("a", "b")]), InvalidOptionError),
+    "meta not a mapping": (lambda q, le: q.enqueue(b"", meta=[("a", "b")]), InvalidOptionError),  # type: ignore[arg-type]
     "batch priority": (lambda q, le: q.enqueue_batch([b""] * 3, priority=2000),
                        InvalidOptionError),
     "batch max_attempts 0": (lambda q, le: q.enqueue_batch([b""] * 3, max_attempts=0),
@@ -420,13 +420,13 @@ BAD: dict[str, tuple[Callable[[Queue, Any], object], type[ValidationError]]] = {
                        InvalidOptionError),
     "timeout nan": (lambda q, le: q.dequeue("w", timeout=float("nan")), InvalidOptionError),
     "worker too long": (lambda q, le: q.dequeue("w" * 201, timeout=0), InvalidOptionError),
-    "worker not str": (lambda q, le: q.dequeue(7, timeout=0), InvalidOptionError),
+    "worker not str": (lambda q, le: q.dequeue(7, timeout=0), InvalidOptionError),  # type: ignore[arg-type]
     "n bool": (lambda q, le: q.dequeue_many("w", True, timeout=0), InvalidOptionError),
     "heartbeat extend 0": (lambda q, le: q.heartbeat(le, extend=0), InvalidOptionError),
-    "result str": (lambda q, le: q.complete(le, "done"), InvalidOptionError),
+    "result str": (lambda q, le: q.complete(le, "done"), InvalidOptionError),  # type: ignore[arg-type]
     "result oversize": (lambda q, le: q.complete(le, b"x" * 17), SizeLimitError),
     "fetch_next -1": (lambda q, le: q.complete(le, fetch_next=-1), InvalidOptionError),
-    "fail error not str": (lambda q, le: q.fail(le, ValueError("x")), InvalidOptionError),
+    "fail error not str": (lambda q, le: q.fail(le, ValueError("x")), InvalidOptionError),  # type: ignore[arg-type]
     "lease of other queue": (lambda q, le: q.complete(_lease_of_other_queue(q)),
                              InvalidOptionError),
     "cancel bad id": (lambda q, le: q.cancel("a b"), InvalidNameError),
