@@ -211,12 +211,17 @@ def test_roots_and_leaves(sales: DAG[str]) -> None:
     assert sales.leaves() == ("report", "audit")
 
 
-def test_topological_order_prefers_earliest_inserted() -> None:
-    """Among ready tasks, the one inserted first comes first."""
+def test_topological_order_goes_level_by_level_in_insertion_order() -> None:
+    """Tasks come level by level, and in insertion order within a level."""
     dag = DAG.from_edges([("c", "d"), ("a", "b")], nodes=["a", "b", "c", "d"])
-    assert dag.topological_order() == ["a", "b", "c", "d"]
+    assert dag.topological_order() == ["a", "c", "b", "d"]
     swapped = DAG.from_edges([("b", "a"), ("d", "c")], nodes=["a", "b", "c", "d"])
-    assert swapped.topological_order() == ["b", "a", "d", "c"]
+    assert swapped.topological_order() == ["b", "d", "a", "c"]
+
+
+def test_topological_order_is_generations_flattened(sales: DAG[str]) -> None:
+    """The order lists the generations one after the other."""
+    assert sales.topological_order() == [t for level in sales.generations() for t in level]
 
 
 def test_topological_order_is_deterministic() -> None:

@@ -3,51 +3,70 @@
 `DAG` interns its nodes once (node -> position in insertion order) and runs everything below on
 those positions: lists indexed by int are much cheaper than dicts keyed by arbitrary objects, and
 an order on ints is the insertion order for free. Every function is iterative (no recursion
-limit) and O(V + E), except Kahn's ready queue, a heap of ints (see `kahn`).
+limit) and O(V + E) (plus sorting each level's ints in `kahn`).
 
 Adjacency is a list of int lists (``children[u]`` lists ``v`` for every edge ``u -> v``). The lists
-are in edge order, not sorted; callers that show them sort on the way out.
+are in edge order, not sorted, and may repeat an edge until `deduplicate` runs: every algorithm
+here is indifferent to both, and `DAG` cleans up lazily before showing edges.
 """
 
 from __future__ import annotations
 
-import heapq
 from collections.abc import Iterable, Sequence
-from itertools import compress, count, repeat
-from operator import lt
+from itertools import compress, repeat
+from operator import not_
+from typing import Any
 
 __all__ = [
     "ancestors_of",
-    "build_children",
+    "deduplicate",
     "find_cycle",
+    "group_edges",
     "invert",
     "kahn",
-    "longest_levels",
+    "levels_from_bounds",
     "neighbourhood_of",
+    "select",
+    "self_loop",
     "weighted_longest_path",
 ]
 
 IntLists = list[list[int]]
+Adjacency = tuple[IntLists, list[int]]  # children lists, parent counts
 
 
-def build_children(n: int, src: Sequence[int], dst: Sequence[int]) -> tuple[IntLists, int]:
-    """Group the edges ``src[i] -> dst[i]`` by source, dropping repeated edges.
+def group_edges(index: dict[Any, int], edges: Iterable[tuple[Any, Any]], n: int) -> Adjacency:
+    """Intern every ``(parent, child)`` edge and group it by parent, counting each child's parents.
 
-    Returns the children lists and the number of distinct edges. Duplicates are rare, so they
-    are looked for first in one cheap pass (distinct edge keys) and removed only when present.
+    This is the hot loop of graph construction, written for speed: one pass, two dict lookups
+    per edge, no intermediate lists. Repeated edges are kept (see `deduplicate`). Raises
+    ``KeyError`` for an unknown node and ``ValueError``/``TypeError`` for an edge that is not a
+    pair; the caller turns those into precise errors.
     """
     children: IntLists = [[] for _ in repeat(None, n)]
-    for u, v in zip(src, dst, strict=True):
-        children[u].append(v)
-    count = len(src)
-    if count and len(set(map(_edge_key, src, dst, repeat(n)))) != count:
+    indeg = [0] * n
+    for u, v in edges:
+        j = index[v]
+        children[index[u]].append(j)
+        indeg[j] += 1
+    return children, indeg
+
+
+def deduplicate(children: IntLists) -> tuple[IntLists, int]:
+    """Drop repeated children (keeping first occurrences) and count the distinct edges."""
+    total = sum(map(len, children))
+    distinct = sum(map(len, map(set, children)))
+    if distinct != total:
         children = [list(dict.fromkeys(kids)) if len(kids) > 1 else kids for kids in children]
-        count = sum(map(len, children))
-    return children, count
+    return children, distinct
 
 
-def _edge_key(u: int, v: int, n: int) -> int:
-    return u * n + v
+def self_loop(children: IntLists) -> int | None:
+    """A node listed among its own children, if any."""
+    for u, kids in enumerate(children):
+        if u in kids:
+            return u
+    return None
 
 
 def invert(n: int, children: IntLists) -> IntLists:
@@ -59,39 +78,34 @@ def invert(n: int, children: IntLists) -> IntLists:
     return parents
 
 
-def in_degrees(n: int, children: IntLists) -> list[int]:
-    """Count each node's parents."""
-    indeg = [0] * n
-    for kids in children:
-        for v in kids:
-            indeg[v] += 1
-    return indeg
+def kahn(children: IntLists, indeg: list[int]) -> tuple[list[int], list[int]]:
+    """Kahn's algorithm, one level at a time; within a level, insertion order.
 
+    Round 0 holds the roots; a node joins the round after the one that held its last parent, so
+    its round is its longest distance from a root: the order comes out grouped by level, and the
+    levels cost nothing extra. Sorting each round (ints, in C) is much cheaper than a priority
+    queue over the whole graph, and just as deterministic.
 
-def is_forward(src: Sequence[int], dst: Sequence[int]) -> bool:
-    """True when every edge goes from an earlier to a later node: insertion order is topological."""
-    return all(map(lt, src, dst))
-
-
-def kahn(n: int, children: IntLists, indeg: list[int]) -> list[int]:
-    """Kahn's algorithm; ties go to the node inserted first (a heap of ready positions).
-
-    The result is the smallest topological order in insertion order, so a graph whose tasks were
-    added parents-first comes back in exactly the order it was written. ``indeg`` is consumed.
-    The returned list is shorter than ``n`` when the graph has a cycle.
+    Returns the order and the round boundaries (``order[bounds[k]:bounds[k + 1]]`` is level k).
+    ``indeg`` is consumed. The order misses some nodes when the graph has a cycle or self-loop.
     """
-    ready = [u for u, d in enumerate(indeg) if not d]  # ascending, hence already a heap
+    frontier = list(compress(range(len(indeg)), map(not_, indeg)))
     order: list[int] = []
-    append, pop, push = order.append, heapq.heappop, heapq.heappush
-    while ready:
-        u = pop(ready)
-        append(u)
-        for v in children[u]:
-            d = indeg[v] - 1
-            indeg[v] = d
-            if not d:
-                push(ready, v)
-    return order
+    bounds = [0]
+    while frontier:
+        order += frontier
+        bounds.append(len(order))
+        ready: list[int] = []
+        append = ready.append
+        for u in frontier:
+            for v in children[u]:
+                d = indeg[v] - 1
+                indeg[v] = d
+                if not d:
+                    append(v)
+        ready.sort()
+        frontier = ready
+    return order, bounds
 
 
 def find_cycle(n: int, parents: IntLists, done: Iterable[int]) -> list[int]:
@@ -118,14 +132,12 @@ def find_cycle(n: int, parents: IntLists, done: Iterable[int]) -> list[int]:
     return cycle
 
 
-def longest_levels(order: Sequence[int], children: IntLists) -> list[int]:
-    """Each node's longest distance (in edges) from a root, given a topological order."""
+def levels_from_bounds(order: Sequence[int], bounds: Sequence[int]) -> list[int]:
+    """Each node's level, from the rounds of `kahn`."""
     level = [0] * len(order)
-    for u in order:
-        below = level[u] + 1
-        for v in children[u]:
-            if level[v] < below:
-                level[v] = below
+    for k in range(1, len(bounds) - 1):
+        for u in order[bounds[k] : bounds[k + 1]]:
+            level[u] = k
     return level
 
 
@@ -189,8 +201,3 @@ def weighted_longest_path(
 def select(flags: Sequence[bool]) -> list[int]:
     """Positions whose flag is true, ascending."""
     return list(compress(range(len(flags)), flags))
-
-
-def first_true(flags: Iterable[bool]) -> int:
-    """Position of the first true flag (there must be one)."""
-    return next(compress(count(), flags))

@@ -11,10 +11,10 @@ Standard library only: this module is imported by code that never touches Redis 
 from __future__ import annotations
 
 import difflib
+import itertools
 import math
-from collections.abc import Hashable, Iterable, Iterator, Mapping, Sequence, Sized
+from collections.abc import Hashable, Iterable, Iterator, Mapping, Sequence
 from itertools import chain, compress
-from operator import eq, itemgetter
 from typing import Any, Generic, TypeVar, cast
 
 from ironforge_nb.dag import _core
@@ -37,10 +37,12 @@ class DAG(Generic[N]):
     """An immutable, validated directed acyclic graph of tasks.
 
     Build it with `DAG.from_edges` or `DAG.from_parents` (what ``Pipeline.build()`` calls).
-    Orders are deterministic: whenever several tasks could come next, the one inserted first wins.
+    Orders are deterministic: tasks come level by level (a task's level is its longest distance
+    from a root), and in insertion order within a level.
     """
 
     __slots__ = (
+        "_bounds",
         "_children",
         "_data",
         "_edges",
@@ -55,10 +57,11 @@ class DAG(Generic[N]):
     _index: dict[N, int]
     _children: _core.IntLists
     _parents: _core.IntLists | None
-    _order: Sequence[int]
+    _order: list[int]  # topological order (positions), level by level
+    _bounds: list[int]  # _order[_bounds[k]:_bounds[k + 1]] is level k
     _levels: list[int] | None
     _data: tuple[object, ...] | None
-    _edges: int
+    _edges: int | None  # None until repeated edges have been dropped (see _distinct)
 
     # ------------------------------------------------------------------ construction
 
@@ -71,16 +74,19 @@ class DAG(Generic[N]):
         appearance in ``edges``.
         """
         edge_list = edges if isinstance(edges, (list, tuple)) else list(edges)
-        _check_pairs(edge_list)
-        if nodes is None:
-            order = tuple(dict.fromkeys(chain.from_iterable(edge_list)))
-            index = dict(zip(order, range(len(order)), strict=True))
-        else:
-            order = tuple(nodes)
-            index = _intern(order)
-        src = _lookup(index, list(map(itemgetter(0), edge_list)), edge_list, 0)
-        dst = _lookup(index, list(map(itemgetter(1), edge_list)), edge_list, 1)
-        return cls._from_ints(order, index, src, dst, None)
+        given = None if nodes is None else tuple(nodes)
+        index = {} if given is None else _intern(given)
+        try:
+            if given is None:
+                order = tuple(dict.fromkeys(chain.from_iterable(edge_list)))
+                index = dict(zip(order, range(len(order)), strict=True))
+            else:
+                order = given
+            children, indeg = _core.group_edges(index, edge_list, len(order))
+        except (KeyError, TypeError, ValueError):
+            _explain_bad_edges(edge_list, given)
+            raise  # not an edge problem after all: let the original error through
+        return cls._assemble(order, index, children, indeg, None)
 
     @classmethod
     def from_parents(
@@ -92,50 +98,46 @@ class DAG(Generic[N]):
         A plain string as a parent list means that one parent.
         """
         order = tuple(parents)
-        index = dict(zip(order, range(len(order)), strict=True))
-        src: list[int] = []
-        dst: list[int] = []
+        n = len(order)
+        index = dict(zip(order, range(n), strict=True))
+        children: _core.IntLists = [[] for _ in range(n)]
+        indeg = [0] * n
         for v, (child, ups) in enumerate(parents.items()):
             for up in cast("Sequence[N]", (ups,) if isinstance(ups, str) else ups):
                 u = index.get(up)
                 if u is None:
                     raise UnknownTaskError(cast(str, child), cast(str, up), _suggest(up, order))
-                src.append(u)
-                dst.append(v)
+                children[u].append(v)
+                indeg[v] += 1
         attached = None
         if data is not None:
             for key in data:
                 if key not in index:
                     raise UnknownTaskError(None, cast(str, key), _suggest(key, order))
             attached = tuple(map(data.get, order))
-        return cls._from_ints(order, index, src, dst, attached)
+        return cls._assemble(order, index, children, indeg, attached)
 
     @classmethod
-    def _from_ints(
+    def _assemble(
         cls,
         nodes: tuple[N, ...],
         index: dict[N, int],
-        src: list[int],
-        dst: list[int],
+        children: _core.IntLists,
+        indeg: list[int],
         data: tuple[object, ...] | None,
     ) -> DAG[N]:
-        """Validate interned edges (self-edges, cycles) and assemble the graph."""
-        if any(map(eq, src, dst)):
-            raise SelfDependencyError(cast(str, nodes[src[_core.first_true(map(eq, src, dst))]]))
-        n = len(nodes)
-        children, count = _core.build_children(n, src, dst)
-        if _core.is_forward(src, dst):
-            order: Sequence[int] = range(n)
-        else:
-            order = _core.kahn(n, children, _core.in_degrees(n, children))
-            if len(order) < n:
-                parents = _core.invert(n, children)
-                cycle = _core.find_cycle(n, parents, order)
-                raise CycleError([nodes[i] for i in cycle])
+        """Order interned edges (which validates them: self-loops, cycles) and build the graph."""
+        order, bounds = _core.kahn(children, indeg)
+        if len(order) < len(nodes):
+            looped = _core.self_loop(children)
+            if looped is not None:
+                raise SelfDependencyError(cast(str, nodes[looped]))
+            cycle = _core.find_cycle(len(nodes), _core.invert(len(nodes), children), order)
+            raise CycleError([nodes[i] for i in cycle])
         self = cls.__new__(cls)
         self._nodes, self._index, self._children = nodes, index, children
-        self._parents, self._order, self._levels = None, order, None
-        self._data, self._edges = data, count
+        self._parents, self._order, self._bounds, self._levels = None, order, bounds, None
+        self._data, self._edges = data, None
         return self
 
     # ------------------------------------------------------------------ basic queries
@@ -148,7 +150,7 @@ class DAG(Generic[N]):
     @property
     def edge_count(self) -> int:
         """Number of distinct edges."""
-        return self._edges
+        return self._distinct()[1]
 
     def __len__(self) -> int:
         return len(self._nodes)
@@ -170,12 +172,12 @@ class DAG(Generic[N]):
 
     def children(self, node: N) -> tuple[N, ...]:
         """Direct children of ``node``, in insertion order."""
-        return self._names(sorted(self._children[self._position(node)]))
+        return self._names(sorted(self._distinct()[0][self._position(node)]))
 
     def edges(self) -> Iterator[tuple[N, N]]:
         """Every ``(parent, child)`` edge, by parent then child insertion order."""
         nodes = self._nodes
-        for u, kids in enumerate(self._children):
+        for u, kids in enumerate(self._distinct()[0]):
             parent = nodes[u]
             for v in sorted(kids):
                 yield parent, nodes[v]
@@ -191,7 +193,10 @@ class DAG(Generic[N]):
     # ------------------------------------------------------------------ orders and levels
 
     def topological_order(self) -> list[N]:
-        """Every task after all its parents; among ready tasks, the one inserted first."""
+        """Every task after all its parents: level by level, insertion order within a level.
+
+        The same graph always gives the same order, and it is `generations` flattened.
+        """
         return list(map(self._nodes.__getitem__, self._order))
 
     def levels(self) -> dict[N, int]:
@@ -200,11 +205,11 @@ class DAG(Generic[N]):
 
     def generations(self) -> list[list[N]]:
         """Tasks grouped by level (index = level), insertion order inside each group."""
-        levels = self._level_list()
-        groups: list[list[N]] = [[] for _ in range(max(levels, default=-1) + 1)]
-        for node, level in zip(self._nodes, levels, strict=True):
-            groups[level].append(node)
-        return groups
+        order, bounds, nodes = self._order, self._bounds, self._nodes
+        return [
+            list(map(nodes.__getitem__, order[start:end]))
+            for start, end in itertools.pairwise(bounds)
+        ]
 
     # ------------------------------------------------------------------ reachability and views
 
@@ -264,7 +269,7 @@ class DAG(Generic[N]):
     # ------------------------------------------------------------------ display
 
     def __repr__(self) -> str:
-        n, e = len(self), self._edges
+        n, e = len(self), self.edge_count
         return f"DAG({n} task{'s' * (n != 1)}, {e} edge{'s' * (e != 1)})"
 
     def __str__(self) -> str:
@@ -312,14 +317,20 @@ class DAG(Generic[N]):
     def _names(self, positions: Iterable[int]) -> tuple[N, ...]:
         return tuple(map(self._nodes.__getitem__, positions))
 
+    def _distinct(self) -> tuple[_core.IntLists, int]:
+        """Children lists without repeated edges, and the edge count (deduplicated lazily)."""
+        if self._edges is None:
+            self._children, self._edges = _core.deduplicate(self._children)
+        return self._children, self._edges
+
     def _parent_lists(self) -> _core.IntLists:
         if self._parents is None:
-            self._parents = _core.invert(len(self._nodes), self._children)
+            self._parents = _core.invert(len(self._nodes), self._distinct()[0])
         return self._parents
 
     def _level_list(self) -> list[int]:
         if self._levels is None:
-            self._levels = _core.longest_levels(self._order, self._children)
+            self._levels = _core.levels_from_bounds(self._order, self._bounds)
         return self._levels
 
     def _induced(self, keep: Sequence[int]) -> DAG[N]:
@@ -327,18 +338,19 @@ class DAG(Generic[N]):
         new = [-1] * len(self._nodes)
         for j, i in enumerate(keep):
             new[i] = j
-        src: list[int] = []
-        dst: list[int] = []
-        for i in keep:
+        children: _core.IntLists = [[] for _ in keep]
+        indeg = [0] * len(keep)
+        for j, i in enumerate(keep):
+            kids = children[j]
             for v in self._children[i]:
-                if new[v] >= 0:
-                    src.append(new[i])
-                    dst.append(new[v])
+                w = new[v]
+                if w >= 0:
+                    kids.append(w)
+                    indeg[w] += 1
         nodes = tuple(map(self._nodes.__getitem__, keep))
         data = None if self._data is None else tuple(map(self._data.__getitem__, keep))
-        return type(self)._from_ints(
-            nodes, dict(zip(nodes, range(len(nodes)), strict=True)), src, dst, data
-        )
+        index = dict(zip(nodes, range(len(nodes)), strict=True))
+        return type(self)._assemble(nodes, index, children, indeg, data)
 
 
 # ---------------------------------------------------------------------- helpers
@@ -361,37 +373,17 @@ def _intern(order: tuple[N, ...]) -> dict[N, int]:
     return index
 
 
-def _check_pairs(edges: Sequence[object]) -> None:
-    """Every edge must be a ``(parent, child)`` pair (a str of length 2 is not one)."""
-    if not edges:
-        return
-    # C-level checks first: per-edge Python calls would cost more than the whole sort
-    sized = cast("Sequence[Sized]", edges)
-    if set(map(type, edges)) <= {tuple, list} and set(map(len, sized)) == {2}:
-        return
-    bad = next((e for e in edges if _pair_length(e) != 2), None)
-    if bad is not None:
-        raise InvalidOptionError("edge", bad, "a (parent, child) pair")
-
-
-def _pair_length(edge: object) -> int:
-    return len(edge) if isinstance(edge, (tuple, list)) else -1  # tuple subclasses count
-
-
-def _lookup(
-    index: Mapping[N, int], ends: list[N], edges: Sequence[tuple[N, N]], side: int
-) -> list[int]:
-    """Positions of one end of every edge; an unknown node raises `UnknownTaskError`."""
-    try:
-        return list(map(index.__getitem__, ends))
-    except KeyError:
-        pass
-    order = tuple(index)
-    for parent, child in edges:
-        missing = (parent, child)[side]
-        if missing not in index:
-            task = None if side == 1 else child
-            raise UnknownTaskError(
-                cast(str, task), cast(str, missing), _suggest(missing, order)
-            ) from None
-    raise AssertionError("unreachable: a lookup failed but every node is known")
+def _explain_bad_edges(edges: Sequence[object], nodes: tuple[N, ...] | None) -> None:
+    """Raise the precise error for the first malformed edge or unknown node, if there is one."""
+    known = None if nodes is None else set(nodes)
+    for edge in edges:
+        if not isinstance(edge, (tuple, list)) or len(edge) != 2:
+            raise InvalidOptionError("edge", edge, "a (parent, child) pair")
+        for end in edge:
+            if not isinstance(end, Hashable):
+                raise InvalidOptionError("node", end, "a hashable task id")
+        parent, child = edge
+        if known is not None and parent not in known:
+            raise UnknownTaskError(cast(str, child), parent, _suggest(parent, nodes or ()))
+        if known is not None and child not in known:
+            raise UnknownTaskError(None, child, _suggest(child, nodes or ()))
