@@ -2,19 +2,27 @@
 
 Builds the pipeline with chaining, a fan-out over regions and the decorator, prints its plan
 (a pandas table) and its text view, and writes ``demo_pipeline.svg`` in the current directory.
-The task functions are plain module-level functions, so workers can import them by path.
+Then it runs the pipeline end to end: ``ifn.connect()`` starts an embedded redis-server and two
+local worker processes, the run's events feed a live progress line, and the run's DataFrame and
+the final report are printed. The task functions are plain module-level functions, so workers
+can import them by path.
 """
 
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
-from typing import TypedDict
+from typing import TYPE_CHECKING, TypedDict
 
 from ironforge_nb.dag.builder import Pipeline
 from ironforge_nb.errors import GraphvizNotFoundError, LayoutTimeoutError
+from ironforge_nb.worker.context import track
 
-__all__ = ["REGIONS", "build_pipeline", "main"]
+if TYPE_CHECKING:
+    from ironforge_nb.runs import Run
+
+__all__ = ["REGIONS", "build_pipeline", "main", "run_pipeline"]
 
 REGIONS = ("eu", "us", "apac")
 SVG_NAME = "demo_pipeline.svg"
@@ -32,12 +40,20 @@ Rows = list[Sale]
 
 
 def extract() -> Rows:
-    """Load the raw sales rows (a fixed sample, so the demo needs no data file)."""
-    return [
+    """Load the raw sales rows (a fixed sample, so the demo needs no data file).
+
+    Reads them "slowly" through ``ifn.track``, so a monitor has some progress to show.
+    """
+    sample: Rows = [
         {"region": "eu", "amount": 120.0}, {"region": "us", "amount": 80.0},
         {"region": "eu", "amount": -5.0}, {"region": "apac", "amount": 42.5},
         {"region": "us", "amount": 19.5},
     ]
+    rows: Rows = []
+    for row in track(sample, message="loading rows"):
+        time.sleep(0.05)
+        rows.append(row)
+    return rows
 
 
 def clean(rows: Rows) -> Rows:
@@ -91,7 +107,64 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\nno SVG: {exc}\nDOT source written to {dot_file}", file=sys.stderr)
         return 1
     print(f"\nwrote {out}")
-    return 0
+    return run_pipeline(p)
+
+
+def run_pipeline(p: Pipeline) -> int:
+    """Run ``p`` on an embedded Redis with two local workers, showing live progress; 0 if the
+    run succeeded."""
+    import pandas as pd
+
+    from ironforge_nb.local import connect
+
+    print("\nstarting an embedded redis-server and 2 local workers...", flush=True)
+    with connect(workers=2) as conn:
+        print(conn)
+        run = p.submit(params={"day": "2026-11-28"})
+        _follow(run)
+        with pd.option_context("display.width", 160, "display.max_columns", 20):
+            frame = run.to_dataframe()
+            print(frame[["task", "status", "attempts", "duration", "worker", "error"]]
+                  .to_string(index=False))
+        print(f"\n{run!r}\n\nreport:\n{run.result('report')}\naudit: {run.result('audit')}")
+        return 0 if run.status.value == "succeeded" else 1
+
+
+def _follow(run: Run, width: int = 30) -> None:
+    """Print a progress line, redrawn in place, until the run ends.
+
+    Task states come from the run's events; the running tasks' own progress (``ifn.track``
+    in `extract`) from their jobs' meta hashes.
+    """
+    from ironforge_nb.queue import Queue
+
+    total = int(run.info().get("total", 0)) or 1
+    state: dict[str, tuple[str, str, str]] = {}  # task -> (status, job id, queue)
+    queues: dict[str, Queue] = {}
+    cursor, ended, shown = "0", False, ""
+    while not ended:
+        for event in run.events(since=cursor):
+            cursor = event.id
+            if event.task and event.status and event.job and event.queue:
+                state[event.task] = (event.status.value, event.job, event.queue)
+            ended = ended or event.type.value == "run_finished"
+        done = sum(1 for s, _, _ in state.values() if s in _ENDED)
+        running = []
+        for task, (_, job, queue) in state.items():
+            if state[task][0] not in _ENDED:
+                info = queues.setdefault(queue, Queue(queue, run.config)).info(job)
+                if info.status.value == "active":
+                    running.append(f"{task} {info.progress:.0%} {info.message or ''}".strip())
+        bar = "#" * (width * done // total)
+        line = f"[{bar:<{width}}] {done}/{total} done  running: {'; '.join(running)[:70]}"
+        if line != shown:
+            print(f"\r{line:<120}", end="", flush=True)
+            shown = line
+        time.sleep(0.05)
+    print()
+
+
+_ENDED = ("completed", "failed", "skipped", "cancelled")
 
 
 if __name__ == "__main__":
