@@ -105,7 +105,7 @@ def test_sigkilled_worker_processes_lose_no_job(fresh_server: Callable[..., Redi
         return procs[-1]
 
     killed = kill_workers(q, spawn_worker, tmp_path, 6, random.Random(seed))
-    counts = completed_all(q, n, 25)
+    counts = completed_all(q, n, 40)
     assert counts == {**dict.fromkeys(counts, 0), JobStatus.COMPLETED: n}, f"seed {seed}"
     log = [e for path in tmp_path.iterdir() for e in read_log(path)]
     done = {(e.worker, e.job, e.attempt) for e in log if e.kind == "done"}
