@@ -74,3 +74,13 @@ def fail_if_file(marker: str) -> str:
 def maybe(x: Any = None) -> str:
     """Accepts a missing (None) upstream result: what allow_failure children receive."""
     return "got none" if x is None else f"got {x!r}"
+
+
+def plus(x: int, y: int) -> int:
+    """The sum of two upstream results, fed in ``after`` order (no parameter names a task)."""
+    return x + y
+
+
+def sum_sq(sq: list[int], unused: Any = None) -> int:
+    """A JSON-mode gather: a path task receives the map ``sq``'s results as keyword ``sq``."""
+    return sum(sq)

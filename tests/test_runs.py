@@ -1,0 +1,293 @@
+"""Runs end to end on a real redis-server: results, retries, failures, JSON mode, views.
+
+Jobs are executed in-process by `runloop.work` (claim -> execute_task -> complete/fail), so
+these tests exercise the runs layer and the queue scripts without worker processes.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import ironforge_nb as ifn
+from ironforge_nb.dag import Pipeline
+from ironforge_nb.errors import (
+    ConfigError,
+    InvalidOptionError,
+    RunTimeoutError,
+    TaskFailedError,
+    UnknownTaskError,
+)
+from ironforge_nb.queue import Queue, RedisConfig
+from ironforge_nb.runs import Run, codec, submit
+from ironforge_nb.status import EventType, JobStatus, RunStatus
+from tests import tasks
+from tests.runloop import SECRET, use_test_secret, work
+
+
+@pytest.fixture(autouse=True)
+def secret() -> Iterator[bytes]:
+    """Every test signs with the test secret; none leaks into other test modules."""
+    use_test_secret()
+    yield SECRET
+    codec.set_default_secret(None)
+
+
+def diamond() -> Pipeline:
+    p = Pipeline("diamond")
+    p.task("a", tasks.one).task("b", tasks.double, after="a").task("c", tasks.inc, after="a")
+    p.task("d", tasks.plus, after=["b", "c"])
+    return p
+
+
+def test_diamond_gives_the_right_results(config: RedisConfig) -> None:
+    """a=1, b=2a, c=a+1, d=b+c: every task's result and the run's success."""
+    run = submit(diamond(), config=config)
+    work(config)
+    assert run.status is RunStatus.SUCCEEDED
+    assert run.results() == {"a": 1, "b": 2, "c": 2, "d": 4}
+    assert run.result("d") == 4
+
+
+def test_fan_out_fan_in_with_notebook_functions(config: RedisConfig) -> None:
+    """Lambdas shipped by value fan out over a map and are gathered in item order."""
+    p = Pipeline("fan")
+    p.task("base", lambda: 10)
+    p.map("scaled", lambda item, base: item * base, over=[3, 1, 2], after="base")
+    p.task("listed", lambda scaled: list(scaled))
+    run = p.submit(config=config)
+    work(config)
+    assert run.result("listed") == [30, 10, 20]
+    assert run.result("scaled") == [30, 10, 20]
+
+
+def test_map_over_a_dict_gathers_a_dict(config: RedisConfig) -> None:
+    """A map over a dict (non-JSON keys) gives its gather a dict keyed like ``over``."""
+    p = Pipeline("keyed")
+    p.map("sq", tasks.square, over={(1, "a"): 2, (2, "b"): 3})
+    p.task("out", lambda sq: sq, after="sq")
+    run = submit(p, config=config)
+    work(config)
+    assert run.result("out") == {(1, "a"): 4, (2, "b"): 9}
+
+
+def test_run_params_and_constants_reach_tasks(config: RedisConfig) -> None:
+    """Run params feed the parameters that ask for them; constants come from ``params``."""
+    p = Pipeline("params")
+    p.task("x", tasks.one)
+    p.task("by_param", tasks.scale, after="x")
+    p.task("by_const", tasks.scale, after="x", params={"factor": 7})
+    run = submit(p, {"factor": 5}, config=config)
+    work(config)
+    assert run.results() == {"x": 1, "by_param": 5, "by_const": 7}
+
+
+def test_missing_run_param_writes_nothing(config: RedisConfig, redis_client: Any) -> None:
+    """A run param no task can get is rejected before the first write."""
+    p = Pipeline("params")
+    p.task("x", tasks.one).task("y", tasks.scale, after="x")
+    before = redis_client.dbsize()
+    with pytest.raises(InvalidOptionError, match="factor"):
+        submit(p, config=config)
+    assert redis_client.dbsize() == before
+
+
+def test_dataframe_result_round_trips(config: RedisConfig) -> None:
+    """A pandas DataFrame returned by a task is what run.result gives back."""
+    import pandas as pd
+
+    p = Pipeline("frame")
+    p.task("df", lambda: pd.DataFrame({"x": [1, 2]}))
+    run = submit(p, config=config)
+    work(config)
+    pd.testing.assert_frame_equal(run.result("df"), pd.DataFrame({"x": [1, 2]}))
+
+
+def test_retries_then_success(config: RedisConfig, tmp_path: Path) -> None:
+    """A task failing twice with retries=2 completes on its third attempt."""
+    p = Pipeline("flaky")
+    p.task("f", tasks.flaky, retries=2, params={"marker": str(tmp_path / "n"), "fail_times": 2})
+    run = submit(p, config=config, backoff=0)
+    work(config)
+    assert run.result("f") == "ok"
+    frame = run.to_dataframe()
+    assert frame.loc[0, "attempts"] == 3
+    assert [e.type for e in run.events() if e.task == "f"].count(EventType.RETRYING) == 2
+
+
+def test_failure_skips_descendants_and_fails_the_run(config: RedisConfig) -> None:
+    """A failed task skips its descendants; an independent branch still completes."""
+    p = Pipeline("fails")
+    p.task("bad", tasks.boom).task("child", tasks.maybe, after="bad")
+    p.task("grandchild", tasks.maybe, after="child")
+    p.task("other", tasks.one)
+    run = submit(p, config=config)
+    work(config)
+    statuses = dict(zip(*(run.to_dataframe()[c] for c in ("task", "status")), strict=True))
+    assert statuses == {"bad": "failed", "child": "skipped", "grandchild": "skipped",
+                        "other": "completed"}
+    assert run.status is RunStatus.FAILED
+    with pytest.raises(TaskFailedError, match="boom"):
+        run.result("bad")
+
+
+def test_allow_failure_lets_children_run(config: RedisConfig) -> None:
+    """A failed allow_failure task's child runs, receiving None; the run succeeds."""
+    p = Pipeline("tolerant")
+    p.task("bad", tasks.boom, allow_failure=True)
+    p.task("child", tasks.maybe, after="bad")
+    run = submit(p, config=config)
+    work(config)
+    assert run.result("child") == "got none"
+    assert run.status is RunStatus.SUCCEEDED
+
+
+def test_tasks_go_to_their_own_queues(config: RedisConfig) -> None:
+    """A child on another queue is released into that queue by its parent's completion."""
+    p = Pipeline("queues")
+    p.task("a", tasks.one).task("b", tasks.double, after="a", queue="other")
+    run = submit(p, config=config)
+    work(config, ["default"])
+    assert Queue("other", config).counts()[JobStatus.QUEUED] == 1
+    work(config, ["other"])
+    assert run.result("b") == 2
+
+
+def test_json_mode_end_to_end_without_pickle(config: RedisConfig, redis_client: Any) -> None:
+    """Path tasks with JSON data run with no secret, and no payload or result is a pickle."""
+    codec.set_default_secret(None)
+    p = Pipeline("json")
+    p.task("a", "tests.tasks:one")
+    p.map("sq", "tests.tasks:square", over=[1, 2, 3])
+    p.task("total", "tests.tasks:sum_sq", after="sq", params={"unused": None})
+    run = submit(p, config=config, mode="json")
+    assert work(config, secret=None, json_only=True) == 5
+    assert run.results() == {"a": 1, "sq[0]": 1, "sq[1]": 4, "sq[2]": 9, "total": 14}
+    for _, jid in run.job_ids():
+        for key in (config.keys.payload(jid), config.keys.result(jid)):
+            blob = redis_client.get(key)
+            assert codec.SIGNED_MAGIC not in blob and b"\x80" not in blob
+
+
+def test_demanded_json_mode_rejects_a_notebook_function(config: RedisConfig) -> None:
+    """mode='json' with a Python function names the task and writes nothing."""
+    p = Pipeline("json")
+    p.task("f", tasks.one)
+    with pytest.raises(InvalidOptionError, match="'f'"):
+        submit(p, config=config, mode="json")
+
+
+def test_pickled_code_without_secret_is_a_config_error(config: RedisConfig,
+                                                       redis_client: Any,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Submitting a notebook function with no secret anywhere says how to set one."""
+    codec.set_default_secret(None)
+    monkeypatch.delenv(codec.SECRET_ENV, raising=False)
+    before = redis_client.dbsize()
+    with pytest.raises(ConfigError, match="IRONFORGE_SECRET"):
+        submit(diamond(), config=config)
+    assert redis_client.dbsize() == before
+
+
+def test_code_is_stored_once_per_function(config: RedisConfig, redis_client: Any) -> None:
+    """A map of 50 tasks sharing one function stores one code key."""
+    p = Pipeline("once")
+    p.map("sq", tasks.square, over=list(range(50)))
+    submit(p, config=config)
+    assert len(redis_client.keys(config.keys.code("*"))) == 1
+
+
+def test_timeout_is_in_payload_and_job_meta(config: RedisConfig) -> None:
+    """A task's timeout is readable by the worker from the lease's meta."""
+    p = Pipeline("timeout")
+    p.task("t", tasks.one, timeout=2.5)
+    submit(p, config=config)
+    lease = Queue("default", config).dequeue("w", timeout=0)
+    assert lease is not None and float(lease.meta["timeout"]) == 2.5
+    assert lease.meta["task"] == "t"
+
+
+def test_thousand_task_pipeline_completes(config: RedisConfig) -> None:
+    """998 mapped tasks between a root and a gather all run, and the sum is right."""
+    p = Pipeline("big")
+    p.task("zero", lambda: 0)
+    p.map("inc", lambda item, zero: item + zero, over=list(range(998)), after="zero")
+    p.task("sum", tasks.total, after="inc")
+    run = submit(p, config=config)
+    assert work(config) == 1000
+    assert run.result("sum") == sum(range(998))
+    assert run.info()["completed"] == 1000
+
+
+def test_dataframe_matches_the_job_hashes(config: RedisConfig) -> None:
+    """Each row of to_dataframe() agrees with Queue.info of its job."""
+    run = submit(diamond(), config=config)
+    work(config)
+    frame = run.to_dataframe()
+    queue = Queue("default", config)
+    assert list(frame["task"]) == ["a", "b", "c", "d"]
+    for row in frame.itertuples():
+        info = queue.info(row.job)
+        assert (row.status, row.attempts, row.worker) == (info.status.value, info.attempts,
+                                                          info.worker)
+        assert row.finished.to_pydatetime() == info.finished
+        assert row.duration == pytest.approx((info.finished - info.started).total_seconds())
+
+
+def test_wait_returns_when_the_run_ends(config: RedisConfig) -> None:
+    """wait() follows the event stream and returns once another thread finished the run."""
+    import threading
+
+    run = submit(diamond(), config=config)
+    worker = threading.Thread(target=lambda: (time.sleep(0.2), work(config)))
+    worker.start()
+    assert run.wait(timeout=10) is run
+    worker.join()
+    assert run.status is RunStatus.SUCCEEDED
+
+
+def test_wait_times_out(config: RedisConfig) -> None:
+    """wait(timeout) on a run nobody works on raises RunTimeoutError."""
+    run = submit(diamond(), config=config)
+    with pytest.raises(RunTimeoutError):
+        run.wait(timeout=0.2)
+
+
+def test_unknown_task_suggests_close_names(config: RedisConfig) -> None:
+    """run.result of a misspelt task names the close matches."""
+    run = submit(diamond(), config=config)
+    with pytest.raises(UnknownTaskError, match="'a'"):
+        run.result("aa")
+
+
+def test_run_events_follow_the_event_shape(config: RedisConfig) -> None:
+    """The run stream starts with run_submitted and ends with run_finished."""
+    run = submit(diamond(), config=config)
+    work(config)
+    events = run.events()
+    assert events[0].type is EventType.ENQUEUED or events[-1].type is EventType.RUN_FINISHED
+    assert events[-1].type is EventType.RUN_FINISHED
+    assert events[-1].run_status is RunStatus.SUCCEEDED
+    assert {e.type for e in events} >= {EventType.RUN_SUBMITTED, EventType.COMPLETED}
+
+
+def test_runs_lists_recent_runs_newest_first(config: RedisConfig) -> None:
+    """ifn.runs() gives one row per run with its counts."""
+    first = submit(diamond(), config=config)
+    work(config)
+    second = submit(diamond(), config=config)
+    frame = ifn.runs(config)
+    assert list(frame["id"]) == [second.id, first.id]
+    assert list(frame["status"]) == ["running", "succeeded"]
+    assert frame.loc[1, "completed"] == 4
+
+
+def test_reattached_handle_reads_the_same_run(config: RedisConfig) -> None:
+    """Run(run_id) built later sees the same results as the handle submit returned."""
+    run = submit(diamond(), config=config, run_id="nightly-1")
+    work(config)
+    assert Run("nightly-1", config).results() == run.results()
