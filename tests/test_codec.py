@@ -1,4 +1,4 @@
-"""Signed pickles, JSON values, secrets and task payloads (`ironforge_nb.runs.codec`, `.payload`)."""
+"""Signed pickles, JSON values, secrets and task payloads (`runs.codec`, `runs.payload`)."""
 
 from __future__ import annotations
 
