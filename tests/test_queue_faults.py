@@ -292,9 +292,6 @@ def test_restart_while_draining(fresh_server: Callable[..., RedisServer]) -> Non
     assert len(completions) == len(ids)
 
 
-@pytest.mark.xfail(raises=redis.exceptions.ConnectionError, strict=True,
-                   reason="RedisConfig's default reconnect budget (3 retries, 0.02 s "
-                          "exponential base) covers about 0.3 s of Redis downtime")
 def test_default_config_rides_out_a_one_second_restart(
         fresh_server: Callable[..., RedisServer]) -> None:
     """A Redis that is down for 1 s mid-batch (a slow restart) reaches no caller."""

@@ -89,3 +89,18 @@ def test_size_error_names_size_and_limit(small: Queue) -> None:
     with pytest.raises(SizeLimitError) as err:
         small.enqueue(b"x" * 20)
     assert (err.value.what, err.value.size, err.value.limit) == ("payload", 20, 16)
+
+
+def test_batch_with_a_repeated_job_id_is_refused(config: RedisConfig) -> None:
+    """Two payloads under one client-chosen id are refused before any write."""
+    q = Queue("dups", config)
+    before = config.client().dbsize()
+    with pytest.raises(InvalidOptionError, match="repeated"):
+        q.enqueue_batch([b"first", b"second"], job_ids=["x", "x"])
+    assert config.client().dbsize() == before
+
+
+def test_events_with_a_malformed_since_is_refused(config: RedisConfig) -> None:
+    """A malformed stream id gives a ValidationError, not a raw Redis error."""
+    with pytest.raises(InvalidOptionError, match="since"):
+        Queue("ev", config).events(since="garbage")

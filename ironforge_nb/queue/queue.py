@@ -16,7 +16,9 @@ ms), dead, completed and cancelled ZSETs (time ms; completed and cancelled trimm
 
 from __future__ import annotations
 
+import re
 import time
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -39,6 +41,7 @@ from ironforge_nb.status import Event, JobStatus
 
 __all__ = ["Queue", "job_record"]
 
+_STREAM_ID = re.compile(r"-|\d+(?:-\d+)?")
 REAP_INTERVAL = 1.0  # seconds between two opportunistic reaps by one Queue object
 _MAX_BLOCK = 5.0  # longest single blocking wait on the wake list (well under socket timeouts)
 _LIST_ORDER = {  # status -> (ZSET attribute of QueueKeys, newest first?)
@@ -106,7 +109,9 @@ class Queue:
 
         Every input is checked before the first write. Ids are chosen here (or given in
         ``job_ids``) before sending, so a chunk retried after a reconnect or NOSCRIPT cannot
-        create a job twice.
+        create a job twice. If Redis stays down beyond the reconnect budget the error is
+        raised with the earlier chunks written; pass ``job_ids`` to make re-sending the whole
+        batch safe (the error's notes say how many jobs were written).
         """
         validate_count("chunk_size", chunk_size)
         tail = [*job_options(priority, delay, max_attempts, backoff), b"0", *meta_args(meta)]
@@ -122,6 +127,10 @@ class Queue:
             if len(ids) != len(data):
                 raise InvalidOptionError("job_ids", f"{len(ids)} ids",
                                          f"one id per payload ({len(data)})")
+            if len(set(ids)) != len(ids):
+                twice = sorted(j for j, n in Counter(ids).items() if n > 1)[:5]
+                raise InvalidOptionError("job_ids", f"ids repeated: {twice}",
+                                         "one distinct id per payload")
         for start in range(0, len(data), chunk_size):
             args: list[Any] = []
             for jid, p in zip(ids[start:start + chunk_size], data[start:start + chunk_size],
@@ -129,7 +138,12 @@ class Queue:
                 args.append(jid)
                 args.append(p)
                 args.extend(tail)
-            self._scripts.enqueue_jobs(args)
+            try:
+                self._scripts.enqueue_jobs(args)
+            except Exception as exc:
+                exc.add_note(f"enqueue_batch: the first {start:,} of {len(ids):,} jobs were "
+                             "written; re-send with the same job_ids to finish safely")
+                raise
         return ids
 
     # -- working ---------------------------------------------------------------------------
@@ -340,6 +354,8 @@ class Queue:
     def events(self, since: str = "0", count: int = 1000) -> list[Event]:
         """Events of this queue after stream id ``since`` ("0": from the oldest kept)."""
         validate_count("count", count)
+        if not isinstance(since, str) or _STREAM_ID.fullmatch(since) is None:
+            raise InvalidOptionError("since", since, "a stream id such as '0' or '1700000000000-0'")
         start = "-" if since in ("0", "0-0", "-") else "(" + since
         entries = self._client.xrange(self._qk.events, start, "+", count=count)
         return [Event.from_fields(eid.decode(), {k.decode(): v.decode() for k, v in data.items()})
