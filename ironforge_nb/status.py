@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 __all__ = ["Event", "EventType", "JobStatus", "RunStatus", "json_schema"]
 
 
-class JobStatus(str, Enum):
+class JobStatus(StrEnum):
     """Where a job is in its life cycle (DESIGN.md §4)."""
 
     WAITING = "waiting"  # parents not done yet
@@ -32,16 +32,13 @@ class JobStatus(str, Enum):
         """True for statuses a job never leaves on its own."""
         return self in _TERMINAL_JOB
 
-    def __str__(self) -> str:
-        return self.value
-
 
 _TERMINAL_JOB = frozenset(
     {JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.SKIPPED}
 )
 
 
-class RunStatus(str, Enum):
+class RunStatus(StrEnum):
     """Status of a whole pipeline run."""
 
     PENDING = "pending"
@@ -55,11 +52,8 @@ class RunStatus(str, Enum):
         """True once the run has ended."""
         return self in (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED)
 
-    def __str__(self) -> str:
-        return self.value
 
-
-class EventType(str, Enum):
+class EventType(StrEnum):
     """What happened; the ``type`` field of every event in a queue or run stream."""
 
     ENQUEUED = "enqueued"  # -> queued
@@ -77,9 +71,6 @@ class EventType(str, Enum):
     SKIPPED = "skipped"
     RUN_SUBMITTED = "run_submitted"
     RUN_FINISHED = "run_finished"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 @dataclass(frozen=True)
