@@ -47,7 +47,7 @@ for i = 1, #all, 2 do
   end
 end
 redis.call('HINCRBY', KEYS[1], 'cancelled', cancelled)
-redis.call('HINCRBY', KEYS[1], 'waiting', -waiting)
+redis.call('HINCRBY', KEYS[1], 'waiting', 0 - waiting)  -- never '-0': not an integer
 redis.call('HSET', KEYS[1], 'status', 'cancelled', 'finished', now)
 run_event(ctx, run, 'run_finished', now, 'run_status', 'cancelled')
 return {1, cancelled}

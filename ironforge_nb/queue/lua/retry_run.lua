@@ -78,10 +78,10 @@ for _, task in ipairs(order) do
     waiting = waiting + 1
   end
 end
-redis.call('HINCRBY', KEYS[1], 'failed', -counts.failed)
-redis.call('HINCRBY', KEYS[1], 'tolerated', -counts.tolerated)
-redis.call('HINCRBY', KEYS[1], 'skipped', -counts.skipped)
-redis.call('HINCRBY', KEYS[1], 'cancelled', -counts.cancelled)
+redis.call('HINCRBY', KEYS[1], 'failed', 0 - counts.failed)
+redis.call('HINCRBY', KEYS[1], 'tolerated', 0 - counts.tolerated)
+redis.call('HINCRBY', KEYS[1], 'skipped', 0 - counts.skipped)
+redis.call('HINCRBY', KEYS[1], 'cancelled', 0 - counts.cancelled)
 redis.call('HINCRBY', KEYS[1], 'waiting', waiting)
 redis.call('HSET', KEYS[1], 'status', 'running')
 redis.call('HDEL', KEYS[1], 'finished')

@@ -1,0 +1,184 @@
+"""Run control on a real redis-server: cancel, retry_failed, idempotent and atomic submission,
+expired leases settling runs."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from redis.exceptions import ResponseError
+
+from ironforge_nb.dag import Pipeline
+from ironforge_nb.errors import JobStateError
+from ironforge_nb.queue import Queue, RedisConfig
+from ironforge_nb.runs import codec, submit
+from ironforge_nb.runs.scripts import RunScripts
+from ironforge_nb.status import EventType, JobStatus, RunStatus
+from tests import tasks
+from tests.runloop import SECRET, use_test_secret, work
+
+
+@pytest.fixture(autouse=True)
+def secret() -> Iterator[bytes]:
+    """Every test signs with the test secret; none leaks into other test modules."""
+    use_test_secret()
+    yield SECRET
+    codec.set_default_secret(None)
+
+
+def logged(log: Path, name: str, value: Any = 1) -> Any:
+    """A task function that appends its name to ``log`` each time it really runs."""
+    def fn(**_: Any) -> Any:
+        with log.open("a") as fh:
+            fh.write(name + "\n")
+        return value
+    return fn
+
+
+def statuses(run: Any) -> dict[str, str]:
+    frame = run.to_dataframe()
+    return dict(zip(frame["task"], frame["status"], strict=True))
+
+
+def test_cancel_before_anything_ran(config: RedisConfig) -> None:
+    """Cancelling a fresh run cancels every task; no job is left to claim."""
+    p = Pipeline("c")
+    p.task("a", tasks.one).task("b", tasks.double, after="a")
+    run = submit(p, config=config)
+    assert run.cancel() == 2
+    assert run.status is RunStatus.CANCELLED
+    assert set(statuses(run).values()) == {"cancelled"}
+    assert work(config) == 0
+    assert run.events()[-1].run_status is RunStatus.CANCELLED
+
+
+def test_cancel_tells_a_running_task_to_stop(config: RedisConfig) -> None:
+    """The worker of a task running at cancel time is refused at heartbeat and completion."""
+    p = Pipeline("c")
+    p.task("a", tasks.one).task("b", tasks.double, after="a")
+    run = submit(p, config=config)
+    queue = Queue("default", config)
+    lease = queue.dequeue("w", timeout=0)
+    assert lease is not None
+    run.cancel()
+    with pytest.raises(JobStateError, match="cancelled"):
+        queue.heartbeat(lease)
+    with pytest.raises(JobStateError, match="cancelled"):
+        queue.complete(lease, b"1")
+    assert run.info()["cancelled"] == 2
+
+
+def test_cancelling_one_job_skips_its_descendants(config: RedisConfig) -> None:
+    """Queue.cancel on a run's job skips its waiting descendants and settles the run."""
+    p = Pipeline("c")
+    p.task("a", tasks.one).task("b", tasks.double, after="a")
+    run = submit(p, config=config)
+    jobs = dict(run.job_ids())
+    assert Queue("default", config).cancel(jobs["a"])
+    assert statuses(run) == {"a": "cancelled", "b": "skipped"}
+    assert run.status is RunStatus.CANCELLED
+
+
+def test_cancel_after_the_end_changes_nothing(config: RedisConfig) -> None:
+    """A finished run stays as it was when cancelled."""
+    p = Pipeline("c")
+    p.task("a", tasks.one)
+    run = submit(p, config=config)
+    work(config)
+    assert run.cancel() == 0
+    assert run.status is RunStatus.SUCCEEDED
+
+
+def test_retry_failed_reruns_only_what_must(config: RedisConfig, tmp_path: Path) -> None:
+    """Only the failed task and its skipped child run again; completed results are reused."""
+    log, marker = tmp_path / "log", tmp_path / "broken"
+    marker.touch()
+    p = Pipeline("retry")
+    p.task("ok", logged(log, "ok", 5))
+    p.task("fix", tasks.fail_if_file, after="ok", params={"marker": str(marker)})
+    p.task("child", logged(log, "child", "done"), after="fix")
+    p.task("side", logged(log, "side"), after="ok")
+    run = submit(p, config=config)
+    work(config)
+    assert statuses(run) == {"ok": "completed", "fix": "failed", "child": "skipped",
+                             "side": "completed"}
+    marker.unlink()
+    assert run.retry_failed() == 2
+    assert run.status is RunStatus.RUNNING
+    work(config)
+    assert run.status is RunStatus.SUCCEEDED
+    assert log.read_text().split() == ["ok", "side", "child"]
+    assert run.results() == {"ok": 5, "fix": "fixed", "child": "done", "side": 1}
+    assert run.info()["failed"] == 0 and "finished" in run.info()
+
+
+def test_retry_failed_after_cancel_reruns_cancelled_tasks(config: RedisConfig) -> None:
+    """A cancelled run retried runs its cancelled tasks and can still succeed."""
+    p = Pipeline("retry")
+    p.task("a", tasks.one).task("b", tasks.double, after="a")
+    run = submit(p, config=config)
+    run.cancel()
+    assert run.retry_failed() == 2
+    work(config)
+    assert run.results() == {"a": 1, "b": 2}
+
+
+def test_same_run_id_twice_is_one_run(config: RedisConfig, redis_client: Any) -> None:
+    """A second submit with the same run id writes nothing and returns the same run."""
+    p = Pipeline("idem")
+    p.task("a", tasks.one).task("b", tasks.double, after="a")
+    first = submit(p, config=config, run_id="daily")
+    before = redis_client.dbsize()
+    events = len(first.events())
+    second = submit(p, config=config, run_id="daily")
+    assert second.id == first.id
+    assert redis_client.dbsize() == before
+    assert len(second.events()) == events
+    assert redis_client.zcard(config.keys.runs) == 1
+    assert work(config) == 2
+
+
+def test_malformed_submit_call_writes_nothing(config: RedisConfig, redis_client: Any) -> None:
+    """The script validates every record before its first write: an error leaves DBSIZE as is."""
+    scripts = RunScripts(config)
+    profile = ("default", 0, 1, 0, "", "0")
+    good = ["a", "r.0", 1, 0, "", b"{}"]
+    bad = ["b", "r.1", 9, 0, "", b"{}"]  # profile 9 does not exist: found after record 1
+    before = redis_client.dbsize()
+    with pytest.raises(ResponseError, match="malformed task record 2"):
+        scripts.submit_run("r", "p", b"", b"", "json", [profile], [], good + bad, 2)
+    with pytest.raises(ResponseError, match="counts do not add up"):
+        scripts.submit_run("r", "p", b"", b"", "json", [profile], [], good, 2)
+    assert redis_client.dbsize() == before
+
+
+def test_expired_lease_without_attempts_left_settles_the_run(config: RedisConfig) -> None:
+    """A task whose worker died on its last attempt fails via the reaper; its child is skipped."""
+    p = Pipeline("reap")
+    p.task("a", tasks.one).task("b", tasks.double, after="a")
+    run = submit(p, config=config)
+    queue = Queue("default", config)
+    assert queue.dequeue("dying-worker", lease=0.05, timeout=0) is not None
+    time.sleep(0.1)
+    assert queue.reap() == 1
+    assert statuses(run) == {"a": "failed", "b": "skipped"}
+    assert run.status is RunStatus.FAILED
+    assert EventType.LEASE_EXPIRED not in {e.type for e in run.events()}  # no attempt left
+    assert queue.info(dict(run.job_ids())["a"]).status is JobStatus.FAILED
+
+
+def test_expired_lease_with_attempts_left_is_retried(config: RedisConfig) -> None:
+    """A reaped task with retries left runs again and the run completes."""
+    p = Pipeline("reap")
+    p.task("a", tasks.one, retries=1)
+    run = submit(p, config=config, backoff=0)
+    queue = Queue("default", config)
+    assert queue.dequeue("dying-worker", lease=0.05, timeout=0) is not None
+    time.sleep(0.1)
+    queue.reap()
+    work(config)
+    assert run.result("a") == 1
+    assert EventType.LEASE_EXPIRED in {e.type for e in run.events()}
