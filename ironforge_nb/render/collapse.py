@@ -9,6 +9,7 @@ bucketing consecutive levels so that there are never more than ``max_nodes`` box
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -68,14 +69,30 @@ def build_view(
     if isinstance(max_nodes, bool) or not isinstance(max_nodes, int) or max_nodes < 1:
         raise InvalidOptionError("max_nodes", max_nodes, "an int >= 1")
     status = _status_list(dag, statuses)
-    if collapse is None or (collapse == "auto" and len(dag) <= max_nodes):
+    if collapse is None or (collapse == "auto" and _fits(len(dag), dag.edge_count, max_nodes)):
         return _task_view(dag, status)
-    if collapse in ("group", "auto"):
-        assign, boxes = _by_group(dag, status)
-        if collapse == "group" or len(boxes) <= max_nodes:
-            return _aggregate(dag, "group", assign, boxes, status)
+    groups = [_group_of(dag.data(node)) for node in dag.nodes]
+    if collapse == "group" or (collapse == "auto" and any(g is not None for g in groups)):
+        assign, boxes = _by_group(dag, groups)
+        if collapse == "auto" and len(boxes) > max_nodes:
+            assign, boxes = _by_level(dag, max_nodes)
+            return _aggregate(dag, "level", assign, boxes, status, chain=True)
+        view = _aggregate(dag, "group", assign, boxes, status)
+        if not _fits(len(boxes), len(view.edges), max_nodes):
+            view.edges = _reduce(len(boxes), view.edges)
+        if collapse == "group" or _fits(len(boxes), len(view.edges), max_nodes):
+            return view
     assign, boxes = _by_level(dag, max_nodes)
-    return _aggregate(dag, "level", assign, boxes, status)
+    return _aggregate(dag, "level", assign, boxes, status, chain=True)
+
+
+def _fits(boxes: int, edges: int, max_nodes: int) -> bool:
+    """Whether ``dot`` lays this out in about a second: few boxes and not too many edges.
+
+    Measured with dot 2.43: 300 boxes with 600 edges take 0.3 s whatever their span, while
+    300 boxes with 900 long edges (or 100 with 600) take 3 to 15 s.
+    """
+    return boxes <= max_nodes and edges <= min(2 * max_nodes, 3 * max(boxes, 1))
 
 
 def _status_list(dag: DAG[Any], statuses: Mapping[Any, object] | None) -> list[str]:
@@ -109,9 +126,8 @@ def _task_view(dag: DAG[Any], status: Sequence[str]) -> View:
     return View("tasks", boxes, edges, len(dag))
 
 
-def _by_group(dag: DAG[Any], status: Sequence[str]) -> tuple[list[int], list[Box]]:
+def _by_group(dag: DAG[Any], groups: Sequence[str | None]) -> tuple[list[int], list[Box]]:
     """A box per group of two or more tasks; other tasks keep a box of their own."""
-    groups = [_group_of(dag.data(node)) for node in dag.nodes]
     sizes: dict[str, int] = {}
     for group in groups:
         if group is not None:
@@ -152,17 +168,52 @@ def _by_level(dag: DAG[Any], max_nodes: int) -> tuple[list[int], list[Box]]:
 
 
 def _aggregate(
-    dag: DAG[Any], mode: str, assign: Sequence[int], boxes: list[Box], status: Sequence[str]
+    dag: DAG[Any], mode: str, assign: Sequence[int], boxes: list[Box], status: Sequence[str],
+    chain: bool = False,
 ) -> View:
-    """Fill the boxes' counts and merge task edges into box edges (inner edges dropped)."""
+    """Fill the boxes' counts and merge task edges into box edges (inner edges dropped).
+
+    With ``chain`` (level boxes) only edges between consecutive boxes are kept: every task
+    has a parent on the level just before its own, so those edges always exist and the
+    skipped ones add nothing but layout time.
+    """
     for b, s in zip(assign, status, strict=True):
         box = boxes[b]
         box.size += 1
         box.counts[s] = box.counts.get(s, 0) + 1
-    index = {node: i for i, node in enumerate(dag.nodes)}
-    edges: dict[tuple[int, int], int] = {}
-    for u, v in dag.edges():
-        key = (assign[index[u]], assign[index[v]])
-        if key[0] != key[1]:
-            edges[key] = edges.get(key, 0) + 1
+    box_of = dict(zip(dag.nodes, assign, strict=True))
+    pairs = Counter((box_of[u], box_of[v]) for u, v in dag.edges())
+    edges = {
+        (a, b): n for (a, b), n in pairs.items() if a != b and (not chain or b == a + 1)
+    }
     return View(mode, boxes, edges, len(dag))
+
+
+def _reduce(n: int, edges: dict[tuple[int, int], int]) -> dict[tuple[int, int], int]:
+    """Transitive reduction of the box graph: drop ``a -> b`` when b is reachable otherwise.
+
+    Bitsets over at most a few hundred boxes; a box graph with a cycle (groups that feed
+    each other) is returned unchanged.
+    """
+    children: list[list[int]] = [[] for _ in range(n)]
+    indeg = [0] * n
+    for a, b in edges:
+        children[a].append(b)
+        indeg[b] += 1
+    order = [i for i in range(n) if indeg[i] == 0]
+    for i in order:  # Kahn: the list grows while it is walked
+        for c in children[i]:
+            indeg[c] -= 1
+            if indeg[c] == 0:
+                order.append(c)
+    if len(order) < n:
+        return edges
+    reach = [0] * n  # bit c set in reach[i]: c is reachable from i by a path of length >= 1
+    for i in reversed(order):
+        for c in children[i]:
+            reach[i] |= reach[c] | (1 << c)
+    kept = {}
+    for (a, b), count in edges.items():
+        if not any(c != b and reach[c] >> b & 1 for c in children[a]):
+            kept[a, b] = count
+    return kept

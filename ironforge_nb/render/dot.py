@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from ironforge_nb.dag.graph import DAG
 from ironforge_nb.errors import InvalidOptionError
-from ironforge_nb.render.collapse import Box, View, build_view
+from ironforge_nb.render.collapse import View, build_view
 from ironforge_nb.render.palette import legend_items, status_style
 
 if TYPE_CHECKING:
@@ -88,47 +88,66 @@ def _node_name(view: View, i: int) -> str:
 
 
 def _draw_boxes(g: graphviz.Digraph, view: View, with_statuses: bool, focus: Any) -> None:
-    """Add every box, single tasks inside their group's cluster."""
+    """Add every box, single tasks inside their group's cluster.
+
+    Node lines are written directly (names are plain ``t<i>``/``b<i>``, attribute strings
+    cached per status): per-node ``Digraph.node`` calls cost 10x more on 10k-task graphs.
+    """
     import graphviz
 
-    clusters: dict[str, list[int]] = {}
+    clusters: dict[str, list[str]] = {}
+    styles: dict[tuple[str, bool], str] = {}
     for i, box in enumerate(view.boxes):
-        if box.task is not None and box.cluster is not None:
-            clusters.setdefault(box.cluster, []).append(i)
+        single = box.task is not None
+        key = (box.status, single)
+        style = styles.get(key)
+        if style is None:
+            style = styles[key] = _attr_text(_box_style(box.status, single))
+        if single:
+            label = graphviz.escape(box.title)
         else:
-            g.node(_node_name(view, i), **_box_attrs(box, with_statuses, focus))
-    for n, (group, members) in enumerate(clusters.items()):
+            label = graphviz.escape(box.title) + "\\n" + graphviz.escape(
+                box.count_line(with_statuses))
+        bold = " penwidth=2.5" if focus is not None and single and box.task == focus else ""
+        line = f"\t{_node_name(view, i)} [label={_quote(label)} {style}{bold}]\n"
+        if single and box.cluster is not None:
+            clusters.setdefault(box.cluster, []).append(line)
+        else:
+            g.body.append(line)
+    for n, (group, lines) in enumerate(clusters.items()):
         with g.subgraph(name=f"cluster_{n}") as sub:
             sub.attr(label=graphviz.escape(group), style="rounded,dashed", color="#9e9e9e",
                      fontcolor="#616161")
-            for i in members:
-                box = view.boxes[i]
-                sub.node(_node_name(view, i), **_box_attrs(box, with_statuses, focus))
+            sub.body.extend(lines)
 
 
-def _box_attrs(box: Box, with_statuses: bool, focus: Any) -> dict[str, str]:
-    """Label, colors and shape of one box (collapsed boxes are 3-D boxes with counts)."""
-    import graphviz
-
-    attrs = status_style(box.status)
-    if box.task is not None:
-        attrs["label"] = graphviz.escape(box.title)
+def _box_style(status: str, single: bool) -> dict[str, str]:
+    """Colors and shape of a box: rounded for a task, a 3-D box for a collapsed set."""
+    attrs = status_style(status)
+    if single:
         attrs["style"] = attrs["style"].replace("filled", "rounded,filled")
-        if focus is not None and box.task == focus:
-            attrs["penwidth"] = "2.5"
-        return attrs
-    attrs["shape"] = "box3d"
-    attrs["label"] = graphviz.escape(box.title) + "\\n" + graphviz.escape(
-        box.count_line(with_statuses))
+    else:
+        attrs["shape"] = "box3d"
     return attrs
+
+
+def _quote(text: str) -> str:
+    """A DOT double-quoted string (backslash escapes such as ``\\n`` are kept)."""
+    return '"' + text.replace('"', '\\"') + '"'
+
+
+def _attr_text(attrs: dict[str, str]) -> str:
+    return " ".join(f"{k}={_quote(v)}" for k, v in attrs.items())
 
 
 def _draw_edges(g: graphviz.Digraph, view: View) -> None:
     """One edge per box pair; aggregated edges show how many task edges they stand for."""
-    tasks = view.mode == "tasks"
+    if view.mode == "tasks":  # names are plain ids (t<i>): no quoting needed, and 10x faster
+        g.body.extend([f"\tt{u} -> t{v}\n" for u, v in view.edges])
+        return
     for (u, v), count in view.edges.items():
         a, b = _node_name(view, u), _node_name(view, v)
-        if tasks or count == 1:
+        if count == 1:
             g.edge(a, b)
         else:
             width = f"{min(4.0, 1.0 + math.log10(count)):.1f}"
