@@ -82,7 +82,7 @@ class DAG(Generic[N]):
                 index = dict(zip(order, range(len(order)), strict=True))
             else:
                 order = given
-            children, indeg = _core.group_edges(index, edge_list, len(order))
+            children, indeg = _core.group_edges(order, index, edge_list)
         except (KeyError, TypeError, ValueError):
             _explain_bad_edges(edge_list, given)
             raise  # not an edge problem after all: let the original error through
