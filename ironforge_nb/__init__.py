@@ -63,7 +63,10 @@ def __getattr__(name: str) -> Any:
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'ironforge_nb' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
+    imported = importlib.import_module(module)
+    # A subpackage exported under its own name (``render``) is the subpackage itself.
+    itself = module == f"{__name__}.{name}" and not hasattr(imported, name)
+    value = imported if itself else getattr(imported, name)
     globals()[name] = value
     return value
 

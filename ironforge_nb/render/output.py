@@ -24,7 +24,7 @@ from ironforge_nb.errors import (
 from ironforge_nb.render.dot import as_dag, to_digraph
 from ironforge_nb.render.text import text_view
 
-__all__ = ["Rendering", "mimebundle", "pipe", "render", "to_png", "to_svg", "write"]
+__all__ = ["Rendering", "draw", "mimebundle", "pipe", "to_png", "to_svg", "write"]
 
 DEFAULT_TIMEOUT = 10.0
 FORMATS = ("svg", "png", "pdf", "dot", "gv")
@@ -144,14 +144,14 @@ class Rendering:
         return text_view(as_dag(self.dag), self.statuses, title=self.options.get("title"))
 
 
-def render(
+def draw(
     graph: Any,
     statuses: Mapping[Any, object] | None = None,
     *,
     timeout: float = DEFAULT_TIMEOUT,
     **opts: Any,
 ) -> Rendering:
-    """A displayable drawing of a DAG or Pipeline (``ifn.render(p, focus="clean", depth=2)``).
+    """A displayable drawing of a DAG or Pipeline: ``ifn.render.draw(p, focus="clean", depth=2)``.
 
     ``opts`` are `to_digraph`'s: collapse, focus, depth, max_nodes, rankdir, legend, title.
     """
