@@ -24,6 +24,7 @@ Standard library only (``plan()`` imports pandas when called).
 from __future__ import annotations
 
 import difflib
+from collections import ChainMap
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, TypedDict, TypeVar, cast, overload
@@ -199,7 +200,7 @@ class Pipeline:
         constants = raw if isinstance(raw, dict) else {}
         asked = raw if isinstance(raw, tuple) else ()
         declared = _after_list(after)
-        known = [*self._specs, *self._maps]
+        known = ChainMap[str, Any](self._specs, self._maps)  # a view: no copy per task
         bound = bind_parameters(task_id, fn, declared, known, constants, asked, item is not None)
         deps = tuple(dict.fromkeys([*declared, *bound.implicit_after]))
         self._specs[task_id] = TaskSpec(
@@ -241,7 +242,10 @@ class Pipeline:
                 parents.append(dep)
             else:
                 raise UnknownTaskError(spec.id, dep, self._suggest(dep))
-        return replace(spec, parents=tuple(dict.fromkeys(parents)), gathers=tuple(gathers))
+        resolved = tuple(dict.fromkeys(parents))
+        if not gathers and not spec.gathers and resolved == spec.parents:
+            return spec  # nothing to expand: skip the copy (10k-task pipelines build fast)
+        return replace(spec, parents=resolved, gathers=tuple(gathers))
 
     def _suggest(self, missing: str) -> list[str]:
         return difflib.get_close_matches(missing, [*self._maps, *self._specs], n=3)

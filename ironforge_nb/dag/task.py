@@ -12,7 +12,7 @@ from __future__ import annotations
 import inspect
 import math
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Container, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeAlias
 
@@ -244,7 +244,7 @@ def bind_parameters(
     task_id: str,
     fn: Callable[..., Any] | str,
     after: Sequence[str],
-    known: Iterable[str],
+    known: Container[str],
     constants: Mapping[str, Any],
     asked: Sequence[str],
     mapped: bool,
@@ -269,8 +269,8 @@ def bind_parameters(
     if params is None:
         return Binding({}, [], None, tuple(asked), (), ())
     names = [p.name for p in params]
-    upstream = set(after) | set(known)
-    bindings = {n: n for n in names if n in upstream and n != task_id}
+    declared = set(after)  # `known` is only probed, never copied: O(1) per task, not O(n)
+    bindings = {n: n for n in names if (n in declared or n in known) and n != task_id}
     implicit = [n for n in bindings if n not in after]
     item = "item" if mapped and "item" in names and "item" not in bindings else None
     taken = set(bindings) | set(constants) | ({item} if item else set())
@@ -295,7 +295,22 @@ def bind_parameters(
 
 
 def _signature(fn: Callable[..., Any]) -> list[inspect.Parameter] | None:
-    """The named parameters of ``fn`` (``*args``/``**kwargs`` left out); None if unknown."""
+    """The named parameters of ``fn`` (``*args``/``**kwargs`` left out); None if unknown.
+
+    Cached for the last function seen: ``Pipeline.map`` binds the same function once per item.
+    """
+    if _last_signature and _last_signature[0] is fn:
+        cached: list[inspect.Parameter] | None = _last_signature[1]
+        return cached
+    params = _inspect_signature(fn)
+    _last_signature[:] = [fn, params]
+    return params
+
+
+_last_signature: list[Any] = []
+
+
+def _inspect_signature(fn: Callable[..., Any]) -> list[inspect.Parameter] | None:
     try:
         sig = inspect.signature(fn)
     except (TypeError, ValueError):

@@ -39,7 +39,7 @@ class RunScripts:
         """Create the run; False when a run with this id already exists (nothing changed).
 
         ``profiles`` are 6-field option tuples, ``codes`` (key, signed blob) pairs and
-        ``tasks`` the flat 6-field task records (see submit_run.lua).
+        ``tasks`` the flat task records, two arguments per task (see submit_run.lua).
         """
         k = self._keys
         rk = k.run(run_id)

@@ -195,10 +195,13 @@ class _Plan:
         self.rows.append((spec.id, jid, self._profile(spec), len(spec.parents), payload))
 
     def records(self) -> list[Any]:
-        """The flat task records of submit_run.lua (children known once all tasks are in)."""
+        """The task records of submit_run.lua, two arguments per task (children are known
+        once all tasks are in)."""
         out: list[Any] = []
+        children = self.children
         for task, jid, profile, n_parents, payload in self.rows:
-            out += (task, jid, profile, n_parents, ",".join(self.children.get(task, ())), payload)
+            kids = ",".join(children.get(task, ()))
+            out += (f"{task} {jid} {profile} {n_parents} {kids}", payload)
         return out
 
     def _profile(self, spec: TaskSpec) -> int:

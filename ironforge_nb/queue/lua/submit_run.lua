@@ -38,11 +38,13 @@ ARGV[13] n_tasks        N
 then P profiles of 6: queue, priority, max_attempts, backoff_ms, timeout ('' = none),
      allow_failure ('0'/'1')
 then C code blobs (signed pickles), in KEYS order
-then N tasks of 6: task id, job id, profile (1-based), parents count, children (csv), payload
+then N tasks of 2: a record "<task id> <job id> <profile (1-based)> <parents count>
+     <children, comma-separated>" (one space between fields; names never contain spaces),
+     and the payload
 Returns: 'created' or 'exists'; an error reply (nothing written) for malformed arguments.
 ]]
 local P, C, N = tonumber(ARGV[11]), tonumber(ARGV[12]), tonumber(ARGV[13])
-if not (P and C and N) or #ARGV ~= 13 + 6 * P + C + 6 * N or #KEYS ~= 7 + C then
+if not (P and C and N) or #ARGV ~= 13 + 6 * P + C + 2 * N or #KEYS ~= 7 + C then
   return redis.error_reply('ERR submit_run: malformed arguments (counts do not add up)')
 end
 local profiles = {}
@@ -57,13 +59,15 @@ for p = 1, P do
   profiles[p] = prof
 end
 local T = 13 + 6 * P + C  -- ARGV index just before the first task
-local roots_total = 0
+local records, roots_total = {}, 0
 for i = 0, N - 1 do
-  local b = T + 6 * i
-  local prof, nparents = profiles[tonumber(ARGV[b + 3])], tonumber(ARGV[b + 4])
-  if not prof or not nparents or ARGV[b + 1] == '' or ARGV[b + 2] == '' then
+  local task, jid, p, np, kids = string.match(ARGV[T + 2 * i + 1],
+                                              '^(%S+) (%S+) (%d+) (%d+) (%S*)$')
+  local prof, nparents = profiles[tonumber(p or '')], tonumber(np or '')
+  if not (task and prof and nparents) then
     return redis.error_reply('ERR submit_run: malformed task record ' .. (i + 1))
   end
+  records[i + 1] = {task, jid, prof, nparents, kids}
   if nparents == 0 then
     prof.roots = prof.roots + 1
     roots_total = roots_total + 1
@@ -92,10 +96,9 @@ local function flush(key, pairs_)
   return {}
 end
 local tasks, remaining, children = {}, {}, {}
-for i = 0, N - 1 do
-  local b = T + 6 * i
-  local task, jid, prof = ARGV[b + 1], ARGV[b + 2], profiles[tonumber(ARGV[b + 3])]
-  local nparents, kids = tonumber(ARGV[b + 4]), ARGV[b + 5]
+for i = 1, N do
+  local r = records[i]
+  local task, jid, prof, nparents, kids = r[1], r[2], r[3], r[4], r[5]
   local jk = prefix .. jid
   local f = {'queue', prof.queue, 'priority', prof.priority, 'attempts', 0,
              'max_attempts', prof.attempts, 'backoff_ms', prof.backoff, 'created', now,
@@ -119,7 +122,7 @@ for i = 0, N - 1 do
     remaining[#remaining + 1] = task; remaining[#remaining + 1] = nparents
   end
   redis.call('HSET', jk, unpack(f))
-  redis.call('SET', jk .. psuffix, ARGV[b + 6])
+  redis.call('SET', jk .. psuffix, ARGV[T + 2 * i])
   tasks[#tasks + 1] = task; tasks[#tasks + 1] = jid
   if kids ~= '' then children[#children + 1] = task; children[#children + 1] = kids end
   -- unpack() has a stack limit: flush the big hashes every 1000 fields
