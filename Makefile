@@ -43,6 +43,7 @@ lab: setup
 bench: setup
 	$(PY) -m pip install -q -e '.[dev,bench]'
 	$(PY) benchmarks/bench_dag.py
+	$(PY) benchmarks/bench_render.py
 	$(PY) benchmarks/bench_queue.py
 	$(PY) benchmarks/bench_runs.py
 
