@@ -253,6 +253,25 @@ def test_two_workers_share_a_queue_without_double_runs(q: Queue, start_worker: S
     assert {q.info(j).worker for j in ids} == {"w1", "w2"}
 
 
+def test_jobs_prefetched_behind_a_long_task_are_handed_back(
+        q: Queue, start_worker: StartWorker) -> None:
+    """Jobs a fast executor prefetched go back to the queue once the task ahead runs long."""
+    start_worker("w1")
+    fast = [q.enqueue(command("echo", value=i)) for i in range(20)]
+    slow = q.enqueue(command("sleep", seconds=30))
+    behind = [q.enqueue(command("echo", value=i)) for i in range(3)]
+    for jid in fast:
+        wait_for(status_is(q, jid, JobStatus.COMPLETED))
+    wait_for(status_is(q, slow, JobStatus.ACTIVE))
+    start_worker("w2")
+    for jid in behind:
+        wait_for(status_is(q, jid, JobStatus.COMPLETED), timeout=10)
+    assert {q.info(j).worker for j in behind} == {"w2"}
+    assert q.info(slow).status is JobStatus.ACTIVE
+    released = {e.job for e in q.events() if e.type is EventType.RELEASED}
+    assert released and released <= set(behind)
+
+
 def test_registry_lists_the_worker(config: RedisConfig, start_worker: StartWorker) -> None:
     """A running worker appears in the registry with its pid, queues and concurrency."""
     worker = start_worker("w1", queues="work,other", concurrency=2)

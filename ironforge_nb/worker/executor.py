@@ -17,6 +17,7 @@ import os
 import signal
 import sys
 import traceback
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
@@ -26,7 +27,8 @@ from ironforge_nb.errors import InvalidOptionError, SignatureError
 from ironforge_nb.queue import Lease, Queue, RedisConfig
 from ironforge_nb.worker.context import reporting
 
-__all__ = ["Executor", "ExecutorProcess", "Outcome", "load_executor", "run_lease"]
+__all__ = ["Executor", "ExecutorProcess", "Outcome", "load_executor", "run_lease",
+           "runs_executor"]
 
 # (config, lease) -> encoded result for Queue.complete; raises to fail the attempt
 Executor = Callable[[RedisConfig, Lease], "bytes | None"]
@@ -100,17 +102,51 @@ def _executor_main(conn: Connection, config: RedisConfig, execute: Executor,
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     config = copy.copy(config)  # settings only (see RedisConfig.__reduce__): a client of our own
     queues: dict[str, Queue] = {}
-    while True:
-        try:
-            lease = conn.recv()
-        except (EOFError, OSError):
-            return
-        if lease is None:
-            return
+    inbox = _Inbox(conn)
+    while (lease := inbox.next()) is not None:
+        if lease.job_id in inbox.revoked:  # handed back by the worker before it started
+            inbox.revoked.discard(lease.job_id)
+            conn.send(Outcome(False, error="revoked", retry=True))
+            continue
         queue = queues.get(lease.queue)
         if queue is None:
             queue = queues[lease.queue] = Queue(lease.queue, config)
         conn.send(run_lease(execute, config, queue, lease))
+
+
+class _Inbox:
+    """The executor's side of the pipe: leases in order, revocations, and the stop message.
+
+    Before each task, every message already sent is read, so that a revocation of a
+    prefetched lease is seen before that lease would start.
+    """
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+        self._leases: deque[Lease] = deque()
+        self._stop = False
+        self.revoked: set[str] = set()
+
+    def next(self) -> Lease | None:
+        """The next lease to run, or None when told to stop (or the worker is gone)."""
+        try:
+            if not self._leases and not self._stop:
+                self._take(self._conn.recv())
+            while not self._stop and self._conn.poll():
+                self._take(self._conn.recv())
+        except (EOFError, OSError):
+            return None
+        if self._stop or not self._leases:
+            return None
+        return self._leases.popleft()
+
+    def _take(self, message: Any) -> None:
+        if message is None:
+            self._stop = True
+        elif isinstance(message, tuple):  # ("revoke", job_id)
+            self.revoked.add(message[1])
+        else:
+            self._leases.append(message)
 
 
 class ExecutorProcess:
@@ -144,6 +180,10 @@ class ExecutorProcess:
     def send(self, lease: Lease) -> None:
         """Hand ``lease`` to the executor."""
         self.conn.send(lease)
+
+    def revoke(self, job_id: str) -> None:
+        """Tell the executor not to start the prefetched lease of ``job_id``."""
+        self.conn.send(("revoke", job_id))
 
     def receive(self) -> Outcome | None:
         """The executor's outcome, or None if it died before answering."""
@@ -179,3 +219,13 @@ class ExecutorProcess:
             with contextlib.suppress(ValueError):
                 return f"was killed by {signal.Signals(-code).name}"
         return f"exited with code {code}"
+
+
+def runs_executor(secret: bytes | None, json_only: bool = False) -> Executor:
+    """The default executor: the runs layer's `execute_task` with this worker's secret."""
+    from ironforge_nb.runs.execute import execute_task
+
+    def execute(config: RedisConfig, lease: Lease) -> bytes | None:
+        return execute_task(config, lease, secret, json_only=json_only)
+
+    return execute

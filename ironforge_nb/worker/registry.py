@@ -14,7 +14,7 @@ import os
 import socket
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from ironforge_nb.queue import RedisConfig
@@ -43,7 +43,7 @@ class WorkerInfo:
     @property
     def last_seen_at(self) -> datetime:
         """`last_seen` as a UTC datetime."""
-        return datetime.fromtimestamp(self.last_seen, tz=timezone.utc)
+        return datetime.fromtimestamp(self.last_seen, tz=UTC)
 
     def to_json(self) -> str:
         """The registry value (without the name, which is the field)."""

@@ -1,18 +1,19 @@
 """`Worker`: claims jobs from one or more queues and runs them in a pool of executor processes.
 
 The worker's main process never runs user code. It is a single-threaded event loop that claims
-jobs in batches (one claim for all free executors, then ``complete(..., fetch_next=1)`` so a
-busy worker makes one round trip per job), hands each lease to a forked executor
-(`executor.py`), heartbeats every running lease every third of its length, kills an executor
-whose task outlives its ``timeout`` and fails that attempt, reaps expired leases of its queues,
-and refreshes its entry in the worker registry. It waits on executor pipes, executor deaths, a
-BLPOP on the queues' wake lists (`wake.py`) and a self-pipe for stop requests, all at once.
+jobs in batches (one claim for all free executors; then each completion, or batch of
+completions, claims the next jobs in the same round trip: ``complete_many(fetch_next=k)``),
+hands leases to forked executors (`executor.py`; fast ones prefetch, see `slots.py`),
+heartbeats every held lease every third of its length, kills an executor whose task outlives
+its ``timeout`` and fails that attempt, reaps expired leases of its queues, and refreshes its
+entry in the worker registry. It waits on executor pipes, executor deaths, a BLPOP on the
+queues' wake lists (`wake.py`) and a self-pipe for stop requests, all at once.
 
 Stopping (SIGTERM, SIGINT or `Worker.stop`): claim nothing more, let running tasks finish
-within ``grace`` seconds, then kill the executors still busy and hand their jobs back with
-`Queue.release`, so other workers take them at once. A second stop request skips the grace.
-If the worker is SIGKILLed, its executors die with it and the engine redelivers its jobs once
-their leases expire (at-least-once).
+within ``grace`` seconds (prefetched jobs go back at once), then kill the executors still
+busy and hand their jobs back with `Queue.release`, so other workers take them at once. A
+second stop request skips the grace. If the worker is SIGKILLed, its executors die with it and
+the engine redelivers its jobs once their leases expire (at-least-once).
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from multiprocessing.connection import wait
 from typing import Any
 
@@ -41,8 +41,10 @@ from ironforge_nb.errors import (
 )
 from ironforge_nb.names import validate_name
 from ironforge_nb.queue import Lease, Queue, RedisConfig, default_config
-from ironforge_nb.worker.executor import Executor, ExecutorProcess, Outcome
+from ironforge_nb.queue.options import seconds_to_ms, validate_count, validate_worker
+from ironforge_nb.worker.executor import Executor, ExecutorProcess, Outcome, runs_executor
 from ironforge_nb.worker.registry import BEAT_INTERVAL, Registry
+from ironforge_nb.worker.slots import RETURN_AFTER, Slot, Task, task_timeout
 from ironforge_nb.worker.wake import Waker
 
 __all__ = ["Worker"]
@@ -53,35 +55,6 @@ REAP_INTERVAL = 1.0  # seconds between two reaps of each queue by one worker
 IDLE_BLOCK = 0.5  # longest BLPOP of an idle worker: due retries are claimed this late at most
 _MOVED_ON = (LeaseLost, JobStateError, JobNotFoundError)  # the job is no longer ours
 _REDIS_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
-
-
-@dataclass
-class _Task:
-    """A lease being run by one executor."""
-
-    lease: Lease
-    queue: Queue
-    timeout: float | None
-    deadline: float | None  # monotonic
-    next_beat: float  # monotonic
-
-
-@dataclass
-class _Slot:
-    """One executor process and the task it runs, if any."""
-
-    proc: ExecutorProcess
-    task: _Task | None = None
-
-
-def _job_timeout(lease: Lease, default: float | None) -> float | None:
-    """The task's timeout: the job's ``timeout`` meta field (seconds), else the worker's."""
-    raw = lease.meta.get("timeout")
-    try:
-        value = float(raw) if raw not in (None, "") else default
-    except ValueError:
-        value = default
-    return value if value is not None and value > 0 else None
 
 
 class Worker:
@@ -105,17 +78,16 @@ class Worker:
         if isinstance(queues, str) or not queues:
             raise InvalidOptionError("queues", queues, "a non-empty list of queue names")
         self.queue_names = tuple(validate_name(q, "queue") for q in queues)
-        if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
-            raise InvalidOptionError("concurrency", concurrency, "an int >= 1")
-        self.concurrency = concurrency
-        self.name = name or f"{socket.gethostname()}-{os.getpid()}"
-        self.lease = _seconds("lease", lease, positive=True)
-        self.timeout = None if timeout is None else _seconds("timeout", timeout, positive=True)
-        self.grace = _seconds("grace", grace)
-        self._execute = executor if executor is not None else _runs_executor(secret, json_only)
+        self.concurrency = validate_count("concurrency", concurrency)
+        self.name = validate_worker(name or f"{socket.gethostname()}-{os.getpid()}")
+        self.lease = seconds_to_ms("lease", lease, positive=True) / 1000
+        self.timeout = (None if timeout is None
+                        else seconds_to_ms("timeout", timeout, positive=True) / 1000)
+        self.grace = seconds_to_ms("grace", grace) / 1000
+        self._execute = executor if executor is not None else runs_executor(secret, json_only)
         self.jobs_done = 0
         self._parent_pid = parent_pid
-        self._slots: list[_Slot] = []
+        self._slots: list[Slot] = []
         self._queues: dict[str, Queue] = {}
         self._stop_r, self._stop_w = os.pipe()
         os.set_blocking(self._stop_w, False)
@@ -133,7 +105,7 @@ class Worker:
     def run(self) -> None:
         """Serve until a stop request, then shut down gracefully; returns when done."""
         # fork the executors first, before any thread or Redis connection exists here
-        self._slots = [_Slot(self._spawn()) for _ in range(self.concurrency)]
+        self._slots = [Slot(self._spawn()) for _ in range(self.concurrency)]
         previous = self._install_signals()
         self._queues = {q: Queue(q, self.config) for q in self.queue_names}
         self._registry = Registry(self.config, self.name, self.queue_names, self.concurrency)
@@ -161,8 +133,8 @@ class Worker:
 
     @property
     def running(self) -> int:
-        """How many tasks are running now."""
-        return sum(1 for s in self._slots if s.task is not None)
+        """How many claimed jobs this worker holds now (running or prefetched)."""
+        return sum(len(s.tasks) for s in self._slots)
 
     # -- the loop --------------------------------------------------------------------------
 
@@ -195,13 +167,16 @@ class Worker:
     def _begin_stop(self, now: float) -> None:
         self._grace_deadline = now + self.grace
         self._waker.close()
+        for slot in self._slots:  # prefetched jobs go back now; running ones get the grace
+            self._hand_back(slot, [t for t in list(slot.tasks)[1:] if not t.dropped])
         log.info("worker %s stopping: %d running task(s), grace %g s", self.name,
                  self.running, self.grace)
 
     def _claim(self) -> None:
         """Claim jobs for every free executor (queues in the order given), one script each."""
         self._want_claim = False
-        free = [s for s in self._slots if s.task is None]
+        free = [s for s in self._slots for _ in range(max(s.free, 0))]
+        free.sort(key=lambda s: len(s.tasks), reverse=True)  # idle executors first (popped)
         for name in self.queue_names:
             if not free:
                 return
@@ -211,26 +186,24 @@ class Worker:
         if free:
             self._waker.arm(IDLE_BLOCK)
 
-    def _dispatch(self, slot: _Slot, queue: Queue, lease: Lease) -> None:
-        now = time.monotonic()
-        timeout = _job_timeout(lease, self.timeout)
-        slot.task = _Task(lease, queue, timeout, None if timeout is None else now + timeout,
-                          now + self.lease / 3)
+    def _dispatch(self, slot: Slot, queue: Queue, lease: Lease) -> None:
+        task = Task(lease, queue, task_timeout(lease, self.timeout),
+                    time.monotonic() + self.lease / 3)
         try:
-            slot.proc.send(lease)
-        except OSError:  # the executor died while idle: a new one takes the task
-            self._respawn(slot)
-            slot.proc.send(lease)
+            slot.push(task)
+        except OSError:  # the executor died: a new one takes its tasks, this one included
+            self._lost_executor(slot, spare=task)
 
     def _periodic(self, now: float) -> None:
         for slot in self._slots:
-            task = slot.task
-            if task is None:
-                continue
-            if task.deadline is not None and now >= task.deadline:
-                self._time_out(slot, task)
-            elif now >= task.next_beat:
-                self._heartbeat(slot, task, now)
+            head = slot.head
+            if head is not None and head.deadline is not None and now >= head.deadline:
+                self._time_out(slot)
+            for task in list(slot.tasks):
+                if now >= task.next_beat and not task.dropped:
+                    self._heartbeat(task, now)
+            if stuck := slot.waiting(now):
+                self._hand_back(slot, stuck)
         if now >= self._next_reap:
             self._next_reap = now + REAP_INTERVAL
             for queue in self._queues.values():
@@ -245,10 +218,13 @@ class Worker:
     def _next_wakeup(self, now: float) -> float:
         due = [self._next_reap, self._next_beat]
         for slot in self._slots:
-            if slot.task is not None:
-                due.append(slot.task.next_beat)
-                if slot.task.deadline is not None:
-                    due.append(slot.task.deadline)
+            due.extend(t.next_beat for t in slot.tasks)
+            head = slot.head
+            if head is not None and head.deadline is not None:
+                due.append(head.deadline)
+            if head is not None and head.started is not None and any(
+                    not t.dropped for t in list(slot.tasks)[1:]):
+                due.append(head.started + RETURN_AFTER)
         if self._grace_deadline is not None:
             due.append(self._grace_deadline)
         elif self._want_claim:
@@ -277,37 +253,64 @@ class Worker:
 
     # -- task outcomes ---------------------------------------------------------------------
 
-    def _on_message(self, slot: _Slot) -> None:
-        task = slot.task
-        if task is None or slot.proc.conn.closed:
-            return
-        outcome = slot.proc.receive()
-        if outcome is None:
-            return  # EOF: the executor died, handled by _on_death
-        slot.task = None
-        self.jobs_done += 1
-        self._want_claim = True
-        if outcome.ok:
-            self._complete(slot, task, outcome)
-        else:
-            self._fail(task, outcome.error, outcome.retry)
+    def _on_message(self, slot: Slot) -> None:
+        self._settle(slot, self._drain(slot))
 
-    def _complete(self, slot: _Slot, task: _Task, outcome: Outcome) -> None:
-        fetch = 0 if self._grace_deadline is not None else 1
+    def _drain(self, slot: Slot) -> list[tuple[Task, Outcome]]:
+        """Every outcome the executor has sent so far, with its task (now off the slot)."""
+        done: list[tuple[Task, Outcome]] = []
+        while slot.tasks and not slot.proc.conn.closed and slot.proc.conn.poll():
+            outcome = slot.proc.receive()
+            if outcome is None:
+                break  # EOF: the executor died, handled by _lost_executor
+            done.append((slot.finish(), outcome))
+        return done
+
+    def _settle(self, slot: Slot, done: list[tuple[Task, Outcome]]) -> None:
+        """Record finished tasks in Redis: failures one by one, successes in one call."""
+        if not done:
+            return
+        self.jobs_done += len(done)
+        self._want_claim = True
+        ok = [(t, o) for t, o in done if o.ok and not t.dropped]
+        for task, outcome in done:
+            if not outcome.ok and not task.dropped:
+                self._fail(task, outcome.error, outcome.retry)
+        if ok:
+            self._complete(slot, ok)
+
+    def _complete(self, slot: Slot, done: list[tuple[Task, Outcome]]) -> None:
+        """Complete the finished tasks and refill the slot in the same round trip."""
+        queue = done[-1][0].queue
+        fetch = 0 if self._grace_deadline is not None else max(slot.free, 0)
+        same = [(t, o) for t, o in done if t.queue is queue]
+        for task, outcome in done:
+            if task.queue is not queue:
+                self._complete_one(task, outcome)
         try:
-            leases = task.queue.complete(task.lease, outcome.result, fetch_next=fetch)
+            leases, refused = queue.complete_many(
+                [t.lease for t, _ in same], [o.result for _, o in same], fetch_next=fetch)
+        except SizeLimitError:  # isolate the oversized result(s): one call each
+            for task, outcome in same:
+                self._complete_one(task, outcome)
+            return
+        for job_id, exc in refused.items():
+            log.warning("worker %s: result of job %s discarded: %s", self.name, job_id, exc)
+        for lease in leases:
+            self._dispatch(slot, queue, lease)
+        if leases:
+            self._want_claim = slot.free > 0
+
+    def _complete_one(self, task: Task, outcome: Outcome) -> None:
+        try:
+            task.queue.complete(task.lease, outcome.result)
         except SizeLimitError as exc:
             self._fail(task, str(exc), retry=False)
-            return
         except _MOVED_ON as exc:
             log.warning("worker %s: result of job %s discarded: %s", self.name,
                         task.lease.job_id, exc)
-            return
-        if leases:
-            self._dispatch(slot, task.queue, leases[0])
-            self._want_claim = False
 
-    def _fail(self, task: _Task, error: str, retry: bool = True) -> None:
+    def _fail(self, task: Task, error: str, retry: bool = True) -> None:
         try:
             status = task.queue.fail(task.lease, error, retry)
         except _MOVED_ON as exc:
@@ -318,61 +321,94 @@ class Worker:
                     task.lease.job_id, task.lease.attempt, status.value,
                     error.strip().splitlines()[-1] if error.strip() else error)
 
-    def _on_death(self, slot: _Slot) -> None:
-        if slot.proc.alive():
-            return
-        if slot.task is not None and not slot.proc.conn.closed and slot.proc.conn.poll():
-            self._on_message(slot)  # it answered before dying
-        task, slot.task = slot.task, None
+    def _on_death(self, slot: Slot) -> None:
+        if not slot.proc.alive():
+            self._lost_executor(slot)
+
+    def _lost_executor(self, slot: Slot, spare: Task | None = None) -> None:
+        """The executor died: count what it finished, fail what it was running, replace it.
+
+        ``spare`` is a task just handed to it, which never started: the new executor runs it.
+        """
+        slot.proc.process.join(1)  # let the exit code settle before describing it
+        done = self._drain(slot)  # outcomes it sent before dying still count
         how = slot.proc.exit_description()
-        self._respawn(slot)
-        if task is not None:
+        running = slot.head is not None and slot.head is not spare
+        head = self._respawn(slot, drop_head=running)
+        self._settle(slot, done)
+        if head is not None and not head.dropped:
             self.jobs_done += 1
-            self._fail(task, f"the executor process {how} while running the task")
+            self._fail(head, f"the executor process {how} while running the task")
 
-    def _time_out(self, slot: _Slot, task: _Task) -> None:
-        slot.task = None
-        self._respawn(slot)
-        self.jobs_done += 1
-        self._fail(task, f"timeout after {task.timeout:g} s")
+    def _time_out(self, slot: Slot) -> None:
+        self._settle(slot, self._drain(slot))  # it may have finished just in time
+        head = slot.head
+        if head is None or head.deadline is None or time.monotonic() < head.deadline:
+            return
+        self._respawn(slot, drop_head=True)
+        if not head.dropped:
+            self.jobs_done += 1
+            self._fail(head, f"timeout after {head.timeout:g} s")
 
-    def _heartbeat(self, slot: _Slot, task: _Task, now: float) -> None:
+    def _heartbeat(self, task: Task, now: float) -> None:
         task.next_beat = now + self.lease / 3
         try:
             task.queue.heartbeat(task.lease)
         except _MOVED_ON as exc:  # expired, cancelled or deleted: stop working on it
             log.warning("worker %s: stopping job %s: %s", self.name, task.lease.job_id, exc)
-            slot.task = None
-            self._respawn(slot)
+            task.dropped = True
+            for slot in self._slots:
+                if slot.head is task:  # running: kill it; prefetched: its outcome is ignored
+                    self._respawn(slot, drop_head=True)
+
+    def _hand_back(self, slot: Slot, tasks: list[Task]) -> None:
+        """Revoke prefetched ``tasks`` (not started) and release their jobs to the queue."""
+        self._settle(slot, self._drain(slot))  # some may have run meanwhile
+        for task in tasks:
+            if task not in slot.tasks or task is slot.head or task.dropped:
+                continue
+            task.dropped = True  # its "revoked" outcome will be ignored
+            with contextlib.suppress(OSError):
+                slot.proc.revoke(task.lease.job_id)
+            try:
+                task.queue.release(task.lease)
+            except _MOVED_ON as exc:
+                log.warning("worker %s: job %s not handed back: %s", self.name,
+                            task.lease.job_id, exc)
 
     # -- executors and shutdown ------------------------------------------------------------
 
     def _spawn(self) -> ExecutorProcess:
         return ExecutorProcess(self.config, self._execute)
 
-    def _respawn(self, slot: _Slot) -> None:
-        slot.proc.kill()
-        slot.proc = self._spawn()
+    def _respawn(self, slot: Slot, *, drop_head: bool) -> Task | None:
+        """Replace the slot's executor; returns the running task when ``drop_head``."""
         self._want_claim = True
+        while True:
+            try:
+                return slot.replace(self._spawn(), drop_head=drop_head)
+            except OSError:  # the new one died at once: try again with the same tasks
+                drop_head = False
 
     def _release_running(self) -> None:
         """Kill the executors still busy and hand their jobs back to the queue now."""
         for slot in self._slots:
-            task, slot.task = slot.task, None
-            if task is None:
+            if not slot.tasks:
                 continue
             slot.proc.kill()
-            try:
-                task.queue.release(task.lease)
-                log.info("worker %s: job %s handed back", self.name, task.lease.job_id)
-            except _MOVED_ON as exc:
-                log.warning("worker %s: job %s not handed back: %s", self.name,
-                            task.lease.job_id, exc)
+            tasks, slot.tasks = list(slot.tasks), type(slot.tasks)()
+            for task in (t for t in tasks if not t.dropped):
+                try:
+                    task.queue.release(task.lease)
+                    log.info("worker %s: job %s handed back", self.name, task.lease.job_id)
+                except _MOVED_ON as exc:
+                    log.warning("worker %s: job %s not handed back: %s", self.name,
+                                task.lease.job_id, exc)
 
     def _shutdown(self) -> None:
         for slot in self._slots:
-            if slot.task is not None:
-                slot.proc.kill()  # only after an unexpected error: its lease will expire
+            if slot.tasks:
+                slot.proc.kill()  # only after an unexpected error: its leases will expire
             else:
                 slot.proc.stop()
         with contextlib.suppress(Exception):
@@ -391,21 +427,3 @@ class Worker:
         for sig in (signal.SIGTERM, signal.SIGINT):
             previous[sig] = signal.signal(sig, lambda signum, frame: self.stop())
         return previous
-
-
-def _seconds(option: str, value: object, *, positive: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0 or (
-            positive and value == 0):
-        raise InvalidOptionError(option, value, "a number of seconds " + (
-            "> 0" if positive else ">= 0"))
-    return float(value)
-
-
-def _runs_executor(secret: bytes | None, json_only: bool) -> Executor:
-    """The default executor: the runs layer's `execute_task` with this worker's secret."""
-    from ironforge_nb.runs.execute import execute_task
-
-    def execute(config: RedisConfig, lease: Lease) -> bytes | None:
-        return execute_task(config, lease, secret, json_only=json_only)
-
-    return execute

@@ -1,0 +1,112 @@
+"""`Slot`: one executor process and the leases it holds, in the order it runs them.
+
+The head of a slot's deque is running; the others are prefetched, already written to the
+executor's pipe, so that the executor starts the next task while the worker completes the
+previous ones in Redis (one round trip for several, which the executor no longer waits for).
+Prefetching is adaptive: a slot prefetches only while its recent tasks are short (`FAST_TASK`),
+and when a task turns out long anyway (`RETURN_AFTER`), the worker revokes the leases queued
+behind it and hands them back to the queue, so that idle workers take them.
+A task's timeout counts from the moment it becomes the head.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import dataclass
+
+from ironforge_nb.queue import Lease, Queue
+from ironforge_nb.worker.executor import ExecutorProcess
+
+__all__ = ["FAST_TASK", "PREFETCH", "RETURN_AFTER", "Slot", "Task", "task_timeout"]
+
+FAST_TASK = 0.05  # seconds: a slot whose tasks run shorter than this (on average) prefetches
+PREFETCH = 4  # leases a fast slot holds beyond the running one
+RETURN_AFTER = 0.5  # seconds: a head running this long gets its prefetched leases handed back
+
+
+@dataclass
+class Task:
+    """A lease given to a slot: running (``started`` set) or waiting in the executor's pipe."""
+
+    lease: Lease
+    queue: Queue
+    timeout: float | None
+    next_beat: float  # monotonic time of the next heartbeat
+    started: float | None = None  # monotonic
+    deadline: float | None = None  # monotonic, from timeout
+    dropped: bool = False  # the job moved on (cancelled...): ignore the outcome
+
+    def start(self, now: float) -> None:
+        """Mark the task running from ``now`` (its timeout counts from here)."""
+        self.started = now
+        self.deadline = None if self.timeout is None else now + self.timeout
+
+
+class Slot:
+    """An executor and its tasks (head running, the rest prefetched)."""
+
+    def __init__(self, proc: ExecutorProcess) -> None:
+        self.proc = proc
+        self.tasks: deque[Task] = deque()
+        self._average: float | None = None  # moving average of task durations, seconds
+
+    @property
+    def head(self) -> Task | None:
+        """The running task."""
+        return self.tasks[0] if self.tasks else None
+
+    @property
+    def free(self) -> int:
+        """How many more leases this slot takes now."""
+        fast = self._average is not None and self._average < FAST_TASK
+        return 1 + (PREFETCH if fast else 0) - len(self.tasks)
+
+    def push(self, task: Task) -> None:
+        """Give ``task`` to the executor (it runs after the ones already held)."""
+        self.tasks.append(task)
+        if len(self.tasks) == 1:
+            task.start(time.monotonic())
+        self.proc.send(task.lease)
+
+    def finish(self) -> Task:
+        """Remove the head, whose outcome arrived; the next task is now running."""
+        task = self.tasks.popleft()
+        now = time.monotonic()
+        if task.started is not None:
+            took = now - task.started
+            self._average = took if self._average is None else 0.7 * self._average + 0.3 * took
+        if self.tasks:
+            self.tasks[0].start(now)
+        return task
+
+    def waiting(self, now: float) -> list[Task]:
+        """Prefetched tasks stuck behind a head that has run longer than `RETURN_AFTER`."""
+        head = self.head
+        if head is None or head.started is None or now - head.started < RETURN_AFTER:
+            return []
+        return [t for t in list(self.tasks)[1:] if not t.dropped]
+
+    def replace(self, proc: ExecutorProcess, *, drop_head: bool) -> Task | None:
+        """Kill the executor, take ``proc`` instead and hand it the prefetched tasks again.
+
+        Returns the head task when ``drop_head`` (it was running in the dead process).
+        """
+        self.proc.kill()
+        self.proc = proc
+        head = self.tasks.popleft() if drop_head and self.tasks else None
+        pending, self.tasks = list(self.tasks), deque()
+        self._average = None  # whatever killed it may come back: no prefetch for now
+        for task in pending:
+            self.push(task)
+        return head
+
+
+def task_timeout(lease: Lease, default: float | None) -> float | None:
+    """The task's time limit: the job's ``timeout`` meta field (seconds), else ``default``."""
+    raw = lease.meta.get("timeout")
+    try:
+        value = float(raw) if raw not in (None, "") else default
+    except ValueError:
+        value = default
+    return value if value is not None and value > 0 else None
