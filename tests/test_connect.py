@@ -153,3 +153,15 @@ def test_local_processes_die_with_their_owner() -> None:
         if owner.poll() is None:
             owner.kill()
         owner.wait()
+
+
+def test_demo_runs_the_pipeline_end_to_end(capsys: pytest.CaptureFixture[str]) -> None:
+    """The demo's run succeeds on local workers and prints the table and the final report."""
+    from ironforge_nb.demo import build_pipeline, run_pipeline
+
+    assert run_pipeline(build_pipeline()) == 0
+    out = capsys.readouterr().out
+    assert "7/7 done" in out and "by_region[apac] completed" in out
+    assert "eu: 120.00\nus: 99.50\napac: 42.50\nrows: 4" in out
+    assert "audit: 2026-11-28: 4 rows, 4 lines" in out
+    assert current_connection() is None  # the demo closed its connection
