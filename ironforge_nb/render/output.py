@@ -15,6 +15,7 @@ from os import PathLike
 from pathlib import Path
 from typing import Any
 
+from ironforge_nb.dag.graph import DAG
 from ironforge_nb.errors import (
     GraphvizNotFoundError,
     InvalidOptionError,
@@ -106,13 +107,21 @@ def mimebundle(
     """Jupyter's display bundle: SVG plus a text listing; text only (with the reason) if
     ``dot`` is missing or too slow, so a notebook cell never fails just to show a graph."""
     graph = as_dag(dag)
-    text = text_view(graph, statuses, title=title)
     digraph = to_digraph(graph, statuses, title=title, **opts)
+    text = _text(graph, statuses, title, opts)
     try:
         svg = pipe(digraph.source, "svg", timeout, digraph.engine).decode()
     except (GraphvizNotFoundError, LayoutTimeoutError) as exc:
         return {"text/plain": f"{text}\n\n(no drawing: {exc})"}
     return {"image/svg+xml": svg, "text/plain": text}
+
+
+def _text(graph: DAG[Any], statuses: Mapping[Any, object] | None, title: str | None,
+          opts: Mapping[str, Any]) -> str:
+    """The text view of what is drawn (the focus neighbourhood when there is one)."""
+    focus = opts.get("focus")
+    shown = graph if focus is None else graph.neighbourhood(focus, opts.get("depth", 1))
+    return text_view(shown, statuses, title=title)
 
 
 @dataclass(frozen=True)
@@ -141,7 +150,8 @@ class Rendering:
         return mimebundle(self.dag, self.statuses, timeout=self.timeout, **self.options)
 
     def __repr__(self) -> str:
-        return text_view(as_dag(self.dag), self.statuses, title=self.options.get("title"))
+        opts = dict(self.options)
+        return _text(as_dag(self.dag), self.statuses, opts.pop("title", None), opts)
 
 
 def draw(
@@ -155,5 +165,8 @@ def draw(
 
     ``opts`` are `to_digraph`'s: collapse, focus, depth, max_nodes, rankdir, legend, title.
     """
+    name = getattr(graph, "name", None)
+    if not isinstance(graph, DAG) and isinstance(name, str):
+        opts.setdefault("title", f"pipeline {name}")
     to_digraph(graph, statuses, **opts)  # check the options now, not at display time
     return Rendering(as_dag(graph), statuses, dict(opts), timeout)
