@@ -409,3 +409,10 @@ def test_mimebundle_has_svg_and_text(sales: Pipeline) -> None:
     bundle = sales._repr_mimebundle_()
     assert "<svg" in bundle["image/svg+xml"] and "score[eu]" in bundle["image/svg+xml"]
     assert bundle["text/plain"].startswith("pipeline sales")
+
+
+def test_draw_accepts_drawing_options(sales: Pipeline) -> None:
+    """``p.draw(focus=..., depth=...)`` draws the neighbourhood, titled with the pipeline."""
+    drawing = sales.draw({"clean": "completed"}, focus="extract", depth=1)
+    assert 'label="clean"' in drawing.source and 'label="report"' not in drawing.source
+    assert repr(drawing).startswith("pipeline sales: 2 tasks")

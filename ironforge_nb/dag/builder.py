@@ -52,6 +52,7 @@ if TYPE_CHECKING:
     from typing_extensions import Unpack
 
     from ironforge_nb.queue.config import RedisConfig
+    from ironforge_nb.render.output import Rendering
     from ironforge_nb.runs.run import Run
 
 __all__ = ["Pipeline", "TaskOptions"]
@@ -326,6 +327,16 @@ class Pipeline:
         except ValidationError as exc:
             return f"{self!r}: does not build: {exc}"
         return text_view(dag, title=f"pipeline {self.name}")
+
+    def draw(self, statuses: Mapping[str, object] | None = None, **opts: Any) -> Rendering:
+        """A drawing with options, e.g. ``p.draw(focus="clean", depth=2)`` or ``collapse=...``.
+
+        Same options as `ironforge_nb.render.to_digraph`; displays itself in Jupyter and has
+        ``.source``, ``.svg()`` and ``.save(path)``.
+        """
+        from ironforge_nb.render import draw
+
+        return draw(self, statuses, **opts)
 
     def _repr_mimebundle_(
         self, include: Iterable[str] | None = None, exclude: Iterable[str] | None = None
