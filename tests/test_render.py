@@ -8,6 +8,8 @@ from pathlib import Path
 
 import psutil
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import ironforge_nb as ifn
 from ironforge_nb.dag import DAG, Pipeline
@@ -28,6 +30,7 @@ from ironforge_nb.render import (
     to_svg,
     write,
 )
+from ironforge_nb.render.collapse import build_view
 from ironforge_nb.status import JobStatus
 
 
@@ -205,6 +208,36 @@ def test_focus_on_unknown_task_suggests_names() -> None:
     """Focusing on a missing task raises `UnknownTaskError`."""
     with pytest.raises(UnknownTaskError):
         to_digraph(DAG.from_edges([("clean", "report")]), focus="clen")
+
+
+def grouped_dag(n: int, groups: int, seed: int) -> DAG[str]:
+    """A random DAG whose tasks carry random groups (``None`` for some), like builder specs."""
+    rng = random.Random(seed)
+    parents = {f"t{v}": [f"t{rng.randrange(v)}" for _ in range(rng.randint(0, 3)) if v]
+               for v in range(n)}
+    data = {t: _Spec(rng.choice([None, *(f"g{k}" for k in range(groups))])) for t in parents}
+    return DAG.from_parents({t: list(dict.fromkeys(ps)) for t, ps in parents.items()}, data)
+
+
+class _Spec:
+    def __init__(self, group: str | None) -> None:
+        self.group = group
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 400), st.integers(0, 30), st.integers(1, 80), st.integers(0, 2**16))
+def test_auto_view_is_small_and_accounts_for_every_task(
+    n: int, groups: int, max_nodes: int, seed: int
+) -> None:
+    """Any DAG's automatic view has at most max_nodes boxes, 2*max_nodes edges, all tasks."""
+    dag = grouped_dag(n, groups, seed)
+    rng = random.Random(seed)
+    statuses = {t: rng.choice(list(STATUS_COLORS)) for t in dag.nodes}
+    view = build_view(dag, statuses, "auto", max_nodes)
+    assert len(view.boxes) <= max_nodes and len(view.edges) <= 2 * max_nodes
+    assert sum(box.size for box in view.boxes) == n
+    assert sum(sum(box.counts.values()) for box in view.boxes) == n
+    assert all(a != b and count >= 1 for (a, b), count in view.edges.items())
 
 
 def test_collapse_none_draws_every_task() -> None:
