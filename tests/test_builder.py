@@ -416,3 +416,14 @@ def test_draw_accepts_drawing_options(sales: Pipeline) -> None:
     drawing = sales.draw({"clean": "completed"}, focus="extract", depth=1)
     assert 'label="clean"' in drawing.source and 'label="report"' not in drawing.source
     assert repr(drawing).startswith("pipeline sales: 2 tasks")
+
+
+def test_decorator_with_a_positional_name() -> None:
+    """``@p.task("id")`` registers the function under that id."""
+    p = Pipeline("p")
+
+    @p.task("custom")
+    def anything() -> int:
+        return 1
+
+    assert p.tasks == ("custom",) and anything() == 1

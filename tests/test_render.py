@@ -354,3 +354,10 @@ def test_text_view_counts_statuses(sales: Pipeline) -> None:
     """With statuses, the header counts tasks per status."""
     text = text_view(sales.build(), {"extract": "completed", "clean": "completed"})
     assert "(3 pending, 2 completed)" in text.splitlines()[0]
+
+
+def test_dense_small_graph_is_collapsed_too() -> None:
+    """Few tasks but many long edges would still stall ``dot``, so auto collapses them."""
+    dag = random_dag(200, max_parents=12)
+    assert len(dag) <= 300 and dag.edge_count > 600
+    assert node_count(to_digraph(dag).source) < 200
