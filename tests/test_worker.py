@@ -20,6 +20,7 @@ import psutil
 import pytest
 
 from ironforge_nb.errors import InvalidOptionError
+from ironforge_nb.local import RedisServer
 from ironforge_nb.queue import Queue, RedisConfig
 from ironforge_nb.status import EventType, JobStatus
 from ironforge_nb.worker import Worker, list_workers
@@ -287,6 +288,35 @@ def test_worker_serves_queues_in_order(config: RedisConfig, start_worker: StartW
     start_worker(queues="a,b")
     wait_for(status_is(a, ja, JobStatus.COMPLETED))
     wait_for(status_is(b, jb, JobStatus.COMPLETED))
+
+
+def test_worker_survives_a_redis_restart(fresh_server: Callable[..., RedisServer],
+                                         tmp_path: Path) -> None:
+    """A worker whose Redis crashes and comes back goes on serving the queue."""
+    server = fresh_server()
+    config = RedisConfig(url=server.url, namespace="restart")
+    log = tmp_path / "w.log"
+    cmd = [sys.executable, "-m", "ironforge_nb.worker", "--url", config.url, "--namespace",
+           "restart", "--queues", "work", "--executor", EXECUTOR, "--name", "w1"]
+    with open(log, "ab") as out:
+        worker = subprocess.Popen(cmd, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
+                                  stdout=out, stderr=subprocess.STDOUT)
+    try:
+        wait_for(lambda: list_workers(config))
+        server.kill()
+        time.sleep(1.5)
+        server.restart()
+        q = Queue("work", config)
+        jid = q.enqueue(command("echo", value="back"))
+        wait_for(status_is(q, jid, JobStatus.COMPLETED), timeout=20)
+        assert worker.poll() is None and "Redis unavailable" in log.read_text()
+    except BaseException:
+        print(log.read_text())
+        raise
+    finally:
+        worker.kill()
+        worker.wait()
+        config.close()
 
 
 # -- progress from inside a task -------------------------------------------------------------

@@ -144,6 +144,7 @@ class Worker:
         except _REDIS_DOWN as exc:
             log.warning("worker %s: Redis unavailable (%s); retrying in 1 s", self.name, exc)
             self._waker.close()
+            self._want_claim = True  # whatever was interrupted, claim again once it is back
             time.sleep(1.0)
             return True
 
