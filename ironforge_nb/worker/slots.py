@@ -87,19 +87,19 @@ class Slot:
             return []
         return [t for t in list(self.tasks)[1:] if not t.dropped]
 
-    def replace(self, proc: ExecutorProcess, *, drop_head: bool) -> Task | None:
-        """Kill the executor, take ``proc`` instead and hand it the prefetched tasks again.
+    def drop_head(self) -> Task | None:
+        """Remove the running task (its executor is about to be replaced)."""
+        return self.tasks.popleft() if self.tasks else None
 
-        Returns the head task when ``drop_head`` (it was running in the dead process).
-        """
+    def replace(self, proc: ExecutorProcess) -> None:
+        """Kill the executor, take ``proc`` instead and hand it the tasks still held."""
         self.proc.kill()
         self.proc = proc
-        head = self.tasks.popleft() if drop_head and self.tasks else None
-        pending, self.tasks = list(self.tasks), deque()
         self._average = None  # whatever killed it may come back: no prefetch for now
-        for task in pending:
-            self.push(task)
-        return head
+        if self.tasks:
+            self.tasks[0].start(time.monotonic())
+        for task in self.tasks:  # on OSError the tasks stay here, for the next executor
+            proc.send(task.lease)
 
 
 def task_timeout(lease: Lease, default: float | None) -> float | None:

@@ -385,11 +385,15 @@ class Worker:
     def _respawn(self, slot: Slot, *, drop_head: bool) -> Task | None:
         """Replace the slot's executor; returns the running task when ``drop_head``."""
         self._want_claim = True
-        while True:
+        head = slot.drop_head() if drop_head else None
+        for attempt in range(3):
             try:
-                return slot.replace(self._spawn(), drop_head=drop_head)
+                slot.replace(self._spawn())
+                break
             except OSError:  # the new one died at once: try again with the same tasks
-                drop_head = False
+                if attempt == 2:
+                    raise
+        return head
 
     def _release_running(self) -> None:
         """Kill the executors still busy and hand their jobs back to the queue now."""
