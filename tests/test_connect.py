@@ -165,3 +165,35 @@ def test_demo_runs_the_pipeline_end_to_end(capsys: pytest.CaptureFixture[str]) -
     assert "eu: 120.00\nus: 99.50\napac: 42.50\nrows: 4" in out
     assert "audit: 2026-11-28: 4 rows, 4 lines" in out
     assert current_connection() is None  # the demo closed its connection
+
+
+def test_run_survives_a_sigkilled_local_worker() -> None:
+    """A worker SIGKILLed mid-task: the other one reruns its jobs and the run succeeds.
+
+    Every task has a retry: the killed worker may also hold (prefetched) jobs it had not
+    started, and those lose an attempt too.
+    """
+    from tests import worker_tasks as t
+
+    conn = ifn.connect(workers=2, worker_args=("--lease", "1"))
+    try:
+        p = ifn.Pipeline("diamond")
+        (p.task("source", t.source, retries=1)
+          .task("slow_double", t.slow_double, after="source", retries=1)
+          .task("plus_one", t.plus_one, after="source", retries=1)
+          .task("total", t.total, after=["slow_double", "plus_one"], retries=1))
+        run = p.submit()
+        job = dict(run.job_ids())["slow_double"]
+        q = Queue()
+        deadline = time.monotonic() + 15
+        while q.info(job).status is not JobStatus.ACTIVE and time.monotonic() < deadline:
+            time.sleep(0.01)
+        victim = {w.name: w.pid for w in conn.workers()}[q.info(job).worker or ""]
+        os.kill(victim, signal.SIGKILL)
+        run.wait(timeout=30)
+        assert run.result("total") == 64
+        frame = run.to_dataframe().set_index("task")
+        assert frame.loc["slow_double", "attempts"] == 2
+        assert "lease expired" in q.info(job).errors[0].error
+    finally:
+        conn.close()

@@ -273,6 +273,19 @@ def test_jobs_prefetched_behind_a_long_task_are_handed_back(
     assert released and released <= set(behind)
 
 
+def test_prefetch_zero_holds_one_job_per_executor(q: Queue, start_worker: StartWorker) -> None:
+    """With ``--prefetch 0`` an executor of fast tasks never holds a job it is not running."""
+    start_worker("w1", extra=("--prefetch", "0"))
+    fast = [q.enqueue(command("echo", value=i)) for i in range(20)]
+    slow = q.enqueue(command("sleep", seconds=30))
+    behind = q.enqueue(command("echo", value="behind"))
+    for jid in fast:
+        wait_for(status_is(q, jid, JobStatus.COMPLETED))
+    wait_for(status_is(q, slow, JobStatus.ACTIVE))
+    time.sleep(0.3)
+    assert q.info(behind).status is JobStatus.QUEUED
+
+
 def test_registry_lists_the_worker(config: RedisConfig, start_worker: StartWorker) -> None:
     """A running worker appears in the registry with its pid, queues and concurrency."""
     worker = start_worker("w1", queues="work,other", concurrency=2)

@@ -107,3 +107,27 @@ _OPS = {
     "exit": _exit, "sleep_once": _sleep_once, "progress": _progress, "track": _track,
     "pid": _pid, "sleep_first": _sleep_first,
 }
+
+
+# -- pipeline tasks (imported by reference on the workers) -------------------------------------
+
+
+def source() -> int:
+    """The pipeline's input."""
+    return 21
+
+
+def slow_double(source: int) -> int:
+    """Twice the input, slowly (time to kill the worker running it)."""
+    time.sleep(2)
+    return source * 2
+
+
+def plus_one(source: int) -> int:
+    """The input plus one."""
+    return source + 1
+
+
+def total(slow_double: int, plus_one: int) -> int:
+    """Both branches added."""
+    return slow_double + plus_one

@@ -6,7 +6,9 @@ previous ones in Redis (one round trip for several, which the executor no longer
 Prefetching is adaptive: a slot prefetches only while its recent tasks are short (`FAST_TASK`),
 and when a task turns out long anyway (`RETURN_AFTER`), the worker revokes the leases queued
 behind it and hands them back to the queue, so that idle workers take them.
-A task's timeout counts from the moment it becomes the head.
+A task's timeout counts from the moment it becomes the head. The price: if the worker dies,
+the leases it held unstarted expire like the running one, and each loses an attempt (a job with
+no retries left fails); ``ironforge worker --prefetch 0`` turns prefetching off.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from ironforge_nb.worker.executor import ExecutorProcess
 __all__ = ["FAST_TASK", "PREFETCH", "RETURN_AFTER", "Slot", "Task", "task_timeout"]
 
 FAST_TASK = 0.05  # seconds: a slot whose tasks run shorter than this (on average) prefetches
-PREFETCH = 4  # leases a fast slot holds beyond the running one
+PREFETCH = 4  # default number of leases a fast slot holds beyond the running one
 RETURN_AFTER = 0.5  # seconds: a head running this long gets its prefetched leases handed back
 
 
@@ -46,8 +48,9 @@ class Task:
 class Slot:
     """An executor and its tasks (head running, the rest prefetched)."""
 
-    def __init__(self, proc: ExecutorProcess) -> None:
+    def __init__(self, proc: ExecutorProcess, prefetch: int = PREFETCH) -> None:
         self.proc = proc
+        self.prefetch = prefetch
         self.tasks: deque[Task] = deque()
         self._average: float | None = None  # moving average of task durations, seconds
 
@@ -60,7 +63,7 @@ class Slot:
     def free(self) -> int:
         """How many more leases this slot takes now."""
         fast = self._average is not None and self._average < FAST_TASK
-        return 1 + (PREFETCH if fast else 0) - len(self.tasks)
+        return 1 + (self.prefetch if fast else 0) - len(self.tasks)
 
     def push(self, task: Task) -> None:
         """Give ``task`` to the executor (it runs after the ones already held)."""

@@ -44,7 +44,7 @@ from ironforge_nb.queue import Lease, Queue, RedisConfig, default_config
 from ironforge_nb.queue.options import seconds_to_ms, validate_count, validate_worker
 from ironforge_nb.worker.executor import Executor, ExecutorProcess, Outcome, runs_executor
 from ironforge_nb.worker.registry import BEAT_INTERVAL, Registry
-from ironforge_nb.worker.slots import RETURN_AFTER, Slot, Task, task_timeout
+from ironforge_nb.worker.slots import PREFETCH, RETURN_AFTER, Slot, Task, task_timeout
 from ironforge_nb.worker.wake import Waker
 
 __all__ = ["Worker"]
@@ -63,7 +63,8 @@ class Worker:
     ``executor`` runs one lease and returns its encoded result (default: the runs layer's
     `execute_task`, with ``secret`` and ``json_only``). ``lease`` is the lease length in
     seconds, ``timeout`` the default per-task limit (None: none; a job's own ``timeout`` meta
-    field wins), ``grace`` how long running tasks may finish after a stop request.
+    field wins), ``grace`` how long running tasks may finish after a stop request,
+    ``prefetch`` how many extra leases an executor of short tasks holds (see `slots.py`).
     With ``parent_pid``, the worker stops by itself once that process is gone (local workers
     watch their notebook kernel this way too, besides ``PR_SET_PDEATHSIG``).
     `run` blocks; call it from a process of its own (the CLI, `ifn.connect`'s local workers).
@@ -73,7 +74,8 @@ class Worker:
                  *, concurrency: int = 1, name: str | None = None,
                  executor: Executor | None = None, secret: bytes | None = None,
                  json_only: bool = False, lease: float = 30.0, timeout: float | None = None,
-                 grace: float = 10.0, parent_pid: int | None = None) -> None:
+                 grace: float = 10.0, prefetch: int = PREFETCH,
+                 parent_pid: int | None = None) -> None:
         self.config = config if config is not None else default_config()
         if isinstance(queues, str) or not queues:
             raise InvalidOptionError("queues", queues, "a non-empty list of queue names")
@@ -84,6 +86,7 @@ class Worker:
         self.timeout = (None if timeout is None
                         else seconds_to_ms("timeout", timeout, positive=True) / 1000)
         self.grace = seconds_to_ms("grace", grace) / 1000
+        self.prefetch = validate_count("prefetch", prefetch, 0)
         self._execute = executor if executor is not None else runs_executor(secret, json_only)
         self.jobs_done = 0
         self._parent_pid = parent_pid
@@ -105,7 +108,7 @@ class Worker:
     def run(self) -> None:
         """Serve until a stop request, then shut down gracefully; returns when done."""
         # fork the executors first, before any thread or Redis connection exists here
-        self._slots = [Slot(self._spawn()) for _ in range(self.concurrency)]
+        self._slots = [Slot(self._spawn(), self.prefetch) for _ in range(self.concurrency)]
         previous = self._install_signals()
         self._queues = {q: Queue(q, self.config) for q in self.queue_names}
         self._registry = Registry(self.config, self.name, self.queue_names, self.concurrency)
