@@ -160,6 +160,21 @@ def test_non_pair_edge_is_rejected() -> None:
     assert info.value.value == ("a", "b", "c")
 
 
+def test_unhashable_node_is_rejected() -> None:
+    """A node that cannot be a dict key is refused by name, not with a bare TypeError."""
+    bad: list[Any] = ["a", ["b"]]
+    with pytest.raises(InvalidOptionError) as info:
+        DAG.from_edges([], nodes=bad)
+    assert info.value.value == ["b"]
+
+
+def test_unhashable_edge_end_is_rejected() -> None:
+    """An edge naming an unhashable node is refused with that node."""
+    bad: list[Any] = [("a", {"b": 1})]
+    with pytest.raises(InvalidOptionError):
+        DAG.from_edges(bad)
+
+
 def test_cycle_error_carries_the_cycle() -> None:
     """A cycle raises CycleError (a ValueError) whose .cycle closes on its first node."""
     with pytest.raises(CycleError) as info:
@@ -416,3 +431,19 @@ def test_property_cycles_are_real(edges: list[tuple[int, int]], ring: list[int])
     assert len(cycle) >= 3 and cycle[0] == cycle[-1]
     assert len(set(cycle[:-1])) == len(cycle) - 1
     assert set(pairwise(cycle)) <= set(edges)
+
+
+# ---------------------------------------------------------------------- display in Jupyter
+
+
+def test_mimebundle_has_svg_and_text(sales: DAG[str]) -> None:
+    """Jupyter gets an SVG drawing and a plain-text fallback from the render layer."""
+    bundle = sales._repr_mimebundle_()
+    assert bundle["image/svg+xml"].lstrip().startswith(("<?xml", "<svg"))
+    assert "extract" in bundle["text/plain"]
+
+
+def test_mimebundle_honours_include_and_exclude(sales: DAG[str]) -> None:
+    """Jupyter's include/exclude filters select the returned formats."""
+    assert set(sales._repr_mimebundle_(include=["text/plain"])) == {"text/plain"}
+    assert "image/svg+xml" not in sales._repr_mimebundle_(exclude=["image/svg+xml"])

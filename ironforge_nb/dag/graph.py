@@ -300,6 +300,7 @@ class DAG(Generic[N]):
         return bundle
 
     def __eq__(self, other: object) -> bool:
+        """Same tasks in the same order and the same edges (attached data is not compared)."""
         if not isinstance(other, DAG):
             return NotImplemented
         return self._nodes == other._nodes and set(self.edges()) == set(other.edges())
@@ -363,7 +364,11 @@ def _suggest(missing: object, nodes: Sequence[object]) -> list[str]:
 
 def _intern(order: tuple[N, ...]) -> dict[N, int]:
     """Map each node to its position; a node listed twice raises `DuplicateTaskError`."""
-    index = dict(zip(order, range(len(order)), strict=True))
+    try:
+        index = dict(zip(order, range(len(order)), strict=True))
+    except TypeError:
+        bad = next(node for node in order if not isinstance(node, Hashable))
+        raise InvalidOptionError("node", bad, "a hashable task id") from None
     if len(index) != len(order):
         seen: set[N] = set()
         for node in order:
