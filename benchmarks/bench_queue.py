@@ -62,6 +62,8 @@ def parse_args() -> argparse.Namespace:
                     help="run every system this many times, interleaved; figures are medians")
     ap.add_argument("--timeout", type=float, default=900.0, help="seconds per system")
     ap.add_argument("--json", type=Path, default=RESULTS, help="where to save the figures")
+    ap.add_argument("--report", type=Path, metavar="JSON",
+                    help="print the report of a saved run instead of running")
     ap.add_argument("--setup-envs", action="store_true",
                     help="first create the missing peer virtualenvs (benchmarks/setup_envs.sh)")
     args = ap.parse_args()
@@ -271,6 +273,10 @@ def targets(results: dict[str, dict[str, Any]]) -> list[str]:
     vs(bulk, best_bulk, 2)
     rows[-1] = ("enqueue_batch " + rows[-1][0], *rows[-1][1:])
     for what, path, limit, unit, higher in [
+        ("processing ≥ 10,000 jobs/s (the issue's absolute figure)",
+         ("processing", "jobs_per_s"), 10_000, "/s", True),
+        ("enqueue_batch ≥ 50,000 jobs/s (absolute)", ("bulk_enqueue", "jobs_per_s"), 50_000,
+         "/s", True),
         ("single enqueue ≥ 10,000 jobs/s", ("single_enqueue", "jobs_per_s"), 10_000, "/s", True),
         ("pickup p50 ≤ 0.5 ms", ("pickup", "p50_ms"), 0.5, " ms", False),
         ("pickup p99 ≤ 2 ms", ("pickup", "p99_ms"), 2.0, " ms", False),
@@ -360,8 +366,19 @@ def start_redis() -> Any:
     return RedisServer().start()
 
 
+def report(results: dict[str, dict[str, Any]], meta: dict[str, Any]) -> str:
+    """The whole markdown report: table, targets, notes."""
+    return "\n".join(["## Queue benchmark", "", *table(results), "", *targets(results), "",
+                      *notes(results, meta), "", f"Command: `{meta['command']}`"
+                      f" (started {meta['started']})."])
+
+
 def main() -> int:
     args = parse_args()
+    if args.report:
+        saved = json.loads(args.report.read_text())
+        print(report(saved["results"], saved["meta"]))
+        return 0
     if args.setup_envs:
         setup_envs(args.systems)
     server = start_redis()
@@ -390,9 +407,7 @@ def main() -> int:
         server.stop()
     results = {name: combine(rounds) for name, rounds in raw.items()}
     meta["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
-    report = ["## Queue benchmark", "", *table(results), "", *targets(results), "",
-              *notes(results, meta)]
-    print("\n".join(report))
+    print(report(results, meta))
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({"meta": meta, "results": results, "rounds": raw},
                                     indent=2) + "\n")
