@@ -1,0 +1,353 @@
+"""DAG runs end to end: IronForge NB vs Dask distributed, same machine, same invocation.
+
+``python benchmarks/bench_runs.py [--quick] [--only submit,wide,chain,layered,memory,dask]``
+
+Phases (figures only, never assertions; the 2 shared cores make single runs noisy, so compare
+rows of one invocation):
+
+* **submit**: build + submit time of 1k / 10k / 100k-task WIDE pipelines (a map of n-1 no-op
+  tasks and a final gather) into a namespace no worker serves. Target: 10k tasks <= 0.5 s.
+* **wide / chain / layered**: an embedded redis-server and 2 local worker processes (as
+  ``ifn.connect()`` starts them, 1 executor each, default options) run no-op tasks:
+  WIDE = 10,000 independent tasks + a final gather of their results, CHAIN = 1,000 dependent
+  tasks (each receives its parent's result), LAYERED = 100 layers x 100 tasks with 2 random
+  parents each from the layer above. Timed from submit to `Run.wait` returning (the pipeline
+  is built before the clock starts; its build time is reported apart).
+* **dask**: the same three shapes built with ``dask.delayed`` (build time reported) and run on
+  ``LocalCluster(n_workers=2, processes=True, threads_per_worker=1)``; timed around compute.
+* **memory**: RSS of the 2 worker processes and their executors, sampled with psutil every
+  0.1 s during a 100,000-task WIDE run (no final gather: a gather of 100k results would read
+  results beyond the queue's completed retention); start / peak / end.
+
+Targets (issue 4): build + submit 10k <= 0.5 s; WIDE and LAYERED >= 5x Dask's tasks/s; CHAIN
+<= 1 ms per hop; worker memory flat over 100k tasks. Prints a markdown table and saves every
+figure to ``benchmarks/results/runs.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import ironforge_nb as ifn
+from ironforge_nb.local import RedisServer
+from ironforge_nb.queue import RedisConfig
+from ironforge_nb.runs import codec, submit
+
+RESULTS = Path(__file__).resolve().parent / "results" / "runs.json"
+PHASES = ("submit", "wide", "chain", "layered", "memory", "dask")
+
+
+# ---------------------------------------------------------------------- task functions
+
+
+def noop(item: Any = None) -> None:
+    """A WIDE task: does nothing with its item."""
+
+
+def gather(t: list[Any]) -> int:
+    """WIDE's final task: receives every result."""
+    return len(t)
+
+
+def done() -> None:
+    """The memory run's final task: after every task, reads no result."""
+
+
+def step(x: Any = None) -> Any:
+    """A CHAIN task: passes its parent's result on."""
+    return x
+
+
+def join(a: Any, b: Any) -> None:
+    """A LAYERED task below the first layer: receives its two parents' results."""
+
+
+def layered_parents(layers: int, width: int, seed: int = 7) -> list[list[tuple[int, int]]]:
+    """For each task (layer by layer), the (layer, index) of its 2 parents; none in layer 0."""
+    rng = random.Random(seed)
+    out: list[list[tuple[int, int]]] = []
+    for layer in range(layers):
+        for _ in range(width):
+            out.append([] if layer == 0 else
+                       [(layer - 1, j) for j in rng.sample(range(width), 2)])
+    return out
+
+
+# ---------------------------------------------------------------------- IronForge shapes
+
+
+def wide_pipeline(n: int, final: bool = True) -> ifn.Pipeline:
+    """``n`` independent tasks (a map), then a gather of them all (or an order-only end)."""
+    p = ifn.Pipeline("wide")
+    p.map("t", noop, over=range(n))
+    p.task("gather", gather, after="t") if final else p.task("end", done, after="t")
+    return p
+
+
+def chain_pipeline(n: int) -> ifn.Pipeline:
+    """``n`` tasks, each after the previous one."""
+    p = ifn.Pipeline("chain")
+    p.task("c0", step)
+    for i in range(1, n):
+        p.task(f"c{i}", step, after=f"c{i - 1}")
+    return p
+
+
+def layered_pipeline(layers: int, width: int) -> ifn.Pipeline:
+    """``layers`` x ``width`` tasks, 2 random parents each from the layer above."""
+    p = ifn.Pipeline("layered")
+    for i, parents in enumerate(layered_parents(layers, width)):
+        name = f"l{i // width}_{i % width}"
+        if parents:
+            p.task(name, join, after=[f"l{a}_{b}" for a, b in parents])
+        else:
+            p.task(name, step)
+    return p
+
+
+def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
+    """(seconds, value) of one call."""
+    start = time.perf_counter()
+    value = fn()
+    return time.perf_counter() - start, value
+
+
+def bench_submit(sizes: list[int], out: dict[str, Any]) -> None:
+    """Build and submit times into a namespace that no worker serves."""
+    codec.set_default_secret(codec.new_secret())
+    with RedisServer() as server:
+        for n in sizes:
+            cfg = RedisConfig(url=server.url, namespace=f"submit-{n}", socket_timeout=300)
+            build, p = timed(lambda n=n: wide_pipeline(n - 1))
+            send, _ = timed(lambda p=p, cfg=cfg: submit(p, config=cfg))
+            out["submit"][str(n)] = {"build_s": build, "submit_s": send, "total_s": build + send}
+            print(f"  submit {n:>7,} tasks: build {build:.3f} s + submit {send:.3f} s "
+                  f"= {build + send:.3f} s", flush=True)
+            cfg.client().flushdb()
+            cfg.close()
+    codec.set_default_secret(None)
+
+
+def run_ironforge(label: str, make: Callable[[], ifn.Pipeline], n: int) -> dict[str, float]:
+    """Build a pipeline, then time submit + wait on the connected workers."""
+    build, p = timed(make)
+    took, run = timed(lambda: p.submit().wait())
+    if run.status is not ifn.RunStatus.SUCCEEDED:
+        raise RuntimeError(f"{label} run ended {run.status}: {run.counts()}")
+    print(f"  ironforge {label:<8} {n:>6,} tasks: build {build:.3f} s, run {took:.3f} s "
+          f"({n / took:,.0f} tasks/s, {took / n * 1000:.3f} ms/task)", flush=True)
+    return {"tasks": n, "build_s": build, "run_s": took, "tasks_per_s": n / took,
+            "ms_per_task": took / n * 1000}
+
+
+def bench_ironforge(sizes: dict[str, int], phases: set[str], out: dict[str, Any]) -> None:
+    """WIDE, CHAIN and LAYERED on an embedded server with 2 local workers."""
+    conn = ifn.connect(workers=2)
+    try:
+        run_ironforge("warm-up", lambda: wide_pipeline(300), 301)
+        shapes = {
+            "wide": (lambda: wide_pipeline(sizes["wide"]), sizes["wide"] + 1),
+            "chain": (lambda: chain_pipeline(sizes["chain"]), sizes["chain"]),
+            "layered": (lambda: layered_pipeline(sizes["layers"], 100), sizes["layers"] * 100),
+        }
+        for shape, (make, n) in shapes.items():
+            if shape in phases:
+                out["ironforge"][shape] = run_ironforge(shape, make, n)
+    finally:
+        conn.close()
+
+
+# ---------------------------------------------------------------------- memory
+
+
+def sample_rss(pids: Callable[[], list[int]], stop: threading.Event,
+               samples: list[tuple[float, int, int]]) -> None:
+    """Append (time, workers' RSS, executors' RSS) every 0.1 s until ``stop``."""
+    import psutil
+
+    start = time.perf_counter()
+    while not stop.is_set():
+        workers = executors = 0
+        for pid in pids():
+            try:
+                proc = psutil.Process(pid)
+                workers += proc.memory_info().rss
+                executors += sum(c.memory_info().rss for c in proc.children())
+            except psutil.Error:
+                continue
+        samples.append((time.perf_counter() - start, workers, executors))
+        stop.wait(0.1)
+
+
+def bench_memory(n: int, out: dict[str, Any]) -> None:
+    """Worker and executor RSS over an ``n``-task WIDE run."""
+    conn = ifn.connect(workers=2)
+    try:
+        assert conn.local_workers is not None
+        local = conn.local_workers
+        run_ironforge("warm-up", lambda: wide_pipeline(300), 301)
+        p = wide_pipeline(n, final=False)
+        stop, samples = threading.Event(), []
+        sampler = threading.Thread(target=sample_rss, args=(lambda: local.pids, stop, samples))
+        sampler.start()
+        try:
+            took, _ = timed(lambda: p.submit().wait())
+        finally:
+            stop.set()
+            sampler.join()
+    finally:
+        conn.close()
+    mib = 1 / 2**20
+    row = {"tasks": n + 1, "run_s": took, "tasks_per_s": (n + 1) / took, "samples": len(samples)}
+    for i, who in ((1, "workers"), (2, "executors")):
+        values = [s[i] for s in samples]
+        row[who] = {"start_mib": values[0] * mib, "peak_mib": max(values) * mib,
+                    "end_mib": values[-1] * mib}
+        print(f"  memory {who:<9} (2 processes, RSS sum): start {values[0] * mib:6.1f} MiB, "
+              f"peak {max(values) * mib:6.1f} MiB, end {values[-1] * mib:6.1f} MiB", flush=True)
+    print(f"  memory run: {n + 1:,} tasks in {took:.1f} s ({(n + 1) / took:,.0f} tasks/s)")
+    out["memory"] = row
+
+
+# ---------------------------------------------------------------------- Dask
+
+
+def dask_graphs(sizes: dict[str, int]) -> dict[str, Callable[[], tuple[Any, int]]]:
+    """Builders of the three shapes with dask.delayed: () -> (final object, task count)."""
+    from dask import delayed
+
+    def wide() -> tuple[Any, int]:
+        parts = [delayed(noop)(i) for i in range(sizes["wide"])]
+        return delayed(gather)(parts), sizes["wide"] + 1
+
+    def chain() -> tuple[Any, int]:
+        x = delayed(step)()
+        for _ in range(1, sizes["chain"]):
+            x = delayed(step)(x)
+        return x, sizes["chain"]
+
+    def layered() -> tuple[Any, int]:
+        width, nodes = 100, []
+        for parents in layered_parents(sizes["layers"], width):
+            if parents:
+                (a, b), (c, d) = parents
+                nodes.append(delayed(join)(nodes[a * width + b], nodes[c * width + d]))
+            else:
+                nodes.append(delayed(step)())
+        return nodes, len(nodes)  # the whole list: tasks without children run too
+
+    return {"wide": wide, "chain": chain, "layered": layered}
+
+
+def bench_dask(sizes: dict[str, int], phases: set[str], out: dict[str, Any]) -> None:
+    """The three shapes on a 2-process LocalCluster."""
+    try:
+        import dask
+        from distributed import Client, LocalCluster
+    except ImportError:
+        print("  dask: not installed (pip install 'dask[distributed]'); skipped")
+        return
+    out["dask_version"] = dask.__version__
+    with LocalCluster(n_workers=2, processes=True, threads_per_worker=1,
+                      dashboard_address=None) as cluster, Client(cluster) as client:
+        assert client.scheduler_info()["workers"]
+        dask.compute([dask.delayed(noop)(i) for i in range(300)])  # warm-up
+        for shape, build_graph in dask_graphs(sizes).items():
+            if shape not in phases:
+                continue
+            build, (graph, n) = timed(build_graph)
+            took, _ = timed(lambda graph=graph: dask.compute(graph))  # the client's scheduler
+            out["dask"][shape] = {"tasks": n, "build_s": build, "run_s": took,
+                                  "tasks_per_s": n / took, "ms_per_task": took / n * 1000}
+            print(f"  dask      {shape:<8} {n:>6,} tasks: build {build:.3f} s, run {took:.3f} s "
+                  f"({n / took:,.0f} tasks/s, {took / n * 1000:.3f} ms/task)", flush=True)
+
+
+# ---------------------------------------------------------------------- report
+
+
+def table(out: dict[str, Any]) -> str:
+    """The markdown summary: IronForge vs Dask per shape, with ratios and targets."""
+    lines = ["| figure | IronForge NB | Dask | ratio | target |", "|---|---:|---:|---:|---|"]
+    for n, row in out["submit"].items():
+        mark = " (<= 0.5 s)" if n == "10000" else ""
+        lines.append(f"| build + submit {int(n):,} tasks | {row['total_s']:.3f} s "
+                     f"(build {row['build_s']:.3f} + submit {row['submit_s']:.3f}) | | |{mark} |")
+    for shape, target in (("wide", ">= 5x Dask"), ("layered", ">= 5x Dask"),
+                          ("chain", "<= 1 ms/hop")):
+        ours, theirs = out["ironforge"].get(shape), out["dask"].get(shape)
+        if ours is None and theirs is None:
+            continue
+        if shape == "chain":
+            fmt = lambda r: "" if r is None else f"{r['ms_per_task']:.3f} ms/hop"  # noqa: E731
+            ratio = (f"{theirs['ms_per_task'] / ours['ms_per_task']:.1f}x faster"
+                     if ours and theirs else "")
+        else:
+            fmt = lambda r: "" if r is None else f"{r['tasks_per_s']:,.0f} tasks/s"  # noqa: E731
+            ratio = (f"{ours['tasks_per_s'] / theirs['tasks_per_s']:.1f}x"
+                     if ours and theirs else "")
+        n = (ours or theirs or {}).get("tasks", 0)
+        lines.append(f"| {shape.upper()} ({n:,} tasks) | {fmt(ours)} | {fmt(theirs)} | "
+                     f"{ratio} | {target} |")
+        builds = (ours or {}).get("build_s"), (theirs or {}).get("build_s")
+        lines.append(f"| {shape.upper()} graph build | "
+                     f"{'' if builds[0] is None else f'{builds[0]:.3f} s'} | "
+                     f"{'' if builds[1] is None else f'{builds[1]:.3f} s'} | | |")
+    mem = out.get("memory")
+    if mem:
+        for who in ("workers", "executors"):
+            m = mem[who]
+            lines.append(f"| RSS of 2 {who}, {mem['tasks']:,}-task WIDE: start / peak / end | "
+                         f"{m['start_mib']:.1f} / {m['peak_mib']:.1f} / {m['end_mib']:.1f} MiB"
+                         " | | | flat |")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true",
+                        help="small sizes: submit 1k/10k, WIDE 2k, CHAIN 200, LAYERED 20x100, "
+                             "memory 10k")
+    parser.add_argument("--only", default=",".join(PHASES),
+                        help=f"comma-separated phases among {','.join(PHASES)}")
+    parser.add_argument("--output", type=Path, default=RESULTS, help="JSON file to write")
+    args = parser.parse_args()
+    phases = {p.strip() for p in args.only.split(",") if p.strip()}
+    unknown = phases - set(PHASES)
+    if unknown:
+        parser.error(f"unknown phase(s) {sorted(unknown)}; choose among {PHASES}")
+    sizes = ({"wide": 2000, "chain": 200, "layers": 20, "memory": 10_000,
+              "submit": [1000, 10_000]} if args.quick else
+             {"wide": 10_000, "chain": 1000, "layers": 100, "memory": 100_000,
+              "submit": [1000, 10_000, 100_000]})
+    out: dict[str, Any] = {"quick": args.quick, "submit": {}, "ironforge": {}, "dask": {},
+                           "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    if "submit" in phases:
+        bench_submit(sizes["submit"], out)
+    if phases & {"wide", "chain", "layered"}:
+        bench_ironforge(sizes, phases, out)
+    if "dask" in phases:
+        bench_dask(sizes, phases if phases & {"wide", "chain", "layered"}
+                   else {"wide", "chain", "layered"}, out)
+    if "memory" in phases:
+        bench_memory(sizes["memory"], out)
+    print()
+    print(table(out))
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(out, indent=2) + "\n")
+    print(f"\nsaved {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
