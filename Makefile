@@ -41,6 +41,7 @@ lab: setup
 	$(VENV)/bin/jupyter lab notebooks
 
 bench: setup
+	benchmarks/setup_envs.sh
 	$(PY) -m pip install -q -e '.[dev,bench]'
 	$(PY) benchmarks/bench_dag.py
 	$(PY) benchmarks/bench_render.py
