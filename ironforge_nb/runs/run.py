@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from ironforge_nb.errors import (
     InvalidOptionError,
     RunError,
+    RunStateError,
     RunTimeoutError,
     TaskFailedError,
     UnknownTaskError,
@@ -58,7 +59,10 @@ class Run:
 
     def info(self) -> dict[str, Any]:
         """The run's meta hash: name, status, total, counters by status, created/finished."""
-        raw = self.config.client().hgetall(self._keys.meta)
+        return self._info(self.config.client().hgetall(self._keys.meta))
+
+    def _info(self, raw: dict[bytes, bytes]) -> dict[str, Any]:
+        """`info` of a meta hash read elsewhere (`RunError` if the run does not exist)."""
         if not raw:
             raise RunError(self.id, f"no run {self.id!r} in namespace "
                                     f"{self.config.namespace!r}")
@@ -93,9 +97,7 @@ class Run:
             info = self.info()
         except RunError:
             return f"Run({self.id!r}, not found)"
-        return (f"Run({self.id!r}, pipeline={info.get('name')!r}, status={info.get('status')}, "
-                f"{info.get('completed', 0)}/{info.get('total', 0)} completed, "
-                f"{info.get('failed', 0)} failed, {info.get('skipped', 0)} skipped)")
+        return _summary(self.id, info)
 
     # ------------------------------------------------------------------ waiting
 
@@ -217,6 +219,74 @@ class Run:
         retried, _queued = RunScripts(self.config).retry_run(self.id)
         return retried
 
+    # ------------------------------------------------------------------ display
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
+        """Jupyter display, read now: the run's status, its tasks counted by status and its
+        graph colored by status (HTML); as text, `repr` plus the tasks level by level. Without
+        ``dot`` the graph part is that text, so displaying a run never fails for lack of it."""
+        from ironforge_nb.render import mimebundle
+
+        try:
+            dag, info, statuses = self._snapshot()
+        except RunError:
+            return {"text/plain": repr(self)}
+        drawing = mimebundle(dag, statuses, title=f"run {self.id}: {info.get('status')}")
+        bundle = {"text/plain": f"{_summary(self.id, info)}\n{drawing['text/plain']}",
+                  "text/html": _run_html(self.id, info, statuses, drawing)}
+        wanted = (set(bundle) if include is None else set(include)) - set(exclude or ())
+        return {k: v for k, v in bundle.items() if k in wanted}
+
+    def _snapshot(self) -> tuple[Any, dict[str, Any], dict[str, str]]:
+        """The run's tasks as a `DAG` (edges from the run's children hash; each map's members
+        grouped, so big maps collapse into one box), its meta hash and each task's status, the
+        last two read in one transaction so that they agree."""
+        from types import SimpleNamespace
+
+        from ironforge_nb.dag.graph import DAG
+
+        pairs = self.job_ids()
+        pipe = self.config.client().pipeline(transaction=True)
+        pipe.hgetall(self._keys.meta)
+        pipe.hgetall(self._keys.children)
+        for _, jid in pairs:
+            pipe.hget(self.config.keys.job(jid), "status")
+        meta, children, *states = pipe.execute()
+        info = self._info(meta)
+        parents: dict[str, list[str]] = {task: [] for task, _ in pairs}
+        for parent, kids in children.items():
+            for child in filter(None, kids.decode().split(",")):
+                parents[child].append(parent.decode())
+        # the drawing reads a task's ``group`` and its ``map.name`` (titles "name[*]" boxes)
+        data = {member: SimpleNamespace(group=name, map=SimpleNamespace(name=name))
+                for name, (members, _keys) in self._maps().items() for member in members}
+        statuses = {task: raw.decode() for (task, _), raw in zip(pairs, states, strict=True)
+                    if raw is not None}
+        return DAG.from_parents(parents, data=data), info, statuses
+
+    def delete(self, *, force: bool = False) -> int:
+        """Delete the run whole: its hashes, events, and every job's meta, payload and result
+        (code blobs, shared by content hash, stay). Returns how many jobs were deleted.
+
+        A run that has not ended is refused with `RunStateError`, unless ``force=True``, which
+        cancels it first. The run disappears at once (handles then report no such run); its
+        jobs go in bounded steps, so Redis keeps serving others while a big run is deleted.
+        Old ended runs are also deleted automatically at submit (`RedisConfig.run_retention`).
+        """
+        scripts = RunScripts(self.config)
+        if force:
+            try:
+                scripts.cancel_run(self.id)
+            except RunError:
+                pass  # no meta hash: gone, or already being deleted (delete_runs tells)
+        try:
+            return scripts.purge(self.id, retention=False)
+        except RunStateError as exc:
+            if force:  # restarted (retry_failed) between the cancel and the delete
+                raise RunStateError(self.id, exc.status, "delete", "it was restarted while "
+                                    "being cancelled; call delete(force=True) again") from None
+            raise
+
     # ------------------------------------------------------------------ internals
 
     def _maps(self) -> dict[str, Any]:
@@ -229,3 +299,44 @@ class Run:
     def _suggest(self, task: str, maps: dict[str, Any]) -> list[str]:
         names = [t for t, _ in self.job_ids()] + list(maps)
         return difflib.get_close_matches(task, names, n=3)
+
+
+def _summary(run_id: str, info: dict[str, Any]) -> str:
+    """The one-line description of a run, from its meta hash (`Run.__repr__`)."""
+    return (f"Run({run_id!r}, pipeline={info.get('name')!r}, status={info.get('status')}, "
+            f"{info.get('completed', 0)}/{info.get('total', 0)} completed, "
+            f"{info.get('failed', 0)} failed, {info.get('skipped', 0)} skipped)")
+
+
+def _run_html(run_id: str, info: dict[str, Any], statuses: dict[str, str],
+              drawing: dict[str, str]) -> str:
+    """A run's HTML view: a heading, one table row per status present (count and the first
+    task names, colored like the graph), then the inline SVG (or the text view)."""
+    from html import escape
+
+    from ironforge_nb.render.palette import STATUS_ORDER, status_style
+
+    by_status: dict[str, list[str]] = {}
+    for task, status in statuses.items():
+        by_status.setdefault(status, []).append(task)
+    rows = []
+    for status in STATUS_ORDER:
+        tasks = by_status.get(status)
+        if not tasks:
+            continue
+        style = status_style(status)
+        names = ", ".join(tasks[:3]) + (f", ... ({len(tasks) - 3:,} more)" if len(tasks) > 3
+                                        else "")
+        rows.append(f'<tr><td style="background:{style["fillcolor"]};color:'
+                    f'{style.get("fontcolor", "black")}">{status}</td>'
+                    f'<td style="text-align:right">{len(tasks):,}</td>'
+                    f"<td style=\"text-align:left\">{escape(names)}</td></tr>")
+    svg = drawing.get("image/svg+xml")
+    graph = (svg[svg.find("<svg"):] if svg
+             else f"<pre>{escape(drawing['text/plain'])}</pre>")
+    head = (f"<p>run <code>{escape(run_id)}</code> of pipeline "
+            f"<b>{escape(str(info.get('name')))}</b>: <b>{escape(str(info.get('status')))}</b>"
+            f" ({info.get('total', 0):,} tasks)</p>")
+    table = ("<table><tr><th>status</th><th>tasks</th><th style=\"text-align:left\">"
+             f"which</th></tr>{''.join(rows)}</table>")
+    return f'<div class="ironforge-run">{head}{table}{graph}</div>'
