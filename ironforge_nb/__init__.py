@@ -46,9 +46,36 @@ _EXPORTS: dict[str, str] = {
     "track": "ironforge_nb.worker.context",
 }
 
-__all__ = ["__version__", *sorted(_EXPORTS)]
+__all__ = [
+    "DAG",
+    "CycleError",
+    "Event",
+    "IronForgeError",
+    "JobStatus",
+    "Lease",
+    "LeaseLost",
+    "Lock",
+    "LockError",
+    "Pipeline",
+    "Queue",
+    "RedisConfig",
+    "RedisServer",
+    "Run",
+    "RunStatus",
+    "ValidationError",
+    "__version__",
+    "connect",
+    "json_schema",
+    "progress",
+    "render",
+    "runs",
+    "submit",
+    "track",
+]
 
-if TYPE_CHECKING:  # pragma: no cover
+if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
+    from ironforge_nb import render
+    from ironforge_nb.dag import DAG, Pipeline
     from ironforge_nb.errors import (
         CycleError,
         IronForgeError,
@@ -56,7 +83,11 @@ if TYPE_CHECKING:  # pragma: no cover
         LockError,
         ValidationError,
     )
+    from ironforge_nb.local import RedisServer, connect
+    from ironforge_nb.queue import Lease, Lock, Queue, RedisConfig
+    from ironforge_nb.runs import Run, runs, submit
     from ironforge_nb.status import Event, JobStatus, RunStatus, json_schema
+    from ironforge_nb.worker.context import progress, track
 
 
 def __getattr__(name: str) -> Any:
