@@ -28,6 +28,7 @@ callers and notebooks can act on them without parsing messages::
     ├── TaskError                            .job_id: a task's inputs or result are unusable
     └── RunError                             .run_id
         ├── TaskFailedError                  .task .error
+        ├── RunStateError                    .status .action (not allowed in this state)
         └── RunTimeoutError (TimeoutError)   .timeout
 
 Redis failures (``redis.exceptions.ConnectionError``, ``TimeoutError``...) are never swallowed:
@@ -56,6 +57,7 @@ __all__ = [
     "QueueError",
     "RenderError",
     "RunError",
+    "RunStateError",
     "RunTimeoutError",
     "ScriptError",
     "SelfDependencyError",
@@ -280,6 +282,17 @@ class TaskFailedError(RunError):
         self.task = task
         self.error = error
         super().__init__(run_id, f"task {task!r} of run {run_id!r} failed: {error}")
+
+
+class RunStateError(RunError):
+    """A run operation is not allowed in the run's current status (e.g. deleting a running
+    run); ``.status`` is that status, ``.action`` the refused operation."""
+
+    def __init__(self, run_id: str, status: str, action: str, hint: str = "") -> None:
+        self.status = status
+        self.action = action
+        super().__init__(run_id, f"cannot {action} run {run_id!r}: it is {status}"
+                                 + (f"; {hint}" if hint else ""))
 
 
 class RunTimeoutError(RunError, TimeoutError):

@@ -49,6 +49,10 @@ class RedisConfig:
     max_result_bytes: int = 64 * _MiB
     result_ttl: float = 7 * 24 * 3600.0  # seconds a result is kept
     completed_retention: int = 10_000  # completed jobs kept per queue (oldest trimmed)
+    # Finished runs kept per namespace: at each submit, older finished runs are deleted whole
+    # (jobs, results, events). Jobs of runs are never trimmed by completed_retention, but their
+    # results still expire after result_ttl: keep it longer than a run lasts.
+    run_retention: int = 1_000
     events_maxlen: int = 10_000  # approximate cap of each event stream
     socket_timeout: float | None = 30.0
     connect_timeout: float = 5.0
@@ -73,7 +77,7 @@ class RedisConfig:
                 "rediss:// (TLS), redis+cluster:// or unix:///path/to/socket"
             )
         for name in ("max_payload_bytes", "max_result_bytes", "completed_retention",
-                     "events_maxlen"):
+                     "events_maxlen", "run_retention"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise InvalidOptionError(name, value, "an int >= 1")

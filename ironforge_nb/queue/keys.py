@@ -123,6 +123,11 @@ class Keys:
         """ZSET run id -> creation time (ms), for listing recent runs."""
         return self.prefix + "runs"
 
+    @property
+    def runs_deleting(self) -> str:
+        """HASH run id -> HSCAN cursor of its tasks: runs being deleted in bounded steps."""
+        return self.prefix + "runs:deleting"
+
     def code(self, digest: str) -> str:
         """STRING holding a signed pickled function, stored once per content hash."""
         return self.prefix + "code:" + digest

@@ -8,6 +8,7 @@ costs nothing while tasks run and returns as soon as the 'run_finished' event is
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import time
 from typing import TYPE_CHECKING, Any
@@ -275,10 +276,9 @@ class Run:
         """
         scripts = RunScripts(self.config)
         if force:
-            try:
+            # no meta hash: gone, or already being deleted (delete_runs tells which)
+            with contextlib.suppress(RunError):
                 scripts.cancel_run(self.id)
-            except RunError:
-                pass  # no meta hash: gone, or already being deleted (delete_runs tells)
         try:
             return scripts.purge(self.id, retention=False)
         except RunStateError as exc:

@@ -1,5 +1,6 @@
 """Typed wrappers of the run scripts (``queue/lua/submit_run.lua``, ``cancel_run.lua``,
-``retry_run.lua``), each a single atomic call; their headers document KEYS, ARGV and replies.
+``retry_run.lua``, ``delete_runs.lua``), each a single atomic call; their headers document
+KEYS, ARGV and replies.
 
 The scripts are loaded like the queue's (`queue.scripts.lua_source`, which prepends the shared
 ``run_helpers.lua``) and called by EVALSHA with a fallback to EVAL on NOSCRIPT.
@@ -10,12 +11,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from ironforge_nb.errors import RunError
+from ironforge_nb.errors import RunError, RunStateError
 from ironforge_nb.queue.config import RedisConfig
-from ironforge_nb.queue.keys import JOB_PAYLOAD_SUFFIX
+from ironforge_nb.queue.keys import JOB_PAYLOAD_SUFFIX, JOB_RESULT_SUFFIX
 from ironforge_nb.queue.scripts import _Script, lua_source
 
-__all__ = ["RunScripts"]
+__all__ = ["DELETE_BUDGET", "RunScripts"]
+
+DELETE_BUDGET = 2000  # jobs deleted per delete_runs call: a few ms of Redis time per call
 
 
 class RunScripts:
@@ -28,6 +31,8 @@ class RunScripts:
         self._submit = _Script(client, lua_source("submit_run"))
         self._cancel = _Script(client, lua_source("cancel_run"))
         self._retry = _Script(client, lua_source("retry_run"))
+        self._delete = _Script(client, lua_source("delete_runs"))
+        self._retention = config.run_retention
 
     def _head(self) -> list[Any]:
         k = self._keys
@@ -35,8 +40,9 @@ class RunScripts:
 
     def submit_run(self, run_id: str, name: str, params: bytes, maps: bytes, mode: str,
                    profiles: Sequence[Sequence[Any]], codes: Sequence[tuple[str, bytes]],
-                   tasks: Sequence[Any], n_tasks: int) -> bool:
-        """Create the run; False when a run with this id already exists (nothing changed).
+                   tasks: Sequence[Any], n_tasks: int) -> str:
+        """Create the run: 'created', else 'exists' (a run with this id exists) or 'deleting'
+        (one is being deleted); in both cases nothing changed.
 
         ``profiles`` are 6-field option tuples, ``codes`` (key, signed blob) pairs and
         ``tasks`` the flat task records, two arguments per task (see submit_run.lua).
@@ -44,7 +50,7 @@ class RunScripts:
         k = self._keys
         rk = k.run(run_id)
         keys = [rk.meta, rk.tasks, rk.remaining, rk.children, rk.events, k.runs, k.queues,
-                *(key for key, _ in codes)]
+                k.runs_deleting, *(key for key, _ in codes)]
         args: list[Any] = [k.job_prefix, JOB_PAYLOAD_SUFFIX, k.run_prefix, k.queue_prefix,
                            self._maxlen, run_id, name, params, maps, mode, len(profiles),
                            len(codes), n_tasks]
@@ -52,8 +58,8 @@ class RunScripts:
             args.extend(profile)
         args.extend(blob for _, blob in codes)
         args.extend(tasks)
-        reply = self._submit(keys, args)
-        return bool(reply == b"created")
+        reply: bytes = self._submit(keys, args)
+        return reply.decode()
 
     def cancel_run(self, run_id: str) -> int:
         """Cancel the run's unfinished tasks; returns how many (0 if the run had ended)."""
@@ -72,3 +78,34 @@ class RunScripts:
             raise RunError(run_id, f"no run {run_id!r} in this namespace")
         return int(n), int(queued)
 
+
+    def delete_runs(self, run_id: str = "", *, retention: bool = True,
+                    budget: int = DELETE_BUDGET) -> tuple[int, int]:
+        """One bounded step of run deletion: mark ``run_id`` (if given), mark the ended runs
+        beyond ``config.run_retention`` (if ``retention``), then delete up to ``budget`` jobs
+        of marked runs. Returns (runs still being deleted, jobs deleted by this call).
+
+        Raises `RunError` when ``run_id`` does not exist and `RunStateError` when it has not
+        ended (nothing changed in either case).
+        """
+        k = self._keys
+        args = [k.job_prefix, JOB_PAYLOAD_SUFFIX, JOB_RESULT_SUFFIX, k.run_prefix,
+                k.queue_prefix, self._retention if retention else 0, budget, run_id]
+        pending, detail = self._delete([k.runs, k.runs_deleting], args)
+        if pending == -1:
+            raise RunError(run_id, f"no run {run_id!r} in this namespace")
+        if pending == -2:
+            raise RunStateError(run_id, detail.decode(), "delete",
+                                "wait for it, cancel it, or pass force=True (cancels it first)")
+        return int(pending), int(detail)
+
+    def purge(self, run_id: str = "", *, retention: bool = True) -> int:
+        """`delete_runs` until no run is left half-deleted; returns how many jobs were deleted.
+
+        Each call is a bounded script, so Redis serves other clients between the steps.
+        """
+        pending, total = self.delete_runs(run_id, retention=retention)
+        while pending:
+            pending, deleted = self.delete_runs(retention=False)
+            total += deleted
+        return total

@@ -71,9 +71,13 @@ def submit(pipeline: Pipeline | DAG[str], params: Mapping[str, Any] | None = Non
     params_blob = (codec.encode_value(run_params, secret, json_mode=json_mode)
                    if run_params else b"")
     maps_blob = codec.encode_value(_maps(specs), secret, json_mode=json_mode)
-    RunScripts(cfg).submit_run(
-        rid, name, params_blob, maps_blob, "json" if json_mode else "pickle",
-        plan.profile_list, plan.codes, plan.records(), len(specs))
+    scripts = RunScripts(cfg)
+    call = (rid, name, params_blob, maps_blob, "json" if json_mode else "pickle",
+            plan.profile_list, plan.codes, plan.records(), len(specs))
+    if scripts.submit_run(*call) == "deleting":  # an old run with this id is being deleted
+        scripts.purge(retention=False)
+        scripts.submit_run(*call)
+    scripts.purge()  # RedisConfig.run_retention: old ended runs go, in bounded steps
     return Run(rid, cfg, secret=secret)
 
 

@@ -4,7 +4,8 @@ Works from waiting, scheduled, queued and active. An active job leaves the activ
 longer reaped) but keeps its token, so its worker's next heartbeat/progress/complete/fail is
 refused with BAD_STATE 'cancelled' (a clear "stop" rather than a lost lease). Cancelled jobs are
 kept in the cancelled ZSET with the same retention as completed ones (oldest trimmed with their
-keys, at most 100 per call). A job that has already ended is left alone.
+keys, at most 100 per call; jobs of DAG runs only leave the ZSET: their keys live as long as
+their run, see run_helpers.lua `trim_ended`). A job that has already ended is left alone.
 DAG runs (run_helpers.lua, prepended at load time): a cancelled job of a run counts as
 cancelled in its run, its waiting descendants become skipped, and the run is settled.
 
@@ -44,12 +45,5 @@ redis.call('ZADD', KEYS[5], now, id)
 redis.call('XADD', KEYS[6], 'MAXLEN', '~', ARGV[5], '*', 'type', 'cancelled', 'ts', now,
            'job', id, 'queue', ARGV[4], 'status', 'cancelled')
 run_on_cancel(run_ctx(prefix, ARGV[8], ARGV[9], ARGV[5]), KEYS[1], id, now, status)
-local excess = redis.call('ZCARD', KEYS[5]) - tonumber(ARGV[7])
-if excess > 0 then
-  local old = redis.call('ZPOPMIN', KEYS[5], math.min(excess, 100))
-  for p = 1, #old, 2 do
-    local ok = prefix .. old[p]
-    redis.call('DEL', ok, ok .. ARGV[2], ok .. ARGV[3])
-  end
-end
+trim_ended(KEYS[5], ARGV[7], prefix, ARGV[2], ARGV[3])
 return {1, status}

@@ -4,7 +4,9 @@ For each completed job: (1) fence: the caller's token must be the job's and the 
 active (a replay of the same completion, after a lost reply, reports 0 and changes nothing);
 (2) store its result (with a TTL), status completed, progress 1, leave the active ZSET, enter
 the completed ZSET, a 'completed' event. Then (3) keep the completed ZSET at `retention`
-entries: the oldest are removed with their hash, payload and result keys (at most 100 per call);
+entries: the oldest are removed with their hash, payload and result keys (at most 100 per call),
+except jobs of DAG runs, which only leave the ZSET: their keys live as long as their run
+(run_helpers.lua `trim_ended`; runs are deleted whole by delete_runs.lua);
 (4) if fetch_n > 0 and no completion was refused, claim up to fetch_n jobs exactly as
 claim_jobs.lua does (the claim block below is a copy; a test keeps them identical). Steady-state
 workers thus make one call per job, or one per batch of jobs.
@@ -77,14 +79,7 @@ for from = 1, #done, 1000 do
   redis.call('ZADD', KEYS[2], unpack(ranked))
 end
 
-local excess = redis.call('ZCARD', KEYS[2]) - tonumber(ARGV[7])
-if excess > 0 then
-  local old = redis.call('ZPOPMIN', KEYS[2], math.min(excess, 100))
-  for p = 1, #old, 2 do
-    local ok = prefix .. old[p]
-    redis.call('DEL', ok, ok .. psuffix, ok .. rsuffix)
-  end
-end
+trim_ended(KEYS[2], ARGV[7], prefix, psuffix, rsuffix)
 
 local out = {0}
 local n = tonumber(ARGV[10])

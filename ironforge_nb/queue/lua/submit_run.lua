@@ -21,7 +21,8 @@ KEYS[4] children   HASH task id -> child task ids, comma-separated
 KEYS[5] events     STREAM of the run's transitions
 KEYS[6] runs       ZSET run id -> creation time (ms)
 KEYS[7] queues     SET of the namespace's queue names
-KEYS[7+i] code     STRING code key of function i (i = 1..n_codes)
+KEYS[8] deleting   HASH of the runs being deleted (delete_runs.lua)
+KEYS[8+i] code     STRING code key of function i (i = 1..n_codes)
 ARGV[1] job_prefix      meta hash of job <id> = job_prefix .. id
 ARGV[2] payload_suffix  payload key = job_prefix .. id .. payload_suffix
 ARGV[3] run_prefix      run keys = run_prefix .. run id .. ':' .. suffix (see run_helpers)
@@ -41,10 +42,12 @@ then C code blobs (signed pickles), in KEYS order
 then N tasks of 2: a record "<task id> <job id> <profile (1-based)> <parents count>
      <children, comma-separated>" (one space between fields; names never contain spaces),
      and the payload
-Returns: 'created' or 'exists'; an error reply (nothing written) for malformed arguments.
+Returns: 'created', 'exists', or 'deleting' (a run with this id is being deleted: nothing
+  written; the caller finishes that deletion and submits again); an error reply (nothing
+  written) for malformed arguments.
 ]]
 local P, C, N = tonumber(ARGV[11]), tonumber(ARGV[12]), tonumber(ARGV[13])
-if not (P and C and N) or #ARGV ~= 13 + 6 * P + C + 2 * N or #KEYS ~= 7 + C then
+if not (P and C and N) or #ARGV ~= 13 + 6 * P + C + 2 * N or #KEYS ~= 8 + C then
   return redis.error_reply('ERR submit_run: malformed arguments (counts do not add up)')
 end
 local profiles = {}
@@ -75,12 +78,13 @@ for i = 0, N - 1 do
 end
 
 if redis.call('EXISTS', KEYS[1]) == 1 then return 'exists' end
+if redis.call('HEXISTS', KEYS[8], ARGV[6]) == 1 then return 'deleting' end
 
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local prefix, psuffix, maxlen, run = ARGV[1], ARGV[2], ARGV[5], ARGV[6]
 local ctx = run_ctx(prefix, ARGV[3], ARGV[4], maxlen)
-for c = 1, C do redis.call('SET', KEYS[7 + c], ARGV[13 + 6 * P + c], 'NX') end
+for c = 1, C do redis.call('SET', KEYS[8 + c], ARGV[13 + 6 * P + c], 'NX') end
 
 -- one seq block per queue for its roots (gaps are harmless)
 local seqs, roots_in = {}, {}

@@ -1,0 +1,109 @@
+--[[ delete_runs: delete whole runs in bounded steps (an explicit run, and the finished runs
+beyond the namespace's retention).
+
+A run owns its jobs: queue retention never deletes them (run_helpers.lua `trim_ended`), so runs
+are deleted whole, here. Deleting a 100k-task run touches 300k keys: too much for one script
+(Redis is blocked while a script runs), so the work is split: a run is first *marked* (cheap,
+atomic), then its jobs are deleted `budget` at a time by later calls, resuming where the last
+call stopped. A marked run is invisible at once: its meta HASH is gone (a `Run` handle reports
+no such run, retry/cancel refuse) and it has left the runs ZSET (`ifn.runs()`).
+
+Steps: (1) if run_id ~= '': the run must exist ({-1, ''}) and have ended ({-2, status}:
+nothing changed; `Run.delete(force=True)` cancels a running run first); then it is marked:
+removed from the runs ZSET, its meta HASH deleted, recorded in the deleting HASH with cursor
+'0'; (2) when the runs ZSET holds more than `retention` runs, it is walked newest first and the
+ended runs beyond the first `retention` ended ones are marked the same way (at most 1000 per
+call; running runs are never deleted here, and a listed run with no meta HASH is debris:
+marked too); (3) up to `budget` jobs of marked runs are deleted: HSCAN of the run's tasks HASH
+from the cursor stored in the deleting HASH; each job leaves the ZSET of its queue that holds
+it (completed, dead or cancelled, by its status) and its meta HASH, payload and result keys
+are deleted; when the scan is complete, the run's tasks, remaining, children, events (and meta)
+keys are deleted and the run leaves the deleting HASH. Code blobs (content-addressed, shared
+by runs) are kept.
+
+KEYS[1] runs      ZSET run id -> creation time (ms)
+KEYS[2] deleting  HASH run id -> HSCAN cursor of its tasks HASH ('0' = not started)
+ARGV[1] job_prefix      meta hash of job <id> = job_prefix .. id
+ARGV[2] payload_suffix  payload key = job_prefix .. id .. payload_suffix
+ARGV[3] result_suffix   result key = job_prefix .. id .. result_suffix
+ARGV[4] run_prefix      run keys = run_prefix .. run id .. ':' .. suffix (see run_helpers)
+ARGV[5] queue_prefix    queue keys = queue_prefix .. queue .. ':' .. suffix
+ARGV[6] retention       ended runs kept (step 2); '0' skips step 2
+ARGV[7] budget          jobs deleted by this call (step 3), approximately: HSCAN's COUNT is a
+                        hint, and a small tasks HASH (listpack: <= 512 fields by default)
+                        comes in one page;
+                        '0' skips step 3
+ARGV[8] run_id          run to mark (step 1); '' = none
+Returns: {runs still being deleted, jobs deleted by this call}, or {-1, ''} (no run run_id),
+  or {-2, status} (run_id has not ended: nothing changed).
+]]
+local prefix, psuffix, rsuffix = ARGV[1], ARGV[2], ARGV[3]
+local run_prefix, queue_prefix = ARGV[4], ARGV[5]
+local retention, budget = tonumber(ARGV[6]), tonumber(ARGV[7])
+local ended = {succeeded = true, failed = true, cancelled = true}
+
+local function mark(run)
+  redis.call('ZREM', KEYS[1], run)
+  redis.call('DEL', run_prefix .. run .. ':meta')
+  redis.call('HSETNX', KEYS[2], run, '0')
+end
+
+if ARGV[8] ~= '' then
+  local run = ARGV[8]
+  local status = redis.call('HGET', run_prefix .. run .. ':meta', 'status')
+  if not status then
+    if redis.call('HEXISTS', KEYS[2], run) == 0 then return {-1, ''} end
+  elseif not ended[status] then
+    return {-2, status}
+  else
+    mark(run)
+  end
+end
+
+if retention > 0 and redis.call('ZCARD', KEYS[1]) > retention then
+  local kept, marked = 0, 0
+  for _, run in ipairs(redis.call('ZREVRANGE', KEYS[1], 0, -1)) do
+    local status = redis.call('HGET', run_prefix .. run .. ':meta', 'status')
+    if not status or ended[status] then
+      kept = kept + 1
+      if kept > retention then
+        mark(run)
+        marked = marked + 1
+        if marked >= 1000 then break end
+      end
+    end
+  end
+end
+
+-- the ZSET of its queue that holds a job in each ended status
+local parked = {completed = 'completed', failed = 'dead', cancelled = 'cancelled'}
+local deleted = 0
+local pending = redis.call('HGETALL', KEYS[2])
+for i = 1, #pending, 2 do
+  if deleted >= budget then break end
+  local run, cursor = pending[i], pending[i + 1]
+  local rk = run_prefix .. run .. ':'
+  repeat
+    local page = redis.call('HSCAN', rk .. 'tasks', cursor, 'COUNT', math.max(budget - deleted, 10))
+    cursor = page[1]
+    local fields = page[2]
+    for f = 2, #fields, 2 do
+      local jk = prefix .. fields[f]
+      local st = redis.call('HMGET', jk, 'status', 'queue')
+      local zset = parked[st[1] or '']
+      if zset and st[2] then
+        redis.call('ZREM', queue_prefix .. st[2] .. ':' .. zset, fields[f])
+      end
+      redis.call('DEL', jk, jk .. psuffix, jk .. rsuffix)
+      deleted = deleted + 1
+    end
+  until cursor == '0' or deleted >= budget
+  if cursor == '0' then
+    redis.call('DEL', rk .. 'tasks', rk .. 'remaining', rk .. 'children', rk .. 'events',
+               rk .. 'meta')
+    redis.call('HDEL', KEYS[2], run)
+  else
+    redis.call('HSET', KEYS[2], run, cursor)
+  end
+end
+return {redis.call('HLEN', KEYS[2]), deleted}
