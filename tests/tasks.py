@@ -84,3 +84,8 @@ def plus(x: int, y: int) -> int:
 def sum_sq(sq: list[int], unused: Any = None) -> int:
     """A JSON-mode gather: a path task receives the map ``sq``'s results as keyword ``sq``."""
     return sum(sq)
+
+
+def from_one(one: int) -> int:
+    """A JSON-mode child of a task named ``one``: path tasks receive parents by task name."""
+    return 10 * one

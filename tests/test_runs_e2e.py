@@ -309,7 +309,8 @@ def test_timeout_fails_the_attempt(pool: Connection, tmp_path: Path) -> None:
 
 def test_cancel_stops_running_tasks_and_cancels_the_rest(pool: Connection,
                                                          tmp_path: Path) -> None:
-    """run.cancel() cancels queued and waiting tasks and kills the running ones."""
+    """run.cancel() cancels queued and waiting tasks and kills the running ones; a cancelled
+    task prefetched by a worker is never started."""
     p = ifn.Pipeline("cancel")
     for name in ("s1", "s2", "s3"):
         p.task(name, sleeper(tmp_path, name, 30))
@@ -324,6 +325,8 @@ def test_cancel_stops_running_tasks_and_cancels_the_rest(pool: Connection,
     assert run.status is RunStatus.CANCELLED
     assert set(run.to_dataframe()["status"]) == {"cancelled"}
     wait_for(lambda: all(gone(pid) for pid in pids), timeout=10)
+    time.sleep(0.3)  # a respawned executor would start a cancelled prefetched task at once
+    assert len(list(tmp_path.glob("*.pid"))) == 2  # nothing started after the cancel
     assert not list(tmp_path.glob("*.done"))
 
 
@@ -454,12 +457,12 @@ def test_json_mode_runs_on_a_json_only_worker(config: RedisConfig, own_workers: 
     own_workers(1, "--json-only", secret=None)
     p = ifn.Pipeline("json")
     p.task("one", "tests.tasks:one")
-    p.task("double", "tests.tasks:double", after="one")
+    p.task("ten", "tests.tasks:from_one", after="one")
     p.map("sq", "tests.tasks:square", over=[1, 2, 3])
     p.task("sum_sq", "tests.tasks:sum_sq", after="sq")
     run = p.submit(config=config, mode="json").wait(timeout=30)
     assert run.status is RunStatus.SUCCEEDED
-    assert run.results() == {"one": 1, "double": 2, "sq[0]": 1, "sq[1]": 4, "sq[2]": 9,
+    assert run.results() == {"one": 1, "ten": 10, "sq[0]": 1, "sq[1]": 4, "sq[2]": 9,
                              "sum_sq": 14}
     blobs = config.client().mget([config.keys.result(j) for _, j in run.job_ids()])
     assert all(not codec.is_signed(b) for b in blobs)

@@ -20,11 +20,13 @@ from dataclasses import dataclass
 from ironforge_nb.queue import Lease, Queue
 from ironforge_nb.worker.executor import ExecutorProcess
 
-__all__ = ["FAST_TASK", "PREFETCH", "RETURN_AFTER", "Slot", "Task", "task_timeout"]
+__all__ = ["FAST_TASK", "PREFETCH", "RETURN_AFTER", "REVOKE_WAIT", "Slot", "Task",
+           "task_timeout"]
 
 FAST_TASK = 0.05  # seconds: a slot whose tasks run shorter than this (on average) prefetches
 PREFETCH = 4  # default number of leases a fast slot holds beyond the running one
 RETURN_AFTER = 0.5  # seconds: a head running this long gets its prefetched leases handed back
+REVOKE_WAIT = 1.0  # seconds a revoked head may take to answer "revoked" before it is killed
 
 
 @dataclass
@@ -38,6 +40,7 @@ class Task:
     started: float | None = None  # monotonic
     deadline: float | None = None  # monotonic, from timeout
     dropped: bool = False  # the job moved on (cancelled...): ignore the outcome
+    revoked: bool = False  # the executor was told not to start it
 
     def start(self, now: float) -> None:
         """Mark the task running from ``now`` (its timeout counts from here)."""
@@ -90,15 +93,25 @@ class Slot:
             return []
         return [t for t in list(self.tasks)[1:] if not t.dropped]
 
+    def stale_head(self, now: float) -> bool:
+        """True when the executor runs a task whose job moved on: a dropped head that was
+        never revoked, or whose revocation came too late (it started anyway)."""
+        head = self.head
+        if head is None or not head.dropped or head.started is None:
+            return False
+        return not head.revoked or now - head.started >= REVOKE_WAIT
+
     def drop_head(self) -> Task | None:
         """Remove the running task (its executor is about to be replaced)."""
         return self.tasks.popleft() if self.tasks else None
 
     def replace(self, proc: ExecutorProcess) -> None:
-        """Kill the executor, take ``proc`` instead and hand it the tasks still held."""
+        """Kill the executor, take ``proc`` instead and hand it the tasks still held (not
+        the dropped ones: their jobs moved on)."""
         self.proc.kill()
         self.proc = proc
         self._average = None  # whatever killed it may come back: no prefetch for now
+        self.tasks = deque(t for t in self.tasks if not t.dropped)
         if self.tasks:
             self.tasks[0].start(time.monotonic())
         for task in self.tasks:  # on OSError the tasks stay here, for the next executor

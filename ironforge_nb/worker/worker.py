@@ -44,7 +44,14 @@ from ironforge_nb.queue import Lease, Queue, RedisConfig, default_config
 from ironforge_nb.queue.options import seconds_to_ms, validate_count, validate_worker
 from ironforge_nb.worker.executor import Executor, ExecutorProcess, Outcome, runs_executor
 from ironforge_nb.worker.registry import BEAT_INTERVAL, Registry
-from ironforge_nb.worker.slots import PREFETCH, RETURN_AFTER, Slot, Task, task_timeout
+from ironforge_nb.worker.slots import (
+    PREFETCH,
+    RETURN_AFTER,
+    REVOKE_WAIT,
+    Slot,
+    Task,
+    task_timeout,
+)
 from ironforge_nb.worker.wake import Waker
 
 __all__ = ["Worker"]
@@ -203,6 +210,10 @@ class Worker:
             head = slot.head
             if head is not None and head.deadline is not None and now >= head.deadline:
                 self._time_out(slot)
+            if slot.stale_head(now):  # a cancelled job's task got started: stop it
+                self._settle(slot, self._drain(slot))
+                if slot.stale_head(time.monotonic()):
+                    self._respawn(slot, drop_head=True)
             for task in list(slot.tasks):
                 if now >= task.next_beat and not task.dropped:
                     self._heartbeat(task, now)
@@ -226,6 +237,8 @@ class Worker:
             head = slot.head
             if head is not None and head.deadline is not None:
                 due.append(head.deadline)
+            if head is not None and head.dropped and head.started is not None:
+                due.append(head.started + REVOKE_WAIT if head.revoked else now)
             if head is not None and head.started is not None and any(
                     not t.dropped for t in list(slot.tasks)[1:]):
                 due.append(head.started + RETURN_AFTER)
@@ -362,8 +375,10 @@ class Worker:
             log.warning("worker %s: stopping job %s: %s", self.name, task.lease.job_id, exc)
             task.dropped = True
             for slot in self._slots:
-                if slot.head is task:  # running: kill it; prefetched: its outcome is ignored
+                if slot.head is task:  # running: kill it
                     self._respawn(slot, drop_head=True)
+                elif task in slot.tasks:  # prefetched: must not start (outcome ignored)
+                    self._revoke(slot, task)
 
     def _hand_back(self, slot: Slot, tasks: list[Task]) -> None:
         """Revoke prefetched ``tasks`` (not started) and release their jobs to the queue."""
@@ -372,13 +387,18 @@ class Worker:
             if task not in slot.tasks or task is slot.head or task.dropped:
                 continue
             task.dropped = True  # its "revoked" outcome will be ignored
-            with contextlib.suppress(OSError):
-                slot.proc.revoke(task.lease.job_id)
+            self._revoke(slot, task)
             try:
                 task.queue.release(task.lease)
             except _MOVED_ON as exc:
                 log.warning("worker %s: job %s not handed back: %s", self.name,
                             task.lease.job_id, exc)
+
+    @staticmethod
+    def _revoke(slot: Slot, task: Task) -> None:
+        task.revoked = True
+        with contextlib.suppress(OSError):  # a dead executor is replaced without it anyway
+            slot.proc.revoke(task.lease.job_id)
 
     # -- executors and shutdown ------------------------------------------------------------
 
