@@ -3,22 +3,43 @@
 KEYS, ARGV and replies.
 
 The scripts are loaded like the queue's (`queue.scripts.lua_source`, which prepends the shared
-``run_helpers.lua``) and called by EVALSHA with a fallback to EVAL on NOSCRIPT.
+``run_helpers.lua``) and called by EVALSHA with a fallback to EVAL on NOSCRIPT (`_RunScript`:
+the same rule as the queue's script objects, on the plain client, since these calls are rare
+and carry big arguments rather than being a hot path).
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from typing import Any
+
+from redis.exceptions import NoScriptError
 
 from ironforge_nb.errors import RunError, RunStateError
 from ironforge_nb.queue.config import RedisConfig
 from ironforge_nb.queue.keys import JOB_PAYLOAD_SUFFIX, JOB_RESULT_SUFFIX
-from ironforge_nb.queue.scripts import _Script, lua_source
+from ironforge_nb.queue.scripts import lua_source
 
 __all__ = ["DELETE_BUDGET", "RunScripts"]
 
 DELETE_BUDGET = 2000  # jobs deleted per delete_runs call: a few ms of Redis time per call
+
+
+class _RunScript:
+    """One run script bound to a client: EVALSHA, else EVAL of the source on NOSCRIPT (which
+    runs it and caches it again in one step, so a racing SCRIPT FLUSH cannot break the call)."""
+
+    def __init__(self, client: Any, name: str) -> None:
+        self._client = client
+        self._source = lua_source(name)
+        self._sha = hashlib.sha1(self._source.encode()).hexdigest()
+
+    def __call__(self, keys: Sequence[Any], args: Sequence[Any]) -> Any:
+        try:
+            return self._client.evalsha(self._sha, len(keys), *keys, *args)
+        except NoScriptError:
+            return self._client.eval(self._source, len(keys), *keys, *args)
 
 
 class RunScripts:
@@ -28,10 +49,10 @@ class RunScripts:
         client = config.client()
         self._keys = config.keys
         self._maxlen = config.events_maxlen
-        self._submit = _Script(client, lua_source("submit_run"))
-        self._cancel = _Script(client, lua_source("cancel_run"))
-        self._retry = _Script(client, lua_source("retry_run"))
-        self._delete = _Script(client, lua_source("delete_runs"))
+        self._submit = _RunScript(client, "submit_run")
+        self._cancel = _RunScript(client, "cancel_run")
+        self._retry = _RunScript(client, "retry_run")
+        self._delete = _RunScript(client, "delete_runs")
         self._retention = config.run_retention
 
     def _head(self) -> list[Any]:
