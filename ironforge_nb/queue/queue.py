@@ -159,24 +159,27 @@ class Queue:
 
         While idle, the worker blocks on the queue's wake list (enqueue pushes a hint there);
         a lost hint costs at most the wait, never a job, since every wake-up claims by script.
+        The claim is sent with the BLPOP in one write, so Redis runs it the moment the BLPOP
+        returns: a woken worker already holds its jobs, with no second round trip.
         Expired leases of the queue are reaped on the way, at most once per second.
         """
         validate_worker(worker)
         validate_count("n", n)
         lease_ms = seconds_to_ms("lease", lease, positive=True)
         give_up = time.monotonic() + _number_seconds("timeout", timeout)
-        while True:
-            self._maybe_reap()
-            reply = self._scripts.claim_jobs(worker, lease_ms, n)
-            if len(reply) > 1:
-                return leases_from_reply(reply, self.name, worker, lease_ms)
+        self._maybe_reap()
+        reply = self._scripts.claim_jobs(worker, lease_ms, n)
+        while len(reply) == 1:
             remaining = give_up - time.monotonic()
             if remaining <= 0:
                 return []
             wait = min(remaining, _MAX_BLOCK)
             if reply[0] > 0:
                 wait = min(wait, reply[0] / 1000)
-            self._client.blpop([self._qk.wake], timeout=max(wait, 0.001))
+            self._maybe_reap()
+            reply = self._scripts.claim_after_wait(self._qk.wake, max(wait, 0.001), worker,
+                                                   lease_ms, n)
+        return leases_from_reply(reply, self.name, worker, lease_ms)
 
     def heartbeat(self, lease: Lease, extend: float | None = None) -> int:
         """Extend the lease to now + ``extend`` seconds (default: its length at claim time).

@@ -24,6 +24,7 @@ from redis.exceptions import NoScriptError
 from ironforge_nb.queue.codes import check
 from ironforge_nb.queue.config import RedisConfig
 from ironforge_nb.queue.keys import JOB_PAYLOAD_SUFFIX, JOB_RESULT_SUFFIX
+from ironforge_nb.queue.link import Link
 
 __all__ = ["MAX_BACKOFF_MS", "PROMOTE_LIMIT", "QueueScripts", "lua_source"]
 
@@ -50,23 +51,36 @@ def lua_source(name: str) -> str:
 
 
 class _Script:
-    """One Lua script bound to a client: EVALSHA, else EVAL of the source on NOSCRIPT.
+    """One Lua script on a `Link`: EVALSHA, else EVAL of the source on NOSCRIPT.
 
     redis-py's `Script` answers NOSCRIPT with SCRIPT LOAD and a second EVALSHA; a flush between
     the two (a racing SCRIPT FLUSH, a second restart or failover) reaches the caller as
     NoScriptError, mid-batch. EVAL loads and runs in one step, so it cannot be raced.
     """
 
-    def __init__(self, client: Any, source: str) -> None:
-        self._client = client
+    def __init__(self, link: Link, source: str) -> None:
+        self._link = link
         self._source = source
         self._sha = hashlib.sha1(source.encode()).hexdigest()
 
     def __call__(self, keys: Sequence[Any], args: Sequence[Any]) -> Any:
         try:
-            return self._client.evalsha(self._sha, len(keys), *keys, *args)
+            return self._link.call(("EVALSHA", self._sha, len(keys), *keys, *args))
         except NoScriptError:
-            return self._client.eval(self._source, len(keys), *keys, *args)
+            return self.eval(keys, args)
+
+    def eval(self, keys: Sequence[Any], args: Sequence[Any]) -> Any:
+        """Run the script by its source (which also caches it again in Redis)."""
+        return self._link.call(("EVAL", self._source, len(keys), *keys, *args))
+
+    def after(self, wait: Sequence[Any], keys: Sequence[Any], args: Sequence[Any]) -> Any:
+        """Run the script right after the blocking command ``wait`` (see `Link.wait_then`)."""
+        reply = self._link.wait_then(wait, ("EVALSHA", self._sha, len(keys), *keys, *args))
+        if isinstance(reply, NoScriptError):
+            return self.eval(keys, args)
+        if isinstance(reply, Exception):
+            raise reply
+        return reply
 
 
 class QueueScripts:
@@ -84,8 +98,9 @@ class QueueScripts:
         self._prefix = keys.job_prefix
         # prefixes the run helpers derive run and queue keys from (DAG runs, run_helpers.lua)
         self._run_args = [keys.job_prefix, keys.run_prefix, keys.queue_prefix]
+        link = Link(client)
         self._scripts = {
-            name: _Script(client, lua_source(name))
+            name: _Script(link, lua_source(name))
             for name in ("enqueue_jobs", "claim_jobs", "complete_job", "fail_job",
                          "heartbeat_job", "update_progress", "reap_expired", "cancel_job",
                          "requeue_job", "purge_dead", "release_job")
@@ -114,6 +129,15 @@ class QueueScripts:
         """Raw claim reply: ``[wait_ms, (id, token, attempt, deadline, payload, meta)*]``."""
         reply: list[Any] = self._claim(
             self._claim_keys, [*self._claim_head, worker, lease_ms, n, PROMOTE_LIMIT])
+        return reply
+
+    def claim_after_wait(self, wake: str, seconds: float, worker: str, lease_ms: int,
+                         n: int) -> list[Any]:
+        """`claim_jobs` run by Redis as soon as a BLPOP on ``wake`` returns (a hint came or
+        ``seconds`` passed), sent with it in one write: a woken worker needs no second trip."""
+        reply: list[Any] = self._claim.after(
+            ("BLPOP", wake, seconds), self._claim_keys,
+            [*self._claim_head, worker, lease_ms, n, PROMOTE_LIMIT])
         return reply
 
     def complete_jobs(self, items: Sequence[tuple[str, str, bytes | None]], worker: str,
