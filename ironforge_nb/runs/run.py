@@ -247,20 +247,24 @@ class Run:
         from ironforge_nb.dag.graph import DAG
 
         pairs = self.job_ids()
+        keys = self.config.keys
         pipe = self.config.client().pipeline(transaction=True)
         pipe.hgetall(self._keys.meta)
         pipe.hgetall(self._keys.children)
         for _, jid in pairs:
-            pipe.hget(self.config.keys.job(jid), "status")
+            pipe.hget(keys.job(jid), "status")
         meta, children, *states = pipe.execute()
         info = self._info(meta)
         parents: dict[str, list[str]] = {task: [] for task, _ in pairs}
         for parent, kids in children.items():
             for child in filter(None, kids.decode().split(",")):
                 parents[child].append(parent.decode())
-        # the drawing reads a task's ``group`` and its ``map.name`` (titles "name[*]" boxes)
-        data = {member: SimpleNamespace(group=name, map=SimpleNamespace(name=name))
-                for name, (members, _keys) in self._maps().items() for member in members}
+        # the drawing reads a task's ``group`` and its ``map.name`` (titles "name[*]" boxes);
+        # one shared object per map, not one per member (100k-member maps)
+        data = {member: shown
+                for name, (members, _keys) in self._maps().items()
+                for shown in [SimpleNamespace(group=name, map=SimpleNamespace(name=name))]
+                for member in members}
         statuses = {task: raw.decode() for (task, _), raw in zip(pairs, states, strict=True)
                     if raw is not None}
         return DAG.from_parents(parents, data=data), info, statuses
