@@ -63,7 +63,12 @@ def done() -> None:
     """The memory run's final task: after every task, reads no result."""
 
 
-def step(x: Any = None) -> Any:
+def first() -> int:
+    """The first task of CHAIN and LAYERED."""
+    return 0
+
+
+def step(x: Any) -> Any:
     """A CHAIN task: passes its parent's result on."""
     return x
 
@@ -97,7 +102,7 @@ def wide_pipeline(n: int, final: bool = True) -> ifn.Pipeline:
 def chain_pipeline(n: int) -> ifn.Pipeline:
     """``n`` tasks, each after the previous one."""
     p = ifn.Pipeline("chain")
-    p.task("c0", step)
+    p.task("c0", first)
     for i in range(1, n):
         p.task(f"c{i}", step, after=f"c{i - 1}")
     return p
@@ -111,7 +116,7 @@ def layered_pipeline(layers: int, width: int) -> ifn.Pipeline:
         if parents:
             p.task(name, join, after=[f"l{a}_{b}" for a, b in parents])
         else:
-            p.task(name, step)
+            p.task(name, first)
     return p
 
 
@@ -231,7 +236,7 @@ def dask_graphs(sizes: dict[str, int]) -> dict[str, Callable[[], tuple[Any, int]
         return delayed(gather)(parts), sizes["wide"] + 1
 
     def chain() -> tuple[Any, int]:
-        x = delayed(step)()
+        x = delayed(first)()
         for _ in range(1, sizes["chain"]):
             x = delayed(step)(x)
         return x, sizes["chain"]
@@ -243,7 +248,7 @@ def dask_graphs(sizes: dict[str, int]) -> dict[str, Callable[[], tuple[Any, int]
                 (a, b), (c, d) = parents
                 nodes.append(delayed(join)(nodes[a * width + b], nodes[c * width + d]))
             else:
-                nodes.append(delayed(step)())
+                nodes.append(delayed(first)())
         return nodes, len(nodes)  # the whole list: tasks without children run too
 
     return {"wide": wide, "chain": chain, "layered": layered}

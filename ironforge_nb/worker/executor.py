@@ -3,7 +3,8 @@
 User code may hold the GIL or block for minutes; it runs here, in a child process, so that the
 worker's main process keeps heartbeating leases and can enforce timeouts by killing the child.
 The worker forks its executors before it starts any thread or opens any Redis connection, and
-feeds each over a pipe: it sends a `Lease`, the executor answers with an `Outcome`. An executor
+feeds each over a pipe: it sends a `Lease`, the executor answers with an `Outcome` (both as
+plain tuples, see `wire.py`). An executor
 dies with its worker (``PR_SET_PDEATHSIG`` on Linux, SIGKILL: user code cannot ignore it), and
 the worker respawns any executor that died or was killed.
 """
@@ -26,6 +27,7 @@ from typing import Any
 from ironforge_nb.errors import InvalidOptionError, SignatureError
 from ironforge_nb.queue import Lease, Queue, RedisConfig
 from ironforge_nb.worker.context import reporting
+from ironforge_nb.worker.wire import Readiness, decode, encode, lease_from, lease_tuple
 
 __all__ = ["Executor", "ExecutorProcess", "Outcome", "load_executor", "run_lease",
            "runs_executor"]
@@ -106,12 +108,13 @@ def _executor_main(conn: Connection, config: RedisConfig, execute: Executor,
     while (lease := inbox.next()) is not None:
         if lease.job_id in inbox.revoked:  # handed back by the worker before it started
             inbox.revoked.discard(lease.job_id)
-            conn.send(Outcome(False, error="revoked", retry=True))
+            conn.send_bytes(encode((False, None, "revoked", True)))
             continue
         queue = queues.get(lease.queue)
         if queue is None:
             queue = queues[lease.queue] = Queue(lease.queue, config)
-        conn.send(run_lease(execute, config, queue, lease))
+        outcome = run_lease(execute, config, queue, lease)
+        conn.send_bytes(encode((outcome.ok, outcome.result, outcome.error, outcome.retry)))
 
 
 class _Inbox:
@@ -123,6 +126,7 @@ class _Inbox:
 
     def __init__(self, conn: Connection) -> None:
         self._conn = conn
+        self._readiness = Readiness([conn.fileno()])
         self._leases: deque[Lease] = deque()
         self._stop = False
         self.revoked: set[str] = set()
@@ -131,9 +135,9 @@ class _Inbox:
         """The next lease to run, or None when told to stop (or the worker is gone)."""
         try:
             if not self._leases and not self._stop:
-                self._take(self._conn.recv())
-            while not self._stop and self._conn.poll():
-                self._take(self._conn.recv())
+                self._take(decode(self._conn.recv_bytes()))
+            while not self._stop and self._readiness.ready(0):
+                self._take(decode(self._conn.recv_bytes()))
         except (EOFError, OSError):
             return None
         if self._stop or not self._leases:
@@ -143,10 +147,10 @@ class _Inbox:
     def _take(self, message: Any) -> None:
         if message is None:
             self._stop = True
-        elif isinstance(message, tuple):  # ("revoke", job_id)
+        elif len(message) == 2:  # ("revoke", job_id)
             self.revoked.add(message[1])
         else:
-            self._leases.append(message)
+            self._leases.append(lease_from(message))
 
 
 class ExecutorProcess:
@@ -160,6 +164,7 @@ class ExecutorProcess:
             name="ironforge-executor", daemon=True)
         self.process.start()
         child.close()
+        self._readiness = Readiness([self.conn.fileno()])
 
     @property
     def pid(self) -> int:
@@ -179,19 +184,23 @@ class ExecutorProcess:
 
     def send(self, lease: Lease) -> None:
         """Hand ``lease`` to the executor."""
-        self.conn.send(lease)
+        self.conn.send_bytes(encode(lease_tuple(lease)))
 
     def revoke(self, job_id: str) -> None:
         """Tell the executor not to start the prefetched lease of ``job_id``."""
-        self.conn.send(("revoke", job_id))
+        self.conn.send_bytes(encode(("revoke", job_id)))
+
+    def ready(self) -> bool:
+        """True when an outcome (or the end of the pipe) can be read without blocking."""
+        return not self.conn.closed and bool(self._readiness.ready(0))
 
     def receive(self) -> Outcome | None:
         """The executor's outcome, or None if it died before answering."""
         try:
-            outcome: Outcome = self.conn.recv()
+            ok, result, error, retry = decode(self.conn.recv_bytes())
         except (EOFError, OSError):
             return None
-        return outcome
+        return Outcome(ok, result, error, retry)
 
     def kill(self) -> None:
         """SIGKILL the executor (timeout, cancelled job, shutdown) and reap it."""
@@ -203,7 +212,7 @@ class ExecutorProcess:
     def stop(self, timeout: float = 2.0) -> None:
         """Ask an idle executor to exit; kill it if it does not within ``timeout``."""
         with contextlib.suppress(OSError, ValueError):
-            self.conn.send(None)
+            self.conn.send_bytes(encode(None))
         self.process.join(timeout)
         if self.process.is_alive():
             self.kill()

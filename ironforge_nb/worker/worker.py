@@ -27,7 +27,6 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
-from multiprocessing.connection import wait
 from typing import Any
 
 import redis.exceptions
@@ -53,6 +52,7 @@ from ironforge_nb.worker.slots import (
     task_timeout,
 )
 from ironforge_nb.worker.wake import Waker
+from ironforge_nb.worker.wire import Readiness
 
 __all__ = ["Worker"]
 
@@ -121,6 +121,7 @@ class Worker:
         self._registry = Registry(self.config, self.name, self.queue_names, self.concurrency)
         self._waker = Waker(self.config, [self.config.keys.queue(q).wake
                                           for q in self.queue_names])
+        self._readiness = Readiness()
         log.info("worker %s serving %s (concurrency %d, pid %d)", self.name,
                  ",".join(self.queue_names), self.concurrency, os.getpid())
         try:
@@ -184,17 +185,24 @@ class Worker:
                  self.running, self.grace)
 
     def _claim(self) -> None:
-        """Claim jobs for every free executor (queues in the order given), one script each."""
+        """Claim jobs for the idle executors (queues in the order given), one script each.
+
+        Busy executors are left out: each completion claims their next jobs in the same round
+        trip (`_complete`), so a claim for them here would cost one more script call per task.
+        Only a worker with an idle executor blocks on the wake list, so that a wake-up hint
+        goes to a worker that can use it.
+        """
         self._want_claim = False
-        free = [s for s in self._slots for _ in range(max(s.free, 0))]
-        free.sort(key=lambda s: len(s.tasks), reverse=True)  # idle executors first (popped)
+        idle = [s for s in self._slots if not s.tasks]
+        most = max((s.free for s in idle), default=0)
+        free = [s for k in range(most) for s in idle if k < s.free]  # round robin over idle
         for name in self.queue_names:
             if not free:
-                return
+                break
             queue = self._queues[name]
             for lease in queue.dequeue_many(self.name, len(free), self.lease, timeout=0):
-                self._dispatch(free.pop(), queue, lease)
-        if free:
+                self._dispatch(free.pop(0), queue, lease)
+        if any(not s.tasks for s in self._slots):
             self._waker.arm(IDLE_BLOCK)
 
     def _dispatch(self, slot: Slot, queue: Queue, lease: Lease) -> None:
@@ -249,16 +257,18 @@ class Worker:
         return max(0.0, min(due) - now)
 
     def _wait_and_handle(self, timeout: float) -> None:
-        handlers: dict[Any, Callable[[], None]] = {self._stop_r: self._drain_stop_pipe}
+        handlers: dict[int, Callable[[], None]] = {self._stop_r: self._drain_stop_pipe}
         for slot in self._slots:
-            handlers[slot.proc.conn] = functools.partial(self._on_message, slot)
+            if not slot.proc.conn.closed:
+                handlers[slot.proc.conn.fileno()] = functools.partial(self._on_message, slot)
             handlers[slot.proc.sentinel] = functools.partial(self._on_death, slot)
         if self._waker.pending:
-            handlers[self._waker] = self._on_wake
-        ready = set(wait(list(handlers), timeout))
-        for obj in handlers:  # messages before deaths: a result sent just before exit counts
-            if obj in ready:
-                handlers[obj]()
+            handlers[self._waker.fileno()] = self._on_wake
+        self._readiness.watch(handlers)
+        ready = self._readiness.ready(timeout)
+        for fd, handler in handlers.items():  # messages before deaths: a result sent just
+            if fd in ready:                   # before exit counts
+                handler()
 
     def _drain_stop_pipe(self) -> None:
         with contextlib.suppress(BlockingIOError):
@@ -276,7 +286,7 @@ class Worker:
     def _drain(self, slot: Slot) -> list[tuple[Task, Outcome]]:
         """Every outcome the executor has sent so far, with its task (now off the slot)."""
         done: list[tuple[Task, Outcome]] = []
-        while slot.tasks and not slot.proc.conn.closed and slot.proc.conn.poll():
+        while slot.tasks and slot.proc.ready():
             outcome = slot.proc.receive()
             if outcome is None:
                 break  # EOF: the executor died, handled by _lost_executor
@@ -284,20 +294,26 @@ class Worker:
         return done
 
     def _settle(self, slot: Slot, done: list[tuple[Task, Outcome]]) -> None:
-        """Record finished tasks in Redis: failures one by one, successes in one call."""
+        """Record finished tasks in Redis: failures one by one, successes in one call that
+        also claims the slot's next jobs. A slot left idle claims again, or, when that call
+        found the queue empty, waits for a wake-up hint."""
         if not done:
             return
         self.jobs_done += len(done)
-        self._want_claim = True
         ok = [(t, o) for t, o in done if o.ok and not t.dropped]
         for task, outcome in done:
             if not outcome.ok and not task.dropped:
                 self._fail(task, outcome.error, outcome.retry)
-        if ok:
-            self._complete(slot, ok)
+        drained = self._complete(slot, ok) if ok else False
+        if not slot.tasks and self._grace_deadline is None:
+            if drained:
+                self._waker.arm(IDLE_BLOCK)
+            else:
+                self._want_claim = True
 
-    def _complete(self, slot: Slot, done: list[tuple[Task, Outcome]]) -> None:
-        """Complete the finished tasks and refill the slot in the same round trip."""
+    def _complete(self, slot: Slot, done: list[tuple[Task, Outcome]]) -> bool:
+        """Complete the finished tasks and refill the slot in the same round trip; True when
+        that claim found nothing left in the worker's only queue."""
         queue = done[-1][0].queue
         fetch = 0 if self._grace_deadline is not None else max(slot.free, 0)
         same = [(t, o) for t, o in done if t.queue is queue]
@@ -310,13 +326,13 @@ class Worker:
         except SizeLimitError:  # isolate the oversized result(s): one call each
             for task, outcome in same:
                 self._complete_one(task, outcome)
-            return
+            return False
         for job_id, exc in refused.items():
             log.warning("worker %s: result of job %s discarded: %s", self.name, job_id, exc)
         for lease in leases:
             self._dispatch(slot, queue, lease)
-        if leases:
-            self._want_claim = slot.free > 0
+        return (fetch > 0 and len(leases) < fetch and not refused
+                and len(self.queue_names) == 1)
 
     def _complete_one(self, task: Task, outcome: Outcome) -> None:
         try:
