@@ -145,13 +145,15 @@ def test_malformed_submit_call_writes_nothing(config: RedisConfig, redis_client:
     """The script validates every record before its first write: an error leaves DBSIZE as is."""
     scripts = RunScripts(config)
     profile = ("default", 0, 1, 0, "", "0")
-    good = ["a r.0 1 0 ", b"{}"]
-    bad = ["b r.1 9 0 ", b"{}"]  # profile 9 does not exist: found after record 1
+    good = "a 1 0 2 \n"
+    bad = "b 9 0 2 \n"  # profile 9 does not exist: found after record 1
     before = redis_client.dbsize()
     with pytest.raises(ResponseError, match="malformed task record 2"):
-        scripts.submit_run("r", "p", b"", b"", "json", [profile], [], good + bad, 2)
-    with pytest.raises(ResponseError, match="counts do not add up"):
-        scripts.submit_run("r", "p", b"", b"", "json", [profile], [], good, 2)
+        scripts.submit_run("r", "p", b"", b"", "json", [profile], [], good + bad, b"{}{}", 2)
+    with pytest.raises(ResponseError, match="malformed task records"):
+        scripts.submit_run("r", "p", b"", b"", "json", [profile], [], good, b"{}", 2)
+    with pytest.raises(ResponseError, match="malformed task records"):
+        scripts.submit_run("r", "p", b"", b"", "json", [profile], [], good, b"{}x", 1)
     assert redis_client.dbsize() == before
 
 

@@ -24,7 +24,6 @@ Standard library only (``plan()`` imports pandas when called).
 from __future__ import annotations
 
 import difflib
-from collections import ChainMap
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, TypedDict, TypeVar, cast, overload
@@ -72,6 +71,23 @@ class TaskOptions(TypedDict, total=False):
     group: str | None  # display group (clusters, collapsing)
     params: Mapping[str, Any] | list[str] | tuple[str, ...]  # constants, or run-param names
     allow_failure: bool  # a failure does not skip the descendants
+
+
+_BLANK = TaskSpec(id="blank", fn="blank:blank")  # every default of a spec (see Pipeline._spec)
+
+
+class _Known:
+    """The names a parameter may refer to (tasks and maps defined so far), probed without
+    copying either dict (a ChainMap's ``in`` runs a generator per probe)."""
+
+    __slots__ = ("_maps", "_specs")
+
+    def __init__(self, specs: Mapping[str, Any], maps: Mapping[str, Any]) -> None:
+        self._specs = specs
+        self._maps = maps
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._specs or name in self._maps
 
 
 @dataclass(frozen=True)
@@ -181,37 +197,46 @@ class Pipeline:
         keys = _item_keys(items if dict_keys is None else dict_keys)
         options = {"group": name, **options}
         members = tuple(validate_task_id(f"{name}[{key}]") for key in keys)
-        for i, (member, key) in enumerate(zip(members, keys, strict=True)):
-            info = MapItem(name, key, i, items[i], dict_keys is not None,
-                           None if dict_keys is None else dict_keys[i])
-            self._add(member, fn, after, options, info)
+        # Every member has the same function, options and dependencies: validate and bind
+        # once, then copy the template per member. Member ids ("name[key]") can neither clash
+        # (the map name is new, the keys distinct) nor name a parameter, so the binding made
+        # for the first member holds for all.
+        template = self._spec(members[0], fn, after, options, mapped=True)
+        specs, keyed = self._specs, dict_keys is not None
+        originals = dict_keys if dict_keys is not None else [None] * len(members)
+        for i, member in enumerate(members):
+            info = MapItem(name, keys[i], i, items[i], keyed, originals[i])
+            specs[member] = template.evolve(id=member, map=info)
         self._maps[name] = _Map(name, members, None if dict_keys is None else tuple(dict_keys))
         self._last = name
         return self
 
-    def _add(
-        self, task_id: str, fn: Any, after: After, options: Mapping[str, Any],
-        item: MapItem | None = None,
-    ) -> None:
+    def _add(self, task_id: str, fn: Any, after: After, options: Mapping[str, Any]) -> None:
         """Validate and record one task spec (dependencies are resolved at build time)."""
         self._check_new(task_id)
+        self._specs[task_id] = self._spec(task_id, fn, after, options, mapped=False)
+        self._last = task_id
+
+    def _spec(self, task_id: str, fn: Any, after: After, options: Mapping[str, Any],
+              mapped: bool) -> TaskSpec:
+        """The validated spec of one task (of a map member, without its `MapItem`)."""
         fn = check_fn(fn)
         opts = check_options(options)
         raw = opts.pop("params", {})
         constants = raw if isinstance(raw, dict) else {}
         asked = raw if isinstance(raw, tuple) else ()
         declared = _after_list(after)
-        known = ChainMap[str, Any](self._specs, self._maps)  # a view: no copy per task
-        bound = bind_parameters(task_id, fn, declared, known, constants, asked, item is not None)
+        known = _Known(self._specs, self._maps)  # a view: no copy per task
+        bound = bind_parameters(task_id, fn, declared, known, constants, asked, mapped)
         deps = tuple(dict.fromkeys([*declared, *bound.implicit_after]))
-        self._specs[task_id] = TaskSpec(
+        # every value is validated above: fill the defaults' template instead of running the
+        # frozen dataclass's __init__ (18 object.__setattr__ calls per task)
+        return _BLANK.evolve(
             id=task_id, fn=fn, after=deps, parents=deps, bindings=bound.bindings,
             item_param=bound.item_param, run_params=bound.run_params,
             optional_params=bound.optional_params, positional=bound.positional,
-            params=constants, map=item, **opts,
+            params=constants, **opts,
         )
-        if item is None:
-            self._last = task_id
 
     def _check_new(self, task_id: str) -> None:
         if task_id in self._specs or task_id in self._maps:

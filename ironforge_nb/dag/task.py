@@ -14,7 +14,7 @@ import math
 import re
 from collections.abc import Callable, Container, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeAlias
+from typing import Any, NamedTuple, TypeAlias
 
 from ironforge_nb.errors import InvalidOptionError
 from ironforge_nb.names import validate_name
@@ -95,6 +95,17 @@ class TaskSpec:
     allow_failure: bool = False
     map: MapItem | None = None
     gathers: tuple[Gather, ...] = ()
+
+    def evolve(self, **changes: Any) -> TaskSpec:
+        """A copy with ``changes``, like `dataclasses.replace` but without running
+        ``__init__`` again: the values are already validated, and ``Pipeline.map`` copies one
+        template per member (a frozen dataclass's ``__init__`` sets each of its 18 fields
+        through ``object.__setattr__``, which dominated building a 10k-task map). ``changes``
+        must name fields of `TaskSpec`."""
+        new = object.__new__(TaskSpec)
+        new.__dict__.update(self.__dict__)  # the instance dict: frozen only via __setattr__
+        new.__dict__.update(changes)
+        return new
 
     @property
     def options(self) -> dict[str, Any]:
@@ -228,8 +239,7 @@ _CHECKERS: dict[str, Callable[[Any], Any]] = {
 # ---------------------------------------------------------------------- parameter binding
 
 
-@dataclass
-class Binding:
+class Binding(NamedTuple):
     """How one function's parameters are fed (the result of `bind_parameters`)."""
 
     bindings: dict[str, str]
@@ -265,20 +275,26 @@ def bind_parameters(
     if isinstance(fn, str):
         run = tuple(n for n in asked if n not in constants)
         return Binding({a: a for a in after}, [], "item" if mapped else None, run, (), ())
-    params = _signature(fn)
-    if params is None:
+    sig = _signature(fn)
+    if sig is None:
         return Binding({}, [], None, tuple(asked), (), ())
-    names = [p.name for p in params]
-    declared = set(after)  # `known` is only probed, never copied: O(1) per task, not O(n)
-    bindings = {n: n for n in names if (n in declared or n in known) and n != task_id}
-    implicit = [n for n in bindings if n not in after]
+    names, required = sig.names, sig.required
+    # plain loops, no comprehensions: this runs once per task of 10k-task pipelines
+    bindings: dict[str, str] = {}
+    for n in names:  # `known` is only probed, never copied: O(1) per task, not O(n)
+        if n != task_id and (n in after or n in known):
+            bindings[n] = n
+    implicit = [n for n in bindings if n not in after] if bindings else []
     item = "item" if mapped and "item" in names and "item" not in bindings else None
-    taken = set(bindings) | set(constants) | ({item} if item else set())
-    free = [p.name for p in params if p.name not in taken and p.default is p.empty]
-    pending = [a for a in after if a not in bindings.values()]
-    room = len(free) - (1 if mapped and item is None else 0)
-    for param, source in zip(free, pending[: max(room, 0)], strict=False):
-        bindings[param] = source
+    free = []
+    for n in names:
+        if n in required and n not in bindings and n not in constants and n != item:
+            free.append(n)
+    if free and after:
+        pending = [a for a in after if a not in bindings]  # so far bindings are name -> name
+        room = len(free) - (1 if mapped and item is None else 0)
+        for param, source in zip(free, pending[: max(room, 0)], strict=False):
+            bindings[param] = source
     if mapped and item is None:
         item = next((n for n in free if n not in bindings), None)
         if item is None:
@@ -286,25 +302,44 @@ def bind_parameters(
                 "fn", fn_label(fn), f"a function with a parameter for the item of map task "
                 f"{task_id!r} (name it 'item')"
             )
-    taken = set(bindings) | set(constants) | ({item} if item else set())
-    rest = [p for p in params if p.name not in taken]
-    run = tuple(dict.fromkeys([p.name for p in rest if p.default is p.empty] + list(asked)))
-    optional = tuple(p.name for p in rest if p.default is not p.empty and p.name not in run)
-    positional = tuple(p.name for p in params if p.kind is p.POSITIONAL_ONLY)
-    return Binding(bindings, implicit, item, run, optional, positional)
+    needed: list[str] = []
+    optional: list[str] = []
+    for n in names:
+        if n not in bindings and n not in constants and n != item:
+            (needed if n in required else optional).append(n)
+    if asked:
+        run = tuple(dict.fromkeys(needed + list(asked)))
+        return Binding(bindings, implicit, item, run,
+                       tuple(n for n in optional if n not in run), sig.positional)
+    return Binding(bindings, implicit, item, tuple(needed), tuple(optional), sig.positional)
 
 
-def _signature(fn: Callable[..., Any]) -> list[inspect.Parameter] | None:
-    """The named parameters of ``fn`` (``*args``/``**kwargs`` left out); None if unknown.
+@dataclass(frozen=True)
+class _Signature:
+    """What binding needs of a function's signature, as plain strings (reading the
+    properties of `inspect.Parameter` cost more than the binding itself, per task)."""
 
-    Cached for the last function seen: ``Pipeline.map`` binds the same function once per item.
+    names: tuple[str, ...]  # named parameters in order (``*args``/``**kwargs`` left out)
+    required: frozenset[str]  # those without a default
+    positional: tuple[str, ...]  # the positional-only ones
+
+
+def _signature(fn: Callable[..., Any]) -> _Signature | None:
+    """The named parameters of ``fn``; None if they cannot be inspected.
+
+    Cached for the last function seen: pipelines often add many tasks of one function.
     """
     if _last_signature and _last_signature[0] is fn:
-        cached: list[inspect.Parameter] | None = _last_signature[1]
+        cached: _Signature | None = _last_signature[1]
         return cached
     params = _inspect_signature(fn)
-    _last_signature[:] = [fn, params]
-    return params
+    sig = None if params is None else _Signature(
+        tuple(p.name for p in params),
+        frozenset(p.name for p in params if p.default is p.empty),
+        tuple(p.name for p in params if p.kind is p.POSITIONAL_ONLY),
+    )
+    _last_signature[:] = [fn, sig]
+    return sig
 
 
 _last_signature: list[Any] = []

@@ -34,11 +34,12 @@ from typing import Any
 from ironforge_nb.errors import SignatureError, TaskError
 from ironforge_nb.runs import codec
 
-__all__ = ["TaskPayload", "decode_payload", "encode_payload"]
+__all__ = ["TaskPayload", "decode_payload", "encode_payload", "to_json"]
 
 _SEP = b"\n"
-_to_json = json.JSONEncoder(separators=(",", ":")).encode  # built once: json.dumps with
-# non-default separators would build an encoder per call (10k tasks = 10k encoders)
+# compact JSON text, with the encoder built once: json.dumps with non-default separators
+# would build an encoder per call (10k tasks = 10k encoders)
+to_json = json.JSONEncoder(separators=(",", ":")).encode
 
 
 @dataclass
@@ -100,9 +101,9 @@ def encode_payload(head: dict[str, Any], extra: Mapping[str, Any],
                    secret: bytes | None) -> bytes:
     """JSON ``head`` (``blob`` set when ``extra`` is not empty) plus ``extra`` signed-pickled."""
     if not extra:
-        return _to_json(head).encode()
+        return to_json(head).encode()
     head["blob"] = 1
-    text = _to_json(head).encode()
+    text = to_json(head).encode()
     return text + _SEP + codec.dumps(dict(extra), codec.require_secret(secret, "pickled data"))
 
 

@@ -61,12 +61,13 @@ class RunScripts:
 
     def submit_run(self, run_id: str, name: str, params: bytes, maps: bytes, mode: str,
                    profiles: Sequence[Sequence[Any]], codes: Sequence[tuple[str, bytes]],
-                   tasks: Sequence[Any], n_tasks: int) -> str:
+                   records: str, payloads: bytes, n_tasks: int) -> str:
         """Create the run: 'created', else 'exists' (a run with this id exists) or 'deleting'
         (one is being deleted); in both cases nothing changed.
 
-        ``profiles`` are 6-field option tuples, ``codes`` (key, signed blob) pairs and
-        ``tasks`` the flat task records, two arguments per task (see submit_run.lua).
+        ``profiles`` are 6-field option tuples, ``codes`` (key, signed blob) pairs,
+        ``records`` one line per task and ``payloads`` the tasks' payloads concatenated in
+        the same order (see submit_run.lua).
         """
         k = self._keys
         rk = k.run(run_id)
@@ -78,7 +79,7 @@ class RunScripts:
         for profile in profiles:
             args.extend(profile)
         args.extend(blob for _, blob in codes)
-        args.extend(tasks)
+        args += (records, payloads)
         reply: bytes = self._submit(keys, args)
         return reply.decode()
 

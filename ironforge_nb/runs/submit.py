@@ -27,7 +27,7 @@ from ironforge_nb.names import validate_name
 from ironforge_nb.queue.config import RedisConfig, default_config
 from ironforge_nb.queue.options import seconds_to_ms
 from ironforge_nb.runs import codec
-from ironforge_nb.runs.payload import encode_payload, split_plain
+from ironforge_nb.runs.payload import split_plain, to_json
 from ironforge_nb.runs.scripts import RunScripts
 
 if TYPE_CHECKING:
@@ -65,7 +65,7 @@ def submit(pipeline: Pipeline | DAG[str], params: Mapping[str, Any] | None = Non
     secret = None if json_mode else codec.require_secret(
         codec.default_secret(), "submitting notebook functions (pickled code)")
     plan = _Plan(rid, cfg, secret, json_mode, queue, seconds_to_ms("backoff", backoff),
-                 {t: f"{rid}.{i}" for i, t in enumerate(dag.nodes)})
+                 {t: i for i, t in enumerate(dag.nodes)})
     for spec in specs:
         plan.add(spec, run_params)
     params_blob = (codec.encode_value(run_params, secret, json_mode=json_mode)
@@ -73,7 +73,8 @@ def submit(pipeline: Pipeline | DAG[str], params: Mapping[str, Any] | None = Non
     maps_blob = codec.encode_value(_maps(specs), secret, json_mode=json_mode)
     scripts = RunScripts(cfg)
     call = (rid, name, params_blob, maps_blob, "json" if json_mode else "pickle",
-            plan.profile_list, plan.codes, plan.records(), len(specs))
+            list(plan.profiles), plan.codes, plan.records(), b"".join(plan.payloads),
+            len(specs))
     if scripts.submit_run(*call) == "deleting":  # an old run with this id is being deleted
         scripts.purge(retention=False)
         scripts.submit_run(*call)
@@ -140,7 +141,7 @@ def _json_problem(spec: TaskSpec) -> str | None:
         return "a Python function (shipped as pickle)"
     if spec.map is not None and spec.item_param and not codec.is_plain(spec.map.item):
         return f"map item {spec.map.item!r}"
-    if not codec.is_plain(dict(spec.params)):
+    if spec.params and not codec.is_plain(dict(spec.params)):
         return "non-JSON constants in params"
     for gather in spec.gathers:
         if gather.keys is not None and not codec.is_plain(list(gather.keys)):
@@ -162,7 +163,14 @@ def _maps(specs: list[TaskSpec]) -> dict[str, list[Any]]:
 
 @dataclass
 class _Plan:
-    """The encoded run, built task by task: option profiles, code blobs, task records."""
+    """The encoded run, built task by task: option profiles, code blobs, task records and
+    payloads, in the layout of submit_run.lua (two strings, not two arguments per task).
+
+    Payload JSON is assembled from string pieces rather than a dict per task and one
+    ``json`` call: run ids, task ids, job ids and parameter names are validated names that
+    JSON never escapes, and only values (items, constants, lists) go through the encoder.
+    `payload.decode_payload` reads it like any other JSON.
+    """
 
     run_id: str
     config: RedisConfig
@@ -170,106 +178,136 @@ class _Plan:
     json_mode: bool
     queue: str | None
     backoff_ms: int
-    job_ids: dict[str, str]  # task id -> job id: "<run id>.<position in the DAG>"
-    children: dict[str, list[str]] = field(default_factory=dict)
+    index: dict[str, int]  # task id -> position; its job id is "<run id>.<position>"
     profiles: dict[tuple[Any, ...], int] = field(default_factory=dict)
     codes: list[tuple[str, bytes]] = field(default_factory=list)
-    rows: list[tuple[str, str, int, int, bytes]] = field(default_factory=list)
-    _digests: dict[int, str] = field(default_factory=dict)
+    lines: list[str] = field(default_factory=list)
+    payloads: list[bytes] = field(default_factory=list)
+    _kids: list[list[str]] = field(default_factory=list)
+    _options: dict[tuple[Any, ...], int] = field(default_factory=dict)
+    _functions: dict[int, str] = field(default_factory=dict)
+    _sources_of: dict[tuple[int, int], tuple[str, dict[str, Any]]] = field(
+        default_factory=dict)
 
-    @property
-    def profile_list(self) -> list[tuple[Any, ...]]:
-        return list(self.profiles)
+    def __post_init__(self) -> None:
+        self._kids = [[] for _ in self.index]
+        self._head = '{"run":"' + self.run_id + '","task":"'
+        self._json = ',"json":1' if self.json_mode else ""
 
     def add(self, spec: TaskSpec, params: Mapping[str, Any]) -> None:
-        """Validate and encode one task."""
+        """Validate and encode one task (tasks come in DAG order, their position order)."""
         for name in spec.run_params:
             if name not in params:
                 raise InvalidOptionError(
                     "params", sorted(params), f"a value for {name!r} (task {spec.id!r})")
-        jid = self.job_ids[spec.id]
+        kids, index = self._kids, self.index
         for parent in spec.parents:
-            self.children.setdefault(parent, []).append(spec.id)
-        payload = self._payload(spec, jid)
-        if len(payload) > self.config.max_payload_bytes:
-            raise SizeLimitError(f"payload of task {spec.id!r}", len(payload),
+            kids[index[parent]].append(spec.id)
+        payload = self._payload(spec)
+        size = len(payload)
+        if size > self.config.max_payload_bytes:
+            raise SizeLimitError(f"payload of task {spec.id!r}", size,
                                  self.config.max_payload_bytes,
                                  "pass big data through a task's result or a file path, not as "
                                  "a constant or map item")
-        self.rows.append((spec.id, jid, self._profile(spec), len(spec.parents), payload))
+        self.payloads.append(payload)
+        self.lines.append(f"{spec.id} {self._profile(spec)} {len(spec.parents)} {size} ")
 
-    def records(self) -> list[Any]:
-        """The task records of submit_run.lua, two arguments per task (children are known
-        once all tasks are in)."""
-        out: list[Any] = []
-        children = self.children
-        for task, jid, profile, n_parents, payload in self.rows:
-            kids = ",".join(children.get(task, ()))
-            out += (f"{task} {jid} {profile} {n_parents} {kids}", payload)
-        return out
+    def records(self) -> str:
+        """The task records of submit_run.lua (children are known once all tasks are in)."""
+        return "".join([line + ",".join(kids) + "\n"
+                        for line, kids in zip(self.lines, self._kids, strict=True)])
 
     def _profile(self, spec: TaskSpec) -> int:
-        queue = self.queue if self.queue is not None and spec.queue == "default" else spec.queue
-        timeout = "" if spec.timeout is None else repr(spec.timeout)
-        key = (queue, spec.priority, spec.retries + 1, self.backoff_ms, timeout,
-               "1" if spec.allow_failure else "0")
-        return self.profiles.setdefault(key, len(self.profiles) + 1)
+        key = (spec.queue, spec.priority, spec.retries, spec.timeout, spec.allow_failure)
+        found = self._options.get(key)
+        if found is None:
+            queue = (self.queue if self.queue is not None and spec.queue == "default"
+                     else spec.queue)
+            timeout = "" if spec.timeout is None else repr(spec.timeout)
+            profile = (queue, spec.priority, spec.retries + 1, self.backoff_ms, timeout,
+                       "1" if spec.allow_failure else "0")
+            found = self._options[key] = self.profiles.setdefault(profile,
+                                                                  len(self.profiles) + 1)
+        return found
 
-    def _function(self, fn: Callable[..., Any]) -> str:
-        digest = self._digests.get(id(fn))
-        if digest is None:
-            digest, blob = codec.code_blob(fn, cast(bytes, self.secret))
-            self._digests[id(fn)] = digest
-            self.codes.append((self.config.keys.code(digest), blob))
-        return digest
+    def _function(self, fn: Callable[..., Any] | str) -> str:
+        """The payload piece naming the function: its code digest or its import path."""
+        piece = self._functions.get(id(fn))
+        if piece is None:
+            if isinstance(fn, str):
+                piece = ',"path":' + to_json(fn)
+            else:
+                digest, blob = codec.code_blob(fn, cast(bytes, self.secret))
+                self.codes.append((self.config.keys.code(digest), blob))
+                piece = ',"code":"' + digest + '"'
+            self._functions[id(fn)] = piece
+        return piece
 
-    def _payload(self, spec: TaskSpec, jid: str) -> bytes:
-        head: dict[str, Any] = {"run": self.run_id, "task": spec.id}
-        if isinstance(spec.fn, str):
-            head["path"] = spec.fn
-        else:
-            head["code"] = self._function(spec.fn)
-        if self.json_mode:
-            head["json"] = 1
+    def _payload(self, spec: TaskSpec) -> bytes:
+        parts = [self._head, spec.id, '"', self._function(spec.fn), self._json]
         extra: dict[str, Any] = {}
         if spec.bindings:
-            self._sources(spec, head, extra)
+            # map members share their template's bindings (and gathers): encode them once
+            key = (id(spec.bindings), id(spec.gathers))
+            sources = self._sources_of.get(key)
+            if sources is None:
+                sources = self._sources_of[key] = self._sources(spec)
+            parts.append(sources[0])
+            extra.update(sources[1])
         if spec.item_param is not None and spec.map is not None:
-            head["item_param"] = spec.item_param
-            if codec.is_plain(spec.map.item):
-                head["item"] = spec.map.item
+            parts.append(',"item_param":"' + spec.item_param + '"')
+            item = spec.map.item
+            if type(item) is int:
+                parts.append(',"item":' + str(item))
+            elif codec.is_plain(item):
+                parts.append(',"item":' + to_json(item))
             else:
-                extra["item"] = spec.map.item
+                extra["item"] = item
         if spec.params:
             plain, other = split_plain(spec.params)
             if plain:
-                head["consts"] = plain
+                parts.append(',"consts":' + to_json(plain))
             if other:
                 extra["consts"] = other
         if spec.run_params:
-            head["need"] = list(spec.run_params)
+            parts.append(',"need":' + to_json(list(spec.run_params)))
         if spec.optional_params:
-            head["optional"] = list(spec.optional_params)
+            parts.append(',"optional":' + to_json(list(spec.optional_params)))
         if spec.positional:
-            head["positional"] = list(spec.positional)
+            parts.append(',"positional":' + to_json(list(spec.positional)))
         if spec.timeout is not None:
-            head["timeout"] = spec.timeout
-        return encode_payload(head, extra, self.secret)
+            parts.append(',"timeout":' + to_json(spec.timeout))
+        if not extra:
+            parts.append("}")
+            return "".join(parts).encode()
+        parts.append(',"blob":1}')
+        return "".join(parts).encode() + b"\n" + codec.dumps(
+            extra, codec.require_secret(self.secret, "pickled data"))
 
-    def _sources(self, spec: TaskSpec, head: dict[str, Any], extra: dict[str, Any]) -> None:
-        """Parent and gather bindings, as job ids."""
+    def _sources(self, spec: TaskSpec) -> tuple[str, dict[str, Any]]:
+        """Parent and gather bindings, as job ids: the payload piece, and the pickled part
+        (gather keys that JSON cannot carry)."""
+        extra: dict[str, Any] = {}
         gathers = {g.name: g for g in spec.gathers}
         parents: dict[str, str] = {}
+        lists: dict[str, list[str]] = {}
+        keyed: dict[str, list[Any]] = {}
         for param, source in spec.bindings.items():
             gather = gathers.get(source)
             if gather is None:
-                parents[param] = self.job_ids[source]
+                parents[param] = self._job(source)
                 continue
-            head.setdefault("gathers", {})[param] = [self.job_ids[m] for m in gather.members]
+            lists[param] = [self._job(m) for m in gather.members]
             if gather.keys is not None:
                 keys = list(gather.keys)
-                where = head if codec.is_plain(keys) else extra
-                where.setdefault("gather_keys", {})[param] = keys
-        if parents:
-            head["parents"] = parents
+                if codec.is_plain(keys):
+                    keyed[param] = keys
+                else:
+                    extra.setdefault("gather_keys", {})[param] = keys
+        piece = "".join([f',"{key}":' + to_json(value) for key, value in (
+            ("parents", parents), ("gathers", lists), ("gather_keys", keyed)) if value])
+        return piece, extra
 
+    def _job(self, task: str) -> str:
+        return f"{self.run_id}.{self.index[task]}"

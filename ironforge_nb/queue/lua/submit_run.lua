@@ -1,17 +1,25 @@
 --[[ submit_run: create a whole DAG run atomically and idempotently (one script, one call).
 
-Steps: (1) validate every argument (counts, numbers, profile indexes) before the first write,
-so a malformed call returns an error and writes nothing; (2) if the run's meta hash exists,
-return 'exists' and change nothing (submitting the same run id twice makes one run); (3) store
-each distinct function once (SET NX on its content-addressed code key); (4) per task: its job's
-meta HASH (queue, priority, attempts 0, max_attempts, backoff_ms, created, status, run, task,
-timeout and allow_failure when set) and payload STRING; roots go to their queue's wait ZSET
-(status queued, an 'enqueued' event in the queue's and the run's stream), the others are
-'waiting' (in no ZSET); (5) the run's tasks HASH (task -> job id), remaining HASH (task ->
-parents not completed), children HASH (task -> comma-separated child tasks), its meta HASH
-(name, status running, total and counters, created, params, maps, mode), its id in the runs
-ZSET, the queues in the queues SET, wake-up hints, a 'run_submitted' event.
-The run helpers (run_helpers.lua) are prepended at load time; only run_key/queue_key/run_event
+Steps: (1) validate every argument (counts, numbers, profile indexes, record layout, payload
+sizes) before the first write, so a malformed call returns an error and writes nothing; (2) if
+the run's meta hash exists, return 'exists' and change nothing (submitting the same run id
+twice makes one run), and if a run with this id is being deleted, 'deleting'; (3) store each
+distinct function once (SET NX on its content-addressed code key); (4) per task: its job's meta
+HASH (queue, priority, max_attempts, backoff_ms, created, run, task, status, and timeout /
+allow_failure when its profile sets them; `attempts` is left out until the first claim, as
+enqueue_jobs.lua does: readers default it to 0) and payload STRING; roots are queued (status
+queued, `enqueued`, one ZADD per queue and 1000 roots, an 'enqueued' event in their queue's
+stream, as any enqueued job gets), the other tasks are 'waiting' (in no ZSET); (5) the
+run's tasks HASH (task -> job id), remaining HASH (task -> parents not completed), children
+HASH (task -> comma-separated child tasks), its meta HASH (name, status running, total and
+counters, created, params, maps, mode), its id in the runs ZSET, the queues in the queues SET,
+wake-up hints, and ONE event in the run's stream: 'run_submitted' (message "<name>: <N> tasks,
+<R> queued"); no per-task event there: which tasks start queued (the roots) and waiting (the
+others) follows from the DAG, and later transitions each append their own event.
+Cost: per task one HSET and one SET (plus an XADD per root and a few table appends); the
+arguments are two big strings rather than two per task, so neither the client nor Lua handles
+20k arguments for a 10k-task run.
+The run helpers (run_helpers.lua) are prepended at load time; only run_ctx/queue_key/run_event
 are used here.
 
 KEYS[1] meta       HASH of the run
@@ -39,119 +47,144 @@ ARGV[13] n_tasks        N
 then P profiles of 6: queue, priority, max_attempts, backoff_ms, timeout ('' = none),
      allow_failure ('0'/'1')
 then C code blobs (signed pickles), in KEYS order
-then N tasks of 2: a record "<task id> <job id> <profile (1-based)> <parents count>
-     <children, comma-separated>" (one space between fields; names never contain spaces),
-     and the payload
+then the records: one string of N lines, each "<task id> <profile (1-based)> <parents count>
+     <payload bytes> <children, comma-separated>\n" (single spaces; names never contain
+     spaces, newlines or commas). Task i (0-based, in record order) gets job id
+     run_id .. '.' .. i
+then the payloads: one string, the N payloads concatenated in record order
 Returns: 'created', 'exists', or 'deleting' (a run with this id is being deleted: nothing
   written; the caller finishes that deletion and submits again); an error reply (nothing
   written) for malformed arguments.
 ]]
 local P, C, N = tonumber(ARGV[11]), tonumber(ARGV[12]), tonumber(ARGV[13])
-if not (P and C and N) or #ARGV ~= 13 + 6 * P + C + 2 * N or #KEYS ~= 8 + C then
+if not (P and C and N) or #ARGV ~= 15 + 6 * P + C or #KEYS ~= 8 + C then
   return redis.error_reply('ERR submit_run: malformed arguments (counts do not add up)')
 end
 local profiles = {}
 for p = 1, P do
   local b = 13 + 6 * (p - 1)
-  local prof = {queue = ARGV[b + 1], priority = tonumber(ARGV[b + 2]),
-                attempts = tonumber(ARGV[b + 3]), backoff = tonumber(ARGV[b + 4]),
-                timeout = ARGV[b + 5], allow = ARGV[b + 6], roots = 0}
-  if prof.queue == '' or not (prof.priority and prof.attempts and prof.backoff) then
+  local prof = {queue = ARGV[b + 1], priority = ARGV[b + 2], attempts = ARGV[b + 3],
+                backoff = ARGV[b + 4], timeout = ARGV[b + 5], allow = ARGV[b + 6]}
+  if prof.queue == '' or not (tonumber(prof.priority) and tonumber(prof.attempts)
+                              and tonumber(prof.backoff)) then
     return redis.error_reply('ERR submit_run: malformed profile ' .. p)
   end
+  prof.score = -tonumber(prof.priority) * 1099511627776
+  prof.extra = prof.timeout ~= '' or prof.allow == '1'
   profiles[p] = prof
 end
-local T = 13 + 6 * P + C  -- ARGV index just before the first task
-local records, roots_total = {}, 0
-for i = 0, N - 1 do
-  local task, jid, p, np, kids = string.match(ARGV[T + 2 * i + 1],
-                                              '^(%S+) (%S+) (%d+) (%d+) (%S*)$')
-  local prof, nparents = profiles[tonumber(p or '')], tonumber(np or '')
-  if not (task and prof and nparents) then
-    return redis.error_reply('ERR submit_run: malformed task record ' .. (i + 1))
+
+-- (1) parse and check every record into flat arrays (no table per task)
+local records, blob = ARGV[14 + 6 * P + C], ARGV[15 + 6 * P + C]
+local r_task, r_prof, r_np, r_len, r_kids = {}, {}, {}, {}, {}
+local n, at, bytes = 0, 1, 0
+for s, task, p, np, len, kids, e in
+    string.gmatch(records, '()([^ \n]+) (%d+) (%d+) (%d+) ([^ \n]*)\n()') do
+  n = n + 1
+  local prof = profiles[tonumber(p)]
+  if s ~= at or not prof then
+    return redis.error_reply('ERR submit_run: malformed task record ' .. n)
   end
-  records[i + 1] = {task, jid, prof, nparents, kids}
-  if nparents == 0 then
-    prof.roots = prof.roots + 1
-    roots_total = roots_total + 1
-  end
+  at = e
+  r_task[n], r_prof[n], r_np[n], r_len[n], r_kids[n] = task, prof, tonumber(np), tonumber(len), kids
+  bytes = bytes + r_len[n]
+end
+if n ~= N or at ~= #records + 1 or bytes ~= #blob then
+  return redis.error_reply('ERR submit_run: malformed task records (' .. n .. ' of ' .. N ..
+                           ' parsed, payload sizes ' .. bytes .. ' for ' .. #blob .. ' bytes)')
 end
 
 if redis.call('EXISTS', KEYS[1]) == 1 then return 'exists' end
 if redis.call('HEXISTS', KEYS[8], ARGV[6]) == 1 then return 'deleting' end
 
 local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = tostring(tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
 local prefix, psuffix, maxlen, run = ARGV[1], ARGV[2], ARGV[5], ARGV[6]
 local ctx = run_ctx(prefix, ARGV[3], ARGV[4], maxlen)
 for c = 1, C do redis.call('SET', KEYS[8 + c], ARGV[13 + 6 * P + c], 'NX') end
 
 -- one seq block per queue for its roots (gaps are harmless)
-local seqs, roots_in = {}, {}
-for _, prof in ipairs(profiles) do
-  roots_in[prof.queue] = (roots_in[prof.queue] or 0) + prof.roots
+local roots_in, roots_total = {}, 0
+for i = 1, N do
+  if r_np[i] == 0 then
+    local q = r_prof[i].queue
+    roots_in[q] = (roots_in[q] or 0) + 1
+    roots_total = roots_total + 1
+  end
 end
-for q, n in pairs(roots_in) do
-  if n > 0 then seqs[q] = redis.call('INCRBY', queue_key(ctx, q, 'seq'), n) - n end
+local seqs, ranked = {}, {}
+for q, count in pairs(roots_in) do
+  seqs[q] = redis.call('INCRBY', queue_key(ctx, q, 'seq'), count) - count
+  ranked[q] = {}
 end
 
-local function flush(key, pairs_)
-  if #pairs_ > 0 then redis.call('HSET', key, unpack(pairs_)) end
-  return {}
+-- HSET of up to 1000 pairs at a time (unpack() has a stack limit)
+local function flush(key, flat, size)
+  if size > 0 then redis.call('HSET', key, unpack(flat, 1, size)) end
 end
 local tasks, remaining, children = {}, {}, {}
+local nt, nr, nc, pos = 0, 0, 0, 1
 for i = 1, N do
-  local r = records[i]
-  local task, jid, prof, nparents, kids = r[1], r[2], r[3], r[4], r[5]
+  local task, prof, len = r_task[i], r_prof[i], r_len[i]
+  local jid = run .. '.' .. (i - 1)
   local jk = prefix .. jid
-  local f = {'queue', prof.queue, 'priority', prof.priority, 'attempts', 0,
-             'max_attempts', prof.attempts, 'backoff_ms', prof.backoff, 'created', now,
-             'run', run, 'task', task}
-  if prof.timeout ~= '' then f[#f + 1] = 'timeout'; f[#f + 1] = prof.timeout end
-  if prof.allow == '1' then f[#f + 1] = 'allow_failure'; f[#f + 1] = '1' end
-  if nparents == 0 then
-    f[#f + 1] = 'status'; f[#f + 1] = 'queued'
-    f[#f + 1] = 'enqueued'; f[#f + 1] = now
-    local seq = seqs[prof.queue] + 1
-    seqs[prof.queue] = seq
-    redis.call('ZADD', queue_key(ctx, prof.queue, 'wait'),
-               -prof.priority * 1099511627776 + seq, jid)
-    redis.call('XADD', queue_key(ctx, prof.queue, 'events'), 'MAXLEN', '~', maxlen, '*',
-               'type', 'enqueued', 'ts', now, 'job', jid, 'queue', prof.queue,
-               'status', 'queued')
-    run_event(ctx, run, 'enqueued', now, 'job', jid, 'task', task, 'queue', prof.queue,
-              'status', 'queued')
+  if r_np[i] == 0 then
+    redis.call('HSET', jk, 'queue', prof.queue, 'priority', prof.priority,
+               'max_attempts', prof.attempts, 'backoff_ms', prof.backoff, 'created', now,
+               'run', run, 'task', task, 'status', 'queued', 'enqueued', now)
+    local q, list = prof.queue, ranked[prof.queue]
+    local seq = seqs[q] + 1
+    seqs[q] = seq
+    list[#list + 1] = prof.score + seq
+    list[#list + 1] = jid
+    if #list >= 2000 then
+      redis.call('ZADD', queue_key(ctx, q, 'wait'), unpack(list))
+      ranked[q] = {}
+    end
+    redis.call('XADD', queue_key(ctx, q, 'events'), 'MAXLEN', '~', maxlen, '*',
+               'type', 'enqueued', 'ts', now, 'job', jid, 'queue', q, 'status', 'queued')
   else
-    f[#f + 1] = 'status'; f[#f + 1] = 'waiting'
-    remaining[#remaining + 1] = task; remaining[#remaining + 1] = nparents
+    redis.call('HSET', jk, 'queue', prof.queue, 'priority', prof.priority,
+               'max_attempts', prof.attempts, 'backoff_ms', prof.backoff, 'created', now,
+               'run', run, 'task', task, 'status', 'waiting')
+    remaining[nr + 1], remaining[nr + 2] = task, r_np[i]
+    nr = nr + 2
+    if nr >= 2000 then flush(KEYS[3], remaining, nr); nr = 0 end
   end
-  redis.call('HSET', jk, unpack(f))
-  redis.call('SET', jk .. psuffix, ARGV[T + 2 * i])
-  tasks[#tasks + 1] = task; tasks[#tasks + 1] = jid
-  if kids ~= '' then children[#children + 1] = task; children[#children + 1] = kids end
-  -- unpack() has a stack limit: flush the big hashes every 1000 fields
-  if #tasks >= 2000 then tasks = flush(KEYS[2], tasks) end
-  if #remaining >= 2000 then remaining = flush(KEYS[3], remaining) end
-  if #children >= 2000 then children = flush(KEYS[4], children) end
+  if prof.extra then
+    if prof.timeout ~= '' then redis.call('HSET', jk, 'timeout', prof.timeout) end
+    if prof.allow == '1' then redis.call('HSET', jk, 'allow_failure', '1') end
+  end
+  redis.call('SET', jk .. psuffix, string.sub(blob, pos, pos + len - 1))
+  pos = pos + len
+  tasks[nt + 1], tasks[nt + 2] = task, jid
+  nt = nt + 2
+  if nt >= 2000 then flush(KEYS[2], tasks, nt); nt = 0 end
+  if r_kids[i] ~= '' then
+    children[nc + 1], children[nc + 2] = task, r_kids[i]
+    nc = nc + 2
+    if nc >= 2000 then flush(KEYS[4], children, nc); nc = 0 end
+  end
 end
-flush(KEYS[2], tasks)
-flush(KEYS[3], remaining)
-flush(KEYS[4], children)
+flush(KEYS[2], tasks, nt)
+flush(KEYS[3], remaining, nr)
+flush(KEYS[4], children, nc)
+for q, list in pairs(ranked) do
+  if #list > 0 then redis.call('ZADD', queue_key(ctx, q, 'wait'), unpack(list)) end
+end
 
 redis.call('HSET', KEYS[1], 'name', ARGV[7], 'status', 'running', 'total', N,
            'waiting', N - roots_total, 'completed', 0, 'failed', 0, 'tolerated', 0,
            'skipped', 0, 'cancelled', 0, 'created', now, 'params', ARGV[8], 'maps', ARGV[9],
            'mode', ARGV[10])
 redis.call('ZADD', KEYS[6], now, run)
-for q, n in pairs(roots_in) do
-  redis.call('SADD', KEYS[7], q)
-  if n > 0 then
-    local wake, hints = queue_key(ctx, q, 'wake'), {}
-    for h = 1, math.min(n, 64) do hints[h] = '1' end
-    redis.call('LPUSH', wake, unpack(hints))
-    redis.call('LTRIM', wake, 0, 63)
-  end
+for _, prof in ipairs(profiles) do redis.call('SADD', KEYS[7], prof.queue) end
+for q, count in pairs(roots_in) do
+  local wake, hints = queue_key(ctx, q, 'wake'), {}
+  for h = 1, math.min(count, 64) do hints[h] = '1' end
+  redis.call('LPUSH', wake, unpack(hints))
+  redis.call('LTRIM', wake, 0, 63)
 end
 run_event(ctx, run, 'run_submitted', now, 'run_status', 'running', 'message',
-          ARGV[7] .. ': ' .. N .. ' tasks')
+          ARGV[7] .. ': ' .. N .. ' tasks, ' .. roots_total .. ' queued')
 return 'created'
