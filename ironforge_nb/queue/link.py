@@ -15,11 +15,17 @@ from __future__ import annotations
 import os
 import threading
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import redis
 from redis.exceptions import ResponseError
+
+_hiredis_pack: Callable[[tuple[Any, ...]], bytes] | None
+try:  # redis[hiredis] is a dependency; without it, redis-py's own packer is used
+    from hiredis import pack_command as _hiredis_pack
+except ImportError:  # pragma: no cover
+    _hiredis_pack = None
 
 __all__ = ["Link"]
 
@@ -62,7 +68,8 @@ class Link:
             return self._client.execute_command(*args)
         held = self._held()
         conn = held.conn
-        packed = conn.pack_command(*args)
+        packed = ([_hiredis_pack(tuple(args))] if _hiredis_pack is not None
+                  else conn.pack_command(*args))
 
         def once() -> Any:
             conn.send_packed_command(packed)
@@ -85,7 +92,8 @@ class Link:
                 return err
         held = self._held()
         conn = held.conn
-        packed = conn.pack_commands([wait, args])
+        packed = ([_hiredis_pack(tuple(wait)) + _hiredis_pack(tuple(args))]
+                  if _hiredis_pack is not None else conn.pack_commands([wait, args]))
 
         def once() -> Any:
             conn.send_packed_command(packed)

@@ -6,10 +6,11 @@ raises the specific error of `ironforge_nb.errors` naming the option and what wo
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import secrets
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from itertools import count
 from typing import Any
 
@@ -75,7 +76,19 @@ def check_bytes(what: str, value: object, limit: int) -> bytes:
 
 def job_options(priority: object, delay: object, max_attempts: object,
                 backoff: object) -> tuple[bytes, bytes, bytes, bytes]:
-    """Validated (priority, delay_ms, max_attempts, backoff_ms) as ARGV bytes."""
+    """Validated (priority, delay_ms, max_attempts, backoff_ms) as ARGV bytes.
+
+    A producer sends the same few option sets over and over: validated sets are remembered
+    (by value and type, so ``True`` is never mistaken for ``1``), a miss is validated in full.
+    """
+    try:
+        return _remembered_options(priority, delay, max_attempts, backoff)
+    except TypeError:  # an unhashable value: validation names the option
+        return _job_options(priority, delay, max_attempts, backoff)
+
+
+def _job_options(priority: object, delay: object, max_attempts: object,
+                 backoff: object) -> tuple[bytes, bytes, bytes, bytes]:
     if (isinstance(priority, bool) or not isinstance(priority, int)
             or not -MAX_PRIORITY <= priority <= MAX_PRIORITY):
         raise InvalidOptionError("priority", priority,
@@ -86,10 +99,16 @@ def job_options(priority: object, delay: object, max_attempts: object,
     return (b"%d" % priority, b"%d" % delay_ms, b"%d" % attempts, b"%d" % backoff_ms)
 
 
-def meta_args(meta: Mapping[str, str] | None) -> list[Any]:
+_remembered_options = functools.lru_cache(maxsize=256, typed=True)(_job_options)
+
+
+_NO_META: tuple[bytes] = (b"0",)
+
+
+def meta_args(meta: Mapping[str, str] | None) -> Sequence[Any]:
     """``[n, field, value, ...]`` for extra meta-hash fields (``run``, ``task``, user fields)."""
     if meta is None:
-        return [b"0"]
+        return _NO_META
     if not isinstance(meta, Mapping):
         raise InvalidOptionError("meta", type(meta).__name__, "a mapping of str to str")
     out: list[Any] = [b"%d" % len(meta)]

@@ -39,7 +39,7 @@ from ironforge_nb.queue.records import JobInfo, Lease, leases_from_reply
 from ironforge_nb.queue.scripts import QueueScripts
 from ironforge_nb.status import Event, JobStatus
 
-__all__ = ["Queue", "job_record"]
+__all__ = ["Queue"]
 
 _STREAM_ID = re.compile(r"-|\d+(?:-\d+)?")
 REAP_INTERVAL = 1.0  # seconds between two opportunistic reaps by one Queue object
@@ -52,16 +52,6 @@ _LIST_ORDER = {  # status -> (ZSET attribute of QueueKeys, newest first?)
     JobStatus.FAILED: ("dead", True),
     JobStatus.CANCELLED: ("cancelled", True),
 }
-
-
-def job_record(job_id: str, payload: bytes, options: Sequence[bytes], meta: Sequence[Any],
-               *, waiting: bool = False) -> list[Any]:
-    """The ARGV record of one job for enqueue_jobs.lua (inputs already validated).
-
-    ``options`` comes from `options.job_options`, ``meta`` from `options.meta_args`. DAG runs
-    create their not-yet-runnable jobs with ``waiting=True`` (status waiting, in no ZSET).
-    """
-    return [job_id, payload, *options, b"1" if waiting else b"0", *meta]
 
 
 class Queue:
@@ -79,6 +69,7 @@ class Queue:
         self._keys = self.config.keys
         self._qk = self._keys.queue(self.name)
         self._scripts = QueueScripts(self._client, self.config, self.name)
+        self._max_payload = self.config.max_payload_bytes
         self._next_reap = 0.0
 
     def __repr__(self) -> str:
@@ -96,9 +87,11 @@ class Queue:
         the job's meta hash (``run``, ``task``...). One round trip.
         """
         options = job_options(priority, delay, max_attempts, backoff)
+        extra = meta_args(meta)
         jid = new_job_id() if job_id is None else validate_name(job_id, "job id")
-        data = check_bytes("payload", payload, self.config.max_payload_bytes)
-        self._scripts.enqueue_jobs(job_record(jid, data, options, meta_args(meta)))
+        if type(payload) is not bytes or len(payload) > self._max_payload:
+            check_bytes("payload", payload, self._max_payload)
+        self._scripts.enqueue_jobs((*options, b"0", *extra), (jid, payload))
         return jid
 
     def enqueue_batch(self, payloads: Iterable[bytes], *, chunk_size: int = 1000,
@@ -114,9 +107,9 @@ class Queue:
         batch safe (the error's notes say how many jobs were written).
         """
         validate_count("chunk_size", chunk_size)
-        tail = [*job_options(priority, delay, max_attempts, backoff), b"0", *meta_args(meta)]
+        head = (*job_options(priority, delay, max_attempts, backoff), b"0", *meta_args(meta))
         data = list(payloads)
-        limit = self.config.max_payload_bytes
+        limit = self._max_payload
         for p in data:
             if type(p) is not bytes or len(p) > limit:
                 check_bytes("payload", p, limit)
@@ -132,14 +125,11 @@ class Queue:
                 raise InvalidOptionError("job_ids", f"ids repeated: {twice}",
                                          "one distinct id per payload")
         for start in range(0, len(data), chunk_size):
-            args: list[Any] = []
-            for jid, p in zip(ids[start:start + chunk_size], data[start:start + chunk_size],
-                              strict=True):
-                args.append(jid)
-                args.append(p)
-                args.extend(tail)
+            jobs: list[Any] = [None, None] * len(ids[start:start + chunk_size])
+            jobs[0::2] = ids[start:start + chunk_size]
+            jobs[1::2] = data[start:start + chunk_size]
             try:
-                self._scripts.enqueue_jobs(args)
+                self._scripts.enqueue_jobs(head, jobs)
             except Exception as exc:
                 exc.add_note(f"enqueue_batch: the first {start:,} of {len(ids):,} jobs were "
                              "written; re-send with the same job_ids to finish safely")

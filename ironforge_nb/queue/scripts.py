@@ -119,10 +119,11 @@ class QueueScripts:
         self._complete_head = [self._prefix, JOB_PAYLOAD_SUFFIX, JOB_RESULT_SUFFIX, queue,
                                self._maxlen, self._result_ttl_ms, self._retention]
 
-    def enqueue_jobs(self, jobs: Sequence[Any]) -> int:
-        """Create the jobs whose ARGV records are concatenated in ``jobs``; returns how many were
-        new (see enqueue_jobs.lua for the record layout)."""
-        created: int = self._enqueue(self._enqueue_keys, [*self._enqueue_head, *jobs])
+    def enqueue_jobs(self, options: Sequence[Any], jobs: Sequence[Any]) -> int:
+        """Create the jobs given as id, payload pairs in ``jobs``, all with ``options`` (priority,
+        delay_ms, max_attempts, backoff_ms, waiting, n_meta, meta pairs: see enqueue_jobs.lua);
+        returns how many were new."""
+        created: int = self._enqueue(self._enqueue_keys, [*self._enqueue_head, *options, *jobs])
         return created
 
     def claim_jobs(self, worker: str, lease_ms: int, n: int) -> list[Any]:
