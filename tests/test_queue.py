@@ -404,3 +404,21 @@ def test_batches_beyond_one_thousand_jobs(q: Queue) -> None:
     assert refused == {} and len(nxt) == 2300
     assert q.counts()[JobStatus.COMPLETED] == 2200 and q.counts()[JobStatus.ACTIVE] == 2300
     assert sorted(lease.job_id for lease in first + nxt) == sorted(ids[:4500])
+
+
+def test_batch_with_some_existing_ids_creates_only_the_new_ones(q: Queue) -> None:
+    """Ids that already exist, anywhere in a batch of several 1000-id groups, are skipped."""
+    ids = [f"j{i}" for i in range(2500)]
+    q.enqueue_batch([b"old"] * 11, job_ids=[*ids[1500:1510], ids[10]])
+    assert q.enqueue_batch([b"new"] * 2500, job_ids=ids, chunk_size=2500) == ids
+    assert q.counts()[JobStatus.QUEUED] == 2500
+    assert [q.payload(j) for j in ("j10", "j11", "j1499", "j1500")] == [b"old", b"new", b"new",
+                                                                        b"old"]
+    assert sum(e.type is EventType.ENQUEUED for e in q.events(count=5000)) == 2500
+
+
+def test_attempts_read_as_zero_before_the_first_claim(q: Queue) -> None:
+    """A new job reports 0 attempts, and its first claim is attempt 1."""
+    jid = q.enqueue(b"x")
+    assert q.info(jid).attempts == 0
+    assert claim(q).attempt == 1 and q.info(jid).attempts == 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import threading
 import time
 from typing import Any
 
@@ -209,6 +210,21 @@ def test_script_flush_between_every_call(q: Queue, redis_client: Any) -> None:
             seen.append(lease.job_id)
     assert sorted(seen) == sorted(ids) and len(set(ids)) == 75
     assert q.counts()[JobStatus.COMPLETED] == 75
+
+
+def test_blocked_dequeue_claims_after_a_script_flush(q: Queue, redis_client: Any) -> None:
+    """A worker waiting in dequeue while the script cache is flushed still gets its job."""
+    assert q.dequeue("w", timeout=0) is None  # the claim script is cached now
+
+    def flush_then_enqueue() -> None:
+        redis_client.script_flush()
+        q.enqueue(b"late")
+
+    timer = threading.Timer(0.2, flush_then_enqueue)
+    timer.start()
+    lease = q.dequeue("w", timeout=5)
+    timer.join()
+    assert lease is not None and lease.payload == b"late"
 
 
 def test_claim_block_is_the_same_in_both_scripts() -> None:
