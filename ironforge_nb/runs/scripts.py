@@ -28,14 +28,22 @@ DELETE_BUDGET = 2000  # jobs deleted per delete_runs call: a few ms of Redis tim
 
 class _RunScript:
     """One run script bound to a client: EVALSHA, else EVAL of the source on NOSCRIPT (which
-    runs it and caches it again in one step, so a racing SCRIPT FLUSH cannot break the call)."""
+    runs it and caches it again in one step, so a racing SCRIPT FLUSH cannot break the call).
 
-    def __init__(self, client: Any, name: str) -> None:
+    ``by_source=True`` always sends EVAL: for submit_run, whose arguments are megabytes, a
+    NOSCRIPT reply (first call on a server, after a restart or flush) would send them twice,
+    while the source adds ~10 KB; Redis hashes it and reuses the compiled script.
+    """
+
+    def __init__(self, client: Any, name: str, *, by_source: bool = False) -> None:
         self._client = client
         self._source = lua_source(name)
         self._sha = hashlib.sha1(self._source.encode()).hexdigest()
+        self._by_source = by_source
 
     def __call__(self, keys: Sequence[Any], args: Sequence[Any]) -> Any:
+        if self._by_source:
+            return self._client.eval(self._source, len(keys), *keys, *args)
         try:
             return self._client.evalsha(self._sha, len(keys), *keys, *args)
         except NoScriptError:
@@ -49,7 +57,7 @@ class RunScripts:
         client = config.client()
         self._keys = config.keys
         self._maxlen = config.events_maxlen
-        self._submit = _RunScript(client, "submit_run")
+        self._submit = _RunScript(client, "submit_run", by_source=True)
         self._cancel = _RunScript(client, "cancel_run")
         self._retry = _RunScript(client, "retry_run")
         self._delete = _RunScript(client, "delete_runs")
