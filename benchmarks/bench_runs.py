@@ -127,6 +127,29 @@ def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
     return time.perf_counter() - start, value
 
 
+def cpu_seconds() -> float:
+    """CPU time (user + system) of this process and all its descendants alive now: the
+    redis-server, workers and executors (or Dask's scheduler, nannies and workers). Less
+    sensitive than wall time to what else the shared machine runs."""
+    import psutil
+
+    me = psutil.Process()
+    total = 0.0
+    for proc in [me, *me.children(recursive=True)]:
+        try:
+            times = proc.cpu_times()
+        except psutil.Error:
+            continue
+        total += times.user + times.system
+    return total
+
+
+def figures(n: int, build: float, took: float, cpu: float) -> dict[str, float]:
+    """The record of one measured run of ``n`` tasks."""
+    return {"tasks": n, "build_s": build, "run_s": took, "tasks_per_s": n / took,
+            "ms_per_task": took / n * 1000, "cpu_ms_per_task": cpu / n * 1000}
+
+
 def bench_submit(sizes: list[int], out: dict[str, Any]) -> None:
     """Build and submit times into a namespace that no worker serves."""
     codec.set_default_secret(codec.new_secret())
@@ -146,13 +169,15 @@ def bench_submit(sizes: list[int], out: dict[str, Any]) -> None:
 def run_ironforge(label: str, make: Callable[[], ifn.Pipeline], n: int) -> dict[str, float]:
     """Build a pipeline, then time submit + wait on the connected workers."""
     build, p = timed(make)
+    cpu = cpu_seconds()
     took, run = timed(lambda: p.submit().wait())
+    cpu = cpu_seconds() - cpu
     if run.status is not ifn.RunStatus.SUCCEEDED:
         raise RuntimeError(f"{label} run ended {run.status}: {run.counts()}")
     print(f"  ironforge {label:<8} {n:>6,} tasks: build {build:.3f} s, run {took:.3f} s "
-          f"({n / took:,.0f} tasks/s, {took / n * 1000:.3f} ms/task)", flush=True)
-    return {"tasks": n, "build_s": build, "run_s": took, "tasks_per_s": n / took,
-            "ms_per_task": took / n * 1000}
+          f"({n / took:,.0f} tasks/s, {took / n * 1000:.3f} ms/task, "
+          f"cpu {cpu / n * 1000:.3f} ms/task)", flush=True)
+    return figures(n, build, took, cpu)
 
 
 def bench_ironforge(sizes: dict[str, int], phases: set[str], out: dict[str, Any]) -> None:
@@ -271,11 +296,13 @@ def bench_dask(sizes: dict[str, int], phases: set[str], out: dict[str, Any]) -> 
             if shape not in phases:
                 continue
             build, (graph, n) = timed(build_graph)
+            cpu = cpu_seconds()
             took, _ = timed(lambda graph=graph: dask.compute(graph))  # the client's scheduler
-            out["dask"][shape] = {"tasks": n, "build_s": build, "run_s": took,
-                                  "tasks_per_s": n / took, "ms_per_task": took / n * 1000}
+            cpu = cpu_seconds() - cpu
+            out["dask"][shape] = figures(n, build, took, cpu)
             print(f"  dask      {shape:<8} {n:>6,} tasks: build {build:.3f} s, run {took:.3f} s "
-                  f"({n / took:,.0f} tasks/s, {took / n * 1000:.3f} ms/task)", flush=True)
+                  f"({n / took:,.0f} tasks/s, {took / n * 1000:.3f} ms/task, "
+                  f"cpu {cpu / n * 1000:.3f} ms/task)", flush=True)
 
 
 # ---------------------------------------------------------------------- report
@@ -304,6 +331,11 @@ def table(out: dict[str, Any]) -> str:
         n = (ours or theirs or {}).get("tasks", 0)
         lines.append(f"| {shape.upper()} ({n:,} tasks) | {fmt(ours)} | {fmt(theirs)} | "
                      f"{ratio} | {target} |")
+        cpus = (ours or {}).get("cpu_ms_per_task"), (theirs or {}).get("cpu_ms_per_task")
+        lines.append(f"| {shape.upper()} CPU per task (all processes) | "
+                     f"{'' if cpus[0] is None else f'{cpus[0]:.3f} ms'} | "
+                     f"{'' if cpus[1] is None else f'{cpus[1]:.3f} ms'} | "
+                     f"{f'{cpus[1] / cpus[0]:.1f}x less' if cpus[0] and cpus[1] else ''} | |")
         builds = (ours or {}).get("build_s"), (theirs or {}).get("build_s")
         lines.append(f"| {shape.upper()} graph build | "
                      f"{'' if builds[0] is None else f'{builds[0]:.3f} s'} | "

@@ -56,6 +56,7 @@ SIGNED_MAGIC = b"\x00IFS1"  # JSON text never starts with NUL: the two encodings
 MAC_SIZE = 32  # bytes of an HMAC-SHA256 digest
 _HEAD = len(SIGNED_MAGIC) + MAC_SIZE
 _PLAIN_SCALARS = (str, int, bool, type(None))
+_BUILTIN_SCALARS = frozenset({type(None), bool, int, float, str, bytes})  # pickled by value
 
 _default: list[bytes] = []
 
@@ -100,8 +101,7 @@ def require_secret(secret: bytes | None, what: str) -> bytes:
 
 def sign(data: bytes, secret: bytes) -> bytes:
     """``data`` prefixed with the magic bytes and its HMAC-SHA256 under ``secret``."""
-    mac = hmac.new(secret, data, hashlib.sha256).digest()
-    return SIGNED_MAGIC + mac + data
+    return SIGNED_MAGIC + hmac.digest(secret, data, "sha256") + data
 
 
 def is_signed(blob: bytes) -> bool:
@@ -117,7 +117,7 @@ def verify(blob: bytes, secret: bytes | None, job_id: str | None = None) -> byte
         raise SignatureError(
             job_id, f"no secret is configured here to check the signature: set {SECRET_ENV}")
     data = blob[_HEAD:]
-    expected = hmac.new(secret, data, hashlib.sha256).digest()
+    expected = hmac.digest(secret, data, "sha256")
     if not hmac.compare_digest(expected, blob[len(SIGNED_MAGIC):_HEAD]):
         raise SignatureError(
             job_id, "the HMAC-SHA256 signature does not match: the data was tampered with or "
@@ -126,7 +126,13 @@ def verify(blob: bytes, secret: bytes | None, job_id: str | None = None) -> byte
 
 
 def dumps(value: Any, secret: bytes) -> bytes:
-    """``value`` pickled with cloudpickle (notebook functions by value) and signed."""
+    """``value`` pickled with cloudpickle (notebook functions by value) and signed; builtin
+    scalars (None, numbers, text) with the standard pickler, which writes the same bytes
+    without cloudpickle's per-call set-up."""
+    if type(value) in _BUILTIN_SCALARS:
+        import pickle
+
+        return sign(pickle.dumps(value, protocol=5), secret)
     import cloudpickle
 
     return sign(cloudpickle.dumps(value, protocol=5), secret)

@@ -27,7 +27,7 @@ unpickled (`codec.loads`). With ``json_only=True`` any pickled part is refused o
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from ironforge_nb.errors import SizeLimitError, TaskError
@@ -46,11 +46,16 @@ _FAILED_PARENT = frozenset({b"failed", b"cancelled", b"skipped"})
 
 
 def execute_task(config: RedisConfig, lease: Lease, secret: bytes | None, *,
-                 json_only: bool = False) -> bytes | None:
+                 json_only: bool = False, known: Mapping[str, bytes] | None = None
+                 ) -> bytes | None:
     """Decode the task payload of ``lease`` (HMAC-verified before any unpickling), load the
     parents' results it needs, call the function with its arguments (parents' results by
     parameter name, gathered map results, map item, run params, constants) and return the
     encoded (signed, in pickle mode) result to pass to ``Queue.complete``.
+
+    ``known`` maps job ids to results already stored by completions this process knows were
+    accepted (the worker's own recent results): those parents are not read again. They go
+    through the same decoding (and signature check) as results read from Redis.
 
     Raises `SignatureError` (the job must fail for good; nothing was executed), `TaskError`
     (inputs unusable or result not encodable), `SizeLimitError` (result over
@@ -59,7 +64,7 @@ def execute_task(config: RedisConfig, lease: Lease, secret: bytes | None, *,
     job_id = lease.job_id
     payload = decode_payload(lease.payload, secret, job_id, json_only=json_only)
     fn = load_function(config, payload, secret, job_id)
-    results, run_params = _inputs(config, payload, secret, job_id, json_only)
+    results, run_params = _inputs(config, payload, secret, job_id, json_only, known)
     try:
         args, kwargs = payload.arguments(results, run_params)
     except TaskError as exc:
@@ -111,21 +116,18 @@ def import_path(path: str, job_id: str | None = None) -> Callable[..., Any]:
 
 
 def _inputs(config: RedisConfig, payload: TaskPayload, secret: bytes | None, job_id: str,
-            json_only: bool) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Parents' results (by job id) and run params, read in one round trip."""
+            json_only: bool, known: Mapping[str, bytes] | None
+            ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Parents' results (by job id) and run params: the ``known`` ones from memory, the
+    others in one round trip (none when everything is known)."""
     ids = payload.job_ids()
     wants_params = bool(payload.need or payload.optional)
     if not ids and not wants_params:
         return {}, {}
-    keys = config.keys
-    client = config.client()
-    pipe = client.pipeline(transaction=False)
-    if ids:
-        pipe.mget([keys.result(j) for j in ids])
-    if wants_params:
-        pipe.hget(keys.run(payload.run).meta, "params")
-    replies = pipe.execute()
-    blobs: list[bytes | None] = replies[0] if ids else []
+    cached = {} if known is None else {j: b for j in ids if (b := known.get(j)) is not None}
+    fetched, raw = _read(config, payload.run, [j for j in ids if j not in cached], wants_params)
+    rest = iter(fetched)
+    blobs = [cached[j] if j in cached else next(rest) for j in ids]
     results: dict[str, Any] = {}
     missing = [j for j, b in zip(ids, blobs, strict=True) if b is None]
     if missing:
@@ -134,10 +136,25 @@ def _inputs(config: RedisConfig, payload: TaskPayload, secret: bytes | None, job
         if blob is not None:
             results[jid] = codec.decode_value(blob, secret, job_id, json_only=json_only)
     params: dict[str, Any] = {}
-    raw = replies[-1] if wants_params else None
     if raw:
         params = codec.decode_value(raw, secret, job_id, json_only=json_only)
     return results, params
+
+
+def _read(config: RedisConfig, run: str, ids: list[str], params: bool
+          ) -> tuple[list[bytes | None], bytes | None]:
+    """The stored results of ``ids`` and (when ``params``) the run's params blob, in one
+    round trip at most: a plain MGET when no params are wanted."""
+    client = config.client()
+    keys = [config.keys.result(j) for j in ids]
+    if not params:
+        return (list(client.mget(keys)) if keys else []), None
+    pipe = client.pipeline(transaction=False)
+    if keys:
+        pipe.mget(keys)
+    pipe.hget(config.keys.run(run).meta, "params")
+    replies = pipe.execute()
+    return (list(replies[0]) if keys else []), replies[-1]
 
 
 def _failed_parents(config: RedisConfig, missing: list[str], job_id: str) -> dict[str, None]:

@@ -19,7 +19,7 @@ import signal
 import sys
 import traceback
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
@@ -27,6 +27,7 @@ from typing import Any
 from ironforge_nb.errors import InvalidOptionError, SignatureError
 from ironforge_nb.queue import Lease, Queue, RedisConfig
 from ironforge_nb.worker.context import reporting
+from ironforge_nb.worker.results import CACHE
 from ironforge_nb.worker.wire import Readiness, decode, encode, lease_from, lease_tuple
 
 __all__ = ["Executor", "ExecutorProcess", "Outcome", "load_executor", "run_lease",
@@ -149,8 +150,9 @@ class _Inbox:
             self._stop = True
         elif len(message) == 2:  # ("revoke", job_id)
             self.revoked.add(message[1])
-        else:
-            self._leases.append(lease_from(message))
+        else:  # a lease, and the jobs whose completion the worker has confirmed since
+            CACHE.confirm(message[-1])
+            self._leases.append(lease_from(message[:-1]))
 
 
 class ExecutorProcess:
@@ -182,9 +184,10 @@ class ExecutorProcess:
         """True while the process runs."""
         return bool(self.process.is_alive())
 
-    def send(self, lease: Lease) -> None:
-        """Hand ``lease`` to the executor."""
-        self.conn.send_bytes(encode(lease_tuple(lease)))
+    def send(self, lease: Lease, confirmed: Sequence[str] = ()) -> None:
+        """Hand ``lease`` to the executor, with the ids of the jobs it ran whose completion
+        was accepted since the last lease (their results may feed their children)."""
+        self.conn.send_bytes(encode((*lease_tuple(lease), tuple(confirmed))))
 
     def revoke(self, job_id: str) -> None:
         """Tell the executor not to start the prefetched lease of ``job_id``."""
@@ -231,10 +234,13 @@ class ExecutorProcess:
 
 
 def runs_executor(secret: bytes | None, json_only: bool = False) -> Executor:
-    """The default executor: the runs layer's `execute_task` with this worker's secret."""
+    """The default executor: the runs layer's `execute_task` with this worker's secret; its
+    own confirmed recent results spare children a read (`results.CACHE`)."""
     from ironforge_nb.runs.execute import execute_task
 
     def execute(config: RedisConfig, lease: Lease) -> bytes | None:
-        return execute_task(config, lease, secret, json_only=json_only)
+        blob = execute_task(config, lease, secret, json_only=json_only, known=CACHE)
+        CACHE.add(lease.job_id, blob)
+        return blob
 
     return execute

@@ -55,6 +55,7 @@ class Slot:
         self.proc = proc
         self.prefetch = prefetch
         self.tasks: deque[Task] = deque()
+        self.confirmed: list[str] = []  # jobs it ran whose completion was accepted, untold
         self._average: float | None = None  # moving average of task durations, seconds
 
     @property
@@ -73,7 +74,8 @@ class Slot:
         self.tasks.append(task)
         if len(self.tasks) == 1:
             task.start(time.monotonic())
-        self.proc.send(task.lease)
+        self.proc.send(task.lease, self.confirmed)
+        self.confirmed = []
 
     def finish(self) -> Task:
         """Remove the head, whose outcome arrived; the next task is now running."""
@@ -112,6 +114,7 @@ class Slot:
         self.proc = proc
         self._average = None  # whatever killed it may come back: no prefetch for now
         self.tasks = deque(t for t in self.tasks if not t.dropped)
+        self.confirmed = []  # the new executor holds none of those results
         if self.tasks:
             self.tasks[0].start(time.monotonic())
         for task in self.tasks:  # on OSError the tasks stay here, for the next executor

@@ -60,6 +60,7 @@ log = logging.getLogger("ironforge_nb.worker")
 
 REAP_INTERVAL = 1.0  # seconds between two reaps of each queue by one worker
 IDLE_BLOCK = 0.5  # longest BLPOP of an idle worker: due retries are claimed this late at most
+MAX_COOLDOWN = 0.01  # seconds an idle worker whose wake-ups found nothing waits to block again
 _MOVED_ON = (LeaseLost, JobStateError, JobNotFoundError)  # the job is no longer ours
 _REDIS_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
 
@@ -104,6 +105,9 @@ class Worker:
         self._stop_requests = 0
         self._grace_deadline: float | None = None
         self._want_claim = True
+        self._woken = False  # the pending claim answers a wake-up hint
+        self._cooldown = 0.0  # seconds to wait before blocking on the wake list again
+        self._arm_at: float | None = None  # when to block on it again (after a cooldown)
         self._next_reap = self._next_beat = 0.0
 
     def __repr__(self) -> str:
@@ -122,6 +126,8 @@ class Worker:
         self._waker = Waker(self.config, [self.config.keys.queue(q).wake
                                           for q in self.queue_names])
         self._readiness = Readiness()
+        self._handlers_key: tuple[Any, ...] = ()
+        self._handlers_cache: dict[int, Callable[[], None]] = {}
         log.info("worker %s serving %s (concurrency %d, pid %d)", self.name,
                  ",".join(self.queue_names), self.concurrency, os.getpid())
         try:
@@ -172,12 +178,17 @@ class Worker:
                 return False
         elif self._want_claim:
             self._claim()
+        elif self._arm_at is not None and now >= self._arm_at:
+            self._arm_at = None
+            if any(not s.tasks for s in self._slots):
+                self._waker.arm(IDLE_BLOCK)
         self._periodic(now)
         self._wait_and_handle(self._next_wakeup(now))
         return True
 
     def _begin_stop(self, now: float) -> None:
         self._grace_deadline = now + self.grace
+        self._arm_at = None
         self._waker.close()
         for slot in self._slots:  # prefetched jobs go back now; running ones get the grace
             self._hand_back(slot, [t for t in list(slot.tasks)[1:] if not t.dropped])
@@ -196,14 +207,29 @@ class Worker:
         idle = [s for s in self._slots if not s.tasks]
         most = max((s.free for s in idle), default=0)
         free = [s for k in range(most) for s in idle if k < s.free]  # round robin over idle
+        wanted = len(free)
         for name in self.queue_names:
             if not free:
                 break
             queue = self._queues[name]
             for lease in queue.dequeue_many(self.name, len(free), self.lease, timeout=0):
                 self._dispatch(free.pop(0), queue, lease)
+        if self._woken and wanted and len(free) == wanted:  # the hint was someone else's job
+            self._cooldown = min(max(2 * self._cooldown, 0.001), MAX_COOLDOWN)
+        elif len(free) < wanted:
+            self._cooldown = 0.0
+        self._woken = False
         if any(not s.tasks for s in self._slots):
+            self._arm()
+
+    def _arm(self) -> None:
+        """Block on the wake list now, or after the cooldown when the last wake-ups found
+        nothing: in a chain, the completing worker claims each child in its completion
+        call, and an idle worker answering every hint would pay a claim per task for none."""
+        if self._cooldown <= 0:
             self._waker.arm(IDLE_BLOCK)
+        elif self._arm_at is None and not self._waker.pending:
+            self._arm_at = time.monotonic() + self._cooldown
 
     def _dispatch(self, slot: Slot, queue: Queue, lease: Lease) -> None:
         task = Task(lease, queue, task_timeout(lease, self.timeout),
@@ -254,9 +280,24 @@ class Worker:
             due.append(self._grace_deadline)
         elif self._want_claim:
             due.append(now)
+        elif self._arm_at is not None:
+            due.append(self._arm_at)
         return max(0.0, min(due) - now)
 
     def _wait_and_handle(self, timeout: float) -> None:
+        handlers = self._handlers()
+        ready = self._readiness.ready(timeout)
+        for fd, handler in handlers.items():  # messages before deaths: a result sent just
+            if fd in ready:                   # before exit counts
+                handler()
+
+    def _handlers(self) -> dict[int, Callable[[], None]]:
+        """What to wait on, by file descriptor: built again only when an executor was
+        replaced or the wake-list BLPOP was sent or answered."""
+        key = (self._waker.pending, *(id(s.proc) for s in self._slots),
+               *(s.proc.conn.closed for s in self._slots))
+        if key == self._handlers_key:
+            return self._handlers_cache
         handlers: dict[int, Callable[[], None]] = {self._stop_r: self._drain_stop_pipe}
         for slot in self._slots:
             if not slot.proc.conn.closed:
@@ -265,10 +306,8 @@ class Worker:
         if self._waker.pending:
             handlers[self._waker.fileno()] = self._on_wake
         self._readiness.watch(handlers)
-        ready = self._readiness.ready(timeout)
-        for fd, handler in handlers.items():  # messages before deaths: a result sent just
-            if fd in ready:                   # before exit counts
-                handler()
+        self._handlers_key, self._handlers_cache = key, handlers
+        return handlers
 
     def _drain_stop_pipe(self) -> None:
         with contextlib.suppress(BlockingIOError):
@@ -276,7 +315,7 @@ class Worker:
 
     def _on_wake(self) -> None:
         self._waker.collect()
-        self._want_claim = True
+        self._want_claim = self._woken = True
 
     # -- task outcomes ---------------------------------------------------------------------
 
@@ -307,7 +346,7 @@ class Worker:
         drained = self._complete(slot, ok) if ok else False
         if not slot.tasks and self._grace_deadline is None:
             if drained:
-                self._waker.arm(IDLE_BLOCK)
+                self._arm()
             else:
                 self._want_claim = True
 
@@ -329,6 +368,7 @@ class Worker:
             return False
         for job_id, exc in refused.items():
             log.warning("worker %s: result of job %s discarded: %s", self.name, job_id, exc)
+        slot.confirmed += [t.lease.job_id for t, _ in same if t.lease.job_id not in refused]
         for lease in leases:
             self._dispatch(slot, queue, lease)
         return (fetch > 0 and len(leases) < fetch and not refused
