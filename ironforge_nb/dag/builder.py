@@ -37,6 +37,7 @@ from ironforge_nb.dag.task import (
     bind_parameters,
     check_fn,
     check_options,
+    paused_gc,
 )
 from ironforge_nb.errors import (
     DuplicateTaskError,
@@ -250,9 +251,10 @@ class Pipeline:
         Raises `UnknownTaskError` (with close matches), `SelfDependencyError` or `CycleError`.
         The result does not change when tasks are added to this pipeline later.
         """
-        specs = {task_id: self._resolve(spec) for task_id, spec in self._specs.items()}
-        parents = {task_id: spec.parents for task_id, spec in specs.items()}
-        return DAG.from_parents(parents, data=specs)
+        with paused_gc():
+            specs = {task_id: self._resolve(spec) for task_id, spec in self._specs.items()}
+            parents = {task_id: spec.parents for task_id, spec in specs.items()}
+            return DAG.from_parents(parents, data=specs)
 
     def _resolve(self, spec: TaskSpec, strict: bool = True) -> TaskSpec:
         """Expand map names in ``after`` into member ids and attach the gathers."""

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Literal, cast
 
 from ironforge_nb.dag.builder import Pipeline
 from ironforge_nb.dag.graph import DAG
-from ironforge_nb.dag.task import TaskSpec
+from ironforge_nb.dag.task import TaskSpec, paused_gc
 from ironforge_nb.errors import InvalidNameError, InvalidOptionError, SizeLimitError
 from ironforge_nb.names import validate_name
 from ironforge_nb.queue.config import RedisConfig, default_config
@@ -52,6 +52,20 @@ def submit(pipeline: Pipeline | DAG[str], params: Mapping[str, Any] | None = Non
     """
     from ironforge_nb.runs.run import Run
 
+    with paused_gc():  # see paused_gc: a 100k-task encode allocates millions of objects
+        rid, cfg, secret, call = _encode(pipeline, params, run_id, config, queue, mode, backoff)
+    scripts = RunScripts(cfg)
+    if scripts.submit_run(*call) == "deleting":  # an old run with this id is being deleted
+        scripts.purge(retention=False)
+        scripts.submit_run(*call)
+    scripts.purge()  # RedisConfig.run_retention: old ended runs go, in bounded steps
+    return Run(rid, cfg, secret=secret)
+
+
+def _encode(pipeline: Pipeline | DAG[str], params: Mapping[str, Any] | None,
+            run_id: str | None, config: RedisConfig | None, queue: str | None, mode: Mode,
+            backoff: float) -> tuple[str, RedisConfig, bytes | None, tuple[Any, ...]]:
+    """Check and encode everything: (run id, config, secret, submit_run arguments)."""
     dag, name = _as_dag(pipeline)
     cfg = config if config is not None else default_config()
     run_params = _check_params(params)
@@ -71,15 +85,10 @@ def submit(pipeline: Pipeline | DAG[str], params: Mapping[str, Any] | None = Non
     params_blob = (codec.encode_value(run_params, secret, json_mode=json_mode)
                    if run_params else b"")
     maps_blob = codec.encode_value(_maps(specs), secret, json_mode=json_mode)
-    scripts = RunScripts(cfg)
     call = (rid, name, params_blob, maps_blob, "json" if json_mode else "pickle",
             list(plan.profiles), plan.codes, plan.records(), b"".join(plan.payloads),
             len(specs))
-    if scripts.submit_run(*call) == "deleting":  # an old run with this id is being deleted
-        scripts.purge(retention=False)
-        scripts.submit_run(*call)
-    scripts.purge()  # RedisConfig.run_retention: old ended runs go, in bounded steps
-    return Run(rid, cfg, secret=secret)
+    return rid, cfg, secret, call
 
 
 def _as_dag(pipeline: Pipeline | DAG[str]) -> tuple[DAG[str], str]:
