@@ -167,7 +167,7 @@ def _failed_parents(config: RedisConfig, missing: list[str], job_id: str) -> dic
     gone = [j for j, s in zip(missing, statuses, strict=True) if s not in _FAILED_PARENT]
     if gone:
         raise TaskError(job_id, f"the result of parent job {gone[0]!r} is gone: it expired "
-                                "(RedisConfig.result_ttl) or was trimmed with its job "
-                                "(RedisConfig.completed_retention); retry the run's failed tasks")
+                                "(RedisConfig.result_ttl, keep it longer than a run lasts); "
+                                "retry the run's failed tasks")
     return dict.fromkeys(missing)
 
