@@ -221,3 +221,23 @@ def test_resubmitting_an_id_being_deleted_makes_a_fresh_run(config: RedisConfig)
     work(config)
     assert new.result("total") == sum(i * i for i in range(4))
     assert len(new.job_ids()) == 5
+
+
+def test_submit_and_delete_on_a_redis_cluster(redis_cluster: Any) -> None:
+    """On a Redis Cluster (one slot per namespace), a run is submitted, run and deleted whole."""
+    cfg = RedisConfig(url=redis_cluster.url, cluster=True, namespace="retention-cluster")
+    try:
+        run = submit(wide(4), config=cfg)
+        work(cfg)
+        assert run.result("total") == sum(i * i for i in range(4))
+        client = cfg.client()
+
+        def keys() -> list[bytes]:
+            return [k for k in client.scan_iter(match=cfg.keys.prefix + "*",
+                                                target_nodes="all") if run.id.encode() in k]
+
+        assert keys()
+        assert run.delete() == 5
+        assert keys() == []
+    finally:
+        cfg.close()
