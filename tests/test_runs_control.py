@@ -11,8 +11,9 @@ from typing import Any
 import pytest
 from redis.exceptions import ResponseError
 
-from ironforge_nb.dag import Pipeline
-from ironforge_nb.errors import JobStateError
+from ironforge_nb.dag import DAG, Pipeline
+from ironforge_nb.dag.task import TaskSpec
+from ironforge_nb.errors import InvalidNameError, JobStateError
 from ironforge_nb.queue import Queue, RedisConfig
 from ironforge_nb.runs import codec, submit
 from ironforge_nb.runs.scripts import RunScripts
@@ -154,6 +155,17 @@ def test_malformed_submit_call_writes_nothing(config: RedisConfig, redis_client:
         scripts.submit_run("r", "p", b"", b"", "json", [profile], [], good, b"{}", 2)
     with pytest.raises(ResponseError, match="malformed task records"):
         scripts.submit_run("r", "p", b"", b"", "json", [profile], [], good, b"{}x", 1)
+    assert redis_client.dbsize() == before
+
+
+def test_hand_built_dag_with_a_bad_task_id_is_refused(config: RedisConfig,
+                                                     redis_client: Any) -> None:
+    """A DAG built by hand with a task id that would break keys or payloads writes nothing."""
+    spec = TaskSpec(id='a "b"', fn="tests.tasks:one")
+    dag = DAG.from_parents({spec.id: ()}, data={spec.id: spec})
+    before = redis_client.dbsize()
+    with pytest.raises(InvalidNameError):
+        submit(dag, config=config)
     assert redis_client.dbsize() == before
 
 

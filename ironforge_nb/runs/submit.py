@@ -23,7 +23,7 @@ from ironforge_nb.dag.builder import Pipeline
 from ironforge_nb.dag.graph import DAG
 from ironforge_nb.dag.task import TaskSpec, paused_gc
 from ironforge_nb.errors import InvalidNameError, InvalidOptionError, SizeLimitError
-from ironforge_nb.names import validate_name
+from ironforge_nb.names import validate_name, validate_task_id
 from ironforge_nb.queue.config import RedisConfig, default_config
 from ironforge_nb.queue.options import seconds_to_ms
 from ironforge_nb.runs import codec
@@ -102,9 +102,13 @@ def _as_dag(pipeline: Pipeline | DAG[str]) -> tuple[DAG[str], str]:
                                  "a Pipeline or the DAG returned by Pipeline.build()")
     if len(dag) == 0:
         raise InvalidOptionError("pipeline", name, "a pipeline with at least one task")
-    if not all(isinstance(dag.data(t), TaskSpec) for t in dag.nodes[:1]):
-        raise InvalidOptionError("pipeline", repr(dag), "a DAG built by Pipeline.build() "
-                                 "(each task needs a TaskSpec with its function)")
+    # a Pipeline validated its task ids when they were added; a DAG built by hand may hold
+    # anything, and ids go verbatim into keys, records and payload JSON
+    for t in dag.nodes if not isinstance(pipeline, Pipeline) else dag.nodes[:1]:
+        spec = dag.data(t)
+        if not isinstance(spec, TaskSpec) or spec.id != validate_task_id(t):
+            raise InvalidOptionError("pipeline", repr(dag), "a DAG built by Pipeline.build() "
+                                     "(each task needs a TaskSpec with its function)")
     return dag, name
 
 
