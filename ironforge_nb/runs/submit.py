@@ -201,6 +201,7 @@ class _Plan:
     _functions: dict[int, str] = field(default_factory=dict)
     _sources_of: dict[tuple[int, int], tuple[str, dict[str, Any]]] = field(
         default_factory=dict)
+    _lists: dict[tuple[str, ...], str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._kids = [[] for _ in self.index]
@@ -284,11 +285,11 @@ class _Plan:
             if other:
                 extra["consts"] = other
         if spec.run_params:
-            parts.append(',"need":' + to_json(list(spec.run_params)))
+            parts.append(',"need":' + self._names(spec.run_params))
         if spec.optional_params:
-            parts.append(',"optional":' + to_json(list(spec.optional_params)))
+            parts.append(',"optional":' + self._names(spec.optional_params))
         if spec.positional:
-            parts.append(',"positional":' + to_json(list(spec.positional)))
+            parts.append(',"positional":' + self._names(spec.positional))
         if spec.timeout is not None:
             parts.append(',"timeout":' + to_json(spec.timeout))
         if not extra:
@@ -297,6 +298,13 @@ class _Plan:
         parts.append(',"blob":1}')
         return "".join(parts).encode() + b"\n" + codec.dumps(
             extra, codec.require_secret(self.secret, "pickled data"))
+
+    def _names(self, names: tuple[str, ...]) -> str:
+        """A JSON list of parameter names (the same few lists recur across tasks)."""
+        text = self._lists.get(names)
+        if text is None:
+            text = self._lists[names] = to_json(list(names))
+        return text
 
     def _sources(self, spec: TaskSpec) -> tuple[str, dict[str, Any]]:
         """Parent and gather bindings, as job ids: the payload piece, and the pickled part
