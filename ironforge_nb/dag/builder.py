@@ -112,6 +112,7 @@ class Pipeline:
         self.name = validate_name(name, "pipeline")
         self._specs: dict[str, TaskSpec] = {}
         self._maps: dict[str, _Map] = {}
+        self._known = _Known(self._specs, self._maps)  # a view: no copy per task
         self._last: str | None = None
 
     # ------------------------------------------------------------------ adding tasks
@@ -227,9 +228,9 @@ class Pipeline:
         constants = raw if isinstance(raw, dict) else {}
         asked = raw if isinstance(raw, tuple) else ()
         declared = _after_list(after)
-        known = _Known(self._specs, self._maps)  # a view: no copy per task
-        bound = bind_parameters(task_id, fn, declared, known, constants, asked, mapped)
-        deps = tuple(dict.fromkeys([*declared, *bound.implicit_after]))
+        bound = bind_parameters(task_id, fn, declared, self._known, constants, asked, mapped)
+        implicit = bound.implicit_after
+        deps = tuple(dict.fromkeys([*declared, *implicit]) if implicit else declared)
         # every value is validated above: fill the defaults' template instead of running the
         # frozen dataclass's __init__ (18 object.__setattr__ calls per task)
         return _BLANK.evolve(
