@@ -223,24 +223,26 @@ class Queue:
             raise InvalidOptionError("results", f"{len(results)} results",
                                      f"one per lease ({len(leases)})")
         limit = self.config.max_result_bytes
+        items = []
         for lease, result in zip(leases, results, strict=True):
-            self._own(lease)
+            if type(lease) is not Lease or lease.queue != self.name:
+                self._own(lease)
             if result is not None:
                 check_bytes("result", result, limit)
+            items.append((lease.job_id, lease.token, result))
         validate_count("fetch_next", fetch_next, 0)
         if not leases:
             return [], {}
         first = leases[0]
-        reply, outcomes = self._scripts.complete_jobs(
-            [(lease.job_id, lease.token, result)
-             for lease, result in zip(leases, results, strict=True)],
-            first.worker, first.lease_ms, fetch_next)
+        reply, outcomes = self._scripts.complete_jobs(items, first.worker, first.lease_ms,
+                                                      fetch_next)
         refused = {}
         for lease, outcome in zip(leases, outcomes, strict=True):
-            try:
-                check(outcome, "complete_job", lease.job_id)
-            except QueueError as err:
-                refused[lease.job_id] = err
+            if outcome != 1:  # 1 completed; 0 a replay; anything else a refusal
+                try:
+                    check(outcome, "complete_job", lease.job_id)
+                except QueueError as err:
+                    refused[lease.job_id] = err
         nxt = leases_from_reply(reply, self.name, first.worker, first.lease_ms)
         return nxt, refused
 

@@ -98,6 +98,7 @@ class QueueScripts:
         self._prefix = keys.job_prefix
         # prefixes the run helpers derive run and queue keys from (DAG runs, run_helpers.lua)
         self._run_args = [keys.job_prefix, keys.run_prefix, keys.queue_prefix]
+        self._run_tail = (keys.run_prefix, keys.queue_prefix)
         link = Link(client)
         self._scripts = {
             name: _Script(link, lua_source(name))
@@ -147,14 +148,15 @@ class QueueScripts:
         ``fetch_n`` next jobs and one raw outcome per job (1, 0 or ``[code, detail]``)."""
         keys = list(self._complete_keys)
         args = [*self._complete_head, worker, lease_ms, fetch_n, PROMOTE_LIMIT]
+        prefix = self._prefix  # Keys.job(id) is job_prefix + id; result adds its suffix
         for job_id, token, result in items:
-            keys.append(self._keys.job(job_id))
-            keys.append(self._keys.result(job_id))
+            jk = prefix + job_id
+            keys += (jk, jk + JOB_RESULT_SUFFIX)
             if result is None:
                 args += (job_id, token, 0, b"")
             else:
                 args += (job_id, token, 1, result)
-        args += (self._keys.run_prefix, self._keys.queue_prefix)  # for DAG runs, last
+        args += self._run_tail  # for DAG runs, last
         reply, outcomes = self._complete(keys, args)
         return reply, outcomes
 

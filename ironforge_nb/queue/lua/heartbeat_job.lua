@@ -18,6 +18,6 @@ if st[2] ~= ARGV[2] then return {-2, st[1]} end
 if st[1] ~= 'active' then return {-3, st[1]} end
 local t = redis.call('TIME')
 local deadline = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(ARGV[3])
-redis.call('ZADD', KEYS[2], deadline, ARGV[1])
+redis.call('ZADD', KEYS[2], string.format('%d', deadline), ARGV[1])  -- '%d': exact, and cheap
 redis.call('HSET', KEYS[1], 'lease_ms', ARGV[3])
 return {deadline}

@@ -20,7 +20,7 @@ if not st[1] then return {-1, ''} end
 if st[2] ~= ARGV[2] then return {-2, st[1]} end
 if st[1] ~= 'active' then return {-3, st[1]} end
 local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = string.format('%d', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
 if ARGV[4] == '1' then
   redis.call('HSET', KEYS[1], 'progress', ARGV[3], 'message', ARGV[5])
   redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[7], '*', 'type', 'progress', 'ts', now,
