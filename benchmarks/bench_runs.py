@@ -77,6 +77,10 @@ def join(a: Any, b: Any) -> None:
     """A LAYERED task below the first layer: receives its two parents' results."""
 
 
+def done_all(*_: Any) -> None:
+    """Dask's LAYERED final task: after every task that has no child."""
+
+
 def layered_parents(layers: int, width: int, seed: int = 7) -> list[list[tuple[int, int]]]:
     """For each task (layer by layer), the (layer, index) of its 2 parents; none in layer 0."""
     rng = random.Random(seed)
@@ -268,13 +272,18 @@ def dask_graphs(sizes: dict[str, int]) -> dict[str, Callable[[], tuple[Any, int]
 
     def layered() -> tuple[Any, int]:
         width, nodes = 100, []
-        for parents in layered_parents(sizes["layers"], width):
-            if parents:
-                (a, b), (c, d) = parents
+        parents = layered_parents(sizes["layers"], width)
+        for pair in parents:
+            if pair:
+                (a, b), (c, d) = pair
                 nodes.append(delayed(join)(nodes[a * width + b], nodes[c * width + d]))
             else:
                 nodes.append(delayed(first)())
-        return nodes, len(nodes)  # the whole list: tasks without children run too
+        # one final task after every task without children, so that one collection (one
+        # graph) covers all: computing 10k collections would merge 10k graphs client-side
+        has_child = {a * width + b for pair in parents for a, b in pair}
+        ends = [node for i, node in enumerate(nodes) if i not in has_child]
+        return delayed(done_all)(*ends), len(nodes) + 1
 
     return {"wide": wide, "chain": chain, "layered": layered}
 

@@ -6,17 +6,26 @@ so that it can fork executors safely at any time), the BLPOP is sent on a dedica
 and its socket joins the executor pipes in one `multiprocessing.connection.wait`; the reply is
 read when the socket becomes readable. Wake entries are hints only (see `Queue.dequeue_many`):
 after any wake-up, or the BLPOP's own timeout, the worker claims by script.
+
+Backing off: in a chain, the worker that completes a task claims its child in the same call,
+so an idle worker woken by the child's hint finds nothing, once per task. After wake-ups that
+found nothing, `block` waits a short cooldown (doubling up to `MAX_COOLDOWN`) before the next
+BLPOP; the hints left meanwhile are still there then, so no job waits longer than that.
 """
 
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Sequence
 from typing import Any
 
 from ironforge_nb.queue import RedisConfig
 
-__all__ = ["Waker"]
+__all__ = ["IDLE_BLOCK", "MAX_COOLDOWN", "Waker"]
+
+IDLE_BLOCK = 0.5  # longest BLPOP of an idle worker: due retries are claimed this late at most
+MAX_COOLDOWN = 0.01  # longest wait before blocking again after wake-ups that found nothing
 
 
 class Waker:
@@ -28,6 +37,9 @@ class Waker:
         self._client: Any = None
         self._conn: Any = None
         self.pending = False
+        self.woken = False  # a hint arrived and no claim has answered it yet
+        self.arm_at: float | None = None  # when `block` will send the BLPOP (cooling down)
+        self._cooldown = 0.0
 
     def arm(self, seconds: float) -> None:
         """Send a BLPOP blocking up to ``seconds`` (unless one is already pending)."""
@@ -41,6 +53,29 @@ class Waker:
             raise
         self.pending = True
 
+    def block(self) -> None:
+        """Block on the wake list now, or once the cooldown has passed (see `due`)."""
+        if self._cooldown <= 0:
+            self.arm(IDLE_BLOCK)
+        elif self.arm_at is None and not self.pending:
+            self.arm_at = time.monotonic() + self._cooldown
+
+    def due(self, now: float, idle: bool) -> None:
+        """Send the BLPOP that `block` delayed, once its time has come (if still ``idle``)."""
+        if self.arm_at is not None and now >= self.arm_at:
+            self.arm_at = None
+            if idle:
+                self.arm(IDLE_BLOCK)
+
+    def claimed(self, wanted: int, got: int) -> None:
+        """Learn from a claim: one answering a hint that found nothing doubles the cooldown,
+        one that found jobs ends it."""
+        if self.woken and wanted and not got:
+            self._cooldown = min(max(2 * self._cooldown, 0.001), MAX_COOLDOWN)
+        elif got:
+            self._cooldown = 0.0
+        self.woken = False
+
     def fileno(self) -> int:
         """The socket to wait on while a BLPOP is pending."""
         fd: int = self._conn._sock.fileno()
@@ -51,6 +86,7 @@ class Waker:
         if not self.pending:
             return
         self.pending = False
+        self.woken = True
         try:
             self._conn.read_response()
         except Exception:
@@ -59,6 +95,7 @@ class Waker:
 
     def close(self) -> None:
         """Drop the connection (a pending BLPOP dies with it)."""
+        self.arm_at = None
         self._drop()
         if self._client is not None:
             with contextlib.suppress(Exception):

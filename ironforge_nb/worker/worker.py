@@ -1,8 +1,9 @@
 """`Worker`: claims jobs from one or more queues and runs them in a pool of executor processes.
 
 The worker's main process never runs user code. It is a single-threaded event loop that claims
-jobs in batches (one claim for all free executors; then each completion, or batch of
-completions, claims the next jobs in the same round trip: ``complete_many(fetch_next=k)``),
+jobs in batches (one claim for all idle executors; then each completion, or batch of
+completions, claims that executor's next jobs in the same round trip:
+``complete_many(fetch_next=k)``; only a worker with an idle executor blocks on the wake list),
 hands leases to forked executors (`executor.py`; fast ones prefetch, see `slots.py`),
 heartbeats every held lease every third of its length, kills an executor whose task outlives
 its ``timeout`` and fails that attempt, reaps expired leases of its queues, and refreshes its
@@ -59,8 +60,6 @@ __all__ = ["Worker"]
 log = logging.getLogger("ironforge_nb.worker")
 
 REAP_INTERVAL = 1.0  # seconds between two reaps of each queue by one worker
-IDLE_BLOCK = 0.5  # longest BLPOP of an idle worker: due retries are claimed this late at most
-MAX_COOLDOWN = 0.01  # seconds an idle worker whose wake-ups found nothing waits to block again
 _MOVED_ON = (LeaseLost, JobStateError, JobNotFoundError)  # the job is no longer ours
 _REDIS_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
 
@@ -105,9 +104,6 @@ class Worker:
         self._stop_requests = 0
         self._grace_deadline: float | None = None
         self._want_claim = True
-        self._woken = False  # the pending claim answers a wake-up hint
-        self._cooldown = 0.0  # seconds to wait before blocking on the wake list again
-        self._arm_at: float | None = None  # when to block on it again (after a cooldown)
         self._next_reap = self._next_beat = 0.0
 
     def __repr__(self) -> str:
@@ -178,17 +174,14 @@ class Worker:
                 return False
         elif self._want_claim:
             self._claim()
-        elif self._arm_at is not None and now >= self._arm_at:
-            self._arm_at = None
-            if any(not s.tasks for s in self._slots):
-                self._waker.arm(IDLE_BLOCK)
+        else:
+            self._waker.due(now, idle=any(not s.tasks for s in self._slots))
         self._periodic(now)
         self._wait_and_handle(self._next_wakeup(now))
         return True
 
     def _begin_stop(self, now: float) -> None:
         self._grace_deadline = now + self.grace
-        self._arm_at = None
         self._waker.close()
         for slot in self._slots:  # prefetched jobs go back now; running ones get the grace
             self._hand_back(slot, [t for t in list(slot.tasks)[1:] if not t.dropped])
@@ -214,22 +207,9 @@ class Worker:
             queue = self._queues[name]
             for lease in queue.dequeue_many(self.name, len(free), self.lease, timeout=0):
                 self._dispatch(free.pop(0), queue, lease)
-        if self._woken and wanted and len(free) == wanted:  # the hint was someone else's job
-            self._cooldown = min(max(2 * self._cooldown, 0.001), MAX_COOLDOWN)
-        elif len(free) < wanted:
-            self._cooldown = 0.0
-        self._woken = False
+        self._waker.claimed(wanted, wanted - len(free))
         if any(not s.tasks for s in self._slots):
-            self._arm()
-
-    def _arm(self) -> None:
-        """Block on the wake list now, or after the cooldown when the last wake-ups found
-        nothing: in a chain, the completing worker claims each child in its completion
-        call, and an idle worker answering every hint would pay a claim per task for none."""
-        if self._cooldown <= 0:
-            self._waker.arm(IDLE_BLOCK)
-        elif self._arm_at is None and not self._waker.pending:
-            self._arm_at = time.monotonic() + self._cooldown
+            self._waker.block()
 
     def _dispatch(self, slot: Slot, queue: Queue, lease: Lease) -> None:
         task = Task(lease, queue, task_timeout(lease, self.timeout),
@@ -280,8 +260,8 @@ class Worker:
             due.append(self._grace_deadline)
         elif self._want_claim:
             due.append(now)
-        elif self._arm_at is not None:
-            due.append(self._arm_at)
+        elif self._waker.arm_at is not None:
+            due.append(self._waker.arm_at)
         return max(0.0, min(due) - now)
 
     def _wait_and_handle(self, timeout: float) -> None:
@@ -315,7 +295,7 @@ class Worker:
 
     def _on_wake(self) -> None:
         self._waker.collect()
-        self._want_claim = self._woken = True
+        self._want_claim = True
 
     # -- task outcomes ---------------------------------------------------------------------
 
@@ -346,7 +326,7 @@ class Worker:
         drained = self._complete(slot, ok) if ok else False
         if not slot.tasks and self._grace_deadline is None:
             if drained:
-                self._arm()
+                self._waker.block()
             else:
                 self._want_claim = True
 
