@@ -7,11 +7,12 @@ and finally parked in the dead-letter queue. See DESIGN.md §3-§5 and the heade
 
 Layout (key names from `keys.py`): a job is a meta HASH (readable fields: status, queue,
 priority, attempts, max_attempts, backoff_ms, token, worker, lease_ms, progress, message,
-created/enqueued/started/finished in Redis ms, error, error.<n> history, run, task, user fields)
-plus a payload STRING written once. Per queue: wait ZSET scored ``-priority * 2**40 + seq``
-(higher priority first, FIFO within one), scheduled ZSET (due ms), active ZSET (lease deadline
-ms), dead, completed and cancelled ZSETs (time ms; completed and cancelled trimmed to
-``config.completed_retention``), a wake LIST that idle workers block on, an events STREAM.
+created/enqueued/started/finished in Redis ms, error, error.<n> history, run, task, user fields;
+``attempts`` is absent, read as 0, until the first claim) plus a payload STRING written once.
+Per queue: wait ZSET scored ``-priority * 2**40 + seq`` (higher priority first, FIFO within
+one), scheduled ZSET (due ms), active ZSET (lease deadline ms), dead, completed and cancelled
+ZSETs (time ms; completed and cancelled trimmed to ``config.completed_retention``), a wake LIST
+that idle workers block on, an events STREAM.
 """
 
 from __future__ import annotations

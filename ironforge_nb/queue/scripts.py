@@ -3,11 +3,13 @@
 Scripts run by EVALSHA, and on NOSCRIPT (script cache flushed, Redis restarted, failover to a new
 node) by one EVAL of the source, which runs the script and caches it again (P1-2): unlike a SCRIPT
 LOAD followed by a second EVALSHA, it cannot lose a race with another flush. No
-wrapper uses a pipeline: redis-py pipelines check scripts with an extra SCRIPT EXISTS round trip
-and cannot reload one flushed between that check and EXEC; one script call per chunk is both
-faster and safe. Every reply goes through `codes.check`, the one place error codes become
-exceptions. Key names come from `QueueKeys`; per-job keys are derived inside the scripts from
-`Keys.job_prefix` and the suffixes of `keys.py`, passed as ARGV.
+wrapper uses a redis-py pipeline: those check scripts with an extra SCRIPT EXISTS round trip and
+cannot reload one flushed between that check and EXEC; one script call per chunk is both faster
+and safe. Calls go through a `Link` (one held connection per thread, see link.py); the one
+two-command write, BLPOP then the claim, handles NOSCRIPT on the claim's own reply. Every reply
+goes through `codes.check`, the one place error codes become exceptions. Key names come from
+`QueueKeys`; per-job keys are derived inside the scripts from `Keys.job_prefix` and the suffixes
+of `keys.py`, passed as ARGV.
 """
 
 from __future__ import annotations
