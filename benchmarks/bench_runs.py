@@ -12,12 +12,18 @@ rows of one invocation):
   WIDE = 10,000 independent tasks + a final gather of their results, CHAIN = 1,000 dependent
   tasks (each receives its parent's result), LAYERED = 100 layers x 100 tasks with 2 random
   parents each from the layer above. Timed from submit to `Run.wait` returning (the pipeline
-  is built before the clock starts; its build time is reported apart).
+  is built before the clock starts; its build time is reported apart); each shape runs
+  ``--repeat`` times (3) and the median run is reported, since single runs are noisy here.
+  "CPU per task" adds the CPU time of this process and all its descendants (server, workers,
+  executors; for Dask: scheduler, nannies, workers): a figure the machine's load moves less.
 * **dask**: the same three shapes built with ``dask.delayed`` (build time reported) and run on
-  ``LocalCluster(n_workers=2, processes=True, threads_per_worker=1)``; timed around compute.
+  ``LocalCluster(n_workers=2, processes=True, threads_per_worker=1)``, once each; timed around
+  ``dask.compute`` of one collection (LAYERED adds a final task after every task that has no
+  child, so that one graph covers them all).
 * **memory**: RSS of the 2 worker processes and their executors, sampled with psutil every
-  0.1 s during a 100,000-task WIDE run (no final gather: a gather of 100k results would read
-  results beyond the queue's completed retention); start / peak / end.
+  0.1 s during a 100,000-task WIDE run (its final task comes after all without reading their
+  results: the figure is about the workers, not one task holding 100k results); start / peak
+  / end.
 
 Targets (issue 4): build + submit 10k <= 0.5 s; WIDE and LAYERED >= 5x Dask's tasks/s; CHAIN
 <= 1 ms per hop; worker memory flat over 100k tasks. Prints a markdown table and saves every
@@ -28,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import random
 import sys
 import threading
@@ -184,8 +191,10 @@ def run_ironforge(label: str, make: Callable[[], ifn.Pipeline], n: int) -> dict[
     return figures(n, build, took, cpu)
 
 
-def bench_ironforge(sizes: dict[str, int], phases: set[str], out: dict[str, Any]) -> None:
-    """WIDE, CHAIN and LAYERED on an embedded server with 2 local workers."""
+def bench_ironforge(sizes: dict[str, int], phases: set[str], out: dict[str, Any],
+                    repeat: int) -> None:
+    """WIDE, CHAIN and LAYERED on an embedded server with 2 local workers, each run
+    ``repeat`` times (the median run is reported)."""
     conn = ifn.connect(workers=2)
     try:
         run_ironforge("warm-up", lambda: wide_pipeline(300), 301)
@@ -196,7 +205,11 @@ def bench_ironforge(sizes: dict[str, int], phases: set[str], out: dict[str, Any]
         }
         for shape, (make, n) in shapes.items():
             if shape in phases:
-                out["ironforge"][shape] = run_ironforge(shape, make, n)
+                rows = sorted((run_ironforge(shape, make, n) for _ in range(repeat)),
+                              key=lambda row: row["run_s"])
+                median = dict(rows[len(rows) // 2])
+                median["samples_run_s"] = [row["run_s"] for row in rows]
+                out["ironforge"][shape] = median
     finally:
         conn.close()
 
@@ -297,8 +310,8 @@ def bench_dask(sizes: dict[str, int], phases: set[str], out: dict[str, Any]) -> 
         print("  dask: not installed (pip install 'dask[distributed]'); skipped")
         return
     out["dask_version"] = dask.__version__
-    with LocalCluster(n_workers=2, processes=True, threads_per_worker=1,
-                      dashboard_address=None) as cluster, Client(cluster) as client:
+    with LocalCluster(n_workers=2, processes=True, threads_per_worker=1, dashboard_address=None,
+                      silence_logs=logging.CRITICAL) as cluster, Client(cluster) as client:
         assert client.scheduler_info()["workers"]
         dask.compute([dask.delayed(noop)(i) for i in range(300)])  # warm-up
         for shape, build_graph in dask_graphs(sizes).items():
@@ -366,6 +379,8 @@ def main() -> int:
                              "memory 10k")
     parser.add_argument("--only", default=",".join(PHASES),
                         help=f"comma-separated phases among {','.join(PHASES)}")
+    parser.add_argument("--repeat", type=int, default=3,
+                        help="runs of each IronForge shape; the median is reported (3)")
     parser.add_argument("--output", type=Path, default=RESULTS, help="JSON file to write")
     args = parser.parse_args()
     phases = {p.strip() for p in args.only.split(",") if p.strip()}
@@ -381,7 +396,7 @@ def main() -> int:
     if "submit" in phases:
         bench_submit(sizes["submit"], out)
     if phases & {"wide", "chain", "layered"}:
-        bench_ironforge(sizes, phases, out)
+        bench_ironforge(sizes, phases, out, args.repeat)
     if "dask" in phases:
         bench_dask(sizes, phases if phases & {"wide", "chain", "layered"}
                    else {"wide", "chain", "layered"}, out)
