@@ -47,8 +47,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import ironforge_nb as ifn
 from ironforge_nb.local import RedisServer
+from ironforge_nb.orchestrator import codec, submit
 from ironforge_nb.queue import RedisConfig
-from ironforge_nb.runs import codec, submit
 
 RESULTS = Path(__file__).resolve().parent / "results" / "runs.json"
 PHASES = ("submit", "wide", "chain", "layered", "memory", "dask")

@@ -1,7 +1,8 @@
 """Build + submit time of 1k / 10k / 100k-task pipelines (target: 10k tasks <= 0.5 s).
 
 Starts its own redis-server through `ironforge_nb.local`. Each shape is built with the fluent
-`Pipeline` builder and submitted with `ironforge_nb.runs.submit` (one Lua script call). Shapes:
+`Pipeline` builder and submitted with `ironforge_nb.orchestrator.submit` (one Lua script
+call). Shapes:
 WIDE (n-1 independent map tasks + a final gather of them all, the shape of bench_runs) and
 LAYERED (layers of 100 tasks, 2 random parents each), each in pickle mode (module functions
 shipped by value, signed) and JSON mode (``"package.module:function"`` paths).
@@ -26,8 +27,8 @@ from typing import Any
 
 from ironforge_nb.dag import Pipeline
 from ironforge_nb.local import RedisServer
+from ironforge_nb.orchestrator import codec, submit
 from ironforge_nb.queue import RedisConfig
-from ironforge_nb.runs import codec, submit
 
 _PATH = "benchmarks.bench_submit:"
 

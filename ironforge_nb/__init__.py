@@ -37,9 +37,9 @@ _EXPORTS: dict[str, str] = {
     "Lock": "ironforge_nb.queue",
     "RedisServer": "ironforge_nb.local",
     # runs: submit a pipeline, follow it, list recent runs
-    "submit": "ironforge_nb.runs",
-    "Run": "ironforge_nb.runs",
-    "runs": "ironforge_nb.runs",
+    "submit": "ironforge_nb.orchestrator",
+    "Run": "ironforge_nb.orchestrator",
+    "runs": "ironforge_nb.orchestrator",
     # running: connect, workers, progress from inside a task
     "connect": "ironforge_nb.local",
     "progress": "ironforge_nb.worker.context",
@@ -84,8 +84,8 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         ValidationError,
     )
     from ironforge_nb.local import RedisServer, connect
+    from ironforge_nb.orchestrator import Run, runs, submit
     from ironforge_nb.queue import Lease, Lock, Queue, RedisConfig
-    from ironforge_nb.runs import Run, runs, submit
     from ironforge_nb.status import Event, JobStatus, RunStatus, json_schema
     from ironforge_nb.worker.context import progress, track
 

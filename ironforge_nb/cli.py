@@ -152,7 +152,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     if args.executor:
         executor = load_executor(args.executor)
     else:
-        from ironforge_nb.runs.codec import secret_from_env
+        from ironforge_nb.orchestrator.codec import secret_from_env
 
         secret = secret_from_env()
     worker = Worker(

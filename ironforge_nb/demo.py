@@ -20,7 +20,7 @@ from ironforge_nb.errors import GraphvizNotFoundError, LayoutTimeoutError
 from ironforge_nb.worker.context import track
 
 if TYPE_CHECKING:
-    from ironforge_nb.runs import Run
+    from ironforge_nb.orchestrator import Run
 
 __all__ = ["REGIONS", "build_pipeline", "main", "run_pipeline"]
 

@@ -10,9 +10,9 @@ import traceback
 from collections.abc import Iterable
 
 from ironforge_nb.errors import SignatureError
+from ironforge_nb.orchestrator import codec
+from ironforge_nb.orchestrator.execute import execute_task
 from ironforge_nb.queue import Lease, Queue, RedisConfig
-from ironforge_nb.runs import codec
-from ironforge_nb.runs.execute import execute_task
 
 SECRET = b"runs-test-secret"
 

@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 
 from ironforge_nb.errors import ConfigError, SignatureError, TaskError
-from ironforge_nb.runs import codec
-from ironforge_nb.runs.payload import decode_payload, encode_payload
+from ironforge_nb.orchestrator import codec
+from ironforge_nb.orchestrator.payload import decode_payload, encode_payload
 
 SECRET = b"test-secret"
 

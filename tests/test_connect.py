@@ -17,8 +17,8 @@ import pytest
 import ironforge_nb as ifn
 from ironforge_nb.local import RedisServer
 from ironforge_nb.local.connect import Connection, current_connection
+from ironforge_nb.orchestrator import codec
 from ironforge_nb.queue import Queue, default_config
-from ironforge_nb.runs import codec
 from ironforge_nb.status import JobStatus
 from tests.worker_tasks import EXECUTOR, command
 

@@ -12,9 +12,9 @@ from collections.abc import Iterator
 import pytest
 
 from ironforge_nb.dag import Pipeline
+from ironforge_nb.orchestrator import Run, codec, submit
 from ironforge_nb.queue import RedisConfig
 from ironforge_nb.render import STATUS_COLORS
-from ironforge_nb.runs import Run, codec, submit
 from tests import tasks
 from tests.runloop import SECRET, use_test_secret, work
 

@@ -22,8 +22,8 @@ from ironforge_nb.errors import (
     TaskFailedError,
     UnknownTaskError,
 )
+from ironforge_nb.orchestrator import Run, codec, submit
 from ironforge_nb.queue import Queue, RedisConfig
-from ironforge_nb.runs import Run, codec, submit
 from ironforge_nb.status import EventType, JobStatus, RunStatus
 from tests import tasks
 from tests.runloop import SECRET, use_test_secret, work

@@ -14,9 +14,9 @@ from redis.exceptions import ResponseError
 from ironforge_nb.dag import DAG, Pipeline
 from ironforge_nb.dag.task import TaskSpec
 from ironforge_nb.errors import InvalidNameError, JobStateError
+from ironforge_nb.orchestrator import codec, submit
+from ironforge_nb.orchestrator.scripts import RunScripts
 from ironforge_nb.queue import Queue, RedisConfig
-from ironforge_nb.runs import codec, submit
-from ironforge_nb.runs.scripts import RunScripts
 from ironforge_nb.status import EventType, JobStatus, RunStatus
 from tests import tasks
 from tests.runloop import SECRET, use_test_secret, work

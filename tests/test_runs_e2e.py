@@ -28,8 +28,8 @@ import ironforge_nb as ifn
 from ironforge_nb.local import RedisServer
 from ironforge_nb.local.connect import Connection
 from ironforge_nb.local.workers import LocalWorkers
+from ironforge_nb.orchestrator import Run, codec
 from ironforge_nb.queue import Queue, RedisConfig
-from ironforge_nb.runs import Run, codec
 from ironforge_nb.status import JobStatus, RunStatus
 from ironforge_nb.worker import list_workers
 from tests import tasks

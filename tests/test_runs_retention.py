@@ -12,9 +12,9 @@ import pytest
 
 from ironforge_nb.dag import Pipeline
 from ironforge_nb.errors import RunError, RunStateError
+from ironforge_nb.orchestrator import Run, codec, runs, submit
+from ironforge_nb.orchestrator.scripts import RunScripts
 from ironforge_nb.queue import Queue, RedisConfig
-from ironforge_nb.runs import Run, codec, runs, submit
-from ironforge_nb.runs.scripts import RunScripts
 from ironforge_nb.status import JobStatus, RunStatus
 from tests import tasks
 from tests.runloop import SECRET, use_test_secret, work

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from ironforge_nb.dag import Pipeline
+from ironforge_nb.orchestrator import Run, codec, execute, submit
 from ironforge_nb.queue import Queue, RedisConfig
-from ironforge_nb.runs import Run, codec, execute, submit
 from ironforge_nb.status import JobStatus, RunStatus
 from tests import tasks
 from tests.runloop import SECRET, use_test_secret, work

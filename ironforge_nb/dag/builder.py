@@ -51,9 +51,9 @@ if TYPE_CHECKING:
     import pandas as pd
     from typing_extensions import Unpack
 
+    from ironforge_nb.orchestrator.run import Run
     from ironforge_nb.queue.config import RedisConfig
     from ironforge_nb.render.output import Rendering
-    from ironforge_nb.runs.run import Run
 
 __all__ = ["Pipeline", "TaskOptions"]
 
@@ -303,9 +303,9 @@ class Pipeline:
                **options: Any) -> Run:
         """Build and run this pipeline on the queue engine; returns the `Run` at once.
 
-        See `ironforge_nb.runs.submit` (imported here, so the DAG layer stays Redis-free).
+        See `ironforge_nb.orchestrator.submit` (imported here, so the DAG layer stays Redis-free).
         """
-        from ironforge_nb.runs.submit import submit
+        from ironforge_nb.orchestrator.submit import submit
 
         return submit(self, params, run_id=run_id, config=config, queue=queue, **options)
 

@@ -102,7 +102,7 @@ def connect(url: str | None = None, namespace: str = "default", *, workers: int 
     new random one handed to the local workers; remote workers need the same value in their
     ``IRONFORGE_SECRET``. ``worker_args`` are extra ``ironforge worker`` options.
     """
-    from ironforge_nb.runs import codec
+    from ironforge_nb.orchestrator import codec
 
     validate_name(namespace, "namespace")
     if _current:
@@ -138,7 +138,7 @@ def current_connection() -> Connection | None:
 
 
 def _set_secret(secret: bytes | None) -> None:
-    from ironforge_nb.runs import codec
+    from ironforge_nb.orchestrator import codec
 
     codec.set_default_secret(secret)
 

@@ -236,7 +236,7 @@ class ExecutorProcess:
 def runs_executor(secret: bytes | None, json_only: bool = False) -> Executor:
     """The default executor: the runs layer's `execute_task` with this worker's secret; its
     own confirmed recent results spare children a read (`results.CACHE`)."""
-    from ironforge_nb.runs.execute import execute_task
+    from ironforge_nb.orchestrator.execute import execute_task
 
     def execute(config: RedisConfig, lease: Lease) -> bytes | None:
         blob = execute_task(config, lease, secret, json_only=json_only, known=CACHE)

@@ -22,10 +22,10 @@ from ironforge_nb.errors import (
     UnknownTaskError,
 )
 from ironforge_nb.names import validate_name
+from ironforge_nb.orchestrator import codec
+from ironforge_nb.orchestrator.scripts import RunScripts
 from ironforge_nb.queue.config import RedisConfig, default_config
 from ironforge_nb.queue.options import validate_count
-from ironforge_nb.runs import codec
-from ironforge_nb.runs.scripts import RunScripts
 from ironforge_nb.status import Event, EventType, JobStatus, RunStatus
 
 if TYPE_CHECKING:
@@ -207,7 +207,7 @@ class Run:
     def to_dataframe(self) -> pd.DataFrame:
         """One row per task: task, status, attempts, queued/started/finished, duration (s),
         worker, error, queue, job (read one round trip per 1000 tasks)."""
-        from ironforge_nb.runs.frames import run_frame
+        from ironforge_nb.orchestrator.frames import run_frame
 
         return run_frame(self.config, self.job_ids())
 

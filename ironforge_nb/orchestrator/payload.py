@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ironforge_nb.errors import SignatureError, TaskError
-from ironforge_nb.runs import codec
+from ironforge_nb.orchestrator import codec
 
 __all__ = ["TaskPayload", "decode_payload", "encode_payload", "to_json"]
 

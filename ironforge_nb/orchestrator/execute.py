@@ -31,10 +31,10 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from ironforge_nb.errors import SizeLimitError, TaskError
+from ironforge_nb.orchestrator import codec
+from ironforge_nb.orchestrator.payload import TaskPayload, decode_payload
 from ironforge_nb.queue.config import RedisConfig
 from ironforge_nb.queue.records import Lease
-from ironforge_nb.runs import codec
-from ironforge_nb.runs.payload import TaskPayload, decode_payload
 
 __all__ = ["execute_task", "import_path", "load_function"]
 

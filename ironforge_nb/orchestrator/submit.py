@@ -24,14 +24,14 @@ from ironforge_nb.dag.graph import DAG
 from ironforge_nb.dag.task import TaskSpec, paused_gc
 from ironforge_nb.errors import InvalidNameError, InvalidOptionError, SizeLimitError
 from ironforge_nb.names import validate_name, validate_task_id
+from ironforge_nb.orchestrator import codec
+from ironforge_nb.orchestrator.payload import split_plain, to_json
+from ironforge_nb.orchestrator.scripts import RunScripts
 from ironforge_nb.queue.config import RedisConfig, default_config
 from ironforge_nb.queue.options import seconds_to_ms
-from ironforge_nb.runs import codec
-from ironforge_nb.runs.payload import split_plain, to_json
-from ironforge_nb.runs.scripts import RunScripts
 
 if TYPE_CHECKING:
-    from ironforge_nb.runs.run import Run
+    from ironforge_nb.orchestrator.run import Run
 
 __all__ = ["MAX_RUN_ID", "submit"]
 
@@ -50,7 +50,7 @@ def submit(pipeline: Pipeline | DAG[str], params: Mapping[str, Any] | None = Non
     Raises `ValidationError` subclasses for bad input and `ConfigError` when pickled code must
     be signed and no secret is configured; in both cases nothing is written.
     """
-    from ironforge_nb.runs.run import Run
+    from ironforge_nb.orchestrator.run import Run
 
     with paused_gc():  # see paused_gc: a 100k-task encode allocates millions of objects
         rid, cfg, secret, call = _encode(pipeline, params, run_id, config, queue, mode, backoff)
