@@ -1,0 +1,85 @@
+"""A worker's periodic chores (part of `Worker`, see `core.py`).
+
+Every turn of the loop: time out a task that outlived its limit, stop a cancelled job's task
+that started anyway, heartbeat each held lease every third of its length (a job that moved on
+is dropped), hand back prefetched jobs stuck behind a long task; every `REAP_INTERVAL`, reap
+the expired leases of the worker's queues; every `BEAT_INTERVAL`, refresh the worker's
+registry entry and check that its parent process (if watched) is still there. `_next_wakeup`
+says when the next of these, or a claim, falls due.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from ironforge_nb.worker.core import MOVED_ON, log
+from ironforge_nb.worker.registry import BEAT_INTERVAL
+from ironforge_nb.worker.slots import RETURN_AFTER, REVOKE_WAIT, Task
+from ironforge_nb.worker.stopping import Stopping
+
+__all__ = ["REAP_INTERVAL", "Housekeeping"]
+
+REAP_INTERVAL = 1.0  # seconds between two reaps of each queue by one worker
+
+
+class Housekeeping(Stopping):
+    """Timeouts, heartbeats, reaping and the registry beat, and when each falls due."""
+
+    def _periodic(self, now: float) -> None:
+        for slot in self._slots:
+            head = slot.head
+            if head is not None and head.deadline is not None and now >= head.deadline:
+                self._time_out(slot)
+            if slot.stale_head(now):  # a cancelled job's task got started: stop it
+                self._settle(slot, self._drain(slot))
+                if slot.stale_head(time.monotonic()):
+                    self._respawn(slot, drop_head=True)
+            for task in list(slot.tasks):
+                if now >= task.next_beat and not task.dropped:
+                    self._heartbeat(task, now)
+            if stuck := slot.waiting(now):
+                self._hand_back(slot, stuck)
+        if now >= self._next_reap:
+            self._next_reap = now + REAP_INTERVAL
+            for queue in self._queues.values():
+                queue.reap()
+        if now >= self._next_beat:
+            self._next_beat = now + BEAT_INTERVAL
+            self._registry.beat(self.jobs_done, self.running)
+            if self._parent_pid is not None and os.getppid() != self._parent_pid:
+                log.warning("worker %s: parent %d is gone", self.name, self._parent_pid)
+                self.stop()
+
+    def _next_wakeup(self, now: float) -> float:
+        due = [self._next_reap, self._next_beat]
+        for slot in self._slots:
+            due.extend(t.next_beat for t in slot.tasks)
+            head = slot.head
+            if head is not None and head.deadline is not None:
+                due.append(head.deadline)
+            if head is not None and head.dropped and head.started is not None:
+                due.append(head.started + REVOKE_WAIT if head.revoked else now)
+            if head is not None and head.started is not None and any(
+                    not t.dropped for t in list(slot.tasks)[1:]):
+                due.append(head.started + RETURN_AFTER)
+        if self._grace_deadline is not None:
+            due.append(self._grace_deadline)
+        elif self._want_claim:
+            due.append(now)
+        elif self._waker.arm_at is not None:
+            due.append(self._waker.arm_at)
+        return max(0.0, min(due) - now)
+
+    def _heartbeat(self, task: Task, now: float) -> None:
+        task.next_beat = now + self.lease / 3
+        try:
+            task.queue.heartbeat(task.lease)
+        except MOVED_ON as exc:  # expired, cancelled or deleted: stop working on it
+            log.warning("worker %s: stopping job %s: %s", self.name, task.lease.job_id, exc)
+            task.dropped = True
+            for slot in self._slots:
+                if slot.head is task:  # running: kill it
+                    self._respawn(slot, drop_head=True)
+                elif task in slot.tasks:  # prefetched: must not start (outcome ignored)
+                    self._revoke(slot, task)

@@ -1,0 +1,156 @@
+"""Recording in Redis what became of each job a worker holds (part of `Worker`, see `core.py`).
+
+A finished task is completed (successes in one call that also claims the slot's next jobs) or
+failed; a task whose executor died or outlived its timeout fails that attempt; a prefetched
+task that must not wait any longer is revoked and handed back to the queue. A job that moved on
+meanwhile (lease lost, cancelled, deleted) is logged and left alone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+
+from ironforge_nb.errors import SizeLimitError
+from ironforge_nb.queue import Lease, Queue
+from ironforge_nb.worker.core import MOVED_ON, WorkerCore, log
+from ironforge_nb.worker.executor import Outcome
+from ironforge_nb.worker.slots import Slot, Task, task_timeout
+
+__all__ = ["Outcomes"]
+
+
+class Outcomes(WorkerCore):
+    """Handing leases to executors and recording their outcomes."""
+
+    def _dispatch(self, slot: Slot, queue: Queue, lease: Lease) -> None:
+        task = Task(lease, queue, task_timeout(lease, self.timeout),
+                    time.monotonic() + self.lease / 3)
+        try:
+            slot.push(task)
+        except OSError:  # the executor died: a new one takes its tasks, this one included
+            self._lost_executor(slot, spare=task)
+
+    def _on_message(self, slot: Slot) -> None:
+        self._settle(slot, self._drain(slot))
+
+    def _drain(self, slot: Slot) -> list[tuple[Task, Outcome]]:
+        """Every outcome the executor has sent so far, with its task (now off the slot)."""
+        done: list[tuple[Task, Outcome]] = []
+        while slot.tasks and slot.proc.ready():
+            outcome = slot.proc.receive()
+            if outcome is None:
+                break  # EOF: the executor died, handled by _lost_executor
+            done.append((slot.finish(), outcome))
+        return done
+
+    def _settle(self, slot: Slot, done: list[tuple[Task, Outcome]]) -> None:
+        """Record finished tasks in Redis: failures one by one, successes in one call that
+        also claims the slot's next jobs. A slot left idle claims again, or, when that call
+        found the queue empty, waits for a wake-up hint."""
+        if not done:
+            return
+        self.jobs_done += len(done)
+        ok = [(t, o) for t, o in done if o.ok and not t.dropped]
+        for task, outcome in done:
+            if not outcome.ok and not task.dropped:
+                self._fail(task, outcome.error, outcome.retry)
+        drained = self._complete(slot, ok) if ok else False
+        if not slot.tasks and self._grace_deadline is None:
+            if drained:
+                self._waker.block()
+            else:
+                self._want_claim = True
+
+    def _complete(self, slot: Slot, done: list[tuple[Task, Outcome]]) -> bool:
+        """Complete the finished tasks and refill the slot in the same round trip; True when
+        that claim found nothing left in the worker's only queue."""
+        queue = done[-1][0].queue
+        fetch = 0 if self._grace_deadline is not None else max(slot.free, 0)
+        same = [(t, o) for t, o in done if t.queue is queue]
+        for task, outcome in done:
+            if task.queue is not queue:
+                self._complete_one(task, outcome)
+        try:
+            leases, refused = queue.complete_many(
+                [t.lease for t, _ in same], [o.result for _, o in same], fetch_next=fetch)
+        except SizeLimitError:  # isolate the oversized result(s): one call each
+            for task, outcome in same:
+                self._complete_one(task, outcome)
+            return False
+        for job_id, exc in refused.items():
+            log.warning("worker %s: result of job %s discarded: %s", self.name, job_id, exc)
+        slot.confirmed += [t.lease.job_id for t, _ in same if t.lease.job_id not in refused]
+        for lease in leases:
+            self._dispatch(slot, queue, lease)
+        return (fetch > 0 and len(leases) < fetch and not refused
+                and len(self.queue_names) == 1)
+
+    def _complete_one(self, task: Task, outcome: Outcome) -> None:
+        try:
+            task.queue.complete(task.lease, outcome.result)
+        except SizeLimitError as exc:
+            self._fail(task, str(exc), retry=False)
+        except MOVED_ON as exc:
+            log.warning("worker %s: result of job %s discarded: %s", self.name,
+                        task.lease.job_id, exc)
+
+    def _fail(self, task: Task, error: str, retry: bool = True) -> None:
+        try:
+            status = task.queue.fail(task.lease, error, retry)
+        except MOVED_ON as exc:
+            log.warning("worker %s: failure of job %s not recorded: %s", self.name,
+                        task.lease.job_id, exc)
+            return
+        log.warning("worker %s: job %s attempt %d failed (%s): %s", self.name,
+                    task.lease.job_id, task.lease.attempt, status.value,
+                    error.strip().splitlines()[-1] if error.strip() else error)
+
+    def _on_death(self, slot: Slot) -> None:
+        if not slot.proc.alive():
+            self._lost_executor(slot)
+
+    def _lost_executor(self, slot: Slot, spare: Task | None = None) -> None:
+        """The executor died: count what it finished, fail what it was running, replace it.
+
+        ``spare`` is a task just handed to it, which never started: the new executor runs it.
+        """
+        slot.proc.process.join(1)  # let the exit code settle before describing it
+        done = self._drain(slot)  # outcomes it sent before dying still count
+        how = slot.proc.exit_description()
+        running = slot.head is not None and slot.head is not spare
+        head = self._respawn(slot, drop_head=running)
+        self._settle(slot, done)
+        if head is not None and not head.dropped:
+            self.jobs_done += 1
+            self._fail(head, f"the executor process {how} while running the task")
+
+    def _time_out(self, slot: Slot) -> None:
+        self._settle(slot, self._drain(slot))  # it may have finished just in time
+        head = slot.head
+        if head is None or head.deadline is None or time.monotonic() < head.deadline:
+            return
+        self._respawn(slot, drop_head=True)
+        if not head.dropped:
+            self.jobs_done += 1
+            self._fail(head, f"timeout after {head.timeout:g} s")
+
+    def _hand_back(self, slot: Slot, tasks: list[Task]) -> None:
+        """Revoke prefetched ``tasks`` (not started) and release their jobs to the queue."""
+        self._settle(slot, self._drain(slot))  # some may have run meanwhile
+        for task in tasks:
+            if task not in slot.tasks or task is slot.head or task.dropped:
+                continue
+            task.dropped = True  # its "revoked" outcome will be ignored
+            self._revoke(slot, task)
+            try:
+                task.queue.release(task.lease)
+            except MOVED_ON as exc:
+                log.warning("worker %s: job %s not handed back: %s", self.name,
+                            task.lease.job_id, exc)
+
+    @staticmethod
+    def _revoke(slot: Slot, task: Task) -> None:
+        task.revoked = True
+        with contextlib.suppress(OSError):  # a dead executor is replaced without it anyway
+            slot.proc.revoke(task.lease.job_id)
