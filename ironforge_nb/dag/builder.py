@@ -1,4 +1,4 @@
-"""`Pipeline`: the fluent builder (method chaining, a decorator, static fan-out).
+"""`Pipeline`: the fluent builder (method chaining, a decorator, static fan-out: `fanout.py`).
 
 >>> p = Pipeline("sales")
 >>> _ = p.task("extract", lambda: [3, 1, 2]).then("clean", sorted)
@@ -7,7 +7,8 @@
 
 Adding tasks checks names and options at once; ``build()`` validates the whole graph once
 (unknown dependencies with suggestions, self-edges, cycles) and returns an immutable `DAG` with
-one `TaskSpec` attached per task. How a task's parameters are fed is `bind_parameters`' rule:
+one `TaskSpec` attached per task. How a task's parameters are fed is the rule that
+`bind_parameters` (`binding.py`) applies:
 
 * a parameter named after an upstream task (or map) receives its result; with the decorator
   that is how edges are declared;
@@ -25,16 +26,16 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, TypedDict, TypeVar, cast, overload
 
+from ironforge_nb.dag.binding import bind_parameters
+from ironforge_nb.dag.fanout import MapGroup, fan_out
 from ironforge_nb.dag.graph import DAG
 from ironforge_nb.dag.task import (
     Gather,
-    MapItem,
     TaskFn,
     TaskSpec,
-    bind_parameters,
     check_fn,
     check_options,
     paused_gc,
@@ -45,7 +46,7 @@ from ironforge_nb.errors import (
     UnknownTaskError,
     ValidationError,
 )
-from ironforge_nb.names import validate_name, validate_task_id
+from ironforge_nb.names import validate_name
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -59,7 +60,6 @@ __all__ = ["Pipeline", "TaskOptions"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 After = str | Iterable[str] | None
-_ITEM_KEY_MAX = 64
 
 
 class TaskOptions(TypedDict, total=False):
@@ -91,15 +91,6 @@ class _Known:
         return name in self._specs or name in self._maps
 
 
-@dataclass(frozen=True)
-class _Map:
-    """One ``map`` call: its member ids in item order (and the dict keys if over a dict)."""
-
-    name: str
-    members: tuple[str, ...]
-    keys: tuple[Any, ...] | None
-
-
 class Pipeline:
     """A named set of tasks and their dependencies, built step by step.
 
@@ -111,7 +102,7 @@ class Pipeline:
     def __init__(self, name: str) -> None:
         self.name = validate_name(name, "pipeline")
         self._specs: dict[str, TaskSpec] = {}
-        self._maps: dict[str, _Map] = {}
+        self._maps: dict[str, MapGroup] = {}
         self._known = _Known(self._specs, self._maps)  # a view: no copy per task
         self._last: str | None = None
 
@@ -195,21 +186,13 @@ class Pipeline:
         """
         name = validate_name(name, "task")
         self._check_new(name)
-        items, dict_keys = _materialize(over)
-        keys = _item_keys(items if dict_keys is None else dict_keys)
+        fan = fan_out(name, over)
         options = {"group": name, **options}
-        members = tuple(validate_task_id(f"{name}[{key}]") for key in keys)
-        # Every member has the same function, options and dependencies: validate and bind
-        # once, then copy the template per member. Member ids ("name[key]") can neither clash
-        # (the map name is new, the keys distinct) nor name a parameter, so the binding made
-        # for the first member holds for all.
-        template = self._spec(members[0], fn, after, options, mapped=True)
-        specs, keyed = self._specs, dict_keys is not None
-        originals = dict_keys if dict_keys is not None else [None] * len(members)
-        for i, member in enumerate(members):
-            info = MapItem(name, keys[i], i, items[i], keyed, originals[i])
-            specs[member] = template.evolve(id=member, map=info)
-        self._maps[name] = _Map(name, members, None if dict_keys is None else tuple(dict_keys))
+        # every member has the same function, options and dependencies: validate and bind
+        # once, then copy the template per member
+        template = self._spec(fan.members[0], fn, after, options, mapped=True)
+        self._specs.update(fan.specs(template))
+        self._maps[name] = fan.group
         self._last = name
         return self
 
@@ -392,33 +375,3 @@ def _after_list(after: After) -> list[str]:
             raise InvalidOptionError("after", after, "a task name or a list of task names")
     return list(dict.fromkeys(names))
 
-
-def _materialize(over: Any) -> tuple[list[Any], list[Any] | None]:
-    """The items of ``over`` in order, plus the dict keys when ``over`` is a mapping."""
-    if isinstance(over, Mapping):
-        keys = list(over)
-        items = [over[k] for k in keys]
-    elif isinstance(over, (set, frozenset, str, bytes)):
-        raise InvalidOptionError("over", over, "a list, tuple, range or dict (ordered items)")
-    elif isinstance(over, Iterable):
-        keys, items = None, list(over)
-    else:
-        raise InvalidOptionError("over", over, "a list, tuple, range or dict")
-    if not items:
-        raise InvalidOptionError("over", over, "at least one item")
-    return items, keys
-
-
-def _item_keys(candidates: list[Any]) -> list[str]:
-    """Use the candidates as keys if all are distinct valid short names, else positions."""
-    strings = [c for c in candidates if isinstance(c, str)]
-    if len(strings) == len(candidates) and len(set(strings)) == len(strings):
-        try:
-            for key in strings:
-                validate_name(key, "map item")
-        except ValidationError:
-            pass
-        else:
-            if all(len(key) <= _ITEM_KEY_MAX for key in strings):
-                return strings
-    return [str(i) for i in range(len(candidates))]

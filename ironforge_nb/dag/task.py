@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import inspect
 import math
 import re
-from collections.abc import Callable, Container, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple, TypeAlias
+from typing import Any, TypeAlias
 
 from ironforge_nb.errors import InvalidOptionError
 from ironforge_nb.names import validate_name
@@ -236,124 +235,6 @@ _CHECKERS: dict[str, Callable[[Any], Any]] = {
     "params": _params,
     "allow_failure": _allow_failure,
 }
-
-
-# ---------------------------------------------------------------------- parameter binding
-
-
-class Binding(NamedTuple):
-    """How one function's parameters are fed (the result of `bind_parameters`)."""
-
-    bindings: dict[str, str]
-    implicit_after: list[str]
-    item_param: str | None
-    run_params: tuple[str, ...]
-    optional_params: tuple[str, ...]
-    positional: tuple[str, ...]
-
-
-def bind_parameters(
-    task_id: str,
-    fn: Callable[..., Any] | str,
-    after: Sequence[str],
-    known: Container[str],
-    constants: Mapping[str, Any],
-    asked: Sequence[str],
-    mapped: bool,
-) -> Binding:
-    """Decide which parameter of ``fn`` receives what (the rule documented on `Pipeline`).
-
-    1. a parameter named after an upstream task or map (listed in ``after`` or already
-       defined, ``known``) receives its result, and adds the edge;
-    2. on a map task, a parameter named ``item`` receives the item;
-    3. a parameter named in the ``params`` dict receives that constant;
-    4. the upstream results of ``after`` that no parameter names go, in order, to the next
-       parameters without a default (on a map task, leaving one for the item);
-    5. on a map task, the item goes to the first parameter still unbound;
-    6. every other parameter is a run param, looked up in the run's ``params``.
-    A function given by path cannot be inspected: each upstream result goes to the keyword
-    named after its task, the item to ``item``, and run params are the ``params`` list.
-    """
-    if isinstance(fn, str):
-        run = tuple(n for n in asked if n not in constants)
-        return Binding({a: a for a in after}, [], "item" if mapped else None, run, (), ())
-    sig = _signature(fn)
-    if sig is None:
-        return Binding({}, [], None, tuple(asked), (), ())
-    names, required = sig.names, sig.required
-    # plain loops, no comprehensions: this runs once per task of 10k-task pipelines
-    bindings: dict[str, str] = {}
-    for n in names:  # `known` is only probed, never copied: O(1) per task, not O(n)
-        if n != task_id and (n in after or n in known):
-            bindings[n] = n
-    implicit = [n for n in bindings if n not in after] if bindings else []
-    item = "item" if mapped and "item" in names and "item" not in bindings else None
-    free = []
-    for n in names:
-        if n in required and n not in bindings and n not in constants and n != item:
-            free.append(n)
-    if free and after:
-        pending = [a for a in after if a not in bindings]  # so far bindings are name -> name
-        room = len(free) - (1 if mapped and item is None else 0)
-        for param, source in zip(free, pending[: max(room, 0)], strict=False):
-            bindings[param] = source
-    if mapped and item is None:
-        item = next((n for n in free if n not in bindings), None)
-        if item is None:
-            raise InvalidOptionError(
-                "fn", fn_label(fn), f"a function with a parameter for the item of map task "
-                f"{task_id!r} (name it 'item')"
-            )
-    needed: list[str] = []
-    optional: list[str] = []
-    for n in names:
-        if n not in bindings and n not in constants and n != item:
-            (needed if n in required else optional).append(n)
-    if asked:
-        run = tuple(dict.fromkeys(needed + list(asked)))
-        return Binding(bindings, implicit, item, run,
-                       tuple(n for n in optional if n not in run), sig.positional)
-    return Binding(bindings, implicit, item, tuple(needed), tuple(optional), sig.positional)
-
-
-@dataclass(frozen=True)
-class _Signature:
-    """What binding needs of a function's signature, as plain strings (reading the
-    properties of `inspect.Parameter` cost more than the binding itself, per task)."""
-
-    names: tuple[str, ...]  # named parameters in order (``*args``/``**kwargs`` left out)
-    required: frozenset[str]  # those without a default
-    positional: tuple[str, ...]  # the positional-only ones
-
-
-def _signature(fn: Callable[..., Any]) -> _Signature | None:
-    """The named parameters of ``fn``; None if they cannot be inspected.
-
-    Cached for the last function seen: pipelines often add many tasks of one function.
-    """
-    if _last_signature and _last_signature[0] is fn:
-        cached: _Signature | None = _last_signature[1]
-        return cached
-    params = _inspect_signature(fn)
-    sig = None if params is None else _Signature(
-        tuple(p.name for p in params),
-        frozenset(p.name for p in params if p.default is p.empty),
-        tuple(p.name for p in params if p.kind is p.POSITIONAL_ONLY),
-    )
-    _last_signature[:] = [fn, sig]
-    return sig
-
-
-_last_signature: list[Any] = []
-
-
-def _inspect_signature(fn: Callable[..., Any]) -> list[inspect.Parameter] | None:
-    try:
-        sig = inspect.signature(fn)
-    except (TypeError, ValueError):
-        return None
-    skip = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
-    return [p for p in sig.parameters.values() if p.kind not in skip]
 
 
 @contextlib.contextmanager
