@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+import redis
 
 from ironforge_nb.errors import (
     InvalidNameError,
@@ -207,6 +208,29 @@ def test_lock_survives_script_flush(config: RedisConfig, redis_client: Any) -> N
     assert lock.extend() is True
     redis_client.script_flush()
     assert lock.release() is True
+
+
+def test_script_flush_racing_lock_calls(config: RedisConfig, redis_server: RedisServer) -> None:
+    """With SCRIPT FLUSH looping in another connection, no acquire, extend or release raises."""
+    flusher = redis.Redis.from_url(redis_server.url)
+    flushes, stop = [0], threading.Event()
+
+    def flush() -> None:
+        while not stop.is_set():
+            flusher.script_flush()
+            flushes[0] += 1
+
+    thread = threading.Thread(target=flush, daemon=True)
+    thread.start()
+    try:
+        lock = Lock("job", ttl=10, config=config)
+        results = [(lock.acquire(), lock.extend(), lock.release()) for _ in range(500)]
+    finally:
+        stop.set()
+        thread.join()
+        flusher.close()
+    assert flushes[0] > 10
+    assert set(results) == {(True, True, True)}
 
 
 def test_invalid_lock_name_rejected(config: RedisConfig, redis_client: Any) -> None:

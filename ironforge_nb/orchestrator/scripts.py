@@ -2,65 +2,40 @@
 ``retry_run.lua``, ``delete_runs.lua``), each a single atomic call; their headers document
 KEYS, ARGV and replies.
 
-The scripts are loaded like the queue's (`queue.scripts.lua_source`, which prepends the shared
-``run_helpers.lua``) and called by EVALSHA with a fallback to EVAL on NOSCRIPT (`_RunScript`:
-the same rule as the queue's script objects, on the plain client, since these calls are rare
-and carry big arguments rather than being a hot path).
+The scripts are `queue.lua.LuaScript` objects, the same as the queue's (source from
+`lua_source`, which prepends the shared ``run_helpers.lua``; EVALSHA with a fallback to EVAL on
+NOSCRIPT), over a `queue.link.Link` of the config's client. submit_run is always sent by its
+source (`LuaScript.eval`): its arguments are megabytes, which a NOSCRIPT reply would make cross
+the network twice, while the source adds ~10 KB and Redis reuses the compiled script.
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from typing import Any
-
-from redis.exceptions import NoScriptError
 
 from ironforge_nb.errors import RunError, RunStateError
 from ironforge_nb.queue.config import RedisConfig
 from ironforge_nb.queue.keys import JOB_PAYLOAD_SUFFIX, JOB_RESULT_SUFFIX
-from ironforge_nb.queue.scripts import lua_source
+from ironforge_nb.queue.link import Link
+from ironforge_nb.queue.lua import LuaScript
 
 __all__ = ["DELETE_BUDGET", "RunScripts"]
 
 DELETE_BUDGET = 2000  # jobs deleted per delete_runs call: a few ms of Redis time per call
 
 
-class _RunScript:
-    """One run script bound to a client: EVALSHA, else EVAL of the source on NOSCRIPT (which
-    runs it and caches it again in one step, so a racing SCRIPT FLUSH cannot break the call).
-
-    ``by_source=True`` always sends EVAL: for submit_run, whose arguments are megabytes, a
-    NOSCRIPT reply (first call on a server, after a restart or flush) would send them twice,
-    while the source adds ~10 KB; Redis hashes it and reuses the compiled script.
-    """
-
-    def __init__(self, client: Any, name: str, *, by_source: bool = False) -> None:
-        self._client = client
-        self._source = lua_source(name)
-        self._sha = hashlib.sha1(self._source.encode()).hexdigest()
-        self._by_source = by_source
-
-    def __call__(self, keys: Sequence[Any], args: Sequence[Any]) -> Any:
-        if self._by_source:
-            return self._client.eval(self._source, len(keys), *keys, *args)
-        try:
-            return self._client.evalsha(self._sha, len(keys), *keys, *args)
-        except NoScriptError:
-            return self._client.eval(self._source, len(keys), *keys, *args)
-
-
 class RunScripts:
     """The run scripts bound to one config's client and namespace."""
 
     def __init__(self, config: RedisConfig) -> None:
-        client = config.client()
+        link = Link(config.client())
         self._keys = config.keys
         self._maxlen = config.events_maxlen
-        self._submit = _RunScript(client, "submit_run", by_source=True)
-        self._cancel = _RunScript(client, "cancel_run")
-        self._retry = _RunScript(client, "retry_run")
-        self._delete = _RunScript(client, "delete_runs")
+        self._submit = LuaScript(link, "submit_run")
+        self._cancel = LuaScript(link, "cancel_run")
+        self._retry = LuaScript(link, "retry_run")
+        self._delete = LuaScript(link, "delete_runs")
         self._retention = config.run_retention
 
     def _head(self) -> list[Any]:
@@ -88,7 +63,7 @@ class RunScripts:
             args.extend(profile)
         args.extend(blob for _, blob in codes)
         args += (records, payloads)
-        reply: bytes = self._submit(keys, args)
+        reply: bytes = self._submit.eval(keys, args)
         return reply.decode()
 
     def cancel_run(self, run_id: str) -> int:

@@ -17,11 +17,9 @@ where it matters, as the queue's job leases do.
 
 from __future__ import annotations
 
-import functools
 import logging
 import secrets
 import time
-from importlib import resources
 from types import TracebackType
 from typing import Any
 
@@ -29,6 +27,8 @@ from redis.exceptions import RedisError
 
 from ironforge_nb.errors import InvalidOptionError, LockError, LockTimeoutError
 from ironforge_nb.queue.config import RedisConfig
+from ironforge_nb.queue.link import Link
+from ironforge_nb.queue.lua import LuaScript
 
 __all__ = ["Lock"]
 
@@ -36,12 +36,6 @@ logger = logging.getLogger("ironforge_nb.lock")
 
 _MAX_POLL = 0.1  # longest sleep between two attempts of a blocking acquire, in seconds
 _MIN_POLL = 0.005
-
-
-@functools.cache
-def _lua(name: str) -> str:
-    """Source of ``ironforge_nb/queue/lua/<name>.lua`` (package data)."""
-    return (resources.files("ironforge_nb.queue") / "lua" / f"{name}.lua").read_text()
 
 
 def _default_config() -> RedisConfig:
@@ -90,7 +84,9 @@ class Lock:
             raise InvalidOptionError("timeout", timeout, "None or a number of seconds >= 0")
         self.timeout = timeout
         self.token: str | None = None
-        self._scripts: dict[str, Any] = {}
+        # the client the scripts were bound to, and the scripts (rebound if the config's
+        # client changes, e.g. after config.close())
+        self._bound: tuple[Any, dict[str, LuaScript]] | None = None
 
     def __repr__(self) -> str:
         state = "owned" if self.token is not None else "not owned"
@@ -186,13 +182,15 @@ class Lock:
     # -- internals -------------------------------------------------------------------------
 
     def _call(self, script: str, *args: object) -> Any:
-        """Run one lock script (EVALSHA, reloaded on NOSCRIPT); Redis errors become LockError."""
+        """Run one lock script (a `LuaScript`: EVALSHA, else EVAL on NOSCRIPT, so a racing
+        SCRIPT FLUSH never reaches the caller); Redis errors become LockError."""
         try:
             client = self.config.client()
-            runner = self._scripts.get(script)
-            if runner is None or runner.registered_client is not client:
-                runner = self._scripts[script] = client.register_script(_lua(script))
-            return runner(keys=[self.key], args=list(args))
+            if self._bound is None or self._bound[0] is not client:
+                link = Link(client)
+                self._bound = (client, {name: LuaScript(link, name) for name in
+                                        ("acquire_lock", "release_lock", "extend_lock")})
+            return self._bound[1][script]([self.key], args)
         except (RedisError, OSError) as exc:
             raise self._failure(script, exc) from exc
 

@@ -1,88 +1,34 @@
-"""The queue's Lua scripts: loaded once from the package's ``lua/`` folder, one typed wrapper each.
+"""The queue's Lua scripts (``queue/lua/``, loaded by `lua.lua_source`), one typed wrapper each.
 
-Scripts run by EVALSHA, and on NOSCRIPT (script cache flushed, Redis restarted, failover to a new
-node) by one EVAL of the source, which runs the script and caches it again (P1-2): unlike a SCRIPT
-LOAD followed by a second EVALSHA, it cannot lose a race with another flush. No
-wrapper uses a redis-py pipeline: those check scripts with an extra SCRIPT EXISTS round trip and
-cannot reload one flushed between that check and EXEC; one script call per chunk is both faster
-and safe. Calls go through a `Link` (one held connection per thread, see link.py); the one
-two-command write, BLPOP then the claim, handles NOSCRIPT on the claim's own reply. Every reply
-goes through `codes.check`, the one place error codes become exceptions. Key names come from
-`QueueKeys`; per-job keys are derived inside the scripts from `Keys.job_prefix` and the suffixes
-of `keys.py`, passed as ARGV.
+Every script is a `lua.LuaScript`: EVALSHA, and on NOSCRIPT (script cache flushed, Redis
+restarted, failover to a new node) one EVAL of the source, which cannot lose a race with
+another flush (P1-2). No wrapper uses a redis-py pipeline: those check scripts with an extra
+SCRIPT EXISTS round trip and cannot reload one flushed between that check and EXEC; one script
+call per chunk is both faster and safe. Calls go through a `Link` (one held connection per
+thread, see link.py); the one two-command write, BLPOP then the claim, handles NOSCRIPT on the
+claim's own reply (`LuaScript.after`). Every reply goes through `codes.check`, the one place
+error codes become exceptions. Key names come from `QueueKeys`; per-job keys are derived inside
+the scripts from `Keys.job_prefix` and the suffixes of `keys.py`, passed as ARGV.
+`lua_source` is re-exported here for the callers that imported it from this module.
 """
 
 from __future__ import annotations
 
-import functools
-import hashlib
 import random
 from collections.abc import Sequence
-from importlib import resources
 from typing import Any
-
-from redis.exceptions import NoScriptError
 
 from ironforge_nb.queue.codes import check
 from ironforge_nb.queue.config import RedisConfig
 from ironforge_nb.queue.keys import JOB_PAYLOAD_SUFFIX, JOB_RESULT_SUFFIX
 from ironforge_nb.queue.link import Link
+from ironforge_nb.queue.lua import LuaScript, lua_source
 
 __all__ = ["MAX_BACKOFF_MS", "PROMOTE_LIMIT", "QueueScripts", "lua_source"]
 
 PROMOTE_LIMIT = 1000  # due scheduled jobs promoted per claim at most (bounds one script's work)
 MAX_BACKOFF_MS = 3_600_000  # one retry delay is capped at an hour
 _TRIM_LIMIT = 100  # dead jobs purged per purge_dead call
-
-
-# Scripts that end (or create) tasks of DAG runs get lua/run_helpers.lua prepended at load time:
-# one copy of the run bookkeeping (release children, skip descendants, settle the run), shared
-# without an include preprocessor. Error line numbers in those scripts are offset by its length.
-RUN_HELPER_USERS = frozenset({"complete_job", "fail_job", "reap_expired", "cancel_job",
-                              "submit_run", "cancel_run", "retry_run"})
-
-
-@functools.cache
-def lua_source(name: str) -> str:
-    """Source of ``ironforge_nb/queue/lua/<name>.lua`` (package data), read once per process;
-    the run helpers come first for the scripts in `RUN_HELPER_USERS`."""
-    source = (resources.files("ironforge_nb.queue") / "lua" / f"{name}.lua").read_text()
-    if name in RUN_HELPER_USERS:
-        return lua_source("run_helpers") + "\n" + source
-    return source
-
-
-class _Script:
-    """One Lua script on a `Link`: EVALSHA, else EVAL of the source on NOSCRIPT.
-
-    redis-py's `Script` answers NOSCRIPT with SCRIPT LOAD and a second EVALSHA; a flush between
-    the two (a racing SCRIPT FLUSH, a second restart or failover) reaches the caller as
-    NoScriptError, mid-batch. EVAL loads and runs in one step, so it cannot be raced.
-    """
-
-    def __init__(self, link: Link, source: str) -> None:
-        self._link = link
-        self._source = source
-        self._sha = hashlib.sha1(source.encode()).hexdigest()
-
-    def __call__(self, keys: Sequence[Any], args: Sequence[Any]) -> Any:
-        try:
-            return self._link.call(("EVALSHA", self._sha, len(keys), *keys, *args))
-        except NoScriptError:
-            return self.eval(keys, args)
-
-    def eval(self, keys: Sequence[Any], args: Sequence[Any]) -> Any:
-        """Run the script by its source (which also caches it again in Redis)."""
-        return self._link.call(("EVAL", self._source, len(keys), *keys, *args))
-
-    def after(self, wait: Sequence[Any], keys: Sequence[Any], args: Sequence[Any]) -> Any:
-        """Run the script right after the blocking command ``wait`` (see `Link.wait_then`)."""
-        reply = self._link.wait_then(wait, ("EVALSHA", self._sha, len(keys), *keys, *args))
-        if isinstance(reply, NoScriptError):
-            return self.eval(keys, args)
-        if isinstance(reply, Exception):
-            raise reply
-        return reply
 
 
 class QueueScripts:
@@ -103,7 +49,7 @@ class QueueScripts:
         self._run_tail = (keys.run_prefix, keys.queue_prefix)
         link = Link(client)
         self._scripts = {
-            name: _Script(link, lua_source(name))
+            name: LuaScript(link, name)
             for name in ("enqueue_jobs", "claim_jobs", "complete_job", "fail_job",
                          "heartbeat_job", "update_progress", "reap_expired", "cancel_job",
                          "requeue_job", "purge_dead", "release_job")

@@ -7,7 +7,8 @@ token (from the seq counter, so unique), deadline = Redis TIME + lease, entry in
 ZSET, a 'claimed' event; return its payload and the stable fields of its meta hash (queue,
 priority, max_attempts, backoff_ms, created, run, task, user fields). Entries whose hash says anything
 but 'queued' are dropped (never claimed twice).
-complete_job.lua repeats steps (1)-(3) for "complete and fetch next"; keep the two in step.
+Steps (1)-(3) are claim_ready() of claim_helpers.lua, prepended at load time and shared with
+complete_job.lua ("complete and fetch next").
 
 KEYS[1] wait       ZSET id -> priority/FIFO score
 KEYS[2] scheduled  ZSET id -> due time (ms)
@@ -28,71 +29,7 @@ Returns: {wait_ms, then per claimed job: id, token, attempt, deadline_ms, payloa
 ]]
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local prefix, psuffix, queue, maxlen = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
-local worker, lease = ARGV[5], tonumber(ARGV[6])
-local n, promote_limit = tonumber(ARGV[7]), tonumber(ARGV[8])
-local K_WAIT, K_SCHEDULED, K_ACTIVE, K_EVENTS, K_SEQ = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
-local out = {0}
-
--- >>> claim block: identical in claim_jobs.lua and complete_job.lua (a test checks it)
--- uses: now, prefix, psuffix, queue, maxlen, worker, lease, n, promote_limit, out and
--- K_WAIT, K_SCHEDULED, K_ACTIVE, K_EVENTS, K_SEQ
-local due = redis.call('ZRANGEBYSCORE', K_SCHEDULED, '-inf', now, 'LIMIT', 0, promote_limit)
-for _, id in ipairs(due) do
-  local jk = prefix .. id
-  local prio = tonumber(redis.call('HGET', jk, 'priority') or '0')
-  local seq = redis.call('INCR', K_SEQ)
-  redis.call('ZADD', K_WAIT, -prio * 1099511627776 + seq, id)
-  redis.call('HSET', jk, 'status', 'queued', 'enqueued', now)
-  redis.call('XADD', K_EVENTS, 'MAXLEN', '~', maxlen, '*', 'type', 'enqueued', 'ts', now,
-             'job', id, 'queue', queue, 'status', 'queued')
-end
-if #due > 0 then redis.call('ZREM', K_SCHEDULED, unpack(due)) end
-
--- fields that change with each attempt stay out of the lease's meta
-local volatile = {status = 1, token = 1, worker = 1, started = 1, lease_ms = 1, attempts = 1,
-                  progress = 1, message = 1, error = 1, failures = 1, enqueued = 1,
-                  finished = 1}
-local popped = redis.call('ZPOPMIN', K_WAIT, n)
-local token, leased = nil, {}
-for p = 1, #popped, 2 do
-  local id = popped[p]
-  local jk = prefix .. id
-  local h = redis.call('HGETALL', jk)
-  local status, attempts, meta = nil, 0, {}
-  for f = 1, #h, 2 do
-    local name = h[f]
-    if name == 'status' then status = h[f + 1]
-    elseif name == 'attempts' then attempts = tonumber(h[f + 1])
-    elseif not volatile[name] and string.sub(name, 1, 6) ~= 'error.' then
-      meta[#meta + 1] = name; meta[#meta + 1] = h[f + 1]
-    end
-  end
-  if status == 'queued' then  -- anything else is a stale entry: dropped, never claimed twice
-    if not token then token = redis.call('INCRBY', K_SEQ, #popped) - #popped end
-    token = token + 1
-    local tok, attempt, deadline = string.format('%d', token), attempts + 1, now + lease
-    redis.call('HSET', jk, 'status', 'active', 'token', tok, 'worker', worker, 'started', now,
-               'lease_ms', lease, 'attempts', attempt)
-    leased[#leased + 1] = deadline
-    leased[#leased + 1] = id
-    if #leased >= 2000 then  -- one ZADD per 1000 claims (Lua's unpack has limits)
-      redis.call('ZADD', K_ACTIVE, unpack(leased))
-      leased = {}
-    end
-    redis.call('XADD', K_EVENTS, 'MAXLEN', '~', maxlen, '*', 'type', 'claimed', 'ts', now,
-               'job', id, 'queue', queue, 'status', 'active', 'attempt', attempt,
-               'worker', worker)
-    local o = #out
-    out[o + 1], out[o + 2], out[o + 3], out[o + 4] = id, tok, attempt, deadline
-    out[o + 5] = redis.call('GET', jk .. psuffix) or ''
-    out[o + 6] = meta
-  end
-end
-if #leased > 0 then redis.call('ZADD', K_ACTIVE, unpack(leased)) end
-if #out == 1 then
-  local first = redis.call('ZRANGE', K_SCHEDULED, 0, 0, 'WITHSCORES')
-  if #first > 0 then out[1] = math.max(1, tonumber(first[2]) - now) end
-end
--- <<< claim block
-return out
+return claim_ready({wait = KEYS[1], scheduled = KEYS[2], active = KEYS[3], events = KEYS[4],
+                    seq = KEYS[5], prefix = ARGV[1], psuffix = ARGV[2], queue = ARGV[3],
+                    maxlen = ARGV[4], worker = ARGV[5], lease = tonumber(ARGV[6]),
+                    promote_limit = tonumber(ARGV[8])}, now, tonumber(ARGV[7]))

@@ -8,7 +8,7 @@ entries: the oldest are removed with their hash, payload and result keys (at mos
 except jobs of DAG runs, which only leave the ZSET: their keys live as long as their run
 (run_helpers.lua `trim_ended`; runs are deleted whole by delete_runs.lua);
 (4) if fetch_n > 0 and no completion was refused, claim up to fetch_n jobs exactly as
-claim_jobs.lua does (the claim block below is a copy; a test keeps them identical). Steady-state
+claim_jobs.lua does (claim_ready() of claim_helpers.lua, prepended at load time). Steady-state
 workers thus make one call per job, or one per batch of jobs.
 DAG runs: after step (2) of a job whose hash has a `run` field, run_on_complete (from
 run_helpers.lua, prepended at load time) counts it in its run, decrements its children's
@@ -81,71 +81,10 @@ end
 
 trim_ended(KEYS[2], ARGV[7], prefix, psuffix, rsuffix)
 
-local out = {0}
 local n = tonumber(ARGV[10])
-if n < 1 or refused then return {out, outcomes} end
-local worker, lease, promote_limit = ARGV[8], tonumber(ARGV[9]), tonumber(ARGV[11])
-local K_WAIT, K_SCHEDULED, K_ACTIVE, K_EVENTS, K_SEQ = KEYS[4], KEYS[5], KEYS[1], KEYS[3], KEYS[6]
-
--- >>> claim block: identical in claim_jobs.lua and complete_job.lua (a test checks it)
--- uses: now, prefix, psuffix, queue, maxlen, worker, lease, n, promote_limit, out and
--- K_WAIT, K_SCHEDULED, K_ACTIVE, K_EVENTS, K_SEQ
-local due = redis.call('ZRANGEBYSCORE', K_SCHEDULED, '-inf', now, 'LIMIT', 0, promote_limit)
-for _, id in ipairs(due) do
-  local jk = prefix .. id
-  local prio = tonumber(redis.call('HGET', jk, 'priority') or '0')
-  local seq = redis.call('INCR', K_SEQ)
-  redis.call('ZADD', K_WAIT, -prio * 1099511627776 + seq, id)
-  redis.call('HSET', jk, 'status', 'queued', 'enqueued', now)
-  redis.call('XADD', K_EVENTS, 'MAXLEN', '~', maxlen, '*', 'type', 'enqueued', 'ts', now,
-             'job', id, 'queue', queue, 'status', 'queued')
-end
-if #due > 0 then redis.call('ZREM', K_SCHEDULED, unpack(due)) end
-
--- fields that change with each attempt stay out of the lease's meta
-local volatile = {status = 1, token = 1, worker = 1, started = 1, lease_ms = 1, attempts = 1,
-                  progress = 1, message = 1, error = 1, failures = 1, enqueued = 1,
-                  finished = 1}
-local popped = redis.call('ZPOPMIN', K_WAIT, n)
-local token, leased = nil, {}
-for p = 1, #popped, 2 do
-  local id = popped[p]
-  local jk = prefix .. id
-  local h = redis.call('HGETALL', jk)
-  local status, attempts, meta = nil, 0, {}
-  for f = 1, #h, 2 do
-    local name = h[f]
-    if name == 'status' then status = h[f + 1]
-    elseif name == 'attempts' then attempts = tonumber(h[f + 1])
-    elseif not volatile[name] and string.sub(name, 1, 6) ~= 'error.' then
-      meta[#meta + 1] = name; meta[#meta + 1] = h[f + 1]
-    end
-  end
-  if status == 'queued' then  -- anything else is a stale entry: dropped, never claimed twice
-    if not token then token = redis.call('INCRBY', K_SEQ, #popped) - #popped end
-    token = token + 1
-    local tok, attempt, deadline = string.format('%d', token), attempts + 1, now + lease
-    redis.call('HSET', jk, 'status', 'active', 'token', tok, 'worker', worker, 'started', now,
-               'lease_ms', lease, 'attempts', attempt)
-    leased[#leased + 1] = deadline
-    leased[#leased + 1] = id
-    if #leased >= 2000 then  -- one ZADD per 1000 claims (Lua's unpack has limits)
-      redis.call('ZADD', K_ACTIVE, unpack(leased))
-      leased = {}
-    end
-    redis.call('XADD', K_EVENTS, 'MAXLEN', '~', maxlen, '*', 'type', 'claimed', 'ts', now,
-               'job', id, 'queue', queue, 'status', 'active', 'attempt', attempt,
-               'worker', worker)
-    local o = #out
-    out[o + 1], out[o + 2], out[o + 3], out[o + 4] = id, tok, attempt, deadline
-    out[o + 5] = redis.call('GET', jk .. psuffix) or ''
-    out[o + 6] = meta
-  end
-end
-if #leased > 0 then redis.call('ZADD', K_ACTIVE, unpack(leased)) end
-if #out == 1 then
-  local first = redis.call('ZRANGE', K_SCHEDULED, 0, 0, 'WITHSCORES')
-  if #first > 0 then out[1] = math.max(1, tonumber(first[2]) - now) end
-end
--- <<< claim block
+if n < 1 or refused then return {{0}, outcomes} end
+local out = claim_ready({wait = KEYS[4], scheduled = KEYS[5], active = KEYS[1],
+                         events = KEYS[3], seq = KEYS[6], prefix = prefix, psuffix = psuffix,
+                         queue = queue, maxlen = maxlen, worker = ARGV[8],
+                         lease = tonumber(ARGV[9]), promote_limit = tonumber(ARGV[11])}, now, n)
 return {out, outcomes}

@@ -1,0 +1,96 @@
+--[[ claim_helpers: claim_ready, the claim shared by claim_jobs and complete_job.
+
+Not a script on its own: `lua.lua_source` prepends this file to claim_jobs and complete_job at
+load time (one copy of the claim, no include preprocessor; error line numbers in those scripts
+are offset by this file and, for complete_job, by run_helpers.lua before it).
+
+  claim_ready(q, now, n) -> out
+
+Steps: (1) promote scheduled jobs that are due (at most q.promote_limit) to the wait ZSET,
+behind the jobs already queued at their priority, each with an 'enqueued' event; (2) pop the n
+best jobs of the wait ZSET (highest priority, then FIFO); (3) for each: attempts + 1, status
+active, a fresh lease token (from the seq counter, so unique), deadline = now + lease, entry in
+the active ZSET, a 'claimed' event. Entries whose hash says anything but 'queued' are dropped
+(never claimed twice).
+
+Inputs:
+  q.wait, q.scheduled, q.active, q.events, q.seq   the queue's keys (from the host's KEYS):
+      wait ZSET id -> priority/FIFO score, scheduled ZSET id -> due time (ms), active ZSET
+      id -> lease deadline (ms), events STREAM, seq STRING counter (FIFO order, lease tokens)
+  q.prefix        the meta hash of job <id> is prefix .. id
+  q.psuffix       the payload of job <id> is prefix .. id .. psuffix
+  q.queue         queue name (events)
+  q.maxlen        approximate cap of the events stream
+  q.worker        worker name, stored in the meta hash
+  q.lease         lease length (ms, a number)
+  q.promote_limit how many due scheduled jobs to promote at most (a number)
+  now             Redis TIME in ms; n  how many jobs to claim at most (a number)
+Returns out = {wait_ms, then per claimed job: id, token, attempt, deadline_ms, payload, stable
+  meta fields as a flat field/value list (queue, priority, max_attempts, backoff_ms, created,
+  run, task, user fields)}. wait_ms is, when nothing was claimed, the time until the earliest
+  scheduled job is due (a worker blocks at most that long), else 0.
+]]
+
+-- fields that change with each attempt stay out of the lease's meta
+local CLAIM_VOLATILE = {status = 1, token = 1, worker = 1, started = 1, lease_ms = 1,
+                        attempts = 1, progress = 1, message = 1, error = 1, failures = 1,
+                        enqueued = 1, finished = 1}
+
+local function claim_ready(q, now, n)
+  local prefix, queue, maxlen, worker, lease = q.prefix, q.queue, q.maxlen, q.worker, q.lease
+  local out = {0}
+  local due = redis.call('ZRANGEBYSCORE', q.scheduled, '-inf', now, 'LIMIT', 0, q.promote_limit)
+  for _, id in ipairs(due) do
+    local jk = prefix .. id
+    local prio = tonumber(redis.call('HGET', jk, 'priority') or '0')
+    local seq = redis.call('INCR', q.seq)
+    redis.call('ZADD', q.wait, -prio * 1099511627776 + seq, id)
+    redis.call('HSET', jk, 'status', 'queued', 'enqueued', now)
+    redis.call('XADD', q.events, 'MAXLEN', '~', maxlen, '*', 'type', 'enqueued', 'ts', now,
+               'job', id, 'queue', queue, 'status', 'queued')
+  end
+  if #due > 0 then redis.call('ZREM', q.scheduled, unpack(due)) end
+
+  local popped = redis.call('ZPOPMIN', q.wait, n)
+  local token, leased = nil, {}
+  for p = 1, #popped, 2 do
+    local id = popped[p]
+    local jk = prefix .. id
+    local h = redis.call('HGETALL', jk)
+    local status, attempts, meta = nil, 0, {}
+    for f = 1, #h, 2 do
+      local name = h[f]
+      if name == 'status' then status = h[f + 1]
+      elseif name == 'attempts' then attempts = tonumber(h[f + 1])
+      elseif not CLAIM_VOLATILE[name] and string.sub(name, 1, 6) ~= 'error.' then
+        meta[#meta + 1] = name; meta[#meta + 1] = h[f + 1]
+      end
+    end
+    if status == 'queued' then  -- anything else is a stale entry: dropped, never claimed twice
+      if not token then token = redis.call('INCRBY', q.seq, #popped) - #popped end
+      token = token + 1
+      local tok, attempt, deadline = string.format('%d', token), attempts + 1, now + lease
+      redis.call('HSET', jk, 'status', 'active', 'token', tok, 'worker', worker,
+                 'started', now, 'lease_ms', lease, 'attempts', attempt)
+      leased[#leased + 1] = deadline
+      leased[#leased + 1] = id
+      if #leased >= 2000 then  -- one ZADD per 1000 claims (Lua's unpack has limits)
+        redis.call('ZADD', q.active, unpack(leased))
+        leased = {}
+      end
+      redis.call('XADD', q.events, 'MAXLEN', '~', maxlen, '*', 'type', 'claimed', 'ts', now,
+                 'job', id, 'queue', queue, 'status', 'active', 'attempt', attempt,
+                 'worker', worker)
+      local o = #out
+      out[o + 1], out[o + 2], out[o + 3], out[o + 4] = id, tok, attempt, deadline
+      out[o + 5] = redis.call('GET', jk .. q.psuffix) or ''
+      out[o + 6] = meta
+    end
+  end
+  if #leased > 0 then redis.call('ZADD', q.active, unpack(leased)) end
+  if #out == 1 then
+    local first = redis.call('ZRANGE', q.scheduled, 0, 0, 'WITHSCORES')
+    if #first > 0 then out[1] = math.max(1, tonumber(first[2]) - now) end
+  end
+  return out
+end
