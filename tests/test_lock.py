@@ -17,7 +17,7 @@ from ironforge_nb.errors import (
     LockError,
     LockTimeoutError,
 )
-from ironforge_nb.local import RedisServer
+from ironforge_nb.local import RedisCluster, RedisServer
 from ironforge_nb.queue.config import RedisConfig
 from ironforge_nb.queue.lock import Lock
 
@@ -278,5 +278,19 @@ def test_lock_scripts_on_bundled_redis_6(bundled_server: RedisServer) -> None:
         assert holder.acquire() and not other.acquire()
         assert holder.extend() and holder.release()
         assert other.acquire()
+    finally:
+        cfg.close()
+
+
+def test_lock_on_redis_cluster(redis_cluster: RedisCluster, namespace: str) -> None:
+    """On a 3-master cluster, lock scripts route by key and survive SCRIPT FLUSH on every master."""
+    cfg = RedisConfig(url=redis_cluster.url, namespace=namespace, cluster=True)
+    try:
+        holder, other = Lock("job", ttl=10, config=cfg), Lock("job", ttl=10, config=cfg)
+        assert holder.acquire() and not other.acquire()
+        for node in cfg.client().get_primaries():
+            node.redis_connection.script_flush()
+        assert holder.extend() and holder.release()
+        assert other.acquire() and other.owned()
     finally:
         cfg.close()

@@ -1,6 +1,6 @@
 --[[ run_helpers: the DAG-run bookkeeping shared by every script that ends a task of a run.
 
-Not a script on its own: `scripts.lua_source` prepends this file to complete_job, fail_job,
+Not a script on its own: `lua.lua_source` prepends this file to complete_job, fail_job,
 reap_expired, cancel_job, submit_run, cancel_run and retry_run at load time (one copy of the
 logic, no include preprocessor; error line numbers in those scripts are offset by this file).
 Each host script builds a context with run_ctx() from its own ARGV and calls one entry point:
