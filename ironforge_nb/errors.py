@@ -18,9 +18,9 @@ callers and notebooks can act on them without parsing messages::
     │   ├── GraphvizNotFoundError            .source (the DOT text, still usable)
     │   └── LayoutTimeoutError               .seconds .source
     ├── QueueError
-    │   ├── JobNotFoundError                 .job_id
-    │   ├── JobStateError                    .job_id .status (transition not allowed now)
-    │   ├── LeaseLost                        .job_id (stale token: the job moved on)
+    │   ├── JobNotFoundError (KeyError)      .job_id .script
+    │   ├── JobStateError                    .job_id .status .script (not allowed now)
+    │   ├── LeaseLost                        .job_id .script (stale token: the job moved on)
     │   └── ScriptError                      .script .code .job_id (unexpected script reply)
     ├── LockError                            Redis failed while locking (chains the cause)
     ├── LockTimeoutError (TimeoutError)      .name .timeout: `with Lock(...)` waited in vain

@@ -294,7 +294,8 @@ def test_registry_lists_the_worker(config: RedisConfig, start_worker: StartWorke
         "w1", worker.pid, ("work", "other"), 2)
 
 
-def test_worker_serves_every_queue_it_is_given(config: RedisConfig, start_worker: StartWorker) -> None:
+def test_worker_serves_every_queue_it_is_given(config: RedisConfig,
+                                              start_worker: StartWorker) -> None:
     """A worker of two queues runs the jobs of both."""
     a, b = Queue("a", config), Queue("b", config)
     ja, jb = a.enqueue(command("echo", value="a")), b.enqueue(command("echo", value="b"))

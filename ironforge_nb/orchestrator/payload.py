@@ -27,14 +27,14 @@ Run params live once in the run's meta hash (field ``params``, encoded by `codec
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from ironforge_nb.errors import SignatureError, TaskError
 from ironforge_nb.orchestrator import codec
 
-__all__ = ["TaskPayload", "decode_payload", "encode_payload", "to_json"]
+__all__ = ["TaskPayload", "decode_payload", "encode_payload", "split_plain", "to_json"]
 
 _SEP = b"\n"
 # compact JSON text, with the encoder built once: json.dumps with non-default separators
@@ -159,8 +159,3 @@ def split_plain(values: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, An
     for name, value in values.items():
         (plain if codec.is_plain(value) else other)[name] = value
     return plain, other
-
-
-def plain_list(values: Sequence[Any]) -> bool:
-    """True when every value of ``values`` is plain JSON."""
-    return all(map(codec.is_plain, values))

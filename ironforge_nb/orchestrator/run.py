@@ -57,8 +57,7 @@ class Run:
         """The run's status, read now."""
         raw = self.config.client().hget(self._keys.meta, "status")
         if raw is None:
-            raise RunError(self.id, f"no run {self.id!r} in namespace "
-                                    f"{self.config.namespace!r}")
+            raise self._not_found()
         return RunStatus(raw.decode())
 
     def info(self) -> dict[str, Any]:
@@ -68,8 +67,7 @@ class Run:
     def _info(self, raw: dict[bytes, bytes]) -> dict[str, Any]:
         """`info` of a meta hash read elsewhere (`RunError` if the run does not exist)."""
         if not raw:
-            raise RunError(self.id, f"no run {self.id!r} in namespace "
-                                    f"{self.config.namespace!r}")
+            raise self._not_found()
         out: dict[str, Any] = {}
         for key, value in raw.items():
             name = key.decode()
@@ -120,8 +118,7 @@ class Run:
         pipe.xrevrange(self._keys.events, "+", "-", count=1)
         raw, last = pipe.execute()
         if raw is None:
-            raise RunError(self.id, f"no run {self.id!r} in namespace "
-                                    f"{self.config.namespace!r}")
+            raise self._not_found()
         status = RunStatus(raw.decode())
         cursor = last[0][0] if last else b"0-0"
         while not status.terminal:
@@ -297,6 +294,10 @@ class Run:
             raise
 
     # ------------------------------------------------------------------ internals
+
+    def _not_found(self) -> RunError:
+        return RunError(self.id, f"no run {self.id!r} in namespace {self.config.namespace!r}; "
+                                 "check the id and the namespace (ifn.runs() lists recent runs)")
 
     def _maps(self) -> dict[str, Any]:
         raw = self.config.client().hget(self._keys.meta, "maps")

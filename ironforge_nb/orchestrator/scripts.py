@@ -83,7 +83,6 @@ class RunScripts:
             raise RunError(run_id, f"no run {run_id!r} in this namespace")
         return int(n), int(queued)
 
-
     def delete_runs(self, run_id: str = "", *, retention: bool = True,
                     budget: int = DELETE_BUDGET) -> tuple[int, int]:
         """One bounded step of run deletion: mark ``run_id`` (if given), mark the ended runs

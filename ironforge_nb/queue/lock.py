@@ -26,7 +26,7 @@ from typing import Any
 from redis.exceptions import RedisError
 
 from ironforge_nb.errors import InvalidOptionError, LockError, LockTimeoutError
-from ironforge_nb.queue.config import RedisConfig
+from ironforge_nb.queue.config import RedisConfig, default_config
 from ironforge_nb.queue.link import Link
 from ironforge_nb.queue.lua import LuaScript
 
@@ -36,18 +36,6 @@ logger = logging.getLogger("ironforge_nb.lock")
 
 _MAX_POLL = 0.1  # longest sleep between two attempts of a blocking acquire, in seconds
 _MIN_POLL = 0.005
-
-
-def _default_config() -> RedisConfig:
-    """The config set up by ``ifn.connect()`` when there is one, else `RedisConfig.from_env`."""
-    from ironforge_nb.queue import config as config_module
-
-    hook = getattr(config_module, "default_config", None)
-    if callable(hook):
-        found = hook()
-        if isinstance(found, RedisConfig):
-            return found
-    return RedisConfig.from_env()
 
 
 def _ttl_ms(ttl: object) -> int:
@@ -75,7 +63,7 @@ class Lock:
         *,
         timeout: float | None = None,
     ) -> None:
-        self.config = config if config is not None else _default_config()
+        self.config = config if config is not None else default_config()
         self.name = name
         self.key = self.config.keys.lock(name)  # validates name and namespace
         self.ttl = ttl

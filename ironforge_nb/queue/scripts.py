@@ -9,7 +9,6 @@ thread, see link.py); the one two-command write, BLPOP then the claim, handles N
 claim's own reply (`LuaScript.after`). Every reply goes through `codes.check`, the one place
 error codes become exceptions. Key names come from `QueueKeys`; per-job keys are derived inside
 the scripts from `Keys.job_prefix` and the suffixes of `keys.py`, passed as ARGV.
-`lua_source` is re-exported here for the callers that imported it from this module.
 """
 
 from __future__ import annotations
@@ -22,9 +21,9 @@ from ironforge_nb.queue.codes import check
 from ironforge_nb.queue.config import RedisConfig
 from ironforge_nb.queue.keys import JOB_PAYLOAD_SUFFIX, JOB_RESULT_SUFFIX
 from ironforge_nb.queue.link import Link
-from ironforge_nb.queue.lua import LuaScript, lua_source
+from ironforge_nb.queue.lua import LuaScript
 
-__all__ = ["MAX_BACKOFF_MS", "PROMOTE_LIMIT", "QueueScripts", "lua_source"]
+__all__ = ["MAX_BACKOFF_MS", "PROMOTE_LIMIT", "QueueScripts"]
 
 PROMOTE_LIMIT = 1000  # due scheduled jobs promoted per claim at most (bounds one script's work)
 MAX_BACKOFF_MS = 3_600_000  # one retry delay is capped at an hour

@@ -5,8 +5,8 @@ ZSET, behind the jobs already queued at their priority; (2) pop the N best jobs 
 ZSET (highest priority, then FIFO); (3) for each: attempts + 1, status active, a fresh lease
 token (from the seq counter, so unique), deadline = Redis TIME + lease, entry in the active
 ZSET, a 'claimed' event; return its payload and the stable fields of its meta hash (queue,
-priority, max_attempts, backoff_ms, created, run, task, user fields). Entries whose hash says anything
-but 'queued' are dropped (never claimed twice).
+priority, max_attempts, backoff_ms, created, run, task, user fields). Entries whose hash says
+anything but 'queued' are dropped (never claimed twice).
 Steps (1)-(3) are claim_ready() of claim_helpers.lua, prepended at load time and shared with
 complete_job.lua ("complete and fetch next").
 

@@ -1,8 +1,8 @@
 --[[ heartbeat_job: extend a job's lease (fenced by the lease token).
 
-The new deadline is Redis TIME + lease_ms (a worker may also shorten its own lease). Refused when the token is stale (the job expired and was
-reaped or handed to another attempt) or the job is no longer active (e.g. cancelled: the worker
-should stop).
+The new deadline is Redis TIME + lease_ms (a worker may also shorten its own lease). Refused
+when the token is stale (the job expired and was reaped or handed to another attempt) or the job
+is no longer active (e.g. cancelled: the worker should stop).
 
 KEYS[1] job     HASH meta of the job
 KEYS[2] active  ZSET id -> lease deadline (ms)
