@@ -28,7 +28,6 @@ REGIONS = ("eu", "us", "apac")
 SVG_NAME = "demo_pipeline.svg"
 
 
-
 class Sale(TypedDict):
     """One raw sales row."""
 
@@ -89,7 +88,10 @@ def build_pipeline() -> Pipeline:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Print the plan and the text view, write the SVG; 1 (with the fix) if Graphviz fails."""
+    """Print the plan and the text view, write the SVG, then run the pipeline (`run_pipeline`).
+
+    Returns 0 when the run succeeded; 1 (with the fix) if Graphviz fails or the run does not.
+    """
     import pandas as pd
 
     from ironforge_nb.render import write

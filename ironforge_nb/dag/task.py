@@ -3,7 +3,7 @@
 A spec says what to call (``fn``: a callable, or ``"package.module:function"`` for the JSON
 mode), which upstream results feed which parameter (``bindings``), which values come from the
 run's ``params`` (``run_params``), and the scheduling options. It holds no behaviour beyond
-`TaskSpec.arguments`, which applies the bindings, so the runs layer and any other executor agree
+`TaskSpec.arguments`, which applies the bindings, so the orchestrator and any other executor agree
 on how a task is called. Standard library only.
 """
 
@@ -110,7 +110,7 @@ class TaskSpec:
 
     @property
     def options(self) -> dict[str, Any]:
-        """The scheduling options as a plain dict (what ``plan()`` and the runs layer read)."""
+        """The scheduling options as a plain dict (what ``plan()`` and the orchestrator read)."""
         return {name: getattr(self, name) for name in OPTION_NAMES}
 
     def arguments(

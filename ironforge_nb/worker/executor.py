@@ -4,9 +4,9 @@ User code may hold the GIL or block for minutes; it runs here, in a child proces
 worker's main process keeps heartbeating leases and can enforce timeouts by killing the child.
 The worker forks its executors before it starts any thread or opens any Redis connection, and
 feeds each over a pipe: it sends a `Lease`, the executor answers with an `Outcome` (both as
-plain tuples, see `wire.py`). An executor
-dies with its worker (``PR_SET_PDEATHSIG`` on Linux, SIGKILL: user code cannot ignore it), and
-the worker respawns any executor that died or was killed.
+plain tuples, see `wire.py`). An executor dies with its worker (``PR_SET_PDEATHSIG`` on Linux,
+SIGKILL: user code cannot ignore it), and the worker respawns any executor that died or was
+killed.
 """
 
 from __future__ import annotations
@@ -176,7 +176,7 @@ class ExecutorProcess:
 
     @property
     def sentinel(self) -> int:
-        """A handle that becomes ready when the process ends (for `connection.wait`)."""
+        """A descriptor that becomes readable when the process ends (the worker polls it)."""
         sentinel: int = self.process.sentinel
         return sentinel
 
@@ -234,7 +234,7 @@ class ExecutorProcess:
 
 
 def runs_executor(secret: bytes | None, json_only: bool = False) -> Executor:
-    """The default executor: the runs layer's `execute_task` with this worker's secret; its
+    """The default executor: the orchestrator's `execute_task` with this worker's secret; its
     own confirmed recent results spare children a read (`results.CACHE`)."""
     from ironforge_nb.orchestrator.execute import execute_task
 

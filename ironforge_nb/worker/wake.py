@@ -3,9 +3,10 @@
 An idle worker must sleep until a job arrives, yet still notice at once when one of its
 executors finishes or a signal arrives. Instead of a thread (the worker stays single-threaded
 so that it can fork executors safely at any time), the BLPOP is sent on a dedicated connection
-and its socket joins the executor pipes in one `multiprocessing.connection.wait`; the reply is
-read when the socket becomes readable. Wake entries are hints only (see `Queue.dequeue_many`):
-after any wake-up, or the BLPOP's own timeout, the worker claims by script.
+and its socket joins the executor pipes in the worker's one ``poll(2)`` set (`wire.Readiness`);
+the reply is read when the socket becomes readable. Wake entries are hints only (see
+`Queue.dequeue_many`): after any wake-up, or the BLPOP's own timeout, the worker claims by
+script.
 
 Backing off: in a chain, the worker that completes a task claims its child in the same call,
 so an idle worker woken by the child's hint finds nothing, once per task. After wake-ups that

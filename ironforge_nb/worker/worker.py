@@ -48,7 +48,7 @@ __all__ = ["Worker"]
 class Worker(Housekeeping):
     """A worker serving ``queues`` of ``config``'s namespace with ``concurrency`` executors.
 
-    ``executor`` runs one lease and returns its encoded result (default: the runs layer's
+    ``executor`` runs one lease and returns its encoded result (default: the orchestrator's
     `execute_task`, with ``secret`` and ``json_only``). ``lease`` is the lease length in
     seconds, ``timeout`` the default per-task limit (None: none; a job's own ``timeout`` meta
     field wins), ``grace`` how long running tasks may finish after a stop request,
