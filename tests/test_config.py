@@ -291,3 +291,13 @@ def test_invalid_queue_and_run_names_rejected(name: str) -> None:
     for build in (keys.queue, keys.run, keys.lock):
         with pytest.raises(InvalidNameError):
             build(name)
+
+
+def test_masked_url_hides_the_password_everywhere_it_is_shown() -> None:
+    """The config and a connection both print the URL with its password replaced by ***."""
+    from ironforge_nb.local.connect import Connection
+
+    cfg = RedisConfig(url="redis://app:s3cret@example.com:6380/0", namespace="ns")
+    assert cfg.masked_url == "redis://app:***@example.com:6380/0"
+    assert Connection(cfg, None, None, None).url == cfg.masked_url
+    assert RedisConfig(url="redis://example.com:6380/0").masked_url == "redis://example.com:6380/0"

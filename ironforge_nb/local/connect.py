@@ -43,14 +43,7 @@ class Connection:
     @property
     def url(self) -> str:
         """The Redis URL, password masked (it ends up in notebook outputs)."""
-        from urllib.parse import urlsplit
-
-        url = self.config.url
-        parts = urlsplit(url)
-        if parts.password is None:
-            return url
-        host = parts.netloc.rsplit("@", 1)[1]
-        return parts._replace(netloc=f"{parts.username or ''}:***@{host}").geturl()
+        return self.config.masked_url
 
     @property
     def namespace(self) -> str:

@@ -93,11 +93,16 @@ class RedisConfig:
     def __repr__(self) -> str:
         """Like the dataclass repr, with the URL's password masked (configs end up in logs)."""
         shown = ", ".join(
-            f"{f.name}={_mask_password(self.url) if f.name == 'url' else getattr(self, f.name)!r}"
+            f"{f.name}={self.masked_url if f.name == 'url' else getattr(self, f.name)!r}"
             for f in fields(self)
             if f.repr
         )
         return f"RedisConfig({shown})"
+
+    @property
+    def masked_url(self) -> str:
+        """The URL with its password (if any) replaced by ``***``, safe to print."""
+        return _mask_password(self.url)
 
     def __reduce__(self) -> tuple[Any, ...]:
         """Pickle/copy the settings only: the client and its lock belong to one process."""
