@@ -13,14 +13,15 @@ import contextlib
 import gc
 import math
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeAlias
 
 from ironforge_nb.errors import InvalidOptionError
 from ironforge_nb.names import validate_name
 
-__all__ = ["Gather", "MapItem", "TaskFn", "TaskSpec", "check_options", "fn_label", "paused_gc"]
+__all__ = ["Gather", "MapItem", "TaskFn", "TaskSpec", "check_options", "finish_arguments",
+           "fn_label", "paused_gc"]
 
 TaskFn: TypeAlias = "Callable[..., Any] | str"
 
@@ -120,7 +121,7 @@ class TaskSpec:
 
         Raises `InvalidOptionError` naming the run param when a required one is missing.
         """
-        run_params = run_params or {}
+        params = run_params or {}
         gathers = {g.name: g for g in self.gathers}
         values: dict[str, Any] = {}
         for param, source in self.bindings.items():
@@ -128,20 +129,38 @@ class TaskSpec:
             values[param] = gather.collect(results) if gather else results[source]
         if self.item_param is not None and self.map is not None:
             values[self.item_param] = self.map.item
-        values.update(self.params)
-        for name in self.run_params:
-            if name not in run_params:
-                raise InvalidOptionError(
-                    "params", sorted(run_params), f"a value for {name!r} (task {self.id!r})"
-                )
-            values[name] = run_params[name]
-        values.update((n, run_params[n]) for n in self.optional_params if n in run_params)
-        args = []
-        for name in self.positional:
-            if name not in values:
-                break
-            args.append(values.pop(name))
-        return args, values
+
+        def missing(name: str) -> Exception:
+            return InvalidOptionError("params", sorted(params), f"a value for {name!r} "
+                                      f"(task {self.id!r})")
+
+        return finish_arguments(values, self.params, self.run_params, self.optional_params,
+                                self.positional, params, missing)
+
+
+def finish_arguments(values: dict[str, Any], constants: Mapping[str, Any],
+                     required: Sequence[str], optional: Sequence[str],
+                     positional: Sequence[str], run_params: Mapping[str, Any],
+                     missing: Callable[[str], Exception]) -> tuple[list[Any], dict[str, Any]]:
+    """``(args, kwargs)`` of a call: ``values`` (upstream results, map item) plus the
+    constants and run params, with the leading ``positional`` names taken out as args.
+
+    The one binding rule, shared by `TaskSpec.arguments` (in the notebook) and the
+    orchestrator's `TaskPayload.arguments` (on a worker); ``missing(name)`` builds the error
+    raised for a required run param that ``run_params`` lacks.
+    """
+    values.update(constants)
+    for name in required:
+        if name not in run_params:
+            raise missing(name)
+        values[name] = run_params[name]
+    values.update((n, run_params[n]) for n in optional if n in run_params)
+    args = []
+    for name in positional:
+        if name not in values:
+            break
+        args.append(values.pop(name))
+    return args, values
 
 
 def fn_label(fn: Callable[..., Any] | str) -> str:

@@ -31,6 +31,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ironforge_nb.dag.task import finish_arguments
 from ironforge_nb.errors import SignatureError, TaskError
 from ironforge_nb.orchestrator import codec
 
@@ -82,19 +83,13 @@ class TaskPayload:
             values[param] = gathered if keys is None else dict(zip(keys, gathered, strict=True))
         if self.item_param is not None:
             values[self.item_param] = self.item
-        values.update(self.consts)
-        for name in self.need:
-            if name not in run_params:
-                raise TaskError(None, f"task {self.task!r} needs run param {name!r}, which the "
-                                      f"run's params do not have")
-            values[name] = run_params[name]
-        values.update((n, run_params[n]) for n in self.optional if n in run_params)
-        args = []
-        for name in self.positional:
-            if name not in values:
-                break
-            args.append(values.pop(name))
-        return args, values
+
+        def missing(name: str) -> Exception:
+            return TaskError(None, f"task {self.task!r} needs run param {name!r}, which the "
+                                   "run's params do not have")
+
+        return finish_arguments(values, self.consts, self.need, self.optional,
+                                self.positional, run_params, missing)
 
 
 def encode_payload(head: dict[str, Any], extra: Mapping[str, Any],
