@@ -95,3 +95,15 @@ def redis_cluster() -> Iterator[RedisCluster]:
     """
     with RedisCluster(masters=3) as cluster:
         yield cluster
+
+
+@pytest.fixture
+def signing_secret() -> Iterator[bytes]:
+    """The test secret as the process default for signing pickles; reset afterwards so none
+    leaks into other modules. Run modules use it through ``pytestmark``."""
+    from ironforge_nb.orchestrator import codec
+    from tests.runloop import SECRET, use_test_secret
+
+    use_test_secret()
+    yield SECRET
+    codec.set_default_secret(None)

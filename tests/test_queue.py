@@ -11,6 +11,7 @@ import pytest
 from ironforge_nb.errors import JobNotFoundError, SizeLimitError
 from ironforge_nb.queue import Queue, RedisConfig
 from ironforge_nb.status import EventType, JobStatus
+from tests.helpers import claim
 
 
 @pytest.fixture
@@ -18,12 +19,6 @@ def q(config: RedisConfig) -> Queue:
     """A queue named 'work' in this test's namespace."""
     return Queue("work", config)
 
-
-def claim(q: Queue, worker: str = "w1", lease: float = 30.0) -> Any:
-    """Claim one job without waiting; fail the test if there is none."""
-    lease_ = q.dequeue(worker, lease=lease, timeout=0)
-    assert lease_ is not None
-    return lease_
 
 
 def test_enqueue_dequeue_complete(q: Queue) -> None:

@@ -15,6 +15,7 @@ from ironforge_nb.errors import JobNotFoundError, JobStateError, LeaseLost, Queu
 from ironforge_nb.local import RedisServer
 from ironforge_nb.queue import ErrorCode, Lease, Queue, RedisConfig
 from ironforge_nb.status import EventType, JobStatus
+from tests.helpers import claim
 
 
 @pytest.fixture
@@ -24,12 +25,6 @@ def bq(bundled_server: RedisServer, namespace: str) -> Iterator[Queue]:
     yield Queue("work", config)
     config.close()
 
-
-def claim(q: Queue, worker: str = "w", lease: float = 30.0) -> Lease:
-    """Claim one job without waiting; fail the test if there is none."""
-    got = q.dequeue(worker, lease=lease, timeout=0)
-    assert got is not None
-    return got
 
 
 def test_server_is_redis_62(bq: Queue) -> None:

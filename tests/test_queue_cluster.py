@@ -13,8 +13,9 @@ import pytest
 
 from ironforge_nb.errors import JobNotFoundError, JobStateError, LeaseLost
 from ironforge_nb.local import RedisCluster
-from ironforge_nb.queue import Lease, Queue, RedisConfig
+from ironforge_nb.queue import Queue, RedisConfig
 from ironforge_nb.status import EventType, JobStatus
+from tests.helpers import claim
 
 
 def cluster_config(cluster: RedisCluster, namespace: str) -> RedisConfig:
@@ -29,12 +30,6 @@ def cq(redis_cluster: RedisCluster, namespace: str) -> Iterator[Queue]:
     yield Queue("work", config)
     config.close()
 
-
-def claim(q: Queue, worker: str = "w", lease: float = 30.0) -> Lease:
-    """Claim one job without waiting; fail the test if there is none."""
-    got = q.dequeue(worker, lease=lease, timeout=0)
-    assert got is not None
-    return got
 
 
 def node_of(config: RedisConfig) -> str:

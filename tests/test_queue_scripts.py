@@ -20,6 +20,7 @@ from ironforge_nb.queue import ErrorCode, Lease, Queue, RedisConfig
 from ironforge_nb.queue.codes import check, error_for
 from ironforge_nb.queue.lua import lua_source
 from ironforge_nb.status import EventType, JobStatus
+from tests.helpers import claim
 
 
 @pytest.fixture
@@ -27,12 +28,6 @@ def q(config: RedisConfig) -> Queue:
     """A queue named 'work' in this test's namespace."""
     return Queue("work", config)
 
-
-def claim(q: Queue, worker: str = "w1", lease: float = 30.0) -> Lease:
-    """Claim one job without waiting; fail the test if there is none."""
-    got = q.dequeue(worker, lease=lease, timeout=0)
-    assert got is not None
-    return got
 
 
 # -- error codes: named once, one exception each ---------------------------------------------

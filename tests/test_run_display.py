@@ -7,31 +7,19 @@ Jobs are executed in-process by `runloop.work`, on the session redis-server.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 
 import pytest
 
 from ironforge_nb.dag import Pipeline
-from ironforge_nb.orchestrator import Run, codec, submit
+from ironforge_nb.orchestrator import Run, submit
 from ironforge_nb.queue import RedisConfig
 from ironforge_nb.render import STATUS_COLORS
 from tests import tasks
-from tests.runloop import SECRET, use_test_secret, work
+from tests.helpers import diamond
+from tests.runloop import work
 
+pytestmark = pytest.mark.usefixtures("signing_secret")
 
-@pytest.fixture(autouse=True)
-def secret() -> Iterator[bytes]:
-    """Every test signs with the test secret; none leaks into other test modules."""
-    use_test_secret()
-    yield SECRET
-    codec.set_default_secret(None)
-
-
-def diamond() -> Pipeline:
-    p = Pipeline("diamond")
-    p.task("a", tasks.one).task("b", tasks.double, after="a").task("c", tasks.inc, after="a")
-    p.task("d", tasks.plus, after=["b", "c"])
-    return p
 
 
 def failing() -> Pipeline:

@@ -7,7 +7,6 @@ these tests exercise the runs layer and the queue scripts without worker process
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,22 +25,11 @@ from ironforge_nb.orchestrator import Run, codec, submit
 from ironforge_nb.queue import Queue, RedisConfig
 from ironforge_nb.status import EventType, JobStatus, RunStatus
 from tests import tasks
-from tests.runloop import SECRET, use_test_secret, work
+from tests.helpers import diamond
+from tests.runloop import work
 
+pytestmark = pytest.mark.usefixtures("signing_secret")
 
-@pytest.fixture(autouse=True)
-def secret() -> Iterator[bytes]:
-    """Every test signs with the test secret; none leaks into other test modules."""
-    use_test_secret()
-    yield SECRET
-    codec.set_default_secret(None)
-
-
-def diamond() -> Pipeline:
-    p = Pipeline("diamond")
-    p.task("a", tasks.one).task("b", tasks.double, after="a").task("c", tasks.inc, after="a")
-    p.task("d", tasks.plus, after=["b", "c"])
-    return p
 
 
 def test_diamond_gives_the_right_results(config: RedisConfig) -> None:

@@ -4,7 +4,6 @@ expired leases settling runs."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,20 +13,14 @@ from redis.exceptions import ResponseError
 from ironforge_nb.dag import DAG, Pipeline
 from ironforge_nb.dag.task import TaskSpec
 from ironforge_nb.errors import InvalidNameError, JobStateError
-from ironforge_nb.orchestrator import codec, submit
+from ironforge_nb.orchestrator import submit
 from ironforge_nb.orchestrator.scripts import RunScripts
 from ironforge_nb.queue import Queue, RedisConfig
 from ironforge_nb.status import EventType, JobStatus, RunStatus
 from tests import tasks
-from tests.runloop import SECRET, use_test_secret, work
+from tests.runloop import work
 
-
-@pytest.fixture(autouse=True)
-def secret() -> Iterator[bytes]:
-    """Every test signs with the test secret; none leaks into other test modules."""
-    use_test_secret()
-    yield SECRET
-    codec.set_default_secret(None)
+pytestmark = pytest.mark.usefixtures("signing_secret")
 
 
 def logged(log: Path, name: str, value: Any = 1) -> Any:

@@ -12,20 +12,14 @@ import pytest
 
 from ironforge_nb.dag import Pipeline
 from ironforge_nb.errors import RunError, RunStateError
-from ironforge_nb.orchestrator import Run, codec, runs, submit
+from ironforge_nb.orchestrator import Run, runs, submit
 from ironforge_nb.orchestrator.scripts import RunScripts
 from ironforge_nb.queue import Queue, RedisConfig
 from ironforge_nb.status import JobStatus, RunStatus
 from tests import tasks
-from tests.runloop import SECRET, use_test_secret, work
+from tests.runloop import work
 
-
-@pytest.fixture(autouse=True)
-def secret() -> Iterator[bytes]:
-    """Every test signs with the test secret; none leaks into other test modules."""
-    use_test_secret()
-    yield SECRET
-    codec.set_default_secret(None)
+pytestmark = pytest.mark.usefixtures("signing_secret")
 
 
 @pytest.fixture
