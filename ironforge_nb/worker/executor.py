@@ -31,7 +31,7 @@ from ironforge_nb.worker.results import CACHE
 from ironforge_nb.worker.wire import Readiness, decode, encode, lease_from, lease_tuple
 
 __all__ = ["Executor", "ExecutorProcess", "Outcome", "load_executor", "run_lease",
-           "runs_executor"]
+           "task_executor"]
 
 # (config, lease) -> encoded result for Queue.complete; raises to fail the attempt
 Executor = Callable[[RedisConfig, Lease], "bytes | None"]
@@ -233,7 +233,7 @@ class ExecutorProcess:
         return f"exited with code {code}"
 
 
-def runs_executor(secret: bytes | None, json_only: bool = False) -> Executor:
+def task_executor(secret: bytes | None, json_only: bool = False) -> Executor:
     """The default executor: the orchestrator's `execute_task` with this worker's secret; its
     own confirmed recent results spare children a read (`results.CACHE`)."""
     from ironforge_nb.orchestrator.execute import execute_task

@@ -35,7 +35,7 @@ from ironforge_nb.names import validate_name
 from ironforge_nb.queue import Queue, RedisConfig, default_config
 from ironforge_nb.queue.options import seconds_to_ms, validate_count, validate_worker
 from ironforge_nb.worker.core import REDIS_DOWN, log
-from ironforge_nb.worker.executor import Executor, runs_executor
+from ironforge_nb.worker.executor import Executor, task_executor
 from ironforge_nb.worker.housekeeping import Housekeeping
 from ironforge_nb.worker.registry import Registry
 from ironforge_nb.worker.slots import PREFETCH, Slot
@@ -75,7 +75,7 @@ class Worker(Housekeeping):
                         else seconds_to_ms("timeout", timeout, positive=True) / 1000)
         self.grace = seconds_to_ms("grace", grace) / 1000
         self.prefetch = validate_count("prefetch", prefetch, 0)
-        self._execute = executor if executor is not None else runs_executor(secret, json_only)
+        self._execute = executor if executor is not None else task_executor(secret, json_only)
         self.jobs_done = 0
         self._parent_pid = parent_pid
         self._slots = []
