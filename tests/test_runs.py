@@ -279,3 +279,10 @@ def test_reattached_handle_reads_the_same_run(config: RedisConfig) -> None:
     run = submit(diamond(), config=config, run_id="nightly-1")
     work(config)
     assert Run("nightly-1", config).results() == run.results()
+
+
+def test_run_events_with_a_malformed_since_is_refused(config: RedisConfig) -> None:
+    """A malformed stream id gives a ValidationError naming ``since``, as for queue events."""
+    run = submit(diamond(), config=config)
+    with pytest.raises(InvalidOptionError, match="since"):
+        run.events(since="garbage")

@@ -25,7 +25,7 @@ from ironforge_nb.names import validate_name
 from ironforge_nb.orchestrator import codec
 from ironforge_nb.orchestrator.scripts import RunScripts
 from ironforge_nb.queue.config import RedisConfig, default_config
-from ironforge_nb.queue.options import validate_count
+from ironforge_nb.queue.queue import read_events
 from ironforge_nb.status import Event, EventType, JobStatus, RunStatus
 
 if TYPE_CHECKING:
@@ -88,11 +88,7 @@ class Run:
 
     def events(self, since: str = "0", count: int = 1000) -> list[Event]:
         """Events of this run after stream id ``since`` ("0": from the oldest kept)."""
-        validate_count("count", count)
-        start = "-" if since in ("0", "0-0", "-") else "(" + since
-        entries = self.config.client().xrange(self._keys.events, start, "+", count=count)
-        return [Event.from_fields(eid.decode(), {k.decode(): v.decode() for k, v in f.items()})
-                for eid, f in entries]
+        return read_events(self.config.client(), self._keys.events, since, count)
 
     def __repr__(self) -> str:
         try:

@@ -40,7 +40,7 @@ from ironforge_nb.queue.records import JobInfo, Lease, leases_from_reply
 from ironforge_nb.queue.scripts import QueueScripts
 from ironforge_nb.status import Event, JobStatus
 
-__all__ = ["Queue"]
+__all__ = ["Queue", "read_events"]
 
 _STREAM_ID = re.compile(r"-|\d+(?:-\d+)?")
 REAP_INTERVAL = 1.0  # seconds between two opportunistic reaps by one Queue object
@@ -349,13 +349,19 @@ class Queue:
 
     def events(self, since: str = "0", count: int = 1000) -> list[Event]:
         """Events of this queue after stream id ``since`` ("0": from the oldest kept)."""
-        validate_count("count", count)
-        if not isinstance(since, str) or _STREAM_ID.fullmatch(since) is None:
-            raise InvalidOptionError("since", since, "a stream id such as '0' or '1700000000000-0'")
-        start = "-" if since in ("0", "0-0", "-") else "(" + since
-        entries = self._client.xrange(self._qk.events, start, "+", count=count)
-        return [Event.from_fields(eid.decode(), {k.decode(): v.decode() for k, v in data.items()})
-                for eid, data in entries]
+        return read_events(self._client, self._qk.events, since, count)
+
+
+def read_events(client: Any, stream: str, since: str = "0", count: int = 1000) -> list[Event]:
+    """Up to ``count`` events of ``stream`` (a queue's or a run's) after entry id ``since``
+    ("0": from the oldest kept); a malformed id is an `InvalidOptionError`."""
+    validate_count("count", count)
+    if not isinstance(since, str) or _STREAM_ID.fullmatch(since) is None:
+        raise InvalidOptionError("since", since, "a stream id such as '0' or '1700000000000-0'")
+    start = "-" if since in ("0", "0-0", "-") else "(" + since
+    entries = client.xrange(stream, start, "+", count=count)
+    return [Event.from_fields(eid.decode(), {k.decode(): v.decode() for k, v in data.items()})
+            for eid, data in entries]
 
 
 def _number_seconds(option: str, value: object) -> float:
