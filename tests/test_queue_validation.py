@@ -40,6 +40,7 @@ BAD_CALLS: dict[str, tuple[Callable[[Queue], Any], type[ValidationError]]] = {
     "nan delay": (lambda q: q.enqueue(b"", delay=float("nan")), InvalidOptionError),
     "negative backoff": (lambda q: q.enqueue(b"", backoff=-0.5), InvalidOptionError),
     "reserved meta field": (lambda q: q.enqueue(b"", meta={"status": "x"}), InvalidNameError),
+    "reserved meta inputs": (lambda q: q.enqueue(b"", meta={"inputs": "1"}), InvalidNameError),
     "meta value not str": (lambda q: q.enqueue(b"", meta={"n": 1}), InvalidOptionError),  # type: ignore[dict-item]
     "batch: last payload oversize": (
         lambda q: q.enqueue_batch([b"ok"] * 2500 + [b"x" * 17]), SizeLimitError),

@@ -22,11 +22,12 @@ from ironforge_nb.errors import (
     UnknownTaskError,
 )
 from ironforge_nb.orchestrator import Run, codec, submit
+from ironforge_nb.orchestrator.execute import execute_task
 from ironforge_nb.queue import Queue, RedisConfig
 from ironforge_nb.status import EventType, JobStatus, RunStatus
 from tests import tasks
-from tests.helpers import diamond
-from tests.runloop import work
+from tests.helpers import claim, diamond
+from tests.runloop import SECRET, run_one, work
 
 pytestmark = pytest.mark.usefixtures("signing_secret")
 
@@ -286,3 +287,52 @@ def test_run_events_with_a_malformed_since_is_refused(config: RedisConfig) -> No
     run = submit(diamond(), config=config)
     with pytest.raises(InvalidOptionError, match="since"):
         run.events(since="garbage")
+
+
+def test_claim_brings_small_parent_results_along(config: RedisConfig, redis_client: Any) -> None:
+    """A task's claim carries its parents' stored results up to 64 KiB each, so the executor
+    starts it without a read of its own; a bigger result is left for the executor to read."""
+    p = Pipeline("inline")
+    p.task("small", tasks.one)
+    p.task("big", lambda: "x" * 100_000)
+    p.task("both", lambda small, big: small + len(big), after=["small", "big"])
+    run = submit(p, config=config)
+    q = Queue("default", config)
+    for lease in q.dequeue_many("w", 10, lease=30, timeout=0):  # the two roots
+        run_one(q, lease)
+    child = claim(q)
+    ids = {t: redis_client.hget(config.keys.run(run.id).tasks, t).decode()
+           for t in ("small", "big")}
+    assert child.meta["task"] == "both" and "inputs" not in child.meta
+    assert child.inputs == {ids["small"]: redis_client.get(config.keys.result(ids["small"]))}
+    run_one(q, child)
+    assert run.result("both") == 100_001
+
+
+def test_task_with_inline_inputs_reads_nothing(config: RedisConfig, redis_client: Any) -> None:
+    """With every parent result in its lease, running a task sends Redis no read at all."""
+    run = submit(diamond(), config=config)
+    q = Queue("default", config)
+    for _ in range(3):  # a, then b and c
+        run_one(q, claim(q))
+    last = claim(q)
+    assert last.meta["task"] == "d" and len(last.inputs) == 2
+    reads = ("cmdstat_mget", "cmdstat_get", "cmdstat_hget")
+    before = {k: v["calls"] for k, v in redis_client.info("commandstats").items() if k in reads}
+    blob = execute_task(config, last, SECRET)
+    after = {k: v["calls"] for k, v in redis_client.info("commandstats").items() if k in reads}
+    assert after == before
+    q.complete(last, blob)
+    assert run.result("d") == 4
+
+
+def test_many_parents_are_read_by_the_executor(config: RedisConfig, redis_client: Any) -> None:
+    """A task reading more than 32 parents gets none in its claim, and still all of them."""
+    p = Pipeline("wide")
+    p.map("m", tasks.square, over=range(40))
+    p.task("sum", tasks.total, after="m")
+    run = submit(p, config=config)
+    work(config)
+    job = redis_client.hget(config.keys.run(run.id).tasks, "sum").decode()
+    assert redis_client.hget(config.keys.job(job), "inputs") is None
+    assert run.result("sum") == sum(i * i for i in range(40))

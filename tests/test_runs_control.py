@@ -139,8 +139,8 @@ def test_malformed_submit_call_writes_nothing(config: RedisConfig, redis_client:
     """The script validates every record before its first write: an error leaves DBSIZE as is."""
     scripts = RunScripts(config)
     profile = ("default", 0, 1, 0, "", "0")
-    good = "a 1 0 2 \n"
-    bad = "b 9 0 2 \n"  # profile 9 does not exist: found after record 1
+    good = "a 1 0 2  \n"  # task, profile, parents, payload size, inputs, children
+    bad = "b 9 0 2  \n"  # profile 9 does not exist: found after record 1
     before = redis_client.dbsize()
     with pytest.raises(ResponseError, match="malformed task record 2"):
         scripts.submit_run("r", "p", b"", b"", "json", [profile], [], good + bad, b"{}{}", 2)

@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 __all__ = ["MAX_RUN_ID", "submit"]
 
 MAX_RUN_ID = 100  # leaves room for ".<index>" in job ids (names are at most 128 characters)
+INLINE_INPUTS = 32  # a task reading at most this many parents gets their results with its claim
 Mode = Literal["auto", "json", "pickle"]
 
 
@@ -199,7 +200,7 @@ class _Plan:
     _kids: list[list[str]] = field(default_factory=list)
     _options: dict[tuple[Any, ...], int] = field(default_factory=dict)
     _functions: dict[int, str] = field(default_factory=dict)
-    _sources_of: dict[tuple[int, int], tuple[str, dict[str, Any]]] = field(
+    _sources_of: dict[tuple[int, int], tuple[str, dict[str, Any], str]] = field(
         default_factory=dict)
     _lists: dict[tuple[str, ...], str] = field(default_factory=dict)
 
@@ -225,7 +226,9 @@ class _Plan:
                                  "pass big data through a task's result or a file path, not as "
                                  "a constant or map item")
         self.payloads.append(payload)
-        self.lines.append(f"{spec.id} {self._profile(spec)} {len(spec.parents)} {size} ")
+        inputs = self._bound(spec)[2] if spec.bindings else ""
+        self.lines.append(f"{spec.id} {self._profile(spec)} {len(spec.parents)} {size} "
+                          f"{inputs} ")
 
     def records(self) -> str:
         """The task records of submit_run.lua (children are known once all tasks are in)."""
@@ -262,11 +265,7 @@ class _Plan:
         parts = [self._head, spec.id, '"', self._function(spec.fn), self._json]
         extra: dict[str, Any] = {}
         if spec.bindings:
-            # map members share their template's bindings (and gathers): encode them once
-            key = (id(spec.bindings), id(spec.gathers))
-            sources = self._sources_of.get(key)
-            if sources is None:
-                sources = self._sources_of[key] = self._sources(spec)
+            sources = self._bound(spec)
             parts.append(sources[0])
             extra.update(sources[1])
         if spec.item_param is not None and spec.map is not None:
@@ -306,9 +305,20 @@ class _Plan:
             text = self._lists[names] = to_json(list(names))
         return text
 
-    def _sources(self, spec: TaskSpec) -> tuple[str, dict[str, Any]]:
-        """Parent and gather bindings, as job ids: the payload piece, and the pickled part
-        (gather keys that JSON cannot carry)."""
+    def _bound(self, spec: TaskSpec) -> tuple[str, dict[str, Any], str]:
+        """`_sources` of a task with bindings; map members share their template's bindings
+        (and gathers), so they are encoded once."""
+        key = (id(spec.bindings), id(spec.gathers))
+        sources = self._sources_of.get(key)
+        if sources is None:
+            sources = self._sources_of[key] = self._sources(spec)
+        return sources
+
+    def _sources(self, spec: TaskSpec) -> tuple[str, dict[str, Any], str]:
+        """Parent and gather bindings, as job ids: the payload piece, the pickled part
+        (gather keys that JSON cannot carry), and the record's inputs field: the positions
+        of the parents whose results the task reads, comma-separated, when there are at most
+        `INLINE_INPUTS` (the claim then brings their results along; else '')."""
         extra: dict[str, Any] = {}
         gathers = {g.name: g for g in spec.gathers}
         parents: dict[str, str] = {}
@@ -328,7 +338,9 @@ class _Plan:
                     extra.setdefault("gather_keys", {})[param] = keys
         piece = "".join([f',"{key}":' + to_json(value) for key, value in (
             ("parents", parents), ("gathers", lists), ("gather_keys", keyed)) if value])
-        return piece, extra
+        read = dict.fromkeys([*parents.values(), *(j for ids in lists.values() for j in ids)])
+        inputs = ",".join(j.rsplit(".", 1)[1] for j in read) if len(read) <= INLINE_INPUTS else ""
+        return piece, extra, inputs
 
     def _job(self, task: str) -> str:
         return f"{self.run_id}.{self.index[task]}"

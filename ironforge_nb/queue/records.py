@@ -16,7 +16,7 @@ __all__ = ["RESERVED_FIELDS", "AttemptError", "JobInfo", "Lease", "leases_from_r
 RESERVED_FIELDS = frozenset({
     "status", "queue", "priority", "attempts", "max_attempts", "backoff_ms", "token", "worker",
     "lease_ms", "progress", "message", "created", "enqueued", "started", "finished", "error",
-    "failures",
+    "failures", "inputs",
 })
 _KNOWN = RESERVED_FIELDS | {"run", "task"}
 
@@ -29,6 +29,8 @@ class Lease:
     attempt, every call made with this lease raises `LeaseLost`. ``meta`` holds the job's
     stable fields at claim time: queue, priority, max_attempts, backoff_ms, created, run, task
     and the fields given to ``enqueue(meta=...)``. ``worker`` and ``lease_ms`` are the claim's.
+    ``inputs`` maps parent job ids to their stored results for a task of a DAG run: the claim
+    brings the small ones along (see claim_helpers.lua), so the task needs no read of its own.
     """
 
     job_id: str
@@ -40,6 +42,7 @@ class Lease:
     meta: dict[str, str] = field(default_factory=dict, compare=False)
     worker: str = ""
     lease_ms: int = 30_000
+    inputs: Mapping[str, bytes] = field(default_factory=dict, compare=False)
 
     def __repr__(self) -> str:
         return (f"Lease(job_id={self.job_id!r}, attempt={self.attempt}, queue={self.queue!r}, "
@@ -47,13 +50,16 @@ class Lease:
 
 
 def leases_from_reply(reply: list[Any], queue: str, worker: str, lease_ms: int) -> list[Lease]:
-    """Leases from a claim reply ``[wait_ms, (id, token, attempt, deadline, payload, meta)*]``."""
+    """Leases from a claim reply ``[wait_ms, (id, token, attempt, deadline, payload, meta,
+    inputs)*]`` (meta and inputs as flat key/value lists)."""
     out = []
-    for i in range(1, len(reply), 6):
+    for i in range(1, len(reply), 7):
         flat = reply[i + 5]
         meta = {flat[j].decode(): flat[j + 1].decode() for j in range(0, len(flat), 2)}
+        found = reply[i + 6]
+        inputs = {found[j].decode(): found[j + 1] for j in range(0, len(found), 2)}
         out.append(Lease(reply[i].decode(), reply[i + 1].decode(), reply[i + 2],
-                         reply[i + 4], queue, reply[i + 3], meta, worker, lease_ms))
+                         reply[i + 4], queue, reply[i + 3], meta, worker, lease_ms, inputs))
     return out
 
 

@@ -75,9 +75,11 @@ class QueueScripts:
         return created
 
     def claim_jobs(self, worker: str, lease_ms: int, n: int) -> list[Any]:
-        """Raw claim reply: ``[wait_ms, (id, token, attempt, deadline, payload, meta)*]``."""
+        """Raw claim reply: ``[wait_ms, (id, token, attempt, deadline, payload, meta,
+        inputs)*]``."""
         reply: list[Any] = self._claim(
-            self._claim_keys, [*self._claim_head, worker, lease_ms, n, PROMOTE_LIMIT])
+            self._claim_keys,
+            [*self._claim_head, worker, lease_ms, n, PROMOTE_LIMIT, JOB_RESULT_SUFFIX])
         return reply
 
     def claim_after_wait(self, wake: str, seconds: float, worker: str, lease_ms: int,
@@ -86,7 +88,7 @@ class QueueScripts:
         ``seconds`` passed), sent with it in one write: a woken worker needs no second trip."""
         reply: list[Any] = self._claim.after(
             ("BLPOP", wake, seconds), self._claim_keys,
-            [*self._claim_head, worker, lease_ms, n, PROMOTE_LIMIT])
+            [*self._claim_head, worker, lease_ms, n, PROMOTE_LIMIT, JOB_RESULT_SUFFIX])
         return reply
 
     def complete_jobs(self, items: Sequence[tuple[str, str, bytes | None]], worker: str,

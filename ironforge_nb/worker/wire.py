@@ -25,14 +25,14 @@ from ironforge_nb.queue import Lease
 __all__ = ["LEASE_FIELDS", "Readiness", "decode", "encode", "lease_from", "lease_tuple"]
 
 LEASE_FIELDS = ("job_id", "token", "attempt", "payload", "queue", "deadline_ms", "meta",
-                "worker", "lease_ms")
+                "worker", "lease_ms", "inputs")
 _PROTOCOL = pickle.HIGHEST_PROTOCOL
 
 
 def lease_tuple(lease: Lease) -> tuple[Any, ...]:
     """``lease`` as a plain tuple, in `LEASE_FIELDS` order."""
     return (lease.job_id, lease.token, lease.attempt, lease.payload, lease.queue,
-            lease.deadline_ms, lease.meta, lease.worker, lease.lease_ms)
+            lease.deadline_ms, lease.meta, lease.worker, lease.lease_ms, lease.inputs)
 
 
 def lease_from(fields: tuple[Any, ...]) -> Lease:

@@ -19,6 +19,7 @@ Inputs:
       id -> lease deadline (ms), events STREAM, seq STRING counter (FIFO order, lease tokens)
   q.prefix        the meta hash of job <id> is prefix .. id
   q.psuffix       the payload of job <id> is prefix .. id .. psuffix
+  q.rsuffix       the result of job <id> is prefix .. id .. rsuffix
   q.queue         queue name (events)
   q.maxlen        approximate cap of the events stream
   q.worker        worker name, stored in the meta hash
@@ -27,14 +28,37 @@ Inputs:
   now             Redis TIME in ms; n  how many jobs to claim at most (a number)
 Returns out = {wait_ms, then per claimed job: id, token, attempt, deadline_ms, payload, stable
   meta fields as a flat field/value list (queue, priority, max_attempts, backoff_ms, created,
-  run, task, user fields)}. wait_ms is, when nothing was claimed, the time until the earliest
-  scheduled job is due (a worker blocks at most that long), else 0.
+  run, task, user fields), inputs as a flat job id/result list}. wait_ms is, when nothing was
+  claimed, the time until the earliest scheduled job is due (a worker blocks at most that
+  long), else 0.
+
+Inputs: a task of a DAG run whose meta hash has an `inputs` field (the positions in its run of
+the parents whose results it reads, comma-separated; written by submit_run.lua for tasks that
+read at most 32) gets those results in its claim reply, each up to INLINE_BYTES, so that the
+executor starts it without a round trip of its own. A parent with no result (failed under
+allow_failure) or a bigger one is left out: the executor reads what is missing itself.
 ]]
 
--- fields that change with each attempt stay out of the lease's meta
+-- fields that change with each attempt, and `inputs`, stay out of the lease's meta
 local CLAIM_VOLATILE = {status = 1, token = 1, worker = 1, started = 1, lease_ms = 1,
                         attempts = 1, progress = 1, message = 1, error = 1, failures = 1,
-                        enqueued = 1, finished = 1}
+                        enqueued = 1, finished = 1, inputs = 1}
+local INLINE_BYTES = 65536
+
+-- the results of a run's parent jobs at `inputs` (positions), each up to INLINE_BYTES
+local function claim_inputs(q, run, inputs)
+  local found = {}
+  for pos in string.gmatch(inputs, '[^,]+') do
+    local pid = run .. '.' .. pos
+    local rk = q.prefix .. pid .. q.rsuffix
+    local size = redis.call('STRLEN', rk)
+    if size > 0 and size <= INLINE_BYTES then
+      found[#found + 1] = pid
+      found[#found + 1] = redis.call('GET', rk)
+    end
+  end
+  return found
+end
 
 local function claim_ready(q, now, n)
   local prefix, queue, maxlen, worker, lease = q.prefix, q.queue, q.maxlen, q.worker, q.lease
@@ -57,12 +81,14 @@ local function claim_ready(q, now, n)
     local id = popped[p]
     local jk = prefix .. id
     local h = redis.call('HGETALL', jk)
-    local status, attempts, meta = nil, 0, {}
+    local status, attempts, meta, run, inputs = nil, 0, {}, nil, nil
     for f = 1, #h, 2 do
       local name = h[f]
       if name == 'status' then status = h[f + 1]
       elseif name == 'attempts' then attempts = tonumber(h[f + 1])
+      elseif name == 'inputs' then inputs = h[f + 1]
       elseif not CLAIM_VOLATILE[name] and string.sub(name, 1, 6) ~= 'error.' then
+        if name == 'run' then run = h[f + 1] end
         meta[#meta + 1] = name; meta[#meta + 1] = h[f + 1]
       end
     end
@@ -85,6 +111,7 @@ local function claim_ready(q, now, n)
       out[o + 1], out[o + 2], out[o + 3], out[o + 4] = id, tok, attempt, deadline
       out[o + 5] = redis.call('GET', jk .. q.psuffix) or ''
       out[o + 6] = meta
+      out[o + 7] = (inputs and run) and claim_inputs(q, run, inputs) or {}
     end
   end
   if #leased > 0 then redis.call('ZADD', q.active, unpack(leased)) end

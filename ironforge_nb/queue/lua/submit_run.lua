@@ -51,8 +51,10 @@ then P profiles of 6: queue, priority, max_attempts, backoff_ms, timeout ('' = n
      allow_failure ('0'/'1')
 then C code blobs (signed pickles), in KEYS order
 then the records: one string of N lines, each "<task id> <profile (1-based)> <parents count>
-     <payload bytes> <children, comma-separated>\n" (single spaces; names never contain
-     spaces, newlines or commas). Task i (0-based, in record order) gets job id
+     <payload bytes> <inputs> <children, comma-separated>\n" (single spaces; names never
+     contain spaces, newlines or commas; inputs: the positions of the parents whose results
+     the task reads, comma-separated, or empty: stored as the job's `inputs` field, from which
+     claims bring those results along, see claim_helpers.lua). Task i (0-based, in record order) gets job id
      run_id .. '.' .. i
 then the payloads: one string, the N payloads concatenated in record order
 Returns: 'created', 'exists', or 'deleting' (a run with this id is being deleted: nothing
@@ -85,17 +87,18 @@ end
 
 -- (1) parse and check every record into flat arrays (no table per task)
 local records, blob = ARGV[14 + 6 * P + C], ARGV[15 + 6 * P + C]
-local r_task, r_prof, r_np, r_len, r_kids = {}, {}, {}, {}, {}
+local r_task, r_prof, r_np, r_len, r_in, r_kids = {}, {}, {}, {}, {}, {}
 local n, at, bytes = 0, 1, 0
-for s, task, p, np, len, kids, e in
-    string.gmatch(records, '()([^ \n]+) (%d+) (%d+) (%d+) ([^ \n]*)\n()') do
+for s, task, p, np, len, inputs, kids, e in
+    string.gmatch(records, '()([^ \n]+) (%d+) (%d+) (%d+) ([%d,]*) ([^ \n]*)\n()') do
   n = n + 1
   local prof = profiles[tonumber(p)]
   if s ~= at or not prof then
     return redis.error_reply('ERR submit_run: malformed task record ' .. n)
   end
   at = e
-  r_task[n], r_prof[n], r_np[n], r_len[n], r_kids[n] = task, prof, tonumber(np), tonumber(len), kids
+  r_task[n], r_prof[n], r_np[n], r_len[n] = task, prof, tonumber(np), tonumber(len)
+  r_in[n], r_kids[n] = inputs, kids
   bytes = bytes + r_len[n]
 end
 if n ~= N or at ~= #records + 1 or bytes ~= #blob then
@@ -152,8 +155,13 @@ for i = 1, N do
     redis.call('XADD', queue_key(ctx, q, 'events'), 'MAXLEN', '~', maxlen, '*',
                'type', 'enqueued', 'ts', now, 'job', jid, 'queue', q, 'status', 'queued')
   else
-    redis.call('HSET', jk, 'status', 'waiting', 'run', run, 'task', task, 'created', now,
-               unpack(prof.fields))
+    if r_in[i] ~= '' then
+      redis.call('HSET', jk, 'status', 'waiting', 'run', run, 'task', task, 'created', now,
+                 'inputs', r_in[i], unpack(prof.fields))
+    else
+      redis.call('HSET', jk, 'status', 'waiting', 'run', run, 'task', task, 'created', now,
+                 unpack(prof.fields))
+    end
     remaining[nr + 1], remaining[nr + 2] = task, r_np[i]
     nr = nr + 2
     if nr >= 2000 then flush(KEYS[3], remaining, nr); nr = 0 end
