@@ -50,7 +50,8 @@ local outcomes, refused, done = {}, false, {}
 for i = 1, (#KEYS - 6) / 2 do
   local jk, rk, a = KEYS[5 + 2 * i], KEYS[6 + 2 * i], 8 + 4 * i
   local id = ARGV[a]
-  local st = redis.call('HMGET', jk, 'status', 'token', 'attempts', 'worker')
+  local st = redis.call('HMGET', jk, 'status', 'token', 'attempts', 'worker', 'run', 'task',
+                       'queue')
   if not st[1] then outcomes[i] = {-1, ''}
   elseif st[2] ~= ARGV[a + 1] then outcomes[i] = {-2, st[1]}
   elseif st[1] == 'completed' then outcomes[i] = 0
@@ -63,7 +64,7 @@ for i = 1, (#KEYS - 6) / 2 do
                'job', id, 'queue', queue, 'status', 'completed', 'attempt', st[3],
                'worker', st[4] or '')
     outcomes[i] = 1
-    run_on_complete(rctx, jk, id, now)
+    run_on_complete(rctx, id, now, {st[5], st[6], st[7], st[3], st[4]})
   end
   if type(outcomes[i]) == 'table' then refused = true end
 end

@@ -32,8 +32,9 @@ local all = redis.call('HGETALL', KEYS[2])
 local info, redo, order = {}, {}, {}
 for i = 1, #all, 2 do
   local st = redis.call('HMGET', ctx.job_prefix .. all[i + 1], 'status', 'queue',
-                        'allow_failure')
-  info[all[i]] = {jid = all[i + 1], status = st[1], queue = st[2], allow = st[3]}
+                        'allow_failure', 'priority')
+  info[all[i]] = {jid = all[i + 1], status = st[1], queue = st[2], allow = st[3],
+                  priority = st[4]}
   if retried[st[1]] then
     redo[all[i]] = 0
     order[#order + 1] = all[i]
@@ -70,7 +71,7 @@ for _, task in ipairs(order) do
   redis.call('HSET', jk, 'attempts', 0, 'progress', 0, 'status', 'waiting')
   redis.call('HSET', KEYS[3], task, redo[task])
   if redo[task] == 0 then
-    run_enqueue(ctx, run, task, it.jid, now)
+    run_enqueue(ctx, run, task, it.jid, now, {it.queue, it.priority})
     queued = queued + 1
   else
     run_event(ctx, run, 'waiting', now, 'job', it.jid, 'task', task, 'queue', it.queue,

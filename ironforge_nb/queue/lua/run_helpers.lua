@@ -5,8 +5,10 @@ reap_expired, cancel_job, submit_run, cancel_run and retry_run at load time (one
 logic, no include preprocessor; error line numbers in those scripts are offset by this file).
 Each host script builds a context with run_ctx() from its own ARGV and calls one entry point:
 
-  run_on_complete(ctx, jk, id, now)        a job completed: count it, release the children
+  run_on_complete(ctx, id, now, r)         a job completed: count it, release the children
                                            whose remaining-parent counter reaches 0, settle
+                                           (r: the job's run, task, queue, attempts, worker,
+                                           which the host has read already)
   run_on_failed(ctx, jk, id, now, err)     a job failed for good (dead letter): count it; its
                                            waiting descendants are skipped, or, when the task
                                            has allow_failure=1, its children are released
@@ -63,10 +65,14 @@ local function run_event(ctx, run, etype, now, ...)
              'type', etype, 'ts', now, 'run', run, ...)
 end
 
--- queue a waiting job of a run in its own queue (the queue is read from the job's hash)
-local function run_enqueue(ctx, run, task, jid, now)
+-- LPUSH a wake-up hint; the list is cut back to 64 hints only when it grows past them
+local function wake_hint(wake)
+  if redis.call('LPUSH', wake, '1') > 64 then redis.call('LTRIM', wake, 0, 63) end
+end
+
+-- queue a waiting job of a run in its own queue; st = the job's {queue, priority} fields
+local function run_enqueue(ctx, run, task, jid, now, st)
   local jk = ctx.job_prefix .. jid
-  local st = redis.call('HMGET', jk, 'queue', 'priority')
   local q = st[1]
   local seq = redis.call('INCR', queue_key(ctx, q, 'seq'))
   redis.call('ZADD', queue_key(ctx, q, 'wait'), -tonumber(st[2] or '0') * 1099511627776 + seq,
@@ -74,9 +80,7 @@ local function run_enqueue(ctx, run, task, jid, now)
   redis.call('HSET', jk, 'status', 'queued', 'enqueued', now)
   redis.call('XADD', queue_key(ctx, q, 'events'), 'MAXLEN', '~', ctx.maxlen, '*',
              'type', 'enqueued', 'ts', now, 'job', jid, 'queue', q, 'status', 'queued')
-  local wake = queue_key(ctx, q, 'wake')
-  redis.call('LPUSH', wake, '1')
-  redis.call('LTRIM', wake, 0, 63)
+  wake_hint(queue_key(ctx, q, 'wake'))
   run_event(ctx, run, 'enqueued', now, 'job', jid, 'task', task, 'queue', q,
             'status', 'queued')
 end
@@ -90,8 +94,9 @@ local function run_release(ctx, run, task, now)
   for child in string.gmatch(kids, '[^,]+') do
     if redis.call('HINCRBY', remaining, child, -1) <= 0 then
       local jid = redis.call('HGET', tasks, child)
-      if jid and redis.call('HGET', ctx.job_prefix .. jid, 'status') == 'waiting' then
-        run_enqueue(ctx, run, child, jid, now)
+      local st = jid and redis.call('HMGET', ctx.job_prefix .. jid, 'status', 'queue', 'priority')
+      if st and st[1] == 'waiting' then
+        run_enqueue(ctx, run, child, jid, now, {st[2], st[3]})
         released = released + 1
       end
     end
@@ -151,8 +156,7 @@ local function run_settle(ctx, run, now)
   run_event(ctx, run, 'run_finished', now, 'run_status', status)
 end
 
-local function run_on_complete(ctx, jk, id, now)
-  local r = redis.call('HMGET', jk, 'run', 'task', 'queue', 'attempts', 'worker')
+local function run_on_complete(ctx, id, now, r)
   if not r[1] then return end
   run_event(ctx, r[1], 'completed', now, 'job', id, 'task', r[2], 'queue', r[3],
             'status', 'completed', 'attempt', r[4] or '0', 'worker', r[5] or '')
