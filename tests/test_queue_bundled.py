@@ -11,8 +11,10 @@ from importlib import resources
 
 import pytest
 
+from ironforge_nb.dag import Pipeline
 from ironforge_nb.errors import JobNotFoundError, JobStateError, LeaseLost, QueueError
 from ironforge_nb.local import RedisServer
+from ironforge_nb.orchestrator import submit
 from ironforge_nb.queue import ErrorCode, Lease, Queue, RedisConfig
 from ironforge_nb.status import EventType, JobStatus
 from tests.helpers import claim
@@ -143,17 +145,27 @@ def other_queue_job(q: Queue, dead: bool) -> str:
     return jid
 
 
+def dead_run_task(q: Queue) -> str:
+    """The job id of a DAG run's task that failed for good (JSON mode: no secret needed)."""
+    submit(Pipeline("dead").task("a", "tests.tasks:boom"), config=q.config, queue=q.name)
+    lease = claim(q)
+    q.fail(lease, "boom", retry=False)
+    return lease.job_id
+
+
 BY_ID: dict[tuple[str, ErrorCode], Callable[[Queue], object]] = {
     ("cancel_job", ErrorCode.JOB_NOT_FOUND): lambda q: q.cancel("missing"),
     ("cancel_job", ErrorCode.WRONG_QUEUE): lambda q: q.cancel(other_queue_job(q, False)),
     ("requeue_job", ErrorCode.JOB_NOT_FOUND): lambda q: q.requeue("missing"),
     ("requeue_job", ErrorCode.BAD_STATE): lambda q: q.requeue(q.enqueue(b"queued")),
     ("requeue_job", ErrorCode.WRONG_QUEUE): lambda q: q.requeue(other_queue_job(q, True)),
+    ("requeue_job", ErrorCode.RUN_TASK): lambda q: q.requeue(dead_run_task(q)),
 }
 FENCED_CODES = (ErrorCode.JOB_NOT_FOUND, ErrorCode.LEASE_LOST, ErrorCode.BAD_STATE)
 CASES = sorted([*((s, c) for s in FENCED for c in FENCED_CODES), *BY_ID])
 EXPECTED = {ErrorCode.JOB_NOT_FOUND: JobNotFoundError, ErrorCode.LEASE_LOST: LeaseLost,
-            ErrorCode.BAD_STATE: JobStateError, ErrorCode.WRONG_QUEUE: JobStateError}
+            ErrorCode.BAD_STATE: JobStateError, ErrorCode.WRONG_QUEUE: JobStateError,
+            ErrorCode.RUN_TASK: JobStateError}
 
 
 @pytest.mark.parametrize(("script", "code"), CASES)

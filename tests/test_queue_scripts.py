@@ -37,6 +37,7 @@ def q(config: RedisConfig) -> Queue:
     (ErrorCode.LEASE_LOST, LeaseLost),
     (ErrorCode.BAD_STATE, JobStateError),
     (ErrorCode.WRONG_QUEUE, JobStateError),
+    (ErrorCode.RUN_TASK, JobStateError),
 ])
 def test_every_code_maps_to_its_exception(code: ErrorCode, exc: type[QueueError]) -> None:
     """error_for turns each named code into its exception, naming the script and the job."""

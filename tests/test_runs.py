@@ -253,15 +253,37 @@ def test_unknown_task_suggests_close_names(config: RedisConfig) -> None:
         run.result("aa")
 
 
-def test_run_events_follow_the_event_shape(config: RedisConfig) -> None:
-    """The run stream starts with run_submitted and ends with run_finished."""
+def test_run_stream_tells_every_transition_of_every_task(config: RedisConfig) -> None:
+    """run_submitted first, run_finished last, and between them each task's whole story: a
+    root is claimed then completed; a child is enqueued once its parents are done, then
+    claimed, then completed."""
     run = submit(diamond(), config=config)
     work(config)
     events = run.events()
-    assert events[0].type is EventType.ENQUEUED or events[-1].type is EventType.RUN_FINISHED
+    assert events[0].type is EventType.RUN_SUBMITTED
     assert events[-1].type is EventType.RUN_FINISHED
     assert events[-1].run_status is RunStatus.SUCCEEDED
-    assert {e.type for e in events} >= {EventType.RUN_SUBMITTED, EventType.COMPLETED}
+    story: dict[str | None, list[EventType]] = {}
+    for event in events[1:-1]:
+        story.setdefault(event.task, []).append(event.type)
+    queued, claimed, done = EventType.ENQUEUED, EventType.CLAIMED, EventType.COMPLETED
+    assert story == {"a": [claimed, done], "b": [queued, claimed, done],
+                     "c": [queued, claimed, done], "d": [queued, claimed, done]}
+    starts = [e for e in events if e.type is claimed]
+    assert {(e.status, e.attempt, e.worker, e.run) for e in starts} == {
+        (JobStatus.ACTIVE, 1, "test-worker", run.id)}
+
+
+def test_run_stream_tells_a_retry_going_back_to_the_queue(config: RedisConfig,
+                                                        tmp_path: Path) -> None:
+    """A failed attempt is 'retrying' (scheduled); when its delay is over, 'enqueued' again."""
+    p = Pipeline("again")
+    p.task("f", tasks.flaky, retries=1, params={"marker": str(tmp_path / "n"), "fail_times": 1})
+    run = submit(p, config=config, backoff=0)
+    work(config)
+    types = [e.type for e in run.events() if e.task == "f"]
+    assert types == [EventType.CLAIMED, EventType.RETRYING, EventType.ENQUEUED,
+                     EventType.CLAIMED, EventType.COMPLETED]
 
 
 def test_runs_lists_recent_runs_newest_first(config: RedisConfig) -> None:

@@ -189,3 +189,35 @@ def test_expired_lease_with_attempts_left_is_retried(config: RedisConfig) -> Non
     work(config)
     assert run.result("a") == 1
     assert EventType.LEASE_EXPIRED in {e.type for e in run.events()}
+
+
+def test_dead_task_of_a_run_is_requeued_only_through_its_run(config: RedisConfig) -> None:
+    """Queue.requeue refuses a run's task (naming retry_failed); purge_dead empties the
+    dead-letter queue but keeps the task's record, which the run still shows and retries."""
+    p = Pipeline("dead")
+    p.task("a", tasks.boom).task("b", tasks.double, after="a")
+    run = submit(p, config=config)
+    work(config)
+    assert run.status is RunStatus.FAILED
+    q = Queue("default", config)
+    [dead] = q.dead_letters()
+    with pytest.raises(JobStateError, match=r"a task of run .*retry_failed\(\)"):
+        q.requeue(dead.id)
+    assert q.info(dead.id).status is JobStatus.FAILED  # refused: nothing changed
+    assert q.purge_dead() == 1 and q.dead_letters() == []
+    assert statuses(run) == {"a": "failed", "b": "skipped"}
+    assert "boom" in run.to_dataframe().set_index("task").loc["a", "error"]
+    assert run.retry_failed() == 2
+
+
+def test_released_task_is_told_in_its_run_stream(config: RedisConfig) -> None:
+    """A task handed back by a stopping worker appears as 'released' in its run's stream."""
+    run = submit(Pipeline("rel").task("a", tasks.one), config=config)
+    q = Queue("default", config)
+    lease = q.dequeue("w1", timeout=0)
+    assert lease is not None
+    q.release(lease)
+    released = [e for e in run.events() if e.type is EventType.RELEASED]
+    assert [(e.task, e.status, e.worker) for e in released] == [("a", JobStatus.QUEUED, "w1")]
+    work(config)
+    assert run.result("a") == 1

@@ -28,6 +28,7 @@ class ErrorCode(IntEnum):
     LEASE_LOST = -2  # the caller's token is not the job's: the lease expired, the job moved on
     BAD_STATE = -3  # the job's status does not allow this transition (detail: the status)
     WRONG_QUEUE = -4  # the job belongs to another queue (detail: that queue)
+    RUN_TASK = -5  # the job is a task of a DAG run, which handles it (detail: the run id)
 
 
 # script name -> the verb used in "cannot <verb> job ..." messages
@@ -53,6 +54,11 @@ def error_for(script: str, code: int, job_id: str, detail: str = "") -> QueueErr
         return JobStateError(job_id, detail, action, script)
     if code == ErrorCode.WRONG_QUEUE:
         return JobStateError(job_id, f"in queue {detail!r}", action, script)
+    if code == ErrorCode.RUN_TASK:
+        return JobStateError(job_id, f"a task of run {detail!r}: use "
+                             f"ifn.Run({detail!r}).retry_failed(), which re-runs the run's "
+                             "failed and skipped tasks and keeps its completed results",
+                             action, script)
     return ScriptError(script, code, job_id)
 
 

@@ -290,11 +290,19 @@ class Queue:
         return self._scripts.cancel_job(validate_name(job_id, "job id"))
 
     def requeue(self, job_id: str) -> None:
-        """Queue a dead-lettered job again, with its attempts reset (its history is kept)."""
+        """Queue a dead-lettered job again, with its attempts reset (its history is kept).
+
+        A task of a DAG run is refused (`JobStateError` naming the fix): its run skipped its
+        descendants, and only ``Run.retry_failed()`` puts them back.
+        """
         self._scripts.requeue_job(validate_name(job_id, "job id"))
 
     def purge_dead(self) -> int:
-        """Delete every dead-lettered job of this queue for good; returns how many."""
+        """Empty this queue's dead-letter queue; returns how many jobs it held.
+
+        Jobs are deleted for good, except tasks of DAG runs: they leave the dead-letter queue,
+        but their records live as long as their run (its table and retry read them).
+        """
         return self._scripts.purge_dead()
 
     # -- reading ---------------------------------------------------------------------------

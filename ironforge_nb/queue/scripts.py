@@ -62,6 +62,7 @@ class QueueScripts:
         self._claim = s["claim_jobs"]
         self._claim_keys = [qk.wait, qk.scheduled, qk.active, qk.events, qk.seq]
         self._claim_head = [self._prefix, JOB_PAYLOAD_SUFFIX, queue, self._maxlen]
+        self._claim_tail = [PROMOTE_LIMIT, JOB_RESULT_SUFFIX, keys.run_prefix]
         self._complete = s["complete_job"]
         self._complete_keys = [qk.active, qk.completed, qk.events, qk.wait, qk.scheduled, qk.seq]
         self._complete_head = [self._prefix, JOB_PAYLOAD_SUFFIX, JOB_RESULT_SUFFIX, queue,
@@ -79,7 +80,7 @@ class QueueScripts:
         inputs)*]``."""
         reply: list[Any] = self._claim(
             self._claim_keys,
-            [*self._claim_head, worker, lease_ms, n, PROMOTE_LIMIT, JOB_RESULT_SUFFIX])
+            [*self._claim_head, worker, lease_ms, n, *self._claim_tail])
         return reply
 
     def claim_after_wait(self, wake: str, seconds: float, worker: str, lease_ms: int,
@@ -88,7 +89,7 @@ class QueueScripts:
         ``seconds`` passed), sent with it in one write: a woken worker needs no second trip."""
         reply: list[Any] = self._claim.after(
             ("BLPOP", wake, seconds), self._claim_keys,
-            [*self._claim_head, worker, lease_ms, n, PROMOTE_LIMIT, JOB_RESULT_SUFFIX])
+            [*self._claim_head, worker, lease_ms, n, *self._claim_tail])
         return reply
 
     def complete_jobs(self, items: Sequence[tuple[str, str, bytes | None]], worker: str,
@@ -171,11 +172,13 @@ class QueueScripts:
         """Hand an active job back to the front of the wait ZSET (see release_job.lua)."""
         qk = self._qk
         keys = [self._keys.job(job_id), qk.active, qk.wait, qk.wake, qk.events]
-        check(self._scripts["release_job"](keys, [job_id, token, self.queue, self._maxlen]),
-              "release_job", job_id)
+        args = [job_id, token, self.queue, self._maxlen, self._keys.run_prefix]
+        check(self._scripts["release_job"](keys, args), "release_job", job_id)
 
     def purge_dead(self) -> int:
-        """Delete every dead job with its keys, one bounded call at a time; returns how many."""
+        """Empty the dead-letter queue, one bounded call at a time; returns how many entries
+        it removed. Jobs are deleted with their keys, except tasks of DAG runs, whose keys
+        live as long as their run (see purge_dead.lua)."""
         total = 0
         while True:
             n: int = self._scripts["purge_dead"](

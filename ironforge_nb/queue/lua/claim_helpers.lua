@@ -11,7 +11,8 @@ behind the jobs already queued at their priority, each with an 'enqueued' event;
 best jobs of the wait ZSET (highest priority, then FIFO); (3) for each: attempts + 1, status
 active, a fresh lease token (from the seq counter, so unique), deadline = now + lease, entry in
 the active ZSET, a 'claimed' event. Entries whose hash says anything but 'queued' are dropped
-(never claimed twice).
+(never claimed twice). The events of a job of a DAG run (a `run` field) also go to its run's
+stream (run keys: q.run_prefix .. run .. ':events'), as every transition of a run's task does.
 
 Inputs:
   q.wait, q.scheduled, q.active, q.events, q.seq   the queue's keys (from the host's KEYS):
@@ -20,6 +21,7 @@ Inputs:
   q.prefix        the meta hash of job <id> is prefix .. id
   q.psuffix       the payload of job <id> is prefix .. id .. psuffix
   q.rsuffix       the result of job <id> is prefix .. id .. rsuffix
+  q.run_prefix    the event stream of run <r> is run_prefix .. r .. ':events'
   q.queue         queue name (events)
   q.maxlen        approximate cap of the events stream
   q.worker        worker name, stored in the meta hash
@@ -66,12 +68,17 @@ local function claim_ready(q, now, n)
   local due = redis.call('ZRANGEBYSCORE', q.scheduled, '-inf', now, 'LIMIT', 0, q.promote_limit)
   for _, id in ipairs(due) do
     local jk = prefix .. id
-    local prio = tonumber(redis.call('HGET', jk, 'priority') or '0')
+    local f = redis.call('HMGET', jk, 'priority', 'run', 'task')
     local seq = redis.call('INCR', q.seq)
-    redis.call('ZADD', q.wait, -prio * 1099511627776 + seq, id)
+    redis.call('ZADD', q.wait, -tonumber(f[1] or '0') * 1099511627776 + seq, id)
     redis.call('HSET', jk, 'status', 'queued', 'enqueued', now)
     redis.call('XADD', q.events, 'MAXLEN', '~', maxlen, '*', 'type', 'enqueued', 'ts', now,
                'job', id, 'queue', queue, 'status', 'queued')
+    if f[2] then
+      redis.call('XADD', q.run_prefix .. f[2] .. ':events', 'MAXLEN', '~', maxlen, '*',
+                 'type', 'enqueued', 'ts', now, 'run', f[2], 'job', id, 'task', f[3] or '',
+                 'queue', queue, 'status', 'queued')
+    end
   end
   if #due > 0 then redis.call('ZREM', q.scheduled, unpack(due)) end
 
@@ -81,14 +88,14 @@ local function claim_ready(q, now, n)
     local id = popped[p]
     local jk = prefix .. id
     local h = redis.call('HGETALL', jk)
-    local status, attempts, meta, run, inputs = nil, 0, {}, nil, nil
+    local status, attempts, meta, run, task, inputs = nil, 0, {}, nil, nil, nil
     for f = 1, #h, 2 do
       local name = h[f]
       if name == 'status' then status = h[f + 1]
       elseif name == 'attempts' then attempts = tonumber(h[f + 1])
       elseif name == 'inputs' then inputs = h[f + 1]
       elseif not CLAIM_VOLATILE[name] and string.sub(name, 1, 6) ~= 'error.' then
-        if name == 'run' then run = h[f + 1] end
+        if name == 'run' then run = h[f + 1] elseif name == 'task' then task = h[f + 1] end
         meta[#meta + 1] = name; meta[#meta + 1] = h[f + 1]
       end
     end
@@ -107,6 +114,11 @@ local function claim_ready(q, now, n)
       redis.call('XADD', q.events, 'MAXLEN', '~', maxlen, '*', 'type', 'claimed', 'ts', now,
                  'job', id, 'queue', queue, 'status', 'active', 'attempt', attempt,
                  'worker', worker)
+      if run then
+        redis.call('XADD', q.run_prefix .. run .. ':events', 'MAXLEN', '~', maxlen, '*',
+                   'type', 'claimed', 'ts', now, 'run', run, 'job', id, 'task', task or '',
+                   'queue', queue, 'status', 'active', 'attempt', attempt, 'worker', worker)
+      end
       local o = #out
       out[o + 1], out[o + 2], out[o + 3], out[o + 4] = id, tok, attempt, deadline
       out[o + 5] = redis.call('GET', jk .. q.psuffix) or ''

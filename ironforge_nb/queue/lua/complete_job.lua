@@ -86,7 +86,7 @@ local n = tonumber(ARGV[10])
 if n < 1 or refused then return {{0}, outcomes} end
 local out = claim_ready({wait = KEYS[4], scheduled = KEYS[5], active = KEYS[1],
                          events = KEYS[3], seq = KEYS[6], prefix = prefix, psuffix = psuffix,
-                         rsuffix = rsuffix,
+                         rsuffix = rsuffix, run_prefix = rctx.run_prefix,
                          queue = queue, maxlen = maxlen, worker = ARGV[8],
                          lease = tonumber(ARGV[9]), promote_limit = tonumber(ARGV[11])}, now, n)
 return {out, outcomes}

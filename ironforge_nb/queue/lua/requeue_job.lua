@@ -12,12 +12,15 @@ KEYS[6] events  STREAM of the queue's transitions
 ARGV[1] job_id         id of the job
 ARGV[2] queue          queue name
 ARGV[3] events_maxlen  approximate cap of the events stream
+A task of a DAG run is refused: its run counted it failed and skipped its descendants, which
+the run's own retry (retry_run.lua) puts back together; this script would not.
 Returns: {1}, or {code, detail} on error: -1 JOB_NOT_FOUND, -3 BAD_STATE (not failed; detail =
-  status), -4 WRONG_QUEUE (detail = the job's queue).
+  status), -4 WRONG_QUEUE (detail = the job's queue), -5 RUN_TASK (detail = its run).
 ]]
-local st = redis.call('HMGET', KEYS[1], 'status', 'queue', 'priority')
+local st = redis.call('HMGET', KEYS[1], 'status', 'queue', 'priority', 'run')
 if not st[1] then return {-1, ''} end
 if st[2] ~= ARGV[2] then return {-4, st[2] or ''} end
+if st[4] then return {-5, st[4]} end
 if st[1] ~= 'failed' then return {-3, st[1]} end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
