@@ -214,6 +214,10 @@ def table(results: dict[str, dict[str, Any]]) -> list[str]:
                 fmt(m["commands_per_job"], 1), fmt(m["round_trips_per_job"], 2)]
             lines.append(f"| {SYSTEMS[name][0]}, one job at a time (complete + fetch_next=1) | "
                          + " | ".join(cells) + " |")
+        if "processing_worker" in res:  # the product's worker process, same jobs
+            cells = [fmt(res["processing_worker"]["jobs_per_s"])] + [DASH] * 6
+            lines.append(f"| {SYSTEMS[name][0]}, `ironforge worker` (1 process + 1 executor) | "
+                         + " | ".join(cells) + " |")
     ratios = ratio_cells(results)
     if ratios:
         lines.append("| **IronForge ÷ best peer** | " + " | ".join(ratios) + " |")
@@ -270,6 +274,10 @@ def targets(results: dict[str, dict[str, Any]]) -> list[str]:
     if single is not None and best_proc is not None and rows[-1][2] is not None:
         rows[-1] = (rows[-1][0], rows[-1][1] + f" (one at a time: {fmt(single)}/s ="
                     f" {single / best_proc[1]:.2f}x)", rows[-1][2])
+    real = get(ours, "processing_worker", "jobs_per_s")
+    if real is not None and best_proc is not None and rows[-1][2] is not None:
+        rows[-1] = (rows[-1][0], rows[-1][1] + f" (`ironforge worker`: {fmt(real)}/s ="
+                    f" {real / best_proc[1]:.2f}x)", rows[-1][2])
     vs(bulk, best_bulk, 2)
     rows[-1] = ("enqueue_batch " + rows[-1][0], *rows[-1][1:])
     for what, path, limit, unit, higher in [

@@ -127,9 +127,10 @@ def add_worker(subparsers: Subparsers) -> None:
     p.add_argument("--lease", type=float, default=30.0, help="lease length, s (default: 30)")
     p.add_argument("--timeout", type=float, default=None,
                    help="default per-task time limit, s (a task's own timeout wins)")
-    p.add_argument("--prefetch", type=int, default=4,
-                   help="extra jobs an executor of short tasks holds (default: 4; they lose an "
-                   "attempt if this worker crashes, like running ones; 0 turns it off)")
+    p.add_argument("--prefetch", type=int, default=None,
+                   help="most extra jobs an executor of short tasks holds, about 20 ms of work "
+                   "(default: 32; they lose an attempt if this worker crashes, like running "
+                   "ones; 0 turns it off)")
     p.add_argument("--executor", default=None, metavar="MODULE:FUNCTION",
                    help="custom executor (config, lease) -> bytes | None, instead of running "
                    "pipeline tasks")
@@ -160,7 +161,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
         [q.strip() for q in args.queues.split(",") if q.strip()],
         concurrency=args.concurrency, name=args.name, executor=executor, secret=secret,
         json_only=args.json_only, lease=args.lease, timeout=args.timeout, grace=args.grace,
-        prefetch=args.prefetch, parent_pid=args.parent_pid,
+        parent_pid=args.parent_pid,
+        **({} if args.prefetch is None else {"prefetch": args.prefetch}),
     )
     worker.run()
     return 0

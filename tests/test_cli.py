@@ -92,3 +92,13 @@ def test_server_without_binary_fails_clearly() -> None:
     assert done.returncode == 1
     assert "apt-get install redis-server" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_worker_help_states_the_default_prefetch() -> None:
+    """The --prefetch help quotes the worker's real default (the CLI does not import it)."""
+    from ironforge_nb.cli import build_parser
+    from ironforge_nb.worker.slots import PREFETCH
+
+    worker = build_parser()._subparsers._group_actions[0].choices["worker"]  # type: ignore[union-attr]
+    [action] = [a for a in worker._actions if "--prefetch" in a.option_strings]
+    assert f"default: {PREFETCH};" in (action.help or "")

@@ -1,4 +1,5 @@
-"""The worker's pipe messages (`wire`) and an executor's cache of its own results (`results`)."""
+"""The worker's pipe messages (`wire`), an executor's cache of its own results (`results`) and
+how many leases a slot holds (`slots`)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import pytest
 from ironforge_nb.queue import Lease
 from ironforge_nb.worker import results
 from ironforge_nb.worker.results import ResultCache
+from ironforge_nb.worker.slots import PREFETCH, Slot
 from ironforge_nb.worker.wire import Readiness, decode, encode, lease_from, lease_tuple
 
 
@@ -76,3 +78,20 @@ def test_cache_keeps_only_the_newest_entries() -> None:
         cache.confirm([f"r.{i}"])
     assert len(cache) == results.MAX_ENTRIES
     assert "r.0" not in cache and f"r.{results.MAX_ENTRIES + 4}" in cache
+
+
+@pytest.mark.parametrize(("average", "free"), [
+    (None, 1),  # no task finished yet: no prefetch
+    (0.0001, 33),  # sub-millisecond tasks: the whole cap
+    (0.005, 5),  # 5 ms tasks: 4 ahead (20 ms of work)
+    (0.02, 1),  # 20 ms or more: none ahead
+    (3.0, 1),
+])
+def test_slot_holds_about_20_ms_of_work_ahead(average: float | None, free: int) -> None:
+    """An idle slot takes the running lease plus PREFETCH_WINDOW seconds of work at its recent
+    average task duration, at most its prefetch cap; prefetch 0 holds the running one only."""
+    slot = Slot(None, prefetch=PREFETCH)  # type: ignore[arg-type]  # free never touches proc
+    slot._average = average
+    assert PREFETCH == 32 and slot.free == free
+    slot.prefetch = 0
+    assert slot.free == 1

@@ -5,7 +5,9 @@ here: the loops below do only what a worker does per job at steady state. The he
 claims a batch (``dequeue_many``), runs a no-op body per job, then ``complete_many(leases,
 fetch_next=BATCH)``, which completes the batch and claims the next one in the same round trip.
 A second figure runs jobs one at a time with ``complete(lease, fetch_next=1)``. Both are
-labelled "benchmark loop" in the table for that reason.
+labelled "benchmark loop" in the table for that reason. A third drains the same jobs with one
+real ``ironforge worker`` process (its executor child runs a no-op executor, `noop_executor`):
+what a deployment of the product's worker gets, heartbeats, pipes and all.
 
 Extra figures: progress-update latency with a 10 MB payload vs a 1 KB payload, and the split
 between EVALSHA calls (round trips) and the commands the scripts run inside Redis.
@@ -13,15 +15,20 @@ between EVALSHA calls (round trips) and the commands the scripts run inside Redi
 
 from __future__ import annotations
 
+import os
 import struct
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import _common as c
 
 import ironforge_nb
 from ironforge_nb.queue import Lease, Queue, RedisConfig
+from ironforge_nb.status import JobStatus
 
 REC = c.REC
 WORKER = "bench-worker"
@@ -55,6 +62,44 @@ def work_batched(q: Queue, stop: threading.Event | None = None,
             leases, refused = q.complete_many(leases, fetch_next=BATCH)
             if refused:
                 raise RuntimeError(f"completions refused: {refused}")
+
+
+def noop_executor(config: RedisConfig, lease: Lease) -> None:
+    """The executor of the real worker's row: runs nothing, returns no result."""
+
+
+def processing_worker(url: str, n: int) -> dict[str, Any]:
+    """n queued jobs drained by one ``ironforge worker`` process (1 executor, default
+    prefetch), in a namespace of their own; jobs/s between the first and the last completion
+    seen by polling the queue's counts every 2 ms (the worker's start-up is not counted)."""
+    q = Queue("bench", RedisConfig(url, namespace="bench-worker"))
+    q.enqueue_batch([b""] * n, chunk_size=CHUNK)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(Path(__file__).resolve().parent), *sys.path])}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ironforge_nb.worker", "--url", url, "--namespace",
+         "bench-worker", "--queues", "bench", "--executor", "ironforge_peer:noop_executor",
+         "--log-level", "WARNING"], env=env)
+    first: tuple[float, int] | None = None
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            counts = q.counts()
+            left = counts[JobStatus.QUEUED] + counts[JobStatus.ACTIVE]
+            now = time.perf_counter()
+            if first is None and left < n:
+                first = (now, n - left)
+            if left == 0:
+                break
+            time.sleep(0.002)
+        else:
+            raise RuntimeError("the worker did not drain the queue within 300 s")
+    finally:
+        proc.terminate()
+        proc.wait(30)
+    assert first is not None
+    return {"jobs_per_s": c.rate(n - first[1], now - first[0]),
+            "method": "ironforge worker: 1 process + 1 executor process, default prefetch"}
 
 
 def work_single(q: Queue) -> None:
@@ -95,6 +140,8 @@ def main() -> dict[str, Any]:
     out["processing_single"] = {
         **processing(q, stats, n, work_single),
         "method": "benchmark loop: one job at a time, complete(fetch_next=1); 1 thread"}
+    stats.flush()
+    out["processing_worker"] = processing_worker(args.url, n)
     stats.flush()
     out["pickup"] = pickup(q, args.pickup_samples)
     stats.flush()

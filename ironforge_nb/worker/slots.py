@@ -3,9 +3,12 @@
 The head of a slot's deque is running; the others are prefetched, already written to the
 executor's pipe, so that the executor starts the next task while the worker completes the
 previous ones in Redis (one round trip for several, which the executor no longer waits for).
-Prefetching is adaptive: a slot prefetches only while its recent tasks are short (`FAST_TASK`),
-and when a task turns out long anyway (`RETURN_AFTER`), the worker revokes the leases queued
-behind it and hands them back to the queue, so that idle workers take them.
+Prefetching is adaptive: a slot holds about `PREFETCH_WINDOW` seconds of work ahead at its
+recent average task duration, at most ``prefetch`` leases (`PREFETCH` by default): none for
+tasks of 20 ms or more, 4 for 5 ms tasks, the whole cap for sub-millisecond ones, whose
+completions then travel to Redis in batches. When a task turns out long anyway
+(`RETURN_AFTER`), the worker revokes the leases queued behind it and hands them back to the
+queue, so that idle workers take them.
 A task's timeout counts from the moment it becomes the head. The price: if the worker dies,
 the leases it held unstarted expire like the running one, and each loses an attempt (a job with
 no retries left fails); ``ironforge worker --prefetch 0`` turns prefetching off.
@@ -20,11 +23,11 @@ from dataclasses import dataclass
 from ironforge_nb.queue import Lease, Queue
 from ironforge_nb.worker.executor import ExecutorProcess
 
-__all__ = ["FAST_TASK", "PREFETCH", "RETURN_AFTER", "REVOKE_WAIT", "Slot", "Task",
+__all__ = ["PREFETCH", "PREFETCH_WINDOW", "RETURN_AFTER", "REVOKE_WAIT", "Slot", "Task",
            "task_timeout"]
 
-FAST_TASK = 0.05  # seconds: a slot whose tasks run shorter than this (on average) prefetches
-PREFETCH = 4  # default number of leases a fast slot holds beyond the running one
+PREFETCH = 32  # default cap on the leases a slot holds beyond the running one
+PREFETCH_WINDOW = 0.02  # seconds of work (at the recent average duration) a slot holds ahead
 RETURN_AFTER = 0.5  # seconds: a head running this long gets its prefetched leases handed back
 REVOKE_WAIT = 1.0  # seconds a revoked head may take to answer "revoked" before it is killed
 
@@ -66,8 +69,10 @@ class Slot:
     @property
     def free(self) -> int:
         """How many more leases this slot takes now."""
-        fast = self._average is not None and self._average < FAST_TASK
-        return 1 + (self.prefetch if fast else 0) - len(self.tasks)
+        ahead = 0
+        if self._average is not None and self._average < PREFETCH_WINDOW:
+            ahead = min(self.prefetch, int(PREFETCH_WINDOW / max(self._average, 1e-6)))
+        return 1 + ahead - len(self.tasks)
 
     def push(self, task: Task) -> None:
         """Give ``task`` to the executor (it runs after the ones already held)."""

@@ -52,7 +52,7 @@ class Worker(Housekeeping):
     `execute_task`, with ``secret`` and ``json_only``). ``lease`` is the lease length in
     seconds, ``timeout`` the default per-task limit (None: none; a job's own ``timeout`` meta
     field wins), ``grace`` how long running tasks may finish after a stop request,
-    ``prefetch`` how many extra leases an executor of short tasks holds (see `slots.py`).
+    ``prefetch`` the most extra leases an executor of short tasks holds (see `slots.py`).
     With ``parent_pid``, the worker stops by itself once that process is gone (local workers
     watch their notebook kernel this way too, besides ``PR_SET_PDEATHSIG``).
     `run` blocks; call it from a process of its own (the CLI, `ifn.connect`'s local workers).
