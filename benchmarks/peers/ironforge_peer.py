@@ -133,8 +133,7 @@ def main() -> dict[str, Any]:
         **processing(q, stats, n, work_batched),
         "method": f"benchmark loop: dequeue_many({BATCH}), no-op each,"
                   f" complete_many(fetch_next={BATCH}); 1 process, 1 thread"
-                  " (the engine alone; the full worker, with executor processes"
-                  " and heartbeats, is measured by bench_runs.py)"}
+                  " (the engine alone; the real worker has a row of its own)"}
     stats.flush()
     q.enqueue_batch([b""] * n, chunk_size=CHUNK)
     out["processing_single"] = {
