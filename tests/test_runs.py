@@ -331,6 +331,22 @@ def test_claim_brings_small_parent_results_along(config: RedisConfig, redis_clie
     assert run.result("both") == 100_001
 
 
+def test_claim_inlines_at_most_one_mebibyte(config: RedisConfig) -> None:
+    """Results inlined in one claim reply stop at 1 MiB in all; the task reads the rest."""
+    p = Pipeline("budget")
+    p.map("part", lambda item: "x" * 60_000, over=range(20))
+    p.task("size", lambda part: sum(map(len, part)), after="part")
+    run = submit(p, config=config)
+    q = Queue("default", config)
+    for lease in q.dequeue_many("w", 20, lease=30, timeout=0):
+        run_one(q, lease)
+    gather = claim(q)
+    inlined = sum(map(len, gather.inputs.values()))
+    assert 0 < len(gather.inputs) < 20 and inlined <= 2**20
+    run_one(q, gather)
+    assert run.result("size") == 20 * 60_000
+
+
 def test_task_with_inline_inputs_reads_nothing(config: RedisConfig, redis_client: Any) -> None:
     """With every parent result in its lease, running a task sends Redis no read at all."""
     run = submit(diamond(), config=config)
@@ -339,6 +355,7 @@ def test_task_with_inline_inputs_reads_nothing(config: RedisConfig, redis_client
         run_one(q, claim(q))
     last = claim(q)
     assert last.meta["task"] == "d" and len(last.inputs) == 2
+    execute_task(config, last, SECRET)  # loads d's function from the code store, once
     reads = ("cmdstat_mget", "cmdstat_get", "cmdstat_hget")
     before = {k: v["calls"] for k, v in redis_client.info("commandstats").items() if k in reads}
     blob = execute_task(config, last, SECRET)

@@ -36,30 +36,34 @@ Returns out = {wait_ms, then per claimed job: id, token, attempt, deadline_ms, p
 
 Inputs: a task of a DAG run whose meta hash has an `inputs` field (the positions in its run of
 the parents whose results it reads, comma-separated; written by submit_run.lua for tasks that
-read at most 32) gets those results in its claim reply, each up to INLINE_BYTES, so that the
-executor starts it without a round trip of its own. A parent with no result (failed under
-allow_failure) or a bigger one is left out: the executor reads what is missing itself.
+read at most 32) gets those results in its claim reply, each up to INLINE_BYTES and
+INLINE_BUDGET for the whole reply, so that the executor starts it without a round trip of its
+own. A parent with no result (failed under allow_failure), a bigger one or one past the budget
+is left out: the executor reads what is missing itself.
 ]]
 
 -- fields that change with each attempt, and `inputs`, stay out of the lease's meta
 local CLAIM_VOLATILE = {status = 1, token = 1, worker = 1, started = 1, lease_ms = 1,
                         attempts = 1, progress = 1, message = 1, error = 1, failures = 1,
                         enqueued = 1, finished = 1, inputs = 1}
-local INLINE_BYTES = 65536
+local INLINE_BYTES = 65536  -- a parent's result inlined in a claim reply at most
+local INLINE_BUDGET = 1048576  -- all the results inlined in one claim reply at most
 
--- the results of a run's parent jobs at `inputs` (positions), each up to INLINE_BYTES
-local function claim_inputs(q, run, inputs)
+-- the results of a run's parent jobs at `inputs` (positions) that fit INLINE_BYTES and the
+-- `budget` left; returns them as a flat id/result list, and the budget left after them
+local function claim_inputs(q, run, inputs, budget)
   local found = {}
   for pos in string.gmatch(inputs, '[^,]+') do
     local pid = run .. '.' .. pos
     local rk = q.prefix .. pid .. q.rsuffix
     local size = redis.call('STRLEN', rk)
-    if size > 0 and size <= INLINE_BYTES then
+    if size > 0 and size <= INLINE_BYTES and size <= budget then
       found[#found + 1] = pid
       found[#found + 1] = redis.call('GET', rk)
+      budget = budget - size
     end
   end
-  return found
+  return found, budget
 end
 
 local function claim_ready(q, now, n)
@@ -83,7 +87,7 @@ local function claim_ready(q, now, n)
   if #due > 0 then redis.call('ZREM', q.scheduled, unpack(due)) end
 
   local popped = redis.call('ZPOPMIN', q.wait, n)
-  local token, leased = nil, {}
+  local token, leased, budget = nil, {}, INLINE_BUDGET
   for p = 1, #popped, 2 do
     local id = popped[p]
     local jk = prefix .. id
@@ -123,7 +127,11 @@ local function claim_ready(q, now, n)
       out[o + 1], out[o + 2], out[o + 3], out[o + 4] = id, tok, attempt, deadline
       out[o + 5] = redis.call('GET', jk .. q.psuffix) or ''
       out[o + 6] = meta
-      out[o + 7] = (inputs and run) and claim_inputs(q, run, inputs) or {}
+      if inputs and run then
+        out[o + 7], budget = claim_inputs(q, run, inputs, budget)
+      else
+        out[o + 7] = {}
+      end
     end
   end
   if #leased > 0 then redis.call('ZADD', q.active, unpack(leased)) end

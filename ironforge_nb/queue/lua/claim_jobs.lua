@@ -27,12 +27,14 @@ ARGV[9] result_suffix   the result of job <id> is job_prefix .. id .. result_suf
 ARGV[10] run_prefix     run keys = run_prefix .. run id .. ':' .. suffix (events of DAG tasks)
 Returns: {wait_ms, then per claimed job: id, token, attempt, deadline_ms, payload, stable meta
           fields as a flat field/value list, inputs (parents' results of a DAG task, see
-          claim_helpers.lua) as a flat job id/result list}. wait_ms is, when nothing was claimed, the time
-          until the earliest scheduled job is due (a worker blocks at most that long), else 0.
+          claim_helpers.lua) as a flat job id/result list}. wait_ms is, when nothing was
+          claimed, the time until the earliest scheduled job is due (a worker blocks at most
+          that long), else 0.
 ]]
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 return claim_ready({wait = KEYS[1], scheduled = KEYS[2], active = KEYS[3], events = KEYS[4],
-                    seq = KEYS[5], prefix = ARGV[1], psuffix = ARGV[2], rsuffix = ARGV[9], run_prefix = ARGV[10],
-                    queue = ARGV[3], maxlen = ARGV[4], worker = ARGV[5], lease = tonumber(ARGV[6]),
+                    seq = KEYS[5], prefix = ARGV[1], psuffix = ARGV[2], rsuffix = ARGV[9],
+                    run_prefix = ARGV[10], queue = ARGV[3], maxlen = ARGV[4],
+                    worker = ARGV[5], lease = tonumber(ARGV[6]),
                     promote_limit = tonumber(ARGV[8])}, now, tonumber(ARGV[7]))

@@ -54,8 +54,8 @@ then the records: one string of N lines, each "<task id> <profile (1-based)> <pa
      <payload bytes> <inputs> <children, comma-separated>\n" (single spaces; names never
      contain spaces, newlines or commas; inputs: the positions of the parents whose results
      the task reads, comma-separated, or empty: stored as the job's `inputs` field, from which
-     claims bring those results along, see claim_helpers.lua). Task i (0-based, in record order) gets job id
-     run_id .. '.' .. i
+     claims bring those results along, see claim_helpers.lua). Task i (0-based, in record
+     order) gets job id run_id .. '.' .. i
 then the payloads: one string, the N payloads concatenated in record order
 Returns: 'created', 'exists', or 'deleting' (a run with this id is being deleted: nothing
   written; the caller finishes that deletion and submits again); an error reply (nothing
