@@ -151,16 +151,21 @@ def test_delete_removes_every_key_of_an_ended_run(config: RedisConfig) -> None:
     assert client.exists(config.keys.runs_deleting) == 0
 
 
-def test_delete_of_a_pickle_run_keeps_only_the_shared_code(config: RedisConfig) -> None:
-    """A pickle-mode run leaves only its content-addressed code blobs, shared by runs."""
+def test_code_blobs_live_as_long_as_a_run_uses_them(config: RedisConfig) -> None:
+    """Two pickle-mode runs share their content-addressed code: deleting one keeps it for the
+    other, deleting the last one deletes it and its reference count."""
     client = config.client()
-    run = submit(gather_all(4), config=config)
+    first, second = (submit(gather_all(4), config=config) for _ in range(2))
     work(config)
-    run.delete()
+    codes = {k for k in keys_of(client, config) if ":code:" in k}
+    assert codes and set(client.hgetall(config.keys.code_refs).values()) == {b"2"}
+    first.delete()
+    assert {k for k in keys_of(client, config) if ":code:" in k} >= codes
+    assert second.result("total") == sum(i * i for i in range(4))
+    second.delete()
     left = keys_of(client, config)
-    assert run_keys(client, config, run.id) == set()
-    assert {k for k in left if ":code:" in k}
-    assert all(":code:" in k or ":q:" in k or k == config.keys.queues for k in left)
+    assert not {k for k in left if ":code:" in k}
+    assert all(":q:" in k or k == config.keys.queues for k in left)
 
 
 def test_delete_refuses_a_running_run(config: RedisConfig) -> None:

@@ -55,7 +55,7 @@ class RunScripts:
         k = self._keys
         rk = k.run(run_id)
         keys = [rk.meta, rk.tasks, rk.remaining, rk.children, rk.events, k.runs, k.queues,
-                k.runs_deleting, *(key for key, _ in codes)]
+                k.runs_deleting, k.code_refs, rk.codes, *(key for key, _ in codes)]
         args: list[Any] = [k.job_prefix, JOB_PAYLOAD_SUFFIX, k.run_prefix, k.queue_prefix,
                            self._maxlen, run_id, name, params, maps, mode, len(profiles),
                            len(codes), n_tasks]
@@ -95,7 +95,7 @@ class RunScripts:
         k = self._keys
         args = [k.job_prefix, JOB_PAYLOAD_SUFFIX, JOB_RESULT_SUFFIX, k.run_prefix,
                 k.queue_prefix, self._retention if retention else 0, budget, run_id]
-        pending, detail = self._delete([k.runs, k.runs_deleting], args)
+        pending, detail = self._delete([k.runs, k.runs_deleting, k.code_refs], args)
         if pending == -1:
             raise RunError(run_id, f"no run {run_id!r} in this namespace")
         if pending == -2:

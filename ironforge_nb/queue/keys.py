@@ -43,6 +43,7 @@ class RunKeys:
     remaining: str  # HASH task id -> parents not yet completed
     children: str  # HASH task id -> child task ids (comma-separated)
     events: str  # STREAM of the run's transitions
+    codes: str  # STRING the code keys its tasks use (comma-separated): released on deletion
 
 
 @dataclass(frozen=True)
@@ -111,6 +112,7 @@ class Keys:
             remaining=r + "remaining",
             children=r + "children",
             events=r + "events",
+            codes=r + "codes",
         )
 
     @property
@@ -131,6 +133,11 @@ class Keys:
     def code(self, digest: str) -> str:
         """STRING holding a signed pickled function, stored once per content hash."""
         return self.prefix + "code:" + digest
+
+    @property
+    def code_refs(self) -> str:
+        """HASH code key -> how many runs use it: the last run's deletion deletes the code."""
+        return self.prefix + "code-refs"
 
     def lock(self, name: str) -> str:
         """STRING holding a lock owner's token."""

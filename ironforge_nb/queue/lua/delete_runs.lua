@@ -17,12 +17,14 @@ call; running runs are never deleted here, and a listed run with no meta HASH is
 marked too); (3) up to `budget` jobs of marked runs are deleted: HSCAN of the run's tasks HASH
 from the cursor stored in the deleting HASH; each job leaves the ZSET of its queue that holds
 it (completed, dead or cancelled, by its status) and its meta HASH, payload and result keys
-are deleted; when the scan is complete, the run's tasks, remaining, children, events (and meta)
-keys are deleted and the run leaves the deleting HASH. Code blobs (content-addressed, shared
-by runs) are kept.
+are deleted; when the scan is complete, the run's tasks, remaining, children, events, codes
+(and meta) keys are deleted and the run leaves the deleting HASH. Code blobs are
+content-addressed and shared by runs: each one the run used loses a user in code_refs, and the
+blob is deleted with its last user.
 
 KEYS[1] runs      ZSET run id -> creation time (ms)
 KEYS[2] deleting  HASH run id -> HSCAN cursor of its tasks HASH ('0' = not started)
+KEYS[3] code_refs HASH code key -> number of runs using it (submit_run.lua)
 ARGV[1] job_prefix      meta hash of job <id> = job_prefix .. id
 ARGV[2] payload_suffix  payload key = job_prefix .. id .. payload_suffix
 ARGV[3] result_suffix   result key = job_prefix .. id .. result_suffix
@@ -99,8 +101,14 @@ for i = 1, #pending, 2 do
     end
   until cursor == '0' or deleted >= budget
   if cursor == '0' then
+    for code in string.gmatch(redis.call('GET', rk .. 'codes') or '', '[^,]+') do
+      if redis.call('HINCRBY', KEYS[3], code, -1) <= 0 then
+        redis.call('DEL', code)
+        redis.call('HDEL', KEYS[3], code)
+      end
+    end
     redis.call('DEL', rk .. 'tasks', rk .. 'remaining', rk .. 'children', rk .. 'events',
-               rk .. 'meta')
+               rk .. 'codes', rk .. 'meta')
     redis.call('HDEL', KEYS[2], run)
   else
     redis.call('HSET', KEYS[2], run, cursor)

@@ -4,7 +4,8 @@ Steps: (1) validate every argument (counts, numbers, profile indexes, record lay
 sizes) before the first write, so a malformed call returns an error and writes nothing; (2) if
 the run's meta hash exists, return 'exists' and change nothing (submitting the same run id
 twice makes one run), and if a run with this id is being deleted, 'deleting'; (3) store each
-distinct function once (SET NX on its content-addressed code key); (4) per task: its job's meta
+distinct function once (SET NX on its content-addressed code key), count the run among its
+users (code_refs) and list the code keys under the run (delete_runs.lua releases them); (4) per task: its job's meta
 HASH (queue, max_attempts, created, run, task, status; priority, backoff_ms, timeout and
 allow_failure only when they matter) and payload STRING. Fields equal to their default are
 left out, as enqueue_jobs.lua leaves out `attempts`, because every field costs Redis time
@@ -33,7 +34,9 @@ KEYS[5] events     STREAM of the run's transitions
 KEYS[6] runs       ZSET run id -> creation time (ms)
 KEYS[7] queues     SET of the namespace's queue names
 KEYS[8] deleting   HASH of the runs being deleted (delete_runs.lua)
-KEYS[8+i] code     STRING code key of function i (i = 1..n_codes)
+KEYS[9] code_refs  HASH code key -> number of runs using it
+KEYS[10] codes     STRING the run's code keys, comma-separated
+KEYS[10+i] code    STRING code key of function i (i = 1..n_codes)
 ARGV[1] job_prefix      meta hash of job <id> = job_prefix .. id
 ARGV[2] payload_suffix  payload key = job_prefix .. id .. payload_suffix
 ARGV[3] run_prefix      run keys = run_prefix .. run id .. ':' .. suffix (see run_helpers)
@@ -62,7 +65,7 @@ Returns: 'created', 'exists', or 'deleting' (a run with this id is being deleted
   written) for malformed arguments.
 ]]
 local P, C, N = tonumber(ARGV[11]), tonumber(ARGV[12]), tonumber(ARGV[13])
-if not (P and C and N) or #ARGV ~= 15 + 6 * P + C or #KEYS ~= 8 + C then
+if not (P and C and N) or #ARGV ~= 15 + 6 * P + C or #KEYS ~= 10 + C then
   return redis.error_reply('ERR submit_run: malformed arguments (counts do not add up)')
 end
 local profiles = {}
@@ -113,7 +116,13 @@ local t = redis.call('TIME')
 local now = tostring(tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
 local prefix, psuffix, maxlen, run = ARGV[1], ARGV[2], ARGV[5], ARGV[6]
 local ctx = run_ctx(prefix, ARGV[3], ARGV[4], maxlen)
-for c = 1, C do redis.call('SET', KEYS[8 + c], ARGV[13 + 6 * P + c], 'NX') end
+local code_keys = {}
+for c = 1, C do
+  code_keys[c] = KEYS[10 + c]
+  redis.call('SET', code_keys[c], ARGV[13 + 6 * P + c], 'NX')
+  redis.call('HINCRBY', KEYS[9], code_keys[c], 1)
+end
+if C > 0 then redis.call('SET', KEYS[10], table.concat(code_keys, ',')) end
 
 -- one seq block per queue for its roots (gaps are harmless)
 local roots_in, roots_total = {}, 0
