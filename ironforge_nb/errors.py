@@ -27,6 +27,7 @@ callers and notebooks can act on them without parsing messages::
     ├── SignatureError                       .job_id: unsigned or tampered pickled payload
     ├── TaskError                            .job_id: a task's inputs or result are unusable
     └── RunError                             .run_id
+        ├── RunNotFoundError                 .namespace: no such run (deleted, wrong id)
         ├── TaskFailedError                  .task .error
         ├── RunStateError                    .status .action (not allowed in this state)
         └── RunTimeoutError (TimeoutError)   .timeout
@@ -57,6 +58,7 @@ __all__ = [
     "QueueError",
     "RenderError",
     "RunError",
+    "RunNotFoundError",
     "RunStateError",
     "RunTimeoutError",
     "ScriptError",
@@ -282,6 +284,15 @@ class TaskFailedError(RunError):
         self.task = task
         self.error = error
         super().__init__(run_id, f"task {task!r} of run {run_id!r} failed: {error}")
+
+
+class RunNotFoundError(RunError):
+    """No run with this id in the namespace: never submitted there, or deleted."""
+
+    def __init__(self, run_id: str, namespace: str) -> None:
+        self.namespace = namespace
+        super().__init__(run_id, f"no run {run_id!r} in namespace {namespace!r}; check the id "
+                                 "and the namespace (ifn.runs() lists recent runs)")
 
 
 class RunStateError(RunError):

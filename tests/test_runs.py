@@ -17,6 +17,7 @@ from ironforge_nb.dag import Pipeline
 from ironforge_nb.errors import (
     ConfigError,
     InvalidOptionError,
+    RunNotFoundError,
     RunTimeoutError,
     TaskFailedError,
     UnknownTaskError,
@@ -375,3 +376,17 @@ def test_many_parents_are_read_by_the_executor(config: RedisConfig, redis_client
     job = redis_client.hget(config.keys.run(run.id).tasks, "sum").decode()
     assert redis_client.hget(config.keys.job(job), "inputs") is None
     assert run.result("sum") == sum(i * i for i in range(40))
+
+
+@pytest.mark.parametrize("operation", ["status", "wait", "result", "results", "to_dataframe",
+                                       "cancel", "retry_failed", "delete"])
+def test_every_operation_on_an_unknown_run_says_so(config: RedisConfig, operation: str) -> None:
+    """A run id that does not exist (mistyped, other namespace, deleted) raises
+    RunNotFoundError naming the namespace and how to list runs, whatever the operation."""
+    run = Run("never-submitted", config)
+    calls = {"status": lambda: run.status, "wait": lambda: run.wait(1),
+             "result": lambda: run.result("t"), "results": run.results,
+             "to_dataframe": run.to_dataframe, "cancel": run.cancel,
+             "retry_failed": run.retry_failed, "delete": run.delete}
+    with pytest.raises(RunNotFoundError, match=rf"namespace '{config.namespace}'.*ifn\.runs\(\)"):
+        calls[operation]()

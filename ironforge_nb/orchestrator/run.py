@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from ironforge_nb.errors import (
     InvalidOptionError,
     RunError,
+    RunNotFoundError,
     RunStateError,
     RunTimeoutError,
     TaskFailedError,
@@ -153,6 +154,8 @@ class Run:
                 members, keys = maps[task]
                 values = [self.result(m) for m in members]
                 return values if keys is None else dict(zip(keys, values, strict=True))
+            if not maps and not client.exists(self._keys.meta):
+                raise self._not_found()
             raise UnknownTaskError(None, task, self._suggest(task, maps))
         job = self.config.keys.job(jid.decode())
         status, error = client.hmget(job, "status", "error")
@@ -192,7 +195,10 @@ class Run:
 
     def job_ids(self) -> list[tuple[str, str]]:
         """``(task, job id)`` of every task, in the pipeline's task order."""
-        raw = self.config.client().hgetall(self._keys.tasks)
+        client = self.config.client()
+        raw = client.hgetall(self._keys.tasks)
+        if not raw and not client.exists(self._keys.meta):
+            raise self._not_found()
         pairs = [(t.decode(), j.decode()) for t, j in raw.items()]
         pairs.sort(key=lambda p: int(p[1].rsplit(".", 1)[1]))
         return pairs
@@ -291,9 +297,8 @@ class Run:
 
     # ------------------------------------------------------------------ internals
 
-    def _not_found(self) -> RunError:
-        return RunError(self.id, f"no run {self.id!r} in namespace {self.config.namespace!r}; "
-                                 "check the id and the namespace (ifn.runs() lists recent runs)")
+    def _not_found(self) -> RunNotFoundError:
+        return RunNotFoundError(self.id, self.config.namespace)
 
     def _maps(self) -> dict[str, Any]:
         raw = self.config.client().hget(self._keys.meta, "maps")

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from ironforge_nb.errors import RunError, RunStateError
+from ironforge_nb.errors import RunNotFoundError, RunStateError
 from ironforge_nb.queue.config import RedisConfig
 from ironforge_nb.queue.keys import JOB_PAYLOAD_SUFFIX, JOB_RESULT_SUFFIX
 from ironforge_nb.queue.link import Link
@@ -71,7 +71,7 @@ class RunScripts:
         rk = self._keys.run(run_id)
         done, detail = self._cancel([rk.meta, rk.tasks], [*self._head(), run_id])
         if done == -1:
-            raise RunError(run_id, f"no run {run_id!r} in this namespace")
+            raise RunNotFoundError(run_id, self._keys.namespace)
         return int(detail) if done == 1 else 0
 
     def retry_run(self, run_id: str) -> tuple[int, int]:
@@ -80,7 +80,7 @@ class RunScripts:
         n, queued = self._retry([rk.meta, rk.tasks, rk.remaining, rk.children],
                                 [*self._head(), run_id])
         if n == -1:
-            raise RunError(run_id, f"no run {run_id!r} in this namespace")
+            raise RunNotFoundError(run_id, self._keys.namespace)
         return int(n), int(queued)
 
     def delete_runs(self, run_id: str = "", *, retention: bool = True,
@@ -97,7 +97,7 @@ class RunScripts:
                 k.queue_prefix, self._retention if retention else 0, budget, run_id]
         pending, detail = self._delete([k.runs, k.runs_deleting, k.code_refs], args)
         if pending == -1:
-            raise RunError(run_id, f"no run {run_id!r} in this namespace")
+            raise RunNotFoundError(run_id, self._keys.namespace)
         if pending == -2:
             raise RunStateError(run_id, detail.decode(), "delete",
                                 "wait for it, cancel it, or pass force=True (cancels it first)")
