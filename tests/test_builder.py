@@ -82,6 +82,13 @@ def test_after_accepts_a_list_of_names() -> None:
     assert set(p.build().parents("c")) == {"a", "b"}
 
 
+@pytest.mark.parametrize("after", [5, ["a", 5], None.__class__])
+def test_after_that_is_not_names_is_refused(after: object) -> None:
+    """``after`` takes a task name or a list of names; anything else says so."""
+    with pytest.raises(InvalidOptionError, match="a task name or a list of task names"):
+        Pipeline("p").task("a", load).task("b", load, after=after)  # type: ignore[arg-type]
+
+
 def test_after_may_name_a_task_defined_later() -> None:
     """Dependencies are resolved at build time, so tasks can be added in any order."""
     p = Pipeline("p").task("report", clean, after="extract").task("extract", load)

@@ -390,3 +390,33 @@ def test_every_operation_on_an_unknown_run_says_so(config: RedisConfig, operatio
              "retry_failed": run.retry_failed, "delete": run.delete}
     with pytest.raises(RunNotFoundError, match=rf"namespace '{config.namespace}'.*ifn\.runs\(\)"):
         calls[operation]()
+
+
+def test_unpicklable_inputs_are_named_and_nothing_is_written(config: RedisConfig,
+                                                             redis_client: Any) -> None:
+    """A run param, a task constant or a function cloudpickle cannot serialize is refused
+    before the first write, naming where it is and what to pass instead."""
+    import threading
+
+    lock = threading.Lock()
+    before = redis_client.dbsize()
+    p = Pipeline("bad").task("t", tasks.scale, params={"factor": 2})
+    with pytest.raises(InvalidOptionError, match=r"params\['x'\].*file path"):
+        submit(p, {"x": (i for i in range(3)), "factor": 1}, config=config)
+    p = Pipeline("bad").task("t", tasks.scale, params={"factor": (i for i in range(3))})
+    with pytest.raises(InvalidOptionError, match=r"task 't'\['consts'\]\['factor'\]"):
+        submit(p, {"x": 1}, config=config)
+    p = Pipeline("bad").task("t", lambda: lock.locked())
+    with pytest.raises(InvalidOptionError, match=r"invalid fn=.*cloudpickle"):
+        submit(p, config=config)
+    assert redis_client.dbsize() == before
+
+
+def test_unpicklable_result_fails_the_task_with_a_clear_error(config: RedisConfig) -> None:
+    """A task returning what cannot be pickled fails, saying so and what to return instead."""
+    p = Pipeline("gen").task("t", lambda: (i for i in range(3)), retries=0)
+    run = submit(p, config=config)
+    work(config)
+    assert run.status is RunStatus.FAILED
+    with pytest.raises(TaskFailedError, match=r"cannot be pickled.*return plain data"):
+        run.result("t")

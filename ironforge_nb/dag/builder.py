@@ -369,7 +369,12 @@ def _after_list(after: After) -> list[str]:
     """Normalize ``after`` (a name, names, or None) to a list of names."""
     if after is None:
         return []
-    names = [after] if isinstance(after, str) else list(after)
+    if isinstance(after, str):
+        names = [after]
+    elif isinstance(after, Iterable):
+        names = list(after)
+    else:
+        raise InvalidOptionError("after", after, "a task name or a list of task names")
     for dep in names:
         if not isinstance(dep, str):
             raise InvalidOptionError("after", after, "a task name or a list of task names")

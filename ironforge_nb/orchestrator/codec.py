@@ -29,7 +29,7 @@ import secrets
 from collections.abc import Callable
 from typing import Any
 
-from ironforge_nb.errors import ConfigError, SignatureError, TaskError
+from ironforge_nb.errors import ConfigError, InvalidOptionError, SignatureError, TaskError
 
 __all__ = [
     "MAC_SIZE",
@@ -138,6 +138,21 @@ def dumps(value: Any, secret: bytes) -> bytes:
     return sign(cloudpickle.dumps(value, protocol=5), secret)
 
 
+def dumps_input(value: Any, secret: bytes, what: str) -> bytes:
+    """`dumps` of something the user hands to a run (``what``: params, a task's function or
+    constants): a value cloudpickle cannot serialize (a generator, an open file, a lock...)
+    raises `InvalidOptionError` naming it, and the dict key holding it."""
+    try:
+        return dumps(value, secret)
+    except Exception as exc:
+        if isinstance(value, dict):
+            for key, item in value.items():
+                dumps_input(item, secret, f"{what}[{key!r}]")
+        raise InvalidOptionError(
+            what, value, f"a value cloudpickle can serialize (it says: {exc}); pass what a "
+            "worker can rebuild it from instead: plain data, a file path, a URL") from exc
+
+
 def loads(blob: bytes, secret: bytes | None, job_id: str | None = None) -> Any:
     """Verify, then unpickle (nothing is unpickled unless the signature is right)."""
     import pickle
@@ -197,5 +212,5 @@ def decode_value(blob: bytes, secret: bytes | None, job_id: str | None = None, *
 
 def code_blob(fn: Callable[..., Any], secret: bytes) -> tuple[str, bytes]:
     """``(digest, signed blob)`` of a function shipped by value; digest = SHA-256 of the blob."""
-    blob = dumps(fn, secret)
+    blob = dumps_input(fn, secret, "fn")
     return hashlib.sha256(blob).hexdigest(), blob

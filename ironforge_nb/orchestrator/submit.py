@@ -83,8 +83,9 @@ def _encode(pipeline: Pipeline | DAG[str], params: Mapping[str, Any] | None,
                  {t: i for i, t in enumerate(dag.nodes)})
     for spec in specs:
         plan.add(spec, run_params)
-    params_blob = (codec.encode_value(run_params, secret, json_mode=json_mode)
-                   if run_params else b"")
+    params_blob = (b"" if not run_params else
+                   codec.encode_value(run_params, secret, json_mode=True) if json_mode else
+                   codec.dumps_input(run_params, cast(bytes, secret), "params"))
     maps_blob = codec.encode_value(_maps(specs), secret, json_mode=json_mode)
     call = (rid, name, params_blob, maps_blob, "json" if json_mode else "pickle",
             list(plan.profiles), plan.codes, plan.records(), b"".join(plan.payloads),
@@ -295,8 +296,8 @@ class _Plan:
             parts.append("}")
             return "".join(parts).encode()
         parts.append(',"blob":1}')
-        return "".join(parts).encode() + b"\n" + codec.dumps(
-            extra, codec.require_secret(self.secret, "pickled data"))
+        return "".join(parts).encode() + b"\n" + codec.dumps_input(
+            extra, codec.require_secret(self.secret, "pickled data"), f"task {spec.id!r}")
 
     def _names(self, names: tuple[str, ...]) -> str:
         """A JSON list of parameter names (the same few lists recur across tasks)."""
