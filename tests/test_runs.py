@@ -407,7 +407,7 @@ def test_unpicklable_inputs_are_named_and_nothing_is_written(config: RedisConfig
     with pytest.raises(InvalidOptionError, match=r"task 't'\['consts'\]\['factor'\]"):
         submit(p, {"x": 1}, config=config)
     p = Pipeline("bad").task("t", lambda: lock.locked())
-    with pytest.raises(InvalidOptionError, match=r"invalid fn=.*cloudpickle"):
+    with pytest.raises(InvalidOptionError, match=r"invalid fn=.*cloudpickle.*inside the function"):
         submit(p, config=config)
     assert redis_client.dbsize() == before
 

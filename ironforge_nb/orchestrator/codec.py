@@ -138,19 +138,21 @@ def dumps(value: Any, secret: bytes) -> bytes:
     return sign(cloudpickle.dumps(value, protocol=5), secret)
 
 
-def dumps_input(value: Any, secret: bytes, what: str) -> bytes:
+_REBUILD = "pass what a worker can rebuild it from instead: plain data, a file path, a URL"
+
+
+def dumps_input(value: Any, secret: bytes, what: str, fix: str = _REBUILD) -> bytes:
     """`dumps` of something the user hands to a run (``what``: params, a task's function or
     constants): a value cloudpickle cannot serialize (a generator, an open file, a lock...)
-    raises `InvalidOptionError` naming it, and the dict key holding it."""
+    raises `InvalidOptionError` naming it, the dict key holding it, and ``fix``."""
     try:
         return dumps(value, secret)
     except Exception as exc:
         if isinstance(value, dict):
             for key, item in value.items():
-                dumps_input(item, secret, f"{what}[{key!r}]")
+                dumps_input(item, secret, f"{what}[{key!r}]", fix)
         raise InvalidOptionError(
-            what, value, f"a value cloudpickle can serialize (it says: {exc}); pass what a "
-            "worker can rebuild it from instead: plain data, a file path, a URL") from exc
+            what, value, f"a value cloudpickle can serialize (it says: {exc}); {fix}") from exc
 
 
 def loads(blob: bytes, secret: bytes | None, job_id: str | None = None) -> Any:
@@ -212,5 +214,6 @@ def decode_value(blob: bytes, secret: bytes | None, job_id: str | None = None, *
 
 def code_blob(fn: Callable[..., Any], secret: bytes) -> tuple[str, bytes]:
     """``(digest, signed blob)`` of a function shipped by value; digest = SHA-256 of the blob."""
-    blob = dumps_input(fn, secret, "fn")
+    blob = dumps_input(fn, secret, "fn", "open connections, files and locks inside the "
+                       "function instead of using ones made outside it")
     return hashlib.sha256(blob).hexdigest(), blob
