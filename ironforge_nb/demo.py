@@ -88,13 +88,22 @@ def build_pipeline() -> Pipeline:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Print the plan and the text view, write the SVG, then run the pipeline (`run_pipeline`).
+    """Print the plan and the text view, write the SVG, then run the pipeline (`run_pipeline`)
+    unless ``--no-run`` is in ``argv``.
 
     Returns 0 when the run succeeded; 1 (with the fix) if Graphviz fails or the run does not.
     """
+    import argparse
+
     import pandas as pd
 
     from ironforge_nb.render import write
+
+    parser = argparse.ArgumentParser(prog="python -m ironforge_nb.demo",
+                                     description="The example sales pipeline, end to end.")
+    parser.add_argument("--no-run", action="store_true",
+                        help="print the plan and write the SVG only (no Redis, no workers)")
+    args = parser.parse_args(argv)
 
     p = build_pipeline()
     with pd.option_context("display.width", 120, "display.max_columns", 20):
@@ -109,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\nno SVG: {exc}\nDOT source written to {dot_file}", file=sys.stderr)
         return 1
     print(f"\nwrote {out}")
-    return run_pipeline(p)
+    return 0 if args.no_run else run_pipeline(p)
 
 
 def run_pipeline(p: Pipeline) -> int:

@@ -23,6 +23,17 @@ def test_demo_prints_the_plan_and_writes_the_svg(tmp_path: Path) -> None:
     assert "priority" in proc.stdout.splitlines()[0]  # the plan's header row
 
 
+def test_demo_no_run_stops_after_the_svg(tmp_path: Path) -> None:
+    """``--no-run`` prints the plan and writes the SVG, and starts no server or worker."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "ironforge_nb.demo", "--no-run"], cwd=tmp_path,
+        capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "demo_pipeline.svg").exists()
+    assert "local workers" not in proc.stdout and "report:" not in proc.stdout
+
+
 def test_demo_pipeline_gathers_regions_into_the_report() -> None:
     """The report task receives the per-region totals as a dict keyed by region."""
     dag = build_pipeline().build()
