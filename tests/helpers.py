@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+import time
+
 from ironforge_nb.dag import Pipeline
 from ironforge_nb.queue import Lease, Queue
 from tests import tasks
@@ -20,3 +23,15 @@ def diamond() -> Pipeline:
     p.task("a", tasks.one).task("b", tasks.double, after="a").task("c", tasks.inc, after="a")
     p.task("d", tasks.plus, after=["b", "c"])
     return p
+
+
+def assert_woken_by_enqueue(q: Queue) -> None:
+    """A worker blocked in ``q.dequeue`` is woken by an enqueue 0.2 s later, long before its
+    5 s timeout, and gets that job."""
+    timer = threading.Timer(0.2, q.enqueue, args=(b"wake",))
+    timer.start()
+    started = time.monotonic()
+    lease = q.dequeue("w", timeout=5)
+    timer.join()
+    assert lease is not None and lease.payload == b"wake"
+    assert time.monotonic() - started < 2.0

@@ -143,6 +143,18 @@ def test_kill_makes_clients_fail(fresh_server: Callable[..., RedisServer]) -> No
     client.close()
 
 
+def _assert_server_dies_with_owner(script: str) -> None:
+    """Run ``script`` (which starts a server and prints its pid), SIGKILL it, and check that the
+    redis-server goes down with it."""
+    owner = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    assert owner.stdout is not None
+    pid = int(owner.stdout.readline())
+    assert _pid_alive(pid)
+    owner.send_signal(signal.SIGKILL)
+    owner.wait()
+    assert _wait_dead(pid)
+
+
 def test_server_dies_with_its_owner(tmp_path: Path) -> None:
     """A SIGKILLed owner process takes its redis-server down with it (no orphan)."""
     script = textwrap.dedent(
@@ -154,13 +166,7 @@ def test_server_dies_with_its_owner(tmp_path: Path) -> None:
         time.sleep(60)
         """
     )
-    owner = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
-    assert owner.stdout is not None
-    pid = int(owner.stdout.readline())
-    assert _pid_alive(pid)
-    owner.send_signal(signal.SIGKILL)
-    owner.wait()
-    assert _wait_dead(pid)
+    _assert_server_dies_with_owner(script)
 
 
 def test_server_started_from_thread_dies_with_owner() -> None:
@@ -176,13 +182,7 @@ def test_server_started_from_thread_dies_with_owner() -> None:
         time.sleep(60)
         """
     )
-    owner = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
-    assert owner.stdout is not None
-    pid = int(owner.stdout.readline())
-    assert _pid_alive(pid)
-    owner.send_signal(signal.SIGKILL)
-    owner.wait()
-    assert _wait_dead(pid)
+    _assert_server_dies_with_owner(script)
 
 
 def test_public_door_exports_redis_server() -> None:

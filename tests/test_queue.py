@@ -11,7 +11,7 @@ import pytest
 from ironforge_nb.errors import JobNotFoundError, SizeLimitError
 from ironforge_nb.queue import Queue, RedisConfig
 from ironforge_nb.status import EventType, JobStatus
-from tests.helpers import claim
+from tests.helpers import assert_woken_by_enqueue, claim
 
 
 @pytest.fixture
@@ -98,13 +98,7 @@ def test_complete_fetches_next_jobs(q: Queue) -> None:
 
 def test_dequeue_blocks_until_a_job_arrives(q: Queue) -> None:
     """An idle worker blocked in dequeue is woken by an enqueue, long before its timeout."""
-    timer = threading.Timer(0.2, q.enqueue, args=(b"wake",))
-    timer.start()
-    start = time.monotonic()
-    lease = q.dequeue("w", timeout=5)
-    timer.join()
-    assert lease is not None and lease.payload == b"wake"
-    assert time.monotonic() - start < 2.0
+    assert_woken_by_enqueue(q)
 
 
 def test_dequeue_without_wait_returns_none_at_once(q: Queue) -> None:

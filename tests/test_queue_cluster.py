@@ -4,7 +4,6 @@ works, no script touches two slots (CROSSSLOT), and namespaces spread over the m
 from __future__ import annotations
 
 import secrets
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -15,7 +14,7 @@ from ironforge_nb.errors import JobNotFoundError, JobStateError, LeaseLost
 from ironforge_nb.local import RedisCluster
 from ironforge_nb.queue import Queue, RedisConfig
 from ironforge_nb.status import EventType, JobStatus
-from tests.helpers import claim
+from tests.helpers import assert_woken_by_enqueue, claim
 
 
 def cluster_config(cluster: RedisCluster, namespace: str) -> RedisConfig:
@@ -102,12 +101,7 @@ def test_events_and_progress(cq: Queue) -> None:
 
 def test_blocked_worker_is_woken(cq: Queue) -> None:
     """A worker blocked in dequeue on the cluster is woken by an enqueue."""
-    timer = threading.Timer(0.2, cq.enqueue, args=(b"late",))
-    timer.start()
-    started = time.monotonic()
-    lease = cq.dequeue("w", timeout=5)
-    timer.join()
-    assert lease is not None and time.monotonic() - started < 2
+    assert_woken_by_enqueue(cq)
 
 
 def test_script_flush_on_every_master(cq: Queue) -> None:
