@@ -10,7 +10,7 @@ topological order). Each measurement runs in its own subprocess, so memory figur
 from one contender to the next.
 
 Method: wall time (``time.perf_counter``) and CPU time (``time.process_time``); garbage
-collector left on as in real use. Every size is measured in 3 interleaved rounds (round 1 runs
+collector left on as in real use. Every size is measured in 5 interleaved rounds (round 1 runs
 every contender once, then round 2...), each process timing 5 runs at 10k nodes, 3 at 100k and
 1 at 1M; a contender's figure is its best run over all rounds, as ``timeit`` reports, and
 ``cpu range`` shows the spread. On a shared machine, other tenants slow memory-bound code by
@@ -197,7 +197,7 @@ def run_in_subprocess(contender: str, n: int, repeat: int) -> dict[str, Any]:
 # ---------------------------------------------------------------------- report
 
 
-DEFAULT_ROUNDS = 3
+DEFAULT_ROUNDS = 5
 
 
 def repeats_for(n: int) -> int:

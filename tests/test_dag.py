@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import pickle
 from itertools import pairwise
 from typing import Any
@@ -189,6 +190,36 @@ def test_validation_errors_share_a_root() -> None:
     """Every validation error is a ValidationError, so callers can catch them all at once."""
     for cls in (CycleError, DuplicateTaskError, UnknownTaskError, SelfDependencyError):
         assert issubclass(cls, ValidationError)
+
+
+def test_builds_pause_the_garbage_collector_and_restore_it() -> None:
+    """Builds run with the cyclic GC paused (no full rescans of a 1M-node build), then restore
+    it as it was: on after a build or a failed one, still off if the caller had turned it off."""
+    seen: list[bool] = []
+
+    class Probe(str):
+        """A node id that records whether the collector is on whenever it is hashed."""
+
+        def __hash__(self) -> int:
+            seen.append(gc.isenabled())
+            return str.__hash__(self)
+
+    a, b = Probe("a"), Probe("b")
+    parents = {a: [], b: [a]}
+    seen.clear()
+    assert gc.isenabled()
+    DAG.from_edges([(a, b)])
+    DAG.from_parents(parents)
+    with pytest.raises(CycleError):
+        DAG.from_edges([(a, b), (b, a)])
+    assert seen and not any(seen)
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        DAG.from_edges([(a, b)])
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
 
 
 # ---------------------------------------------------------------------- queries

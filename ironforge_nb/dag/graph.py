@@ -73,20 +73,21 @@ class DAG(Generic[N]):
         naming any other node raises `UnknownTaskError`. Without it, nodes come in order of first
         appearance in ``edges``.
         """
-        edge_list = edges if isinstance(edges, (list, tuple)) else list(edges)
-        given = None if nodes is None else tuple(nodes)
-        index = {} if given is None else _intern(given)
-        try:
-            if given is None:
-                order = tuple(dict.fromkeys(chain.from_iterable(edge_list)))
-                index = dict(zip(order, range(len(order)), strict=True))
-            else:
-                order = given
-            children, indeg = _core.group_edges(order, index, edge_list)
-        except (KeyError, TypeError, ValueError):
-            _explain_bad_edges(edge_list, given)
-            raise  # not an edge problem after all: let the original error through
-        return cls._assemble(order, index, children, indeg, None)
+        with _core.paused_gc():
+            edge_list = edges if isinstance(edges, (list, tuple)) else list(edges)
+            given = None if nodes is None else tuple(nodes)
+            index = {} if given is None else _intern(given)
+            try:
+                if given is None:
+                    order = tuple(dict.fromkeys(chain.from_iterable(edge_list)))
+                    index = dict(zip(order, range(len(order)), strict=True))
+                else:
+                    order = given
+                children, indeg = _core.group_edges(order, index, edge_list)
+            except (KeyError, TypeError, ValueError):
+                _explain_bad_edges(edge_list, given)
+                raise  # not an edge problem after all: let the original error through
+            return cls._assemble(order, index, children, indeg, None)
 
     @classmethod
     def from_parents(
@@ -97,25 +98,26 @@ class DAG(Generic[N]):
         ``data`` attaches one object per task (the builder's task specs), returned by `data`.
         A plain string as a parent list means that one parent.
         """
-        order = tuple(parents)
-        n = len(order)
-        index = dict(zip(order, range(n), strict=True))
-        children: _core.IntLists = [[] for _ in range(n)]
-        indeg = [0] * n
-        for v, (child, ups) in enumerate(parents.items()):
-            for up in cast("Sequence[N]", (ups,) if isinstance(ups, str) else ups):
-                u = index.get(up)
-                if u is None:
-                    raise UnknownTaskError(cast(str, child), cast(str, up), _suggest(up, order))
-                children[u].append(v)
-                indeg[v] += 1
-        attached = None
-        if data is not None:
-            for key in data:
-                if key not in index:
-                    raise UnknownTaskError(None, cast(str, key), _suggest(key, order))
-            attached = tuple(map(data.get, order))
-        return cls._assemble(order, index, children, indeg, attached)
+        with _core.paused_gc():
+            order = tuple(parents)
+            n = len(order)
+            index = dict(zip(order, range(n), strict=True))
+            children: _core.IntLists = [[] for _ in range(n)]
+            indeg = [0] * n
+            for v, (child, ups) in enumerate(parents.items()):
+                for up in cast("Sequence[N]", (ups,) if isinstance(ups, str) else ups):
+                    u = index.get(up)
+                    if u is None:
+                        raise UnknownTaskError(cast(str, child), cast(str, up), _suggest(up, order))
+                    children[u].append(v)
+                    indeg[v] += 1
+            attached = None
+            if data is not None:
+                for key in data:
+                    if key not in index:
+                        raise UnknownTaskError(None, cast(str, key), _suggest(key, order))
+                attached = tuple(map(data.get, order))
+            return cls._assemble(order, index, children, indeg, attached)
 
     @classmethod
     def _assemble(
@@ -326,7 +328,8 @@ class DAG(Generic[N]):
 
     def _parent_lists(self) -> _core.IntLists:
         if self._parents is None:
-            self._parents = _core.invert(len(self._nodes), self._distinct()[0])
+            with _core.paused_gc():
+                self._parents = _core.invert(len(self._nodes), self._distinct()[0])
         return self._parents
 
     def _level_list(self) -> list[int]:

@@ -9,14 +9,13 @@ on how a task is called. Standard library only.
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import math
 import re
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeAlias
 
+from ironforge_nb.dag._core import paused_gc
 from ironforge_nb.errors import InvalidOptionError
 from ironforge_nb.names import validate_name
 
@@ -254,21 +253,3 @@ _CHECKERS: dict[str, Callable[[Any], Any]] = {
     "params": _params,
     "allow_failure": _allow_failure,
 }
-
-
-@contextlib.contextmanager
-def paused_gc() -> Iterator[None]:
-    """Pause the cyclic garbage collector around a bulk build (``Pipeline.build``, submit).
-
-    Building 100k task records allocates millions of objects; each full collection triggered
-    meanwhile rescans all of them, which made 100k-task builds super-linear (about 40% of
-    ``build()`` at 100k). Reference counting still frees everything at once; cycles, if any,
-    are collected after. Nesting and threads are safe: only the outermost pause re-enables.
-    """
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
