@@ -17,6 +17,8 @@ every contender once, then round 2...), each process timing 5 runs at 10k nodes,
 up to 1.5x for seconds at a time: interleaving exposes every contender to the same weather,
 and the best run is the one they disturbed least. Ratios use CPU time.
 
+Every run of every round is saved to ``benchmarks/results/dag.json`` (``--output``).
+
 Memory: the worker's resident-set high-water mark (``VmHWM``), reset once the input graph is
 generated: ``peak MiB`` is the high-water mark during the timed runs (input graph included),
 ``extra MiB`` is that peak minus the resident size just before them (what the contender needs
@@ -25,6 +27,7 @@ on top of the edge list it is handed).
 Usage::
 
     python benchmarks/bench_dag.py                      # 10k, 100k and 1M nodes
+                                                        # (about 12 minutes here)
     python benchmarks/bench_dag.py --sizes 10000,100000
     python benchmarks/bench_dag.py --sizes 1000000 --rounds 5 --contenders ironforge,graphlib
 """
@@ -198,6 +201,7 @@ def run_in_subprocess(contender: str, n: int, repeat: int) -> dict[str, Any]:
 
 
 DEFAULT_ROUNDS = 5
+RESULTS = Path(__file__).resolve().parent / "results" / "dag.json"
 
 
 def repeats_for(n: int) -> int:
@@ -213,6 +217,7 @@ def best_of(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
     best["peak_mib"] = max(row["peak_mib"] for row in runs)
     best["extra_mib"] = max(row["extra_mib"] for row in runs)
     best["rounds"] = len(runs)
+    best["runs"] = [{key: row[key] for key in ("seconds", "cpu", "peak_mib")} for row in runs]
     return best
 
 
@@ -295,6 +300,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         default=DEFAULT_ROUNDS,
         help="interleaved rounds per size; figures are the best run (default: %(default)s)",
     )
+    parser.add_argument("--output", type=Path, default=RESULTS, help="JSON file to write")
     parser.add_argument(
         "--worker", nargs=3, metavar=("CONTENDER", "N", "REPEAT"), help=argparse.SUPPRESS
     )
@@ -307,8 +313,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     contenders = [c for c in args.contenders.split(",") if c]
     print(__doc__.split("Usage::")[0].strip() if __doc__ else "")
     print()
+    started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     rows = bench_sort(sizes, contenders, max(args.rounds, 1))
     print_ratios(rows)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(
+        json.dumps({"started": started, "python": sys.version, "rows": rows}, indent=2) + "\n"
+    )
+    print(f"\nevery run saved to {args.output}")
 
 
 if __name__ == "__main__":
