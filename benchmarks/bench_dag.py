@@ -14,8 +14,8 @@ collector left on as in real use. Every size is measured in 5 interleaved rounds
 every contender once, then round 2...), each process timing 5 runs at 10k nodes, 3 at 100k and
 1 at 1M; a contender's figure is its best run over all rounds, as ``timeit`` reports, and
 ``cpu range`` shows the spread. On a shared machine, other tenants slow memory-bound code by
-up to 1.5x for seconds at a time: interleaving exposes every contender to the same weather,
-and the best run is the one they disturbed least. Ratios use CPU time.
+1.5x and more (1.7x seen) for seconds at a time: interleaving exposes every contender to the
+same weather, and the best run is the one they disturbed least. Ratios use CPU time.
 
 Every run of every round is saved to ``benchmarks/results/dag.json`` (``--output``).
 
