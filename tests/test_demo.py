@@ -31,6 +31,7 @@ def test_demo_no_run_stops_after_the_svg(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "demo_pipeline.svg").exists()
+    assert "pipeline sales: 7 tasks on 5 levels" in proc.stdout
     assert "local workers" not in proc.stdout and "report:" not in proc.stdout
 
 

@@ -18,6 +18,7 @@ from ironforge_nb.orchestrator.scripts import RunScripts
 from ironforge_nb.queue import Queue, RedisConfig
 from ironforge_nb.status import EventType, JobStatus, RunStatus
 from tests import tasks
+from tests.helpers import claim
 from tests.runloop import work
 
 pytestmark = pytest.mark.usefixtures("signing_secret")
@@ -148,6 +149,8 @@ def test_malformed_submit_call_writes_nothing(config: RedisConfig, redis_client:
         scripts.submit_run("r", "p", b"", b"", "json", [profile], [], good, b"{}", 2)
     with pytest.raises(ResponseError, match="malformed task records"):
         scripts.submit_run("r", "p", b"", b"", "json", [profile], [], good, b"{}x", 1)
+    with pytest.raises(ResponseError, match="counts do not add up"):  # a profile short
+        scripts.submit_run("r", "p", b"", b"", "json", [profile[:-1]], [], good, b"{}", 1)
     assert redis_client.dbsize() == before
 
 
@@ -214,8 +217,7 @@ def test_released_task_is_told_in_its_run_stream(config: RedisConfig) -> None:
     """A task handed back by a stopping worker appears as 'released' in its run's stream."""
     run = submit(Pipeline("rel").task("a", tasks.one), config=config)
     q = Queue("default", config)
-    lease = q.dequeue("w1", timeout=0)
-    assert lease is not None
+    lease = claim(q)
     q.release(lease)
     released = [e for e in run.events() if e.type is EventType.RELEASED]
     assert [(e.task, e.status, e.worker) for e in released] == [("a", JobStatus.QUEUED, "w1")]

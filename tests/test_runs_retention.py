@@ -160,7 +160,9 @@ def test_code_blobs_live_as_long_as_a_run_uses_them(config: RedisConfig) -> None
     codes = {k for k in keys_of(client, config) if ":code:" in k}
     assert codes and set(client.hgetall(config.keys.code_refs).values()) == {b"2"}
     first.delete()
+    assert run_keys(client, config, first.id) == set()
     assert {k for k in keys_of(client, config) if ":code:" in k} >= codes
+    assert set(client.hgetall(config.keys.code_refs).values()) == {b"1"}
     assert second.result("total") == sum(i * i for i in range(4))
     second.delete()
     left = keys_of(client, config)
@@ -222,9 +224,9 @@ def test_resubmitting_an_id_being_deleted_makes_a_fresh_run(config: RedisConfig)
     assert len(new.job_ids()) == 5
 
 
-def test_submit_and_delete_on_a_redis_cluster(redis_cluster: Any) -> None:
+def test_submit_and_delete_on_a_redis_cluster(redis_cluster: Any, namespace: str) -> None:
     """On a Redis Cluster (one slot per namespace), a run is submitted, run and deleted whole."""
-    cfg = RedisConfig(url=redis_cluster.url, cluster=True, namespace="retention-cluster")
+    cfg = RedisConfig(url=redis_cluster.url, cluster=True, namespace=namespace)
     try:
         run = submit(wide(4), config=cfg)
         work(cfg)
