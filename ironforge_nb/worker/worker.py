@@ -178,8 +178,10 @@ class Worker(Housekeeping):
 
     def _handlers(self) -> dict[int, Callable[[], None]]:
         """What to wait on, by file descriptor: built again only when an executor was
-        replaced or the wake-list BLPOP was sent or answered."""
-        key = (self._waker.pending, *(id(s.proc) for s in self._slots),
+        replaced or the wake-list BLPOP was sent or answered. The key holds the executor
+        objects themselves (compared by identity): an ``id()`` could be reused by a
+        replacement once the old object is freed, and stale descriptors would be watched."""
+        key = (self._waker.pending, *(s.proc for s in self._slots),
                *(s.proc.conn.closed for s in self._slots))
         if key == self._handlers_key:
             return self._handlers_cache
