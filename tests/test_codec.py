@@ -1,9 +1,10 @@
-"""Signed pickles, JSON values, secrets and task payloads (`runs.codec`, `runs.payload`)."""
+"""Signed pickles, JSON values, secrets and task payloads (`orchestrator.codec`, `.payload`)."""
 
 from __future__ import annotations
 
 import hashlib
 import pickle
+import threading
 from pathlib import Path
 
 import pandas as pd
@@ -116,6 +117,16 @@ def test_json_mode_refuses_non_json_results() -> None:
     """A JSON-mode task returning a tuple gets a TaskError naming the type."""
     with pytest.raises(TaskError, match="tuple"):
         codec.encode_value((1, 2), None, json_mode=True)
+
+
+def test_an_unpicklable_result_and_a_missing_secret_are_told_apart() -> None:
+    """A task result cloudpickle refuses is the task's TaskError; a worker without a secret
+    is a ConfigError saying how to configure one, whatever the result."""
+    with pytest.raises(TaskError, match=r"result of task 'load' cannot be pickled"):
+        codec.encode_result(threading.Lock(), SECRET, json_mode=False, job_id="r.0", task="load")
+    with pytest.raises(ConfigError, match="signing secret"):
+        codec.encode_result(1, None, json_mode=False, job_id="r.0", task="load")
+    assert codec.encode_result([1], None, json_mode=True, job_id="r.0", task="load") == b"[1]"
 
 
 def test_json_only_reader_refuses_signed_pickles() -> None:

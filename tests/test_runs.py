@@ -1,7 +1,7 @@
 """Runs end to end on a real redis-server: results, retries, failures, JSON mode, views.
 
 Jobs are executed in-process by `runloop.work` (claim -> execute_task -> complete/fail), so
-these tests exercise the runs layer and the queue scripts without worker processes.
+these tests exercise the orchestrator and the queue scripts without worker processes.
 """
 
 from __future__ import annotations

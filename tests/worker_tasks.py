@@ -1,7 +1,7 @@
 """A test executor for worker tests: each payload is a JSON command saying what the task does.
 
 Worker processes started by the tests load it with ``--executor tests.worker_tasks:run``, so the
-worker is tested on its own, independently of the runs layer's job format.
+worker is tested on its own, independently of the orchestrator's job format.
 """
 
 from __future__ import annotations

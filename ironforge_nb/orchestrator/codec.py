@@ -39,6 +39,7 @@ __all__ = [
     "decode_value",
     "default_secret",
     "dumps",
+    "encode_result",
     "encode_value",
     "is_plain",
     "is_signed",
@@ -192,6 +193,22 @@ def encode_value(value: Any, secret: bytes | None, *, json_mode: bool,
                 f"list, dict with str keys); it returned {type(value).__name__}")
         return json.dumps(value, separators=(",", ":")).encode()
     return dumps(value, require_secret(secret, "storing a pickled value"))
+
+
+def encode_result(value: Any, secret: bytes | None, *, json_mode: bool, job_id: str,
+                  task: str) -> bytes:
+    """`encode_value` of what ``task`` returned: a value cloudpickle cannot serialize raises
+    `TaskError` naming the task and what to return instead; a missing secret still raises
+    `ConfigError` (it is the worker's configuration, not the task's result, that is wrong)."""
+    if json_mode:
+        return encode_value(value, secret, json_mode=True, job_id=job_id)
+    key = require_secret(secret, "storing a pickled value")
+    try:
+        return dumps(value, key)
+    except Exception as exc:  # cloudpickle cannot serialize what the task returned
+        raise TaskError(job_id, f"the result of task {task!r} cannot be pickled ({exc}); "
+                                "return plain data, or write it to a file and return the "
+                                "path") from exc
 
 
 def decode_value(blob: bytes, secret: bytes | None, job_id: str | None = None, *,

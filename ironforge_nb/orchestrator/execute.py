@@ -72,14 +72,8 @@ def execute_task(config: RedisConfig, lease: Lease, secret: bytes | None, *,
     except TaskError as exc:
         raise TaskError(job_id, str(exc).split(": ", 1)[-1]) from None
     value = fn(*args, **kwargs)
-    try:
-        blob = codec.encode_value(value, secret, json_mode=payload.json_mode, job_id=job_id)
-    except TaskError:
-        raise
-    except Exception as exc:  # cloudpickle cannot serialize what the task returned
-        raise TaskError(job_id, f"the result of task {payload.task!r} cannot be pickled ({exc}); "
-                                "return plain data, or write it to a file and return the "
-                                "path") from exc
+    blob = codec.encode_result(value, secret, json_mode=payload.json_mode, job_id=job_id,
+                               task=payload.task)
     if len(blob) > config.max_result_bytes:
         raise SizeLimitError(f"result of task {payload.task!r} (job {job_id})", len(blob),
                              config.max_result_bytes,
