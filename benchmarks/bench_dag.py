@@ -10,12 +10,14 @@ topological order). Each measurement runs in its own subprocess, so memory figur
 from one contender to the next.
 
 Method: wall time (``time.perf_counter``) and CPU time (``time.process_time``); garbage
-collector left on as in real use. Every size is measured in 5 interleaved rounds (round 1 runs
-every contender once, then round 2...), each process timing 5 runs at 10k nodes, 3 at 100k and
-1 at 1M; a contender's figure is its best run over all rounds, as ``timeit`` reports, and
-``cpu range`` shows the spread. On a shared machine, other tenants slow memory-bound code by
-1.5x and more (1.7x seen) for seconds at a time: interleaving exposes every contender to the
-same weather, and the best run is the one they disturbed least. Ratios use CPU time.
+collector on, as in real use (IronForge pauses it during its own build, see
+``ironforge_nb.dag._core.paused_gc``; the others keep it running). Every size is measured in
+5 interleaved rounds (round 1 runs every contender once, then round 2...), each process timing
+5 runs at 10k nodes, 3 at 100k and 1 at 1M; a contender's figure is its best run over all
+rounds, as ``timeit`` reports, and ``cpu range`` shows the spread. On a shared machine, other
+tenants slow memory-bound code by 1.5x and more (1.7x seen) for seconds at a time:
+interleaving exposes every contender to the same weather, and the best run is the one they
+disturbed least. Ratios use CPU time.
 
 Every run of every round is saved to ``benchmarks/results/dag.json`` (``--output``).
 

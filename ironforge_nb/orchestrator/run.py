@@ -2,8 +2,9 @@
 
 A handle holds no state of its own: every property reads the run's hashes in Redis, so any
 number of handles (in the notebook, in another process, rebuilt from the id with
-``Run(run_id)``) agree. Waiting follows the run's event stream with a blocking XREAD, so it
-costs nothing while tasks run and returns as soon as the 'run_finished' event is appended.
+``Run(run_id)``) agree. Waiting follows the run's event stream with a blocking XREAD: it costs
+nothing while the run is quiet, at most one read per 5 ms while events keep coming, and returns
+as soon as the 'run_finished' event is appended.
 """
 
 from __future__ import annotations
@@ -164,7 +165,7 @@ class Run:
             blob = client.get(self.config.keys.result(jid.decode()))
             if blob is None:
                 raise RunError(self.id, f"the result of task {task!r} has expired "
-                                        "(RedisConfig.result_ttl) or was trimmed")
+                                        "(RedisConfig.result_ttl)")
             return codec.decode_value(blob, self._secret, jid.decode())
         if state in (JobStatus.FAILED, JobStatus.SKIPPED, JobStatus.CANCELLED):
             text = error.decode() if error else ""
