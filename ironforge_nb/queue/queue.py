@@ -92,7 +92,7 @@ class Queue:
         jid = new_job_id() if job_id is None else validate_name(job_id, "job id")
         if type(payload) is not bytes or len(payload) > self._max_payload:
             check_bytes("payload", payload, self._max_payload)
-        self._scripts.enqueue_jobs((*options, b"0", *extra), (jid, payload))
+        self._scripts.enqueue_jobs((*options, *extra), (jid, payload))
         return jid
 
     def enqueue_batch(self, payloads: Iterable[bytes], *, chunk_size: int = 1000,
@@ -108,7 +108,7 @@ class Queue:
         batch safe (the error's notes say how many jobs were written).
         """
         validate_count("chunk_size", chunk_size)
-        head = (*job_options(priority, delay, max_attempts, backoff), b"0", *meta_args(meta))
+        head = (*job_options(priority, delay, max_attempts, backoff), *meta_args(meta))
         data = list(payloads)
         limit = self._max_payload
         for p in data:

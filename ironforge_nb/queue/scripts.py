@@ -70,7 +70,7 @@ class QueueScripts:
 
     def enqueue_jobs(self, options: Sequence[Any], jobs: Sequence[Any]) -> int:
         """Create the jobs given as id, payload pairs in ``jobs``, all with ``options`` (priority,
-        delay_ms, max_attempts, backoff_ms, waiting, n_meta, meta pairs: see enqueue_jobs.lua);
+        delay_ms, max_attempts, backoff_ms, n_meta, meta pairs: see enqueue_jobs.lua);
         returns how many were new."""
         created: int = self._enqueue(self._enqueue_keys, [*self._enqueue_head, *options, *jobs])
         return created

@@ -1,8 +1,8 @@
 --[[ enqueue_jobs: create one or more jobs with the same options in a queue (one round trip).
 
 Each job gets a meta HASH and a payload STRING (written once, never rewritten) and an event.
-The jobs are queued (wait ZSET), scheduled (delay > 0: scheduled ZSET at now + delay) or
-waiting (created for a DAG run, in no ZSET until its parents are done). A job id that already
+The jobs are queued (wait ZSET) or scheduled (delay > 0: scheduled ZSET at now + delay); the
+tasks of a DAG run are created by submit_run.lua instead. A job id that already
 exists is skipped (as is an id repeated within the call), so retrying a chunk (after NOSCRIPT,
 a reconnect or a restart) never duplicates a job.
 
@@ -30,27 +30,24 @@ ARGV[5] priority        -1000 to 1000 (higher first)
 ARGV[6] delay_ms        0 = ready now
 ARGV[7] max_attempts    attempts before the dead-letter queue
 ARGV[8] backoff_ms      base of the exponential retry delay
-ARGV[9] waiting         '1' = create in status waiting
-ARGV[10] n_meta         number of extra meta fields, then n_meta field/value pairs
+ARGV[9] n_meta          number of extra meta fields, then n_meta field/value pairs
 then the jobs, each: id, payload
 Returns: the number of jobs created (ids that already existed are not counted).
 ]]
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local prefix, psuffix, queue, maxlen = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
-local delay, nmeta = tonumber(ARGV[6]), tonumber(ARGV[10])
-local first = 11 + 2 * nmeta
+local delay, nmeta = tonumber(ARGV[6]), tonumber(ARGV[9])
+local first = 10 + 2 * nmeta
 local status, event = 'queued', 'enqueued'
-if ARGV[9] == '1' then
-  status, event = 'waiting', 'waiting'
-elseif delay > 0 then
+if delay > 0 then
   status, event = 'scheduled', 'scheduled'
 end
 local ts = string.format('%d', now)
 local fields = {'queue', queue, 'priority', ARGV[5], 'max_attempts', ARGV[7],
                 'backoff_ms', ARGV[8], 'created', ts, 'status', status}
 if status == 'queued' then fields[#fields + 1] = 'enqueued'; fields[#fields + 1] = ts end
-for m = 11, first - 1 do fields[#fields + 1] = ARGV[m] end
+for m = 10, first - 1 do fields[#fields + 1] = ARGV[m] end
 
 local seq = 0
 if status == 'queued' then  -- one INCRBY reserves a seq per job of the call (gaps are harmless)
