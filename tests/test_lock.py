@@ -16,6 +16,7 @@ from ironforge_nb.errors import (
     InvalidOptionError,
     LockError,
     LockTimeoutError,
+    RunError,
 )
 from ironforge_nb.local import RedisCluster, RedisServer
 from ironforge_nb.queue.config import RedisConfig
@@ -27,6 +28,29 @@ def test_acquire_free_lock(config: RedisConfig) -> None:
     lock = Lock("job", ttl=10, config=config)
     assert lock.acquire() is True
     assert lock.locked() and lock.owned()
+
+
+def test_locks_queues_and_runs_of_one_config_share_a_connection(redis_server: RedisServer,
+                                                                 namespace: str) -> None:
+    """Many live locks, queues and run handles of one config, used from one thread, hold one
+    pool connection between them (each used to keep a connection of its own while alive)."""
+    from ironforge_nb.orchestrator import Run
+    from ironforge_nb.queue import Queue
+
+    cfg = RedisConfig(url=redis_server.url, namespace=namespace)
+    try:
+        pool = cfg.client().connection_pool
+        locks = [Lock(f"lock-{i}", 5, cfg) for i in range(20)]
+        assert all(lock.acquire() for lock in locks)
+        queues = [Queue(f"q{i}", cfg) for i in range(20)]
+        for q in queues:
+            q.enqueue(b"x")
+        for i in range(20):
+            with pytest.raises(RunError):
+                Run(f"missing-{i}", config=cfg).cancel()
+        assert len(pool._in_use_connections) <= 1
+    finally:
+        cfg.close()
 
 
 def test_held_lock_returns_false(config: RedisConfig) -> None:

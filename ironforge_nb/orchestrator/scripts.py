@@ -29,7 +29,7 @@ class RunScripts:
     """The run scripts bound to one config's client and namespace."""
 
     def __init__(self, config: RedisConfig) -> None:
-        link = Link(config.client())
+        link = Link.of(config.client())
         self._keys = config.keys
         self._maxlen = config.events_maxlen
         self._submit = LuaScript(link, "submit_run")

@@ -6,8 +6,10 @@ that is 40-60 µs of client CPU per call, more than the Redis work of a single e
 paths (every script call, the idle wait) instead keep one pool connection per thread and send
 packed commands on it, with the client's own retry policy (backoff on connection errors and
 timeouts, reconnect on the next send) and its hiredis parser. The connection goes back to the
-pool when its thread ends; a forked child takes a fresh one. A Redis Cluster client keeps the
-ordinary path (it routes each command to its node).
+pool when its thread ends; a forked child takes a fresh one. Every user of a client shares its
+link (`Link.of`): queues, locks and run handles of one config hold one connection per thread
+between them, not one each. A Redis Cluster client keeps the ordinary path (it routes each
+command to its node).
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ except ImportError:  # pragma: no cover
     _hiredis_pack = None
 
 __all__ = ["Link"]
+
+_SHARED = threading.Lock()  # guards the creation of a client's shared link (`Link.of`)
 
 
 class _Held:
@@ -55,6 +59,20 @@ class Link:
         self._client = client
         self._pool = client.connection_pool if isinstance(client, redis.Redis) else None
         self._local = threading.local()
+
+    @classmethod
+    def of(cls, client: Any) -> Link:
+        """The link every user of ``client`` shares, made on first use and kept on the client
+        (it lives as long as the client does). Calls on one thread run one after another, so
+        sharing its connection is safe."""
+        link: Link | None = getattr(client, "_ironforge_link", None)
+        if link is None:
+            with _SHARED:
+                link = getattr(client, "_ironforge_link", None)
+                if link is None:
+                    link = cls(client)
+                    client._ironforge_link = link
+        return link
 
     def _held(self) -> _Held:
         held: _Held | None = getattr(self._local, "held", None)

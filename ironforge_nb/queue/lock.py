@@ -175,7 +175,7 @@ class Lock:
         try:
             client = self.config.client()
             if self._bound is None or self._bound[0] is not client:
-                link = Link(client)
+                link = Link.of(client)
                 self._bound = (client, {name: LuaScript(link, name) for name in
                                         ("acquire_lock", "release_lock", "extend_lock")})
             return self._bound[1][script]([self.key], args)

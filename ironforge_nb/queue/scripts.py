@@ -46,7 +46,7 @@ class QueueScripts:
         # prefixes the run helpers derive run and queue keys from (DAG runs, run_helpers.lua)
         self._run_args = [keys.job_prefix, keys.run_prefix, keys.queue_prefix]
         self._run_tail = (keys.run_prefix, keys.queue_prefix)
-        link = Link(client)
+        link = Link.of(client)
         self._scripts = {
             name: LuaScript(link, name)
             for name in ("enqueue_jobs", "claim_jobs", "complete_job", "fail_job",
