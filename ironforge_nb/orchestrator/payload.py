@@ -35,7 +35,8 @@ from ironforge_nb.dag.task import finish_arguments
 from ironforge_nb.errors import SignatureError, TaskError
 from ironforge_nb.orchestrator import codec
 
-__all__ = ["TaskPayload", "decode_payload", "encode_payload", "split_plain", "to_json"]
+__all__ = ["TaskPayload", "attach_extra", "decode_payload", "encode_payload", "split_plain",
+           "to_json"]
 
 _SEP = b"\n"
 # compact JSON text, with the encoder built once: json.dumps with non-default separators
@@ -94,12 +95,22 @@ class TaskPayload:
 
 def encode_payload(head: dict[str, Any], extra: Mapping[str, Any],
                    secret: bytes | None) -> bytes:
-    """JSON ``head`` (``blob`` set when ``extra`` is not empty) plus ``extra`` signed-pickled."""
+    """JSON ``head`` (``blob`` set when ``extra`` is not empty) plus ``extra`` signed-pickled.
+
+    Submit writes the same layout from text it assembles itself (``orchestrator.submit``), and
+    both end with `attach_extra`."""
     if not extra:
         return to_json(head).encode()
     head["blob"] = 1
-    text = to_json(head).encode()
-    return text + _SEP + codec.dumps(dict(extra), codec.require_secret(secret, "pickled data"))
+    return attach_extra(to_json(head).encode(), extra, secret, "the payload")
+
+
+def attach_extra(head: bytes, extra: Mapping[str, Any], secret: bytes | None,
+                 what: str) -> bytes:
+    """A payload's JSON ``head`` (which says ``"blob":1``) followed by ``extra`` signed-pickled;
+    an unpicklable value is an `InvalidOptionError` naming ``what``."""
+    return head + _SEP + codec.dumps_input(
+        dict(extra), codec.require_secret(secret, "pickled data"), what)
 
 
 def decode_payload(data: bytes, secret: bytes | None, job_id: str, *,

@@ -25,7 +25,7 @@ from ironforge_nb.dag.task import TaskSpec, paused_gc
 from ironforge_nb.errors import InvalidNameError, InvalidOptionError, SizeLimitError
 from ironforge_nb.names import validate_name, validate_task_id
 from ironforge_nb.orchestrator import codec
-from ironforge_nb.orchestrator.payload import split_plain, to_json
+from ironforge_nb.orchestrator.payload import attach_extra, split_plain, to_json
 from ironforge_nb.orchestrator.scripts import RunScripts
 from ironforge_nb.queue.config import RedisConfig, default_config
 from ironforge_nb.queue.options import seconds_to_ms
@@ -296,8 +296,7 @@ class _Plan:
             parts.append("}")
             return "".join(parts).encode()
         parts.append(',"blob":1}')
-        return "".join(parts).encode() + b"\n" + codec.dumps_input(
-            extra, codec.require_secret(self.secret, "pickled data"), f"task {spec.id!r}")
+        return attach_extra("".join(parts).encode(), extra, self.secret, f"task {spec.id!r}")
 
     def _names(self, names: tuple[str, ...]) -> str:
         """A JSON list of parameter names (the same few lists recur across tasks)."""
