@@ -306,8 +306,10 @@ class _Plan:
         return text
 
     def _bound(self, spec: TaskSpec) -> tuple[str, dict[str, Any], str]:
-        """`_sources` of a task with bindings; map members share their template's bindings
-        (and gathers), so they are encoded once."""
+        """`_sources` of a task with bindings, cached by the identity of its bindings and
+        gathers (alive for the whole submit): the members of a map share their template's, so
+        they are encoded once, except members that gather another map, which the builder gives
+        a gathers tuple each (encoded per member, as any task)."""
         key = (id(spec.bindings), id(spec.gathers))
         sources = self._sources_of.get(key)
         if sources is None:
