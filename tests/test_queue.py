@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 
-from ironforge_nb.errors import JobNotFoundError, SizeLimitError
+from ironforge_nb.errors import InvalidNameError, JobNotFoundError, SizeLimitError
 from ironforge_nb.queue import Queue, RedisConfig
+from ironforge_nb.queue.queue import REAP_INTERVAL
 from ironforge_nb.status import EventType, JobStatus
 from tests.helpers import assert_woken_by_enqueue, claim
 
@@ -237,6 +238,21 @@ def test_reap_of_last_attempt_dead_letters(q: Queue) -> None:
     assert q.info(jid).status is JobStatus.FAILED and q.counts()[JobStatus.FAILED] == 1
 
 
+def test_one_reaper_per_process(q: Queue) -> None:
+    """Every handle on a queue shares the process's reap schedule: a second handle does not
+    reap again within REAP_INTERVAL of the first, and does once it has passed."""
+    other = Queue(q.name, q.config)
+    t0 = time.monotonic() + 1000.0  # past any earlier reap of this queue by this process
+    for handle, now, reaped in ((q, t0, 1), (other, t0 + REAP_INTERVAL / 2, 0),
+                                (other, t0 + REAP_INTERVAL, 1)):
+        q.enqueue(b"")
+        claim(q, lease=0.05)
+        time.sleep(0.1)
+        assert handle.reap_if_due(now) == reaped
+        if not reaped:
+            assert handle.reap() == 1  # the lease was there to reap: the schedule held it back
+
+
 def test_complete_replay_is_idempotent(q: Queue) -> None:
     """Completing the same lease twice (a retried call) records one completion."""
     jid = q.enqueue(b"")
@@ -287,13 +303,26 @@ def test_completed_retention_trims_oldest(redis_server: Any, namespace: str) -> 
 
 
 def test_meta_fields_reach_lease_and_info(q: Queue) -> None:
-    """run, task and user meta fields are stored and handed to the worker."""
-    jid = q.enqueue(b"", meta={"run": "r1", "task": "clean", "owner": "ana"})
+    """User meta fields are stored and handed to the worker; a plain job has no run."""
+    jid = q.enqueue(b"", meta={"owner": "ana", "team": "sales"})
     lease = claim(q)
-    assert lease.meta["run"] == "r1" and lease.meta["owner"] == "ana"
+    assert lease.meta["owner"] == "ana" and lease.meta["team"] == "sales"
     assert lease.meta["max_attempts"] == "3" and "status" not in lease.meta
     info = q.info(jid)
-    assert (info.run, info.task, info.meta) == ("r1", "clean", {"owner": "ana"})
+    assert (info.run, info.task, info.meta) == (None, None, {"owner": "ana", "team": "sales"})
+
+
+@pytest.mark.parametrize("field", ["run", "task"])
+def test_run_fields_are_refused_and_nothing_is_written(q: Queue, field: str) -> None:
+    """A plain job may not set `run` or `task` (run bookkeeping): refused, no key written."""
+    client = q.config.client()
+    before = sorted(client.scan_iter(f"{{{q.config.namespace}}}:*"))
+    with pytest.raises(InvalidNameError, match="pipeline run"):
+        q.enqueue(b"", meta={field: "r1", "owner": "ana"})
+    with pytest.raises(InvalidNameError, match="pipeline run"):
+        q.enqueue_batch([b"a", b"b"], meta={field: "r1"})
+    assert sorted(client.scan_iter(f"{{{q.config.namespace}}}:*")) == before
+    assert q.counts()[JobStatus.QUEUED] == 0
 
 
 def test_counts_by_status(q: Queue) -> None:

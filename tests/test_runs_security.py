@@ -84,6 +84,19 @@ def test_code_without_signature_never_runs(config: RedisConfig, redis_client: An
     assert_refused(config, run, jid, canary, "not signed")
 
 
+def test_validly_signed_code_under_another_key_never_runs(config: RedisConfig,
+                                                         redis_client: Any,
+                                                         tmp_path: Path) -> None:
+    """Code signed with the right secret but stored under another function's digest is refused:
+    a blob is bound to its key, so swapping blobs cannot run one function in another's place."""
+    ran = tmp_path / "ran"
+    run, jid = one_task_run(config, tasks.one)
+    _digest, other = codec.code_blob(toucher(ran), SECRET)
+    redis_client.set(code_key(config, redis_client), other)
+    work(config)
+    assert_refused(config, run, jid, ran, "not the code the task names")
+
+
 def test_raw_pickle_payload_never_runs(config: RedisConfig, redis_client: Any,
                                        tmp_path: Path) -> None:
     """A job payload replaced by a raw pickle is refused: payloads are JSON."""

@@ -15,7 +15,10 @@ environment variable); a remote setup sets ``IRONFORGE_SECRET`` on both sides.
 `default_secret` returns the secret set in this process, else the environment's (else None).
 
 Code store: a function is stored once per content hash under ``Keys.code(digest)``, where
-``digest`` is the SHA-256 of its signed blob (so two secrets never share a key).
+``digest`` is the SHA-256 of its signed blob (so two secrets never share a key). `load_code`
+checks that the blob read from a key hashes to that key's digest, besides its MAC: a
+blob that is validly signed but stored under another function's key (someone with write access
+to Redis swapping code blobs) is refused, never run in the other function's place.
 """
 
 from __future__ import annotations
@@ -234,3 +237,17 @@ def code_blob(fn: Callable[..., Any], secret: bytes) -> tuple[str, bytes]:
     blob = dumps_input(fn, secret, "fn", "open connections, files and locks inside the "
                        "function instead of using ones made outside it")
     return hashlib.sha256(blob).hexdigest(), blob
+
+
+def load_code(blob: bytes, digest: str, secret: bytes | None, job_id: str | None = None) -> Any:
+    """The function in ``blob``, read from the code store under ``digest``: the blob must carry
+    a valid MAC and hash to that digest (it is bound to its key), else `SignatureError`; nothing
+    is unpickled before both checks pass."""
+    import pickle
+
+    data = verify(blob, secret, job_id)
+    actual = hashlib.sha256(blob).hexdigest()
+    if not hmac.compare_digest(actual, digest):
+        raise SignatureError(job_id, f"the code blob stored under digest {digest[:12]} hashes "
+                                     f"to {actual[:12]}: it is not the code the task names")
+    return pickle.loads(data)  # safe: verified by HMAC and bound to its key just above

@@ -96,7 +96,7 @@ def load_function(config: RedisConfig, payload: TaskPayload, secret: bytes | Non
         if blob is None:
             raise TaskError(job_id, f"the code of task {payload.task!r} (digest {digest[:12]}) "
                                     "is missing from the code store")
-        loaded = codec.loads(blob, secret, job_id)
+        loaded = codec.load_code(blob, digest, secret, job_id)
         if not callable(loaded):
             raise TaskError(job_id, f"code {digest[:12]} is not a function")
         fn = _functions[key] = loaded

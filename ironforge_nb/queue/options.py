@@ -16,7 +16,7 @@ from typing import Any
 
 from ironforge_nb.errors import InvalidNameError, InvalidOptionError, SizeLimitError
 from ironforge_nb.names import validate_name
-from ironforge_nb.queue.records import RESERVED_FIELDS
+from ironforge_nb.queue.records import RESERVED_FIELDS, RUN_FIELDS
 
 __all__ = [
     "MAX_PRIORITY",
@@ -106,7 +106,7 @@ _NO_META: tuple[bytes] = (b"0",)
 
 
 def meta_args(meta: Mapping[str, str] | None) -> Sequence[Any]:
-    """``[n, field, value, ...]`` for extra meta-hash fields (``run``, ``task``, user fields)."""
+    """``[n, field, value, ...]`` for the user's extra meta-hash fields."""
     if meta is None:
         return _NO_META
     if not isinstance(meta, Mapping):
@@ -114,6 +114,9 @@ def meta_args(meta: Mapping[str, str] | None) -> Sequence[Any]:
     out: list[Any] = [b"%d" % len(meta)]
     for name, value in meta.items():
         validate_name(name, "meta field")
+        if name in RUN_FIELDS:
+            raise InvalidNameError("meta field", name, "only the tasks of a pipeline run carry "
+                                   "it (submit the pipeline to get a run); choose another name")
         if name in RESERVED_FIELDS or name.startswith("error."):
             raise InvalidNameError("meta field", name, "the queue uses this field itself; "
                                    "choose another name")

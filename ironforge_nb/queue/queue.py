@@ -43,7 +43,11 @@ from ironforge_nb.status import Event, JobStatus
 __all__ = ["Queue", "read_events"]
 
 _STREAM_ID = re.compile(r"-|\d+(?:-\d+)?")
-REAP_INTERVAL = 1.0  # seconds between two opportunistic reaps by one Queue object
+REAP_INTERVAL = 1.0  # seconds between two reaps of one queue by one process
+# (Redis URL, namespace, queue) -> monotonic time this process next reaps that queue. Every
+# Queue object and a worker's housekeeping go through it (`Queue.reap_if_due`), so a process
+# reaps each queue once per interval, however many handles on it it holds.
+_next_reap: dict[tuple[str, str, str], float] = {}
 _MAX_BLOCK = 5.0  # longest single blocking wait on the wake list (well under socket timeouts)
 _LIST_ORDER = {  # status -> (ZSET attribute of QueueKeys, newest first?)
     JobStatus.QUEUED: ("wait", False),
@@ -71,7 +75,7 @@ class Queue:
         self._qk = self._keys.queue(self.name)
         self._scripts = QueueScripts(self._client, self.config, self.name)
         self._max_payload = self.config.max_payload_bytes
-        self._next_reap = 0.0
+        self._reap_key = (self.config.url, self.config.namespace, self.name)
 
     def __repr__(self) -> str:
         return f"Queue({self.name!r}, namespace={self.config.namespace!r})"
@@ -84,8 +88,9 @@ class Queue:
         """Add one job; returns its id. The same ``job_id`` twice makes one job (idempotent).
 
         ``priority`` from -1000 to 1000 (higher first, FIFO within one), ``delay`` and
-        ``backoff`` (base of the exponential retry delay) in seconds, ``meta`` extra fields of
-        the job's meta hash (``run``, ``task``...). One round trip.
+        ``backoff`` (base of the exponential retry delay) in seconds, ``meta`` your own fields
+        of the job's meta hash (``run`` and ``task`` belong to pipeline runs and are refused).
+        One round trip.
         """
         options = job_options(priority, delay, max_attempts, backoff)
         extra = meta_args(meta)
@@ -158,7 +163,7 @@ class Queue:
         validate_count("n", n)
         lease_ms = seconds_to_ms("lease", lease, positive=True)
         give_up = time.monotonic() + _number_seconds("timeout", timeout)
-        self._maybe_reap()
+        self.reap_if_due()
         reply = self._scripts.claim_jobs(worker, lease_ms, n)
         while len(reply) == 1:
             remaining = give_up - time.monotonic()
@@ -167,7 +172,7 @@ class Queue:
             wait = min(remaining, _MAX_BLOCK)
             if reply[0] > 0:
                 wait = min(wait, reply[0] / 1000)
-            self._maybe_reap()
+            self.reap_if_due()
             reply = self._scripts.claim_after_wait(self._qk.wake, max(wait, 0.001), worker,
                                                    lease_ms, n)
         return leases_from_reply(reply, self.name, worker, lease_ms)
@@ -273,11 +278,14 @@ class Queue:
         """Turn up to ``limit`` expired leases into failed attempts; returns how many."""
         return self._scripts.reap_expired(validate_count("limit", limit))
 
-    def _maybe_reap(self) -> None:
-        now = time.monotonic()
-        if now >= self._next_reap:
-            self._next_reap = now + REAP_INTERVAL
-            self.reap()
+    def reap_if_due(self, now: float | None = None) -> int:
+        """`reap` unless this process reaped the queue less than `REAP_INTERVAL` ago (by any
+        handle: the schedule is per process); returns how many leases were reaped."""
+        now = time.monotonic() if now is None else now
+        if now < _next_reap.get(self._reap_key, 0.0):
+            return 0
+        _next_reap[self._reap_key] = now + REAP_INTERVAL
+        return self.reap()
 
     def _own(self, lease: Lease) -> None:
         if not isinstance(lease, Lease) or lease.queue != self.name:

@@ -9,16 +9,18 @@ from typing import Any
 
 from ironforge_nb.status import JobStatus
 
-__all__ = ["RESERVED_FIELDS", "AttemptError", "JobInfo", "Lease", "leases_from_reply"]
+__all__ = ["RESERVED_FIELDS", "RUN_FIELDS", "AttemptError", "JobInfo", "Lease", "leases_from_reply"]
 
-# Fields of the job meta hash written by the scripts; `enqueue(meta=...)` may not use them,
-# except `run` and `task`, which DAG runs set.
+# Fields of the job meta hash written by the scripts; `enqueue(meta=...)` may not use them.
 RESERVED_FIELDS = frozenset({
     "status", "queue", "priority", "attempts", "max_attempts", "backoff_ms", "token", "worker",
     "lease_ms", "progress", "message", "created", "enqueued", "started", "finished", "error",
     "failures", "inputs",
 })
-_KNOWN = RESERVED_FIELDS | {"run", "task"}
+# Fields only `submit_run.lua` writes: a job carrying them gets its run's bookkeeping (counters,
+# children released, events, trimming with the run), so a plain job may not claim them.
+RUN_FIELDS = frozenset({"run", "task"})
+_KNOWN = RESERVED_FIELDS | RUN_FIELDS
 
 
 @dataclass(frozen=True)

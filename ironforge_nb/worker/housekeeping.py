@@ -3,9 +3,10 @@
 Every turn of the loop: time out a task that outlived its limit, stop a cancelled job's task
 that started anyway, heartbeat each held lease every third of its length (a job that moved on
 is dropped), hand back prefetched jobs stuck behind a long task; every `REAP_INTERVAL`, reap
-the expired leases of the worker's queues; every `BEAT_INTERVAL`, refresh the worker's
-registry entry and check that its parent process (if watched) is still there. `_next_wakeup`
-says when the next of these, or a claim, falls due.
+the expired leases of the worker's queues (through `Queue.reap_if_due`, whose schedule is per
+process: one reaper per process, however many queue handles it holds); every
+`BEAT_INTERVAL`, refresh the worker's registry entry and check that its parent process (if
+watched) is still there. `_next_wakeup` says when the next of these, or a claim, falls due.
 """
 
 from __future__ import annotations
@@ -13,14 +14,13 @@ from __future__ import annotations
 import os
 import time
 
+from ironforge_nb.queue.queue import REAP_INTERVAL
 from ironforge_nb.worker.core import MOVED_ON, log
 from ironforge_nb.worker.registry import BEAT_INTERVAL
 from ironforge_nb.worker.slots import RETURN_AFTER, REVOKE_WAIT, Task
 from ironforge_nb.worker.stopping import Stopping
 
-__all__ = ["REAP_INTERVAL", "Housekeeping"]
-
-REAP_INTERVAL = 1.0  # seconds between two reaps of each queue by one worker
+__all__ = ["Housekeeping"]
 
 
 class Housekeeping(Stopping):
@@ -43,7 +43,7 @@ class Housekeeping(Stopping):
         if now >= self._next_reap:
             self._next_reap = now + REAP_INTERVAL
             for queue in self._queues.values():
-                queue.reap()
+                queue.reap_if_due(now)
         if now >= self._next_beat:
             self._next_beat = now + BEAT_INTERVAL
             self._registry.beat(self.jobs_done, self.running)
