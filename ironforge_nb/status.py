@@ -16,7 +16,7 @@ __all__ = ["Event", "EventType", "JobStatus", "RunStatus", "json_schema"]
 
 
 class JobStatus(StrEnum):
-    """Where a job is in its life cycle (DESIGN.md §4)."""
+    """Where a job is in its life cycle (docs/design.md, "The life of a job")."""
 
     WAITING = "waiting"  # parents not done yet
     SCHEDULED = "scheduled"  # delayed, or backing off before a retry

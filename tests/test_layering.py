@@ -1,4 +1,4 @@
-"""Layering: the pure graph model and the package door stay light (DESIGN.md section 2)."""
+"""Layering: the pure graph model and the package door stay light (docs/design.md, "Layers")."""
 
 from __future__ import annotations
 

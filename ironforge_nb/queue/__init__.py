@@ -1,7 +1,7 @@
 """The Redis queue engine: config and keys, the `Queue` API, its records and error codes, locks.
 
 Every job transition is one Lua script (``lua/*.lua``), so delivery is at-least-once, leases are
-fenced by tokens, and metadata updates are O(1) (DESIGN.md §3-§5).
+fenced by tokens, and metadata updates are O(1) (docs/design.md).
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 A producer enqueues bytes; a worker claims jobs under a lease (`dequeue`), keeps the lease alive
 (`heartbeat`), reports `progress`, and ends each attempt with `complete` or `fail`, all fenced by
 the lease token. Expired leases are reaped into failed attempts, retried with exponential backoff
-and finally parked in the dead-letter queue. See DESIGN.md §3-§5 and the headers of ``lua/*.lua``.
+and finally parked in the dead-letter queue. See docs/design.md and the headers of ``lua/*.lua``.
 
 Layout (key names from `keys.py`): a job is a meta HASH (readable fields: status, queue,
 priority, attempts, max_attempts, backoff_ms, token, worker, lease_ms, progress, message,
