@@ -4,18 +4,22 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-dev
 
-.PHONY: demo test lint typecheck unit notebooks lab bench setup graphviz clean
+.PHONY: demo test lint typecheck unit notebooks lab bench setup graphviz chromium clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -e '.[dev,browser]'
 	touch $(STAMP)
 
 setup: $(STAMP) graphviz
 
 graphviz:
 	@scripts/ensure-graphviz.sh
+
+# Not fatal: without Chromium, tests/test_browser.py is skipped and says why.
+chromium:
+	@scripts/ensure-chromium.sh || echo "tests/test_browser.py will be skipped (no Chromium)"
 
 demo: setup
 	$(PY) -m ironforge_nb.demo
@@ -26,13 +30,13 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(PY) -m mypy
 
-unit: setup
+unit: setup chromium
 	$(PY) -m pytest tests
 
 notebooks: setup
 	$(PY) -m pytest --nbval notebooks
 
-test: setup lint typecheck
+test: setup chromium lint typecheck
 	$(PY) -m pytest tests
 	$(PY) -m pytest --nbval notebooks
 
