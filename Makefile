@@ -4,7 +4,16 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-dev
 
-.PHONY: demo test lint typecheck unit notebooks lab bench setup graphviz chromium clean
+.PHONY: demo test lint typecheck unit notebooks lab bench setup graphviz chromium clean test-redis-floor
+
+# the oldest redis-py that pyproject.toml allows: the Redis-facing tests run on it too
+REDIS_FLOOR := 5.3.1
+FLOOR_DIR   := .redis-floor
+FLOOR_TESTS := tests/test_config.py tests/test_lock.py tests/test_connect.py \
+               tests/test_queue.py tests/test_queue_cluster.py tests/test_queue_faults.py \
+               tests/test_queue_release.py tests/test_queue_scripts.py \
+               tests/test_runs.py tests/test_runs_cluster.py tests/test_runs_control.py \
+               tests/test_runs_e2e.py tests/test_runs_retention.py tests/test_worker.py
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -39,6 +48,15 @@ notebooks: setup
 test: setup chromium lint typecheck
 	$(PY) -m pytest tests
 	$(PY) -m pytest --nbval notebooks
+	$(MAKE) test-redis-floor
+
+# redis-py $(REDIS_FLOOR) in a directory of its own, ahead of the venv's on PYTHONPATH (the
+# local workers the tests start inherit it)
+test-redis-floor: setup
+	test -d $(FLOOR_DIR)/redis-$(REDIS_FLOOR).dist-info || \
+	  { rm -rf $(FLOOR_DIR) && $(PY) -m pip install -q --target $(FLOOR_DIR) redis==$(REDIS_FLOOR); }
+	PYTHONPATH=$(abspath $(FLOOR_DIR)) $(PY) -c 'import redis; assert redis.__version__ == "$(REDIS_FLOOR)", redis.__version__'
+	PYTHONPATH=$(abspath $(FLOOR_DIR)) $(PY) -m pytest -q -p no:cacheprovider $(FLOOR_TESTS)
 
 lab: setup
 	$(PY) -m pip install -q -e '.[dev,lab]'
@@ -53,4 +71,4 @@ bench: setup
 	$(PY) benchmarks/bench_runs.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(FLOOR_DIR) .pytest_cache .mypy_cache .ruff_cache

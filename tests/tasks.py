@@ -89,3 +89,9 @@ def sum_sq(sq: list[int], unused: Any = None) -> int:
 def from_one(one: int) -> int:
     """A JSON-mode child of a task named ``one``: path tasks receive parents by task name."""
     return 10 * one
+
+
+def scaled_total(sq: list[int], factor: int) -> int:
+    """The map ``sq``'s results summed, times the run param ``factor`` (a task with more
+    parents than a claim inlines, reading params too)."""
+    return factor * sum(sq)

@@ -95,6 +95,15 @@ def test_cluster_url_scheme_sets_cluster(url: str, expected: str) -> None:
     """``redis+cluster://`` and ``rediss+cluster://`` turn cluster mode on."""
     cfg = RedisConfig(url=url)
     assert cfg.cluster and cfg.url == expected
+    assert cfg.full_url == url and RedisConfig(url=cfg.full_url) == cfg
+
+
+def test_full_url_of_a_cluster_keeps_the_scheme_and_masks_the_password() -> None:
+    """``cluster=True`` shows in `full_url` (what local workers get) and in `masked_url`."""
+    cfg = RedisConfig(url="redis://app:pw@h:7000/0", cluster=True)
+    assert cfg.full_url == "redis+cluster://app:pw@h:7000/0"
+    assert cfg.masked_url == "redis+cluster://app:***@h:7000/0"
+    assert RedisConfig(url="redis://h:7000/0").full_url == "redis://h:7000/0"
 
 
 # -- TLS -------------------------------------------------------------------------------------

@@ -204,6 +204,27 @@ def test_cluster_client_works(redis_cluster: RedisCluster) -> None:
         cfg.close()
 
 
+def test_a_killed_master_restarts_with_its_data() -> None:
+    """A master SIGKILLed and restarted (AOF, fsync always) serves its keys again; with full
+    coverage off, the other masters' slots keep working while it is down."""
+    args = ("--appendfsync", "always", "--cluster-require-full-coverage", "no")
+    with RedisCluster(appendonly=True, extra_args=args, node_timeout_ms=1000) as cluster:
+        cfg = RedisConfig(cluster.url, cluster=True, retries=1)
+        client = cfg.client()
+        try:
+            for i in range(30):
+                client.set(f"k{i}", i)
+            port = client.get_node_from_key("k0").port
+            elsewhere = next(f"k{i}" for i in range(30)
+                             if client.get_node_from_key(f"k{i}").port != port)
+            cluster.kill(cluster.ports.index(port))
+            assert client.get(elsewhere) is not None
+            cluster.restart(cluster.ports.index(port))
+            assert client.get("k0") == b"0" and cluster.ports.count(port) == 1
+        finally:
+            cfg.close()
+
+
 def test_cluster_needs_three_masters() -> None:
     """A cluster of fewer than 3 masters is refused before anything starts."""
     with pytest.raises(ServerError, match="at least 3"):

@@ -4,6 +4,19 @@ N masters (no replicas) started by `RedisServer` from one binary with ``cluster-
 joined by ``redis-cli --cluster create`` (the redis-cli next to the binary, else the one on
 PATH). `RedisCluster.start` returns once every node reports ``cluster_state:ok`` and knows all the
 others, so a ``RedisConfig(url, cluster=True)`` client works right away.
+
+One master can be taken down and brought back, as a crash or a maintenance would do: `kill`
+(SIGKILL) or `shutdown` (graceful) node ``i``, then `restart` it: same port, same data dir, same
+node id (its ``nodes.conf``), and `restart` returns once the cluster is ok again. Its keys
+survive with ``appendonly=True`` (AOF, ``appendfsync everysec``; pass ``extra_args=
+("--appendfsync", "always")`` to lose nothing). While a master is down the others refuse every
+command (``CLUSTERDOWN``) once ``node_timeout_ms`` has passed, unless the cluster was made with
+``extra_args=("--cluster-require-full-coverage", "no")``: then the other masters' slots keep
+working.
+
+>>> with RedisCluster(appendonly=True) as cluster:
+...     cluster.kill(1)              # the master serving a third of the slots dies
+...     cluster.restart(1)           # back on its port with its data; the cluster is ok
 """
 
 from __future__ import annotations
@@ -13,6 +26,7 @@ import shutil
 import socket
 import subprocess
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 
@@ -60,7 +74,8 @@ class RedisCluster:
     ...     RedisConfig(cluster.url, cluster=True).client().ping()
     """
 
-    def __init__(self, masters: int = 3, binary: str | None = None, node_timeout_ms: int = 5000):
+    def __init__(self, masters: int = 3, binary: str | None = None, node_timeout_ms: int = 5000,
+                 *, appendonly: bool = False, extra_args: Sequence[str] = ()) -> None:
         if masters < 3:
             raise ServerError(f"a Redis Cluster needs at least 3 masters, got {masters}")
         self.binary = find_redis_server(binary)
@@ -69,9 +84,11 @@ class RedisCluster:
             "--cluster-enabled", "yes",
             "--cluster-config-file", "nodes.conf",
             "--cluster-node-timeout", str(node_timeout_ms),
+            *extra_args,
         )  # fmt: skip
         self.nodes = [
-            RedisServer(port=_cluster_port(), binary=self.binary, extra_args=cluster_args)
+            RedisServer(port=_cluster_port(), binary=self.binary, appendonly=appendonly,
+                        extra_args=cluster_args)
             for _ in range(masters)
         ]
 
@@ -101,6 +118,21 @@ class RedisCluster:
         """Stop every node and remove their temp dirs."""
         for node in self.nodes:
             node.stop()
+
+    def kill(self, index: int) -> None:
+        """SIGKILL master ``index`` (0-based, the order of `ports`), as a crash would; its data
+        dir stays for `restart`."""
+        self.nodes[index].kill()
+
+    def shutdown(self, index: int, timeout: float = 10.0) -> None:
+        """Stop master ``index`` gracefully, keeping its data dir for `restart`."""
+        self.nodes[index].shutdown(timeout)
+
+    def restart(self, index: int, timeout: float = 30.0) -> None:
+        """Start master ``index`` again on its port with its data dir (stopping it first if it
+        runs), and wait until every node reports the cluster ok again."""
+        self.nodes[index].restart(timeout)
+        self._wait_ok(timeout)
 
     def __enter__(self) -> RedisCluster:
         return self.start()

@@ -220,6 +220,11 @@ class RedisServer:
             shutil.rmtree(self._dir, ignore_errors=True)
             self._dir = None
 
+    def shutdown(self, timeout: float = 10.0) -> None:
+        """Stop the server (SIGTERM, then SIGKILL) and keep its data dir: `start` or `restart`
+        brings it back on the same port with its data (AOF or a shutdown save)."""
+        self._terminate(timeout)
+
     def kill(self) -> None:
         """SIGKILL the server, as a crash would; the data dir stays (see `restart`)."""
         if self._proc is not None and self._proc.poll() is None:

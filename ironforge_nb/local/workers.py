@@ -106,7 +106,7 @@ class LocalWorkers:
         return ""
 
     def _command(self, name: str) -> list[str]:
-        return [sys.executable, "-m", "ironforge_nb.worker", "--url", self.config.url,
+        return [sys.executable, "-m", "ironforge_nb.worker",
                 "--namespace", self.config.namespace, "--queues", ",".join(self.queues),
                 "--concurrency", str(self.concurrency), "--name", name,
                 "--parent-pid", str(os.getpid()), *self._extra]
@@ -114,6 +114,9 @@ class LocalWorkers:
     def _spawn(self, name: str) -> subprocess.Popen[bytes]:
         env = dict(os.environ)
         env.pop("IRONFORGE_SECRET", None)
+        # the URL (password included) goes by the environment, not argv (`ps` shows argv);
+        # full_url keeps redis+cluster:// so a cluster's workers get a cluster client
+        env["IRONFORGE_REDIS_URL"] = self.config.full_url
         if self._secret is not None:
             env["IRONFORGE_SECRET"] = self._secret.decode()
         # the workers must import this very ironforge_nb (and the caller's modules)

@@ -149,17 +149,18 @@ def _inputs(config: RedisConfig, payload: TaskPayload, secret: bytes | None, job
 def _read(config: RedisConfig, run: str, ids: list[str], params: bool
           ) -> tuple[list[bytes | None], bytes | None]:
     """The stored results of ``ids`` and (when ``params``) the run's params blob, in one
-    round trip at most: a plain MGET when no params are wanted."""
+    round trip at most: a plain MGET when no params are wanted (GETs in a pipeline otherwise:
+    cluster pipelines refuse MGET)."""
     client = config.client()
     keys = [config.keys.result(j) for j in ids]
     if not params:
         return (list(client.mget(keys)) if keys else []), None
     pipe = client.pipeline(transaction=False)
-    if keys:
-        pipe.mget(keys)
+    for key in keys:
+        pipe.get(key)
     pipe.hget(config.keys.run(run).meta, "params")
-    replies = pipe.execute()
-    return (list(replies[0]) if keys else []), replies[-1]
+    *blobs, raw = pipe.execute()
+    return blobs, raw
 
 
 def _failed_parents(config: RedisConfig, missing: list[str], job_id: str) -> dict[str, None]:

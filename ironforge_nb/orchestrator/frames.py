@@ -6,7 +6,7 @@ the server's millisecond timestamps to UTC ``Timestamp`` columns (``NaT`` when n
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ironforge_nb.queue.config import RedisConfig, default_config
@@ -15,7 +15,7 @@ from ironforge_nb.queue.options import validate_count
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["RUN_COLUMNS", "TASK_COLUMNS", "run_frame", "runs"]
+__all__ = ["RUN_COLUMNS", "TASK_COLUMNS", "agreeing_read", "run_frame", "runs"]
 
 TASK_COLUMNS = ("task", "status", "attempts", "queued", "started", "finished", "duration",
                 "worker", "error", "queue", "job")
@@ -25,6 +25,30 @@ _CHUNK = 1000
 _JOB_FIELDS = ("status", "attempts", "enqueued", "started", "finished", "worker", "error",
                "queue")
 _RUN_FIELDS = ("name", "status", "total", "completed", "failed", "created", "finished")
+_AGREE_TRIES = 3
+
+
+def agreeing_read(client: Any, meta: str, reads: Callable[[Any], None]) -> tuple[Any, list[Any]]:
+    """The run meta hash ``meta`` and the replies of the commands ``reads`` adds to a pipeline,
+    as of one moment: the meta hash is read before and after them, and all is read again (up
+    to 3 times) while it changed in between. Returns (meta hash, replies).
+
+    No MULTI: cluster clients refuse it (or, in some redis-py versions, return raw replies),
+    and a MULTI of a 100k-task run's reads would block Redis as long as a long script. Every
+    transition of a run's task changes its meta hash (a counter or the status) but moves
+    among queued, scheduled and active (all "pending" in the counters), so agreeing reads
+    differ from a snapshot by at most those; a run that keeps moving
+    through all tries gets the last read, its meta hash as of the end.
+    """
+    for _ in range(_AGREE_TRIES):
+        pipe = client.pipeline(transaction=False)
+        pipe.hgetall(meta)
+        reads(pipe)
+        pipe.hgetall(meta)
+        before, *replies, after = pipe.execute()
+        if before == after:
+            break
+    return after, replies
 
 
 def _ms(raw: bytes | None) -> int | None:

@@ -25,6 +25,7 @@ from ironforge_nb.errors import (
 )
 from ironforge_nb.names import validate_name
 from ironforge_nb.orchestrator import codec
+from ironforge_nb.orchestrator.frames import agreeing_read
 from ironforge_nb.orchestrator.scripts import RunScripts
 from ironforge_nb.queue.config import RedisConfig, default_config
 from ironforge_nb.queue.queue import read_events
@@ -111,10 +112,13 @@ class Run:
             raise InvalidOptionError("timeout", timeout, "a number of seconds >= 0, or None")
         give_up = None if timeout is None else time.monotonic() + timeout
         client = self.config.client()
-        pipe = client.pipeline(transaction=True)  # status and last event id seen together
-        pipe.hget(self._keys.meta, "status")
+        # the last event id, THEN the status (no MULTI: refused by cluster clients): the
+        # script that ends a run writes its status and its 'run_finished' event together, so
+        # a status read as running means that event comes after the cursor
+        pipe = client.pipeline(transaction=False)
         pipe.xrevrange(self._keys.events, "+", "-", count=1)
-        raw, last = pipe.execute()
+        pipe.hget(self._keys.meta, "status")
+        last, raw = pipe.execute()
         if raw is None:
             raise self._not_found()
         status = RunStatus(raw.decode())
@@ -185,11 +189,12 @@ class Run:
         for start in range(0, len(pairs), _CHUNK):
             chunk = pairs[start:start + _CHUNK]
             pipe = client.pipeline(transaction=False)
-            for _, jid in chunk:
+            for _, jid in chunk:  # GETs, not an MGET: cluster pipelines refuse MGET
                 pipe.hget(self.config.keys.job(jid), "status")
-            pipe.mget([self.config.keys.result(jid) for _, jid in chunk])
-            *statuses, blobs = pipe.execute()
-            for (task, jid), status, blob in zip(chunk, statuses, blobs, strict=True):
+                pipe.get(self.config.keys.result(jid))
+            replies = pipe.execute()
+            for (task, jid), status, blob in zip(chunk, replies[::2], replies[1::2],
+                                                 strict=True):
                 if status == b"completed" and blob is not None:
                     out[task] = codec.decode_value(blob, self._secret, jid)
         return out
@@ -246,19 +251,20 @@ class Run:
     def _snapshot(self) -> tuple[Any, dict[str, Any], dict[str, str]]:
         """The run's tasks as a `DAG` (edges from the run's children hash; each map's members
         grouped, so big maps collapse into one box), its meta hash and each task's status, the
-        last two read in one transaction so that they agree."""
+        last two agreeing (`agreeing_read`)."""
         from types import SimpleNamespace
 
         from ironforge_nb.dag.graph import DAG
 
         pairs = self.job_ids()
         keys = self.config.keys
-        pipe = self.config.client().pipeline(transaction=True)
-        pipe.hgetall(self._keys.meta)
-        pipe.hgetall(self._keys.children)
-        for _, jid in pairs:
-            pipe.hget(keys.job(jid), "status")
-        meta, children, *states = pipe.execute()
+
+        def reads(pipe: Any) -> None:
+            pipe.hgetall(self._keys.children)
+            for _, jid in pairs:
+                pipe.hget(keys.job(jid), "status")
+
+        meta, (children, *states) = agreeing_read(self.config.client(), self._keys.meta, reads)
         info = self._info(meta)
         parents: dict[str, list[str]] = {task: [] for task, _ in pairs}
         for parent, kids in children.items():

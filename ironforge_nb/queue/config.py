@@ -100,9 +100,18 @@ class RedisConfig:
         return f"RedisConfig({shown})"
 
     @property
+    def full_url(self) -> str:
+        """The URL that reaches this Redis the same way: ``url`` with ``+cluster`` in its
+        scheme when ``cluster`` is on (what another process, e.g. a worker, is given)."""
+        if self.cluster and self.url.startswith(("redis://", "rediss://")):
+            scheme, rest = self.url.split("://", 1)
+            return f"{scheme}+cluster://{rest}"
+        return self.url
+
+    @property
     def masked_url(self) -> str:
-        """The URL with its password (if any) replaced by ``***``, safe to print."""
-        return _mask_password(self.url)
+        """`full_url` with its password (if any) replaced by ``***``, safe to print."""
+        return _mask_password(self.full_url)
 
     def __reduce__(self) -> tuple[Any, ...]:
         """Pickle/copy the settings only: the client and its lock belong to one process."""
