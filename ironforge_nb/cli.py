@@ -8,6 +8,8 @@ stays fast.
     ironforge server [--port N] [--appendonly]   run a redis-server in the foreground
     ironforge schema                             print the JSON Schema of statuses and events
     ironforge worker --url URL --queues a,b      claim and run jobs until SIGTERM
+    ironforge worker --home [DIR]                ... on the local home's server (joined)
+    ironforge home [status|stop] [--dir DIR]     the local home's server: show it, stop it
 """
 
 from __future__ import annotations
@@ -116,6 +118,9 @@ def add_worker(subparsers: Subparsers) -> None:
                    help="Redis URL (default: $IRONFORGE_REDIS_URL or redis://127.0.0.1:6379/0)")
     p.add_argument("--namespace", default=os.environ.get("IRONFORGE_NAMESPACE", "default"),
                    help="namespace (default: $IRONFORGE_NAMESPACE or 'default')")
+    p.add_argument("--home", nargs="?", const="", default=None, metavar="DIR",
+                   help="join the local home's server (started if needed; DIR default: "
+                   "$IRONFORGE_HOME or ~/.cache/ironforge) with its secret, instead of --url")
     p.add_argument("--queues", "--queue", default="default",
                    help="comma-separated queues, served in this order (default: default)")
     p.add_argument("--concurrency", type=int, default=1, help="executor processes (default: 1)")
@@ -150,14 +155,22 @@ def cmd_worker(args: argparse.Namespace) -> int:
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(message)s")
     executor = secret = None
+    url = args.url
     if args.executor:
         executor = load_executor(args.executor)
     else:
         from ironforge_nb.orchestrator.codec import secret_from_env
 
         secret = secret_from_env()
+    if args.home is not None:
+        from ironforge_nb.local.home import Home
+
+        home = Home(args.home or None)
+        url = home.url()
+        if secret is None and executor is None:
+            secret = home.secret()
     worker = Worker(
-        RedisConfig(url=args.url, namespace=args.namespace),
+        RedisConfig(url=url, namespace=args.namespace),
         [q.strip() for q in args.queues.split(",") if q.strip()],
         concurrency=args.concurrency, name=args.name, executor=executor, secret=secret,
         json_only=args.json_only, lease=args.lease, timeout=args.timeout, grace=args.grace,
@@ -168,7 +181,40 @@ def cmd_worker(args: argparse.Namespace) -> int:
     return 0
 
 
-SUBCOMMANDS: list[Callable[[Subparsers], None]] = [add_server, add_schema, add_worker]
+def add_home(subparsers: Subparsers) -> None:
+    """``ironforge home``: the local home's redis-server (which outlives notebook kernels)."""
+    p = subparsers.add_parser(
+        "home",
+        help="show or stop the local home's redis-server",
+        description="The server that ifn.connect() keeps in the home directory ($IRONFORGE_HOME "
+        "or ~/.cache/ironforge) outlives kernels; 'status' prints it, 'stop' shuts it down "
+        "(its data stays in the home and is loaded by the next connect()).",
+    )
+    p.add_argument("action", nargs="?", choices=("status", "stop"), default="status")
+    p.add_argument("--dir", default=None, help="the home (default: $IRONFORGE_HOME or "
+                   "~/.cache/ironforge)")
+    p.set_defaults(handler=cmd_home)
+
+
+def cmd_home(args: argparse.Namespace) -> int:
+    """Print the home's server (exit 1 if none runs), or stop it."""
+    from ironforge_nb.local.home import Home
+
+    home = Home(args.dir)
+    if args.action == "stop":
+        print(f"stopped the server of {home.path}" if home.stop() else
+              f"no server was running for {home.path}")
+        return 0
+    state = home.running()
+    if state is None:
+        print(f"no server is running for {home.path}")
+        return 1
+    print(f"{home.path}: {state['url']} (pid {state['pid']}, redis {state.get('version')})")
+    return 0
+
+
+SUBCOMMANDS: list[Callable[[Subparsers], None]] = [add_server, add_schema, add_worker,
+                                                   add_home]
 
 
 def build_parser() -> argparse.ArgumentParser:

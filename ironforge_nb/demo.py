@@ -2,8 +2,9 @@
 
 Builds the pipeline with chaining, a fan-out over regions and the decorator, prints its plan
 (a pandas table) and its text view, and writes ``demo_pipeline.svg`` in the current directory.
-Then it runs the pipeline end to end: ``ifn.connect()`` starts an embedded redis-server and two
-local worker processes, the run's events feed a live progress line, and the run's DataFrame and
+Then it runs the pipeline end to end: ``ifn.connect(home=None)`` starts a throwaway redis-server
+(nothing is left running, nothing is kept, so every demo run is alike) and two local worker
+processes, the run's events feed a live progress line, and the run's DataFrame and
 the final report are printed. The task functions are plain module-level functions, so workers
 can import them by path.
 """
@@ -129,7 +130,7 @@ def run_pipeline(p: Pipeline) -> int:
     from ironforge_nb.local import connect
 
     print("\nstarting an embedded redis-server and 2 local workers...", flush=True)
-    with connect(workers=2) as conn:
+    with connect(workers=2, home=None) as conn:  # a throwaway server: nothing left running
         print(conn)
         run = p.submit(params={"day": "2026-11-28"})
         _follow(run)

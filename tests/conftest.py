@@ -26,6 +26,16 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.cluster)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def test_home() -> Iterator[Any]:
+    """``ifn.connect()`` (no URL) uses a home of this session's own, never the user's: every
+    session starts from an empty home, and its server is stopped at the end."""
+    from ironforge_nb.local.home import temporary_home
+
+    with temporary_home() as home:
+        yield home
+
+
 def unique_namespace(label: str = "t") -> str:
     """A valid namespace that no other test uses: the label (sanitized) plus random hex."""
     clean = re.sub(r"[^A-Za-z0-9_.-]", "_", label)[:100]

@@ -53,8 +53,9 @@ def wait_gone(pids: list[int], timeout: float = 15.0) -> list[int]:
 
 @pytest.fixture
 def embedded() -> Iterator[Connection]:
-    """``ifn.connect()`` with two local workers running the test executor; closed after."""
-    conn = ifn.connect(workers=2, worker_args=TEST_EXECUTOR)
+    """``ifn.connect(home=None)`` (a throwaway server) with two local workers running the test
+    executor; closed after."""
+    conn = ifn.connect(workers=2, worker_args=TEST_EXECUTOR, home=None)
     yield conn
     conn.close()
 
@@ -132,7 +133,7 @@ def test_connect_to_a_url_without_workers(redis_server: RedisServer) -> None:
 _OWNER = """
 import json, sys, time
 import ironforge_nb as ifn
-conn = ifn.connect(workers=1, worker_args=["--executor", sys.argv[1]])
+conn = ifn.connect(workers=1, worker_args=["--executor", sys.argv[1]], home=None)
 print(json.dumps([conn.server.pid, *conn.local_workers.pids]), flush=True)
 time.sleep(600)
 """

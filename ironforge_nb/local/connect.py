@@ -1,8 +1,11 @@
 """``ifn.connect()``: point this process at a Redis (embedded by default) and start local workers.
 
-With no URL, an embedded redis-server (`RedisServer`) and ``workers`` local worker processes
-start, sharing a freshly generated signing secret; with a URL, the given Redis is used and local
-workers start only if ``workers > 0``. Either way the connection becomes the process default
+With no URL, the local home's redis-server (`Home`: ``$IRONFORGE_HOME`` or
+``~/.cache/ironforge``, AOF on) is joined, or started and left running for the next kernel,
+and ``workers`` local worker processes start with the home's signing secret; ``home=None``
+starts a throwaway server instead (stopped by `Connection.close`, data gone) with a freshly
+generated secret. With a URL, the given Redis is used and local workers start only if
+``workers > 0``. Either way the connection becomes the process default
 (`set_default_config`, `codec.set_default_secret`), so pipelines, queues and runs need no
 arguments. One connection per process: connecting again closes the previous one, and so does
 interpreter exit.
@@ -12,9 +15,12 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import os
 from collections.abc import Sequence
+from pathlib import Path
 from types import TracebackType
 
+from ironforge_nb.local.home import Home
 from ironforge_nb.local.server import RedisServer
 from ironforge_nb.local.workers import LocalWorkers
 from ironforge_nb.names import validate_name
@@ -27,15 +33,18 @@ _current: list[Connection] = []
 
 
 class Connection:
-    """What `connect` set up: a config, maybe an embedded server, maybe local workers.
+    """What `connect` set up: a config, maybe a server, maybe local workers.
 
-    `close` (or leaving a ``with`` block, or interpreter exit) stops what it started.
+    `close` (or leaving a ``with`` block, or interpreter exit) stops what it started: the
+    local workers and a throwaway server (``server``), never the home's server (``home``).
     """
 
     def __init__(self, config: RedisConfig, server: RedisServer | None,
-                 local: LocalWorkers | None, secret: bytes | None) -> None:
+                 local: LocalWorkers | None, secret: bytes | None,
+                 home: Home | None = None) -> None:
         self.config = config
         self.server = server
+        self.home = home
         self.local_workers = local
         self.secret = secret
         self.closed = False
@@ -78,7 +87,8 @@ class Connection:
         self.close()
 
     def __repr__(self) -> str:
-        where = "embedded" if self.server is not None else "external"
+        where = ("embedded" if self.server is not None else
+                 f"home {self.home.path}" if self.home is not None else "external")
         n = 0 if self.local_workers is None else self.local_workers.count
         state = " closed" if self.closed else ""
         return (f"<Connection {self.url} ({where}) namespace={self.namespace!r} "
@@ -87,13 +97,17 @@ class Connection:
 
 def connect(url: str | None = None, namespace: str = "default", *, workers: int = 2,
             secret: bytes | str | None = None, queues: Sequence[str] = ("default",),
-            worker_args: Sequence[str] = ()) -> Connection:
+            worker_args: Sequence[str] = (),
+            home: str | os.PathLike[str] | bool | None = True) -> Connection:
     """Connect this process to Redis and start ``workers`` local worker processes.
 
-    ``url=None`` starts an embedded redis-server (stopped by `Connection.close`). The signing
-    secret is ``secret``, else ``IRONFORGE_SECRET``, else (embedded, or with local workers) a
-    new random one handed to the local workers; remote workers need the same value in their
-    ``IRONFORGE_SECRET``. ``worker_args`` are extra ``ironforge worker`` options.
+    ``url=None`` uses the local home's server (``home=True``: ``$IRONFORGE_HOME``, else
+    ``~/.cache/ironforge``; or a directory), joined if running, else started and left running
+    after this process (runs and results survive a kernel restart); ``home=None`` (or False)
+    starts a throwaway server instead, stopped by `Connection.close`. The signing secret is
+    ``secret``, else ``IRONFORGE_SECRET``, else the home's, else (throwaway server, or local
+    workers) a new random one handed to the local workers; remote workers need the same value
+    in their ``IRONFORGE_SECRET``. ``worker_args`` are extra ``ironforge worker`` options.
     """
     from ironforge_nb.orchestrator import codec
 
@@ -103,9 +117,14 @@ def connect(url: str | None = None, namespace: str = "default", *, workers: int 
     key = secret.encode() if isinstance(secret, str) else secret
     if key is None:
         key = codec.secret_from_env()
+    place = _home(home) if url is None else None
+    if key is None and place is not None:
+        key = place.secret()
     if key is None and (url is None or workers > 0):
         key = codec.new_secret()
-    server = RedisServer().start() if url is None else None
+    server = RedisServer().start() if url is None and place is None else None
+    if place is not None:
+        url = place.url()
     local = None
     try:
         config = RedisConfig(url=server.url if server is not None else url or "",
@@ -118,11 +137,24 @@ def connect(url: str | None = None, namespace: str = "default", *, workers: int 
         if server is not None:
             server.stop()
         raise
-    conn = Connection(config, server, local, key)
+    conn = Connection(config, server, local, key, place)
     _current.append(conn)
     set_default_config(config)
     _set_secret(key)
     return conn
+
+
+def _home(home: str | os.PathLike[str] | bool | None) -> Home | None:
+    if home is None or home is False:
+        return None
+    if home is True:
+        return Home()
+    if isinstance(home, str | os.PathLike):
+        return Home(Path(home))
+    from ironforge_nb.errors import InvalidOptionError
+
+    raise InvalidOptionError("home", home, "True (the default home), a directory, or None "
+                             "(a throwaway server)")
 
 
 def current_connection() -> Connection | None:

@@ -111,6 +111,9 @@ class RedisServer:
         password: ``requirepass``; it goes into `url`.
         binary: redis-server executable (see `find_redis_server`).
         extra_args: more ``--option value`` arguments for redis-server.
+        detached: the server outlives this process (no parent-death signal, no watchdog, not
+            stopped at exit): the local home's server (`ironforge_nb.local.home`), which
+            kernels join and leave.
     """
 
     def __init__(
@@ -122,7 +125,9 @@ class RedisServer:
         password: str | None = None,
         binary: str | None = None,
         extra_args: Sequence[str] = (),
+        detached: bool = False,
     ) -> None:
+        self.detached = detached
         self.binary = find_redis_server(binary)
         self.unix_socket = unix_socket
         self.appendonly = appendonly
@@ -210,7 +215,8 @@ class RedisServer:
                 # another process may have taken the free port between probe and bind
                 if attempt + 1 == attempts or "Address already in use" not in self.log_tail():
                     raise
-        _LIVE.add(self)
+        if not self.detached:
+            _LIVE.add(self)
         return self
 
     def stop(self, timeout: float = 10.0) -> None:
@@ -287,7 +293,7 @@ class RedisServer:
         fd = os.open(conf, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as fh:
             fh.write(self._config_text())
-        preexec = _pdeathsig_preexec()
+        preexec = None if self.detached else _pdeathsig_preexec()
         with open(self.data_dir / "redis.log", "ab") as log:
             self._proc = subprocess.Popen(
                 [self.binary, str(conf), *self.extra_args],
@@ -298,7 +304,7 @@ class RedisServer:
                 preexec_fn=preexec,
                 start_new_session=True,  # Ctrl-C in a terminal reaches us, not the server
             )
-        if preexec is None:
+        if preexec is None and not self.detached:
             self._start_watchdog(self._proc.pid)
 
     def _start_watchdog(self, pid: int) -> None:

@@ -13,10 +13,14 @@ from dataclasses import dataclass
 
 from ironforge_nb.names import validate_name
 
-__all__ = ["JOB_PAYLOAD_SUFFIX", "JOB_RESULT_SUFFIX", "Keys", "QueueKeys", "RunKeys"]
+__all__ = ["HOME_MARKER", "JOB_PAYLOAD_SUFFIX", "JOB_RESULT_SUFFIX", "Keys", "QueueKeys",
+           "RunKeys"]
 
 JOB_PAYLOAD_SUFFIX = ":payload"
 JOB_RESULT_SUFFIX = ":result"
+# STRING holding the id of the local home whose server this is (ironforge_nb.local.home): the
+# one key outside every namespace, on the home's own server only
+HOME_MARKER = "{ironforge}:home"
 
 
 @dataclass(frozen=True)
