@@ -22,6 +22,19 @@ _EXPORTS: dict[str, str] = {
     "CycleError": "ironforge_nb.errors",
     "LeaseLost": "ironforge_nb.errors",
     "LockError": "ironforge_nb.errors",
+    "ConfigError": "ironforge_nb.errors",
+    "GraphvizNotFoundError": "ironforge_nb.errors",
+    "InvalidNameError": "ironforge_nb.errors",
+    "InvalidOptionError": "ironforge_nb.errors",
+    "LockTimeoutError": "ironforge_nb.errors",
+    "RunError": "ironforge_nb.errors",
+    "RunFailedError": "ironforge_nb.errors",
+    "RunNotFoundError": "ironforge_nb.errors",
+    "RunStateError": "ironforge_nb.errors",
+    "RunTimeoutError": "ironforge_nb.errors",
+    "SignatureError": "ironforge_nb.errors",
+    "TaskFailedError": "ironforge_nb.errors",
+    "UnknownTaskError": "ironforge_nb.errors",
     "JobStatus": "ironforge_nb.status",
     "RunStatus": "ironforge_nb.status",
     "Event": "ironforge_nb.status",
@@ -40,6 +53,8 @@ _EXPORTS: dict[str, str] = {
     "submit": "ironforge_nb.orchestrator",
     "Run": "ironforge_nb.orchestrator",
     "runs": "ironforge_nb.orchestrator",
+    "TaskState": "ironforge_nb.orchestrator.tasks",
+    "RunMonitor": "ironforge_nb.widgets",
     # running: connect, workers, progress from inside a task
     "connect": "ironforge_nb.local",
     "progress": "ironforge_nb.worker.context",
@@ -48,20 +63,35 @@ _EXPORTS: dict[str, str] = {
 
 __all__ = [
     "DAG",
+    "ConfigError",
     "CycleError",
     "Event",
+    "GraphvizNotFoundError",
+    "InvalidNameError",
+    "InvalidOptionError",
     "IronForgeError",
     "JobStatus",
     "Lease",
     "LeaseLost",
     "Lock",
     "LockError",
+    "LockTimeoutError",
     "Pipeline",
     "Queue",
     "RedisConfig",
     "RedisServer",
     "Run",
+    "RunError",
+    "RunFailedError",
+    "RunMonitor",
+    "RunNotFoundError",
+    "RunStateError",
     "RunStatus",
+    "RunTimeoutError",
+    "SignatureError",
+    "TaskFailedError",
+    "TaskState",
+    "UnknownTaskError",
     "ValidationError",
     "__version__",
     "connect",
@@ -77,16 +107,31 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from ironforge_nb import render
     from ironforge_nb.dag import DAG, Pipeline
     from ironforge_nb.errors import (
+        ConfigError,
         CycleError,
+        GraphvizNotFoundError,
+        InvalidNameError,
+        InvalidOptionError,
         IronForgeError,
         LeaseLost,
         LockError,
+        LockTimeoutError,
+        RunError,
+        RunFailedError,
+        RunNotFoundError,
+        RunStateError,
+        RunTimeoutError,
+        SignatureError,
+        TaskFailedError,
+        UnknownTaskError,
         ValidationError,
     )
     from ironforge_nb.local import RedisServer, connect
     from ironforge_nb.orchestrator import Run, runs, submit
+    from ironforge_nb.orchestrator.tasks import TaskState
     from ironforge_nb.queue import Lease, Lock, Queue, RedisConfig
     from ironforge_nb.status import Event, JobStatus, RunStatus, json_schema
+    from ironforge_nb.widgets import RunMonitor
     from ironforge_nb.worker.context import progress, track
 
 

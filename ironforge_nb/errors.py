@@ -29,6 +29,7 @@ callers and notebooks can act on them without parsing messages::
     └── RunError                             .run_id
         ├── RunNotFoundError                 .namespace: no such run (deleted, wrong id)
         ├── TaskFailedError                  .task .error
+        ├── RunFailedError                   .status .failed .error (wait(raise_on_failure=True))
         ├── RunStateError                    .status .action (not allowed in this state)
         └── RunTimeoutError (TimeoutError)   .timeout
 
@@ -58,6 +59,7 @@ __all__ = [
     "QueueError",
     "RenderError",
     "RunError",
+    "RunFailedError",
     "RunNotFoundError",
     "RunStateError",
     "RunTimeoutError",
@@ -284,6 +286,25 @@ class TaskFailedError(RunError):
         self.task = task
         self.error = error
         super().__init__(run_id, f"task {task!r} of run {run_id!r} failed: {error}")
+
+
+class RunFailedError(RunError):
+    """``run.wait(raise_on_failure=True)``: the run ended without succeeding. ``.status`` is its
+    final status, ``.failed`` the names of its failed tasks, ``.error`` the first one's error
+    (last line; None when the run was cancelled with no failure)."""
+
+    def __init__(self, run_id: str, status: str, failed: Sequence[str],
+                 error: str | None) -> None:
+        self.status = status
+        self.failed = list(failed)
+        self.error = error
+        if self.failed:
+            more = f" (and {len(self.failed) - 1} more)" if len(self.failed) > 1 else ""
+            why = f": task {self.failed[0]!r} failed{more}: {error}"
+        else:
+            why = ""
+        super().__init__(run_id, f"run {run_id!r} {status}{why}; run.to_dataframe() shows "
+                                 "every task, run.task(name).traceback the full error")
 
 
 class RunNotFoundError(RunError):

@@ -25,6 +25,13 @@ def diamond() -> Pipeline:
     return p
 
 
+def failing() -> Pipeline:
+    """a -> bad (always raises RuntimeError) -> after_bad: one completed, failed, skipped."""
+    p = Pipeline("failing")
+    p.task("a", tasks.one).task("bad", tasks.boom, after="a").then("after_bad", tasks.double)
+    return p
+
+
 def assert_woken_by_enqueue(q: Queue) -> None:
     """A worker blocked in ``q.dequeue`` is woken by an enqueue 0.2 s later, long before its
     5 s timeout, and gets that job."""

@@ -15,17 +15,11 @@ from ironforge_nb.orchestrator import Run, submit
 from ironforge_nb.queue import RedisConfig
 from ironforge_nb.render import STATUS_COLORS
 from tests import tasks
-from tests.helpers import diamond
+from tests.helpers import diamond, failing
 from tests.runloop import work
 
 pytestmark = pytest.mark.usefixtures("signing_secret")
 
-
-
-def failing() -> Pipeline:
-    p = Pipeline("failing")
-    p.task("a", tasks.one).task("bad", tasks.boom, after="a").then("after_bad", tasks.double)
-    return p
 
 
 def svg_fills(html: str) -> set[str]:

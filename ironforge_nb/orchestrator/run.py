@@ -11,15 +11,12 @@ from __future__ import annotations
 
 import contextlib
 import difflib
-import time
 from typing import TYPE_CHECKING, Any
 
 from ironforge_nb.errors import (
-    InvalidOptionError,
     RunError,
     RunNotFoundError,
     RunStateError,
-    RunTimeoutError,
     TaskFailedError,
     UnknownTaskError,
 )
@@ -27,20 +24,20 @@ from ironforge_nb.names import validate_name
 from ironforge_nb.orchestrator import codec
 from ironforge_nb.orchestrator.frames import agreeing_read
 from ironforge_nb.orchestrator.scripts import RunScripts
+from ironforge_nb.orchestrator.tasks import TaskState, read_task_states, task_state
 from ironforge_nb.queue.config import RedisConfig, default_config
 from ironforge_nb.queue.queue import read_events
-from ironforge_nb.status import Event, EventType, JobStatus, RunStatus
+from ironforge_nb.status import Event, JobStatus, RunStatus
 
 if TYPE_CHECKING:
     import pandas as pd
 
+    from ironforge_nb.dag.graph import DAG
+    from ironforge_nb.widgets import RunMonitor
+
 __all__ = ["Run"]
 
-_BLOCK = 5.0  # longest single XREAD BLOCK, well under the client's socket timeout
 _CHUNK = 1000  # job hashes / results read per round trip
-_PACE = 0.005  # seconds between two reads of a run's events while they keep coming: a run
-# appends several events per task, and a read per event would cost the notebook (and Redis)
-# a round trip per event on the cores the workers need; the price is <= 5 ms more latency
 
 
 class Run:
@@ -102,45 +99,59 @@ class Run:
 
     # ------------------------------------------------------------------ waiting
 
-    def wait(self, timeout: float | None = None) -> Run:
+    def wait(self, timeout: float | None = None, *, progress: bool = True,
+             raise_on_failure: bool = False) -> Run:
         """Block until the run ends (any terminal status); returns self.
 
-        Raises `RunTimeoutError` after ``timeout`` seconds (the run goes on).
+        While it blocks it draws a progress bar: in a notebook a widget (its text form is
+        fixed, so checked outputs do not change), in a terminal a one-line text bar on
+        stderr; ``progress=False`` draws nothing. ``raise_on_failure=True`` (for scripts)
+        raises `RunFailedError` when the run ended failed or cancelled. Raises
+        `RunTimeoutError` after ``timeout`` seconds (the run goes on).
         """
-        if timeout is not None and (isinstance(timeout, bool) or
-                                    not isinstance(timeout, int | float) or timeout < 0):
-            raise InvalidOptionError("timeout", timeout, "a number of seconds >= 0, or None")
-        give_up = None if timeout is None else time.monotonic() + timeout
-        client = self.config.client()
-        # the last event id, THEN the status (no MULTI: refused by cluster clients): the
-        # script that ends a run writes its status and its 'run_finished' event together, so
-        # a status read as running means that event comes after the cursor
-        pipe = client.pipeline(transaction=False)
-        pipe.xrevrange(self._keys.events, "+", "-", count=1)
-        pipe.hget(self._keys.meta, "status")
-        last, raw = pipe.execute()
-        if raw is None:
-            raise self._not_found()
-        status = RunStatus(raw.decode())
-        cursor = last[0][0] if last else b"0-0"
-        while not status.terminal:
-            left = _BLOCK if give_up is None else min(_BLOCK, give_up - time.monotonic())
-            if left <= 0:
-                raise RunTimeoutError(self.id, float(timeout or 0))
-            reply = client.xread({self._keys.events: cursor}, count=1000,
-                                 block=max(1, int(left * 1000)))
-            if not reply:
-                status = self.status  # the stream may have been trimmed past our cursor
-                continue
-            for eid, fields in reply[0][1]:
-                cursor = eid
-                if fields.get(b"type") == EventType.RUN_FINISHED.value.encode():
-                    status = RunStatus(fields[b"run_status"].decode())
-            if status.terminal:
-                status = self.status  # a retry may have started it again since
-            else:  # busy stream: let events gather rather than wake once per event
-                time.sleep(_PACE)
+        from ironforge_nb.orchestrator.waiting import wait
+
+        wait(self, timeout, progress, raise_on_failure)
         return self
+
+    # ------------------------------------------------------------------ tasks
+
+    def task(self, name: str) -> TaskState:
+        """The state of task ``name`` read now: status, progress and message, attempts,
+        worker, times, error (last line) and traceback (see `TaskState`).
+
+        A map member is named like ``"by_region[eu]"``; a map's own name is not one task
+        (``run.tasks("by_region")`` lists its members). Raises `UnknownTaskError` with close
+        matches for a name that is not in the run, `RunNotFoundError` if the run is gone.
+        """
+        jid = self.config.client().hget(self._keys.tasks, name) if isinstance(name, str) else None
+        state = None if jid is None else task_state(self.config, name, jid.decode())
+        if state is None:
+            raise self._unknown(name)
+        return state
+
+    def tasks(self, map: str | None = None) -> list[TaskState]:
+        """The state of every task, in the pipeline's task order; with ``map``, of that map's
+        members in item order (one round trip per 1000 tasks)."""
+        pairs = self.job_ids()
+        if map is not None:
+            members = self._maps().get(map)
+            if members is None:
+                raise self._unknown(map)
+            wanted = dict(pairs)
+            pairs = [(m, wanted[m]) for m in members[0]]
+        return read_task_states(self.config, pairs)
+
+    def monitor(self, *, interval: float = 0.5) -> RunMonitor:
+        """A live view of the run that follows it without blocking the cell: status, counts,
+        a bar per task (or per map in big runs), the graph colored by status, cancel and
+        retry buttons (see `RunMonitor`). It re-reads the run every ``interval`` seconds on
+        the kernel's event loop and stops when the run ends or the view is closed; where
+        there is no kernel it prints a text view. Raises `RunNotFoundError` for a run that
+        does not exist."""
+        from ironforge_nb.widgets import RunMonitor
+
+        return RunMonitor(self, interval=interval)
 
     # ------------------------------------------------------------------ results
 
@@ -210,8 +221,9 @@ class Run:
         return pairs
 
     def to_dataframe(self) -> pd.DataFrame:
-        """One row per task: task, status, attempts, queued/started/finished, duration (s),
-        worker, error, queue, job (read one round trip per 1000 tasks)."""
+        """One row per task: task, status, progress (0 to 1) and message (as last reported by
+        the task), attempts, queued/started/finished, duration (s), worker, error, queue, job
+        (read one round trip per 1000 tasks)."""
         from ironforge_nb.orchestrator.frames import run_frame
 
         return run_frame(self.config, self.job_ids())
@@ -252,10 +264,6 @@ class Run:
         """The run's tasks as a `DAG` (edges from the run's children hash; each map's members
         grouped, so big maps collapse into one box), its meta hash and each task's status, the
         last two agreeing (`agreeing_read`)."""
-        from types import SimpleNamespace
-
-        from ironforge_nb.dag.graph import DAG
-
         pairs = self.job_ids()
         keys = self.config.keys
 
@@ -266,19 +274,9 @@ class Run:
 
         meta, (children, *states) = agreeing_read(self.config.client(), self._keys.meta, reads)
         info = self._info(meta)
-        parents: dict[str, list[str]] = {task: [] for task, _ in pairs}
-        for parent, kids in children.items():
-            for child in filter(None, kids.decode().split(",")):
-                parents[child].append(parent.decode())
-        # the drawing reads a task's ``group`` and its ``map.name`` (titles "name[*]" boxes);
-        # one shared object per map, not one per member (100k-member maps)
-        data = {member: shown
-                for name, (members, _keys) in self._maps().items()
-                for shown in [SimpleNamespace(group=name, map=SimpleNamespace(name=name))]
-                for member in members}
         statuses = {task: raw.decode() for (task, _), raw in zip(pairs, states, strict=True)
                     if raw is not None}
-        return DAG.from_parents(parents, data=data), info, statuses
+        return run_dag(pairs, children, self._maps()), info, statuses
 
     def delete(self, *, force: bool = False) -> int:
         """Delete the run whole: its hashes, events, and every job's meta, payload and result
@@ -314,9 +312,43 @@ class Run:
         maps: dict[str, Any] = codec.decode_value(raw, self._secret, None)
         return maps
 
+    def _unknown(self, name: object) -> RunNotFoundError | UnknownTaskError:
+        """The error for a task name the run does not have: `RunNotFoundError` if the run
+        is gone, else `UnknownTaskError` with close matches (a map's members for its name)."""
+        if not self.config.client().exists(self._keys.meta):
+            return self._not_found()
+        maps = self._maps()
+        if isinstance(name, str) and name in maps:
+            members = list(maps[name][0])
+            return UnknownTaskError(None, name, members[:3] + ([f"run.tasks({name!r})"]
+                                                               if len(members) > 3 else []))
+        return UnknownTaskError(None, str(name), self._suggest(str(name), maps))
+
     def _suggest(self, task: str, maps: dict[str, Any]) -> list[str]:
         names = [t for t, _ in self.job_ids()] + list(maps)
         return difflib.get_close_matches(task, names, n=3)
+
+
+def run_dag(pairs: list[tuple[str, str]], children: dict[bytes, bytes],
+            maps: dict[str, Any]) -> DAG[str]:
+    """A run's tasks as a `DAG`: ``pairs`` (task, job id) in task order, edges from the run's
+    children hash (raw HGETALL), each map's members grouped so that big maps collapse into
+    one box when drawn."""
+    from types import SimpleNamespace
+
+    from ironforge_nb.dag.graph import DAG
+
+    parents: dict[str, list[str]] = {task: [] for task, _ in pairs}
+    for parent, kids in children.items():
+        for child in filter(None, kids.decode().split(",")):
+            parents[child].append(parent.decode())
+    # the drawing reads a task's ``group`` and its ``map.name`` (titles "name[*]" boxes);
+    # one shared object per map, not one per member (100k-member maps)
+    data = {member: shown
+            for name, (members, _keys) in maps.items()
+            for shown in [SimpleNamespace(group=name, map=SimpleNamespace(name=name))]
+            for member in members}
+    return DAG.from_parents(parents, data=data)
 
 
 def _summary(run_id: str, info: dict[str, Any]) -> str:

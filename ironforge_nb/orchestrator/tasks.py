@@ -1,0 +1,130 @@
+"""`TaskState`: one task of a run as its user thinks of it, read from its job's meta hash.
+
+``run.task("clean")`` needs no queue name and no job id: the run's tasks hash maps the task to
+its job, and one HMGET of `TASK_FIELDS` reads the rest. The same reader serves ``run.tasks()``
+(pipelined, one round trip per 1000 tasks) and the live monitor, so every view parses a job's
+hash the same way. Times are Redis server times (UTC).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from ironforge_nb.queue.config import RedisConfig
+from ironforge_nb.status import JobStatus
+
+__all__ = ["TASK_FIELDS", "TaskState", "last_line", "read_states", "read_task_states",
+           "task_state"]
+
+# The job hash fields a TaskState is made of, in HMGET order. `stalls` is written by workers
+# that count stalled attempts separately (0 when absent); `source_run` by a run that reused
+# another run's stored result instead of running the task (None when the task ran here).
+TASK_FIELDS = ("status", "queue", "progress", "message", "attempts", "stalls", "max_attempts",
+               "worker", "created", "started", "finished", "error", "source_run")
+_CHUNK = 1000
+
+
+@dataclass(frozen=True)
+class TaskState:
+    """One task of a run, read now: ``run.task("clean")``.
+
+    ``progress`` (0 to 1) and ``message`` are what the task last reported through
+    `ifn.progress` / `ifn.track`. ``error`` is the last line of the last failed attempt's
+    error (``"ValueError: bad row"``), ``traceback`` that error in full; both None when no
+    attempt failed. ``elapsed`` is seconds from the last attempt's start to its end, or to now
+    while it runs (None before it starts). ``source_run`` names the run whose stored result
+    this task reused, when it did not run here.
+    """
+
+    name: str
+    job_id: str
+    queue: str
+    status: JobStatus
+    progress: float = 0.0
+    message: str | None = None
+    attempts: int = 0
+    stalls: int = 0
+    max_attempts: int = 1
+    worker: str | None = None
+    created: datetime | None = None
+    started: datetime | None = None
+    finished: datetime | None = None
+    elapsed: float | None = None
+    error: str | None = None
+    traceback: str | None = None
+    source_run: str | None = None
+
+    @classmethod
+    def from_fields(cls, name: str, job_id: str, values: Sequence[bytes | None],
+                    now_ms: float | None = None) -> TaskState:
+        """Build from an HMGET reply of `TASK_FIELDS` (``now_ms``: the time an active task's
+        elapsed runs to; the local clock by default)."""
+        raw = dict(zip(TASK_FIELDS, (None if v is None else v.decode() for v in values),
+                       strict=True))
+        started, finished = _ms(raw["started"]), _ms(raw["finished"])
+        status = JobStatus(raw["status"] or JobStatus.WAITING.value)
+        end = finished if finished is not None else (
+            (time.time() * 1000 if now_ms is None else now_ms)
+            if status is JobStatus.ACTIVE else None)
+        elapsed = None if started is None or end is None else max(0.0, (end - started) / 1000)
+        full = raw["error"]
+        return cls(
+            name=name, job_id=job_id, queue=raw["queue"] or "", status=status,
+            progress=float(raw["progress"] or 0.0), message=raw["message"],
+            attempts=int(raw["attempts"] or 0), stalls=int(raw["stalls"] or 0),
+            max_attempts=int(raw["max_attempts"] or 1), worker=raw["worker"] or None,
+            created=_time(_ms(raw["created"])), started=_time(started),
+            finished=_time(finished), elapsed=elapsed,
+            error=last_line(full) if full else None, traceback=full or None,
+            source_run=raw["source_run"] or None,
+        )
+
+
+def last_line(text: str) -> str:
+    """The last non-blank line of an error text: the exception itself, under its traceback."""
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    return lines[-1].strip() if lines else ""
+
+
+def task_state(config: RedisConfig, name: str, job_id: str) -> TaskState | None:
+    """The state of one task (None if its job hash is gone)."""
+    values = config.client().hmget(config.keys.job(job_id), *TASK_FIELDS)
+    if values[0] is None:
+        return None
+    return TaskState.from_fields(name, job_id, values)
+
+
+def read_task_states(config: RedisConfig, pairs: Sequence[tuple[str, str]]) -> list[TaskState]:
+    """States of ``(task, job id)`` pairs, in order, one pipelined round trip per 1000 (tasks
+    whose job hash is gone are left out)."""
+    return [state for state in read_states(config, pairs) if state is not None]
+
+
+def read_states(config: RedisConfig,
+                pairs: Sequence[tuple[str, str]]) -> list[TaskState | None]:
+    """`read_task_states`, with None in the place of a task whose job hash is gone."""
+    client = config.client()
+    out: list[TaskState | None] = []
+    now_ms = time.time() * 1000
+    for start in range(0, len(pairs), _CHUNK):
+        chunk = pairs[start:start + _CHUNK]
+        pipe = client.pipeline(transaction=False)
+        for _, jid in chunk:
+            pipe.hmget(config.keys.job(jid), *TASK_FIELDS)
+        replies: list[Any] = pipe.execute()
+        out.extend(None if values[0] is None else
+                   TaskState.from_fields(task, jid, values, now_ms)
+                   for (task, jid), values in zip(chunk, replies, strict=True))
+    return out
+
+
+def _ms(raw: str | None) -> int | None:
+    return None if not raw else int(raw)
+
+
+def _time(ms: int | None) -> datetime | None:
+    return None if ms is None else datetime.fromtimestamp(ms / 1000, tz=UTC)

@@ -1,0 +1,246 @@
+"""`RunMonitor`: a run's live view, following it on the kernel's event loop.
+
+Each step has a data half (`RunTracker.poll`, plus a graph layout when one is due), run in the
+loop's default thread pool so that a slow Redis or ``dot`` never freezes the kernel, and a
+drawing half (`MonitorView.update`), run on the loop itself: display updates are sent from the
+kernel's own thread, never from another one (ipykernel 7 drops those). The loop task sleeps
+``interval`` seconds between steps and ends by itself once the run has ended and been drawn,
+or when `close` is called.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from dataclasses import replace
+from html import escape
+from typing import TYPE_CHECKING, Any
+
+from ironforge_nb.errors import InvalidOptionError, IronForgeError
+from ironforge_nb.render.palette import STATUS_ORDER
+from ironforge_nb.widgets.graph import GraphPainter
+from ironforge_nb.widgets.text import duration, in_kernel, text_view
+from ironforge_nb.widgets.tracker import RunTracker
+from ironforge_nb.widgets.view import MonitorView
+
+if TYPE_CHECKING:
+    from ironforge_nb.orchestrator.run import Run
+
+__all__ = ["RunMonitor"]
+
+_SOCKET_TIMEOUT = 5.0  # the monitor's own client: a hung Redis shows as lost within seconds
+_CONNECT_TIMEOUT = 2.0
+_LOG_LINES = 40  # lines of a task's log shown in the details pane
+
+
+class RunMonitor:
+    """A live view of one run: ``run.monitor()`` (see `Run.monitor`).
+
+    In a Jupyter kernel it is an ipywidgets view that displays itself (as a cell's last value
+    or with ``display``) and follows the run on the kernel's asyncio loop, without blocking
+    the cell; its text form (``text/plain``) is fixed, so checked notebook outputs do not
+    change. Elsewhere it prints a text view when created; ``print(monitor)`` prints a fresh
+    one after `refresh`.
+
+    `refresh` does one read-and-update step now; `counts` and `done` describe what the last
+    step showed; `close` stops following and closes the widgets. The monitor reads Redis
+    through a client of its own without retries: a lost connection shows "connection lost,
+    retrying" and the view resumes when Redis is back, never raising into the notebook.
+    """
+
+    def __init__(self, run: Run, *, interval: float = 0.5) -> None:
+        if (isinstance(interval, bool) or not isinstance(interval, int | float)
+                or not 0 < interval <= 3600):
+            raise InvalidOptionError("interval", interval, "a number of seconds > 0, e.g. 0.5")
+        from ironforge_nb.orchestrator.run import Run
+
+        self.run = run
+        self.interval = float(interval)
+        cfg = run.config
+        self._config = replace(cfg, retries=0,
+                               socket_timeout=min(cfg.socket_timeout or _SOCKET_TIMEOUT,
+                                                  _SOCKET_TIMEOUT),
+                               connect_timeout=min(cfg.connect_timeout, _CONNECT_TIMEOUT))
+        self._tracker = RunTracker(Run(run.id, self._config, secret=run._secret))
+        try:
+            self._tracker.load()
+        except BaseException:
+            self._config.close()
+            raise
+        self._lock = threading.Lock()
+        self._painter = GraphPainter()
+        self._applied = -1  # painter.draws last put on screen
+        self._message: str | None = None
+        self._counts: dict[str, int] = {}
+        self._done = False
+        self._closed = False
+        self._task: asyncio.Task[None] | None = None
+        title = (f"run <code>{escape(run.id)}</code> · pipeline "
+                 f"<b>{escape(str(self._tracker.info.get('name')))}</b>")
+        self._view = MonitorView(title, {"cancel": self._cancel, "retry": self._retry},
+                                 self._details)
+        self._step(force_graph=True)
+        self._draw()
+        self._loop = _kernel_loop()
+        if self._loop is not None:
+            self._start()
+        else:
+            print(text_view(self._tracker))
+
+    # ------------------------------------------------------------------ public
+
+    def refresh(self) -> None:
+        """One step now: read what changed in Redis and update the view (and the graph, at
+        most once a second). Does nothing once closed."""
+        if self._closed:
+            return
+        self._step()
+        self._draw()
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """Tasks by status as last shown (``{"completed": 5, "active": 2}``), statuses
+        without tasks left out, in life-cycle order."""
+        return dict(self._counts)
+
+    @property
+    def done(self) -> bool:
+        """True once the run has ended (or was deleted) and the last refresh showed it."""
+        return self._done
+
+    @property
+    def following(self) -> bool:
+        """Whether a loop task is following the run now."""
+        return self._task is not None and not self._task.done()
+
+    def close(self) -> None:
+        """Stop following (the loop task is cancelled) and close the widgets."""
+        self._closed = True
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+        for widget in self._view.widgets():
+            widget.close()
+        self._config.close()
+
+    def __repr__(self) -> str:
+        return (f"RunMonitor(run {self.run.id!r}, pipeline "
+                f"{self._tracker.info.get('name')!r})")
+
+    def __str__(self) -> str:
+        return text_view(self._tracker)
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
+        """The widget view in a kernel (its text part fixed: ``repr``); text elsewhere."""
+        if self._loop is None or self._closed:
+            return {"text/plain": repr(self)}
+        bundle: dict[str, Any] = self._view.root._repr_mimebundle_()
+        bundle["text/plain"] = repr(self)
+        return bundle
+
+    # ------------------------------------------------------------------ the loop
+
+    def _start(self) -> None:
+        if self._loop is not None and not self.following and not self._closed:
+            self._task = self._loop.create_task(self._follow())
+
+    async def _follow(self) -> None:
+        loop = asyncio.get_running_loop()
+        while not self._closed:
+            try:
+                await loop.run_in_executor(None, self._step)
+                if self._closed:
+                    return
+                self._draw()
+            except Exception as exc:  # shown in the view, never raised into the notebook
+                self._message = f"monitor error: {type(exc).__name__}: {exc}"
+                with contextlib.suppress(Exception):
+                    self._draw()
+            if self._done:
+                return
+            await asyncio.sleep(0 if self._tracker.behind else self.interval)
+
+    def _step(self, force_graph: bool = False) -> None:
+        """The data half: poll, and lay the graph out when due (any thread)."""
+        with self._lock:
+            tracker = self._tracker
+            if not force_graph:
+                tracker.poll()
+            final = force_graph or (tracker.ended and not tracker.behind)
+            if tracker.dag is not None and tracker.lost is None and self._painter.due(
+                    tracker.version, final):
+                self._painter.paint(tracker.dag, tracker.statuses(), tracker.version)
+
+    def _draw(self) -> None:
+        """The drawing half (the kernel's thread)."""
+        with self._lock:
+            tracker = self._tracker
+            graph = None
+            if self._painter.draws != self._applied:
+                graph, self._applied = self._painter.html, self._painter.draws
+            message = tracker.lost or ("this run was deleted" if tracker.gone else None)
+            self._view.update(tracker, graph, message or self._message)
+            self._counts = {s: tracker.counts[s] for s in STATUS_ORDER if tracker.counts.get(s)}
+            self._done = tracker.gone or (tracker.ended and not tracker.behind
+                                          and tracker.lost is None)
+
+    # ------------------------------------------------------------------ buttons
+
+    def _cancel(self) -> None:
+        self._act("cancel", lambda: f"cancelled {self.run.cancel():,} tasks")
+
+    def _retry(self) -> None:
+        self._act("retry", lambda: f"{self.run.retry_failed():,} tasks will run again")
+        self._done = False
+        self._start()
+
+    def _act(self, name: str, action: Any) -> None:
+        import redis
+
+        try:
+            self._message = action()
+        except (IronForgeError, redis.exceptions.RedisError) as exc:
+            self._message = f"{name} failed: {exc}"
+        self.refresh()
+
+    def _details(self, task: str | None) -> str:
+        """HTML of the details pane for ``task``: its state, full error and logs."""
+        record = self._tracker.tasks.get(task) if task is not None else None
+        if record is None:
+            return ""
+        state = record.state
+        facts = [f"<b><code>{escape(record.name)}</code></b> {escape(record.status)}"]
+        if state is not None:
+            facts.append(f"job <code>{escape(state.job_id)}</code> on queue "
+                         f"<code>{escape(state.queue)}</code>, attempt "
+                         f"{state.attempts}/{state.max_attempts}, {state.stalls} stalls"
+                         + (f", {duration(state.elapsed)}" if state.elapsed is not None
+                            else "") + (f", worker {escape(state.worker)}"
+                                        if state.worker else ""))
+            if state.traceback:
+                facts.append(f"<pre>{escape(state.traceback)}</pre>")
+        facts.append(self._logs(record.name))
+        return "<br>".join(f for f in facts if f)
+
+    def _logs(self, task: str) -> str:
+        """The task's captured output (``Run.logs``, when this version has it), last lines."""
+        logs = getattr(self.run, "logs", None)
+        if not callable(logs):
+            return ""
+        try:
+            text = str(logs(task))
+        except Exception as exc:  # the pane says why, the notebook goes on
+            return f"<i>logs unavailable: {escape(str(exc))}</i>"
+        lines = text.splitlines()[-_LOG_LINES:]
+        return f"logs (last {len(lines)} lines):<pre>{escape(chr(10).join(lines))}</pre>"
+
+
+def _kernel_loop() -> asyncio.AbstractEventLoop | None:
+    """The running asyncio loop of a Jupyter kernel, or None (no kernel, no running loop)."""
+    if not in_kernel():
+        return None
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None

@@ -1,0 +1,244 @@
+"""The live monitor (`ironforge_nb.widgets`): widget values after `refresh()`, big runs, the
+Redis cost of a refresh, a lost connection, the text view and bad input.
+
+Jobs are claimed and completed by the test itself (`runloop`), on a real redis-server, so
+every refresh sees a known state. Following on a real kernel's loop is in
+test_monitor_kernel.py.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from ironforge_nb.dag import Pipeline
+from ironforge_nb.errors import InvalidOptionError, RunNotFoundError
+from ironforge_nb.local import RedisServer
+from ironforge_nb.orchestrator import Run, submit
+from ironforge_nb.queue import Queue, RedisConfig
+from ironforge_nb.render import STATUS_COLORS
+from ironforge_nb.widgets import RunMonitor
+from ironforge_nb.widgets.tracker import SMALL_RUN, TASK_ROWS
+from tests import tasks
+from tests.helpers import claim, diamond, failing
+from tests.runloop import run_one, work
+
+pytestmark = pytest.mark.usefixtures("signing_secret")
+
+
+def wide(n: int) -> Pipeline:
+    """A map of ``n`` tasks, then one task gathering them."""
+    p = Pipeline("wide")
+    p.map("sq", tasks.square, over=list(range(n))).task("total", tasks.total, after="sq")
+    return p
+
+
+def rows(monitor: RunMonitor) -> dict[str, Any]:
+    """The visible task rows of a monitor's view, by task name."""
+    return {r.task: r for r in monitor._view.rows if r.task is not None}
+
+
+def test_rows_follow_a_run_step_by_step(config: RedisConfig) -> None:
+    """Statuses, the progress a task reports, bar values and colors follow the run."""
+    run = submit(diamond(), config=config)
+    monitor = run.monitor()
+    assert monitor.counts == {"waiting": 3, "queued": 1} and not monitor.done
+    queue = Queue("default", config)
+    lease = claim(queue)
+    queue.progress(lease, 0.4, "reading files")
+    monitor.refresh()
+    row = rows(monitor)["a"]
+    assert monitor.counts == {"waiting": 3, "active": 1}
+    assert row.bar.value == pytest.approx(0.4)
+    assert row.bar.style.bar_color == STATUS_COLORS["active"]
+    assert "reading files" in row.facts.value and "40%" in row.facts.value
+    assert ">active<" in row.status.value
+    run_one(queue, lease)
+    work(config)
+    monitor.refresh()
+    assert monitor.done and monitor.counts == {"completed": 4}
+    view = monitor._view
+    assert view.overall.value == 1.0 and view.overall.description == "4/4"
+    assert re.sub(r"<[^>]+>", "", view.status.value) == "succeeded"
+    assert all(r.bar.value == 1.0 and r.bar.style.bar_color == STATUS_COLORS["completed"]
+               for r in rows(monitor).values())
+    assert STATUS_COLORS["completed"] in view.graph.value and "<svg" in view.graph.value
+    assert view.cancel.disabled and view.retry.disabled
+    monitor.close()
+
+
+def test_failed_task_shows_its_error_and_traceback(config: RedisConfig) -> None:
+    """A failed row shows its error's last line, the traceback on demand, in the details too;
+    the skipped task is counted; retry is offered, cancel is not."""
+    run = submit(failing(), config=config)
+    work(config)
+    monitor = run.monitor()
+    assert monitor.done and monitor.counts == {"completed": 1, "failed": 1, "skipped": 1}
+    row = rows(monitor)["bad"]
+    summary = re.search(r"<summary>(.*?)</summary><pre>(.*?)</pre>", row.error.value, re.S)
+    assert summary is not None and summary.group(1) == "RuntimeError: boom: this task always fails"
+    assert "Traceback (most recent call last)" in summary.group(2)
+    assert row.bar.style.bar_color == STATUS_COLORS["failed"]
+    assert "Traceback" in monitor._view.detail.value  # the first failed task, unasked
+    assert not monitor._view.retry.disabled and monitor._view.cancel.disabled
+    monitor._view.select("a")
+    assert "<code>a</code>" in monitor._view.detail.value
+    monitor.close()
+
+
+def test_buttons_cancel_the_run_and_retry_it(config: RedisConfig) -> None:
+    """The cancel button cancels the run; retry-failed runs it again to success."""
+    run = submit(diamond(), config=config)
+    monitor = run.monitor()
+    monitor._view.cancel.click()
+    assert monitor.done and run.status == "cancelled"
+    assert "cancelled 4 tasks" in monitor._view.notice.value
+    monitor._view.retry.click()
+    assert run.status == "running" and not monitor.done
+    work(config)
+    monitor.refresh()
+    assert monitor.done and monitor.counts == {"completed": 4}
+    monitor.close()
+
+
+def test_big_run_aggregates_rows_and_bounds_widgets(config: RedisConfig) -> None:
+    """A 3000-task map is one aggregated row; only its active tasks get rows (at most
+    TASK_ROWS, the rest counted), and the number of widgets stays the same to the end."""
+    run = submit(wide(3000), config=config)
+    monitor = run.monitor()
+    view = monitor._view
+    before = len(view.widgets())
+    assert before < 100 and len(view.groups) == 1
+    assert "sq[*]" in view.groups[0].title.value and "3,000 tasks" in view.groups[0].title.value
+    queue = Queue("default", config)
+    leases = queue.dequeue_many("w", 50, lease=30, timeout=0)
+    monitor.refresh()
+    shown = rows(monitor)
+    assert set(shown) == {"total"} | {f"sq[{i}]" for i in range(TASK_ROWS)}
+    assert "30 more" in view.more.value
+    assert view.groups[0].counts.value == "2,950 queued, 50 active"
+    for lease in leases:
+        run_one(queue, lease)
+    work(config)
+    monitor.refresh()  # 9,000 events: more than one refresh reads (EVENTS_PER_POLL)
+    assert not monitor.done
+    monitor.refresh()
+    assert monitor.done and monitor.counts == {"completed": 3001}
+    assert view.groups[0].bar.value == 1.0
+    assert len(view.widgets()) <= before + 10 * TASK_ROWS  # a row is 9 widgets
+    monitor.close()
+
+
+def test_many_single_tasks_are_grouped_by_level(config: RedisConfig) -> None:
+    """Beyond SMALL_RUN tasks outside maps, rows are levels of the DAG, not tasks."""
+    p = Pipeline("chain")
+    p.task("c0", tasks.one)
+    for i in range(1, SMALL_RUN + 20):
+        p.task(f"c{i}", tasks.inc, after=f"c{i - 1}")
+    monitor = submit(p, config=config).monitor()
+    assert not rows(monitor) and 1 < len(monitor._view.groups) <= 10
+    assert monitor._view.groups[0].title.value.startswith("<code>levels 0-")
+    monitor.close()
+
+
+def _commands(client: Any) -> int:
+    """Commands the server has run so far, INFO itself left out."""
+    stats = client.info("commandstats")
+    return sum(v["calls"] for k, v in stats.items() if k != "cmdstat_info")
+
+
+def _refresh_cost(monitor: RunMonitor, client: Any) -> int:
+    before = _commands(client)
+    monitor.refresh()
+    return _commands(client) - before
+
+
+def test_refresh_cost_grows_with_events_not_with_run_size(
+        fresh_server: Callable[..., RedisServer], namespace: str) -> None:
+    """On a server of its own: a quiet refresh is 2 commands whatever the run's size, and a
+    refresh after k task completions costs at most 2 + k, for 20 tasks as for 2000 (a small
+    run rereads the k job hashes of its rows; a big run's map members need none)."""
+    server = fresh_server()
+    config = RedisConfig(url=server.url, namespace=namespace)
+    client = config.client()
+    queue = Queue("default", config)
+    for size in (20, 2000):
+        run = submit(wide(size), config=config, run_id=f"wide-{size}")
+        monitor = run.monitor()
+        assert _refresh_cost(monitor, client) == 2
+        for lease in queue.dequeue_many("w", 10, lease=30, timeout=0):
+            run_one(queue, lease)
+        cost = _refresh_cost(monitor, client)
+        assert (cost > 2 if size == 20 else cost == 2) and cost <= 2 + 10
+        assert _refresh_cost(monitor, client) == 2
+        monitor.close()
+        work(config)
+    config.close()
+
+
+def test_lost_connection_shows_a_notice_and_recovers(
+        fresh_server: Callable[..., RedisServer], namespace: str) -> None:
+    """With Redis down a refresh raises nothing and says so; once Redis is back the monitor
+    resumes and reaches the end of the run."""
+    server = fresh_server(appendonly=True)
+    config = RedisConfig(url=server.url, namespace=namespace)
+    run = submit(diamond(), config=config)
+    monitor = run.monitor()
+    server.kill()  # the AOF (in the OS's page cache) keeps the run for the restart
+    monitor.refresh()
+    assert "connection lost, retrying" in monitor._view.notice.value
+    assert not monitor.done and monitor.counts == {"waiting": 3, "queued": 1}
+    server.start()
+    work(config)
+    monitor.refresh()
+    assert monitor._view.notice.value == ""
+    assert monitor.done and monitor.counts == {"completed": 4}
+    monitor.close()
+    config.close()
+
+
+def test_without_a_kernel_it_prints_a_text_view(config: RedisConfig,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    """Outside Jupyter, run.monitor() prints the run as text; repr and display stay short."""
+    run = submit(failing(), config=config, run_id="texty")
+    work(config)
+    monitor = run.monitor()
+    out = capsys.readouterr().out
+    assert out.startswith("run texty · pipeline failing · failed")
+    assert "1 completed, 1 failed, 1 skipped" in out and "RuntimeError: boom: this" in out
+    assert repr(monitor) == "RunMonitor(run 'texty', pipeline 'failing')"
+    assert monitor._repr_mimebundle_() == {"text/plain": repr(monitor)}
+    assert str(monitor).splitlines()[0] == out.splitlines()[0]
+    monitor.close()
+
+
+def test_unknown_or_deleted_run_raises_run_not_found(config: RedisConfig) -> None:
+    """run.monitor() on a run that does not exist, or no longer does, says which."""
+    with pytest.raises(RunNotFoundError, match="no run 'nope'"):
+        Run("nope", config).monitor()
+    run = submit(diamond(), config=config)
+    work(config)
+    run.delete()
+    with pytest.raises(RunNotFoundError):
+        run.monitor()
+
+
+def test_run_deleted_while_followed_ends_the_monitor(config: RedisConfig) -> None:
+    """A followed run that is deleted ends the monitor with a notice, no exception."""
+    run = submit(diamond(), config=config)
+    monitor = run.monitor()
+    run.delete(force=True)
+    monitor.refresh()
+    assert monitor.done and "deleted" in monitor._view.notice.value
+    monitor.close()
+
+
+def test_bad_interval_is_refused(config: RedisConfig) -> None:
+    """interval must be a positive number of seconds."""
+    run = submit(diamond(), config=config)
+    for bad in (0, -1, "fast", True):
+        with pytest.raises(InvalidOptionError, match="interval"):
+            run.monitor(interval=bad)  # type: ignore[arg-type]

@@ -1,0 +1,113 @@
+"""The monitor and the wait bar in a real Jupyter kernel (the ipykernel this project installs).
+
+The kernel follows runs on its own asyncio loop while it is idle between cells (no thread, no
+refresh() call), the loop task ends by itself when the run ends or when the monitor is
+closed, and what the kernel displays has a fixed text form. Jobs are run by the test process
+(`runloop.work`) on the session redis-server; the kernel reads the same namespace.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from ironforge_nb.orchestrator import submit
+from ironforge_nb.queue import RedisConfig
+from tests.helpers import diamond
+from tests.runloop import SECRET, work
+
+pytestmark = pytest.mark.usefixtures("signing_secret")
+
+FOLLOWERS = "[t for t in asyncio.all_tasks() if '_follow' in repr(t)]"
+
+
+class Kernel:
+    """A started ipykernel and the outputs of the cells it ran."""
+
+    def __init__(self) -> None:
+        from jupyter_client.manager import start_new_kernel
+
+        self.manager, self.client = start_new_kernel(kernel_name="python3")
+        self.displays: list[dict[str, Any]] = []
+
+    def run(self, code: str) -> str:
+        """Execute ``code``; returns what it printed (fails the test on an error)."""
+        printed: list[str] = []
+
+        def hook(msg: dict[str, Any]) -> None:
+            kind, content = msg["msg_type"], msg["content"]
+            if kind == "stream":
+                printed.append(content["text"])
+            elif kind in ("display_data", "execute_result"):
+                self.displays.append(content["data"])
+            elif kind == "error":
+                printed.append("\n".join(content["traceback"]))
+
+        reply = self.client.execute_interactive(code, timeout=120, output_hook=hook)
+        assert reply["content"]["status"] == "ok", "".join(printed)
+        return "".join(printed)
+
+    def stop(self) -> None:
+        self.client.stop_channels()
+        self.manager.shutdown_kernel(now=True)
+
+
+@pytest.fixture(scope="module")
+def kernel() -> Iterator[Kernel]:
+    """One kernel for this module's tests."""
+    started = Kernel()
+    started.run("import asyncio, json\nfrom ironforge_nb.orchestrator import Run\n"
+                "from ironforge_nb.queue import RedisConfig")
+    yield started
+    started.stop()
+
+
+def _attach(kernel: Kernel, config: RedisConfig, run_id: str, name: str) -> None:
+    kernel.run(f"{name} = Run({run_id!r}, RedisConfig(url={config.url!r}, "
+               f"namespace={config.namespace!r}), secret={SECRET!r})")
+
+
+def test_monitor_follows_on_the_kernel_loop_and_stops_by_itself(
+        kernel: Kernel, config: RedisConfig) -> None:
+    """Between cells the loop task brings the view to the run's end, then ends."""
+    run = submit(diamond(), config=config)
+    _attach(kernel, config, run.id, "run")
+    printed = kernel.run("m = run.monitor(interval=0.05)\nprint(json.dumps([m.following, "
+                         "m.done, sorted(m._repr_mimebundle_()), repr(m)]))")
+    following, done, mimes, text = json.loads(printed)
+    assert following and not done  # and no text view printed: the widget is the view
+    assert mimes == ["application/vnd.jupyter.widget-view+json", "text/plain"]
+    assert text == f"RunMonitor(run {run.id!r}, pipeline 'diamond')"
+    work(config)
+    out = kernel.run("for _ in range(400):\n    if m.done: break\n    await asyncio.sleep(0.05)"
+                     f"\nawait asyncio.sleep(0.1)\nprint(json.dumps([m.done, m.counts, "
+                     f"m.following, len({FOLLOWERS}), m._view.overall.value]))")
+    assert json.loads(out) == [True, {"completed": 4}, False, 0, 1.0]
+
+
+def test_close_leaves_no_task_on_the_loop(kernel: Kernel, config: RedisConfig) -> None:
+    """close() on a run still going cancels the loop task: none is left on the loop."""
+    run = submit(diamond(), config=config)
+    _attach(kernel, config, run.id, "run2")
+    out = kernel.run("m2 = run2.monitor(interval=0.05)\nawait asyncio.sleep(0.2)\n"
+                     f"before = [m2.following, len({FOLLOWERS})]\nm2.close()\n"
+                     "await asyncio.sleep(0.1)\n"
+                     f"print(json.dumps([before, m2.following, len({FOLLOWERS})]))")
+    assert json.loads(out) == [[True, 1], False, 0]
+
+
+def test_wait_draws_a_widget_bar_with_a_fixed_text(kernel: Kernel, config: RedisConfig) -> None:
+    """run.wait() in a kernel displays a widget whose text form never changes."""
+    run = submit(diamond(), config=config)
+    work(config)
+    _attach(kernel, config, run.id, "run3")
+    kernel.displays.clear()
+    kernel.run("run3.wait(timeout=30)\nNone")
+    assert len(kernel.displays) == 1
+    shown = kernel.displays[0]
+    assert shown["text/plain"] == f"waiting for run {run.id!r}"
+    assert "application/vnd.jupyter.widget-view+json" in shown
+    assert kernel.run("run3.wait(progress=False)\nNone") == "" and len(kernel.displays) == 1
