@@ -23,7 +23,7 @@ class JobStatus(StrEnum):
     QUEUED = "queued"  # ready to be claimed
     ACTIVE = "active"  # claimed by a worker, under a lease
     COMPLETED = "completed"
-    FAILED = "failed"  # attempts exhausted: in the dead-letter queue
+    FAILED = "failed"  # attempts (or stalls) exhausted: in the dead-letter queue
     CANCELLED = "cancelled"
     SKIPPED = "skipped"  # an ancestor failed or was cancelled
 
@@ -63,10 +63,14 @@ class EventType(StrEnum):
     PROGRESS = "progress"  # progress/message changed
     COMPLETED = "completed"
     RETRYING = "retrying"  # attempt failed, -> scheduled for a retry
-    LEASE_EXPIRED = "lease_expired"  # reaped: counts as a failed attempt
+    STALLED = "stalled"  # its worker or executor died while it ran: -> queued (no attempt
+    #                      charged), or -> failed once it stalled more than max_stalls times
+    LEASE_EXPIRED = "lease_expired"  # written by older versions only (a reaped lease was then
+    #                                  charged as a failed attempt); now a stall or a release
     FAILED = "failed"  # -> dead-letter queue
     REQUEUED = "requeued"  # taken out of the dead-letter queue by hand
-    RELEASED = "released"  # handed back by a stopping worker: queued again, attempt not counted
+    RELEASED = "released"  # handed back (a stopping worker, a prefetched job never started):
+    #                        queued again, nothing charged
     CANCELLED = "cancelled"
     SKIPPED = "skipped"
     RUN_SUBMITTED = "run_submitted"
@@ -95,6 +99,7 @@ class Event:
     run: str | None = None
     task: str | None = None
     run_status: RunStatus | None = None
+    stalls: int | None = None  # on 'stalled' events: the job's stalls so far
 
     @classmethod
     def from_fields(cls, entry_id: str, data: Mapping[str, str]) -> Event:
@@ -110,6 +115,8 @@ class Event:
             kw["run_status"] = RunStatus(data["run_status"])
         if "attempt" in data:
             kw["attempt"] = int(data["attempt"])
+        if "stalls" in data:
+            kw["stalls"] = int(data["stalls"])
         if "progress" in data:
             kw["progress"] = float(data["progress"])
         return cls(**kw)
@@ -122,6 +129,7 @@ _FIELD_TYPES: dict[str, dict[str, Any]] = {
     "status": {"$ref": "#/$defs/JobStatus"},
     "run_status": {"$ref": "#/$defs/RunStatus"},
     "attempt": {"type": "integer", "minimum": 0},
+    "stalls": {"type": "integer", "minimum": 0},
     "progress": {"type": "number", "minimum": 0, "maximum": 1},
 }
 

@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
 
 from ironforge_nb.dag import Pipeline
-from ironforge_nb.queue import Lease, Queue
+from ironforge_nb.queue import Lease, Queue, RedisConfig
+from ironforge_nb.worker import list_workers
 from tests import tasks
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def claim(q: Queue, worker: str = "w1", lease: float = 30.0) -> Lease:
@@ -42,3 +53,32 @@ def assert_woken_by_enqueue(q: Queue) -> None:
     timer.join()
     assert lease is not None and lease.payload == b"wake"
     assert time.monotonic() - started < 2.0
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 15.0, every: float = 0.02) -> Any:
+    """Poll ``predicate`` until it returns something truthy; fail the test after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"condition not met within {timeout} s")
+        time.sleep(every)
+
+
+def spawn_worker(config: RedisConfig, log: Path, name: str, args: list[str],
+                 setup: str = "") -> subprocess.Popen[bytes]:
+    """Start ``ironforge worker --name <name> <args>`` on ``config`` (output to ``log``) and
+    wait until it is registered. ``setup`` is Python run in the process first (a test's patch
+    of a module constant)."""
+    code = "; ".join(filter(None, ["import sys", setup, "from ironforge_nb.cli import main",
+                                   "sys.exit(main(['worker', *sys.argv[1:]]))"]))
+    cmd = [sys.executable, "-c", code, "--url", config.url, "--namespace", config.namespace,
+           "--name", name, *args]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
+    wait_for(lambda: proc.poll() is not None or name in {w.name for w in list_workers(config)})
+    assert proc.poll() is None, log.read_text()
+    return proc

@@ -216,26 +216,33 @@ def test_heartbeat_extends_deadline(q: Queue, redis_client: Any) -> None:
     assert redis_client.zscore(q.config.keys.queue("work").active, jid) == deadline
 
 
-def test_reap_turns_expired_lease_into_retry(q: Queue) -> None:
-    """An expired lease counts as a failed attempt and the job is delivered again."""
-    jid = q.enqueue(b"", backoff=0)
+def test_reap_turns_expired_lease_into_a_stall(q: Queue) -> None:
+    """An expired lease of a started job is a stall, not an attempt: the job is queued again
+    at once (no backoff) and its next claim runs the same attempt."""
+    jid = q.enqueue(b"", backoff=100)
     claim(q, lease=0.2)
     assert q.reap() == 0
     time.sleep(0.3)
     assert q.reap() == 1
     info = q.info(jid)
-    assert info.status is JobStatus.SCHEDULED and "lease expired" in (info.error or "")
+    assert (info.status, info.attempts, info.stalls, info.error) == (JobStatus.QUEUED, 0, 1, None)
+    assert info.last_stall == "lease expired (worker w1)"
     again = claim(q, "w2")
-    assert (again.job_id, again.attempt) == (jid, 2)
+    assert (again.job_id, again.attempt) == (jid, 1)
 
 
-def test_reap_of_last_attempt_dead_letters(q: Queue) -> None:
-    """A lease expiring on the last attempt sends the job to the dead-letter queue."""
-    jid = q.enqueue(b"", max_attempts=1)
-    claim(q, lease=0.1)
-    time.sleep(0.2)
-    assert q.reap() == 1
-    assert q.info(jid).status is JobStatus.FAILED and q.counts()[JobStatus.FAILED] == 1
+def test_stalls_past_max_stalls_dead_letter(q: Queue) -> None:
+    """A job that stalls more than its max_stalls fails saying so, whatever attempts remain."""
+    jid = q.enqueue(b"", max_attempts=5, max_stalls=1)
+    for worker in ("w1", "w2"):
+        claim(q, worker, lease=0.1)
+        time.sleep(0.2)
+        assert q.reap() == 1
+    info = q.info(jid)
+    assert (info.status, info.attempts, info.stalls) == (JobStatus.FAILED, 0, 2)
+    assert info.error == "stalled 2 times (max_stalls 1); last: lease expired (worker w2)"
+    assert [(e.attempt, e.error) for e in info.errors] == [(1, info.error)]
+    assert q.counts()[JobStatus.FAILED] == 1
 
 
 def test_one_reaper_per_process(q: Queue) -> None:
@@ -435,8 +442,13 @@ def test_batch_with_some_existing_ids_creates_only_the_new_ones(q: Queue) -> Non
     assert sum(e.type is EventType.ENQUEUED for e in q.events(count=5000)) == 2500
 
 
-def test_attempts_read_as_zero_before_the_first_claim(q: Queue) -> None:
-    """A new job reports 0 attempts, and its first claim is attempt 1."""
+def test_attempts_count_tries_that_ended(q: Queue) -> None:
+    """A new job reports 0 attempts; its first claim carries attempt 1, which counts once the
+    task's own outcome ends it (a claim alone charges nothing)."""
     jid = q.enqueue(b"x")
     assert q.info(jid).attempts == 0
-    assert claim(q).attempt == 1 and q.info(jid).attempts == 1
+    lease = claim(q)
+    info = q.info(jid)
+    assert (lease.attempt, info.attempts, info.claims) == (1, 0, 1)
+    q.complete(lease)
+    assert q.info(jid).attempts == 1

@@ -59,17 +59,19 @@ def test_fail_retries_then_dead_letters(bq: Queue) -> None:
     assert info.id == jid and [e.error for e in info.errors] == ["one", "two"]
 
 
-def test_reap_retries_then_dead_letters(bq: Queue) -> None:
-    """Expired leases are reaped into a retry, and on the last attempt into the DLQ."""
-    jid = bq.enqueue(b"x", max_attempts=2, backoff=0)
+def test_reap_stalls_then_dead_letters(bq: Queue) -> None:
+    """Expired leases are reaped into stalls (queued again at once, no attempt charged), and
+    past max_stalls into the DLQ."""
+    jid = bq.enqueue(b"x", max_attempts=1, max_stalls=1)
     claim(bq, lease=0.05)
     time.sleep(0.1)
-    assert bq.reap() == 1 and bq.info(jid).status is JobStatus.SCHEDULED
+    assert bq.reap() == 1 and bq.info(jid).status is JobStatus.QUEUED
     claim(bq, lease=0.05)
     time.sleep(0.1)
     assert bq.reap() == 1 and bq.info(jid).status is JobStatus.FAILED
     kinds = [e.type for e in bq.events() if e.job == jid]
-    assert kinds.count(EventType.LEASE_EXPIRED) == 2 and kinds[-1] is EventType.FAILED
+    assert kinds.count(EventType.STALLED) == 2 and kinds[-1] is EventType.FAILED
+    assert bq.info(jid).attempts == 0
 
 
 def test_requeue_cancel_release_purge(bq: Queue) -> None:

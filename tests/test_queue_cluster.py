@@ -69,14 +69,14 @@ def test_retry_dead_letter_requeue_purge(cq: Queue) -> None:
 
 
 def test_reap_release_and_cancel(cq: Queue) -> None:
-    """An expired lease is reaped into a retry, a released job is claimable at once, and a
-    cancelled job's worker is told to stop."""
-    jid = cq.enqueue(b"x", backoff=0)
+    """An expired lease is reaped into a stall (queued again at once, the same attempt), a
+    released job is claimable at once, and a cancelled job's worker is told to stop."""
+    jid = cq.enqueue(b"x", backoff=100)
     claim(cq, "dies", lease=0.1)
     time.sleep(0.15)
     assert cq.reap() == 1
     retry = claim(cq, "next")
-    assert retry.attempt == 2
+    assert retry.attempt == 1 and cq.info(jid).stalls == 1
     cq.release(retry)
     held = claim(cq, "third")
     assert held.job_id == jid and cq.cancel(jid)
@@ -129,7 +129,7 @@ def test_refusals_come_back_as_exceptions(cq: Queue, redis_cluster: RedisCluster
         cq.complete(stale)
     with pytest.raises(JobNotFoundError):
         cq.cancel("missing")
-    with pytest.raises(JobStateError, match="it is scheduled"):
+    with pytest.raises(JobStateError, match="it is queued"):  # stalled: queued again
         cq.requeue(jid)
     with pytest.raises(JobStateError, match="in queue 'work'"):
         Queue("other", cq.config).cancel(jid)

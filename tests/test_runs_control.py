@@ -12,7 +12,7 @@ from redis.exceptions import ResponseError
 
 from ironforge_nb.dag import DAG, Pipeline
 from ironforge_nb.dag.task import TaskSpec
-from ironforge_nb.errors import InvalidNameError, JobStateError
+from ironforge_nb.errors import InvalidNameError, InvalidOptionError, JobStateError
 from ironforge_nb.orchestrator import submit
 from ironforge_nb.orchestrator.scripts import RunScripts
 from ironforge_nb.queue import Queue, RedisConfig
@@ -139,7 +139,7 @@ def test_same_run_id_twice_is_one_run(config: RedisConfig, redis_client: Any) ->
 def test_malformed_submit_call_writes_nothing(config: RedisConfig, redis_client: Any) -> None:
     """The script validates every record before its first write: an error leaves DBSIZE as is."""
     scripts = RunScripts(config)
-    profile = ("default", 0, 1, 0, "", "0")
+    profile = ("default", 0, 1, 0, "", "0", "")
     good = "a 1 0 2  \n"  # task, profile, parents, payload size, inputs, children
     bad = "b 9 0 2  \n"  # profile 9 does not exist: found after record 1
     before = redis_client.dbsize()
@@ -165,10 +165,11 @@ def test_hand_built_dag_with_a_bad_task_id_is_refused(config: RedisConfig,
     assert redis_client.dbsize() == before
 
 
-def test_expired_lease_without_attempts_left_settles_the_run(config: RedisConfig) -> None:
-    """A task whose worker died on its last attempt fails via the reaper; its child is skipped."""
+def test_stalls_past_max_stalls_settle_the_run(config: RedisConfig) -> None:
+    """A task whose worker died once more than its max_stalls fails via the reaper, saying
+    so; its child is skipped and the run fails."""
     p = Pipeline("reap")
-    p.task("a", tasks.one).task("b", tasks.double, after="a")
+    p.task("a", tasks.one, max_stalls=0).task("b", tasks.double, after="a")
     run = submit(p, config=config)
     queue = Queue("default", config)
     assert queue.dequeue("dying-worker", lease=0.05, timeout=0) is not None
@@ -176,22 +177,62 @@ def test_expired_lease_without_attempts_left_settles_the_run(config: RedisConfig
     assert queue.reap() == 1
     assert statuses(run) == {"a": "failed", "b": "skipped"}
     assert run.status is RunStatus.FAILED
-    assert EventType.LEASE_EXPIRED not in {e.type for e in run.events()}  # no attempt left
-    assert queue.info(dict(run.job_ids())["a"]).status is JobStatus.FAILED
+    kinds = [e.type for e in run.events() if e.task == "a"]
+    assert kinds[-2:] == [EventType.STALLED, EventType.FAILED]
+    info = queue.info(dict(run.job_ids())["a"])
+    assert (info.status, info.attempts, info.stalls) == (JobStatus.FAILED, 0, 1)
+    assert info.error == ("stalled 1 time (max_stalls 0); last: lease expired "
+                          "(worker dying-worker)")
 
 
-def test_expired_lease_with_attempts_left_is_retried(config: RedisConfig) -> None:
-    """A reaped task with retries left runs again and the run completes."""
+def test_stalled_task_without_retries_runs_again(config: RedisConfig) -> None:
+    """A task with default options (no retries) whose worker died runs again at once, at no
+    attempt's cost, and the run completes; its events and table show the stall."""
     p = Pipeline("reap")
-    p.task("a", tasks.one, retries=1)
-    run = submit(p, config=config, backoff=0)
+    p.task("a", tasks.one)
+    run = submit(p, config=config, backoff=100)
     queue = Queue("default", config)
     assert queue.dequeue("dying-worker", lease=0.05, timeout=0) is not None
     time.sleep(0.1)
     queue.reap()
     work(config)
     assert run.result("a") == 1
-    assert EventType.LEASE_EXPIRED in {e.type for e in run.events()}
+    stalled = [e for e in run.events() if e.type is EventType.STALLED]
+    assert [(e.task, e.stalls, e.worker, e.status) for e in stalled] == [
+        ("a", 1, "dying-worker", JobStatus.QUEUED)]
+    assert run.to_dataframe().loc[0, ["attempts", "stalls"]].tolist() == [1, 1]
+
+
+def test_max_stalls_of_tasks_and_runs(config: RedisConfig) -> None:
+    """A task's own max_stalls wins, submit's max_stalls applies to the others, the engine's
+    default to a run that sets none; bad values are refused before anything is written."""
+    p = Pipeline("stalls")
+    p.task("own", tasks.one, max_stalls=1).task("rest", tasks.one)
+    run = submit(p, config=config, max_stalls=5)
+    queue = Queue("default", config)
+    jobs = dict(run.job_ids())
+    assert {t: queue.info(j).max_stalls for t, j in jobs.items()} == {"own": 1, "rest": 5}
+    plain = submit(Pipeline("plain").task("t", tasks.one), config=config)
+    assert queue.info(dict(plain.job_ids())["t"]).max_stalls == 2
+    with pytest.raises(InvalidOptionError, match="max_stalls"):
+        Pipeline("bad").task("t", tasks.one, max_stalls=-1)
+    with pytest.raises(InvalidOptionError, match="max_stalls"):
+        submit(Pipeline("bad").task("t", tasks.one), config=config, max_stalls=True)
+
+
+def test_retry_failed_resets_stalls(config: RedisConfig) -> None:
+    """A task failed for stalling runs again from 0 stalls and claims after retry_failed."""
+    p = Pipeline("stalls")
+    p.task("a", tasks.one, max_stalls=0)
+    run = submit(p, config=config)
+    queue = Queue("default", config)
+    assert queue.stall(claim(queue, "w"), "killed") is JobStatus.FAILED
+    assert statuses(run) == {"a": "failed"}
+    run.retry_failed()
+    info = queue.info(dict(run.job_ids())["a"])
+    assert (info.status, info.attempts, info.stalls, info.claims) == (JobStatus.QUEUED, 0, 0, 0)
+    work(config)
+    assert run.result("a") == 1
 
 
 def test_dead_task_of_a_run_is_requeued_only_through_its_run(config: RedisConfig) -> None:

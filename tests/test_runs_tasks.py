@@ -32,8 +32,9 @@ def test_task_state_needs_no_queue_or_job_id(config: RedisConfig) -> None:
     lease = claim(queue, worker="w7")
     queue.progress(lease, 0.25, "a quarter")
     state = run.task("a")
+    # attempts counts the tries that ended (issue 9 §1): none yet while the first one runs
     assert (state.status, state.progress, state.message, state.attempts, state.worker) == (
-        JobStatus.ACTIVE, 0.25, "a quarter", 1, "w7")
+        JobStatus.ACTIVE, 0.25, "a quarter", 0, "w7")
     assert state.job_id == lease.job_id and state.queue == "default" and state.stalls == 0
     assert state.started is not None and state.finished is None and state.elapsed is not None
     run_one(queue, lease)

@@ -25,22 +25,10 @@ from ironforge_nb.queue import Queue, RedisConfig
 from ironforge_nb.status import EventType, JobStatus
 from ironforge_nb.worker import Worker, list_workers
 from ironforge_nb.worker.context import Reporter, progress, track
+from tests.helpers import REPO, spawn_worker, wait_for
 from tests.worker_tasks import EXECUTOR, command
 
-REPO = Path(__file__).resolve().parents[1]
 StartWorker = Callable[..., subprocess.Popen[bytes]]
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float = 15.0, every: float = 0.02) -> Any:
-    """Poll ``predicate`` until it returns something truthy; fail the test after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"condition not met within {timeout} s")
-        time.sleep(every)
 
 
 def status_is(q: Queue, job_id: str, status: JobStatus) -> Callable[[], bool]:
@@ -62,17 +50,10 @@ def start_worker(config: RedisConfig, tmp_path: Path) -> Iterator[StartWorker]:
     def start(name: str = "w1", *, queues: str = "work", concurrency: int = 1,
               lease: float = 30.0, grace: float = 10.0, extra: tuple[str, ...] = ()
               ) -> subprocess.Popen[bytes]:
-        cmd = [sys.executable, "-m", "ironforge_nb.worker", "--url", config.url,
-               "--namespace", config.namespace, "--queues", queues, "--concurrency",
-               str(concurrency), "--name", name, "--executor", EXECUTOR, "--lease", str(lease),
-               "--grace", str(grace), "--log-level", "INFO", *extra]
-        env = {**os.environ, "PYTHONPATH": str(REPO)}
-        with open(tmp_path / f"{name}.log", "ab") as log:
-            proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+        proc = spawn_worker(config, tmp_path / f"{name}.log", name, [
+            "--queues", queues, "--concurrency", str(concurrency), "--executor", EXECUTOR,
+            "--lease", str(lease), "--grace", str(grace), "--log-level", "INFO", *extra])
         procs.append(proc)
-        wait_for(lambda: proc.poll() is not None or name in {w.name for w in
-                                                               list_workers(config)})
-        assert proc.poll() is None, (tmp_path / f"{name}.log").read_text()
         return proc
 
     yield start
@@ -127,14 +108,18 @@ def test_signature_error_fails_the_job_for_good(q: Queue, start_worker: StartWor
     assert info.attempts == 1 and info.error is not None and "SignatureError" in info.error
 
 
-def test_executor_crash_fails_the_attempt_and_is_replaced(q: Queue,
-                                                         start_worker: StartWorker) -> None:
-    """A task that kills its process fails the attempt; a new executor runs the next job."""
+def test_executor_crash_is_a_stall_and_is_replaced(q: Queue,
+                                                  start_worker: StartWorker) -> None:
+    """A task whose process dies under it stalls (no attempt charged; with max_stalls=0 it
+    fails at once, saying how); a new executor runs the next job."""
     worker = start_worker()
     before = executor_pids(worker)
-    crash = q.enqueue(command("exit", code=3), max_attempts=1)
+    crash = q.enqueue(command("exit", code=3), max_attempts=1, max_stalls=0)
     wait_for(status_is(q, crash, JobStatus.FAILED))
-    assert "exited with code 3" in (q.info(crash).error or "")
+    info = q.info(crash)
+    assert (info.attempts, info.stalls) == (0, 1)
+    assert info.error == ("stalled 1 time (max_stalls 0); last: the executor process exited "
+                          "with code 3 while running the task (worker w1)")
     after = q.enqueue(command("pid"))
     wait_for(status_is(q, after, JobStatus.COMPLETED))
     assert json.loads(q.result(after) or b"") not in before
@@ -236,8 +221,8 @@ def test_sigkilled_worker_job_is_redelivered(q: Queue, start_worker: StartWorker
     start_worker("w2", lease=1.0)
     wait_for(status_is(q, jid, JobStatus.COMPLETED))
     info = q.info(jid)
-    assert info.worker == "w2" and info.attempts == 2
-    assert "lease expired" in info.errors[0].error
+    assert (info.worker, info.attempts, info.stalls, info.errors) == ("w2", 1, 1, ())
+    assert info.last_stall == "lease expired (worker w1)"
 
 
 def test_two_workers_share_a_queue_without_double_runs(q: Queue, start_worker: StartWorker,

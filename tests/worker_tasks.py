@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import time
 from typing import Any
 
@@ -65,6 +66,11 @@ def _exit(cmd: dict[str, Any], lease: Lease) -> Any:
     os._exit(cmd.get("code", 3))
 
 
+def _kill(cmd: dict[str, Any], lease: Lease) -> Any:
+    """SIGKILL the executor running the task (as the OOM killer would), every time."""
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
 def _sleep_once(cmd: dict[str, Any], lease: Lease) -> Any:
     """Sleep on the first attempt only (for timeout-then-retry tests)."""
     if lease.attempt == 1:
@@ -104,6 +110,7 @@ def _pid(cmd: dict[str, Any], lease: Lease) -> Any:
 
 _OPS = {
     "echo": _echo, "sleep": _sleep, "busy": _busy, "fail": _fail, "signature": _signature,
+    "kill": _kill,
     "exit": _exit, "sleep_once": _sleep_once, "progress": _progress, "track": _track,
     "pid": _pid, "sleep_first": _sleep_first,
 }

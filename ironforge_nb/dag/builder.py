@@ -72,6 +72,7 @@ class TaskOptions(TypedDict, total=False):
     group: str | None  # display group (clusters, collapsing)
     params: Mapping[str, Any] | list[str] | tuple[str, ...]  # constants, or run-param names
     allow_failure: bool  # a failure does not skip the descendants
+    max_stalls: int | None  # times it may be queued again after its worker died under it
 
 
 _BLANK = TaskSpec(id="blank", fn="blank:blank")  # every default of a spec (see Pipeline._spec)

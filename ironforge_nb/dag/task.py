@@ -25,7 +25,8 @@ __all__ = ["Gather", "MapItem", "TaskFn", "TaskSpec", "check_options", "finish_a
 TaskFn: TypeAlias = "Callable[..., Any] | str"
 
 PRIORITY_RANGE = (-1000, 1000)
-OPTION_NAMES = ("retries", "timeout", "queue", "priority", "group", "params", "allow_failure")
+OPTION_NAMES = ("retries", "timeout", "queue", "priority", "group", "params", "allow_failure",
+                "max_stalls")
 _FN_PATH = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*")
 
 
@@ -94,13 +95,14 @@ class TaskSpec:
     group: str | None = None
     params: Mapping[str, Any] = field(default_factory=dict, hash=False)
     allow_failure: bool = False
+    max_stalls: int | None = None  # None: the run's (submit's max_stalls), else the engine's
     map: MapItem | None = None
     gathers: tuple[Gather, ...] = ()
 
     def evolve(self, **changes: Any) -> TaskSpec:
         """A copy with ``changes``, like `dataclasses.replace` but without running
         ``__init__`` again: the values are already validated, and ``Pipeline.map`` copies one
-        template per member (a frozen dataclass's ``__init__`` sets each of its 18 fields
+        template per member (a frozen dataclass's ``__init__`` sets each of its 19 fields
         through ``object.__setattr__``, which dominated building a 10k-task map). ``changes``
         must name fields of `TaskSpec`."""
         new = object.__new__(TaskSpec)
@@ -238,6 +240,14 @@ def _params(value: Any) -> dict[str, Any] | tuple[str, ...]:
     )
 
 
+def _max_stalls(value: Any) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise InvalidOptionError("max_stalls", value, "an int >= 0, or None for the default")
+    return value
+
+
 def _allow_failure(value: Any) -> bool:
     if not isinstance(value, bool):
         raise InvalidOptionError("allow_failure", value, "True or False")
@@ -252,4 +262,5 @@ _CHECKERS: dict[str, Callable[[Any], Any]] = {
     "group": _group,
     "params": _params,
     "allow_failure": _allow_failure,
+    "max_stalls": _max_stalls,
 }

@@ -17,13 +17,13 @@ if TYPE_CHECKING:
 
 __all__ = ["RUN_COLUMNS", "TASK_COLUMNS", "agreeing_read", "run_frame", "runs"]
 
-TASK_COLUMNS = ("task", "status", "progress", "message", "attempts", "queued", "started",
-                "finished", "duration", "worker", "error", "queue", "job")
+TASK_COLUMNS = ("task", "status", "progress", "message", "attempts", "stalls", "queued",
+                "started", "finished", "duration", "worker", "error", "queue", "job")
 RUN_COLUMNS = ("id", "pipeline", "status", "tasks", "completed", "failed", "created",
                "finished", "duration")
 _CHUNK = 1000
-_JOB_FIELDS = ("status", "attempts", "enqueued", "started", "finished", "worker", "error",
-               "queue", "progress", "message")
+_JOB_FIELDS = ("status", "attempts", "stalls", "enqueued", "started", "finished", "worker",
+               "error", "queue", "progress", "message")
 _RUN_FIELDS = ("name", "status", "total", "completed", "failed", "created", "finished")
 _AGREE_TRIES = 3
 
@@ -77,6 +77,9 @@ def _duration(start: int | None, end: int | None) -> float | None:
 def run_frame(config: RedisConfig, jobs: Sequence[tuple[str, str]]) -> pd.DataFrame:
     """One row per ``(task, job id)`` of a run with the columns of `TASK_COLUMNS`.
 
+    ``attempts`` counts the tries the task's own code ended (error, timeout, success);
+    ``stalls`` the times its worker or executor died under it (see `Queue.stall`).
+
     ``duration`` is seconds from the last attempt's start to the end (None while running).
     """
     client = config.client()
@@ -87,14 +90,15 @@ def run_frame(config: RedisConfig, jobs: Sequence[tuple[str, str]]) -> pd.DataFr
         for _, jid in chunk:
             pipe.hmget(config.keys.job(jid), *_JOB_FIELDS)
         for (task, jid), values in zip(chunk, pipe.execute(), strict=True):
-            (status, attempts, queued, started, finished, worker, error, queue, progress,
-             message) = values
+            (status, attempts, stalls, queued, started, finished, worker, error, queue,
+             progress, message) = values
             begun, ended = _ms(started), _ms(finished)
             rows["task"].append(task)
             rows["status"].append(_text(status))
             rows["progress"].append(float(progress or 0.0))
             rows["message"].append(_text(message))
             rows["attempts"].append(int(attempts or 0))
+            rows["stalls"].append(int(stalls or 0))
             rows["queued"].append(_ms(queued))
             rows["started"].append(begun)
             rows["finished"].append(ended)

@@ -222,7 +222,8 @@ class Run:
 
     def to_dataframe(self) -> pd.DataFrame:
         """One row per task: task, status, progress (0 to 1) and message (as last reported by
-        the task), attempts, queued/started/finished, duration (s), worker, error, queue, job
+        the task), attempts (tries its code ended), stalls (times its worker died under it),
+        queued/started/finished, duration (s), worker, error, queue, job
         (read one round trip per 1000 tasks)."""
         from ironforge_nb.orchestrator.frames import run_frame
 

@@ -48,7 +48,7 @@ class RunScripts:
         """Create the run: 'created', else 'exists' (a run with this id exists) or 'deleting'
         (one is being deleted); in both cases nothing changed.
 
-        ``profiles`` are 6-field option tuples, ``codes`` (key, signed blob) pairs,
+        ``profiles`` are 7-field option tuples, ``codes`` (key, signed blob) pairs,
         ``records`` one line per task and ``payloads`` the tasks' payloads concatenated in
         the same order (see submit_run.lua).
         """

@@ -28,7 +28,7 @@ from ironforge_nb.orchestrator import codec
 from ironforge_nb.orchestrator.payload import attach_extra, split_plain, to_json
 from ironforge_nb.orchestrator.scripts import RunScripts
 from ironforge_nb.queue.config import RedisConfig, default_config
-from ironforge_nb.queue.options import seconds_to_ms
+from ironforge_nb.queue.options import seconds_to_ms, validate_count
 
 if TYPE_CHECKING:
     from ironforge_nb.orchestrator.run import Run
@@ -42,19 +42,23 @@ Mode = Literal["auto", "json", "pickle"]
 
 def submit(pipeline: Pipeline | DAG[str], params: Mapping[str, Any] | None = None, *,
            run_id: str | None = None, config: RedisConfig | None = None,
-           queue: str | None = None, mode: Mode = "auto", backoff: float = 1.0) -> Run:
+           queue: str | None = None, mode: Mode = "auto", backoff: float = 1.0,
+           max_stalls: int | None = None) -> Run:
     """Submit ``pipeline`` as a run and return its `Run` handle at once.
 
     ``params`` feed the tasks' run params; ``run_id`` (default: pipeline name + random hex)
     makes submission idempotent; ``queue`` replaces the queue of tasks left on "default";
-    ``mode`` forces JSON or pickle mode; ``backoff`` is the base delay (seconds) of retries.
+    ``mode`` forces JSON or pickle mode; ``backoff`` is the base delay (seconds) of retries;
+    ``max_stalls`` how many times a task is queued again after its worker died under it before
+    it fails, for the tasks that do not set their own (None: `DEFAULT_MAX_STALLS`).
     Raises `ValidationError` subclasses for bad input and `ConfigError` when pickled code must
     be signed and no secret is configured; in both cases nothing is written.
     """
     from ironforge_nb.orchestrator.run import Run
 
     with paused_gc():  # see paused_gc: a 100k-task encode allocates millions of objects
-        rid, cfg, secret, call = _encode(pipeline, params, run_id, config, queue, mode, backoff)
+        rid, cfg, secret, call = _encode(pipeline, params, run_id, config, queue, mode, backoff,
+                                         max_stalls)
     scripts = RunScripts(cfg)
     if scripts.submit_run(*call) == "deleting":  # an old run with this id is being deleted
         scripts.purge(retention=False)
@@ -65,7 +69,8 @@ def submit(pipeline: Pipeline | DAG[str], params: Mapping[str, Any] | None = Non
 
 def _encode(pipeline: Pipeline | DAG[str], params: Mapping[str, Any] | None,
             run_id: str | None, config: RedisConfig | None, queue: str | None, mode: Mode,
-            backoff: float) -> tuple[str, RedisConfig, bytes | None, tuple[Any, ...]]:
+            backoff: float, max_stalls: int | None = None,
+            ) -> tuple[str, RedisConfig, bytes | None, tuple[Any, ...]]:
     """Check and encode everything: (run id, config, secret, submit_run arguments)."""
     dag, name = _as_dag(pipeline)
     cfg = config if config is not None else default_config()
@@ -80,7 +85,8 @@ def _encode(pipeline: Pipeline | DAG[str], params: Mapping[str, Any] | None,
     secret = None if json_mode else codec.require_secret(
         codec.default_secret(), "submitting notebook functions (pickled code)")
     plan = _Plan(rid, cfg, secret, json_mode, queue, seconds_to_ms("backoff", backoff),
-                 {t: i for i, t in enumerate(dag.nodes)})
+                 {t: i for i, t in enumerate(dag.nodes)},
+                 None if max_stalls is None else validate_count("max_stalls", max_stalls, 0))
     for spec in specs:
         plan.add(spec, run_params)
     params_blob = (b"" if not run_params else
@@ -194,6 +200,7 @@ class _Plan:
     queue: str | None
     backoff_ms: int
     index: dict[str, int]  # task id -> position; its job id is "<run id>.<position>"
+    max_stalls: int | None  # the tasks' default (None: the engine's)
     profiles: dict[tuple[Any, ...], int] = field(default_factory=dict)
     codes: list[tuple[str, bytes]] = field(default_factory=list)
     lines: list[str] = field(default_factory=list)
@@ -237,14 +244,16 @@ class _Plan:
                         for line, kids in zip(self.lines, self._kids, strict=True)])
 
     def _profile(self, spec: TaskSpec) -> int:
-        key = (spec.queue, spec.priority, spec.retries, spec.timeout, spec.allow_failure)
+        key = (spec.queue, spec.priority, spec.retries, spec.timeout, spec.allow_failure,
+               spec.max_stalls)
         found = self._options.get(key)
         if found is None:
             queue = (self.queue if self.queue is not None and spec.queue == "default"
                      else spec.queue)
             timeout = "" if spec.timeout is None else repr(spec.timeout)
+            stalls = spec.max_stalls if spec.max_stalls is not None else self.max_stalls
             profile = (queue, spec.priority, spec.retries + 1, self.backoff_ms, timeout,
-                       "1" if spec.allow_failure else "0")
+                       "1" if spec.allow_failure else "0", "" if stalls is None else str(stalls))
             found = self._options[key] = self.profiles.setdefault(profile,
                                                                   len(self.profiles) + 1)
         return found

@@ -9,10 +9,12 @@ from __future__ import annotations
 from ironforge_nb.queue.codes import ErrorCode
 from ironforge_nb.queue.config import RedisConfig, default_config, set_default_config
 from ironforge_nb.queue.lock import Lock
+from ironforge_nb.queue.options import DEFAULT_MAX_STALLS
 from ironforge_nb.queue.queue import Queue
 from ironforge_nb.queue.records import AttemptError, JobInfo, Lease
 
 __all__ = [
+    "DEFAULT_MAX_STALLS",
     "AttemptError",
     "ErrorCode",
     "JobInfo",

@@ -40,6 +40,7 @@ _ACTIONS = {
     "cancel_job": "cancel",
     "requeue_job": "requeue",
     "release_job": "release",
+    "stall_job": "record a stall of",
 }
 
 

@@ -16,9 +16,10 @@ from typing import Any
 
 from ironforge_nb.errors import InvalidNameError, InvalidOptionError, SizeLimitError
 from ironforge_nb.names import validate_name
-from ironforge_nb.queue.records import RESERVED_FIELDS, RUN_FIELDS
+from ironforge_nb.queue.records import DEFAULT_MAX_STALLS, RESERVED_FIELDS, RUN_FIELDS
 
 __all__ = [
+    "DEFAULT_MAX_STALLS",
     "MAX_PRIORITY",
     "check_bytes",
     "job_options",
@@ -105,14 +106,19 @@ _remembered_options = functools.lru_cache(maxsize=256, typed=True)(_job_options)
 _NO_META: tuple[bytes] = (b"0",)
 
 
-def meta_args(meta: Mapping[str, str] | None) -> Sequence[Any]:
-    """``[n, field, value, ...]`` for the user's extra meta-hash fields."""
-    if meta is None:
+def meta_args(meta: Mapping[str, str] | None,
+              max_stalls: int = DEFAULT_MAX_STALLS) -> Sequence[Any]:
+    """``[n, field, value, ...]`` for the user's extra meta-hash fields, with ``max_stalls``
+    among them when it is not the default (readers default it)."""
+    default = type(max_stalls) is int and max_stalls == DEFAULT_MAX_STALLS
+    if meta is None and default:
         return _NO_META
-    if not isinstance(meta, Mapping):
+    if meta is not None and not isinstance(meta, Mapping):
         raise InvalidOptionError("meta", type(meta).__name__, "a mapping of str to str")
-    out: list[Any] = [b"%d" % len(meta)]
-    for name, value in meta.items():
+    out: list[Any] = [b"0"]
+    if not default:
+        out += ("max_stalls", b"%d" % validate_count("max_stalls", max_stalls, 0))
+    for name, value in (meta or {}).items():
         validate_name(name, "meta field")
         if name in RUN_FIELDS:
             raise InvalidNameError("meta field", name, "only the tasks of a pipeline run carry "
@@ -123,6 +129,7 @@ def meta_args(meta: Mapping[str, str] | None) -> Sequence[Any]:
         if not isinstance(value, str):
             raise InvalidOptionError(f"meta[{name!r}]", value, "a str")
         out += (name, value)
+    out[0] = b"%d" % (len(out) // 2)
     return out
 
 

@@ -2,13 +2,19 @@
 
 A producer enqueues bytes; a worker claims jobs under a lease (`dequeue`), keeps the lease alive
 (`heartbeat`), reports `progress`, and ends each attempt with `complete` or `fail`, all fenced by
-the lease token. Expired leases are reaped into failed attempts, retried with exponential backoff
-and finally parked in the dead-letter queue. See docs/design.md and the headers of ``lua/*.lua``.
+the lease token. Only the task's own outcome is an attempt: a failed attempt is retried with
+exponential backoff and finally parked in the dead-letter queue. A lease whose worker died is
+reaped: a STARTED one is a stall (queued again at once, no attempt charged, up to
+``max_stalls`` times, then failed saying so), a HELD one (claimed ahead, `dequeue_many`'s
+``started``, and never started) goes back for free. See docs/design.md and the headers of
+``lua/*.lua`` (lease_helpers.lua for stalls).
 
 Layout (key names from `keys.py`): a job is a meta HASH (readable fields: status, queue,
-priority, attempts, max_attempts, backoff_ms, token, worker, lease_ms, progress, message,
-created/enqueued/started/finished in Redis ms, error, error.<n> history, run, task, user fields;
-``attempts`` is absent, read as 0, until the first claim) plus a payload STRING written once.
+priority, attempts (tries ended by the task's own error, timeout or success), max_attempts,
+backoff_ms, stalls, max_stalls, claims, stalled (the last stall), token, worker, lease_ms,
+progress, message, created/enqueued/started/finished in Redis ms, error, error.<n> history,
+run, task, user fields; counters are absent, read as 0, until they first move) plus a payload
+STRING written once.
 Per queue: wait ZSET scored ``-priority * 2**40 + seq`` (higher priority first, FIFO within
 one), scheduled ZSET (due ms), active ZSET (lease deadline ms), dead, completed and cancelled
 ZSETs (time ms; completed and cancelled trimmed to ``config.completed_retention``), a wake LIST
@@ -28,6 +34,7 @@ from ironforge_nb.names import validate_name
 from ironforge_nb.queue.codes import check
 from ironforge_nb.queue.config import RedisConfig, default_config
 from ironforge_nb.queue.options import (
+    DEFAULT_MAX_STALLS,
     check_bytes,
     job_options,
     meta_args,
@@ -84,16 +91,18 @@ class Queue:
 
     def enqueue(self, payload: bytes, *, priority: int = 0, delay: float = 0.0,
                 max_attempts: int = 3, backoff: float = 1.0, job_id: str | None = None,
-                meta: Mapping[str, str] | None = None) -> str:
+                meta: Mapping[str, str] | None = None,
+                max_stalls: int = DEFAULT_MAX_STALLS) -> str:
         """Add one job; returns its id. The same ``job_id`` twice makes one job (idempotent).
 
         ``priority`` from -1000 to 1000 (higher first, FIFO within one), ``delay`` and
         ``backoff`` (base of the exponential retry delay) in seconds, ``meta`` your own fields
-        of the job's meta hash (``run`` and ``task`` belong to pipeline runs and are refused).
-        One round trip.
+        of the job's meta hash (``run`` and ``task`` belong to pipeline runs and are refused),
+        ``max_stalls`` how many times the job is queued again after its worker died under it
+        before it fails (`DEFAULT_MAX_STALLS`). One round trip.
         """
         options = job_options(priority, delay, max_attempts, backoff)
-        extra = meta_args(meta)
+        extra = meta_args(meta, max_stalls)
         jid = new_job_id() if job_id is None else validate_name(job_id, "job id")
         if type(payload) is not bytes or len(payload) > self._max_payload:
             check_bytes("payload", payload, self._max_payload)
@@ -103,7 +112,8 @@ class Queue:
     def enqueue_batch(self, payloads: Iterable[bytes], *, chunk_size: int = 1000,
                       priority: int = 0, delay: float = 0.0, max_attempts: int = 3,
                       backoff: float = 1.0, job_ids: Sequence[str] | None = None,
-                      meta: Mapping[str, str] | None = None) -> list[str]:
+                      meta: Mapping[str, str] | None = None,
+                      max_stalls: int = DEFAULT_MAX_STALLS) -> list[str]:
         """Add many jobs with the same options, one round trip per chunk; returns their ids.
 
         Every input is checked before the first write. Ids are chosen here (or given in
@@ -113,7 +123,8 @@ class Queue:
         batch safe (the error's notes say how many jobs were written).
         """
         validate_count("chunk_size", chunk_size)
-        head = (*job_options(priority, delay, max_attempts, backoff), *meta_args(meta))
+        head = (*job_options(priority, delay, max_attempts, backoff),
+                *meta_args(meta, max_stalls))
         data = list(payloads)
         limit = self._max_payload
         for p in data:
@@ -149,8 +160,8 @@ class Queue:
         leases = self.dequeue_many(worker, 1, lease, timeout)
         return leases[0] if leases else None
 
-    def dequeue_many(self, worker: str, n: int, lease: float = 30.0,
-                     timeout: float = 1.0) -> list[Lease]:
+    def dequeue_many(self, worker: str, n: int, lease: float = 30.0, timeout: float = 1.0, *,
+                     started: int | None = None) -> list[Lease]:
         """Claim up to ``n`` ready jobs in one script; waits like `dequeue` when none is ready.
 
         While idle, the worker blocks on the queue's wake list (enqueue pushes a hint there);
@@ -158,13 +169,17 @@ class Queue:
         The claim is sent with the BLPOP in one write, so Redis runs it the moment the BLPOP
         returns: a woken worker already holds its jobs, with no second round trip.
         Expired leases of the queue are reaped on the way, at most once per second.
+        ``started`` (default: all) is how many of the jobs, the first ones, start now; the
+        others are HELD for later (prefetch): if their lease expires before `start` marks them
+        started (their worker died meanwhile), they go back to the queue at no charge.
         """
         validate_worker(worker)
         validate_count("n", n)
+        start = n if started is None else validate_count("started", started, 0)
         lease_ms = seconds_to_ms("lease", lease, positive=True)
         give_up = time.monotonic() + _number_seconds("timeout", timeout)
         self.reap_if_due()
-        reply = self._scripts.claim_jobs(worker, lease_ms, n)
+        reply = self._scripts.claim_jobs(worker, lease_ms, n, start)
         while len(reply) == 1:
             remaining = give_up - time.monotonic()
             if remaining <= 0:
@@ -174,7 +189,7 @@ class Queue:
                 wait = min(wait, reply[0] / 1000)
             self.reap_if_due()
             reply = self._scripts.claim_after_wait(self._qk.wake, max(wait, 0.001), worker,
-                                                   lease_ms, n)
+                                                   lease_ms, n, start)
         return leases_from_reply(reply, self.name, worker, lease_ms)
 
     def heartbeat(self, lease: Lease, extend: float | None = None) -> int:
@@ -216,12 +231,15 @@ class Queue:
         return leases_from_reply(reply, self.name, lease.worker, lease.lease_ms)
 
     def complete_many(self, leases: Sequence[Lease], results: Sequence[bytes | None] | None = None,
-                      *, fetch_next: int = 0) -> tuple[list[Lease], dict[str, QueueError]]:
+                      *, fetch_next: int = 0, started: int | None = None,
+                      start: Lease | None = None) -> tuple[list[Lease], dict[str, QueueError]]:
         """Complete several attempts in one round trip (for workers running small jobs).
 
         Returns the next leases (up to ``fetch_next``, claimed for the first lease's worker and
-        lease length, and only when every completion was accepted) and the refusals by job id
-        (`LeaseLost`, `JobStateError`...): a refused job does not stop the others.
+        lease length, and only when every completion was accepted; the first ``started`` of
+        them, default all, start now, the rest are held as `dequeue_many` holds them) and the
+        refusals by job id (`LeaseLost`, `JobStateError`...): a refused job does not stop the
+        others. ``start``, a held lease of the same worker, is marked started (see `start`).
         """
         if results is None:
             results = [None] * len(leases)
@@ -237,11 +255,15 @@ class Queue:
                 check_bytes("result", result, limit)
             items.append((lease.job_id, lease.token, result))
         validate_count("fetch_next", fetch_next, 0)
+        n_start = fetch_next if started is None else validate_count("started", started, 0)
+        if start is not None:
+            self._own(start)
         if not leases:
             return [], {}
         first = leases[0]
-        reply, outcomes = self._scripts.complete_jobs(items, first.worker, first.lease_ms,
-                                                      fetch_next)
+        reply, outcomes = self._scripts.complete_jobs(
+            items, first.worker, first.lease_ms, fetch_next, n_start,
+            None if start is None else (start.job_id, start.token))
         refused = {}
         for lease, outcome in zip(leases, outcomes, strict=True):
             if outcome != 1:  # 1 completed; 0 a replay; anything else a refusal
@@ -268,14 +290,33 @@ class Queue:
         """Hand the job back to the queue now, without waiting for the lease to expire.
 
         For a worker that stops before finishing: the job goes to the front of its priority
-        level, the interrupted attempt is not counted, and this lease is refused from now on.
-        Raises `LeaseLost` if the job already moved on, `JobStateError` if it is not active.
+        level, nothing is charged (neither an attempt nor a stall), and this lease is refused
+        from now on. Raises `LeaseLost` if the job already moved on, `JobStateError` if it is
+        not active.
         """
         self._own(lease)
         self._scripts.release_job(lease.job_id, lease.token)
 
+    def stall(self, lease: Lease, reason: str) -> JobStatus:
+        """Record that the process running the job died under it (``reason``: how), which is
+        a stall, not an attempt: the job is queued again at once, or failed once it stalled
+        more than its ``max_stalls``. Returns the job's new status (queued or failed)."""
+        self._own(lease)
+        if not isinstance(reason, str):
+            raise InvalidOptionError("reason", type(reason).__name__, "a str")
+        return JobStatus(self._scripts.stall_job(lease.job_id, lease.token, reason))
+
+    def start(self, leases: Sequence[Lease]) -> int:
+        """Mark held leases (claimed ahead, see `dequeue_many`) started: from now on, their
+        expiry is a stall rather than a free release. Returns how many were still held by
+        their token (a job that moved on is left alone)."""
+        for lease in leases:
+            self._own(lease)
+        return self._scripts.start_jobs([(le.job_id, le.token) for le in leases]) if leases else 0
+
     def reap(self, limit: int = 100) -> int:
-        """Turn up to ``limit`` expired leases into failed attempts; returns how many."""
+        """End up to ``limit`` expired leases (a started one stalls, a held one goes back for
+        free: see the module docstring); returns how many."""
         return self._scripts.reap_expired(validate_count("limit", limit))
 
     def reap_if_due(self, now: float | None = None) -> int:

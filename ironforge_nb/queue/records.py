@@ -9,13 +9,21 @@ from typing import Any
 
 from ironforge_nb.status import JobStatus
 
-__all__ = ["RESERVED_FIELDS", "RUN_FIELDS", "AttemptError", "JobInfo", "Lease", "leases_from_reply"]
+__all__ = ["DEFAULT_MAX_STALLS", "RESERVED_FIELDS", "RUN_FIELDS", "AttemptError", "JobInfo",
+           "Lease", "leases_from_reply"]
+
+# Stalls (the worker or executor died while the task ran) a job survives: queued again each
+# time, at no attempt's cost; the next one fails it. Two tolerate two unrelated crashes in a row
+# (an OOM-killed neighbour, a redeploy, a laptop lid), while a task that kills its worker each
+# time (out of memory) is stopped at its third run instead of taking down workers forever.
+DEFAULT_MAX_STALLS = 2
+
 
 # Fields of the job meta hash written by the scripts; `enqueue(meta=...)` may not use them.
 RESERVED_FIELDS = frozenset({
     "status", "queue", "priority", "attempts", "max_attempts", "backoff_ms", "token", "worker",
     "lease_ms", "progress", "message", "created", "enqueued", "started", "finished", "error",
-    "failures", "inputs",
+    "failures", "inputs", "stalls", "max_stalls", "claims", "stalled", "ended", "receipt",
 })
 # Fields only `submit_run.lua` writes: a job carrying them gets its run's bookkeeping (counters,
 # children released, events, trimming with the run), so a plain job may not claim them.
@@ -28,9 +36,12 @@ class Lease:
     """A claimed job: the worker must heartbeat before ``deadline_ms`` and then complete or fail.
 
     ``token`` fences the worker: once the lease expires and the job is handed to another
-    attempt, every call made with this lease raises `LeaseLost`. ``meta`` holds the job's
-    stable fields at claim time: queue, priority, max_attempts, backoff_ms, created, run, task
-    and the fields given to ``enqueue(meta=...)``. ``worker`` and ``lease_ms`` are the claim's.
+    attempt, every call made with this lease raises `LeaseLost`. ``attempt`` is the try this
+    lease carries, counted from 1: the job's ``attempts`` (tries its own code ended) + 1, so a
+    job run again after a stall or a free release runs the same attempt again. ``meta`` holds
+    the job's stable fields at claim time: queue, priority, max_attempts, backoff_ms, created,
+    run, task and the fields given to ``enqueue(meta=...)``. ``worker`` and ``lease_ms`` are
+    the claim's.
     ``inputs`` maps parent job ids to their stored results for a task of a DAG run: the claim
     brings the small ones along (see claim_helpers.lua), so the task needs no read of its own.
     """
@@ -92,9 +103,13 @@ class JobInfo:
     priority: int = 0
     progress: float = 0.0
     message: str | None = None
-    attempts: int = 0
+    attempts: int = 0  # tries ended by the task's own error, timeout or success
     max_attempts: int = 1
     backoff: float = 0.0  # seconds, base of the exponential retry delay
+    stalls: int = 0  # times its worker or executor died while it ran (not attempts)
+    max_stalls: int = DEFAULT_MAX_STALLS
+    claims: int = 0  # times it was handed to a worker (prefetched ones included)
+    last_stall: str | None = None  # how the last stall happened, and on which worker
     created: datetime | None = None
     enqueued: datetime | None = None
     started: datetime | None = None
@@ -126,6 +141,10 @@ class JobInfo:
             attempts=int(h.get("attempts", 0)),
             max_attempts=int(h.get("max_attempts", 1)),
             backoff=int(h.get("backoff_ms", 0)) / 1000,
+            stalls=int(h.get("stalls", 0)),
+            max_stalls=int(h.get("max_stalls", DEFAULT_MAX_STALLS)),
+            claims=int(h.get("claims", 0)),
+            last_stall=h.get("stalled"),
             created=_time(h.get("created")),
             enqueued=_time(h.get("enqueued")),
             started=_time(h.get("started")),

@@ -22,6 +22,7 @@ from ironforge_nb.queue.config import RedisConfig
 from ironforge_nb.queue.keys import JOB_PAYLOAD_SUFFIX, JOB_RESULT_SUFFIX
 from ironforge_nb.queue.link import Link
 from ironforge_nb.queue.lua import LuaScript
+from ironforge_nb.queue.options import DEFAULT_MAX_STALLS
 
 __all__ = ["MAX_BACKOFF_MS", "PROMOTE_LIMIT", "QueueScripts"]
 
@@ -51,7 +52,8 @@ class QueueScripts:
             name: LuaScript(link, name)
             for name in ("enqueue_jobs", "claim_jobs", "complete_job", "fail_job",
                          "heartbeat_job", "update_progress", "reap_expired", "cancel_job",
-                         "requeue_job", "purge_dead", "release_job")
+                         "requeue_job", "purge_dead", "release_job", "stall_job",
+                         "start_jobs")
         }
         s = self._scripts
         # Bound callables and constant KEYS/ARGV heads, built once: the hot paths only add
@@ -75,29 +77,33 @@ class QueueScripts:
         created: int = self._enqueue(self._enqueue_keys, [*self._enqueue_head, *options, *jobs])
         return created
 
-    def claim_jobs(self, worker: str, lease_ms: int, n: int) -> list[Any]:
+    def claim_jobs(self, worker: str, lease_ms: int, n: int, start: int) -> list[Any]:
         """Raw claim reply: ``[wait_ms, (id, token, attempt, deadline, payload, meta,
-        inputs)*]``."""
+        inputs)*]``; the first ``start`` jobs start now, the others are held."""
         reply: list[Any] = self._claim(
             self._claim_keys,
-            [*self._claim_head, worker, lease_ms, n, *self._claim_tail])
+            [*self._claim_head, worker, lease_ms, n, *self._claim_tail, start])
         return reply
 
     def claim_after_wait(self, wake: str, seconds: float, worker: str, lease_ms: int,
-                         n: int) -> list[Any]:
+                         n: int, start: int) -> list[Any]:
         """`claim_jobs` run by Redis as soon as a BLPOP on ``wake`` returns (a hint came or
         ``seconds`` passed), sent with it in one write: a woken worker needs no second trip."""
         reply: list[Any] = self._claim.after(
             ("BLPOP", wake, seconds), self._claim_keys,
-            [*self._claim_head, worker, lease_ms, n, *self._claim_tail])
+            [*self._claim_head, worker, lease_ms, n, *self._claim_tail, start])
         return reply
 
     def complete_jobs(self, items: Sequence[tuple[str, str, bytes | None]], worker: str,
-                      lease_ms: int, fetch_n: int) -> tuple[list[Any], list[Any]]:
+                      lease_ms: int, fetch_n: int, start_n: int = 0,
+                      start: tuple[str, str] | None = None) -> tuple[list[Any], list[Any]]:
         """Complete jobs given as (id, token, result); returns the raw claim reply of the
-        ``fetch_n`` next jobs and one raw outcome per job (1, 0 or ``[code, detail]``)."""
+        ``fetch_n`` next jobs (the first ``start_n`` started now, the rest held) and one raw
+        outcome per job (1, 0 or ``[code, detail]``). ``start`` (id, token) is a held lease
+        of the caller's that starts now."""
         keys = list(self._complete_keys)
-        args = [*self._complete_head, worker, lease_ms, fetch_n, PROMOTE_LIMIT]
+        args = [*self._complete_head, worker, lease_ms, fetch_n, PROMOTE_LIMIT, start_n,
+                *(start or ("", ""))]
         prefix = self._prefix  # Keys.job(id) is job_prefix + id; result adds its suffix
         for job_id, token, result in items:
             jk = prefix + job_id
@@ -113,9 +119,9 @@ class QueueScripts:
     def complete_job(self, job_id: str, token: str, result: bytes | None, worker: str,
                      lease_ms: int, fetch_n: int) -> list[Any]:
         """Complete one job (raising on refusal); the reply is a claim reply for the
-        ``fetch_n`` next jobs (claimed only when the completion was accepted)."""
+        ``fetch_n`` next jobs (claimed only when the completion was accepted, all started)."""
         reply, (outcome,) = self.complete_jobs([(job_id, token, result)], worker, lease_ms,
-                                               fetch_n)
+                                               fetch_n, fetch_n)
         check(outcome, "complete_job", job_id)
         return reply
 
@@ -144,13 +150,29 @@ class QueueScripts:
         check(self._scripts["update_progress"](keys, args), "update_progress", job_id)
 
     def reap_expired(self, limit: int) -> int:
-        """Turn up to ``limit`` expired leases into failed attempts; returns how many."""
+        """End up to ``limit`` expired leases (held: released, started: stalled); returns how
+        many."""
         qk = self._qk
-        keys = [qk.active, qk.scheduled, qk.dead, qk.events]
-        args = [self._prefix, self.queue, self._maxlen, limit, random.random(), MAX_BACKOFF_MS,
-                self._keys.run_prefix, self._keys.queue_prefix]
+        keys = [qk.active, qk.wait, qk.dead, qk.events, qk.wake]
+        args = [self._prefix, self.queue, self._maxlen, limit, self._keys.run_prefix,
+                self._keys.queue_prefix, DEFAULT_MAX_STALLS]
         reaped: int = self._scripts["reap_expired"](keys, args)
         return reaped
+
+    def stall_job(self, job_id: str, token: str, reason: str) -> str:
+        """Charge the job a stall (its executor died under it); returns its new status."""
+        qk = self._qk
+        keys = [self._keys.job(job_id), qk.active, qk.wait, qk.dead, qk.events, qk.wake]
+        args = [job_id, token, reason, self.queue, self._maxlen, DEFAULT_MAX_STALLS,
+                *self._run_args]
+        (status,) = check(self._scripts["stall_job"](keys, args), "stall_job", job_id)
+        return str(status.decode())
+
+    def start_jobs(self, items: Sequence[tuple[str, str]]) -> int:
+        """Mark the held leases given as (id, token) started; returns how many still were."""
+        keys = [self._keys.job(job_id) for job_id, _ in items]
+        marked: int = self._scripts["start_jobs"](keys, [token for _, token in items])
+        return marked
 
     def cancel_job(self, job_id: str) -> bool:
         """Cancel the job; False when it had already ended."""

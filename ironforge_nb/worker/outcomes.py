@@ -1,9 +1,11 @@
 """Recording in Redis what became of each job a worker holds (part of `Worker`, see `core.py`).
 
-A finished task is completed (successes in one call that also claims the slot's next jobs) or
-failed; a task whose executor died or outlived its timeout fails that attempt; a prefetched
-task that must not wait any longer is revoked and handed back to the queue. A job that moved on
-meanwhile (lease lost, cancelled, deleted) is logged and left alone.
+A finished task is completed (successes in one call that also claims the slot's next jobs and
+marks the slot's new head started, see `slots.py`) or failed; a task that outlived its timeout
+fails that attempt; a task whose executor process died under it (a signal: the OOM killer, a
+SIGKILL) is a stall, not an attempt (`Queue.stall`); a prefetched task that must not wait any
+longer is revoked and handed back to the queue. A job that moved on meanwhile (lease lost,
+cancelled, deleted) is logged and left alone.
 """
 
 from __future__ import annotations
@@ -24,8 +26,10 @@ class Outcomes(WorkerCore):
     """Handing leases to executors and recording their outcomes."""
 
     def _dispatch(self, slot: Slot, queue: Queue, lease: Lease) -> None:
+        """Hand ``lease`` to ``slot``; it becomes the head (started by the claim that brought
+        it: see `slots.py`) when the slot held nothing."""
         task = Task(lease, queue, task_timeout(lease, self.timeout),
-                    time.monotonic() + self.lease / 3)
+                    time.monotonic() + self.lease / 3, marked=not slot.tasks)
         try:
             slot.push(task)
         except OSError:  # the executor died: a new one takes its tasks, this one included
@@ -71,13 +75,19 @@ class Outcomes(WorkerCore):
         for task, outcome in done:
             if task.queue is not queue:
                 self._complete_one(task, outcome)
+        head = slot.unmarked_head()  # the executor has moved on to it: it starts now
+        if head is not None and head.queue is not queue:
+            head = None
         try:
             leases, refused = queue.complete_many(
-                [t.lease for t, _ in same], [o.result for _, o in same], fetch_next=fetch)
+                [t.lease for t, _ in same], [o.result for _, o in same], fetch_next=fetch,
+                started=0 if slot.tasks else 1, start=None if head is None else head.lease)
         except SizeLimitError:  # isolate the oversized result(s): one call each
             for task, outcome in same:
                 self._complete_one(task, outcome)
             return False
+        if head is not None:
+            head.marked = True
         for job_id, exc in refused.items():
             log.warning("worker %s: result of job %s discarded: %s", self.name, job_id, exc)
         slot.confirmed += [t.lease.job_id for t, _ in same if t.lease.job_id not in refused]
@@ -123,7 +133,30 @@ class Outcomes(WorkerCore):
         self._settle(slot, done)
         if head is not None and not head.dropped:
             self.jobs_done += 1
-            self._fail(head, f"the executor process {how} while running the task")
+            self._stall(head, f"the executor process {how} while running the task")
+
+    def _stall(self, task: Task, reason: str) -> None:
+        try:
+            status = task.queue.stall(task.lease, reason)
+        except MOVED_ON as exc:
+            log.warning("worker %s: stall of job %s not recorded: %s", self.name,
+                        task.lease.job_id, exc)
+            return
+        log.warning("worker %s: job %s stalled (%s, %s)", self.name, task.lease.job_id,
+                    reason, status.value)
+
+    def _mark_heads(self) -> None:
+        """Record as started the running tasks Redis still counts as held (one call per
+        queue): the heads that no claim or completion marked (see `slots.py`)."""
+        heads: dict[Queue, list[Task]] = {}
+        for slot in self._slots:
+            head = slot.unmarked_head()
+            if head is not None:
+                heads.setdefault(head.queue, []).append(head)
+        for queue, tasks in heads.items():
+            queue.start([t.lease for t in tasks])
+            for task in tasks:
+                task.marked = True
 
     def _time_out(self, slot: Slot) -> None:
         self._settle(slot, self._drain(slot))  # it may have finished just in time

@@ -9,9 +9,20 @@ tasks of 20 ms or more, 4 for 5 ms tasks, the whole cap for sub-millisecond ones
 completions then travel to Redis in batches. When a task turns out long anyway
 (`RETURN_AFTER`), the worker revokes the leases queued behind it and hands them back to the
 queue, so that idle workers take them.
-A task's timeout counts from the moment it becomes the head. The price: if the worker dies,
-the leases it held unstarted expire like the running one, and each loses an attempt (a job with
-no retries left fails); ``ironforge worker --prefetch 0`` turns prefetching off.
+A task's timeout counts from the moment it becomes the head.
+
+Held and started leases (what the engine charges when a worker dies): a prefetched lease is
+HELD in Redis (claimed, no ``started`` field) until the worker records that its executor took
+it up, and a held lease whose worker died costs its job nothing (it goes back to the queue when
+the lease expires, see `Queue.reap`), while a started one is a stall. A task is marked started
+(`Task.marked`) by the call that makes it the head: the claim of an idle executor marks its
+first job (``dequeue_many(started=...)``), the completion that lets the executor move on marks
+the next one (``complete_many(start=...)``), and any other head (after a failure, a timeout, a
+replaced executor) is marked by `Worker._mark_heads` before the worker waits again. The
+executor starts its next task as soon as the previous one ends, slightly before that mark
+lands: a job that kills its whole worker in that window would be released for free, which the
+engine's claims cap turns into a stall after a few rounds (lease_helpers.lua). Every held
+lease is heartbeated like the running one, so prefetching never makes a lease expire.
 """
 
 from __future__ import annotations
@@ -44,6 +55,7 @@ class Task:
     deadline: float | None = None  # monotonic, from timeout
     dropped: bool = False  # the job moved on (cancelled...): ignore the outcome
     revoked: bool = False  # the executor was told not to start it
+    marked: bool = False  # recorded as started in Redis (else held: see the module docstring)
 
     def start(self, now: float) -> None:
         """Mark the task running from ``now`` (its timeout counts from here)."""
@@ -107,6 +119,11 @@ class Slot:
         if head is None or not head.dropped or head.started is None:
             return False
         return not head.revoked or now - head.started >= REVOKE_WAIT
+
+    def unmarked_head(self) -> Task | None:
+        """The running task when Redis does not know yet that it started."""
+        head = self.head
+        return head if head is not None and not head.marked and not head.dropped else None
 
     def drop_head(self) -> Task | None:
         """Remove the running task (its executor is about to be replaced)."""

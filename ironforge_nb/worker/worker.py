@@ -5,7 +5,8 @@ jobs in batches (one claim for all idle executors; then each completion, or batc
 completions, claims that executor's next jobs in the same round trip:
 ``complete_many(fetch_next=k)``; only a worker with an idle executor blocks on the wake list),
 hands leases to forked executors (`executor.py`; fast ones prefetch, see `slots.py`) and
-records their outcomes (`outcomes.py`), heartbeats every held lease every third of its length,
+records their outcomes (`outcomes.py`; an executor that dies under its task is a stall, not an
+attempt), heartbeats every lease it holds (prefetched ones too) every third of its length,
 kills an executor whose task outlives its ``timeout`` and fails that attempt, reaps expired
 leases of its queues, and refreshes its entry in the worker registry (`housekeeping.py`). It
 waits on executor pipes, executor deaths, a BLPOP on the queues' wake lists (`wake.py`) and a
@@ -15,7 +16,8 @@ Stopping (SIGTERM, SIGINT or `Worker.stop`): claim nothing more, let running tas
 within ``grace`` seconds (prefetched jobs go back at once), then kill the executors still
 busy and hand their jobs back with `Queue.release`, so other workers take them at once. A
 second stop request skips the grace. If the worker is SIGKILLed, its executors die with it and
-the engine redelivers its jobs once their leases expire (at-least-once). See `stopping.py`.
+the engine redelivers its jobs once their leases expire (at-least-once): the running ones as
+stalls, the prefetched ones at no charge (`slots.py`). See `stopping.py`.
 
 `Worker` is one class split over modules, each a base class of the next (see `core.py`); this
 module holds the options, `Worker.run` and the loop.
@@ -163,7 +165,9 @@ class Worker(Housekeeping):
             if not free:
                 break
             queue = self._queues[name]
-            for lease in queue.dequeue_many(self.name, len(free), self.lease, timeout=0):
+            heads = len({id(s) for s in free if not s.tasks})  # first in `free`: they start now
+            for lease in queue.dequeue_many(self.name, len(free), self.lease, timeout=0,
+                                            started=heads):
                 self._dispatch(free.pop(0), queue, lease)
         self._waker.claimed(wanted, wanted - len(free))
         if any(not s.tasks for s in self._slots):

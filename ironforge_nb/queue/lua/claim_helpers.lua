@@ -5,14 +5,25 @@ load time (one copy of the claim, no include preprocessor; error line numbers in
 are offset by this file and, for complete_job, by run_helpers.lua before it).
 
   claim_ready(q, now, n) -> out
+  mark_started(jk, token, now) -> 1 when the held lease `token` of the job whose meta hash is
+      `jk` is now marked started (or already was), 0 when the job moved on (no longer active
+      under that token)
 
 Steps: (1) promote scheduled jobs that are due (at most q.promote_limit) to the wait ZSET,
 behind the jobs already queued at their priority, each with an 'enqueued' event; (2) pop the n
-best jobs of the wait ZSET (highest priority, then FIFO); (3) for each: attempts + 1, status
+best jobs of the wait ZSET (highest priority, then FIFO); (3) for each: claims + 1, status
 active, a fresh lease token (from the seq counter, so unique), deadline = now + lease, entry in
 the active ZSET, a 'claimed' event. Entries whose hash says anything but 'queued' are dropped
 (never claimed twice). The events of a job of a DAG run (a `run` field) also go to its run's
 stream (run keys: q.run_prefix .. run .. ':events'), as every transition of a run's task does.
+
+Started and held leases: the first q.start jobs of the claim start now (field `started` =
+now); the others are held, claimed ahead for an executor that is still busy (prefetch: no
+`started` field), until mark_started() records that their executor took them up (a later
+claim-and-complete or start_jobs.lua). An expired held lease costs the job nothing (see
+lease_helpers.lua). `attempts` is not touched here: it counts the tries that ENDED by the
+task's own outcome (error, timeout, success), so the try a lease carries is attempts + 1, and
+a claim whose worker dies leaves it as it was.
 
 Inputs:
   q.wait, q.scheduled, q.active, q.events, q.seq   the queue's keys (from the host's KEYS):
@@ -27,6 +38,7 @@ Inputs:
   q.worker        worker name, stored in the meta hash
   q.lease         lease length (ms, a number)
   q.promote_limit how many due scheduled jobs to promote at most (a number)
+  q.start         how many of the claimed jobs start now, the first ones (a number)
   now             Redis TIME in ms; n  how many jobs to claim at most (a number)
 Returns out = {wait_ms, then per claimed job: id, token, attempt, deadline_ms, payload, stable
   meta fields as a flat field/value list (queue, priority, max_attempts, backoff_ms, created,
@@ -45,7 +57,8 @@ is left out: the executor reads what is missing itself.
 -- fields that change with each attempt, and `inputs`, stay out of the lease's meta
 local CLAIM_VOLATILE = {status = 1, token = 1, worker = 1, started = 1, lease_ms = 1,
                         attempts = 1, progress = 1, message = 1, error = 1, failures = 1,
-                        enqueued = 1, finished = 1, inputs = 1}
+                        enqueued = 1, finished = 1, inputs = 1, stalls = 1, claims = 1,
+                        stalled = 1, ended = 1, receipt = 1}
 local INLINE_BYTES = 65536  -- a parent's result inlined in a claim reply at most
 local INLINE_BUDGET = 1048576  -- all the results inlined in one claim reply at most
 
@@ -64,6 +77,14 @@ local function claim_inputs(q, run, inputs, budget)
     end
   end
   return found, budget
+end
+
+-- a held lease's executor took it up: from now on an expired lease is a stall (see above)
+local function mark_started(jk, token, now)
+  local st = redis.call('HMGET', jk, 'status', 'token', 'started')
+  if st[1] ~= 'active' or st[2] ~= token then return 0 end
+  if not st[3] then redis.call('HSET', jk, 'started', now) end
+  return 1
 end
 
 local function claim_ready(q, now, n)
@@ -87,16 +108,18 @@ local function claim_ready(q, now, n)
   if #due > 0 then redis.call('ZREM', q.scheduled, unpack(due)) end
 
   local popped = redis.call('ZPOPMIN', q.wait, n)
-  local token, leased, budget = nil, {}, INLINE_BUDGET
+  local token, leased, budget, starting = nil, {}, INLINE_BUDGET, q.start
   for p = 1, #popped, 2 do
     local id = popped[p]
     local jk = prefix .. id
     local h = redis.call('HGETALL', jk)
-    local status, attempts, meta, run, task, inputs = nil, 0, {}, nil, nil, nil
+    local status, attempts, claims, begun, meta, run, task, inputs = nil, 0, 0, false, {}
     for f = 1, #h, 2 do
       local name = h[f]
       if name == 'status' then status = h[f + 1]
       elseif name == 'attempts' then attempts = tonumber(h[f + 1])
+      elseif name == 'claims' then claims = tonumber(h[f + 1])
+      elseif name == 'started' then begun = true
       elseif name == 'inputs' then inputs = h[f + 1]
       elseif not CLAIM_VOLATILE[name] and string.sub(name, 1, 6) ~= 'error.' then
         if name == 'run' then run = h[f + 1] elseif name == 'task' then task = h[f + 1] end
@@ -107,8 +130,15 @@ local function claim_ready(q, now, n)
       if not token then token = redis.call('INCRBY', q.seq, #popped) - #popped end
       token = token + 1
       local tok, attempt, deadline = string.format('%d', token), attempts + 1, now + lease
-      redis.call('HSET', jk, 'status', 'active', 'token', tok, 'worker', worker,
-                 'started', now, 'lease_ms', lease, 'attempts', attempt)
+      if starting > 0 then
+        starting = starting - 1
+        redis.call('HSET', jk, 'status', 'active', 'token', tok, 'worker', worker,
+                   'started', now, 'lease_ms', lease, 'claims', claims + 1)
+      else  -- held: no `started` until its executor takes it up
+        redis.call('HSET', jk, 'status', 'active', 'token', tok, 'worker', worker,
+                   'lease_ms', lease, 'claims', claims + 1)
+        if begun then redis.call('HDEL', jk, 'started') end
+      end
       leased[#leased + 1] = deadline
       leased[#leased + 1] = id
       if #leased >= 2000 then  -- one ZADD per 1000 claims (Lua's unpack has limits)

@@ -2,9 +2,10 @@
 
 Steps: (1) promote scheduled jobs that are due (at most promote_limit per call) to the wait
 ZSET, behind the jobs already queued at their priority; (2) pop the N best jobs of the wait
-ZSET (highest priority, then FIFO); (3) for each: attempts + 1, status active, a fresh lease
+ZSET (highest priority, then FIFO); (3) for each: claims + 1, status active, a fresh lease
 token (from the seq counter, so unique), deadline = Redis TIME + lease, entry in the active
-ZSET, a 'claimed' event; return its payload and the stable fields of its meta hash (queue,
+ZSET, a 'claimed' event, `started` = now for the first `start` jobs (the others are held:
+claimed ahead, see claim_helpers.lua); return its payload and the stable fields of its meta hash (queue,
 priority, max_attempts, backoff_ms, created, run, task, user fields). Entries whose hash says
 anything but 'queued' are dropped (never claimed twice).
 Steps (1)-(3) are claim_ready() of claim_helpers.lua, prepended at load time and shared with
@@ -25,7 +26,8 @@ ARGV[7] n               how many jobs to claim at most
 ARGV[8] promote_limit   how many due scheduled jobs to promote at most
 ARGV[9] result_suffix   the result of job <id> is job_prefix .. id .. result_suffix
 ARGV[10] run_prefix     run keys = run_prefix .. run id .. ':' .. suffix (events of DAG tasks)
-Returns: {wait_ms, then per claimed job: id, token, attempt, deadline_ms, payload, stable meta
+ARGV[11] start          how many of the claimed jobs start now (the first ones; the rest held)
+Returns: {wait_ms, then per claimed job: id, token, attempt (attempts + 1), deadline_ms, payload, stable meta
           fields as a flat field/value list, inputs (parents' results of a DAG task, see
           claim_helpers.lua) as a flat job id/result list}. wait_ms is, when nothing was
           claimed, the time until the earliest scheduled job is due (a worker blocks at most
@@ -37,4 +39,5 @@ return claim_ready({wait = KEYS[1], scheduled = KEYS[2], active = KEYS[3], event
                     seq = KEYS[5], prefix = ARGV[1], psuffix = ARGV[2], rsuffix = ARGV[9],
                     run_prefix = ARGV[10], queue = ARGV[3], maxlen = ARGV[4],
                     worker = ARGV[5], lease = tonumber(ARGV[6]),
-                    promote_limit = tonumber(ARGV[8])}, now, tonumber(ARGV[7]))
+                    promote_limit = tonumber(ARGV[8]), start = tonumber(ARGV[11])},
+                   now, tonumber(ARGV[7]))

@@ -2,13 +2,15 @@
 
 For each completed job: (1) fence: the caller's token must be the job's and the job must be
 active (a replay of the same completion, after a lost reply, reports 0 and changes nothing);
-(2) store its result (with a TTL), status completed, progress 1, leave the active ZSET, enter
-the completed ZSET, a 'completed' event. Then (3) keep the completed ZSET at `retention`
+(2) store its result (with a TTL), status completed, progress 1, attempts + 1 (the try that
+succeeded counts), leave the active ZSET, enter the completed ZSET, a 'completed' event. Then (3) keep the completed ZSET at `retention`
 entries: the oldest are removed with their hash, payload and result keys (at most 100 per call),
 except jobs of DAG runs, which only leave the ZSET: their keys live as long as their run
 (run_helpers.lua `trim_ended`; runs are deleted whole by delete_runs.lua);
-(4) if fetch_n > 0 and no completion was refused, claim up to fetch_n jobs exactly as
-claim_jobs.lua does (claim_ready() of claim_helpers.lua, prepended at load time). Steady-state
+(4) mark the held lease start_id (if any) started: the executor that ran the completed jobs
+has moved on to it (mark_started() of claim_helpers.lua); (5) if fetch_n > 0 and no completion
+was refused, claim up to fetch_n jobs exactly as claim_jobs.lua does (claim_ready() of
+claim_helpers.lua, prepended at load time), the first start_n of them started now. Steady-state
 workers thus make one call per job, or one per batch of jobs.
 DAG runs: after step (2) of a job whose hash has a `run` field, run_on_complete (from
 run_helpers.lua, prepended at load time) counts it in its run, decrements its children's
@@ -33,7 +35,10 @@ ARGV[8] worker          worker name (for the next claims)
 ARGV[9] lease_ms        lease of the next claims (ms)
 ARGV[10] fetch_n        how many next jobs to claim (0 = none)
 ARGV[11] promote_limit  how many due scheduled jobs to promote at most
-ARGV[8+4i..11+4i]       job i: id, token, has_result ('1' = store the result), result bytes
+ARGV[12] start_n        how many of the next jobs start now (the first ones; the rest held)
+ARGV[13] start_id       a held job of the caller that starts now ('' = none)
+ARGV[14] start_token    its lease token
+ARGV[11+4i..14+4i]      job i: id, token, has_result ('1' = store the result), result bytes
 ARGV[#ARGV-1] run_prefix    run keys = run_prefix .. run id .. ':' .. suffix (last but one)
 ARGV[#ARGV] queue_prefix    queue keys = queue_prefix .. queue .. ':' .. suffix (last)
 Returns: {claim reply, outcomes}: the claim reply as claim_jobs.lua returns it ({0} when nothing
@@ -48,7 +53,7 @@ local queue, maxlen = ARGV[4], ARGV[5]
 local rctx = run_ctx(prefix, ARGV[#ARGV - 1], ARGV[#ARGV], maxlen)
 local outcomes, refused, done = {}, false, {}
 for i = 1, (#KEYS - 6) / 2 do
-  local jk, rk, a = KEYS[5 + 2 * i], KEYS[6 + 2 * i], 8 + 4 * i
+  local jk, rk, a = KEYS[5 + 2 * i], KEYS[6 + 2 * i], 11 + 4 * i
   local id = ARGV[a]
   local st = redis.call('HMGET', jk, 'status', 'token', 'attempts', 'worker', 'run', 'task',
                        'queue')
@@ -58,13 +63,15 @@ for i = 1, (#KEYS - 6) / 2 do
   elseif st[1] ~= 'active' then outcomes[i] = {-3, st[1]}
   else
     if ARGV[a + 2] == '1' then redis.call('SET', rk, ARGV[a + 3], 'PX', ARGV[6]) end
-    redis.call('HSET', jk, 'status', 'completed', 'finished', now, 'progress', 1)
+    local attempt = string.format('%d', tonumber(st[3] or '0') + 1)
+    redis.call('HSET', jk, 'status', 'completed', 'finished', now, 'progress', 1,
+               'attempts', attempt)
     done[#done + 1] = id
     redis.call('XADD', KEYS[3], 'MAXLEN', '~', maxlen, '*', 'type', 'completed', 'ts', now,
-               'job', id, 'queue', queue, 'status', 'completed', 'attempt', st[3],
+               'job', id, 'queue', queue, 'status', 'completed', 'attempt', attempt,
                'worker', st[4] or '')
     outcomes[i] = 1
-    run_on_complete(rctx, id, now, {st[5], st[6], st[7], st[3], st[4]})
+    run_on_complete(rctx, id, now, {st[5], st[6], st[7], attempt, st[4]})
   end
   if type(outcomes[i]) == 'table' then refused = true end
 end
@@ -82,11 +89,14 @@ end
 
 trim_ended(KEYS[2], ARGV[7], prefix, psuffix, rsuffix)
 
+if ARGV[13] ~= '' then mark_started(prefix .. ARGV[13], ARGV[14], now) end
+
 local n = tonumber(ARGV[10])
 if n < 1 or refused then return {{0}, outcomes} end
 local out = claim_ready({wait = KEYS[4], scheduled = KEYS[5], active = KEYS[1],
                          events = KEYS[3], seq = KEYS[6], prefix = prefix, psuffix = psuffix,
                          rsuffix = rsuffix, run_prefix = rctx.run_prefix,
                          queue = queue, maxlen = maxlen, worker = ARGV[8],
-                         lease = tonumber(ARGV[9]), promote_limit = tonumber(ARGV[11])}, now, n)
+                         lease = tonumber(ARGV[9]), promote_limit = tonumber(ARGV[11]),
+                         start = tonumber(ARGV[12])}, now, n)
 return {out, outcomes}

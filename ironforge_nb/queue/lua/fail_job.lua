@@ -2,8 +2,10 @@
 
 Steps: (1) fence: the caller's token must be the job's and the job must be active (a replay of
 the same failure, after a lost reply, returns the job's current status and changes nothing);
-(2) append the error to the history (field error.<n>, n counting every failure of the job ever,
-value "<attempt>|<ms>|<error>") and set `error`; (3) if retry is allowed and attempts remain:
+(2) the attempt ends: attempts + 1 (the try in progress, attempts + 1, is charged: only the
+task's own errors and timeouts and its success count as attempts, never a stall); append the
+error to the history (field error.<n>, n counting every failure of the job ever, value
+"<attempt>|<ms>|<error>") and set `error`; (3) if retry is allowed and attempts remain:
 status scheduled, due = now + backoff * 2^(attempt-1) (plus up to 25% jitter, capped), a
 'retrying' event; else status failed, entry in the dead ZSET, a 'failed' event.
 DAG runs (run_helpers.lua, prepended at load time): a job of a run (its hash has a `run`
@@ -41,9 +43,9 @@ if st[1] ~= 'active' then return {-3, st[1]} end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local id, err, queue, maxlen = ARGV[1], ARGV[3], ARGV[5], ARGV[6]
-local attempt = tonumber(st[3])
+local attempt = tonumber(st[3] or '0') + 1
 local n = redis.call('HINCRBY', KEYS[1], 'failures', 1)
-redis.call('HSET', KEYS[1], 'error', err,
+redis.call('HSET', KEYS[1], 'error', err, 'attempts', string.format('%d', attempt),
            'error.' .. n, string.format('%d|%d|', attempt, now) .. err)
 redis.call('ZREM', KEYS[2], id)
 

@@ -1,67 +1,45 @@
---[[ reap_expired: turn expired leases into failed attempts (retry later or dead letter).
+--[[ reap_expired: end the leases whose deadline has passed: a held one for free, a started
+one as a stall (lease_helpers.lua).
 
-A worker that died (or stalled past its lease) leaves its job in the active ZSET with a deadline
-in the past. Each such job (at most `limit` per call, oldest deadline first) loses its token (so
-the late worker's heartbeat/progress/complete/fail are refused as LEASE_LOST), gets the error
-"lease expired" in its history, and is then retried with backoff like fail_job.lua does, or moved
-to the dead-letter queue when its attempts are used up. Every worker may run this at any time:
-the script is atomic and bounded, and a job is reaped once because it leaves the active ZSET.
-DAG runs (run_helpers.lua, prepended at load time): the dead-letter branch settles the job's
-run as fail_job.lua does; the retry branch appends a 'lease_expired' event to the run's stream.
+A worker that died (or hung past its lease) leaves its jobs in the active ZSET with deadlines in
+the past. Each such job (at most `limit` per call, oldest deadline first) leaves the active
+ZSET and loses its token (so the late worker's heartbeat/progress/complete/fail are refused as
+LEASE_LOST), then: a HELD lease (claimed ahead for a busy executor, never started) goes back to
+the front of its priority level at no charge ('released' event); a STARTED lease is a stall:
+stalls + 1 and queued again at once, no backoff and no attempt charged ('stalled' event), or,
+past the job's max_stalls (ARGV[7] when it has none), failed for good with "stalled N times"
+(dead-letter queue, 'stalled' and 'failed' events, its run settled). `attempts` is never
+charged here: a dead worker is not a failure of the task's code (DESIGN §4-§5). Every worker
+may run this at any time: the script is atomic and bounded, and a job is reaped once because it
+leaves the active ZSET. The run helpers (run_helpers.lua) and lease helpers (lease_helpers.lua)
+are prepended at load time.
 
-KEYS[1] active     ZSET id -> lease deadline (ms)
-KEYS[2] scheduled  ZSET id -> due time (ms)
-KEYS[3] dead       ZSET id -> time it failed for good (ms)
-KEYS[4] events     STREAM of the queue's transitions
+KEYS[1] active  ZSET id -> lease deadline (ms)
+KEYS[2] wait    ZSET id -> priority/FIFO score
+KEYS[3] dead    ZSET id -> time it failed for good (ms)
+KEYS[4] events  STREAM of the queue's transitions
+KEYS[5] wake    LIST idle workers block on (a hint only)
 ARGV[1] job_prefix      the meta hash of job <id> is job_prefix .. id
 ARGV[2] queue           queue name
 ARGV[3] events_maxlen   approximate cap of the events stream
 ARGV[4] limit           how many expired leases to reap at most
-ARGV[5] jitter          random number in [0, 1) drawn by the caller
-ARGV[6] max_backoff_ms  cap of one retry delay (ms)
-ARGV[7] run_prefix      run keys = run_prefix .. run id .. ':' .. suffix
-ARGV[8] queue_prefix    queue keys = queue_prefix .. queue .. ':' .. suffix
+ARGV[5] run_prefix      run keys = run_prefix .. run id .. ':' .. suffix
+ARGV[6] queue_prefix    queue keys = queue_prefix .. queue .. ':' .. suffix
+ARGV[7] max_stalls      the default max_stalls (jobs without a max_stalls field)
 Returns: the number of jobs reaped.
 ]]
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local prefix, queue, maxlen = ARGV[1], ARGV[2], ARGV[3]
-local rctx = run_ctx(prefix, ARGV[7], ARGV[8], maxlen)
+local prefix = ARGV[1]
+local q = {wait = KEYS[2], dead = KEYS[3], events = KEYS[4], wake = KEYS[5], queue = ARGV[2],
+           maxlen = ARGV[3], max_stalls = ARGV[7],
+           ctx = run_ctx(prefix, ARGV[5], ARGV[6], ARGV[3])}
 local expired = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. now, 'LIMIT', 0,
                            tonumber(ARGV[4]))
-for k, id in ipairs(expired) do
+for _, id in ipairs(expired) do
   redis.call('ZREM', KEYS[1], id)
   local jk = prefix .. id
-  local st = redis.call('HMGET', jk, 'status', 'attempts', 'max_attempts', 'backoff_ms', 'worker')
-  if st[1] == 'active' then
-    local attempt, worker = tonumber(st[2]), st[5] or ''
-    local err = 'lease expired (worker ' .. worker .. ')'
-    local n = redis.call('HINCRBY', jk, 'failures', 1)
-    redis.call('HDEL', jk, 'token')
-    redis.call('HSET', jk, 'error', err, 'error.' .. n, string.format('%d|%d|', attempt, now) .. err)
-    local status = 'failed'
-    if attempt < tonumber(st[3]) then
-      -- a different jitter per job, from the caller's one random number (golden ratio steps)
-      local jitter = (tonumber(ARGV[5]) + k * 0.6180339887) % 1
-      local delay = tonumber(st[4]) * 2 ^ (attempt - 1) * (1 + 0.25 * jitter)
-      status = 'scheduled'
-      redis.call('HSET', jk, 'status', status)
-      redis.call('ZADD', KEYS[2], now + math.floor(math.min(delay, tonumber(ARGV[6]))), id)
-    else
-      redis.call('HSET', jk, 'status', status, 'finished', now)
-      redis.call('ZADD', KEYS[3], now, id)
-    end
-    redis.call('XADD', KEYS[4], 'MAXLEN', '~', maxlen, '*', 'type', 'lease_expired', 'ts', now,
-               'job', id, 'queue', queue, 'status', status, 'attempt', attempt,
-               'error', err, 'worker', worker)
-    if status == 'failed' then
-      redis.call('XADD', KEYS[4], 'MAXLEN', '~', maxlen, '*', 'type', 'failed', 'ts', now,
-                 'job', id, 'queue', queue, 'status', status, 'attempt', attempt,
-                 'error', err, 'worker', worker)
-      run_on_failed(rctx, jk, id, now, err)
-    else
-      run_on_retry(rctx, jk, id, now, 'lease_expired', err)
-    end
-  end
+  local st = lease_state(jk)
+  if st.status == 'active' then lease_expired(q, jk, id, now, st) end
 end
 return #expired

@@ -1,12 +1,14 @@
 --[[ release_job: hand a claimed job back to the queue at once, without waiting for its lease.
 
-A worker that shuts down (SIGTERM past its grace period) releases the jobs it will not finish,
-so other workers get them now rather than after the lease expires. The interrupted attempt is
-not a failure of the job: it is given back (attempts - 1, no error recorded), the token is
+A worker that shuts down (SIGTERM past its grace period), or that revokes a prefetched lease
+stuck behind a long task, releases the jobs it will not run, so other workers get them now
+rather than after the lease expires. Nothing is charged (lease_release of lease_helpers.lua):
+neither `attempts` (which only the task's own outcomes move) nor `stalls`; the token is
 dropped (a late call from the releasing worker is refused as LEASE_LOST), and the job goes to
 the FRONT of its priority level (score -priority * 2^40, below every seq), since it had already
 reached the head of the line once. Idle workers are woken. The 'released' event of a task of
-a DAG run also goes to its run's stream.
+a DAG run also goes to its run's stream. The run helpers (run_helpers.lua) and lease helpers
+(lease_helpers.lua) are prepended at load time.
 
 KEYS[1] job     HASH meta of the job
 KEYS[2] active  ZSET id -> lease deadline (ms)
@@ -21,26 +23,12 @@ ARGV[5] run_prefix     run keys = run_prefix .. run id .. ':' .. suffix
 Returns: {1}, or {code, detail} on error: -1 JOB_NOT_FOUND, -2 LEASE_LOST (token differs;
   detail = status), -3 BAD_STATE (not active, e.g. cancelled or completed; detail = status).
 ]]
-local st = redis.call('HMGET', KEYS[1], 'status', 'token', 'attempts', 'priority', 'worker',
-                     'run', 'task')
-if not st[1] then return {-1, ''} end
-if st[2] ~= ARGV[2] then return {-2, st[1]} end
-if st[1] ~= 'active' then return {-3, st[1]} end
+local refused = lease_fence(KEYS[1], ARGV[2])
+if refused then return refused end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local id = ARGV[1]
-local attempts = math.max(0, tonumber(st[3] or '1') - 1)
-redis.call('ZREM', KEYS[2], id)
-redis.call('ZADD', KEYS[3], -tonumber(st[4] or '0') * 1099511627776, id)
-redis.call('HDEL', KEYS[1], 'token', 'started')
-redis.call('HSET', KEYS[1], 'status', 'queued', 'attempts', attempts, 'enqueued', now)
-redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[4], '*', 'type', 'released', 'ts', now,
-           'job', id, 'queue', ARGV[3], 'status', 'queued', 'worker', st[5] or '')
-if st[6] then
-  redis.call('XADD', ARGV[5] .. st[6] .. ':events', 'MAXLEN', '~', ARGV[4], '*',
-             'type', 'released', 'ts', now, 'run', st[6], 'job', id, 'task', st[7] or '',
-             'queue', ARGV[3], 'status', 'queued', 'worker', st[5] or '')
-end
-redis.call('LPUSH', KEYS[4], '1')
-redis.call('LTRIM', KEYS[4], 0, 63)
+local q = {wait = KEYS[3], wake = KEYS[4], events = KEYS[5], queue = ARGV[3], maxlen = ARGV[4],
+           ctx = run_ctx('', ARGV[5], '', ARGV[4])}
+redis.call('ZREM', KEYS[2], ARGV[1])
+lease_release(q, KEYS[1], ARGV[1], now, lease_state(KEYS[1]))
 return {1}

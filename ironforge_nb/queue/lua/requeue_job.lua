@@ -1,6 +1,6 @@
 --[[ requeue_job: take a job out of the dead-letter queue and queue it again by hand.
 
-The job's attempts start again from 0 (its error history is kept), it gets a new place at the
+The job's attempts, stalls and claims start again from 0 (its error history is kept), it gets a new place at the
 back of its priority level, loses its old lease token, and idle workers are woken.
 
 KEYS[1] job     HASH meta of the job
@@ -28,7 +28,7 @@ local id = ARGV[1]
 local seq = redis.call('INCR', KEYS[4])
 redis.call('ZREM', KEYS[2], id)
 redis.call('ZADD', KEYS[3], -tonumber(st[3] or '0') * 1099511627776 + seq, id)
-redis.call('HDEL', KEYS[1], 'token', 'finished')
+redis.call('HDEL', KEYS[1], 'token', 'finished', 'started', 'stalls', 'claims', 'stalled')
 redis.call('HSET', KEYS[1], 'status', 'queued', 'attempts', 0, 'enqueued', now)
 redis.call('XADD', KEYS[6], 'MAXLEN', '~', ARGV[3], '*', 'type', 'requeued', 'ts', now,
            'job', id, 'queue', ARGV[2], 'status', 'queued')

@@ -5,8 +5,8 @@ Steps: (1) read every task's job status; nothing to retry returns {0, 0}; (2) th
 parent count of each task to retry is recomputed: its parents that are not completed (the
 retried ones included); a waiting task that keeps its place but had a retried parent whose
 failure was tolerated (allow_failure, so that parent already counted as done) gets that parent
-counted again; (3) each retried job leaves its queue's dead/cancelled ZSET, gets attempts 0 and
-loses its token, worker, times and current error (the error history stays), and becomes queued
+counted again; (3) each retried job leaves its queue's dead/cancelled ZSET, gets attempts 0 (stalls and
+claims too) and loses its token, worker, times and current error (the error history stays), and becomes queued
 (no parent left: in its queue's wait ZSET, a wake-up hint, 'enqueued' events) or waiting
 ('waiting' event in the run's stream); (4) the run's counters are adjusted, its status is
 running again, `finished` is removed, and a 'run_submitted' event says how many tasks rerun.
@@ -67,7 +67,7 @@ for _, task in ipairs(order) do
   redis.call('ZREM', queue_key(ctx, it.queue, 'dead'), it.jid)
   redis.call('ZREM', queue_key(ctx, it.queue, 'cancelled'), it.jid)
   redis.call('HDEL', jk, 'token', 'worker', 'started', 'finished', 'enqueued', 'error',
-             'message', 'lease_ms')
+             'message', 'lease_ms', 'stalls', 'claims', 'stalled')
   redis.call('HSET', jk, 'attempts', 0, 'progress', 0, 'status', 'waiting')
   redis.call('HSET', KEYS[3], task, redo[task])
   if redo[task] == 0 then

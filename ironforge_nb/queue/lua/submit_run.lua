@@ -50,8 +50,8 @@ ARGV[10] mode           'json' or 'pickle'
 ARGV[11] n_profiles     P: distinct option profiles
 ARGV[12] n_codes        C: functions shipped by value
 ARGV[13] n_tasks        N
-then P profiles of 6: queue, priority, max_attempts, backoff_ms, timeout ('' = none),
-     allow_failure ('0'/'1')
+then P profiles of 7: queue, priority, max_attempts, backoff_ms, timeout ('' = none),
+     allow_failure ('0'/'1'), max_stalls ('' = the engine's default)
 then C code blobs (signed pickles), in KEYS order
 then the records: one string of N lines, each "<task id> <profile (1-based)> <parents count>
      <payload bytes> <inputs> <children, comma-separated>\n" (single spaces; names never
@@ -65,14 +65,15 @@ Returns: 'created', 'exists', or 'deleting' (a run with this id is being deleted
   written) for malformed arguments.
 ]]
 local P, C, N = tonumber(ARGV[11]), tonumber(ARGV[12]), tonumber(ARGV[13])
-if not (P and C and N) or #ARGV ~= 15 + 6 * P + C or #KEYS ~= 10 + C then
+if not (P and C and N) or #ARGV ~= 15 + 7 * P + C or #KEYS ~= 10 + C then
   return redis.error_reply('ERR submit_run: malformed arguments (counts do not add up)')
 end
 local profiles = {}
 for p = 1, P do
-  local b = 13 + 6 * (p - 1)
+  local b = 13 + 7 * (p - 1)
   local prof = {queue = ARGV[b + 1], priority = ARGV[b + 2], attempts = ARGV[b + 3],
-                backoff = ARGV[b + 4], timeout = ARGV[b + 5], allow = ARGV[b + 6]}
+                backoff = ARGV[b + 4], timeout = ARGV[b + 5], allow = ARGV[b + 6],
+                stalls = ARGV[b + 7]}
   if prof.queue == '' or not (tonumber(prof.priority) and tonumber(prof.attempts)
                               and tonumber(prof.backoff)) then
     return redis.error_reply('ERR submit_run: malformed profile ' .. p)
@@ -84,12 +85,13 @@ for p = 1, P do
   if tonumber(prof.attempts) > 1 then f[#f + 1] = 'backoff_ms'; f[#f + 1] = prof.backoff end
   if prof.timeout ~= '' then f[#f + 1] = 'timeout'; f[#f + 1] = prof.timeout end
   if prof.allow == '1' then f[#f + 1] = 'allow_failure'; f[#f + 1] = '1' end
+  if prof.stalls ~= '' then f[#f + 1] = 'max_stalls'; f[#f + 1] = prof.stalls end
   prof.fields = f
   profiles[p] = prof
 end
 
 -- (1) parse and check every record into flat arrays (no table per task)
-local records, blob = ARGV[14 + 6 * P + C], ARGV[15 + 6 * P + C]
+local records, blob = ARGV[14 + 7 * P + C], ARGV[15 + 7 * P + C]
 local r_task, r_prof, r_np, r_len, r_in, r_kids = {}, {}, {}, {}, {}, {}
 local n, at, bytes = 0, 1, 0
 for s, task, p, np, len, inputs, kids, e in
@@ -119,7 +121,7 @@ local ctx = run_ctx(prefix, ARGV[3], ARGV[4], maxlen)
 local code_keys = {}
 for c = 1, C do
   code_keys[c] = KEYS[10 + c]
-  redis.call('SET', code_keys[c], ARGV[13 + 6 * P + c], 'NX')
+  redis.call('SET', code_keys[c], ARGV[13 + 7 * P + c], 'NX')
   redis.call('HINCRBY', KEYS[9], code_keys[c], 1)
 end
 if C > 0 then redis.call('SET', KEYS[10], table.concat(code_keys, ',')) end

@@ -1,0 +1,116 @@
+--[[ lease_helpers: how a lease ends when the task itself neither failed nor succeeded.
+
+Not a script on its own: `lua.lua_source` prepends this file (after run_helpers.lua) to
+reap_expired, stall_job and release_job at load time (one copy of the logic, no include
+preprocessor; error line numbers in those scripts are offset by the helpers' length).
+
+A lease ends in one of three ways that are not the task's own outcome:
+
+  lease_release(q, jk, id, now, st)   FREE: the job goes back to the front of its priority
+      level in the wait ZSET, queued at once, nothing charged (neither `attempts` nor
+      `stalls`), a 'released' event. For a worker that hands back a job (stopping, revoked
+      prefetch) and for a HELD lease (claimed ahead, never started: no `started` field) that
+      expired because its worker died.
+  lease_stall(q, jk, id, now, reason, st) -> status   a STALL: the task was running when its
+      worker (lease expired) or its executor process (killed by a signal, e.g. the OOM killer)
+      died. stalls + 1, `stalled` = "<reason> (worker <w>)"; up to max_stalls times the job is
+      queued again at once (front of its priority level, no backoff, no attempt charged), a
+      'stalled' event; past max_stalls it fails for good with the error "stalled N times
+      (max_stalls M); last: <reason> (worker <w>)": dead ZSET, 'stalled' then 'failed' events,
+      its run settled as fail_job.lua does (run_on_failed of run_helpers.lua).
+  lease_expired(q, jk, id, now, st) -> 'released' | status   the reaper's choice between the
+      two: held leases are released for free, started ones stall. Safety cap: a job whose
+      claims ended uncharged FREE_CLAIMS times already (claims - 1 - attempts - stalls: every
+      claim ends in an attempt, a stall, a free release or the job's end) is charged a stall
+      even when held, so that a job that kills its whole worker before its start mark lands
+      cannot be released for free forever.
+
+  lease_fence(jk, token) -> nil when `token` holds the active job `jk`, else the error reply
+      {code, detail} (see stall_job.lua) of a worker's call on that lease.
+
+The caller has removed the job from the active ZSET and read `st` (`lease_state`). q: wait, dead, events, wake (keys of the job's queue), queue (its name),
+maxlen (events cap), max_stalls (the default, for jobs without a `max_stalls` field), ctx (a
+run_ctx of run_helpers.lua, for the events and bookkeeping of tasks of DAG runs).
+]]
+local LEASE_FIELDS = {'status', 'started', 'attempts', 'stalls', 'claims', 'max_stalls',
+                      'worker', 'priority', 'run', 'task'}
+local FREE_CLAIMS = 10  -- uncharged ends of claims after which an expired held lease stalls
+
+-- the job's fields as a table, from an HMGET of LEASE_FIELDS
+local function lease_state(jk)
+  local v = redis.call('HMGET', jk, unpack(LEASE_FIELDS))
+  return {status = v[1], started = v[2], attempts = tonumber(v[3] or '0'),
+          stalls = tonumber(v[4] or '0'), claims = tonumber(v[5] or '0'), max_stalls = v[6],
+          worker = v[7] or '', priority = v[8] or '0', run = v[9], task = v[10] or ''}
+end
+
+local function lease_fence(jk, token)
+  local cur = redis.call('HMGET', jk, 'status', 'token')
+  if not cur[1] then return {-1, ''} end
+  if cur[2] ~= token then return {-2, cur[1]} end
+  if cur[1] ~= 'active' then return {-3, cur[1]} end
+  return nil
+end
+
+-- queued again at the front of its priority level (below every FIFO seq), workers woken
+local function lease_requeue(q, jk, id, now, st)
+  redis.call('ZADD', q.wait, -tonumber(st.priority) * 1099511627776, id)
+  redis.call('HDEL', jk, 'token', 'started')
+  redis.call('HSET', jk, 'status', 'queued', 'enqueued', now)
+  wake_hint(q.wake)
+end
+
+local function lease_release(q, jk, id, now, st)
+  lease_requeue(q, jk, id, now, st)
+  redis.call('XADD', q.events, 'MAXLEN', '~', q.maxlen, '*', 'type', 'released', 'ts', now,
+             'job', id, 'queue', q.queue, 'status', 'queued', 'worker', st.worker)
+  if st.run then
+    run_event(q.ctx, st.run, 'released', now, 'job', id, 'task', st.task, 'queue', q.queue,
+              'status', 'queued', 'worker', st.worker)
+  end
+end
+
+local function lease_stall(q, jk, id, now, reason, st)
+  local stalls = redis.call('HINCRBY', jk, 'stalls', 1)
+  local cap = tonumber(st.max_stalls or q.max_stalls)
+  local text = reason .. ' (worker ' .. st.worker .. ')'
+  local attempt = string.format('%d', st.attempts + 1)
+  local status = 'queued'
+  if stalls > cap then
+    status = 'failed'
+    local err = 'stalled ' .. stalls .. (stalls == 1 and ' time' or ' times') ..
+                ' (max_stalls ' .. cap .. '); last: ' .. text
+    local n = redis.call('HINCRBY', jk, 'failures', 1)
+    redis.call('HDEL', jk, 'token')
+    redis.call('HSET', jk, 'status', 'failed', 'finished', now, 'stalled', text, 'error', err,
+               'error.' .. n, attempt .. string.format('|%d|', now) .. err)
+    redis.call('ZADD', q.dead, now, id)
+  else
+    lease_requeue(q, jk, id, now, st)
+    redis.call('HSET', jk, 'stalled', text)
+  end
+  redis.call('XADD', q.events, 'MAXLEN', '~', q.maxlen, '*', 'type', 'stalled', 'ts', now,
+             'job', id, 'queue', q.queue, 'status', status, 'attempt', attempt,
+             'worker', st.worker, 'error', text, 'stalls', stalls)
+  if st.run then
+    run_event(q.ctx, st.run, 'stalled', now, 'job', id, 'task', st.task, 'queue', q.queue,
+              'status', status, 'attempt', attempt, 'worker', st.worker, 'error', text,
+              'stalls', stalls)
+  end
+  if status == 'failed' then
+    local err = redis.call('HGET', jk, 'error')
+    redis.call('XADD', q.events, 'MAXLEN', '~', q.maxlen, '*', 'type', 'failed', 'ts', now,
+               'job', id, 'queue', q.queue, 'status', 'failed', 'attempt', attempt,
+               'error', err, 'worker', st.worker)
+    run_on_failed(q.ctx, jk, id, now, err)
+  end
+  return status
+end
+
+local function lease_expired(q, jk, id, now, st)
+  if not st.started and st.claims - 1 - st.attempts - st.stalls < FREE_CLAIMS then
+    lease_release(q, jk, id, now, st)
+    return 'released'
+  end
+  return lease_stall(q, jk, id, now, 'lease expired', st)
+end

@@ -1,0 +1,109 @@
+"""A dead worker is not a failed task: stalls and free releases with real worker processes.
+
+Each test runs real ``ironforge worker`` processes (the test executor of `worker_tasks`) and
+SIGKILLs them, or has a task kill its own executor, then reads the job records: a task that was
+running when its process died is charged a stall, never an attempt; jobs a dead worker held
+ahead (prefetched) and never started are charged nothing.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+from ironforge_nb.queue import Queue, RedisConfig
+from ironforge_nb.status import EventType, JobStatus
+from tests.helpers import spawn_worker, wait_for
+from tests.test_worker import status_is
+from tests.worker_tasks import EXECUTOR, command
+
+pytestmark = pytest.mark.slow
+Spawn = Callable[..., subprocess.Popen[bytes]]
+
+
+@pytest.fixture
+def q(config: RedisConfig) -> Queue:
+    """The queue the test workers serve."""
+    return Queue("work", config)
+
+
+@pytest.fixture
+def spawn(config: RedisConfig, tmp_path: Path) -> Iterator[Spawn]:
+    """Factory of registered worker processes (lease 2 s) running the test executor; all
+    killed after. ``patient=True`` makes one that never hands back the jobs queued behind a
+    long task (`slots.RETURN_AFTER` raised to an hour), so that a kill finds them held."""
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def start(name: str, patient: bool = False) -> subprocess.Popen[bytes]:
+        setup = "import ironforge_nb.worker.slots as s; s.RETURN_AFTER = 3600.0" * patient
+        procs.append(spawn_worker(config, tmp_path / f"{name}.log", name, [
+            "--queues", "work", "--executor", EXECUTOR, "--lease", "2"], setup))
+        return procs[-1]
+
+    yield start
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+
+
+def test_sigkilled_worker_charges_its_running_job_a_stall_and_its_held_jobs_nothing(
+        q: Queue, spawn: Spawn, tmp_path: Path) -> None:
+    """SIGKILL a worker running one job with more prefetched behind it: once the leases
+    expire, the running job is queued again with stalls 1, the held ones with attempts 0 and
+    stalls 0, and another worker completes them all, each on its first attempt."""
+    patient_worker = spawn("held", patient=True)
+    warm = q.enqueue_batch([command("echo", value=i) for i in range(40)])  # short tasks:
+    for jid in warm:                                                        # prefetch on
+        wait_for(status_is(q, jid, JobStatus.COMPLETED))
+    flag = tmp_path / "flag"
+    ids = q.enqueue_batch([command("sleep_first", seconds=60, flag=str(flag))]
+                          + [command("echo", value=i) for i in range(8)])
+    head, rest = ids[0], ids[1:]
+    wait_for(lambda: flag.exists() and q.info(head).started is not None)
+    held = [j for j in rest if q.info(j).status is JobStatus.ACTIVE]
+    assert held and all(q.info(j).started is None for j in held)  # claimed ahead, not started
+    executors = [c.pid for c in psutil.Process(patient_worker.pid).children()]
+    patient_worker.kill()
+    patient_worker.wait()
+    wait_for(lambda: not any(psutil.pid_exists(p) for p in executors), timeout=5)
+    time.sleep(2.2)  # the leases (2 s) run out
+    assert q.reap() == 1 + len(held)
+    first = {j: q.info(j) for j in [head, *held]}
+    assert {j: (i.status, i.attempts, i.stalls, i.claims) for j, i in first.items()} == {
+        head: (JobStatus.QUEUED, 0, 1, 1), **{j: (JobStatus.QUEUED, 0, 0, 1) for j in held}}
+    assert first[head].last_stall == "lease expired (worker held)"
+    kinds = {j: [e.type for e in q.events(count=10_000) if e.job == j][-1] for j in first}
+    assert kinds == {head: EventType.STALLED, **dict.fromkeys(held, EventType.RELEASED)}
+    spawn("w2")
+    for jid in ids:
+        wait_for(status_is(q, jid, JobStatus.COMPLETED))
+    final = {j: (q.info(j).attempts, q.info(j).stalls) for j in ids}
+    assert final == {head: (1, 1), **{j: (1, 0) for j in rest}}
+
+
+def test_task_that_kills_its_executor_fails_after_max_stalls(
+        q: Queue, spawn: Spawn) -> None:
+    """A task that SIGKILLs its executor every time (as an OOM kill would) stalls, runs again
+    at once, and fails after its max_stalls (default 2) with "stalled 3 times"; its attempts
+    stay 0 and the worker goes on with the next job."""
+    worker = spawn("w1")
+    jid = q.enqueue(command("kill"), max_attempts=5)
+    wait_for(status_is(q, jid, JobStatus.FAILED))
+    info = q.info(jid)
+    assert (info.attempts, info.stalls, info.claims) == (0, 3, 3)
+    assert info.error == ("stalled 3 times (max_stalls 2); last: the executor process was "
+                          "killed by SIGKILL while running the task (worker w1)")
+    stalled = [e for e in q.events() if e.job == jid and e.type is EventType.STALLED]
+    assert [(e.stalls, e.status) for e in stalled] == [
+        (1, JobStatus.QUEUED), (2, JobStatus.QUEUED), (3, JobStatus.FAILED)]
+    after = q.enqueue(command("echo", value=1))
+    wait_for(status_is(q, after, JobStatus.COMPLETED))
+    assert worker.poll() is None
+    assert signal.SIGKILL.name in info.error
