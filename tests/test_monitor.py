@@ -242,3 +242,19 @@ def test_bad_interval_is_refused(config: RedisConfig) -> None:
     for bad in (0, -1, "fast", True):
         with pytest.raises(InvalidOptionError, match="interval"):
             run.monitor(interval=bad)  # type: ignore[arg-type]
+
+
+def test_events_trimmed_past_the_cursor_are_recovered(redis_server: RedisServer,
+                                                      namespace: str) -> None:
+    """When the run's stream is trimmed past the last event seen, the statuses are read
+    again (one resync) and the counts are exact."""
+    config = RedisConfig(url=redis_server.url, namespace=namespace, events_maxlen=50)
+    run = submit(wide(300), config=config)
+    monitor = run.monitor()
+    work(config)  # about 900 events: the first ones are trimmed away
+    monitor.refresh()
+    assert monitor._tracker.resyncs == 1
+    assert monitor.done and monitor.counts == {"completed": 301}
+    monitor.close()
+    config.close()
+

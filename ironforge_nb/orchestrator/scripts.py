@@ -1,5 +1,6 @@
 """Typed wrappers of the run scripts (``queue/lua/submit_run.lua``, ``cancel_run.lua``,
-``retry_run.lua``, ``delete_runs.lua``), each a single atomic call; their headers document
+``retry_run.lua``, ``delete_runs.lua``, and the read ``read_statuses.lua``), each a single
+atomic call; their headers document
 KEYS, ARGV and replies.
 
 The scripts are `queue.lua.LuaScript` objects, the same as the queue's (source from
@@ -20,9 +21,10 @@ from ironforge_nb.queue.keys import JOB_PAYLOAD_SUFFIX, JOB_RESULT_SUFFIX
 from ironforge_nb.queue.link import Link
 from ironforge_nb.queue.lua import LuaScript
 
-__all__ = ["DELETE_BUDGET", "RunScripts"]
+__all__ = ["DELETE_BUDGET", "STATUS_CHUNK", "RunScripts"]
 
 DELETE_BUDGET = 2000  # jobs deleted per delete_runs call: a few ms of Redis time per call
+STATUS_CHUNK = 5000  # tasks per read_statuses call: a few ms of Redis time per call
 
 
 class RunScripts:
@@ -36,6 +38,7 @@ class RunScripts:
         self._cancel = LuaScript(link, "cancel_run")
         self._retry = LuaScript(link, "retry_run")
         self._delete = LuaScript(link, "delete_runs")
+        self._statuses = LuaScript(link, "read_statuses")
         self._retention = config.run_retention
 
     def _head(self) -> list[Any]:
@@ -102,6 +105,20 @@ class RunScripts:
             raise RunStateError(run_id, detail.decode(), "delete",
                                 "wait for it, cancel it, or pass force=True (cancels it first)")
         return int(pending), int(detail)
+
+    def task_statuses(self, run_id: str, chunk: int = STATUS_CHUNK) -> dict[str, str]:
+        """Every task of the run with its status ('' when its job hash is gone), read in
+        chunks of about ``chunk`` tasks, one script call each (not one snapshot: a caller
+        that must not miss a change takes its event cursor first)."""
+        tasks_key = self._keys.run(run_id).tasks
+        out: dict[str, str] = {}
+        cursor: Any = b"0"
+        while True:
+            cursor, flat = self._statuses([tasks_key], [self._keys.job_prefix, cursor, chunk])
+            out.update(zip((t.decode() for t in flat[::2]), (s.decode() for s in flat[1::2]),
+                           strict=True))
+            if cursor in (b"0", 0, "0"):
+                return out
 
     def purge(self, run_id: str = "", *, retention: bool = True) -> int:
         """`delete_runs` until no run is left half-deleted; returns how many jobs were deleted.

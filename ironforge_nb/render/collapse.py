@@ -49,12 +49,17 @@ class Box:
 
 @dataclass
 class View:
-    """Boxes, edges between box indexes with the number of task edges each one stands for."""
+    """Boxes, edges between box indexes with the number of task edges each one stands for.
+
+    ``assign[i]`` is the box of the DAG's i-th node: a live view recolors a drawing by moving
+    counts between boxes (`Box.counts`) instead of collapsing the DAG again.
+    """
 
     mode: str  # "tasks", "group" or "level"
     boxes: list[Box]
     edges: dict[tuple[int, int], int]
     task_count: int
+    assign: Sequence[int] = ()
 
 
 def build_view(
@@ -123,7 +128,7 @@ def _task_view(dag: DAG[Any], status: Sequence[str]) -> View:
     ]
     index = {node: i for i, node in enumerate(dag.nodes)}
     edges = {(index[u], index[v]): 1 for u, v in dag.edges()}
-    return View("tasks", boxes, edges, len(dag))
+    return View("tasks", boxes, edges, len(dag), range(len(boxes)))
 
 
 def _by_group(dag: DAG[Any], groups: Sequence[str | None]) -> tuple[list[int], list[Box]]:
@@ -186,7 +191,7 @@ def _aggregate(
     edges = {
         (a, b): n for (a, b), n in pairs.items() if a != b and (not chain or b == a + 1)
     }
-    return View(mode, boxes, edges, len(dag))
+    return View(mode, boxes, edges, len(dag), assign)
 
 
 def _reduce(n: int, edges: dict[tuple[int, int], int]) -> dict[tuple[int, int], int]:

@@ -19,7 +19,7 @@ from ironforge_nb.render.palette import legend_items, status_style
 if TYPE_CHECKING:
     import graphviz
 
-__all__ = ["as_dag", "legend", "to_digraph"]
+__all__ = ["as_dag", "legend", "to_digraph", "view_digraph"]
 
 RANKDIRS = ("LR", "TB", "RL", "BT")
 _FONT = "Helvetica"
@@ -60,7 +60,6 @@ def to_digraph(
     ``focus=task`` draws only the tasks within ``depth`` edges of it. A legend of the statuses
     present is added when statuses are given and ``legend`` is true.
     """
-    import graphviz
 
     if rankdir not in RANKDIRS:
         raise InvalidOptionError("rankdir", rankdir, f"one of {', '.join(RANKDIRS)}")
@@ -68,13 +67,24 @@ def to_digraph(
     if focus is not None:
         graph = graph.neighbourhood(focus, depth)
     view = build_view(graph, statuses, collapse, max_nodes)
+    return view_digraph(view, with_statuses=bool(statuses), focus=focus, rankdir=rankdir,
+                        legend=legend, title=title)
+
+
+def view_digraph(view: View, *, with_statuses: bool = True, focus: Any = None,
+                 rankdir: str = "LR", legend: bool = True,
+                 title: str | None = None) -> graphviz.Digraph:
+    """The Digraph of a `View` already built (`to_digraph` builds one from a DAG): a live
+    view keeps its View and only updates its boxes' counts between two drawings."""
+    import graphviz
+
     attrs = {**_GRAPH_ATTR, "rankdir": rankdir}
     if title:
         attrs.update(label=graphviz.escape(title), labelloc="t")
     g = graphviz.Digraph("pipeline", graph_attr=attrs, node_attr=_NODE_ATTR, edge_attr=_EDGE_ATTR)
-    _draw_boxes(g, view, with_statuses=bool(statuses), focus=focus)
+    _draw_boxes(g, view, with_statuses=with_statuses, focus=focus)
     _draw_edges(g, view)
-    if statuses and legend:
+    if with_statuses and legend:
         present: dict[str, int] = {}
         for box in view.boxes:
             for status, n in box.counts.items():

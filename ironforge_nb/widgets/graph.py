@@ -1,16 +1,25 @@
 """The monitor's graph: the run's DAG drawn by `ironforge_nb.render`, colored by live status.
 
-Laying out a graph runs ``dot`` (tens of milliseconds, more for big runs), so a redraw happens
-at most once per `GRAPH_EVERY` seconds and only when a status changed; the final picture of
-an ended run is always drawn. Big runs are collapsed exactly as ``ifn.render.draw`` collapses
-them (by map, then by level). Without ``dot`` the graph is the text view, with the reason.
+The DAG is collapsed once, exactly as ``ifn.render.draw`` collapses it (every task up to 300,
+then by map, then by level); a redraw only recounts the boxes' statuses (O(tasks), no graph
+work) and lays the boxes out with ``dot``. Layout takes tens of milliseconds, so it runs on a
+thread of the painter's own (``dot`` is a child process: the thread mostly waits, holding no
+lock), at most once per `GRAPH_EVERY` seconds and only when a status changed; the picture of
+an ended run is drawn at once. Without ``dot`` the graph says why, in text.
 """
 
 from __future__ import annotations
 
 import time
+from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from html import escape
 from typing import TYPE_CHECKING
+
+from ironforge_nb.errors import RenderError
+from ironforge_nb.render.collapse import build_view
+from ironforge_nb.render.palette import normalize_status
 
 if TYPE_CHECKING:
     from ironforge_nb.dag.graph import DAG
@@ -18,33 +27,68 @@ if TYPE_CHECKING:
 __all__ = ["GRAPH_EVERY", "GraphPainter"]
 
 GRAPH_EVERY = 1.0  # seconds between two redraws of the graph, at least
+_LAYOUT_TIMEOUT = 10.0
 
 
 class GraphPainter:
-    """Turns (DAG, statuses) into the graph's HTML, throttled."""
+    """Turns live statuses into the graph's HTML (an inline SVG), throttled, off the caller's
+    thread except for the final picture."""
 
-    def __init__(self) -> None:
+    def __init__(self, dag: DAG[str], statuses: dict[str, str]) -> None:
+        self.view = build_view(dag, statuses)
+        self._box_of = dict(zip(dag.nodes, self.view.assign, strict=True))
         self.html = ""
-        self.draws = 0
-        self._version = -1
+        self.draws = 0  # pictures finished so far
+        self._version = -1  # the tracker version of the last picture started
         self._at = float("-inf")
+        self._pending: Future[str] | None = None
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ironforge-graph")
 
-    def due(self, version: int, final: bool) -> bool:
-        """Whether a redraw is needed now: something changed since the last one, and a second
-        has passed (or the run has ended: its last picture is never held back)."""
+    def update(self, statuses: Callable[[], dict[str, str]], version: int,
+               final: bool) -> None:
+        """Start a redraw if one is due: something changed since the last one, and a second
+        has passed; ``final`` (the run has ended) draws now, on this thread."""
+        self.collect()
         if version == self._version:
-            return False
-        return final or time.monotonic() - self._at >= GRAPH_EVERY
+            return
+        if final:
+            if self._pending is not None:
+                self._pending.result()
+                self.collect()
+            self._version = version
+            self._finish(self._paint(statuses()))
+            return
+        if self._pending is None and time.monotonic() - self._at >= GRAPH_EVERY:
+            self._version, self._at = version, time.monotonic()
+            self._pending = self._pool.submit(self._paint, statuses())
 
-    def paint(self, dag: DAG[str], statuses: dict[str, str], version: int) -> str:
-        """Draw now; returns the HTML (an inline SVG, or the text view in a ``<pre>``)."""
-        from ironforge_nb.render import mimebundle
+    def collect(self) -> None:
+        """Take a finished background picture, if there is one."""
+        pending = self._pending
+        if pending is not None and pending.done():
+            self._pending = None
+            self._finish(pending.result())
 
-        bundle = mimebundle(dag, statuses, legend=True)
-        svg = bundle.get("image/svg+xml")
-        self.html = (svg[svg.find("<svg"):] if svg
-                     else f"<pre>{escape(bundle['text/plain'])}</pre>")
-        self._version = version
-        self._at = time.monotonic()
+    def close(self) -> None:
+        """Stop the painter's thread (a layout under way is dropped)."""
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def _finish(self, html: str) -> None:
+        self.html = html
         self.draws += 1
-        return self.html
+
+    def _paint(self, statuses: dict[str, str]) -> str:
+        from ironforge_nb.render.dot import view_digraph
+        from ironforge_nb.render.output import pipe
+
+        counts = [Counter[str]() for _ in self.view.boxes]
+        for task, status in statuses.items():
+            counts[self._box_of[task]][normalize_status(status)] += 1
+        for box, box_counts in zip(self.view.boxes, counts, strict=True):
+            box.counts = dict(box_counts)
+        digraph = view_digraph(self.view, with_statuses=True, legend=True)
+        try:
+            svg = pipe(digraph.source, "svg", _LAYOUT_TIMEOUT, digraph.engine).decode()
+        except RenderError as exc:  # no dot, too slow, dot failed: the view goes on
+            return f"<pre>(no drawing: {escape(str(exc))})</pre>"
+        return svg[svg.find("<svg"):]

@@ -62,14 +62,17 @@ class RunMonitor:
                                socket_timeout=min(cfg.socket_timeout or _SOCKET_TIMEOUT,
                                                   _SOCKET_TIMEOUT),
                                connect_timeout=min(cfg.connect_timeout, _CONNECT_TIMEOUT))
+        # stream entries stay raw lists (no dict per entry: a busy run appends thousands of
+        # events per second); the client is the monitor's own, so no one else sees this
+        self._config.client().set_response_callback("XRANGE", _raw)
         self._tracker = RunTracker(Run(run.id, self._config, secret=run._secret))
         try:
-            self._tracker.load()
+            dag = self._tracker.load()
         except BaseException:
             self._config.close()
             raise
         self._lock = threading.Lock()
-        self._painter = GraphPainter()
+        self._painter = GraphPainter(dag, self._tracker.statuses())
         self._applied = -1  # painter.draws last put on screen
         self._message: str | None = None
         self._counts: dict[str, int] = {}
@@ -80,7 +83,7 @@ class RunMonitor:
                  f"<b>{escape(str(self._tracker.info.get('name')))}</b>")
         self._view = MonitorView(title, {"cancel": self._cancel, "retry": self._retry},
                                  self._details)
-        self._step(force_graph=True)
+        self._step(initial=True)
         self._draw()
         self._loop = _kernel_loop()
         if self._loop is not None:
@@ -122,6 +125,7 @@ class RunMonitor:
             task.cancel()
         for widget in self._view.widgets():
             widget.close()
+        self._painter.close()
         self._config.close()
 
     def __repr__(self) -> str:
@@ -161,22 +165,22 @@ class RunMonitor:
                 return
             await asyncio.sleep(0 if self._tracker.behind else self.interval)
 
-    def _step(self, force_graph: bool = False) -> None:
-        """The data half: poll, and lay the graph out when due (any thread)."""
+    def _step(self, initial: bool = False) -> None:
+        """The data half: poll, and start a graph layout when one is due (any thread)."""
         with self._lock:
             tracker = self._tracker
-            if not force_graph:
+            if not initial:
                 tracker.poll()
-            final = force_graph or (tracker.ended and not tracker.behind)
-            if tracker.dag is not None and tracker.lost is None and self._painter.due(
-                    tracker.version, final):
-                self._painter.paint(tracker.dag, tracker.statuses(), tracker.version)
+            if tracker.lost is None:
+                final = initial or (tracker.ended and not tracker.behind)
+                self._painter.update(tracker.statuses, tracker.version, final)
 
     def _draw(self) -> None:
         """The drawing half (the kernel's thread)."""
         with self._lock:
             tracker = self._tracker
             graph = None
+            self._painter.collect()
             if self._painter.draws != self._applied:
                 graph, self._applied = self._painter.html, self._painter.draws
             message = tracker.lost or ("this run was deleted" if tracker.gone else None)
@@ -234,6 +238,10 @@ class RunMonitor:
             return f"<i>logs unavailable: {escape(str(exc))}</i>"
         lines = text.splitlines()[-_LOG_LINES:]
         return f"logs (last {len(lines)} lines):<pre>{escape(chr(10).join(lines))}</pre>"
+
+
+def _raw(response: Any, **_options: Any) -> Any:
+    return response
 
 
 def _kernel_loop() -> asyncio.AbstractEventLoop | None:

@@ -14,6 +14,7 @@ poll tries again.
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections import Counter
@@ -21,7 +22,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ironforge_nb.orchestrator.run import run_dag
-from ironforge_nb.orchestrator.tasks import TASK_FIELDS, TaskState, read_states
+from ironforge_nb.orchestrator.scripts import RunScripts
+from ironforge_nb.orchestrator.tasks import TASK_FIELDS, TaskState, read_states, read_task_states
 from ironforge_nb.orchestrator.waiting import COUNTER_FIELDS, counters
 from ironforge_nb.status import JobStatus, RunStatus
 
@@ -79,6 +81,7 @@ class RunTracker:
         self.gone = False  # the run was deleted while followed
         self.lost: str | None = None  # why the last poll failed (connection), None if it worked
         self.polls = 0
+        self.resyncs = 0  # full rereads of the statuses after lost events
         self._hot: dict[str, dict[str, None]] = {s: {} for s in _HOT}  # insertion-ordered sets
         self._own: list[str] = []  # big runs: the tasks that keep a row of their own
         self._cursor = b"0-0"
@@ -87,32 +90,70 @@ class RunTracker:
 
     # ------------------------------------------------------------------ reading
 
-    def load(self) -> None:
-        """Read the whole run: counters, tasks, job hashes, DAG (`RunNotFoundError` if it does
-        not exist). Also what a poll falls back on when events were lost."""
+    def load(self) -> DAG[str]:
+        """Read the whole run (`RunNotFoundError` if it does not exist): counters, tasks and
+        their statuses (a big run's job hashes only for the tasks with a row), the DAG, which
+        it returns. Once only: when events were lost, a poll rereads the statuses alone
+        (`_resync`), since the tasks and the DAG never change."""
         run = self.run
         keys = run.config.keys.run(run.id)
-        client = run.config.client()
-        pipe = client.pipeline(transaction=False)  # the cursor first: no event is missed
-        pipe.xrevrange(keys.events, "+", "-", count=1)
+        pipe = run.config.client().pipeline(transaction=False)  # the cursor first: no
+        pipe.xrevrange(keys.events, "+", "-", count=1)  # event is missed
         pipe.hmget(keys.meta, *COUNTER_FIELDS)
         pipe.hgetall(keys.children)
         last, meta, children = pipe.execute()
         if meta[1] is None:
             raise run._not_found()
         pairs, maps = run.job_ids(), run._maps()
-        states = read_states(run.config, pairs)
-        self.dag = run_dag(pairs, children, maps)
-        self._reset(pairs, states, maps)
+        self.big = len(pairs) > SMALL_RUN
+        if self.big:
+            found = RunScripts(run.config).task_statuses(run.id)
+            statuses = [found.get(name) or None for name, _ in pairs]
+            states: list[TaskState | None] = [None] * len(pairs)
+        else:
+            states = read_states(run.config, pairs)
+            statuses = [None if st is None else st.status.value for st in states]
+        self.dag = dag = run_dag(pairs, children, maps)
+        self._reset(pairs, statuses, states, maps)
         self.info = counters(meta)
         self._cursor = last[0][0] if last else b"0-0"
+        if self.big:
+            self._progress_read = float("-inf")
+            self._read_details(dict.fromkeys(self.rows()[0]))
+        return dag
 
-    def _reset(self, pairs: list[tuple[str, str]], states: list[TaskState | None],
-               maps: dict[str, Any]) -> None:
-        self.big = len(pairs) > SMALL_RUN
-        self.tasks = {name: TaskRecord(name, jid, st.status.value if st else "waiting",
-                                       state=st)
-                      for (name, jid), st in zip(pairs, states, strict=True)}
+    def _resync(self) -> None:
+        """Events were lost (the stream was trimmed past our cursor, or counts disagree with
+        the run's counters): read every status again, and the job hashes of the rows."""
+        run = self.run
+        keys = run.config.keys.run(run.id)
+        pipe = run.config.client().pipeline(transaction=False)
+        pipe.xrevrange(keys.events, "+", "-", count=1)  # the cursor first
+        pipe.hmget(keys.meta, *COUNTER_FIELDS)
+        last, meta = pipe.execute()
+        if meta[1] is None:
+            self.gone = True
+            return
+        if self.big:
+            found = RunScripts(run.config).task_statuses(run.id)
+        else:
+            states = read_task_states(run.config, [(r.name, r.job) for r in self.tasks.values()])
+            found = {st.name: st.status.value for st in states}
+            for st in states:
+                self.tasks[st.name].state = st
+        for record in self.tasks.values():
+            self._set_status(record, found.get(record.name) or JobStatus.WAITING.value)
+        self.changed.update(self.tasks)
+        self.info = counters(meta)
+        self._cursor = last[0][0] if last else b"0-0"
+        self.resyncs += 1
+        if self.big:
+            self._read_details(dict.fromkeys(self.rows()[0]))
+
+    def _reset(self, pairs: list[tuple[str, str]], statuses: list[str | None],
+               states: list[TaskState | None], maps: dict[str, Any]) -> None:
+        self.tasks = {name: TaskRecord(name, jid, status or JobStatus.WAITING.value, state=st)
+                      for (name, jid), status, st in zip(pairs, statuses, states, strict=True)}
         self.groups = []
         if self.big:
             self._group(maps)
@@ -163,8 +204,8 @@ class RunTracker:
         keys = run.config.keys.run(run.id)
         pipe = run.config.client().pipeline(transaction=False)
         pipe.hmget(keys.meta, *COUNTER_FIELDS)  # counters first: events then reach as far
-        start = "-" if self._cursor == b"0-0" else self._cursor
-        pipe.xrange(keys.events, start, "+", count=EVENTS_PER_POLL + 1)
+        start = b"-" if self._cursor == b"0-0" else self._cursor
+        pipe.xrange(keys.events, start, b"+", count=EVENTS_PER_POLL + 1)
         meta, entries = pipe.execute()
         if meta[1] is None:
             self.gone = True
@@ -172,25 +213,36 @@ class RunTracker:
         self.info = counters(meta)
         if self._cursor != b"0-0":
             if not entries or entries[0][0] != self._cursor:  # trimmed past our cursor
-                self.load()
+                self._resync()
                 return
             entries = entries[1:]
         self.behind = len(entries) >= EVENTS_PER_POLL
         named = self._apply(entries)
         self._read_details(named)
         if self.ended and not self.behind and not self._agrees():
-            self.load()
+            self._resync()
 
     def _apply(self, entries: list[Any]) -> dict[str, None]:
-        """Apply events in order; returns the tasks they name (ordered, no repeats)."""
+        """Apply events in order; returns the tasks they name (ordered, no repeats). Only a
+        task's last status counts: a busy run moves most tasks through several statuses
+        between two polls."""
+        latest: dict[bytes, bytes | None] = {}
+        for _eid, fields in entries:
+            entry = fields if isinstance(fields, dict) else dict(zip(fields[::2], fields[1::2],
+                                                                     strict=True))
+            task = entry.get(b"task")
+            if task is not None:
+                status = entry.get(b"status")
+                if status is not None or task not in latest:
+                    latest[task] = status
+        if entries:
+            self._cursor = entries[-1][0]
         named: dict[str, None] = {}
-        for eid, fields in entries:
-            self._cursor = eid
-            task = fields.get(b"task")
-            record = self.tasks.get(task.decode()) if task else None
+        tasks = self.tasks
+        for task, status in latest.items():
+            record = tasks.get(task.decode())
             if record is None:
                 continue
-            status = fields.get(b"status")
             if status is not None:
                 self._set_status(record, status.decode())
             named[record.name] = None
@@ -199,9 +251,11 @@ class RunTracker:
     def _read_details(self, named: dict[str, None]) -> None:
         """Read the job hashes of the named tasks with a row (and the progress of the active
         ones on screen, when due), one pipelined round trip."""
-        wanted = [n for n in named if self._has_row(self.tasks[n])]
+        rows = set(self.rows()[0])
+        wanted = [n for n in named if n in rows]
         now = time.monotonic()
-        active = [n for n in self.shown_active() if n not in named]
+        active = [n for n in rows if n not in named
+                  and self.tasks[n].status == JobStatus.ACTIVE.value]
         if now - self._progress_read < PROGRESS_EVERY:
             active = []
         if not wanted and not active:
@@ -243,18 +297,15 @@ class RunTracker:
             counts[status] += sign
             if not counts[status]:
                 del counts[status]
-        for hot, members in self._hot.items():
-            if hot == status and sign > 0:
-                members[record.name] = None
-            elif hot == status:
-                members.pop(record.name, None)
+        members = self._hot.get(status)
+        if members is not None and sign > 0:
+            members[record.name] = None
+        elif members is not None:
+            members.pop(record.name, None)
 
     def _agrees(self) -> bool:
         """Whether the counts built from events match the run's own counters."""
         return all(self.counts.get(s, 0) == self.info.get(s, 0) for s in _ENDED)
-
-    def _has_row(self, record: TaskRecord) -> bool:
-        return not self.big or record.group is None or record.status in _HOT
 
     # ------------------------------------------------------------------ what to show
 
@@ -274,13 +325,11 @@ class RunTracker:
         if not self.big:
             return list(self.tasks), 0
         own = self._own
-        hot = [n for s in _HOT for n in self._hot[s] if self.tasks[n].group is not None]
-        return [*own, *hot[:TASK_ROWS]], max(0, len(hot) - TASK_ROWS)
-
-    def shown_active(self) -> list[str]:
-        """Active tasks that have a row on screen (their progress is read while they run)."""
-        rows, _ = self.rows()
-        return [n for n in rows if self.tasks[n].status == JobStatus.ACTIVE.value]
+        grouped = (n for s in _HOT for n in self._hot[s] if self.tasks[n].group is not None)
+        hot = list(itertools.islice(grouped, TASK_ROWS))
+        total = sum(map(len, self._hot.values())) - sum(
+            1 for n in own if self.tasks[n].status in _HOT)
+        return [*own, *hot], max(0, total - len(hot))
 
     def failed(self) -> list[str]:
         """The failed tasks, in the order they failed."""
@@ -289,3 +338,4 @@ class RunTracker:
     def statuses(self) -> dict[str, str]:
         """Every task's status (for the graph)."""
         return {name: record.status for name, record in self.tasks.items()}
+
