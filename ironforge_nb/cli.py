@@ -139,7 +139,13 @@ def add_worker(subparsers: Subparsers) -> None:
     p.add_argument("--executor", default=None, metavar="MODULE:FUNCTION",
                    help="custom executor (config, lease) -> bytes | None, instead of running "
                    "pipeline tasks")
-    p.add_argument("--log-level", default="INFO", help="logging level (default: INFO)")
+    p.add_argument("--log-level", default="INFO",
+                   help="the worker's own logging level, on stderr (default: INFO)")
+    p.add_argument("--task-log-bytes", type=int, default=None,
+                   help="tail of each task attempt's output kept in Redis, bytes; 0 captures "
+                   "nothing (default: 65536)")
+    p.add_argument("--task-log-level", default=None,
+                   help="lowest level of the tasks' log records captured (default: INFO)")
     p.add_argument("--parent-pid", type=int, default=None, help=argparse.SUPPRESS)
     p.set_defaults(handler=cmd_worker)
 
@@ -170,7 +176,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         if secret is None and executor is None:
             secret = home.secret()
     worker = Worker(
-        RedisConfig(url=url, namespace=args.namespace),
+        RedisConfig(url=url, namespace=args.namespace, **_task_logs(args)),
         [q.strip() for q in args.queues.split(",") if q.strip()],
         concurrency=args.concurrency, name=args.name, executor=executor, secret=secret,
         json_only=args.json_only, lease=args.lease, timeout=args.timeout, grace=args.grace,
@@ -211,6 +217,13 @@ def cmd_home(args: argparse.Namespace) -> int:
         return 1
     print(f"{home.path}: {state['url']} (pid {state['pid']}, redis {state.get('version')})")
     return 0
+
+
+def _task_logs(args: argparse.Namespace) -> dict[str, Any]:
+    """The capture settings given on the command line (the others keep RedisConfig's)."""
+    given = {"task_log_bytes": args.task_log_bytes,
+             "task_log_level": args.task_log_level and args.task_log_level.upper()}
+    return {name: value for name, value in given.items() if value is not None}
 
 
 SUBCOMMANDS: list[Callable[[Subparsers], None]] = [add_server, add_schema, add_worker,

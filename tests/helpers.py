@@ -2,23 +2,49 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from ironforge_nb.dag import Pipeline
+from ironforge_nb.local.workers import LocalWorkers
+from ironforge_nb.orchestrator import codec
 from ironforge_nb.queue import Lease, Queue, RedisConfig
 from ironforge_nb.worker import list_workers
 from tests import tasks
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+@contextlib.contextmanager
+def signing_workers(config: RedisConfig, secret: bytes) -> Iterator[Callable[..., LocalWorkers]]:
+    """Factory of `LocalWorkers` on ``config``'s namespace, all stopped on exit; meanwhile this
+    process signs with ``secret`` (the previous default secret is restored).
+    ``start(count=1, *worker_args, secret=secret, queues=("default",))`` starts some."""
+    started: list[LocalWorkers] = []
+    previous = codec.default_secret()
+    codec.set_default_secret(secret)
+
+    def start(count: int = 1, *args: str, secret: bytes | None = secret,
+              queues: Sequence[str] = ("default",)) -> LocalWorkers:
+        workers = LocalWorkers(config, count, queues, secret=secret, extra_args=args).start()
+        started.append(workers)
+        return workers
+
+    try:
+        yield start
+    finally:
+        for workers in started:
+            workers.stop(grace=0)
+        codec.set_default_secret(previous)
 
 
 def claim(q: Queue, worker: str = "w1", lease: float = 30.0) -> Lease:

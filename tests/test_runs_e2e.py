@@ -34,22 +34,13 @@ from ironforge_nb.status import JobStatus, RunStatus
 from ironforge_nb.worker import list_workers
 from tests import tasks
 from tests.conftest import unique_namespace
+from tests.helpers import signing_workers, wait_for
 
 SECRET = b"e2e-test-secret"
 cloudpickle.register_pickle_by_value(sys.modules[__name__])  # like a notebook's functions
 
 
 # ---------------------------------------------------------------------- helpers and tasks
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float = 15.0) -> Any:
-    """Poll ``predicate`` until it returns something truthy; fail the test after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while not (value := predicate()):
-        if time.monotonic() > deadline:
-            pytest.fail(f"condition not met within {timeout} s")
-        time.sleep(0.02)
-    return value
 
 
 def note(log: Path, name: str) -> None:
@@ -127,19 +118,8 @@ def pool(redis_server: RedisServer) -> Iterator[Connection]:
 def own_workers(config: RedisConfig) -> Iterator[Callable[..., LocalWorkers]]:
     """Factory of `LocalWorkers` on the test's own namespace (stopped after); while the test
     runs, this process signs with `SECRET` (the previous default secret is restored)."""
-    started: list[LocalWorkers] = []
-    previous = codec.default_secret()
-    codec.set_default_secret(SECRET)
-
-    def start(count: int = 1, *args: str, secret: bytes | None = SECRET) -> LocalWorkers:
-        workers = LocalWorkers(config, count, secret=secret, extra_args=args).start()
-        started.append(workers)
-        return workers
-
-    yield start
-    for workers in started:
-        workers.stop(grace=0)
-    codec.set_default_secret(previous)
+    with signing_workers(config, SECRET) as start:
+        yield start
 
 
 def job_info(run: Run, task: str) -> Any:

@@ -138,3 +138,21 @@ def plus_one(source: int) -> int:
 def total(slow_double: int, plus_one: int) -> int:
     """Both branches added."""
     return slow_double + plus_one
+
+
+def _say(cmd: dict[str, Any], lease: Lease) -> Any:
+    """Print ``lines`` (stdout) and ``errors`` (stderr), then fail on attempts below
+    ``fail_until`` (a test of what each attempt's output keeps)."""
+    import sys
+
+    print(f"attempt {lease.attempt}")
+    for line in cmd.get("lines", []):
+        print(line)
+    for line in cmd.get("errors", []):
+        print(line, file=sys.stderr)
+    if lease.attempt < cmd.get("fail_until", 0):
+        raise RuntimeError(f"failing attempt {lease.attempt}")
+    return "said"
+
+
+_OPS["say"] = _say

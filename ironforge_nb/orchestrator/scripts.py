@@ -17,7 +17,7 @@ from typing import Any
 
 from ironforge_nb.errors import RunNotFoundError, RunStateError
 from ironforge_nb.queue.config import RedisConfig
-from ironforge_nb.queue.keys import JOB_PAYLOAD_SUFFIX, JOB_RESULT_SUFFIX
+from ironforge_nb.queue.keys import JOB_LOGS_SUFFIX, JOB_PAYLOAD_SUFFIX, JOB_RESULT_SUFFIX
 from ironforge_nb.queue.link import Link
 from ironforge_nb.queue.lua import LuaScript
 
@@ -97,7 +97,8 @@ class RunScripts:
         """
         k = self._keys
         args = [k.job_prefix, JOB_PAYLOAD_SUFFIX, JOB_RESULT_SUFFIX, k.run_prefix,
-                k.queue_prefix, self._retention if retention else 0, budget, run_id]
+                k.queue_prefix, self._retention if retention else 0, budget, run_id,
+                JOB_LOGS_SUFFIX]
         pending, detail = self._delete([k.runs, k.runs_deleting, k.code_refs], args)
         if pending == -1:
             raise RunNotFoundError(run_id, self._keys.namespace)

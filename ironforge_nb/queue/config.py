@@ -14,6 +14,7 @@ from ironforge_nb.queue.keys import Keys
 __all__ = ["RedisConfig", "default_config", "set_default_config"]
 
 _MiB = 1024 * 1024
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 def _mask_password(url: str) -> str:
@@ -59,6 +60,11 @@ class RedisConfig:
     # Reconnect attempts on connection errors, with exponential backoff (50 ms doubling, capped
     # at 1 s): the default rides out about 3.5 s of Redis downtime, e.g. a restart.
     retries: int = 6
+    # What workers keep of each task attempt's output (print, stderr, log records at
+    # task_log_level and above): the last task_log_bytes bytes, older output dropped with a
+    # marker saying how much (0: nothing captured). Kept with the result TTL.
+    task_log_bytes: int = 64 * 1024
+    task_log_level: str = "INFO"
     _client: list[Any] = field(default_factory=list, init=False, repr=False, compare=False)
     _lock: threading.Lock = field(
         default_factory=threading.Lock, init=False, repr=False, compare=False
@@ -81,8 +87,13 @@ class RedisConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise InvalidOptionError(name, value, "an int >= 1")
-        if not isinstance(self.retries, int) or self.retries < 0:
-            raise InvalidOptionError("retries", self.retries, "an int >= 0")
+        for name in ("retries", "task_log_bytes"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise InvalidOptionError(name, value, "an int >= 0")
+        if self.task_log_level not in _LOG_LEVELS:
+            raise InvalidOptionError("task_log_level", self.task_log_level,
+                                     f"one of {', '.join(_LOG_LEVELS)}")
         for name in ("result_ttl", "connect_timeout", "socket_timeout"):
             value = getattr(self, name)
             if name == "socket_timeout" and value is None:

@@ -4,7 +4,7 @@ All keys of a namespace start with ``{<namespace>}:``. The braces are a Redis Cl
 whole namespace lives in one slot, so any Lua script may touch any key of its namespace, and many
 namespaces spread over a cluster. Lua scripts that derive per-job keys (children released by a
 completion, jobs trimmed from retention) receive `Keys.job_prefix` as an ARGV and append the job
-id and the suffixes defined here (`JOB_PAYLOAD_SUFFIX`, `JOB_RESULT_SUFFIX`).
+id and the suffixes defined here (`JOB_PAYLOAD_SUFFIX`, `JOB_RESULT_SUFFIX`, `JOB_LOGS_SUFFIX`).
 """
 
 from __future__ import annotations
@@ -13,11 +13,12 @@ from dataclasses import dataclass
 
 from ironforge_nb.names import validate_name
 
-__all__ = ["HOME_MARKER", "JOB_PAYLOAD_SUFFIX", "JOB_RESULT_SUFFIX", "Keys", "QueueKeys",
-           "RunKeys"]
+__all__ = ["HOME_MARKER", "JOB_LOGS_SUFFIX", "JOB_PAYLOAD_SUFFIX", "JOB_RESULT_SUFFIX", "Keys",
+           "QueueKeys", "RunKeys"]
 
 JOB_PAYLOAD_SUFFIX = ":payload"
 JOB_RESULT_SUFFIX = ":result"
+JOB_LOGS_SUFFIX = ":logs"
 # STRING holding the id of the local home whose server this is (ironforge_nb.local.home): the
 # one key outside every namespace, on the home's own server only
 HOME_MARKER = "{ironforge}:home"
@@ -80,6 +81,10 @@ class Keys:
     def result(self, job_id: str) -> str:
         """STRING holding a job's result, with a TTL."""
         return self.job_prefix + job_id + JOB_RESULT_SUFFIX
+
+    def logs(self, job_id: str) -> str:
+        """HASH attempt number -> the tail of what that attempt printed and logged, with a TTL."""
+        return self.job_prefix + job_id + JOB_LOGS_SUFFIX
 
     def queue(self, name: str) -> QueueKeys:
         """Keys of queue ``name`` (validated)."""

@@ -33,6 +33,7 @@ from ironforge_nb.errors import InvalidOptionError, JobNotFoundError, QueueError
 from ironforge_nb.names import validate_name
 from ironforge_nb.queue.codes import check
 from ironforge_nb.queue.config import RedisConfig, default_config
+from ironforge_nb.queue.logs import read_logs
 from ironforge_nb.queue.options import (
     DEFAULT_MAX_STALLS,
     check_bytes,
@@ -286,6 +287,13 @@ class Queue:
         status, _due = self._scripts.fail_job(lease.job_id, lease.token, error, bool(retry))
         return JobStatus(status)
 
+    def save_logs(self, lease: Lease, text: str) -> None:
+        """Store ``text`` as the output of the lease's attempt, replacing what was stored for it
+        (executors call this, see ``ironforge_nb.worker.logs``). Not fenced: a late writer
+        writes its own attempt. Raises `JobNotFoundError` once the job is gone."""
+        self._own(lease)
+        self._scripts.save_logs(lease.job_id, lease.attempt, text)
+
     def release(self, lease: Lease) -> None:
         """Hand the job back to the queue now, without waiting for the lease to expire.
 
@@ -362,6 +370,11 @@ class Queue:
         if not raw:
             raise JobNotFoundError(job_id)
         return JobInfo.from_hash(job_id, raw)
+
+    def logs(self, job_id: str, attempt: int | None = None) -> str:
+        """What an attempt of the job printed and logged: the latest by default ("" if it
+        printed nothing yet), else attempt number ``attempt`` (see `read_logs`)."""
+        return read_logs(self.config, job_id, attempt)
 
     def result(self, job_id: str) -> bytes | None:
         """The job's result, or None (no result stored, not completed yet, or expired)."""

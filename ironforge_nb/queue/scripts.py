@@ -19,7 +19,7 @@ from typing import Any
 
 from ironforge_nb.queue.codes import check
 from ironforge_nb.queue.config import RedisConfig
-from ironforge_nb.queue.keys import JOB_PAYLOAD_SUFFIX, JOB_RESULT_SUFFIX
+from ironforge_nb.queue.keys import JOB_LOGS_SUFFIX, JOB_PAYLOAD_SUFFIX, JOB_RESULT_SUFFIX
 from ironforge_nb.queue.link import Link
 from ironforge_nb.queue.lua import LuaScript
 from ironforge_nb.queue.options import DEFAULT_MAX_STALLS
@@ -46,14 +46,14 @@ class QueueScripts:
         self._prefix = keys.job_prefix
         # prefixes the run helpers derive run and queue keys from (DAG runs, run_helpers.lua)
         self._run_args = [keys.job_prefix, keys.run_prefix, keys.queue_prefix]
-        self._run_tail = (keys.run_prefix, keys.queue_prefix)
+        self._run_tail = (JOB_LOGS_SUFFIX, keys.run_prefix, keys.queue_prefix)
         link = Link.of(client)
         self._scripts = {
             name: LuaScript(link, name)
             for name in ("enqueue_jobs", "claim_jobs", "complete_job", "fail_job",
                          "heartbeat_job", "update_progress", "reap_expired", "cancel_job",
                          "requeue_job", "purge_dead", "release_job", "stall_job",
-                         "start_jobs")
+                         "start_jobs", "save_logs")
         }
         s = self._scripts
         # Bound callables and constant KEYS/ARGV heads, built once: the hot paths only add
@@ -112,7 +112,7 @@ class QueueScripts:
                 args += (job_id, token, 0, b"")
             else:
                 args += (job_id, token, 1, result)
-        args += self._run_tail  # for DAG runs, last
+        args += self._run_tail  # logs suffix (retention), then the DAG runs' prefixes, last
         reply, outcomes = self._complete(keys, args)
         return reply, outcomes
 
@@ -149,6 +149,12 @@ class QueueScripts:
                 message or "", self.queue, self._maxlen]
         check(self._scripts["update_progress"](keys, args), "update_progress", job_id)
 
+    def save_logs(self, job_id: str, attempt: int, text: str) -> None:
+        """Store ``text`` as the output of the job's attempt ``attempt`` (replacing it)."""
+        keys = [self._keys.job(job_id), self._keys.logs(job_id)]
+        check(self._scripts["save_logs"](keys, [attempt, text, self._result_ttl_ms]),
+              "save_logs", job_id)
+
     def reap_expired(self, limit: int) -> int:
         """End up to ``limit`` expired leases (held: released, started: stalled); returns how
         many."""
@@ -179,7 +185,8 @@ class QueueScripts:
         qk = self._qk
         keys = [self._keys.job(job_id), qk.wait, qk.scheduled, qk.active, qk.cancelled, qk.events]
         args = [self._prefix, JOB_PAYLOAD_SUFFIX, JOB_RESULT_SUFFIX, self.queue, self._maxlen,
-                job_id, self._retention, self._keys.run_prefix, self._keys.queue_prefix]
+                job_id, self._retention, self._keys.run_prefix, self._keys.queue_prefix,
+                JOB_LOGS_SUFFIX]
         done, _status = check(self._scripts["cancel_job"](keys, args), "cancel_job", job_id)
         return bool(done)
 
@@ -205,7 +212,8 @@ class QueueScripts:
         while True:
             n: int = self._scripts["purge_dead"](
                 [self._qk.dead],
-                [self._prefix, JOB_PAYLOAD_SUFFIX, JOB_RESULT_SUFFIX, _TRIM_LIMIT])
+                [self._prefix, JOB_PAYLOAD_SUFFIX, JOB_RESULT_SUFFIX, _TRIM_LIMIT,
+                 JOB_LOGS_SUFFIX])
             total += n
             if n < _TRIM_LIMIT:
                 return total

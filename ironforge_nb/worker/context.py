@@ -16,12 +16,12 @@ into the task, and a failed timer write is raised by the task's next progress ca
 from __future__ import annotations
 
 import contextlib
-import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sized
 from typing import TYPE_CHECKING, TypeVar
 
 from ironforge_nb.errors import InvalidOptionError, QueueError
+from ironforge_nb.worker.coalesce import Coalescer
 
 if TYPE_CHECKING:
     from ironforge_nb.queue import Lease, Queue
@@ -33,18 +33,14 @@ T = TypeVar("T")
 Send = Callable[[float, "str | None"], None]
 
 
-class Reporter:
+class Reporter(Coalescer):
     """Coalesces progress updates of one task into a few writes per second (thread-safe)."""
 
     def __init__(self, send: Send, interval: float = INTERVAL) -> None:
+        super().__init__(interval)
         self._send = send
-        self._interval = interval
-        self._lock = threading.Lock()
         self._pending: tuple[float, str | None] | None = None
-        self._last = float("-inf")  # monotonic time of the last write
-        self._timer: threading.Timer | None = None
         self._error: BaseException | None = None
-        self._closed = False
 
     def report(self, value: float, message: str | None) -> None:
         """Record ``value``/``message``; written now if the interval has passed, else soon."""
@@ -55,12 +51,9 @@ class Reporter:
             if self._pending is not None and message is None:
                 message = self._pending[1]  # a value-only update keeps the pending message
             self._pending = (value, message)
-            wait = self._last + self._interval - time.monotonic()
+            wait = self._wait()
             if wait > 0:
-                if self._timer is None and not self._closed:
-                    self._timer = threading.Timer(wait, self._flush_later)
-                    self._timer.daemon = True
-                    self._timer.start()
+                self._schedule(wait)
                 return
         self.flush()
 
@@ -74,18 +67,7 @@ class Reporter:
             with contextlib.suppress(QueueError):  # lease lost / cancelled: the worker stops us
                 self._send(*item)
 
-    def close(self) -> None:
-        """Stop the timer and write the last pending update (the task has ended)."""
-        with self._lock:
-            self._closed = True
-            timer, self._timer = self._timer, None
-        if timer is not None:
-            timer.cancel()
-        self.flush()
-
-    def _flush_later(self) -> None:
-        with self._lock:
-            self._timer = None
+    def _timer_flush(self) -> None:
         try:
             self.flush()
         except Exception as exc:  # handed to the task's next call: a thread cannot raise

@@ -27,6 +27,7 @@ from typing import Any
 from ironforge_nb.errors import InvalidOptionError, SignatureError
 from ironforge_nb.queue import Lease, Queue, RedisConfig
 from ironforge_nb.worker.context import reporting
+from ironforge_nb.worker.logs import install, start_capture, stop_capture
 from ironforge_nb.worker.results import CACHE
 from ironforge_nb.worker.wire import Readiness, decode, encode, lease_from, lease_tuple
 
@@ -54,6 +55,7 @@ def run_lease(execute: Executor, config: RedisConfig, queue: Queue, lease: Lease
     `SignatureError` (a payload that must never be unpickled) fails the job for good; any other
     error fails the attempt, which the queue retries while attempts remain.
     """
+    start_capture(queue, lease)  # what it prints: stored before the outcome is sent
     try:
         with reporting(queue, lease):
             result = execute(config, lease)
@@ -61,6 +63,8 @@ def run_lease(execute: Executor, config: RedisConfig, queue: Queue, lease: Lease
         return Outcome(False, error=f"SignatureError: {exc}", retry=False)
     except BaseException:  # user code may raise anything, even SystemExit
         return Outcome(False, error=traceback.format_exc().rstrip())
+    finally:
+        stop_capture()
     if result is not None and not isinstance(result, bytes):
         return Outcome(False, error=f"the executor returned {type(result).__name__}, "
                                     "expected bytes or None (an encoded result)", retry=False)
@@ -104,6 +108,7 @@ def _executor_main(conn: Connection, config: RedisConfig, execute: Executor,
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the worker's to handle
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     config = copy.copy(config)  # settings only (see RedisConfig.__reduce__): a client of our own
+    install(config)  # print() and logging of tasks go to their job's logs (worker/logs.py)
     queues: dict[str, Queue] = {}
     inbox = _Inbox(conn)
     while (lease := inbox.next()) is not None:

@@ -4,7 +4,8 @@ For each completed job: (1) fence: the caller's token must be the job's and the 
 active (a replay of the same completion, after a lost reply, reports 0 and changes nothing);
 (2) store its result (with a TTL), status completed, progress 1, attempts + 1 (the try that
 succeeded counts), leave the active ZSET, enter the completed ZSET, a 'completed' event. Then (3) keep the completed ZSET at `retention`
-entries: the oldest are removed with their hash, payload and result keys (at most 100 per call),
+entries: the oldest are removed with their hash, payload, result and logs keys (at most 100
+per call),
 except jobs of DAG runs, which only leave the ZSET: their keys live as long as their run
 (run_helpers.lua `trim_ended`; runs are deleted whole by delete_runs.lua);
 (4) mark the held lease start_id (if any) started: the executor that ran the completed jobs
@@ -39,6 +40,7 @@ ARGV[12] start_n        how many of the next jobs start now (the first ones; the
 ARGV[13] start_id       a held job of the caller that starts now ('' = none)
 ARGV[14] start_token    its lease token
 ARGV[11+4i..14+4i]      job i: id, token, has_result ('1' = store the result), result bytes
+ARGV[#ARGV-2] logs_suffix   logs key = job_prefix .. id .. logs_suffix (retention)
 ARGV[#ARGV-1] run_prefix    run keys = run_prefix .. run id .. ':' .. suffix (last but one)
 ARGV[#ARGV] queue_prefix    queue keys = queue_prefix .. queue .. ':' .. suffix (last)
 Returns: {claim reply, outcomes}: the claim reply as claim_jobs.lua returns it ({0} when nothing
@@ -52,7 +54,7 @@ local prefix, psuffix, rsuffix = ARGV[1], ARGV[2], ARGV[3]
 local queue, maxlen = ARGV[4], ARGV[5]
 local rctx = run_ctx(prefix, ARGV[#ARGV - 1], ARGV[#ARGV], maxlen)
 local outcomes, refused, done = {}, false, {}
-for i = 1, (#KEYS - 6) / 2 do
+for i = 1, (#KEYS - 6) / 2 do  -- job i's ARGV: 11+4i .. 14+4i, then the 3 tail ARGV
   local jk, rk, a = KEYS[5 + 2 * i], KEYS[6 + 2 * i], 11 + 4 * i
   local id = ARGV[a]
   local st = redis.call('HMGET', jk, 'status', 'token', 'attempts', 'worker', 'run', 'task',
@@ -87,7 +89,7 @@ for from = 1, #done, 1000 do
   redis.call('ZADD', KEYS[2], unpack(ranked))
 end
 
-trim_ended(KEYS[2], ARGV[7], prefix, psuffix, rsuffix)
+trim_ended(KEYS[2], ARGV[7], prefix, psuffix, rsuffix, ARGV[#ARGV - 2])
 
 if ARGV[13] ~= '' then mark_started(prefix .. ARGV[13], ARGV[14], now) end
 

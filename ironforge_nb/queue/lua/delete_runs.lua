@@ -16,8 +16,8 @@ ended runs beyond the first `retention` ended ones are marked the same way (at m
 call; running runs are never deleted here, and a listed run with no meta HASH is debris:
 marked too); (3) up to `budget` jobs of marked runs are deleted: HSCAN of the run's tasks HASH
 from the cursor stored in the deleting HASH; each job leaves the ZSET of its queue that holds
-it (completed, dead or cancelled, by its status) and its meta HASH, payload and result keys
-are deleted; when the scan is complete, the run's tasks, remaining, children, events, codes
+it (completed, dead or cancelled, by its status) and its meta HASH, payload, result and logs
+keys are deleted; when the scan is complete, the run's tasks, remaining, children, events, codes
 (and meta) keys are deleted and the run leaves the deleting HASH. Code blobs are
 content-addressed and shared by runs: each one the run used loses a user in code_refs, and the
 blob is deleted with its last user.
@@ -36,6 +36,7 @@ ARGV[7] budget          jobs deleted by this call (step 3), approximately: HSCAN
                         comes in one page;
                         '0' skips step 3
 ARGV[8] run_id          run to mark (step 1); '' = none
+ARGV[9] logs_suffix     logs key = job_prefix .. id .. logs_suffix
 Returns: {runs still being deleted, jobs deleted by this call}, or {-1, ''} (no run run_id),
   or {-2, status} (run_id has not ended: nothing changed).
 ]]
@@ -96,7 +97,7 @@ for i = 1, #pending, 2 do
       if zset and st[2] then
         redis.call('ZREM', queue_prefix .. st[2] .. ':' .. zset, fields[f])
       end
-      redis.call('DEL', jk, jk .. psuffix, jk .. rsuffix)
+      redis.call('DEL', jk, jk .. psuffix, jk .. rsuffix, jk .. ARGV[9])
       deleted = deleted + 1
     end
   until cursor == '0' or deleted >= budget
