@@ -167,8 +167,8 @@ def test_plain_jobs_logs_per_attempt(config: RedisConfig, workers: Any) -> None:
 
 
 def test_map_members_and_bad_names(config: RedisConfig, workers: Any) -> None:
-    """A map member is named name[key]; a map's name, an unknown task or attempt 0 is refused
-    clearly; an unknown job is JobNotFoundError."""
+    """A map member is named name[key]; a map's name (its members suggested), an unknown
+    task or attempt 0 is refused clearly; an unknown job is JobNotFoundError."""
     workers()
 
     def shout(item: str) -> None:
@@ -178,7 +178,7 @@ def test_map_members_and_bad_names(config: RedisConfig, workers: Any) -> None:
     p.map("shout", shout, over=["eu", "us"])
     run = p.submit(config=config).wait(timeout=30)
     assert run.logs("shout[us]") == "US\n"
-    with pytest.raises(InvalidOptionError, match=r"shout\[eu\]"):
+    with pytest.raises(UnknownTaskError, match=r"shout\[eu\]"):
         run.logs("shout")
     with pytest.raises(UnknownTaskError, match="shout"):
         run.logs("shuot[us]")

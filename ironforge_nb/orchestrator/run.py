@@ -170,7 +170,9 @@ class Run:
                 members, keys = maps[task]
                 values = [self.result(m) for m in members]
                 return values if keys is None else dict(zip(keys, values, strict=True))
-            raise self._unknown(task, maps)
+            if not maps and not client.exists(self._keys.meta):
+                raise self._not_found()
+            raise UnknownTaskError(None, task, self._suggest(task, maps))
         job = self.config.keys.job(jid.decode())
         status, error = client.hmget(job, "status", "error")
         state = JobStatus(status.decode()) if status else None
@@ -214,18 +216,14 @@ class Run:
         the task runs (written about once a second). Only the tail is kept
         (`RedisConfig.task_log_bytes`). A member of a map is named ``"name[key]"``.
 
-        Raises `UnknownTaskError` for a name that is not a task of the run, and
-        `InvalidOptionError` for a map's name (its members each have their own output).
+        Raises `UnknownTaskError` (with close matches; a map's members for its name) for a
+        name that is not one task of the run, `RunNotFoundError` if the run is gone.
         """
         from ironforge_nb.queue.logs import read_logs
 
         jid = self.config.client().hget(self._keys.tasks, task)
         if jid is None:
-            maps = self._maps()
-            if task in maps:
-                raise InvalidOptionError("task", task, f"one member of map {task!r}, e.g. "
-                                         f"{maps[task][0][0]!r}")
-            raise self._unknown(task, maps)
+            raise self._unknown(task)
         return read_logs(self.config, jid.decode(), attempt)
 
     def job_ids(self) -> list[tuple[str, str]]:
@@ -323,12 +321,6 @@ class Run:
 
     def _not_found(self) -> RunNotFoundError:
         return RunNotFoundError(self.id, self.config.namespace)
-
-    def _unknown(self, task: str, maps: dict[str, Any]) -> RunNotFoundError | UnknownTaskError:
-        """The error for a task name the run does not have (or for a run that is gone)."""
-        if not maps and not self.config.client().exists(self._keys.meta):
-            return self._not_found()
-        return UnknownTaskError(None, task, self._suggest(task, maps))
 
     def _maps(self) -> dict[str, Any]:
         raw = self.config.client().hget(self._keys.meta, "maps")
