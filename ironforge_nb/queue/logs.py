@@ -17,8 +17,9 @@ __all__ = ["read_logs"]
 
 
 def read_logs(config: RedisConfig, job_id: str, attempt: int | None = None) -> str:
-    """The output of one attempt of ``job_id``: the latest by default ("" when it printed
-    nothing, or none has started), else attempt ``attempt`` (1 = the first). One round trip.
+    """The output of one attempt of ``job_id``: by default the latest (the running try, else
+    one a stall or a shutdown interrupted, else the last that ended; "" when it printed nothing
+    or none has started), else attempt ``attempt`` (1 = the first). One round trip.
 
     Attempt numbers start again at 1 when a job is requeued from the dead-letter queue or its
     run's failed tasks are retried; a new attempt's output replaces the old one of that number.
@@ -37,6 +38,9 @@ def read_logs(config: RedisConfig, job_id: str, attempt: int | None = None) -> s
     (status, attempts), texts = pipe.execute()
     if status is None:
         raise JobNotFoundError(jid)
-    wanted = attempt if attempt is not None else int(attempts or 0)
-    raw = texts.get(str(wanted).encode())
+    if attempt is None:  # `attempts` counts the tries that ended; the next one is + 1
+        ended = int(attempts or 0)
+        running = status == b"active" or str(ended + 1).encode() in texts  # or interrupted
+        attempt = ended + 1 if running else ended
+    raw = texts.get(str(attempt).encode())
     return "" if raw is None else bytes(raw).decode("utf-8", "replace")
