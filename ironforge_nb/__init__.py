@@ -55,6 +55,7 @@ _EXPORTS: dict[str, str] = {
     "runs": "ironforge_nb.orchestrator",
     "TaskState": "ironforge_nb.orchestrator.tasks",
     "RunMonitor": "ironforge_nb.widgets",
+    "cache": "ironforge_nb.cache",
     # running: connect, workers, progress from inside a task
     "connect": "ironforge_nb.local",
     "progress": "ironforge_nb.worker.context",
@@ -94,6 +95,7 @@ __all__ = [
     "UnknownTaskError",
     "ValidationError",
     "__version__",
+    "cache",
     "connect",
     "json_schema",
     "progress",
@@ -104,7 +106,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
-    from ironforge_nb import render
+    from ironforge_nb import cache, render
     from ironforge_nb.dag import DAG, Pipeline
     from ironforge_nb.errors import (
         ConfigError,

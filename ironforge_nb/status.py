@@ -100,13 +100,14 @@ class Event:
     task: str | None = None
     run_status: RunStatus | None = None
     stalls: int | None = None  # on 'stalled' events: the job's stalls so far
+    cached: str | None = None  # a task completed from the cache: the run that computed it
 
     @classmethod
     def from_fields(cls, entry_id: str, data: Mapping[str, str]) -> Event:
         """Build an event from a decoded stream entry; unknown fields are ignored."""
         kw: dict[str, Any] = {"id": entry_id, "type": EventType(data["type"]),
                               "ts": int(data.get("ts", 0))}
-        for name in ("job", "queue", "message", "error", "worker", "run", "task"):
+        for name in ("job", "queue", "message", "error", "worker", "run", "task", "cached"):
             if name in data:
                 kw[name] = data[name]
         if "status" in data:

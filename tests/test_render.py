@@ -64,8 +64,9 @@ def sales() -> Pipeline:
 
 
 def test_palette_covers_every_job_status_and_pending() -> None:
-    """One color per `JobStatus` plus "pending", all distinct."""
-    assert set(STATUS_COLORS) == {s.value for s in JobStatus} | {"pending"}
+    """One color per `JobStatus` plus "pending" and "cached" (completed from the cache), all
+    distinct."""
+    assert set(STATUS_COLORS) == {s.value for s in JobStatus} | {"pending", "cached"}
     assert len(set(STATUS_COLORS.values())) == len(STATUS_COLORS)
     assert STATUS_COLORS[JobStatus.FAILED] == STATUS_COLORS["failed"]
 

@@ -73,6 +73,9 @@ class TaskOptions(TypedDict, total=False):
     params: Mapping[str, Any] | list[str] | tuple[str, ...]  # constants, or run-param names
     allow_failure: bool  # a failure does not skip the descendants
     max_stalls: int | None  # times it may be queued again after its worker died under it
+    cache: bool | None  # reuse a result of an earlier run (None: as the run says)
+    cache_ttl: float | None  # seconds a cached result may be reused (None: result_ttl)
+    version: str | None  # part of the cache key (import-path tasks: their code is not hashed)
 
 
 _BLANK = TaskSpec(id="blank", fn="blank:blank")  # every default of a spec (see Pipeline._spec)
@@ -98,10 +101,15 @@ class Pipeline:
     Chain ``task``/``then``/``map`` calls, or decorate functions with ``@p.task``; ``build()``
     returns the validated, immutable `DAG` and ``plan()`` a pandas table of it. A pipeline
     displays itself as a graph in Jupyter and as a list of levels in a console.
+    ``cache=True`` makes every submit reuse the results of earlier runs whose code and inputs
+    are unchanged (a task's ``cache=False`` opts it out; ``submit(cache=...)`` overrides).
     """
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, *, cache: bool = False) -> None:
         self.name = validate_name(name, "pipeline")
+        if not isinstance(cache, bool):
+            raise InvalidOptionError("cache", cache, "True or False")
+        self.cache = cache  # submits reuse results of earlier runs (see orchestrator.cache)
         self._specs: dict[str, TaskSpec] = {}
         self._maps: dict[str, MapGroup] = {}
         self._known = _Known(self._specs, self._maps)  # a view: no copy per task

@@ -26,7 +26,7 @@ TaskFn: TypeAlias = "Callable[..., Any] | str"
 
 PRIORITY_RANGE = (-1000, 1000)
 OPTION_NAMES = ("retries", "timeout", "queue", "priority", "group", "params", "allow_failure",
-                "max_stalls")
+                "max_stalls", "cache", "cache_ttl", "version")
 _FN_PATH = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*")
 
 
@@ -76,7 +76,10 @@ class TaskSpec:
     ``bindings`` maps a parameter to the upstream task id or map name whose result it gets;
     ``item_param`` names the parameter that receives a map item; ``run_params`` and
     ``optional_params`` are the parameters looked up in the run's ``params`` (required ones,
-    and ones with a default). ``params`` holds constant keyword arguments.
+    and ones with a default). ``params`` holds constant keyword arguments. ``cache`` overrides
+    the run's cache setting for this task (None: follow it), ``cache_ttl`` limits how long its
+    cached result is reused (seconds), ``version`` is part of its cache key (for import-path
+    tasks, whose code is not hashed).
     """
 
     id: str
@@ -98,6 +101,9 @@ class TaskSpec:
     max_stalls: int | None = None  # None: the run's (submit's max_stalls), else the engine's
     map: MapItem | None = None
     gathers: tuple[Gather, ...] = ()
+    cache: bool | None = None
+    cache_ttl: float | None = None
+    version: str | None = None
 
     def evolve(self, **changes: Any) -> TaskSpec:
         """A copy with ``changes``, like `dataclasses.replace` but without running
@@ -254,6 +260,27 @@ def _allow_failure(value: Any) -> bool:
     return value
 
 
+def _cache(value: Any) -> bool | None:
+    if value is not None and not isinstance(value, bool):
+        raise InvalidOptionError("cache", value, "True, False, or None (follow the run)")
+    return value
+
+
+def _cache_ttl(value: Any) -> float | None:
+    if value is None:
+        return None
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not ok or not math.isfinite(value) or value < 0.001:
+        raise InvalidOptionError("cache_ttl", value, "a number of seconds >= 0.001, or None")
+    return float(value)
+
+
+def _version(value: Any) -> str | None:
+    if value is None or (isinstance(value, str) and 1 <= len(value) <= 200):
+        return value
+    raise InvalidOptionError("version", value, "a str of 1 to 200 characters, or None")
+
+
 _CHECKERS: dict[str, Callable[[Any], Any]] = {
     "retries": _retries,
     "timeout": _timeout,
@@ -263,4 +290,7 @@ _CHECKERS: dict[str, Callable[[Any], Any]] = {
     "params": _params,
     "allow_failure": _allow_failure,
     "max_stalls": _max_stalls,
+    "cache": _cache,
+    "cache_ttl": _cache_ttl,
+    "version": _version,
 }

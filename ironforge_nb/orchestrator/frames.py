@@ -18,12 +18,12 @@ if TYPE_CHECKING:
 __all__ = ["RUN_COLUMNS", "TASK_COLUMNS", "agreeing_read", "run_frame", "runs"]
 
 TASK_COLUMNS = ("task", "status", "progress", "message", "attempts", "stalls", "queued",
-                "started", "finished", "duration", "worker", "error", "queue", "job")
+                "started", "finished", "duration", "worker", "error", "queue", "job", "cached")
 RUN_COLUMNS = ("id", "pipeline", "status", "tasks", "completed", "failed", "created",
                "finished", "duration")
 _CHUNK = 1000
 _JOB_FIELDS = ("status", "attempts", "stalls", "enqueued", "started", "finished", "worker",
-               "error", "queue", "progress", "message")
+               "error", "queue", "progress", "message", "cached")
 _RUN_FIELDS = ("name", "status", "total", "completed", "failed", "created", "finished")
 _AGREE_TRIES = 3
 
@@ -80,7 +80,8 @@ def run_frame(config: RedisConfig, jobs: Sequence[tuple[str, str]]) -> pd.DataFr
     ``attempts`` counts the tries the task's own code ended (error, timeout, success);
     ``stalls`` the times its worker or executor died under it (see `Queue.stall`).
 
-    ``duration`` is seconds from the last attempt's start to the end (None while running).
+    ``duration`` is seconds from the last attempt's start to the end (None while running);
+    ``cached`` is the run whose result a task reused from the cache (None: it ran here).
     """
     client = config.client()
     rows: dict[str, list[Any]] = {name: [] for name in TASK_COLUMNS}
@@ -91,7 +92,7 @@ def run_frame(config: RedisConfig, jobs: Sequence[tuple[str, str]]) -> pd.DataFr
             pipe.hmget(config.keys.job(jid), *_JOB_FIELDS)
         for (task, jid), values in zip(chunk, pipe.execute(), strict=True):
             (status, attempts, stalls, queued, started, finished, worker, error, queue,
-             progress, message) = values
+             progress, message, cached) = values
             begun, ended = _ms(started), _ms(finished)
             rows["task"].append(task)
             rows["status"].append(_text(status))
@@ -107,6 +108,7 @@ def run_frame(config: RedisConfig, jobs: Sequence[tuple[str, str]]) -> pd.DataFr
             rows["error"].append(_text(error))
             rows["queue"].append(_text(queue))
             rows["job"].append(jid)
+            rows["cached"].append(_text(cached))
     return _frame(rows, ("queued", "started", "finished"))
 
 

@@ -279,19 +279,22 @@ class Run:
 
     def _snapshot(self) -> tuple[Any, dict[str, Any], dict[str, str]]:
         """The run's tasks as a `DAG` (edges from the run's children hash; each map's members
-        grouped, so big maps collapse into one box), its meta hash and each task's status, the
-        last two agreeing (`agreeing_read`)."""
+        grouped, so big maps collapse into one box), its meta hash and each task's status
+        ("cached" for a task completed from the cache), the last two agreeing
+        (`agreeing_read`)."""
         pairs = self.job_ids()
         keys = self.config.keys
 
         def reads(pipe: Any) -> None:
             pipe.hgetall(self._keys.children)
             for _, jid in pairs:
-                pipe.hget(keys.job(jid), "status")
+                pipe.hmget(keys.job(jid), "status", "cached")
 
         meta, (children, *states) = agreeing_read(self.config.client(), self._keys.meta, reads)
         info = self._info(meta)
-        statuses = {task: raw.decode() for (task, _), raw in zip(pairs, states, strict=True)
+        # a task completed from the cache is drawn as "cached" (a display state of the palette)
+        statuses = {task: "cached" if cached is not None else raw.decode()
+                    for (task, _), (raw, cached) in zip(pairs, states, strict=True)
                     if raw is not None}
         return run_dag(pairs, children, self._maps()), info, statuses
 

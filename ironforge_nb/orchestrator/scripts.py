@@ -40,6 +40,7 @@ class RunScripts:
         self._delete = LuaScript(link, "delete_runs")
         self._statuses = LuaScript(link, "read_statuses")
         self._retention = config.run_retention
+        self._result_ttl_ms = max(1, round(config.result_ttl * 1000))
 
     def _head(self) -> list[Any]:
         k = self._keys
@@ -47,25 +48,27 @@ class RunScripts:
 
     def submit_run(self, run_id: str, name: str, params: bytes, maps: bytes, mode: str,
                    profiles: Sequence[Sequence[Any]], codes: Sequence[tuple[str, bytes]],
-                   records: str, payloads: bytes, n_tasks: int) -> str:
+                   records: str, payloads: bytes, n_tasks: int, cache: str = "") -> str:
         """Create the run: 'created', else 'exists' (a run with this id exists) or 'deleting'
         (one is being deleted); in both cases nothing changed.
 
         ``profiles`` are 7-field option tuples, ``codes`` (key, signed blob) pairs,
         ``records`` one line per task and ``payloads`` the tasks' payloads concatenated in
-        the same order (see submit_run.lua).
+        the same order, ``cache`` the cache lines ('' = no task cached; see submit_run.lua).
         """
         k = self._keys
         rk = k.run(run_id)
         keys = [rk.meta, rk.tasks, rk.remaining, rk.children, rk.events, k.runs, k.queues,
-                k.runs_deleting, k.code_refs, rk.codes, *(key for key, _ in codes)]
+                k.runs_deleting, k.code_refs, rk.codes, k.cache_index,
+                *(key for key, _ in codes)]
         args: list[Any] = [k.job_prefix, JOB_PAYLOAD_SUFFIX, k.run_prefix, k.queue_prefix,
                            self._maxlen, run_id, name, params, maps, mode, len(profiles),
                            len(codes), n_tasks]
         for profile in profiles:
             args.extend(profile)
         args.extend(blob for _, blob in codes)
-        args += (records, payloads)
+        args += (records, payloads, cache, k.cache_prefix, JOB_RESULT_SUFFIX,
+                 self._result_ttl_ms)
         reply: bytes = self._submit.eval(keys, args)
         return reply.decode()
 

@@ -25,6 +25,7 @@ from ironforge_nb.dag.task import TaskSpec, paused_gc
 from ironforge_nb.errors import InvalidNameError, InvalidOptionError, SizeLimitError
 from ironforge_nb.names import validate_name, validate_task_id
 from ironforge_nb.orchestrator import codec
+from ironforge_nb.orchestrator.cachekey import cache_lines
 from ironforge_nb.orchestrator.payload import attach_extra, split_plain, to_json
 from ironforge_nb.orchestrator.scripts import RunScripts
 from ironforge_nb.queue.config import RedisConfig, default_config
@@ -43,14 +44,17 @@ Mode = Literal["auto", "json", "pickle"]
 def submit(pipeline: Pipeline | DAG[str], params: Mapping[str, Any] | None = None, *,
            run_id: str | None = None, config: RedisConfig | None = None,
            queue: str | None = None, mode: Mode = "auto", backoff: float = 1.0,
-           max_stalls: int | None = None) -> Run:
+           max_stalls: int | None = None,
+           cache: bool | None = None) -> Run:
     """Submit ``pipeline`` as a run and return its `Run` handle at once.
 
     ``params`` feed the tasks' run params; ``run_id`` (default: pipeline name + random hex)
     makes submission idempotent; ``queue`` replaces the queue of tasks left on "default";
     ``mode`` forces JSON or pickle mode; ``backoff`` is the base delay (seconds) of retries;
     ``max_stalls`` how many times a task is queued again after its worker died under it before
-    it fails, for the tasks that do not set their own (None: `DEFAULT_MAX_STALLS`).
+    it fails, for the tasks that do not set their own (None: `DEFAULT_MAX_STALLS`);
+    ``cache`` (default: the pipeline's ``cache``) reuses the results of earlier runs for the
+    tasks whose code and inputs are unchanged (`ironforge_nb.orchestrator.cache`).
     Raises `ValidationError` subclasses for bad input and `ConfigError` when pickled code must
     be signed and no secret is configured; in both cases nothing is written.
     """
@@ -58,7 +62,7 @@ def submit(pipeline: Pipeline | DAG[str], params: Mapping[str, Any] | None = Non
 
     with paused_gc():  # see paused_gc: a 100k-task encode allocates millions of objects
         rid, cfg, secret, call = _encode(pipeline, params, run_id, config, queue, mode, backoff,
-                                         max_stalls)
+                                         max_stalls, cache)
     scripts = RunScripts(cfg)
     if scripts.submit_run(*call) == "deleting":  # an old run with this id is being deleted
         scripts.purge(retention=False)
@@ -70,9 +74,14 @@ def submit(pipeline: Pipeline | DAG[str], params: Mapping[str, Any] | None = Non
 def _encode(pipeline: Pipeline | DAG[str], params: Mapping[str, Any] | None,
             run_id: str | None, config: RedisConfig | None, queue: str | None, mode: Mode,
             backoff: float, max_stalls: int | None = None,
+            cache: bool | None = None,
             ) -> tuple[str, RedisConfig, bytes | None, tuple[Any, ...]]:
     """Check and encode everything: (run id, config, secret, submit_run arguments)."""
     dag, name = _as_dag(pipeline)
+    if cache is None:
+        cache = pipeline.cache if isinstance(pipeline, Pipeline) else False
+    elif not isinstance(cache, bool):
+        raise InvalidOptionError("cache", cache, "True, False or None (the pipeline's)")
     cfg = config if config is not None else default_config()
     run_params = _check_params(params)
     rid = _run_id(run_id, name)
@@ -93,9 +102,11 @@ def _encode(pipeline: Pipeline | DAG[str], params: Mapping[str, Any] | None,
                    codec.encode_value(run_params, secret, json_mode=True) if json_mode else
                    codec.dumps_input(run_params, cast(bytes, secret), "params"))
     maps_blob = codec.encode_value(_maps(specs), secret, json_mode=json_mode)
+    order = [cast(TaskSpec, dag.data(t)) for t in dag.topological_order()]
+    cached = cache_lines(order, plan.index, name, rid, run_params, cache)
     call = (rid, name, params_blob, maps_blob, "json" if json_mode else "pickle",
             list(plan.profiles), plan.codes, plan.records(), b"".join(plan.payloads),
-            len(specs))
+            len(specs), cached)
     return rid, cfg, secret, call
 
 

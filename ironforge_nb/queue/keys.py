@@ -148,6 +148,21 @@ class Keys:
         """HASH code key -> how many runs use it: the last run's deletion deletes the code."""
         return self.prefix + "code-refs"
 
+    @property
+    def cache_prefix(self) -> str:
+        """``{ns}:cache:``; the cache entry of key <k> is this plus k (a HASH: job holding a
+        copy of the result, origin run, pipeline, task, created; see orchestrator.cache)."""
+        return self.prefix + "cache:"
+
+    def cache_entry(self, key: str) -> str:
+        """HASH of one cache entry (its PEXPIRE is the entry's expiry)."""
+        return self.cache_prefix + key
+
+    @property
+    def cache_index(self) -> str:
+        """ZSET cache key -> expiry time (ms): lists the entries (expired ones are pruned)."""
+        return self.prefix + "cache-index"
+
     def lock(self, name: str) -> str:
         """STRING holding a lock owner's token."""
         return self.prefix + "lock:" + validate_name(name, "lock")

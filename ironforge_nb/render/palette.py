@@ -1,7 +1,8 @@
 """The one status palette shared by every view (graphs, legends, widgets, tables).
 
 Colors are keyed by the `JobStatus` values plus ``"pending"`` (a task with no status yet, e.g.
-a pipeline before it is submitted). Because `JobStatus` is a ``str`` enum, both
+a pipeline before it is submitted) and ``"cached"`` (completed by reusing an earlier run's
+result: a paler green, dotted border). Because `JobStatus` is a ``str`` enum, both
 ``STATUS_COLORS["failed"]`` and ``STATUS_COLORS[JobStatus.FAILED]`` work. Standard library only.
 """
 
@@ -14,6 +15,7 @@ from ironforge_nb.errors import InvalidOptionError
 from ironforge_nb.status import JobStatus
 
 __all__ = [
+    "CACHED",
     "PENDING",
     "STATUS_COLORS",
     "STATUS_ORDER",
@@ -24,6 +26,7 @@ __all__ = [
 ]
 
 PENDING = "pending"
+CACHED = "cached"  # a display state: completed from the cache (the job's status is completed)
 
 # Fill colors: greys for "not started", blues for "about to run", amber for running, green,
 # red and muted tones for the end states. Chosen to stay distinct for common color blindness.
@@ -34,6 +37,7 @@ STATUS_COLORS: Mapping[str, str] = MappingProxyType({
     JobStatus.QUEUED.value: "#9ecae1",
     JobStatus.ACTIVE.value: "#fdb863",
     JobStatus.COMPLETED.value: "#7fc97f",
+    CACHED: "#c7e9c0",
     JobStatus.FAILED.value: "#e34a33",
     JobStatus.CANCELLED.value: "#969696",
     JobStatus.SKIPPED.value: "#f5f5f5",
@@ -41,14 +45,14 @@ STATUS_COLORS: Mapping[str, str] = MappingProxyType({
 
 # Display order: life-cycle order, used by legends and by "80 completed, 40 queued" counts.
 STATUS_ORDER: tuple[str, ...] = (
-    PENDING, "waiting", "scheduled", "queued", "active", "completed", "failed", "cancelled",
-    "skipped",
+    PENDING, "waiting", "scheduled", "queued", "active", "completed", CACHED, "failed",
+    "cancelled", "skipped",
 )
 
 # Which status a collapsed box takes when its tasks differ: trouble first, then activity.
 _SUMMARY_PRIORITY: tuple[str, ...] = (
     "failed", "active", "queued", "scheduled", "waiting", PENDING, "cancelled", "skipped",
-    "completed",
+    "completed", CACHED,
 )
 
 _DARK_FILLS = frozenset({JobStatus.FAILED.value, JobStatus.CANCELLED.value})
@@ -71,6 +75,8 @@ def status_style(status: str) -> dict[str, str]:
         style["fontcolor"] = "white"
     if status == JobStatus.SKIPPED.value:
         style["style"] = "filled,dashed"
+    elif status == CACHED:
+        style["style"] = "filled,dotted"
     return style
 
 

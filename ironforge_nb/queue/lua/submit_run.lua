@@ -36,7 +36,8 @@ KEYS[7] queues     SET of the namespace's queue names
 KEYS[8] deleting   HASH of the runs being deleted (delete_runs.lua)
 KEYS[9] code_refs  HASH code key -> number of runs using it
 KEYS[10] codes     STRING the run's code keys, comma-separated
-KEYS[10+i] code    STRING code key of function i (i = 1..n_codes)
+KEYS[11] cache_index  ZSET cache key -> expiry time (ms) of its entry
+KEYS[11+i] code    STRING code key of function i (i = 1..n_codes)
 ARGV[1] job_prefix      meta hash of job <id> = job_prefix .. id
 ARGV[2] payload_suffix  payload key = job_prefix .. id .. payload_suffix
 ARGV[3] run_prefix      run keys = run_prefix .. run id .. ':' .. suffix (see run_helpers)
@@ -60,12 +61,29 @@ then the records: one string of N lines, each "<task id> <profile (1-based)> <pa
      claims bring those results along, see claim_helpers.lua). Task i (0-based, in record
      order) gets job id run_id .. '.' .. i
 then the payloads: one string, the N payloads concatenated in record order
+then cache: '' (no task of the run is cached) or N lines in record order, each "<key> <ttl_ms>\n"
+     for a cached task (ttl_ms '0': the entry lives as long as result_ttl_ms, refreshed by each
+     hit) or "- 0\n" for a task that is not
+then cache_prefix   the cache entry of key <k> is cache_prefix .. k (HASH job, origin, pipeline,
+                    task, created; PEXPIRE = its expiry)
+then result_suffix  result key = job_prefix .. id .. result_suffix
+then result_ttl_ms  lifetime of results (ms)
+Cache (orchestrator/cache.py): a cached task whose entry names a job whose result key still
+exists (only a completion, or a hit's COPY, writes a run job's result) is a hit: its job is created 'completed' (fields finished, progress 1,
+`cached` = the run that computed the result, `cached_job` = the job copied from) with a COPY of
+that result (no bytes pass through Lua), one 'completed' event with `cached` in the run's
+stream, and it is not queued; its children count it as a completed parent (a child whose
+parents all hit, or are roots, is queued at once). The entry then names the new job (a fresh
+copy: the entry outlives the runs it came from, and a deleted or expired source is just a miss).
+A miss writes the entry for the new job (valid once it completes). Every hit counts in the
+run's `completed` and `cached` counters; a run whose every task hits ends 'succeeded' at once.
+Expired entries leave the index here (ZREMRANGEBYSCORE up to now).
 Returns: 'created', 'exists', or 'deleting' (a run with this id is being deleted: nothing
   written; the caller finishes that deletion and submits again); an error reply (nothing
   written) for malformed arguments.
 ]]
 local P, C, N = tonumber(ARGV[11]), tonumber(ARGV[12]), tonumber(ARGV[13])
-if not (P and C and N) or #ARGV ~= 15 + 7 * P + C or #KEYS ~= 10 + C then
+if not (P and C and N) or #ARGV ~= 19 + 7 * P + C or #KEYS ~= 11 + C then
   return redis.error_reply('ERR submit_run: malformed arguments (counts do not add up)')
 end
 local profiles = {}
@@ -111,6 +129,19 @@ if n ~= N or at ~= #records + 1 or bytes ~= #blob then
                            ' parsed, payload sizes ' .. bytes .. ' for ' .. #blob .. ' bytes)')
 end
 
+local cache_lines = ARGV[16 + 7 * P + C]
+local cprefix, rsuffix = ARGV[17 + 7 * P + C], ARGV[18 + 7 * P + C]
+local rttl = tonumber(ARGV[19 + 7 * P + C])
+local c_key, c_ttl, n_lines = {}, {}, 0
+for key, ttl in string.gmatch(cache_lines, '([^ \n]+) (%d+)\n') do
+  n_lines = n_lines + 1
+  if key ~= '-' then c_key[n_lines], c_ttl[n_lines] = key, tonumber(ttl) end
+end
+if (cache_lines ~= '' and n_lines ~= N) or not rttl then
+  return redis.error_reply('ERR submit_run: malformed cache lines (' .. n_lines .. ' for ' ..
+                           N .. ' tasks)')
+end
+
 if redis.call('EXISTS', KEYS[1]) == 1 then return 'exists' end
 if redis.call('HEXISTS', KEYS[8], ARGV[6]) == 1 then return 'deleting' end
 
@@ -118,9 +149,31 @@ local t = redis.call('TIME')
 local now = tostring(tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
 local prefix, psuffix, maxlen, run = ARGV[1], ARGV[2], ARGV[5], ARGV[6]
 local ctx = run_ctx(prefix, ARGV[3], ARGV[4], maxlen)
+
+-- (2b) the cache lookup (reads only): hit[i] = {source job, origin run}
+local hit, hits = {}, 0
+for i, key in pairs(c_key) do
+  local e = redis.call('HMGET', cprefix .. key, 'job', 'origin')
+  -- only a completion (or a hit's COPY) writes a run job's result: it exists => completed
+  if e[1] and redis.call('EXISTS', prefix .. e[1] .. rsuffix) == 1 then
+    hit[i] = e
+    hits = hits + 1
+  end
+end
+if hits > 0 then  -- a hit is a completed parent: its children wait for one parent less
+  local idx = {}
+  for i = 1, N do idx[r_task[i]] = i end
+  for i in pairs(hit) do
+    for child in string.gmatch(r_kids[i], '[^,]+') do
+      local j = idx[child]
+      r_np[j] = r_np[j] - 1
+    end
+  end
+end
+
 local code_keys = {}
 for c = 1, C do
-  code_keys[c] = KEYS[10 + c]
+  code_keys[c] = KEYS[11 + c]
   redis.call('SET', code_keys[c], ARGV[13 + 7 * P + c], 'NX')
   redis.call('HINCRBY', KEYS[9], code_keys[c], 1)
 end
@@ -129,7 +182,7 @@ if C > 0 then redis.call('SET', KEYS[10], table.concat(code_keys, ',')) end
 -- one seq block per queue for its roots (gaps are harmless)
 local roots_in, roots_total = {}, 0
 for i = 1, N do
-  if r_np[i] == 0 then
+  if r_np[i] == 0 and not hit[i] then
     local q = r_prof[i].queue
     roots_in[q] = (roots_in[q] or 0) + 1
     roots_total = roots_total + 1
@@ -145,13 +198,20 @@ end
 local function flush(key, flat, size)
   if size > 0 then redis.call('HSET', key, unpack(flat, 1, size)) end
 end
-local tasks, remaining, children = {}, {}, {}
-local nt, nr, nc, pos = 0, 0, 0, 1
+local tasks, remaining, children, index = {}, {}, {}, {}
+local nt, nr, nc, ni, pos = 0, 0, 0, 0, 1
 for i = 1, N do
   local task, prof, len = r_task[i], r_prof[i], r_len[i]
   local jid = run .. '.' .. (i - 1)
   local jk = prefix .. jid
-  if r_np[i] == 0 then
+  if hit[i] then
+    local src, origin = hit[i][1], hit[i][2] or ''
+    redis.call('HSET', jk, 'status', 'completed', 'run', run, 'task', task, 'created', now,
+               'finished', now, 'progress', 1, 'cached', origin, 'cached_job', src,
+               unpack(prof.fields))
+    redis.call('COPY', prefix .. src .. rsuffix, jk .. rsuffix, 'REPLACE')
+    redis.call('PEXPIRE', jk .. rsuffix, rttl)
+  elseif r_np[i] == 0 then
     redis.call('HSET', jk, 'status', 'queued', 'run', run, 'task', task, 'created', now,
                'enqueued', now, unpack(prof.fields))
     local q, list = prof.queue, ranked[prof.queue]
@@ -177,6 +237,23 @@ for i = 1, N do
     nr = nr + 2
     if nr >= 2000 then flush(KEYS[3], remaining, nr); nr = 0 end
   end
+  local key = c_key[i]
+  if key then  -- the entry names this job: a fresh copy (hit) or the result to come (miss)
+    local ek, ttl = cprefix .. key, c_ttl[i]
+    if not hit[i] then
+      redis.call('HSET', ek, 'job', jid, 'origin', run, 'pipeline', ARGV[7], 'task', task,
+                 'created', now)
+    else
+      redis.call('HSET', ek, 'job', jid)
+    end
+    if not hit[i] or ttl == 0 then
+      if ttl == 0 then ttl = rttl end
+      redis.call('PEXPIRE', ek, ttl)
+      index[ni + 1], index[ni + 2] = tonumber(now) + ttl, key
+      ni = ni + 2
+      if ni >= 2000 then redis.call('ZADD', KEYS[11], unpack(index, 1, ni)); ni = 0 end
+    end
+  end
   redis.call('SET', jk .. psuffix, string.sub(blob, pos, pos + len - 1))
   pos = pos + len
   tasks[nt + 1], tasks[nt + 2] = task, jid
@@ -194,11 +271,13 @@ flush(KEYS[4], children, nc)
 for q, list in pairs(ranked) do
   if #list > 0 then redis.call('ZADD', queue_key(ctx, q, 'wait'), unpack(list)) end
 end
+if ni > 0 then redis.call('ZADD', KEYS[11], unpack(index, 1, ni)) end
+if next(c_key) then redis.call('ZREMRANGEBYSCORE', KEYS[11], '-inf', now) end
 
 redis.call('HSET', KEYS[1], 'name', ARGV[7], 'status', 'running', 'total', N,
-           'waiting', N - roots_total, 'completed', 0, 'failed', 0, 'tolerated', 0,
+           'waiting', N - roots_total - hits, 'completed', hits, 'failed', 0, 'tolerated', 0,
            'skipped', 0, 'cancelled', 0, 'created', now, 'params', ARGV[8], 'maps', ARGV[9],
-           'mode', ARGV[10])
+           'mode', ARGV[10], 'cached', hits)
 redis.call('ZADD', KEYS[6], now, run)
 for _, prof in ipairs(profiles) do redis.call('SADD', KEYS[7], prof.queue) end
 for q, count in pairs(roots_in) do
@@ -208,5 +287,11 @@ for q, count in pairs(roots_in) do
   redis.call('LTRIM', wake, 0, 63)
 end
 run_event(ctx, run, 'run_submitted', now, 'run_status', 'running', 'message',
-          ARGV[7] .. ': ' .. N .. ' tasks, ' .. roots_total .. ' queued')
+          ARGV[7] .. ': ' .. N .. ' tasks, ' .. roots_total .. ' queued' ..
+          (hits > 0 and (', ' .. hits .. ' cached') or ''))
+for i in pairs(hit) do  -- after 'run_submitted', as every task event of the run
+  run_event(ctx, run, 'completed', now, 'job', run .. '.' .. (i - 1), 'task', r_task[i],
+            'queue', r_prof[i].queue, 'status', 'completed', 'cached', hit[i][2] or '')
+end
+if hits == N then run_settle(ctx, run, now) end
 return 'created'

@@ -1,0 +1,345 @@
+"""The cross-run cache: hits at submit, what invalidates a key, expiry, clearing, the views.
+
+Jobs run in-process (`runloop.work`); each test has its own namespace on the session server.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import ironforge_nb as ifn
+from ironforge_nb.dag import Pipeline
+from ironforge_nb.errors import InvalidOptionError
+from ironforge_nb.orchestrator import Run
+from ironforge_nb.orchestrator.cachekey import code_fingerprint, value_digest
+from ironforge_nb.queue import RedisConfig
+from ironforge_nb.status import RunStatus
+from tests.runloop import work
+
+pytestmark = pytest.mark.usefixtures("signing_secret")
+
+CALLS: list[str] = []
+
+
+def load() -> list[int]:
+    CALLS.append("load")
+    return [1, 2, 3]
+
+
+def double(load: list[int]) -> list[int]:
+    CALLS.append("double")
+    return [2 * x for x in load]
+
+
+def triple(load: list[int]) -> list[int]:
+    CALLS.append("triple")
+    return [3 * x for x in load]
+
+
+def total(double: list[int]) -> int:
+    CALLS.append("total")
+    return sum(double)
+
+
+def side(load: list[int]) -> int:
+    CALLS.append("side")
+    return len(load)
+
+
+def chain(middle: Any = double, **options: Any) -> Pipeline:
+    """load -> double (or ``middle``) -> total, and load -> side."""
+    p = Pipeline("chain", cache=True)
+    p.task("load", load).task("double", middle, after="load").task("total", total,
+                                                                   after="double")
+    p.task("side", side, after="load", **options)
+    return p
+
+
+def run_once(p: Pipeline, config: RedisConfig, **kw: Any) -> Run:
+    CALLS.clear()
+    run = p.submit(config=config, **kw)
+    work(config)
+    return run.wait(timeout=10)
+
+
+def test_an_unchanged_pipeline_is_served_from_the_cache(config: RedisConfig) -> None:
+    """Second submit: nothing runs, the run has succeeded at once, results equal, origin shown."""
+    first = run_once(chain(), config)
+    assert sorted(CALLS) == ["double", "load", "side", "total"]
+    second = run_once(chain(), config)
+    assert CALLS == [] and second.status is RunStatus.SUCCEEDED
+    assert second.results() == first.results() == {"load": [1, 2, 3], "double": [2, 4, 6],
+                                                   "total": 12, "side": 3}
+    frame = second.to_dataframe()
+    assert frame["cached"].tolist() == [first.id] * 4 and frame["attempts"].tolist() == [0] * 4
+    assert second.info()["cached"] == 4 and second.info()["completed"] == 4
+    cached = [e for e in second.events() if e.cached]
+    assert {e.task for e in cached} == {"load", "double", "total", "side"}
+    assert all(e.cached == first.id for e in cached)
+
+
+def test_changing_one_function_reruns_it_and_its_descendants(config: RedisConfig) -> None:
+    """double -> triple: double and total run again; load and side stay cached."""
+    run_once(chain(), config)
+    changed = run_once(chain(middle=triple), config)
+    assert sorted(CALLS) == ["total", "triple"]
+    assert changed.result("total") == 18
+    cached = changed.to_dataframe().set_index("task")["cached"]
+    assert cached.isna().tolist() == [False, True, True, False]
+
+
+def test_a_cached_hit_chain_survives_the_origin_run(config: RedisConfig) -> None:
+    """After a hit the entry names the newest copy: deleting the origin run is not a miss."""
+    first = run_once(chain(), config)
+    run_once(chain(), config)
+    first.delete()
+    third = run_once(chain(), config)
+    assert CALLS == [] and third.result("total") == 12
+
+
+def test_a_deleted_source_is_a_miss_not_an_error(config: RedisConfig) -> None:
+    """The run holding the cached results deleted: the next submit computes everything."""
+    first = run_once(chain(), config)
+    first.delete()
+    again = run_once(chain(), config)
+    assert sorted(CALLS) == ["double", "load", "side", "total"]
+    assert again.result("total") == 12 and again.to_dataframe()["cached"].isna().all()
+
+
+def test_an_expired_result_is_a_miss(config: RedisConfig) -> None:
+    """A source result gone from Redis (expired) makes that task miss; its children keep
+    theirs (keys chain parents' keys, not values: same code, same inputs, same result)."""
+    first = run_once(chain(), config)
+    jobs = dict(first.job_ids())
+    config.client().delete(config.keys.result(jobs["double"]))
+    again = run_once(chain(), config)
+    assert CALLS == ["double"] and again.result("total") == 12
+
+
+def test_cache_false_on_a_task_reruns_it(config: RedisConfig) -> None:
+    """A task with cache=False runs every time; the others stay cached."""
+    run_once(chain(cache=False), config)
+    run_once(chain(cache=False), config)
+    assert CALLS == ["side"]
+
+
+def test_an_uncached_parent_reruns_its_descendants(config: RedisConfig) -> None:
+    """A parent that is not cached gives its children a key of this run: they run too."""
+    def build() -> Pipeline:
+        p = Pipeline("up", cache=True)
+        p.task("load", load, cache=False).then("double", double)
+        return p
+
+    run_once(build(), config)
+    run_once(build(), config)
+    assert CALLS == ["load", "double"]
+
+
+def test_submit_cache_overrides_the_pipeline(config: RedisConfig) -> None:
+    """submit(cache=False) runs everything; submit(cache=True) caches a cache=False pipeline."""
+    run_once(chain(), config)
+    run_once(chain(), config, cache=False)
+    assert len(CALLS) == 4
+    plain = Pipeline("plain").task("load", load)
+    run_once(plain, config, cache=True)
+    run_once(plain, config, cache=True)
+    assert CALLS == []
+
+
+def test_cache_ttl_expires_the_entry(config: RedisConfig) -> None:
+    """cache_ttl: once the entry has expired, the task (and its descendants) run again."""
+    run_once(chain(cache_ttl=0.05), config)
+    entry = next(k for k in ifn.cache.entries(config=config).itertuples() if k.task == "side")
+    deadline = time.monotonic() + 5
+    while config.client().exists(config.keys.cache_entry(entry.key)) and \
+            time.monotonic() < deadline:
+        time.sleep(0.01)
+    run_once(chain(cache_ttl=0.05), config)
+    assert CALLS == ["side"]
+
+
+def test_changed_params_constants_and_items_miss(config: RedisConfig) -> None:
+    """Run params, constants and map items are part of the key."""
+    def build(k: int) -> Pipeline:
+        p = Pipeline("inputs", cache=True)
+        p.task("scale", scale, params={"k": k})
+        p.map("each", scale_item, over=[1, 2], after="scale")
+        return p
+
+    run_once(build(2), config, params={"offset": 1})
+    run_once(build(2), config, params={"offset": 1})
+    assert CALLS == []
+    run_once(build(2), config, params={"offset": 5})
+    assert sorted(CALLS) == ["each", "each", "scale"]
+    run_once(build(3), config, params={"offset": 5})
+    assert sorted(CALLS) == ["each", "each", "scale"]
+
+
+def scale(k: int, offset: int) -> int:
+    CALLS.append("scale")
+    return k + offset
+
+
+def scale_item(item: int, scale: int) -> int:
+    CALLS.append("each")
+    return item * scale
+
+
+def test_an_unhashable_param_is_refused_naming_task_and_param(config: RedisConfig) -> None:
+    """Values the cache cannot hash (a pickle that changes each time; none at all): clear
+    errors naming the task and the param, and nothing is written."""
+    p = Pipeline("bad", cache=True)
+    p.task("use", use_lock, params={"lock": _Noisy()})
+    with pytest.raises(InvalidOptionError, match=r"param 'lock' of task 'use'.*cache=False"):
+        p.submit(config=config, run_id="bad-1")
+    with pytest.raises(InvalidOptionError, match=r"param 'day' of task 'use'.*differs"):
+        Pipeline("bad", cache=True).task("use", use_lock, params=["day"]).submit(
+            config=config, run_id="bad-1", params={"day": _Noisy()})
+    p = Pipeline("bad", cache=True).task("use", use_lock, params={"lock": _Unpicklable()})
+    with pytest.raises(InvalidOptionError, match=r"task 'use'.*lock"):
+        p.submit(config=config, run_id="bad-1")
+    assert not config.client().exists(config.keys.run("bad-1").meta)
+
+
+class _Noisy:
+    """Picklable, but its pickle differs from one dump to the next."""
+
+    def __reduce__(self) -> Any:
+        return (_Noisy._make, (time.perf_counter_ns(),))
+
+    @staticmethod
+    def _make(_stamp: int) -> _Noisy:
+        return _Noisy()
+
+
+class _Unpicklable:
+    def __reduce__(self) -> Any:
+        raise TypeError("no pickling this")
+
+
+def use_lock(lock: Any = None, day: Any = None) -> None:
+    return None
+
+
+def test_clear_drops_one_pipelines_entries(config: RedisConfig) -> None:
+    """clear("chain") drops only chain's entries; the next submit computes again."""
+    run_once(chain(), config)
+    run_once(Pipeline("other", cache=True).task("load", load), config)
+    assert set(ifn.cache.entries(config=config)["pipeline"]) == {"chain", "other"}
+    assert ifn.cache.clear("chain", config=config) == 4
+    assert ifn.cache.entries(config=config)["pipeline"].tolist() == ["other"]
+    run_once(chain(), config)
+    assert len(CALLS) == 4
+    assert ifn.cache.clear(config=config) == 5
+
+
+def test_entries_frame_says_which_entries_hit(config: RedisConfig) -> None:
+    """entries(): one row per task, with origin run, live flag and size; a gone result shows."""
+    first = run_once(chain(), config)
+    frame = ifn.cache.entries("chain", config=config).set_index("task")
+    assert list(frame.reset_index().columns) == ["task", *(c for c in ifn.cache.ENTRY_COLUMNS
+                                                         if c != "task")]
+    assert set(frame.index) == {"load", "double", "total", "side"}
+    assert (frame["origin"] == first.id).all() and frame["live"].all()
+    assert (frame["bytes"] > 0).all() and frame["expires"].notna().all()
+    config.client().delete(config.keys.result(dict(first.job_ids())["total"]))
+    frame = ifn.cache.entries("chain", config=config).set_index("task")
+    assert not frame.loc["total", "live"] and frame.loc["double", "live"]
+
+
+def test_the_graph_shows_cached_tasks(config: RedisConfig) -> None:
+    """The run's drawing colors tasks served from the cache as 'cached'."""
+    run_once(chain(), config)
+    changed = run_once(chain(middle=triple), config)
+    _dag, _info, statuses = changed._snapshot()
+    assert statuses == {"load": "cached", "double": "completed", "total": "completed",
+                        "side": "cached"}
+    assert "cached" in changed._repr_mimebundle_()["text/html"]
+
+
+def test_import_path_tasks_key_on_their_version(config: RedisConfig) -> None:
+    """A JSON-mode task is keyed by its path and version=: a new version runs again."""
+    def build(version: str) -> Pipeline:
+        p = Pipeline("paths", cache=True)
+        p.task("rows", "ironforge_nb.demo:clean", params={"rows": []}, version=version)
+        return p
+
+    run_once(build("1"), config)
+    second = run_once(build("1"), config)
+    assert second.to_dataframe()["cached"].notna().all()
+    third = run_once(build("2"), config)
+    assert third.to_dataframe()["cached"].isna().all()
+
+
+# ---------------------------------------------------------------------- key unit tests
+
+
+def _v1(x: int) -> int:
+    """Doubles."""
+    return x * 2  # a comment
+
+
+def _v1_reworded(x: int) -> int:
+    """Twice the input, said differently."""
+    return x * 2
+
+
+def _v2(x: int) -> int:
+    return x * 3
+
+
+def test_docstrings_comments_and_names_do_not_change_the_code_key() -> None:
+    """Only what the function computes counts: docstrings and comments do not, bodies do."""
+    body = code_fingerprint(_v1)
+    assert code_fingerprint(_v1_reworded) != body  # a different name is a different def
+    assert code_fingerprint(_v1) == body
+    assert code_fingerprint(_v2) != body
+
+
+def test_closures_and_helpers_are_part_of_the_code_key() -> None:
+    """A closure's values and the same-module helpers a function calls change its key."""
+    def make(k: int) -> Any:
+        def fn(x: int) -> int:
+            return x * k
+        return fn
+
+    assert code_fingerprint(make(2)) == code_fingerprint(make(2))
+    assert code_fingerprint(make(2)) != code_fingerprint(make(3))
+
+    def caller(x: int) -> int:
+        return _v1(x)
+
+    before = code_fingerprint(caller)
+    global _v1
+    saved = _v1
+    _v1 = _v2  # type: ignore[assignment]
+    try:
+        assert code_fingerprint(caller) != before
+    finally:
+        _v1 = saved  # type: ignore[assignment]
+
+
+def test_import_paths_key_on_path_and_version() -> None:
+    """An import path cannot be hashed: its key is the path plus version=."""
+    assert code_fingerprint("a.b:c", "1") == code_fingerprint("a.b:c", "1")
+    assert code_fingerprint("a.b:c", "1") != code_fingerprint("a.b:c", "2")
+
+
+def test_frames_and_arrays_hash_by_content() -> None:
+    """Equal DataFrames and arrays hash alike; a changed cell or dtype does not."""
+    frame = pd.DataFrame({"a": [1, 2], "b": ["x", "y"]})
+    assert value_digest(frame) == value_digest(frame.copy())
+    changed = frame.copy()
+    changed.loc[1, "a"] = 3
+    assert value_digest(changed) != value_digest(frame)
+    assert value_digest(frame.astype({"a": "int32"})) != value_digest(frame)
+    arr = np.arange(6)
+    assert value_digest(arr) == value_digest(arr.copy())
+    assert value_digest(arr.reshape(2, 3)) != value_digest(arr)
+    assert value_digest({"a": 1, "b": [1, 2]}) == value_digest({"b": [1, 2], "a": 1})
+    assert value_digest((1, 2)) != value_digest([1, 2])
