@@ -262,6 +262,17 @@ def test_the_graph_shows_cached_tasks(config: RedisConfig) -> None:
     assert "cached" in changed._repr_mimebundle_()["text/html"]
 
 
+def test_task_states_and_the_monitor_name_the_source_run(config: RedisConfig) -> None:
+    """run.task() carries the source run; the monitor's row facts say "cached (run ...)"."""
+    from ironforge_nb.widgets.text import task_details
+
+    first = run_once(chain(), config)
+    second = run_once(chain(middle=triple), config)
+    assert second.task("load").source_run == first.id
+    assert second.task("double").source_run is None
+    assert task_details(second.task("load"))[0] == f"cached (run {first.id})"
+
+
 def test_import_path_tasks_key_on_their_version(config: RedisConfig) -> None:
     """A JSON-mode task is keyed by its path and version=: a new version runs again."""
     def build(version: str) -> Pipeline:

@@ -23,7 +23,7 @@ RUN_COLUMNS = ("id", "pipeline", "status", "tasks", "completed", "failed", "crea
                "finished", "duration")
 _CHUNK = 1000
 _JOB_FIELDS = ("status", "attempts", "stalls", "enqueued", "started", "finished", "worker",
-               "error", "queue", "progress", "message", "cached")
+               "error", "queue", "progress", "message", "source_run")
 _RUN_FIELDS = ("name", "status", "total", "completed", "failed", "created", "finished")
 _AGREE_TRIES = 3
 

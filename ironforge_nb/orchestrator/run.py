@@ -288,7 +288,7 @@ class Run:
         def reads(pipe: Any) -> None:
             pipe.hgetall(self._keys.children)
             for _, jid in pairs:
-                pipe.hmget(keys.job(jid), "status", "cached")
+                pipe.hmget(keys.job(jid), "status", "source_run")
 
         meta, (children, *states) = agreeing_read(self.config.client(), self._keys.meta, reads)
         info = self._info(meta)

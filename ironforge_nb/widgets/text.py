@@ -52,10 +52,11 @@ def counts_line(counts: Mapping[str, int]) -> str:
 
 
 def task_details(state: TaskState | None, now_ms: float | None = None) -> list[str]:
-    """A task's short facts: message, percent, attempt, stalls, elapsed, worker."""
+    """A task's short facts: cached (from which run), message, percent, attempt, stalls,
+    elapsed, worker."""
     if state is None:
         return []
-    parts = []
+    parts = [] if state.source_run is None else [f"cached (run {state.source_run})"]
     if state.message:
         parts.append(state.message)
     if state.progress and state.status.value in ("active", "failed"):

@@ -77,7 +77,8 @@ class TaskRow:
         """Draw ``record``'s task in this row."""
         self.task = record.name
         self.box.layout.display = None
-        self.status.value = _chip(record.status)
+        cached = record.state is not None and record.state.source_run is not None
+        self.status.value = _chip("cached" if cached else record.status)
         self.name.value = f"<code>{escape(record.name)}</code>"
         self.bar.value = row_value(record)
         self.bar.style.bar_color = STATUS_COLORS.get(record.status, "#ffffff")

@@ -70,7 +70,7 @@ then result_suffix  result key = job_prefix .. id .. result_suffix
 then result_ttl_ms  lifetime of results (ms)
 Cache (orchestrator/cache.py): a cached task whose entry names a job whose result key still
 exists (only a completion, or a hit's COPY, writes a run job's result) is a hit: its job is created 'completed' (fields finished, progress 1,
-`cached` = the run that computed the result, `cached_job` = the job copied from) with a COPY of
+`source_run` = the run that computed the result, `source_job` = the job copied from) with a COPY of
 that result (no bytes pass through Lua), one 'completed' event with `cached` in the run's
 stream, and it is not queued; its children count it as a completed parent (a child whose
 parents all hit, or are roots, is queued at once). The entry then names the new job (a fresh
@@ -207,7 +207,7 @@ for i = 1, N do
   if hit[i] then
     local src, origin = hit[i][1], hit[i][2] or ''
     redis.call('HSET', jk, 'status', 'completed', 'run', run, 'task', task, 'created', now,
-               'finished', now, 'progress', 1, 'cached', origin, 'cached_job', src,
+               'finished', now, 'progress', 1, 'source_run', origin, 'source_job', src,
                unpack(prof.fields))
     redis.call('COPY', prefix .. src .. rsuffix, jk .. rsuffix, 'REPLACE')
     redis.call('PEXPIRE', jk .. rsuffix, rttl)
