@@ -28,7 +28,7 @@ from ironforge_nb.errors import (
     ValidationError,
 )
 from ironforge_nb.local import RedisServer
-from ironforge_nb.queue import Queue, RedisConfig
+from ironforge_nb.queue import Lease, Queue, RedisConfig
 from ironforge_nb.status import EventType, JobStatus
 
 
@@ -280,7 +280,7 @@ def test_crash_between_chunks_with_client_ids(fresh_server: Callable[..., RedisS
 
 def test_restart_while_draining(fresh_server: Callable[..., RedisServer]) -> None:
     """A restart while workers claim and complete loses no job: a claim whose reply was lost
-    is reaped after its lease and delivered again, and every job completes once."""
+    is answered again when resent (its receipt), and every job completes once."""
     server = fresh_server(appendonly=True)
     config = RedisConfig(url=server.url, namespace="drain")
     q = Queue("work", config)
@@ -383,8 +383,8 @@ def test_namespaces_write_only_their_own_keys(two: tuple[Queue, Queue]) -> None:
 # -- bad input: the cases tests/test_queue_validation.py leaves out ---------------------------
 
 def _lease_of_other_queue(q: Queue) -> Any:
-    other = Queue("other", q.config)
-    return other.dequeue("w", timeout=0)
+    """A lease as queue 'other' hands out (made here: a claim would write its receipt)."""
+    return Lease("j", "1", 1, b"", "other", 0, worker="w")
 
 
 BAD: dict[str, tuple[Callable[[Queue, Any], object], type[ValidationError]]] = {

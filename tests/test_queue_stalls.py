@@ -8,6 +8,7 @@ max_stalls), a held one goes back at no charge, up to a safety cap on free retur
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 import pytest
 
@@ -91,8 +92,9 @@ def test_free_returns_are_capped(q: Queue) -> None:
 
 
 def test_release_and_stall_charge_no_attempt(q: Queue) -> None:
-    """A released job keeps its attempts and stalls; `Queue.stall` charges a stall, refuses a
-    stale token, and the job runs again as the same attempt."""
+    """A released job keeps its attempts and stalls; `Queue.stall` charges a stall (once: the
+    same call again answers as it did), refuses another token, and the job runs again as the
+    same attempt."""
     jid = q.enqueue(b"x", max_attempts=2, backoff=0)
     first = claim(q)
     assert q.fail(first, "boom") is JobStatus.SCHEDULED
@@ -101,8 +103,9 @@ def test_release_and_stall_charge_no_attempt(q: Queue) -> None:
     q.release(second)
     third = claim(q)
     assert q.stall(third, "the executor process was killed by SIGKILL") is JobStatus.QUEUED
+    assert q.stall(third, "killed again") is JobStatus.QUEUED  # a resend: no second stall
     with pytest.raises(LeaseLost):
-        q.stall(third, "again")
+        q.stall(replace(third, token="1"), "a stale token")
     info = q.info(jid)
     assert (info.attempts, info.stalls, info.claims) == (1, 1, 3)
     assert info.last_stall == "the executor process was killed by SIGKILL (worker w1)"

@@ -101,6 +101,12 @@ class Keys:
             cancelled=q + "cancelled",
         )
 
+    def receipt(self, queue: str, worker: str) -> str:
+        """STRING: the request id of ``worker``'s last claim in ``queue`` and the jobs and
+        tokens it claimed, so that a resent claim answers with them (claim_helpers.lua);
+        it expires with the lease. ``worker`` is any name (a value, not validated here)."""
+        return self.prefix + "q:" + validate_name(queue, "queue") + ":receipt:" + worker
+
     @property
     def queue_prefix(self) -> str:
         """``{ns}:q:``; run scripts append ``<queue>:<suffix>`` (field names of `QueueKeys`) to

@@ -5,7 +5,11 @@ A call through ``redis.Redis.execute_command`` borrows a pool connection and pol
 that is 40-60 µs of client CPU per call, more than the Redis work of a single enqueue. The hot
 paths (every script call, the idle wait) instead keep one pool connection per thread and send
 packed commands on it, with the client's own retry policy (backoff on connection errors and
-timeouts, reconnect on the next send) and its hiredis parser. The connection goes back to the
+timeouts, reconnect on the next send) and its hiredis parser. A retry sends the very same
+bytes again, so a script whose reply was lost may run twice: every queue script answers such
+a resend as it answered the first call, without a second effect (claims carry a request id
+and leave a receipt, transitions fenced by a lease token remember how it ended: see
+claim_helpers.lua and lease_helpers.lua). The connection goes back to the
 pool when its thread ends; a forked child takes a fresh one. Every user of a client shares its
 link (`Link.of`): queues, locks and run handles of one config hold one connection per thread
 between them, not one each. A Redis Cluster client keeps the ordinary path (it routes each

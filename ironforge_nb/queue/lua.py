@@ -24,7 +24,7 @@ __all__ = ["CLAIM_HELPER_USERS", "LEASE_HELPER_USERS", "RUN_HELPER_USERS", "LuaS
 # lua/run_helpers.lua: the DAG-run bookkeeping (release children, skip descendants, settle
 # the run) of every script that ends or creates tasks of a run.
 # lua/lease_helpers.lua (which uses run_helpers): leases that end for free or as a stall.
-LEASE_HELPER_USERS = frozenset({"reap_expired", "stall_job", "release_job"})
+LEASE_HELPER_USERS = frozenset({"reap_expired", "stall_job", "release_job", "fail_job"})
 RUN_HELPER_USERS = frozenset({"complete_job", "fail_job", "cancel_job", "submit_run",
                               "cancel_run", "retry_run"}) | LEASE_HELPER_USERS
 # lua/claim_helpers.lua: claim_ready, the claim of claim_jobs and of "complete and fetch next",

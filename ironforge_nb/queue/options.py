@@ -25,6 +25,7 @@ __all__ = [
     "job_options",
     "meta_args",
     "new_job_id",
+    "new_request_id",
     "seconds_to_ms",
     "validate_count",
     "validate_worker",
@@ -147,6 +148,12 @@ class _Ids:
 _ids = _Ids()
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_ids.reset)  # a forked child must not reuse the ids
+
+
+def new_request_id() -> str:
+    """A request id made once per logical call of a script that must not act twice: redis-py
+    resends the same arguments after a connection error, so the script tells a resend apart."""
+    return f"r{_ids.prefix}{next(_ids.counter):x}"
 
 
 def new_job_id() -> str:

@@ -6,8 +6,10 @@ the lease token. Only the task's own outcome is an attempt: a failed attempt is 
 exponential backoff and finally parked in the dead-letter queue. A lease whose worker died is
 reaped: a STARTED one is a stall (queued again at once, no attempt charged, up to
 ``max_stalls`` times, then failed saying so), a HELD one (claimed ahead, `dequeue_many`'s
-``started``, and never started) goes back for free. See docs/design.md and the headers of
-``lua/*.lua`` (lease_helpers.lua for stalls).
+``started``, and never started) goes back for free. Every call is safe to resend after a
+lost reply (redis-py does so on connection errors): it answers as the first call did. See
+docs/design.md and the headers of ``lua/*.lua`` (lease_helpers.lua for stalls,
+claim_helpers.lua for claim receipts).
 
 Layout (key names from `keys.py`): a job is a meta HASH (readable fields: status, queue,
 priority, attempts (tries ended by the task's own error, timeout or success), max_attempts,

@@ -9,6 +9,9 @@ thread, see link.py); the one two-command write, BLPOP then the claim, handles N
 claim's own reply (`LuaScript.after`). Every reply goes through `codes.check`, the one place
 error codes become exceptions. Key names come from `QueueKeys`; per-job keys are derived inside
 the scripts from `Keys.job_prefix` and the suffixes of `keys.py`, passed as ARGV.
+Safe resends: the claims (claim_jobs, complete_job's fetch), requeue_job and cancel_job get a
+request id made here once per call (`options.new_request_id`), which redis-py's retry after a
+lost reply sends again unchanged; the script answers that resend as it answered the first.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from ironforge_nb.queue.config import RedisConfig
 from ironforge_nb.queue.keys import JOB_LOGS_SUFFIX, JOB_PAYLOAD_SUFFIX, JOB_RESULT_SUFFIX
 from ironforge_nb.queue.link import Link
 from ironforge_nb.queue.lua import LuaScript
-from ironforge_nb.queue.options import DEFAULT_MAX_STALLS
+from ironforge_nb.queue.options import DEFAULT_MAX_STALLS, new_request_id
 
 __all__ = ["MAX_BACKOFF_MS", "PROMOTE_LIMIT", "QueueScripts"]
 
@@ -69,6 +72,15 @@ class QueueScripts:
         self._complete_keys = [qk.active, qk.completed, qk.events, qk.wait, qk.scheduled, qk.seq]
         self._complete_head = [self._prefix, JOB_PAYLOAD_SUFFIX, JOB_RESULT_SUFFIX, queue,
                                self._maxlen, self._result_ttl_ms, self._retention]
+        self._receipts: dict[str, str] = {}  # worker -> its receipt key in this queue
+
+    def _receipt(self, worker: str) -> str:
+        key = self._receipts.get(worker)
+        if key is None:
+            if len(self._receipts) > 64:  # a process uses a few worker names, not thousands
+                self._receipts.clear()
+            key = self._receipts[worker] = self._keys.receipt(self.queue, worker)
+        return key
 
     def enqueue_jobs(self, options: Sequence[Any], jobs: Sequence[Any]) -> int:
         """Create the jobs given as id, payload pairs in ``jobs``, all with ``options`` (priority,
@@ -81,8 +93,8 @@ class QueueScripts:
         """Raw claim reply: ``[wait_ms, (id, token, attempt, deadline, payload, meta,
         inputs)*]``; the first ``start`` jobs start now, the others are held."""
         reply: list[Any] = self._claim(
-            self._claim_keys,
-            [*self._claim_head, worker, lease_ms, n, *self._claim_tail, start])
+            [*self._claim_keys, self._receipt(worker)],
+            [*self._claim_head, worker, lease_ms, n, *self._claim_tail, start, new_request_id()])
         return reply
 
     def claim_after_wait(self, wake: str, seconds: float, worker: str, lease_ms: int,
@@ -90,8 +102,8 @@ class QueueScripts:
         """`claim_jobs` run by Redis as soon as a BLPOP on ``wake`` returns (a hint came or
         ``seconds`` passed), sent with it in one write: a woken worker needs no second trip."""
         reply: list[Any] = self._claim.after(
-            ("BLPOP", wake, seconds), self._claim_keys,
-            [*self._claim_head, worker, lease_ms, n, *self._claim_tail, start])
+            ("BLPOP", wake, seconds), [*self._claim_keys, self._receipt(worker)],
+            [*self._claim_head, worker, lease_ms, n, *self._claim_tail, start, new_request_id()])
         return reply
 
     def complete_jobs(self, items: Sequence[tuple[str, str, bytes | None]], worker: str,
@@ -101,9 +113,9 @@ class QueueScripts:
         ``fetch_n`` next jobs (the first ``start_n`` started now, the rest held) and one raw
         outcome per job (1, 0 or ``[code, detail]``). ``start`` (id, token) is a held lease
         of the caller's that starts now."""
-        keys = list(self._complete_keys)
+        keys = [*self._complete_keys, self._receipt(worker)]
         args = [*self._complete_head, worker, lease_ms, fetch_n, PROMOTE_LIMIT, start_n,
-                *(start or ("", ""))]
+                *(start or ("", "")), new_request_id()]
         prefix = self._prefix  # Keys.job(id) is job_prefix + id; result adds its suffix
         for job_id, token, result in items:
             jk = prefix + job_id
@@ -186,7 +198,7 @@ class QueueScripts:
         keys = [self._keys.job(job_id), qk.wait, qk.scheduled, qk.active, qk.cancelled, qk.events]
         args = [self._prefix, JOB_PAYLOAD_SUFFIX, JOB_RESULT_SUFFIX, self.queue, self._maxlen,
                 job_id, self._retention, self._keys.run_prefix, self._keys.queue_prefix,
-                JOB_LOGS_SUFFIX]
+                JOB_LOGS_SUFFIX, new_request_id()]
         done, _status = check(self._scripts["cancel_job"](keys, args), "cancel_job", job_id)
         return bool(done)
 
@@ -194,8 +206,8 @@ class QueueScripts:
         """Move a dead job back to the wait ZSET."""
         qk = self._qk
         keys = [self._keys.job(job_id), qk.dead, qk.wait, qk.seq, qk.wake, qk.events]
-        check(self._scripts["requeue_job"](keys, [job_id, self.queue, self._maxlen]),
-              "requeue_job", job_id)
+        check(self._scripts["requeue_job"](
+            keys, [job_id, self.queue, self._maxlen, new_request_id()]), "requeue_job", job_id)
 
     def release_job(self, job_id: str, token: str) -> None:
         """Hand an active job back to the front of the wait ZSET (see release_job.lua)."""

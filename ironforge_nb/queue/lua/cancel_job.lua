@@ -25,14 +25,20 @@ ARGV[7] retention       cancelled jobs kept in the queue
 ARGV[8] run_prefix      run keys = run_prefix .. run id .. ':' .. suffix
 ARGV[9] queue_prefix    queue keys = queue_prefix .. queue .. ':' .. suffix
 ARGV[10] logs_suffix    logs key = job_prefix .. id .. logs_suffix (retention)
+ARGV[11] request_id     made once per logical call ('' = none): a resend of a cancel that took
+                        effect answers as it did (`ended` = "cancel <request id> <previous>")
 Returns: {1, previous status} when cancelled, {0, status} when the job had already ended, or
   {code, detail} on error: -1 JOB_NOT_FOUND, -4 WRONG_QUEUE (detail = the job's queue).
 ]]
-local st = redis.call('HMGET', KEYS[1], 'status', 'queue')
+local st = redis.call('HMGET', KEYS[1], 'status', 'queue', 'ended')
 if not st[1] then return {-1, ''} end
 if st[2] ~= ARGV[4] then return {-4, st[2] or ''} end
 local status = st[1]
 if status == 'completed' or status == 'failed' or status == 'cancelled' or status == 'skipped' then
+  local mine = 'cancel ' .. ARGV[11] .. ' '
+  if ARGV[11] ~= '' and st[3] and string.sub(st[3], 1, #mine) == mine then
+    return {1, string.sub(st[3], #mine + 1)}  -- a resend of this cancel: its first answer
+  end
   return {0, status}
 end
 local t = redis.call('TIME')
@@ -41,7 +47,8 @@ local prefix, id = ARGV[1], ARGV[6]
 redis.call('ZREM', KEYS[2], id)
 redis.call('ZREM', KEYS[3], id)
 redis.call('ZREM', KEYS[4], id)
-redis.call('HSET', KEYS[1], 'status', 'cancelled', 'finished', now)
+redis.call('HSET', KEYS[1], 'status', 'cancelled', 'finished', now,
+           'ended', 'cancel ' .. ARGV[11] .. ' ' .. status)
 redis.call('ZADD', KEYS[5], now, id)
 redis.call('XADD', KEYS[6], 'MAXLEN', '~', ARGV[5], '*', 'type', 'cancelled', 'ts', now,
            'job', id, 'queue', ARGV[4], 'status', 'cancelled')

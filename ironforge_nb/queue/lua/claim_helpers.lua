@@ -17,6 +17,13 @@ the active ZSET, a 'claimed' event. Entries whose hash says anything but 'queued
 (never claimed twice). The events of a job of a DAG run (a `run` field) also go to its run's
 stream (run keys: q.run_prefix .. run .. ':events'), as every transition of a run's task does.
 
+Safe resends: a claim sent with a request id (q.rid) leaves a receipt, "<rid>\n" then an
+"<id> <token>\n" line per job claimed, at q.receipt (expiring with the lease). A call whose
+rid is the receipt's is a resend of a claim that ran but whose reply was lost (a cut
+connection; redis-py sends the same arguments again): it claims nothing, and answers with the
+jobs of the first call still active under their tokens, deadlines refreshed (claim_replay).
+So a lost reply never leaves jobs active with nobody holding them.
+
 Started and held leases: the first q.start jobs of the claim start now (field `started` =
 now); the others are held, claimed ahead for an executor that is still busy (prefetch: no
 `started` field), until mark_started() records that their executor took them up (a later
@@ -39,6 +46,9 @@ Inputs:
   q.lease         lease length (ms, a number)
   q.promote_limit how many due scheduled jobs to promote at most (a number)
   q.start         how many of the claimed jobs start now, the first ones (a number)
+  q.rid           the request id of this call ('' = none), made once per logical call, so
+                  that redis-py's resend of a call whose reply was lost repeats it
+  q.receipt       STRING key of the worker's receipt for this queue (keys.py `receipt`)
   now             Redis TIME in ms; n  how many jobs to claim at most (a number)
 Returns out = {wait_ms, then per claimed job: id, token, attempt, deadline_ms, payload, stable
   meta fields as a flat field/value list (queue, priority, max_attempts, backoff_ms, created,
@@ -87,7 +97,62 @@ local function mark_started(jk, token, now)
   return 1
 end
 
+-- the fields of a job's meta hash (its HGETALL reply `h`) that a claim reads; `meta` holds
+-- the stable ones (everything but CLAIM_VOLATILE and the error history) as a flat list
+local function claim_read(h)
+  local j = {attempts = 0, claims = 0, meta = {}}
+  local meta = j.meta
+  for f = 1, #h, 2 do
+    local name = h[f]
+    if name == 'status' then j.status = h[f + 1]
+    elseif name == 'token' then j.token = h[f + 1]
+    elseif name == 'attempts' then j.attempts = tonumber(h[f + 1])
+    elseif name == 'claims' then j.claims = tonumber(h[f + 1])
+    elseif name == 'started' then j.begun = true
+    elseif name == 'inputs' then j.inputs = h[f + 1]
+    elseif not CLAIM_VOLATILE[name] and string.sub(name, 1, 6) ~= 'error.' then
+      if name == 'run' then j.run = h[f + 1] elseif name == 'task' then j.task = h[f + 1] end
+      meta[#meta + 1] = name; meta[#meta + 1] = h[f + 1]
+    end
+  end
+  return j
+end
+
+-- append the 7 reply items of a lease on job `id` to `out`; returns the inline budget left
+local function claim_entry(q, out, id, jk, j, tok, deadline, budget)
+  local o = #out
+  out[o + 1], out[o + 2], out[o + 3], out[o + 4] = id, tok, j.attempts + 1, deadline
+  out[o + 5] = redis.call('GET', jk .. q.psuffix) or ''
+  out[o + 6] = j.meta
+  if j.inputs and j.run then
+    out[o + 7], budget = claim_inputs(q, j.run, j.inputs, budget)
+  else
+    out[o + 7] = {}
+  end
+  return budget
+end
+
+-- a resend of this worker's last claim in this queue (same request id as its receipt): the
+-- jobs of that claim still active under their tokens, deadlines refreshed; nil otherwise
+local function claim_replay(q, now)
+  if q.rid == '' then return nil end
+  local receipt = redis.call('GET', q.receipt)
+  if not receipt or string.sub(receipt, 1, #q.rid + 1) ~= q.rid .. '\n' then return nil end
+  local out, budget, deadline = {0}, INLINE_BUDGET, now + q.lease
+  for id, tok in string.gmatch(string.sub(receipt, #q.rid + 2), '([^ \n]+) ([^ \n]+)\n') do
+    local jk = q.prefix .. id
+    local j = claim_read(redis.call('HGETALL', jk))
+    if j.status == 'active' and j.token == tok then
+      redis.call('ZADD', q.active, string.format('%d', deadline), id)
+      budget = claim_entry(q, out, id, jk, j, tok, deadline, budget)
+    end
+  end
+  return out
+end
+
 local function claim_ready(q, now, n)
+  local again = claim_replay(q, now)
+  if again then return again end
   local prefix, queue, maxlen, worker, lease = q.prefix, q.queue, q.maxlen, q.worker, q.lease
   local out = {0}
   local due = redis.call('ZRANGEBYSCORE', q.scheduled, '-inf', now, 'LIMIT', 0, q.promote_limit)
@@ -108,36 +173,23 @@ local function claim_ready(q, now, n)
   if #due > 0 then redis.call('ZREM', q.scheduled, unpack(due)) end
 
   local popped = redis.call('ZPOPMIN', q.wait, n)
-  local token, leased, budget, starting = nil, {}, INLINE_BUDGET, q.start
+  local token, leased, budget, starting, lines = nil, {}, INLINE_BUDGET, q.start, {}
   for p = 1, #popped, 2 do
     local id = popped[p]
     local jk = prefix .. id
-    local h = redis.call('HGETALL', jk)
-    local status, attempts, claims, begun, meta, run, task, inputs = nil, 0, 0, false, {}
-    for f = 1, #h, 2 do
-      local name = h[f]
-      if name == 'status' then status = h[f + 1]
-      elseif name == 'attempts' then attempts = tonumber(h[f + 1])
-      elseif name == 'claims' then claims = tonumber(h[f + 1])
-      elseif name == 'started' then begun = true
-      elseif name == 'inputs' then inputs = h[f + 1]
-      elseif not CLAIM_VOLATILE[name] and string.sub(name, 1, 6) ~= 'error.' then
-        if name == 'run' then run = h[f + 1] elseif name == 'task' then task = h[f + 1] end
-        meta[#meta + 1] = name; meta[#meta + 1] = h[f + 1]
-      end
-    end
-    if status == 'queued' then  -- anything else is a stale entry: dropped, never claimed twice
+    local j = claim_read(redis.call('HGETALL', jk))
+    if j.status == 'queued' then  -- anything else is a stale entry: dropped, never claimed twice
       if not token then token = redis.call('INCRBY', q.seq, #popped) - #popped end
       token = token + 1
-      local tok, attempt, deadline = string.format('%d', token), attempts + 1, now + lease
+      local tok, attempt, deadline = string.format('%d', token), j.attempts + 1, now + lease
       if starting > 0 then
         starting = starting - 1
         redis.call('HSET', jk, 'status', 'active', 'token', tok, 'worker', worker,
-                   'started', now, 'lease_ms', lease, 'claims', claims + 1)
+                   'started', now, 'lease_ms', lease, 'claims', j.claims + 1)
       else  -- held: no `started` until its executor takes it up
         redis.call('HSET', jk, 'status', 'active', 'token', tok, 'worker', worker,
-                   'lease_ms', lease, 'claims', claims + 1)
-        if begun then redis.call('HDEL', jk, 'started') end
+                   'lease_ms', lease, 'claims', j.claims + 1)
+        if j.begun then redis.call('HDEL', jk, 'started') end
       end
       leased[#leased + 1] = deadline
       leased[#leased + 1] = id
@@ -148,21 +200,17 @@ local function claim_ready(q, now, n)
       redis.call('XADD', q.events, 'MAXLEN', '~', maxlen, '*', 'type', 'claimed', 'ts', now,
                  'job', id, 'queue', queue, 'status', 'active', 'attempt', attempt,
                  'worker', worker)
-      if run then
-        redis.call('XADD', q.run_prefix .. run .. ':events', 'MAXLEN', '~', maxlen, '*',
-                   'type', 'claimed', 'ts', now, 'run', run, 'job', id, 'task', task or '',
+      if j.run then
+        redis.call('XADD', q.run_prefix .. j.run .. ':events', 'MAXLEN', '~', maxlen, '*',
+                   'type', 'claimed', 'ts', now, 'run', j.run, 'job', id, 'task', j.task or '',
                    'queue', queue, 'status', 'active', 'attempt', attempt, 'worker', worker)
       end
-      local o = #out
-      out[o + 1], out[o + 2], out[o + 3], out[o + 4] = id, tok, attempt, deadline
-      out[o + 5] = redis.call('GET', jk .. q.psuffix) or ''
-      out[o + 6] = meta
-      if inputs and run then
-        out[o + 7], budget = claim_inputs(q, run, inputs, budget)
-      else
-        out[o + 7] = {}
-      end
+      budget = claim_entry(q, out, id, jk, j, tok, deadline, budget)
+      lines[#lines + 1] = id .. ' ' .. tok .. '\n'
     end
+  end
+  if q.rid ~= '' and #lines > 0 then  -- the receipt a resend of this call is answered from
+    redis.call('SET', q.receipt, q.rid .. '\n' .. table.concat(lines), 'PX', lease)
   end
   if #leased > 0 then redis.call('ZADD', q.active, unpack(leased)) end
   if #out == 1 then

@@ -16,6 +16,8 @@ KEYS[2] scheduled  ZSET id -> due time (ms)
 KEYS[3] active     ZSET id -> lease deadline (ms)
 KEYS[4] events     STREAM of the queue's transitions
 KEYS[5] seq        STRING counter (FIFO order, lease tokens)
+KEYS[6] receipt    STRING the worker's last claim in this queue (safe resends, see
+                   claim_helpers.lua)
 ARGV[1] job_prefix      the meta hash of job <id> is job_prefix .. id
 ARGV[2] payload_suffix  the payload of job <id> is job_prefix .. id .. payload_suffix
 ARGV[3] queue           queue name
@@ -27,6 +29,8 @@ ARGV[8] promote_limit   how many due scheduled jobs to promote at most
 ARGV[9] result_suffix   the result of job <id> is job_prefix .. id .. result_suffix
 ARGV[10] run_prefix     run keys = run_prefix .. run id .. ':' .. suffix (events of DAG tasks)
 ARGV[11] start          how many of the claimed jobs start now (the first ones; the rest held)
+ARGV[12] request_id     made once per logical call ('' = none): a resend of a call that ran
+                        returns that call's jobs again and claims nothing (claim_helpers.lua)
 Returns: {wait_ms, then per claimed job: id, token, attempt (attempts + 1), deadline_ms, payload, stable meta
           fields as a flat field/value list, inputs (parents' results of a DAG task, see
           claim_helpers.lua) as a flat job id/result list}. wait_ms is, when nothing was
@@ -39,5 +43,6 @@ return claim_ready({wait = KEYS[1], scheduled = KEYS[2], active = KEYS[3], event
                     seq = KEYS[5], prefix = ARGV[1], psuffix = ARGV[2], rsuffix = ARGV[9],
                     run_prefix = ARGV[10], queue = ARGV[3], maxlen = ARGV[4],
                     worker = ARGV[5], lease = tonumber(ARGV[6]),
-                    promote_limit = tonumber(ARGV[8]), start = tonumber(ARGV[11])},
+                    promote_limit = tonumber(ARGV[8]), start = tonumber(ARGV[11]),
+                    rid = ARGV[12], receipt = KEYS[6]},
                    now, tonumber(ARGV[7]))

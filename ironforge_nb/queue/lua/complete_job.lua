@@ -24,7 +24,9 @@ KEYS[3] events     STREAM of the queue's transitions
 KEYS[4] wait       ZSET id -> priority/FIFO score
 KEYS[5] scheduled  ZSET id -> due time (ms)
 KEYS[6] seq        STRING counter (FIFO order, lease tokens)
-KEYS[5+2i], KEYS[6+2i]  job i's meta HASH and result STRING (i = 1..m)
+KEYS[7] receipt    STRING the worker's last claim in this queue (safe resends, see
+                   claim_helpers.lua)
+KEYS[6+2i], KEYS[7+2i]  job i's meta HASH and result STRING (i = 1..m)
 ARGV[1] job_prefix      the meta hash of job <id> is job_prefix .. id
 ARGV[2] payload_suffix  payload key = job_prefix .. id .. payload_suffix
 ARGV[3] result_suffix   result key = job_prefix .. id .. result_suffix
@@ -39,7 +41,9 @@ ARGV[11] promote_limit  how many due scheduled jobs to promote at most
 ARGV[12] start_n        how many of the next jobs start now (the first ones; the rest held)
 ARGV[13] start_id       a held job of the caller that starts now ('' = none)
 ARGV[14] start_token    its lease token
-ARGV[11+4i..14+4i]      job i: id, token, has_result ('1' = store the result), result bytes
+ARGV[15] request_id     made once per logical call ('' = none): a resend of a call that ran
+                        answers 0 for its completions and returns the same next jobs
+ARGV[12+4i..15+4i]      job i: id, token, has_result ('1' = store the result), result bytes
 ARGV[#ARGV-2] logs_suffix   logs key = job_prefix .. id .. logs_suffix (retention)
 ARGV[#ARGV-1] run_prefix    run keys = run_prefix .. run id .. ':' .. suffix (last but one)
 ARGV[#ARGV] queue_prefix    queue keys = queue_prefix .. queue .. ':' .. suffix (last)
@@ -54,8 +58,8 @@ local prefix, psuffix, rsuffix = ARGV[1], ARGV[2], ARGV[3]
 local queue, maxlen = ARGV[4], ARGV[5]
 local rctx = run_ctx(prefix, ARGV[#ARGV - 1], ARGV[#ARGV], maxlen)
 local outcomes, refused, done = {}, false, {}
-for i = 1, (#KEYS - 6) / 2 do  -- job i's ARGV: 11+4i .. 14+4i, then the 3 tail ARGV
-  local jk, rk, a = KEYS[5 + 2 * i], KEYS[6 + 2 * i], 11 + 4 * i
+for i = 1, (#KEYS - 7) / 2 do  -- job i's ARGV: 12+4i .. 15+4i, then the 3 tail ARGV
+  local jk, rk, a = KEYS[6 + 2 * i], KEYS[7 + 2 * i], 12 + 4 * i
   local id = ARGV[a]
   local st = redis.call('HMGET', jk, 'status', 'token', 'attempts', 'worker', 'run', 'task',
                        'queue')
@@ -100,5 +104,6 @@ local out = claim_ready({wait = KEYS[4], scheduled = KEYS[5], active = KEYS[1],
                          rsuffix = rsuffix, run_prefix = rctx.run_prefix,
                          queue = queue, maxlen = maxlen, worker = ARGV[8],
                          lease = tonumber(ARGV[9]), promote_limit = tonumber(ARGV[11]),
-                         start = tonumber(ARGV[12])}, now, n)
+                         start = tonumber(ARGV[12]), rid = ARGV[15], receipt = KEYS[7]},
+                        now, n)
 return {out, outcomes}

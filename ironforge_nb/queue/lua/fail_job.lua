@@ -1,7 +1,9 @@
 --[[ fail_job: record a failed attempt; retry it later or move it to the dead-letter queue.
 
-Steps: (1) fence: the caller's token must be the job's and the job must be active (a replay of
-the same failure, after a lost reply, returns the job's current status and changes nothing);
+Steps: (1) fence: the caller's token must be the job's and the job must be active; a resend of
+a failure that took effect (its reply lost) answers as the first call did and changes nothing,
+even once the job has moved on (`ended` = "<token> fail <status> <due>", lease_fence of
+lease_helpers.lua, prepended with run_helpers.lua at load time);
 (2) the attempt ends: attempts + 1 (the try in progress, attempts + 1, is charged: only the
 task's own errors and timeouts and its success count as attempts, never a stall); append the
 error to the history (field error.<n>, n counting every failure of the job ever, value
@@ -33,12 +35,14 @@ Returns: {status, due_ms} (status 'scheduled' with its due time, or 'failed' wit
   {code, detail} on error: -1 JOB_NOT_FOUND, -2 LEASE_LOST (token differs; detail = status),
   -3 BAD_STATE (not active, e.g. cancelled or completed; detail = status).
 ]]
+local refused, again = lease_fence(KEYS[1], ARGV[2], 'fail')
+if refused then return refused end
+if again then  -- a resend of a failure that took effect: its first answer
+  local status, due = string.match(again, '^(%a+) (%d+)')
+  return {status, tonumber(due)}
+end
 local st = redis.call('HMGET', KEYS[1], 'status', 'token', 'attempts', 'max_attempts',
                       'backoff_ms', 'worker')
-if not st[1] then return {-1, ''} end
-if st[2] ~= ARGV[2] then return {-2, st[1]} end
-if st[1] == 'scheduled' or st[1] == 'failed' then return {st[1], 0} end
-if st[1] ~= 'active' then return {-3, st[1]} end
 
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -52,7 +56,8 @@ redis.call('ZREM', KEYS[2], id)
 if ARGV[4] == '1' and attempt < tonumber(st[4]) then
   local delay = tonumber(st[5]) * 2 ^ (attempt - 1) * (1 + 0.25 * tonumber(ARGV[7]))
   local due = now + math.floor(math.min(delay, tonumber(ARGV[8])))
-  redis.call('HSET', KEYS[1], 'status', 'scheduled')
+  redis.call('HSET', KEYS[1], 'status', 'scheduled',
+             'ended', ARGV[2] .. string.format(' fail scheduled %d', due))
   redis.call('ZADD', KEYS[3], due, id)
   redis.call('XADD', KEYS[5], 'MAXLEN', '~', maxlen, '*', 'type', 'retrying', 'ts', now,
              'job', id, 'queue', queue, 'status', 'scheduled', 'attempt', attempt,
@@ -60,7 +65,8 @@ if ARGV[4] == '1' and attempt < tonumber(st[4]) then
   run_on_retry(run_ctx(ARGV[9], ARGV[10], ARGV[11], maxlen), KEYS[1], id, now, 'retrying', err)
   return {'scheduled', due}
 end
-redis.call('HSET', KEYS[1], 'status', 'failed', 'finished', now)
+redis.call('HSET', KEYS[1], 'status', 'failed', 'finished', now,
+           'ended', ARGV[2] .. ' fail failed 0')
 redis.call('ZADD', KEYS[4], now, id)
 redis.call('XADD', KEYS[5], 'MAXLEN', '~', maxlen, '*', 'type', 'failed', 'ts', now,
            'job', id, 'queue', queue, 'status', 'failed', 'attempt', attempt,

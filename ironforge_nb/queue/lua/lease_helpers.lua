@@ -25,8 +25,12 @@ A lease ends in one of three ways that are not the task's own outcome:
       even when held, so that a job that kills its whole worker before its start mark lands
       cannot be released for free forever.
 
-  lease_fence(jk, token) -> nil when `token` holds the active job `jk`, else the error reply
-      {code, detail} (see stall_job.lua) of a worker's call on that lease.
+  lease_fence(jk, token, verb) -> refused, answer   the fence of a worker's `verb` call
+      ('fail', 'release', 'stall') on its lease `token` of job `jk`: both nil when the token
+      holds the active job; answer = what the first call answered when this is a resend of
+      a call that took effect (the job's `ended` field, "<token> <verb> <answer>", written by
+      that call); else refused = the error reply {code, detail} (-1 JOB_NOT_FOUND, -2
+      LEASE_LOST: another token holds the job, -3 BAD_STATE: not active).
 
 The caller has removed the job from the active ZSET and read `st` (`lease_state`). q: wait, dead, events, wake (keys of the job's queue), queue (its name),
 maxlen (events cap), max_stalls (the default, for jobs without a `max_stalls` field), ctx (a
@@ -44,12 +48,16 @@ local function lease_state(jk)
           worker = v[7] or '', priority = v[8] or '0', run = v[9], task = v[10] or ''}
 end
 
-local function lease_fence(jk, token)
-  local cur = redis.call('HMGET', jk, 'status', 'token')
-  if not cur[1] then return {-1, ''} end
-  if cur[2] ~= token then return {-2, cur[1]} end
-  if cur[1] ~= 'active' then return {-3, cur[1]} end
-  return nil
+local function lease_fence(jk, token, verb)
+  local cur = redis.call('HMGET', jk, 'status', 'token', 'ended')
+  if cur[1] == 'active' and cur[2] == token then return nil, nil end
+  local mine = token .. ' ' .. verb .. ' '
+  if cur[3] and string.sub(cur[3], 1, #mine) == mine then
+    return nil, string.sub(cur[3], #mine + 1)
+  end
+  if not cur[1] then return {-1, ''}, nil end
+  if cur[2] ~= token then return {-2, cur[1]}, nil end
+  return {-3, cur[1]}, nil
 end
 
 -- queued again at the front of its priority level (below every FIFO seq), workers woken

@@ -4,7 +4,8 @@ A worker that shuts down (SIGTERM past its grace period), or that revokes a pref
 stuck behind a long task, releases the jobs it will not run, so other workers get them now
 rather than after the lease expires. Nothing is charged (lease_release of lease_helpers.lua):
 neither `attempts` (which only the task's own outcomes move) nor `stalls`; the token is
-dropped (a late call from the releasing worker is refused as LEASE_LOST), and the job goes to
+dropped (a late call from the releasing worker is refused as LEASE_LOST, except a resend of
+this very call, answered {1} again: `ended` = "<token> release "), and the job goes to
 the FRONT of its priority level (score -priority * 2^40, below every seq), since it had already
 reached the head of the line once. Idle workers are woken. The 'released' event of a task of
 a DAG run also goes to its run's stream. The run helpers (run_helpers.lua) and lease helpers
@@ -23,12 +24,14 @@ ARGV[5] run_prefix     run keys = run_prefix .. run id .. ':' .. suffix
 Returns: {1}, or {code, detail} on error: -1 JOB_NOT_FOUND, -2 LEASE_LOST (token differs;
   detail = status), -3 BAD_STATE (not active, e.g. cancelled or completed; detail = status).
 ]]
-local refused = lease_fence(KEYS[1], ARGV[2])
+local refused, again = lease_fence(KEYS[1], ARGV[2], 'release')
 if refused then return refused end
+if again then return {1} end  -- a resend of a release that took effect
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local q = {wait = KEYS[3], wake = KEYS[4], events = KEYS[5], queue = ARGV[3], maxlen = ARGV[4],
            ctx = run_ctx('', ARGV[5], '', ARGV[4])}
 redis.call('ZREM', KEYS[2], ARGV[1])
 lease_release(q, KEYS[1], ARGV[1], now, lease_state(KEYS[1]))
+redis.call('HSET', KEYS[1], 'ended', ARGV[2] .. ' release ')
 return {1}

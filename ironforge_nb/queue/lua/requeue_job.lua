@@ -12,16 +12,21 @@ KEYS[6] events  STREAM of the queue's transitions
 ARGV[1] job_id         id of the job
 ARGV[2] queue          queue name
 ARGV[3] events_maxlen  approximate cap of the events stream
+ARGV[4] request_id     made once per logical call ('' = none): a resend of a requeue that took
+                       effect answers {1} again (`ended` = "requeue <request id>")
 A task of a DAG run is refused: its run counted it failed and skipped its descendants, which
 the run's own retry (retry_run.lua) puts back together; this script would not.
 Returns: {1}, or {code, detail} on error: -1 JOB_NOT_FOUND, -3 BAD_STATE (not failed; detail =
   status), -4 WRONG_QUEUE (detail = the job's queue), -5 RUN_TASK (detail = its run).
 ]]
-local st = redis.call('HMGET', KEYS[1], 'status', 'queue', 'priority', 'run')
+local st = redis.call('HMGET', KEYS[1], 'status', 'queue', 'priority', 'run', 'ended')
 if not st[1] then return {-1, ''} end
 if st[2] ~= ARGV[2] then return {-4, st[2] or ''} end
 if st[4] then return {-5, st[4]} end
-if st[1] ~= 'failed' then return {-3, st[1]} end
+if st[1] ~= 'failed' then
+  if ARGV[4] ~= '' and st[5] == 'requeue ' .. ARGV[4] then return {1} end
+  return {-3, st[1]}
+end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local id = ARGV[1]
@@ -29,7 +34,8 @@ local seq = redis.call('INCR', KEYS[4])
 redis.call('ZREM', KEYS[2], id)
 redis.call('ZADD', KEYS[3], -tonumber(st[3] or '0') * 1099511627776 + seq, id)
 redis.call('HDEL', KEYS[1], 'token', 'finished', 'started', 'stalls', 'claims', 'stalled')
-redis.call('HSET', KEYS[1], 'status', 'queued', 'attempts', 0, 'enqueued', now)
+redis.call('HSET', KEYS[1], 'status', 'queued', 'attempts', 0, 'enqueued', now,
+           'ended', 'requeue ' .. ARGV[4])
 redis.call('XADD', KEYS[6], 'MAXLEN', '~', ARGV[3], '*', 'type', 'requeued', 'ts', now,
            'job', id, 'queue', ARGV[2], 'status', 'queued')
 redis.call('LPUSH', KEYS[5], '1')

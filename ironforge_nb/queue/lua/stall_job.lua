@@ -5,7 +5,8 @@ it ran the task. That is not a failure of the task's code: the job is charged a 
 attempt (lease_stall of lease_helpers.lua): stalls + 1, `stalled` = "<reason> (worker <w>)",
 queued again at once (front of its priority level, no backoff), or, past its max_stalls,
 failed for good with "stalled N times" (dead-letter queue, its run settled). Fenced by the
-lease token like fail_job.lua.
+lease token like fail_job.lua; a resend of a call that took effect answers as it did
+(`ended` = "<token> stall <status>", lease_fence of lease_helpers.lua).
 The run helpers (run_helpers.lua) and lease helpers (lease_helpers.lua) are prepended at load
 time.
 
@@ -28,12 +29,15 @@ Returns: {status} ('queued' again, or 'failed' past max_stalls), or {code, detai
   -1 JOB_NOT_FOUND, -2 LEASE_LOST (token differs; detail = status), -3 BAD_STATE (not active,
   e.g. cancelled; detail = status).
 ]]
-local refused = lease_fence(KEYS[1], ARGV[2])
+local refused, again = lease_fence(KEYS[1], ARGV[2], 'stall')
 if refused then return refused end
+if again then return {again} end  -- a resend of a stall that took effect: its first answer
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local q = {wait = KEYS[3], dead = KEYS[4], events = KEYS[5], wake = KEYS[6], queue = ARGV[4],
            maxlen = ARGV[5], max_stalls = ARGV[6],
            ctx = run_ctx(ARGV[7], ARGV[8], ARGV[9], ARGV[5])}
 redis.call('ZREM', KEYS[2], ARGV[1])
-return {lease_stall(q, KEYS[1], ARGV[1], now, ARGV[3], lease_state(KEYS[1]))}
+local status = lease_stall(q, KEYS[1], ARGV[1], now, ARGV[3], lease_state(KEYS[1]))
+redis.call('HSET', KEYS[1], 'ended', ARGV[2] .. ' stall ' .. status)
+return {status}
