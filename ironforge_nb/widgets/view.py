@@ -36,7 +36,9 @@ _RUN_COLORS = {"succeeded": STATUS_COLORS["completed"], "failed": STATUS_COLORS[
 
 
 def _html(css: str | None = None, value: str = "", width: str | None = None) -> w.HTML:
-    widget = w.HTML(value=value, layout=w.Layout(width=width) if width else w.Layout())
+    """An HTML widget; with ``width``, a column of that fixed width (rows line up)."""
+    layout = w.Layout(width=width, flex=f"0 0 {width}") if width else w.Layout()
+    widget = w.HTML(value=value, layout=layout)
     if css:
         widget.add_class(css)
     return widget
@@ -49,8 +51,9 @@ def _chip(status: str) -> str:
             f'border:1px solid #999">{escape(status)}</span>')
 
 
-def _bar(css: str | None = None) -> w.FloatProgress:
-    bar = w.FloatProgress(min=0.0, max=1.0, value=0.0, layout=w.Layout(width="30%"))
+def _bar(css: str | None = None, width: str = "220px") -> w.FloatProgress:
+    bar = w.FloatProgress(min=0.0, max=1.0, value=0.0,
+                          layout=w.Layout(width=width, flex=f"0 0 {width}"))
     if css:
         bar.add_class(css)
     return bar
@@ -65,10 +68,13 @@ class TaskRow:
         self.name = _html(width="180px")
         self.bar = _bar()
         self.facts = _html()
-        self.button = w.Button(description="details", layout=w.Layout(width="70px"))
+        self.facts.layout = w.Layout(flex="1 1 auto", overflow="hidden")
+        self.button = w.Button(description="details",
+                               layout=w.Layout(width="70px", flex="0 0 70px"))
         self.button.add_class("ironforge-monitor-details-button")
         self.button.on_click(lambda _b: self.task is not None and on_details(self.task))
         self.error = _html("ironforge-monitor-error")
+        self.error.layout.display = "none"
         self.box = w.VBox([w.HBox([self.status, self.name, self.bar, self.facts, self.button]),
                            self.error])
         self.box.add_class("ironforge-monitor-task")
@@ -82,13 +88,17 @@ class TaskRow:
         self.name.value = f"<code>{escape(record.name)}</code>"
         self.bar.value = row_value(record)
         self.bar.style.bar_color = STATUS_COLORS.get(record.status, "#ffffff")
-        self.facts.value = escape(" · ".join(task_details(record.state, now_ms)))
+        facts = escape(" · ".join(task_details(record.state, now_ms)))
+        self.facts.value = (f'<div title="{facts}" style="white-space:nowrap;overflow:hidden;'
+                            f'text-overflow:ellipsis">{facts}</div>')
         state = record.state
         if record.status == "failed" and state is not None and state.error:
             self.error.value = (f"<details><summary>{escape(state.error)}</summary>"
                                 f"<pre>{escape(state.traceback or '')}</pre></details>")
+            self.error.layout.display = None
         else:
             self.error.value = ""
+            self.error.layout.display = "none"
 
     def hide(self) -> None:
         self.task = None
@@ -100,7 +110,7 @@ class GroupRow:
 
     def __init__(self) -> None:
         self.title = _html(width="270px")
-        self.bar = _bar()
+        self.bar = _bar(width="300px")
         self.counts = _html()
         self.box = w.HBox([self.title, self.bar, self.counts])
         self.box.add_class("ironforge-monitor-group")
@@ -127,8 +137,7 @@ class MonitorView:
         self.elapsed = _html()
         self.notice = _html("ironforge-monitor-notice")
         self.counts = _html("ironforge-monitor-counts")
-        self.overall = _bar("ironforge-monitor-overall")
-        self.overall.layout.width = "50%"
+        self.overall = _bar("ironforge-monitor-overall", width="50%")
         self.graph = _html("ironforge-monitor-graph")
         self.groups: list[GroupRow] = []
         self.group_box = w.VBox([])
