@@ -228,16 +228,17 @@ class RunMonitor:
         return "<br>".join(f for f in facts if f)
 
     def _logs(self, task: str) -> str:
-        """The task's captured output (``Run.logs``, when this version has it), last lines."""
-        logs = getattr(self.run, "logs", None)
-        if not callable(logs):
-            return ""
+        """What the task printed or logged in its latest attempt (`Run.logs`), last lines."""
         try:
-            text = str(logs(task))
+            text = self.run.logs(task)
         except Exception as exc:  # the pane says why, the notebook goes on
-            return f"<i>logs unavailable: {escape(str(exc))}</i>"
-        lines = text.splitlines()[-_LOG_LINES:]
-        return f"logs (last {len(lines)} lines):<pre>{escape(chr(10).join(lines))}</pre>"
+            return f"<i>output unavailable: {escape(str(exc))}</i>"
+        if not text:
+            return ""
+        lines = text.splitlines()
+        head = (f"output (last {_LOG_LINES} of {len(lines)} lines):" if len(lines) > _LOG_LINES
+                else "output:")
+        return f"{head}<pre>{escape(chr(10).join(lines[-_LOG_LINES:]))}</pre>"
 
 
 def _raw(response: Any, **_options: Any) -> Any:
