@@ -151,8 +151,10 @@ def add_worker(subparsers: Subparsers) -> None:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    """Run a worker in the foreground until it is stopped."""
+    """Run a worker in the foreground until it is stopped. Big results go to
+    ``$IRONFORGE_RESULT_STORE`` (with ``--home``, by default the home's results directory)."""
     import logging
+    import os
 
     from ironforge_nb.queue import RedisConfig
     from ironforge_nb.worker import Worker
@@ -162,6 +164,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
                         format="%(asctime)s %(levelname)s %(message)s")
     executor = secret = None
     url = args.url
+    store = os.environ.get("IRONFORGE_RESULT_STORE") or None
     if args.executor:
         executor = load_executor(args.executor)
     else:
@@ -173,10 +176,11 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
         home = Home(args.home or None)
         url = home.url()
+        store = store or str(home.results_dir)
         if secret is None and executor is None:
             secret = home.secret()
     worker = Worker(
-        RedisConfig(url=url, namespace=args.namespace, **_task_logs(args)),
+        RedisConfig(url=url, namespace=args.namespace, result_store=store, **_task_logs(args)),
         [q.strip() for q in args.queues.split(",") if q.strip()],
         concurrency=args.concurrency, name=args.name, executor=executor, secret=secret,
         json_only=args.json_only, lease=args.lease, timeout=args.timeout, grace=args.grace,

@@ -28,6 +28,7 @@ callers and notebooks can act on them without parsing messages::
     ├── TaskError                            .job_id: a task's inputs or result are unusable
     └── RunError                             .run_id
         ├── RunNotFoundError                 .namespace: no such run (deleted, wrong id)
+        ├── ResultMissingError               .task .location: a result file is gone
         ├── TaskFailedError                  .task .error
         ├── RunFailedError                   .status .failed .error (wait(raise_on_failure=True))
         ├── RunStateError                    .status .action (not allowed in this state)
@@ -58,6 +59,7 @@ __all__ = [
     "LockTimeoutError",
     "QueueError",
     "RenderError",
+    "ResultMissingError",
     "RunError",
     "RunFailedError",
     "RunNotFoundError",
@@ -277,6 +279,19 @@ class RunError(IronForgeError):
     def __init__(self, run_id: str, message: str) -> None:
         self.run_id = run_id
         super().__init__(message)
+
+
+class ResultMissingError(RunError):
+    """A big result's file is gone from the result store (deleted by hand, or a store that
+    does not keep files); ``.task`` and ``.location`` name it. Running the task again (a new
+    submit, or ``retry_failed``) writes it again."""
+
+    def __init__(self, run_id: str, task: str, location: str) -> None:
+        self.task = task
+        self.location = location
+        super().__init__(run_id, f"the result of task {task!r} of run {run_id!r} is missing "
+                                 f"from the result store: {location} does not exist (deleted "
+                                 "outside IronForge?); submit the pipeline again to recompute it")
 
 
 class TaskFailedError(RunError):

@@ -24,7 +24,7 @@ from ironforge_nb.local.home import Home
 from ironforge_nb.local.server import RedisServer
 from ironforge_nb.local.workers import LocalWorkers
 from ironforge_nb.names import validate_name
-from ironforge_nb.queue.config import RedisConfig, set_default_config
+from ironforge_nb.queue.config import RESULT_STORE_ENV, RedisConfig, set_default_config
 from ironforge_nb.worker.registry import WorkerInfo, list_workers
 
 __all__ = ["Connection", "connect", "current_connection"]
@@ -98,7 +98,8 @@ class Connection:
 def connect(url: str | None = None, namespace: str = "default", *, workers: int = 2,
             secret: bytes | str | None = None, queues: Sequence[str] = ("default",),
             worker_args: Sequence[str] = (),
-            home: str | os.PathLike[str] | bool | None = True) -> Connection:
+            home: str | os.PathLike[str] | bool | None = True,
+            result_store: str | None = None) -> Connection:
     """Connect this process to Redis and start ``workers`` local worker processes.
 
     ``url=None`` uses the local home's server (``home=True``: ``$IRONFORGE_HOME``, else
@@ -108,6 +109,9 @@ def connect(url: str | None = None, namespace: str = "default", *, workers: int 
     ``secret``, else ``IRONFORGE_SECRET``, else the home's, else (throwaway server, or local
     workers) a new random one handed to the local workers; remote workers need the same value
     in their ``IRONFORGE_SECRET``. ``worker_args`` are extra ``ironforge worker`` options.
+    Results of 1 MiB or more go to ``result_store`` (a directory or fsspec URL), else
+    ``IRONFORGE_RESULT_STORE``, else the home's ``results/`` directory (none without a home:
+    they stay in Redis); remote workers need the same ``IRONFORGE_RESULT_STORE``.
     """
     from ironforge_nb.orchestrator import codec
 
@@ -127,8 +131,14 @@ def connect(url: str | None = None, namespace: str = "default", *, workers: int 
         url = place.url()
     local = None
     try:
+        store = result_store or os.environ.get(RESULT_STORE_ENV) or (
+            str(place.results_dir) if place is not None else None)
+        if store:
+            from ironforge_nb.orchestrator.store import check_store
+
+            check_store(store)  # a missing fsspec backend fails here, naming the package
         config = RedisConfig(url=server.url if server is not None else url or "",
-                             namespace=namespace)
+                             namespace=namespace, result_store=store)
         config.client().ping()  # fail here, not at the first submit
         if workers:
             local = LocalWorkers(config, workers, queues, secret=key,

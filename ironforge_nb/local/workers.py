@@ -119,6 +119,9 @@ class LocalWorkers:
         env["IRONFORGE_REDIS_URL"] = self.config.full_url
         if self._secret is not None:
             env["IRONFORGE_SECRET"] = self._secret.decode()
+        env.pop("IRONFORGE_RESULT_STORE", None)
+        if self.config.result_store:  # where big results go (orchestrator.store)
+            env["IRONFORGE_RESULT_STORE"] = self.config.result_store
         # the workers must import this very ironforge_nb (and the caller's modules)
         env["PYTHONPATH"] = os.pathsep.join(p for p in [os.getcwd(), *sys.path] if p)
         assert self._dir is not None

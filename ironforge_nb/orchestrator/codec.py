@@ -217,7 +217,12 @@ def encode_result(value: Any, secret: bytes | None, *, json_mode: bool, job_id: 
 def decode_value(blob: bytes, secret: bytes | None, job_id: str | None = None, *,
                  json_only: bool = False) -> Any:
     """Decode what `encode_value` made; a signed pickle is verified first, and refused with
-    `SignatureError` when ``json_only``."""
+    `SignatureError` when ``json_only``. A reference to a big result (`store.is_ref`) is
+    followed: its file is read, checked and decoded."""
+    if blob[:1] == b"\x00" and blob[:5] == b"\x00IFR1":
+        from ironforge_nb.orchestrator.store import load_ref
+
+        return load_ref(blob, secret, job_id, json_only=json_only)
     if is_signed(blob) or blob[:1] == b"\x80":  # \x80: a raw pickle planted without signature
         if json_only:
             raise SignatureError(

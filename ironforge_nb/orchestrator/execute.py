@@ -72,8 +72,22 @@ def execute_task(config: RedisConfig, lease: Lease, secret: bytes | None, *,
     except TaskError as exc:
         raise TaskError(job_id, str(exc).split(": ", 1)[-1]) from None
     value = fn(*args, **kwargs)
-    blob = codec.encode_result(value, secret, json_mode=payload.json_mode, job_id=job_id,
-                               task=payload.task)
+    encoded: list[bytes] = []
+
+    def blob_of() -> bytes:
+        if not encoded:
+            encoded.append(codec.encode_result(value, secret, json_mode=payload.json_mode,
+                                               job_id=job_id, task=payload.task))
+        return encoded[0]
+
+    if config.result_store:  # big results go to the store; Redis keeps a reference
+        from ironforge_nb.orchestrator.store import maybe_store
+
+        ref = maybe_store(config, value, blob_of, run=payload.run, task=payload.task,
+                          job=job_id, token=lease.token, json_mode=payload.json_mode)
+        if ref is not None:
+            return ref
+    blob = blob_of()
     if len(blob) > config.max_result_bytes:
         raise SizeLimitError(f"result of task {payload.task!r} (job {job_id})", len(blob),
                              config.max_result_bytes,

@@ -40,6 +40,9 @@ class RunScripts:
         self._delete = LuaScript(link, "delete_runs")
         self._statuses = LuaScript(link, "read_statuses")
         self._retention = config.run_retention
+        self._config = config
+        self._released: list[str] = []  # result file URLs whose last pin went (delete_runs)
+        self._finished: list[tuple[str, str]] = []  # (run, store root) of deleted runs
         self._result_ttl_ms = max(1, round(config.result_ttl * 1000))
 
     def _head(self) -> list[Any]:
@@ -59,7 +62,7 @@ class RunScripts:
         k = self._keys
         rk = k.run(run_id)
         keys = [rk.meta, rk.tasks, rk.remaining, rk.children, rk.events, k.runs, k.queues,
-                k.runs_deleting, k.code_refs, rk.codes, k.cache_index,
+                k.runs_deleting, k.code_refs, rk.codes, k.cache_index, k.result_pins,
                 *(key for key, _ in codes)]
         args: list[Any] = [k.job_prefix, JOB_PAYLOAD_SUFFIX, k.run_prefix, k.queue_prefix,
                            self._maxlen, run_id, name, params, maps, mode, len(profiles),
@@ -102,12 +105,16 @@ class RunScripts:
         args = [k.job_prefix, JOB_PAYLOAD_SUFFIX, JOB_RESULT_SUFFIX, k.run_prefix,
                 k.queue_prefix, self._retention if retention else 0, budget, run_id,
                 JOB_LOGS_SUFFIX]
-        pending, detail = self._delete([k.runs, k.runs_deleting, k.code_refs], args)
+        reply = self._delete([k.runs, k.runs_deleting, k.code_refs, k.result_pins], args)
+        pending, detail = reply[0], reply[1]
         if pending == -1:
             raise RunNotFoundError(run_id, self._keys.namespace)
         if pending == -2:
             raise RunStateError(run_id, detail.decode(), "delete",
                                 "wait for it, cancel it, or pass force=True (cancels it first)")
+        self._released += [u.decode() for u in reply[2]]
+        self._finished += [(r.decode(), root.decode())
+                           for r, root in zip(reply[3][::2], reply[3][1::2], strict=True)]
         return int(pending), int(detail)
 
     def task_statuses(self, run_id: str, chunk: int = STATUS_CHUNK) -> dict[str, str]:
@@ -133,4 +140,10 @@ class RunScripts:
         while pending:
             pending, deleted = self.delete_runs(retention=False)
             total += deleted
+        if self._released or self._finished:  # result files go with their runs
+            from ironforge_nb.orchestrator.store import cleanup
+
+            released, finished = self._released, self._finished
+            self._released, self._finished = [], []
+            cleanup(self._config, released, finished)
         return total

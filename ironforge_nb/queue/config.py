@@ -11,7 +11,9 @@ from ironforge_nb.errors import ConfigError, InvalidOptionError
 from ironforge_nb.names import validate_name
 from ironforge_nb.queue.keys import Keys
 
-__all__ = ["RedisConfig", "default_config", "set_default_config"]
+__all__ = ["RESULT_STORE_ENV", "RedisConfig", "default_config", "set_default_config"]
+
+RESULT_STORE_ENV = "IRONFORGE_RESULT_STORE"
 
 _MiB = 1024 * 1024
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -65,6 +67,11 @@ class RedisConfig:
     # marker saying how much (0: nothing captured). Kept with the result TTL.
     task_log_bytes: int = 64 * 1024
     task_log_level: str = "INFO"
+    # Where workers write results of result_threshold bytes or more (Redis keeps a reference;
+    # see orchestrator.store): a directory, a file:// path or any fsspec URL (s3://bucket/p).
+    # None keeps every result in Redis. connect() with a home sets <home>/results.
+    result_store: str | None = None
+    result_threshold: int = 1 * _MiB
     _client: list[Any] = field(default_factory=list, init=False, repr=False, compare=False)
     _lock: threading.Lock = field(
         default_factory=threading.Lock, init=False, repr=False, compare=False
@@ -83,7 +90,7 @@ class RedisConfig:
                 "rediss:// (TLS), redis+cluster:// or unix:///path/to/socket"
             )
         for name in ("max_payload_bytes", "max_result_bytes", "completed_retention",
-                     "events_maxlen", "run_retention"):
+                     "events_maxlen", "run_retention", "result_threshold"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise InvalidOptionError(name, value, "an int >= 1")
@@ -131,12 +138,15 @@ class RedisConfig:
 
     @classmethod
     def from_env(cls, **overrides: Any) -> RedisConfig:
-        """Settings from ``IRONFORGE_REDIS_URL`` and ``IRONFORGE_NAMESPACE`` (plus overrides)."""
+        """Settings from ``IRONFORGE_REDIS_URL``, ``IRONFORGE_NAMESPACE`` and
+        ``IRONFORGE_RESULT_STORE`` (plus overrides)."""
         kw: dict[str, Any] = {}
         if url := os.environ.get("IRONFORGE_REDIS_URL"):
             kw["url"] = url
         if ns := os.environ.get("IRONFORGE_NAMESPACE"):
             kw["namespace"] = ns
+        if store := os.environ.get(RESULT_STORE_ENV):
+            kw["result_store"] = store
         kw.update(overrides)
         return cls(**kw)
 

@@ -49,6 +49,7 @@ class RunKeys:
     children: str  # HASH task id -> child task ids (comma-separated)
     events: str  # STREAM of the run's transitions
     codes: str  # STRING the code keys its tasks use (comma-separated): released on deletion
+    store: str = ""  # STRING root of the result store its big results went to (orchestrator.store)
 
 
 @dataclass(frozen=True)
@@ -128,6 +129,7 @@ class Keys:
             children=r + "children",
             events=r + "events",
             codes=r + "codes",
+            store=r + "store",
         )
 
     @property
@@ -163,6 +165,12 @@ class Keys:
     def cache_entry(self, key: str) -> str:
         """HASH of one cache entry (its PEXPIRE is the entry's expiry)."""
         return self.cache_prefix + key
+
+    @property
+    def result_pins(self) -> str:
+        """HASH result file URL -> how many jobs of OTHER runs hold a reference to it (cache
+        hits): the owner run's deletion keeps a pinned file; the last holder's removes it."""
+        return self.prefix + "result-pins"
 
     @property
     def cache_index(self) -> str:

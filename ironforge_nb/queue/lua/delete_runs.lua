@@ -25,6 +25,7 @@ blob is deleted with its last user.
 KEYS[1] runs      ZSET run id -> creation time (ms)
 KEYS[2] deleting  HASH run id -> HSCAN cursor of its tasks HASH ('0' = not started)
 KEYS[3] code_refs HASH code key -> number of runs using it (submit_run.lua)
+KEYS[4] result_pins HASH result file URL -> jobs of other runs holding a reference to it
 ARGV[1] job_prefix      meta hash of job <id> = job_prefix .. id
 ARGV[2] payload_suffix  payload key = job_prefix .. id .. payload_suffix
 ARGV[3] result_suffix   result key = job_prefix .. id .. result_suffix
@@ -37,7 +38,13 @@ ARGV[7] budget          jobs deleted by this call (step 3), approximately: HSCAN
                         '0' skips step 3
 ARGV[8] run_id          run to mark (step 1); '' = none
 ARGV[9] logs_suffix     logs key = job_prefix .. id .. logs_suffix
-Returns: {runs still being deleted, jobs deleted by this call}, or {-1, ''} (no run run_id),
+Result files (orchestrator/store.py): a deleted job with a `pinned` field (a cache hit holding
+a reference to another run's file) releases its pin; a pin count reaching 0 is removed and the
+file's URL returned in `released` (the caller deletes it when its own run is gone too). A run
+whose deletion completes returns its result store root (the run's `store` key, deleted here)
+in `finished`, so the caller removes the run's files except pinned ones.
+Returns: {runs still being deleted, jobs deleted by this call, released (list of URLs),
+  finished (flat list run id, store root)}, or {-1, ''} (no run run_id),
   or {-2, status} (run_id has not ended: nothing changed).
 ]]
 local prefix, psuffix, rsuffix = ARGV[1], ARGV[2], ARGV[3]
@@ -80,7 +87,7 @@ end
 
 -- the ZSET of its queue that holds a job in each ended status
 local parked = {completed = 'completed', failed = 'dead', cancelled = 'cancelled'}
-local deleted = 0
+local deleted, released, finished = 0, {}, {}
 local pending = redis.call('HGETALL', KEYS[2])
 for i = 1, #pending, 2 do
   if deleted >= budget then break end
@@ -92,7 +99,11 @@ for i = 1, #pending, 2 do
     local fields = page[2]
     for f = 2, #fields, 2 do
       local jk = prefix .. fields[f]
-      local st = redis.call('HMGET', jk, 'status', 'queue')
+      local st = redis.call('HMGET', jk, 'status', 'queue', 'pinned')
+      if st[3] and redis.call('HINCRBY', KEYS[4], st[3], -1) <= 0 then
+        redis.call('HDEL', KEYS[4], st[3])
+        released[#released + 1] = st[3]
+      end
       local zset = parked[st[1] or '']
       if zset and st[2] then
         redis.call('ZREM', queue_prefix .. st[2] .. ':' .. zset, fields[f])
@@ -108,11 +119,16 @@ for i = 1, #pending, 2 do
         redis.call('HDEL', KEYS[3], code)
       end
     end
+    local root = redis.call('GET', rk .. 'store')
+    if root then
+      finished[#finished + 1] = run
+      finished[#finished + 1] = root
+    end
     redis.call('DEL', rk .. 'tasks', rk .. 'remaining', rk .. 'children', rk .. 'events',
-               rk .. 'codes', rk .. 'meta')
+               rk .. 'codes', rk .. 'meta', rk .. 'store')
     redis.call('HDEL', KEYS[2], run)
   else
     redis.call('HSET', KEYS[2], run, cursor)
   end
 end
-return {redis.call('HLEN', KEYS[2]), deleted}
+return {redis.call('HLEN', KEYS[2]), deleted, released, finished}

@@ -37,7 +37,8 @@ KEYS[8] deleting   HASH of the runs being deleted (delete_runs.lua)
 KEYS[9] code_refs  HASH code key -> number of runs using it
 KEYS[10] codes     STRING the run's code keys, comma-separated
 KEYS[11] cache_index  ZSET cache key -> expiry time (ms) of its entry
-KEYS[11+i] code    STRING code key of function i (i = 1..n_codes)
+KEYS[12] result_pins  HASH result file URL -> jobs of other runs holding a reference to it
+KEYS[12+i] code    STRING code key of function i (i = 1..n_codes)
 ARGV[1] job_prefix      meta hash of job <id> = job_prefix .. id
 ARGV[2] payload_suffix  payload key = job_prefix .. id .. payload_suffix
 ARGV[3] run_prefix      run keys = run_prefix .. run id .. ':' .. suffix (see run_helpers)
@@ -75,6 +76,8 @@ that result (no bytes pass through Lua), one 'completed' event with `cached` in 
 stream, and it is not queued; its children count it as a completed parent (a child whose
 parents all hit, or are roots, is queued at once). The entry then names the new job (a fresh
 copy: the entry outlives the runs it came from, and a deleted or expired source is just a miss).
+A copied reference to a big result's file (orchestrator/store.py) pins that file for the new
+job (`pinned` field, count in result_pins; delete_runs.lua releases it).
 A miss writes the entry for the new job (valid once it completes). Every hit counts in the
 run's `completed` and `cached` counters; a run whose every task hits ends 'succeeded' at once.
 Expired entries leave the index here (ZREMRANGEBYSCORE up to now).
@@ -83,7 +86,7 @@ Returns: 'created', 'exists', or 'deleting' (a run with this id is being deleted
   written) for malformed arguments.
 ]]
 local P, C, N = tonumber(ARGV[11]), tonumber(ARGV[12]), tonumber(ARGV[13])
-if not (P and C and N) or #ARGV ~= 19 + 7 * P + C or #KEYS ~= 11 + C then
+if not (P and C and N) or #ARGV ~= 19 + 7 * P + C or #KEYS ~= 12 + C then
   return redis.error_reply('ERR submit_run: malformed arguments (counts do not add up)')
 end
 local profiles = {}
@@ -129,6 +132,7 @@ if n ~= N or at ~= #records + 1 or bytes ~= #blob then
                            ' parsed, payload sizes ' .. bytes .. ' for ' .. #blob .. ' bytes)')
 end
 
+local REF_MAGIC = '\0IFR1'  -- a result held in the result store (orchestrator/store.py)
 local cache_lines = ARGV[16 + 7 * P + C]
 local cprefix, rsuffix = ARGV[17 + 7 * P + C], ARGV[18 + 7 * P + C]
 local rttl = tonumber(ARGV[19 + 7 * P + C])
@@ -173,7 +177,7 @@ end
 
 local code_keys = {}
 for c = 1, C do
-  code_keys[c] = KEYS[11 + c]
+  code_keys[c] = KEYS[12 + c]
   redis.call('SET', code_keys[c], ARGV[13 + 7 * P + c], 'NX')
   redis.call('HINCRBY', KEYS[9], code_keys[c], 1)
 end
@@ -209,8 +213,14 @@ for i = 1, N do
     redis.call('HSET', jk, 'status', 'completed', 'run', run, 'task', task, 'created', now,
                'finished', now, 'progress', 1, 'source_run', origin, 'source_job', src,
                unpack(prof.fields))
-    redis.call('COPY', prefix .. src .. rsuffix, jk .. rsuffix, 'REPLACE')
+    local srk = prefix .. src .. rsuffix
+    redis.call('COPY', srk, jk .. rsuffix, 'REPLACE')
     redis.call('PEXPIRE', jk .. rsuffix, rttl)
+    if redis.call('GETRANGE', srk, 0, 4) == REF_MAGIC then  -- a big result's file: pin it
+      local url = cjson.decode(string.sub(redis.call('GET', srk), 6)).url
+      redis.call('HINCRBY', KEYS[12], url, 1)
+      redis.call('HSET', jk, 'pinned', url)
+    end
   elseif r_np[i] == 0 then
     redis.call('HSET', jk, 'status', 'queued', 'run', run, 'task', task, 'created', now,
                'enqueued', now, unpack(prof.fields))

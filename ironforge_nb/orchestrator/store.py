@@ -1,0 +1,323 @@
+"""Big results off Redis: a result store (a directory, or any fsspec URL) and references.
+
+A task result whose size reaches ``RedisConfig.result_threshold`` (1 MiB by default) is written
+by the worker to the run's result store, and Redis keeps only a reference: ``REF_MAGIC`` then
+JSON ``{url, size, sha256, format, run, task, job, ...}``. Below it, results stay in Redis.
+
+Formats: a pandas DataFrame or Series goes as Parquet (pyarrow) when the frame allows it (unique
+string column labels, columns Arrow can type; a Series as a one-column frame, its name kept),
+else as the signed pickle Redis would have held; a numpy array (not of objects) as ``.npy``
+(read with ``allow_pickle=False``); a pyarrow Table as an Arrow IPC file; anything else as its
+usual encoding (signed pickle, or JSON in JSON mode). The reader checks the size and the
+SHA-256 before decoding; a missing file is a `ResultMissingError` naming run, task and place.
+
+Layout: ``<root>/<namespace>/runs/<run>/<job>-<token>.<ext>``: the lease token in the name, so a
+late attempt never overwrites the one whose completion was accepted. Local files are written to
+a temp file, fsynced and renamed; other filesystems get one ``pipe`` (a single PUT). Remote
+filesystems are opened lazily in each process with ``skip_instance_cache`` (async ones such as
+s3fs must not cross a fork); their options come from fsspec's ``FSSPEC_<PROTOCOL>_<OPTION>``
+environment variables (e.g. ``FSSPEC_S3_ENDPOINT_URL``).
+
+Cleanup (`cleanup`): a run's directory goes with the run (`Run.delete`, run retention), except
+files other runs still hold: a cache hit copies a reference into a new run and pins its file in
+``Keys.result_pins``; the last holder's deletion removes it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from ironforge_nb.errors import ConfigError, ResultMissingError, TaskError
+
+__all__ = ["REF_MAGIC", "ResultRef", "ResultStore", "is_ref", "load_ref", "maybe_store"]
+
+REF_MAGIC = b"\x00IFR1"
+
+
+@dataclass(frozen=True)
+class ResultRef:
+    """Where a big result lives and how to check and decode it."""
+
+    url: str
+    size: int
+    sha256: str
+    format: str  # parquet | npy | arrow | blob (the usual encoding: signed pickle or JSON)
+    run: str
+    task: str
+    job: str
+    series: bool = False  # a Series stored as a one-column frame
+    name: Any = None  # the Series' name
+
+    def encode(self) -> bytes:
+        return REF_MAGIC + json.dumps(asdict(self), separators=(",", ":")).encode()
+
+
+def is_ref(blob: bytes) -> bool:
+    """True for a reference written by `maybe_store` (never a JSON text or a signed pickle)."""
+    return blob[: len(REF_MAGIC)] == REF_MAGIC
+
+
+class ResultStore:
+    """A root (a local directory, ``file://`` path or fsspec URL) holding result files."""
+
+    def __init__(self, root: str) -> None:
+        self.root = root.rstrip("/")
+        self._local = _local_path(self.root)
+        self._fs: Any = None
+
+    def url(self, *parts: str) -> str:
+        return "/".join([self.root, *parts])
+
+    def write(self, url: str, data: bytes | memoryview) -> None:
+        """Write ``data`` at ``url`` atomically (temp + fsync + rename, or one PUT)."""
+        local = _local_path(url)
+        if local is not None:
+            local.parent.mkdir(parents=True, exist_ok=True)
+            tmp = local.with_name(f".{local.name}.{os.getpid()}.tmp")
+            with open(tmp, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, local)
+            return
+        fs, path = _fs_of(url)
+        fs.pipe(path, bytes(data))
+
+    def remove(self, urls: list[str]) -> None:
+        """Delete these files (missing ones are fine)."""
+        for url in urls:
+            local = _local_path(url)
+            if local is not None:
+                local.unlink(missing_ok=True)
+                continue
+            fs, path = _fs_of(url)
+            if fs.exists(path):
+                fs.rm(path)
+
+    def listdir(self, url: str) -> list[str]:
+        """URLs of the files directly under ``url`` (none when it does not exist)."""
+        local = _local_path(url)
+        if local is not None:
+            return [str(p) if not url.startswith("file://") else "file://" + str(p)
+                    for p in sorted(local.glob("*")) if p.is_file()]
+        fs, path = _fs_of(url)
+        protocol = url.split("://", 1)[0]
+        try:
+            found = fs.ls(path, detail=False, refresh=True)
+        except FileNotFoundError:
+            return []
+        return [f"{protocol}://{p}" for p in found]
+
+    def rmdir(self, url: str) -> None:
+        local = _local_path(url)
+        if local is not None:
+            with contextlib.suppress(OSError):  # not empty: pinned files stay
+                local.rmdir()
+
+
+def _local_path(url: str) -> Path | None:
+    if url.startswith("file://"):
+        return Path(url[len("file://"):])
+    if "://" not in url:
+        return Path(url)
+    return None
+
+
+def _fs_of(url: str) -> tuple[Any, str]:
+    """The fsspec filesystem of ``url`` (a fresh instance: async filesystems must not be shared
+    across fork) and the path in it; a missing backend names the package to install."""
+    try:
+        import fsspec
+    except ImportError:
+        raise ConfigError(f"result store {url!r} needs fsspec: pip install fsspec "
+                          "(or ironforge-nb[store])") from None
+    protocol = url.split("://", 1)[0]
+    try:
+        fs, path = fsspec.core.url_to_fs(url, skip_instance_cache=True)
+    except (ImportError, ValueError) as exc:
+        package = {"s3": "s3fs", "gs": "gcsfs", "gcs": "gcsfs", "az": "adlfs",
+                   "abfs": "adlfs"}.get(protocol, f"the fsspec backend of {protocol}://")
+        raise ConfigError(f"result store {url!r}: {exc}; install {package} "
+                          f"(pip install {package})") from None
+    return fs, path
+
+
+def check_store(url: str) -> str:
+    """Validate a result store URL now (its backend importable), so that a bad setting fails
+    at configuration, not at the first big result."""
+    if _local_path(url) is None:
+        _fs_of(url)
+    return url
+
+
+# ---------------------------------------------------------------------- writing
+
+
+def maybe_store(config: Any, value: Any, blob_of: Any, *, run: str, task: str, job: str,
+                token: str, json_mode: bool) -> bytes | None:
+    """The reference of ``value`` written to ``config.result_store`` when it is big, else None.
+
+    ``blob_of()`` returns the usual encoding (called at most once). DataFrames, Series, numpy
+    arrays and Arrow tables are sized without encoding them; other values by their encoding.
+    """
+    root = getattr(config, "result_store", None)
+    threshold = int(getattr(config, "result_threshold", 1 << 20))
+    if not root or not run:
+        return None
+    data, fmt, extra = _native(value, threshold)
+    if data is None:
+        encoded = blob_of()
+        if len(encoded) < threshold:
+            return None
+        data, fmt = encoded, "blob"
+    store = ResultStore(root)
+    ext = {"parquet": "parquet", "npy": "npy", "arrow": "arrow"}.get(fmt, "bin")
+    url = store.url(config.keys.namespace, "runs", run, f"{job}-{token}.{ext}")
+    view = memoryview(data)
+    store.write(url, view)
+    config.client().set(config.keys.run(run).store, store.root, nx=True)
+    ref = ResultRef(url=url, size=len(view), sha256=hashlib.sha256(view).hexdigest(),
+                    format=fmt, run=run, task=task, job=job, **extra)
+    return ref.encode()
+
+
+def _native(value: Any, threshold: int) -> tuple[bytes | None, str, dict[str, Any]]:
+    """Bytes in a native format for frames, arrays and tables at or above ``threshold``."""
+    module = type(value).__module__.split(".")[0]
+    if module == "pandas":
+        import pandas as pd
+
+        if isinstance(value, pd.Series | pd.DataFrame) and _frame_bytes(value) >= threshold:
+            series = isinstance(value, pd.Series)
+            frame = pd.DataFrame({"__series__": value}) if series else value
+            data = _parquet(frame)
+            if data is not None:
+                return data, "parquet", ({"series": True, "name": _json_name(value.name)}
+                                         if series else {})
+    elif module == "numpy":
+        import numpy as np
+
+        if isinstance(value, np.ndarray) and value.dtype != object and value.nbytes >= threshold:
+            out = io.BytesIO()
+            np.save(out, value, allow_pickle=False)
+            return out.getvalue(), "npy", {}
+    elif module == "pyarrow":
+        import pyarrow as pa
+
+        if isinstance(value, pa.Table) and value.nbytes >= threshold:
+            sink = pa.BufferOutputStream()
+            with pa.ipc.new_file(sink, value.schema) as writer:
+                writer.write_table(value)
+            return sink.getvalue().to_pybytes(), "arrow", {}
+    return None, "", {}
+
+
+def _frame_bytes(value: Any) -> int:
+    """Memory of a frame or series without looking into object cells (cheap)."""
+    used = value.memory_usage(deep=False, index=True)
+    return int(used.sum()) if hasattr(used, "sum") else int(used)
+
+
+def _json_name(name: Any) -> Any:
+    return name if name is None or isinstance(name, str | int | float | bool) else str(name)
+
+
+def _parquet(frame: Any) -> bytes | None:
+    """Parquet bytes of ``frame``, or None when Parquet would not give it back (labels that are
+    not unique strings, columns Arrow cannot type): the caller pickles it instead."""
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError:
+        return None
+    columns = list(frame.columns)
+    if not all(isinstance(c, str) for c in columns) or len(set(columns)) != len(columns):
+        return None
+    try:
+        table = pa.Table.from_pandas(frame, preserve_index=None)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, ValueError,
+            TypeError):
+        return None
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink)
+    data: bytes = sink.getvalue().to_pybytes()
+    return data
+
+
+# ---------------------------------------------------------------------- reading
+
+
+def load_ref(blob: bytes, secret: bytes | None, job_id: str | None, *,
+             json_only: bool = False) -> Any:
+    """The value a reference points at, after checking its size and digest."""
+    from ironforge_nb.orchestrator import codec
+
+    ref = ResultRef(**json.loads(blob[len(REF_MAGIC):]))
+    try:
+        data = _read(ref.url)
+    except FileNotFoundError:
+        raise ResultMissingError(ref.run, ref.task, ref.url) from None
+    if len(data) != ref.size or hashlib.sha256(data).hexdigest() != ref.sha256:
+        raise TaskError(job_id, f"the result file of task {ref.task!r} ({ref.url}) does not "
+                                f"match its reference (size {len(data)}, expected {ref.size}, "
+                                "or its digest differs): it was changed after it was written")
+    if ref.format == "blob":
+        return codec.decode_value(data, secret, job_id, json_only=json_only)
+    if ref.format == "npy":
+        import numpy as np
+
+        return np.load(io.BytesIO(data), allow_pickle=False)
+    import pyarrow as pa
+
+    if ref.format == "arrow":
+        return pa.ipc.open_file(pa.BufferReader(data)).read_all()
+    import pyarrow.parquet as pq
+
+    frame = pq.read_table(pa.BufferReader(data)).to_pandas()
+    if ref.series:
+        return frame["__series__"].rename(ref.name)
+    return frame
+
+
+def _read(url: str) -> bytes:
+    local = _local_path(url)
+    if local is not None:
+        return local.read_bytes()
+    fs, path = _fs_of(url)
+    data: bytes = fs.cat_file(path)
+    return data
+
+
+# ---------------------------------------------------------------------- cleanup
+
+
+def cleanup(config: Any, released: list[str], finished: list[tuple[str, str]]) -> None:
+    """Delete the files of deleted runs (``finished``: run id and store root), except those
+    still pinned by other runs, and the ``released`` files whose own run is gone."""
+    client = config.client()
+    keys = config.keys
+    for run, root in finished:
+        store = ResultStore(root)
+        folder = store.url(keys.namespace, "runs", run)
+        files = store.listdir(folder)
+        pins = client.hmget(keys.result_pins, files) if files else []
+        store.remove([f for f, pin in zip(files, pins, strict=True) if not pin])
+        store.rmdir(folder)
+    if not released:
+        return
+    gone = []
+    for url in released:
+        owner = url.rsplit("/", 2)[-2]  # .../runs/<run>/<file>
+        pipe = client.pipeline(transaction=False)
+        pipe.exists(keys.run(owner).meta)
+        pipe.hexists(keys.runs_deleting, owner)
+        if not any(pipe.execute()):
+            gone.append(url)
+    ResultStore("").remove(gone)
