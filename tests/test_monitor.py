@@ -16,12 +16,12 @@ import pytest
 
 from ironforge_nb.dag import Pipeline
 from ironforge_nb.errors import InvalidOptionError, RunNotFoundError
-from ironforge_nb.local import RedisServer
+from ironforge_nb.local import RedisCluster, RedisServer
 from ironforge_nb.orchestrator import Run, submit
 from ironforge_nb.queue import Queue, RedisConfig
 from ironforge_nb.render import STATUS_COLORS
 from ironforge_nb.widgets import RunMonitor
-from ironforge_nb.widgets.tracker import SMALL_RUN, TASK_ROWS
+from ironforge_nb.widgets.tracker import MAP_GROUPS, SMALL_RUN, TASK_ROWS
 from tests import tasks
 from tests.helpers import claim, diamond, failing
 from tests.runloop import run_one, work
@@ -258,3 +258,30 @@ def test_events_trimmed_past_the_cursor_are_recovered(redis_server: RedisServer,
     monitor.close()
     config.close()
 
+
+
+def test_many_maps_share_a_bounded_number_of_rows(config: RedisConfig) -> None:
+    """Beyond MAP_GROUPS maps, the biggest keep a row each and the others share one."""
+    p = Pipeline("maps")
+    for i in range(40):
+        p.map(f"m{i}", tasks.square, over=list(range(2 + (i == 7))))
+    monitor = submit(p, config=config).monitor()
+    titles = [g.title.value for g in monitor._view.groups]
+    assert len(titles) == MAP_GROUPS and titles[0].startswith("<code>m7[*]</code> 3 tasks")
+    assert titles[-1] == "<code>11 other maps</code> 22 tasks"
+    assert sum(g.size for g in monitor._tracker.groups) == 81 and not rows(monitor)
+    monitor.close()
+
+
+def test_monitor_on_redis_cluster(redis_cluster: RedisCluster, namespace: str) -> None:
+    """On a Redis Cluster (no MULTI), the monitor follows a big run to its end."""
+    config = RedisConfig(url=redis_cluster.url, namespace=namespace, cluster=True)
+    run = submit(wide(100), config=config)
+    monitor = run.monitor()
+    assert monitor.counts == {"waiting": 1, "queued": 100}
+    work(config)
+    monitor.refresh()
+    assert monitor.done and monitor.counts == {"completed": 101}
+    assert monitor._view.groups[0].bar.value == 1.0
+    monitor.close()
+    config.close()

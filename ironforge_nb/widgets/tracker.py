@@ -36,6 +36,7 @@ __all__ = ["PROGRESS_EVERY", "Group", "RunTracker", "TaskRecord"]
 SMALL_RUN = 60  # a run of at most this many tasks gets one row per task
 SINGLE_ROWS = 30  # in a bigger run, tasks outside maps keep rows of their own up to this many
 LEVEL_GROUPS = 10  # ... beyond that they are grouped by level, in at most this many groups
+MAP_GROUPS = 30  # aggregated rows for maps, at most (the smallest maps share the last one)
 TASK_ROWS = 20  # rows of a big run's tasks that need attention: failed, active, retrying
 PROGRESS_EVERY = 0.25  # seconds between two reads of the active tasks' progress, at least
 EVENTS_PER_POLL = 5000  # stream entries read per poll; a poll that gets this many is `behind`
@@ -166,24 +167,33 @@ class RunTracker:
         self.version += 1
 
     def _group(self, maps: dict[str, Any]) -> None:
-        """Big runs: one group per map; tasks outside maps by level if they are many."""
-        for name, (members, _keys) in maps.items():
-            for member in members:
-                self.tasks[member].group = len(self.groups)
-            self.groups.append(Group(f"{name}[*]", len(members)))
-        singles = [r for r in self.tasks.values() if r.group is None]
+        """Big runs: one group per map (the `MAP_GROUPS` - 1 biggest, the other maps in one
+        more); tasks outside maps by bands of levels if they are many."""
+        ranked = sorted(maps.items(), key=lambda item: -len(item[1][0]))
+        kept = ranked if len(ranked) <= MAP_GROUPS else ranked[:MAP_GROUPS - 1]
+        for name, (members, _keys) in kept:
+            self._join(members, f"{name}[*]")
+        if len(kept) < len(ranked):
+            rest = ranked[len(kept):]
+            self._join([m for _, (members, _k) in rest for m in members],
+                       f"{len(rest):,} other maps")
+        singles = [r.name for r in self.tasks.values() if r.group is None]
         if len(singles) <= SINGLE_ROWS or self.dag is None:
             return
         levels = self.dag.levels()
-        depth = max(levels[r.name] for r in singles) + 1
+        depth = max(levels[name] for name in singles) + 1
         width = -(-depth // LEVEL_GROUPS)
-        first = len(self.groups)
-        for low in range(0, depth, width):
-            high = min(depth, low + width) - 1
-            self.groups.append(Group(f"level {low}" if low == high else f"levels {low}-{high}"))
-        for record in singles:
-            record.group = first + levels[record.name] // width
-            self.groups[record.group].size += 1
+        bands: dict[int, list[str]] = {}
+        for name in singles:
+            bands.setdefault(levels[name] // width, []).append(name)
+        for band in sorted(bands):
+            low, high = band * width, min(depth, (band + 1) * width) - 1
+            self._join(bands[band], f"level {low}" if low == high else f"levels {low}-{high}")
+
+    def _join(self, names: list[str], title: str) -> None:
+        for name in names:
+            self.tasks[name].group = len(self.groups)
+        self.groups.append(Group(title, len(names)))
 
     def poll(self) -> None:
         """One step: read what changed since the last poll (see the module docstring). A lost
