@@ -56,6 +56,9 @@ _EXPORTS: dict[str, str] = {
     "TaskState": "ironforge_nb.orchestrator.tasks",
     "RunMonitor": "ironforge_nb.widgets",
     "cache": "ironforge_nb.cache",
+    # the namespace at a glance: queues, workers, recent runs, dead letters
+    "dashboard": "ironforge_nb.widgets.dashboard",
+    "Dashboard": "ironforge_nb.widgets",
     # running: connect, workers, progress from inside a task
     "connect": "ironforge_nb.local",
     "progress": "ironforge_nb.worker.context",
@@ -66,6 +69,7 @@ __all__ = [
     "DAG",
     "ConfigError",
     "CycleError",
+    "Dashboard",
     "Event",
     "GraphvizNotFoundError",
     "InvalidNameError",
@@ -97,6 +101,7 @@ __all__ = [
     "__version__",
     "cache",
     "connect",
+    "dashboard",
     "json_schema",
     "progress",
     "render",
@@ -133,7 +138,8 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from ironforge_nb.orchestrator.tasks import TaskState
     from ironforge_nb.queue import Lease, Lock, Queue, RedisConfig
     from ironforge_nb.status import Event, JobStatus, RunStatus, json_schema
-    from ironforge_nb.widgets import RunMonitor
+    from ironforge_nb.widgets import Dashboard, RunMonitor
+    from ironforge_nb.widgets.dashboard import dashboard
     from ironforge_nb.worker.context import progress, track
 
 

@@ -10,6 +10,9 @@ stays fast.
     ironforge worker --url URL --queues a,b      claim and run jobs until SIGTERM
     ironforge worker --home [DIR]                ... on the local home's server (joined)
     ironforge home [status|stop] [--dir DIR]     the local home's server: show it, stop it
+    ironforge status [--watch]                   queues, live workers, recent runs, dead letters
+    ironforge runs [--limit N]                   recent runs of the namespace
+    ironforge dead-letters [--requeue ID|--all] [--purge]   the dead-letter queues
 """
 
 from __future__ import annotations
@@ -104,7 +107,6 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 def add_worker(subparsers: Subparsers) -> None:
     """``ironforge worker``: claim and run jobs (the same code as `ifn.connect`'s local workers)."""
-    import os
 
     p = subparsers.add_parser(
         "worker",
@@ -113,14 +115,8 @@ def add_worker(subparsers: Subparsers) -> None:
         "--grace seconds to finish, then go back to the queue. Pickled tasks are verified with "
         "the secret in $IRONFORGE_SECRET.",
     )
-    p.add_argument("--url", default=os.environ.get("IRONFORGE_REDIS_URL",
-                                                   "redis://127.0.0.1:6379/0"),
-                   help="Redis URL (default: $IRONFORGE_REDIS_URL or redis://127.0.0.1:6379/0)")
-    p.add_argument("--namespace", default=os.environ.get("IRONFORGE_NAMESPACE", "default"),
-                   help="namespace (default: $IRONFORGE_NAMESPACE or 'default')")
-    p.add_argument("--home", nargs="?", const="", default=None, metavar="DIR",
-                   help="join the local home's server (started if needed; DIR default: "
-                   "$IRONFORGE_HOME or ~/.cache/ironforge) with its secret, instead of --url")
+    _add_connection(p, "join the local home's server (started if needed; DIR default: "
+                    "$IRONFORGE_HOME or ~/.cache/ironforge) with its secret, instead of --url")
     p.add_argument("--queues", "--queue", default="default",
                    help="comma-separated queues, served in this order (default: default)")
     p.add_argument("--concurrency", type=int, default=1, help="executor processes (default: 1)")
@@ -163,7 +159,6 @@ def cmd_worker(args: argparse.Namespace) -> int:
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(message)s")
     executor = secret = None
-    url = args.url
     store = os.environ.get("IRONFORGE_RESULT_STORE") or None
     if args.executor:
         executor = load_executor(args.executor)
@@ -171,11 +166,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
         from ironforge_nb.orchestrator.codec import secret_from_env
 
         secret = secret_from_env()
-    if args.home is not None:
-        from ironforge_nb.local.home import Home
-
-        home = Home(args.home or None)
-        url = home.url()
+    url, home = _connection(args)
+    if home is not None:
         store = store or str(home.results_dir)
         if secret is None and executor is None:
             secret = home.secret()
@@ -230,8 +222,139 @@ def _task_logs(args: argparse.Namespace) -> dict[str, Any]:
     return {name: value for name, value in given.items() if value is not None}
 
 
+def _add_connection(p: argparse.ArgumentParser, home_help: str) -> None:
+    """The options that say which Redis and namespace: --url, --namespace, --home."""
+    import os
+
+    p.add_argument("--url", default=os.environ.get("IRONFORGE_REDIS_URL",
+                                                   "redis://127.0.0.1:6379/0"),
+                   help="Redis URL (default: $IRONFORGE_REDIS_URL or redis://127.0.0.1:6379/0)")
+    p.add_argument("--namespace", default=os.environ.get("IRONFORGE_NAMESPACE", "default"),
+                   help="namespace (default: $IRONFORGE_NAMESPACE or 'default')")
+    p.add_argument("--home", nargs="?", const="", default=None, metavar="DIR", help=home_help)
+
+
+def _connection(args: argparse.Namespace) -> tuple[str, Any]:
+    """The Redis URL the options name, and the local home when --home was given."""
+    if args.home is None:
+        return args.url, None
+    from ironforge_nb.local.home import Home
+
+    home = Home(args.home or None)
+    return home.url(), home
+
+
+def _config(args: argparse.Namespace) -> Any:
+    from ironforge_nb.queue import RedisConfig
+
+    return RedisConfig(url=_connection(args)[0], namespace=args.namespace)
+
+
+_HOME_VIEW = ("read the local home's server (DIR default: $IRONFORGE_HOME or "
+              "~/.cache/ironforge) instead of --url")
+
+
+def add_status(subparsers: Subparsers) -> None:
+    """``ironforge status``: the namespace at a glance, once or live (``--watch``)."""
+    p = subparsers.add_parser(
+        "status", help="show the namespace's queues, live workers, recent runs, dead letters",
+        description="Queues (jobs by status, completions per second over the last minute), "
+        "live workers and what each runs (with its progress), recent runs (a bar of ended "
+        "tasks each) and the newest dead letters: what ifn.dashboard() shows in a notebook.")
+    _add_connection(p, _HOME_VIEW)
+    p.add_argument("--watch", action="store_true", help="redraw every --interval s until Ctrl-C")
+    p.add_argument("--interval", type=float, default=2.0, help="seconds between redraws (2)")
+    p.add_argument("--count", type=int, default=None,
+                   help="with --watch: stop after this many redraws (default: until Ctrl-C)")
+    p.add_argument("--runs", type=int, default=10, help="recent runs shown (10)")
+    p.add_argument("--dead", type=int, default=10, help="dead letters shown (10)")
+    p.set_defaults(handler=cmd_status)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    """Print the overview; with --watch, redraw it in place (ANSI) until Ctrl-C or --count."""
+    import time
+
+    from ironforge_nb.orchestrator.overview import overview
+    from ironforge_nb.widgets.board_text import status_text
+
+    config = _config(args)
+    drawn = 0
+    clear = "\x1b[H\x1b[2J" if args.watch and sys.stdout.isatty() else ""
+    try:
+        while True:
+            text = status_text(overview(config, runs=args.runs, dead=args.dead))
+            print(clear + text if drawn == 0 or clear else "\n" + text, flush=True)
+            drawn += 1
+            if not args.watch or (args.count is not None and drawn >= args.count):
+                return 0
+            time.sleep(args.interval)
+    except KeyboardInterrupt:
+        return 0
+
+
+def add_runs(subparsers: Subparsers) -> None:
+    """``ironforge runs``: the namespace's recent runs."""
+    p = subparsers.add_parser("runs", help="list the namespace's recent runs, newest first",
+                              description="One line per run: id, pipeline, status, a bar of "
+                              "its ended tasks, failed tasks, creation time, duration.")
+    _add_connection(p, _HOME_VIEW)
+    p.add_argument("--limit", type=int, default=20, help="runs shown (20)")
+    p.set_defaults(handler=cmd_runs)
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    """Print the recent runs."""
+    from ironforge_nb.orchestrator.frames import recent_runs
+    from ironforge_nb.widgets.board_text import runs_table
+
+    print(runs_table(recent_runs(_config(args), args.limit)))
+    return 0
+
+
+def add_dead_letters(subparsers: Subparsers) -> None:
+    """``ironforge dead-letters``: list, requeue or purge the dead-letter queues."""
+    p = subparsers.add_parser(
+        "dead-letters", help="list the dead-letter queues; requeue or purge them",
+        description="Without options, list the newest dead letters of every queue. A "
+        "pipeline's task cannot be requeued alone: requeuing one retries its run's failed "
+        "tasks (Run.retry_failed).")
+    _add_connection(p, _HOME_VIEW)
+    action = p.add_mutually_exclusive_group()
+    action.add_argument("--requeue", metavar="JOB_ID", help="queue this dead job again")
+    action.add_argument("--all", action="store_true", help="requeue every dead letter")
+    action.add_argument("--purge", action="store_true",
+                        help="delete the dead letters (of --queue, else of every queue)")
+    p.add_argument("--queue", default=None, help="with --purge: only this queue")
+    p.add_argument("--limit", type=int, default=50, help="dead letters listed (50)")
+    p.set_defaults(handler=cmd_dead_letters)
+
+
+def cmd_dead_letters(args: argparse.Namespace) -> int:
+    """List, requeue (one or all) or purge; prints what was done."""
+    from ironforge_nb.errors import JobNotFoundError
+    from ironforge_nb.orchestrator import overview as ov
+
+    config = _config(args)
+    if args.requeue:
+        queue = config.client().hget(config.keys.job(args.requeue), "queue")
+        if queue is None:
+            raise JobNotFoundError(args.requeue)
+        print(ov.requeue(config, queue.decode(), args.requeue))
+    elif args.all:
+        print("\n".join(ov.requeue_all(config)) or "no dead letters")
+    elif args.purge:
+        print(f"purged {ov.purge(config, args.queue):,} dead letters")
+    else:
+        from ironforge_nb.widgets.board_text import dead_table
+
+        print(dead_table(ov.overview(config, runs=1, dead=args.limit)))
+    return 0
+
+
 SUBCOMMANDS: list[Callable[[Subparsers], None]] = [add_server, add_schema, add_worker,
-                                                   add_home]
+                                                   add_home, add_status, add_runs,
+                                                   add_dead_letters]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -15,7 +15,7 @@ from ironforge_nb.queue.options import validate_count
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["RUN_COLUMNS", "TASK_COLUMNS", "agreeing_read", "run_frame", "runs"]
+__all__ = ["RUN_COLUMNS", "TASK_COLUMNS", "agreeing_read", "recent_runs", "run_frame", "runs"]
 
 TASK_COLUMNS = ("task", "status", "progress", "message", "attempts", "stalls", "queued",
                 "started", "finished", "duration", "worker", "error", "queue", "job", "cached")
@@ -24,7 +24,8 @@ RUN_COLUMNS = ("id", "pipeline", "status", "tasks", "completed", "failed", "crea
 _CHUNK = 1000
 _JOB_FIELDS = ("status", "attempts", "stalls", "enqueued", "started", "finished", "worker",
                "error", "queue", "progress", "message", "source_run")
-_RUN_FIELDS = ("name", "status", "total", "completed", "failed", "created", "finished")
+_RUN_FIELDS = ("name", "status", "total", "completed", "failed", "skipped", "cancelled",
+               "created", "finished")
 _AGREE_TRIES = 3
 
 
@@ -112,26 +113,32 @@ def run_frame(config: RedisConfig, jobs: Sequence[tuple[str, str]]) -> pd.DataFr
     return _frame(rows, ("queued", "started", "finished"))
 
 
+def recent_runs(config: RedisConfig, limit: int = 50) -> list[dict[str, Any]]:
+    """The ``limit`` most recent runs of the namespace, newest first, as plain records: the
+    keys of `RUN_COLUMNS` (times in ms since the epoch, ``duration`` in seconds, None while
+    running) plus ``skipped``, ``cancelled`` and ``done`` (tasks that ended). Two round trips.
+    """
+    validate_count("limit", limit)
+    client = config.client()
+    ids = [i.decode() for i in client.zrevrange(config.keys.runs, 0, limit - 1)]
+    pipe = client.pipeline(transaction=False)
+    for rid in ids:
+        pipe.hmget(config.keys.run(rid).meta, *_RUN_FIELDS)
+    out = []
+    for rid, values in zip(ids, pipe.execute() if ids else [], strict=True):
+        name, status, total, completed, failed, skipped, cancelled, created, finished = values
+        counts = [int(n or 0) for n in (completed, failed, skipped, cancelled)]
+        out.append({"id": rid, "pipeline": _text(name), "status": _text(status),
+                    "tasks": int(total or 0), "completed": counts[0], "failed": counts[1],
+                    "skipped": counts[2], "cancelled": counts[3], "done": sum(counts),
+                    "created": _ms(created), "finished": _ms(finished),
+                    "duration": _duration(_ms(created), _ms(finished))})
+    return out
+
+
 def runs(config: RedisConfig | None = None, limit: int = 50) -> pd.DataFrame:
     """The ``limit`` most recent runs of the namespace, newest first, with the columns of
     `RUN_COLUMNS` (``duration`` in seconds, None while running)."""
-    cfg = config if config is not None else default_config()
-    validate_count("limit", limit)
-    client = cfg.client()
-    ids = [i.decode() for i in client.zrevrange(cfg.keys.runs, 0, limit - 1)]
-    rows: dict[str, list[Any]] = {name: [] for name in RUN_COLUMNS}
-    pipe = client.pipeline(transaction=False)
-    for rid in ids:
-        pipe.hmget(cfg.keys.run(rid).meta, *_RUN_FIELDS)
-    for rid, values in zip(ids, pipe.execute() if ids else [], strict=True):
-        name, status, total, completed, failed, created, finished = values
-        rows["id"].append(rid)
-        rows["pipeline"].append(_text(name))
-        rows["status"].append(_text(status))
-        rows["tasks"].append(int(total or 0))
-        rows["completed"].append(int(completed or 0))
-        rows["failed"].append(int(failed or 0))
-        rows["created"].append(_ms(created))
-        rows["finished"].append(_ms(finished))
-        rows["duration"].append(_duration(_ms(created), _ms(finished)))
+    records = recent_runs(config if config is not None else default_config(), limit)
+    rows = {name: [r[name] for r in records] for name in RUN_COLUMNS}
     return _frame(rows, ("created", "finished"))

@@ -1,4 +1,5 @@
-"""Live views of runs in Jupyter: `RunMonitor` (``run.monitor()``) and `Run.wait`'s bar.
+"""Live views in Jupyter: `RunMonitor` (``run.monitor()``), `Run.wait`'s bar, and the
+namespace's `Dashboard` (``ifn.dashboard()``: queues, workers, runs, dead letters).
 
 A leaf of the package: nothing imports it except `Run.monitor` and `Run.wait`, lazily, so
 ``import ironforge_nb`` never loads ipywidgets. The data loop (`tracker`: plain data read from
@@ -20,11 +21,34 @@ Stable CSS classes on the monitor's widgets (for browser tests and custom stylin
 ``ironforge-monitor-details``      the selected (or first failed) task's details and logs
 ``ironforge-monitor-cancel``       the "cancel run" button
 ``ironforge-monitor-retry``        the "retry failed" button
+``ironforge-dashboard``            the dashboard's root box
+``ironforge-dashboard-queues``     its queues table (counts by status, done/s)
+``ironforge-dashboard-workers``    its live workers and what they run
+``ironforge-dashboard-run``        one recent run (status, a bar of ended tasks)
+``ironforge-dashboard-dead``       one dead letter, with its ``requeue`` button
+``ironforge-dashboard-notice``     "connection lost, retrying", a button's outcome
 =================================  ===========================================================
 """
 
 from __future__ import annotations
 
-from ironforge_nb.widgets.monitor import RunMonitor
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["RunMonitor"]
+__all__ = ["Dashboard", "RunMonitor"]
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ironforge_nb.widgets.dashboard import Dashboard
+    from ironforge_nb.widgets.monitor import RunMonitor
+
+_EXPORTS = {"RunMonitor": "ironforge_nb.widgets.monitor",
+            "Dashboard": "ironforge_nb.widgets.dashboard"}
+
+
+def __getattr__(name: str) -> Any:
+    """Import a view on first use: the text modules (``ironforge status``) load no ipywidgets."""
+    import importlib
+
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'ironforge_nb.widgets' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)

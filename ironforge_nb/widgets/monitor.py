@@ -13,14 +13,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from dataclasses import replace
 from html import escape
 from typing import TYPE_CHECKING, Any
 
 from ironforge_nb.errors import InvalidOptionError, IronForgeError
 from ironforge_nb.render.palette import STATUS_ORDER
 from ironforge_nb.widgets.graph import GraphPainter
-from ironforge_nb.widgets.text import duration, in_kernel, text_view
+from ironforge_nb.widgets.loop import Following, kernel_loop, watching_config
+from ironforge_nb.widgets.text import duration, text_view
 from ironforge_nb.widgets.tracker import RunTracker
 from ironforge_nb.widgets.view import MonitorView
 
@@ -29,12 +29,10 @@ if TYPE_CHECKING:
 
 __all__ = ["RunMonitor"]
 
-_SOCKET_TIMEOUT = 5.0  # the monitor's own client: a hung Redis shows as lost within seconds
-_CONNECT_TIMEOUT = 2.0
 _LOG_LINES = 40  # lines of a task's log shown in the details pane
 
 
-class RunMonitor:
+class RunMonitor(Following):
     """A live view of one run: ``run.monitor()`` (see `Run.monitor`).
 
     In a Jupyter kernel it is an ipywidgets view that displays itself (as a cell's last value
@@ -57,11 +55,7 @@ class RunMonitor:
 
         self.run = run
         self.interval = float(interval)
-        cfg = run.config
-        self._config = replace(cfg, retries=0,
-                               socket_timeout=min(cfg.socket_timeout or _SOCKET_TIMEOUT,
-                                                  _SOCKET_TIMEOUT),
-                               connect_timeout=min(cfg.connect_timeout, _CONNECT_TIMEOUT))
+        self._config = watching_config(run.config)
         # stream entries stay raw lists (no dict per entry: a busy run appends thousands of
         # events per second); the client is the monitor's own, so no one else sees this
         self._config.client().set_response_callback("XRANGE", _raw)
@@ -85,7 +79,7 @@ class RunMonitor:
                                  self._details)
         self._step(initial=True)
         self._draw()
-        self._loop = _kernel_loop()
+        self._loop = kernel_loop()
         if self._loop is not None:
             self._start()
         else:
@@ -112,17 +106,9 @@ class RunMonitor:
         """True once the run has ended (or was deleted) and the last refresh showed it."""
         return self._done
 
-    @property
-    def following(self) -> bool:
-        """Whether a loop task is following the run now."""
-        return self._task is not None and not self._task.done()
-
     def close(self) -> None:
         """Stop following (the loop task is cancelled) and close the widgets."""
-        self._closed = True
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
+        self._stop_following()
         for widget in self._view.widgets():
             widget.close()
         self._painter.close()
@@ -243,13 +229,3 @@ class RunMonitor:
 
 def _raw(response: Any, **_options: Any) -> Any:
     return response
-
-
-def _kernel_loop() -> asyncio.AbstractEventLoop | None:
-    """The running asyncio loop of a Jupyter kernel, or None (no kernel, no running loop)."""
-    if not in_kernel():
-        return None
-    try:
-        return asyncio.get_running_loop()
-    except RuntimeError:
-        return None

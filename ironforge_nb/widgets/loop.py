@@ -1,0 +1,56 @@
+"""What every live view shares: the kernel's loop to follow on, and a client that fails fast.
+
+Views follow Redis on the kernel's asyncio loop (ipykernel 7 drops display updates sent from
+other threads), and read through a client of their own without retries and with short
+timeouts, so that a Redis that went away shows as "connection lost, retrying" within seconds
+instead of stalling the view.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import replace
+
+from ironforge_nb.queue import RedisConfig
+from ironforge_nb.widgets.text import in_kernel
+
+__all__ = ["Following", "kernel_loop", "watching_config"]
+
+_SOCKET_TIMEOUT = 5.0  # a view's own client: a hung Redis shows as lost within seconds
+_CONNECT_TIMEOUT = 2.0
+
+
+def kernel_loop() -> asyncio.AbstractEventLoop | None:
+    """The running asyncio loop of a Jupyter kernel, or None (no kernel, no running loop)."""
+    if not in_kernel():
+        return None
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
+def watching_config(config: RedisConfig) -> RedisConfig:
+    """``config`` for a view's own client: no retries, timeouts of a few seconds at most."""
+    return replace(config, retries=0,
+                   socket_timeout=min(config.socket_timeout or _SOCKET_TIMEOUT, _SOCKET_TIMEOUT),
+                   connect_timeout=min(config.connect_timeout, _CONNECT_TIMEOUT))
+
+
+class Following:
+    """The loop task of a live view (a base class): whether it runs, and stopping it."""
+
+    _task: asyncio.Task[None] | None = None
+    _closed = False
+
+    @property
+    def following(self) -> bool:
+        """Whether a loop task is following Redis now."""
+        return self._task is not None and not self._task.done()
+
+    def _stop_following(self) -> None:
+        """Mark the view closed and cancel its loop task (no task is left on the loop)."""
+        self._closed = True
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
