@@ -152,13 +152,14 @@ class RunMonitor(Following):
             await asyncio.sleep(0 if self._tracker.behind else self.interval)
 
     def _step(self, initial: bool = False) -> None:
-        """The data half: poll, and start a graph layout when one is due (any thread)."""
+        """The data half: poll (not at ``initial``: the run was just read), and start a graph
+        layout when one is due (any thread); the picture of an ended run is drawn here."""
         with self._lock:
             tracker = self._tracker
             if not initial:
                 tracker.poll()
             if tracker.lost is None:
-                final = initial or (tracker.ended and not tracker.behind)
+                final = tracker.ended and not tracker.behind
                 self._painter.update(tracker.statuses, tracker.version, final)
 
     def _draw(self) -> None:
