@@ -1,0 +1,210 @@
+"""The exploration loop: a 100 MB DataFrame between two tasks, and a 10k-task pipeline
+submitted again with one function changed (issue 12's figures).
+
+1. ``frame``: a parent returns a 100 MB DataFrame (6.5M rows of two float64 columns), its child
+   sums it. Contenders: IronForge (``ifn.connect()`` on a temporary home, 2 local workers: the
+   frame goes to the home's result store as Parquet, Redis holds a reference); the floor, in
+   one process: make the frame, write it as Parquet to the same disk, read it back, sum it;
+   Dask distributed (``LocalCluster(n_workers=2, processes=True)``), the parent pinned to one
+   worker and the child to the other, so the frame crosses between worker processes. Each
+   figure is the best of ``--repeat`` end-to-end times (submit to result).
+2. ``layered``: 10,000 no-op tasks in 100 layers of 100, each after 2 random tasks of the
+   layer above, ``cache=True``. A first run computes everything; then one task of layer 50 gets
+   another function and the pipeline is submitted again: only it and its descendants run.
+   Printed: time to settle of both runs, tasks run again, and the cost of the cache lookup:
+   the submit script's server time (INFO commandstats) with the cache on (all hits but the
+   changed part) against the same submit with the cache off, plus the key computation in the
+   notebook.
+
+Usage: ``python benchmarks/bench_iterate.py [--parts frame,layered] [--repeat 3]
+[--rows 6500000]``. Figures, never assertions; the machine is shared, so compare contenders
+of one invocation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+ROWS = 6_500_000
+
+
+def make_frame(rows: int = ROWS) -> pd.DataFrame:
+    """Two float64 columns: 16 bytes a row (6.5M rows: 104 MB)."""
+    rng = np.random.default_rng(12)
+    return pd.DataFrame({"a": rng.random(rows), "b": rng.random(rows)})
+
+
+def total(frame: pd.DataFrame) -> float:
+    return float(frame["a"].sum() + frame["b"].sum())
+
+
+def floor(rows: int, folder: Path) -> float:
+    """Make, write as Parquet, read back and sum, in one process (seconds)."""
+    start = time.perf_counter()
+    frame = make_frame(rows)
+    path = folder / "floor.parquet"
+    frame.to_parquet(path)
+    value = total(pd.read_parquet(path))
+    path.unlink()
+    assert value > 0
+    return time.perf_counter() - start
+
+
+def ironforge(rows: int, repeat: int) -> list[float]:
+    import ironforge_nb as ifn
+    from ironforge_nb.local.home import temporary_home
+
+    times = []
+    with temporary_home():
+        conn = ifn.connect(workers=2)
+        p = ifn.Pipeline("frame")
+        p.task("frame", make_frame, params={"rows": rows}).then("total", total)
+        for _ in range(repeat):
+            start = time.perf_counter()
+            run = p.submit().wait(timeout=600)
+            assert run.result("total") > 0, run
+            times.append(time.perf_counter() - start)
+            run.delete()
+        conn.close()
+    return times
+
+
+def dask(rows: int, repeat: int) -> list[float] | str:
+    try:
+        from dask.distributed import Client, LocalCluster
+    except ImportError:
+        return "dask[distributed] is not installed (pip install -e '.[bench]')"
+    times = []
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                      dashboard_address=None) as cluster, Client(cluster) as client:
+        first, second = list(client.scheduler_info()["workers"])
+        for i in range(repeat):
+            start = time.perf_counter()
+            frame = client.submit(make_frame, rows, workers=[first], pure=False, key=f"f{i}")
+            result = client.submit(total, frame, workers=[second], key=f"t{i}")
+            assert result.result() > 0
+            times.append(time.perf_counter() - start)
+            del frame, result
+    return times
+
+
+def part_frame(rows: int, repeat: int) -> None:
+    print(f"\n1. parent -> child, a {rows:,}-row frame ({rows * 16 / 1e6:.0f} MB), best of "
+          f"{repeat}")
+    with tempfile.TemporaryDirectory() as tmp:
+        base = min(floor(rows, Path(tmp)) for _ in range(repeat))
+    print(f"   floor (make + Parquet write + read + sum, one process): {base:6.2f} s")
+    ours = min(ironforge(rows, repeat))
+    print(f"   IronForge NB (2 workers, result store):                  {ours:6.2f} s "
+          f"= {ours / base:.2f}x the floor")
+    theirs = dask(rows, repeat)
+    if isinstance(theirs, str):
+        print(f"   Dask distributed: skipped, {theirs}")
+    else:
+        best = min(theirs)
+        print(f"   Dask distributed (2 worker processes):                   {best:6.2f} s "
+              f"= {best / base:.2f}x the floor; IronForge / Dask = {ours / best:.2f}")
+
+
+# ---------------------------------------------------------------------- layered + cache
+
+
+def noop(**_: Any) -> None:
+    """Every task of the layered pipeline."""
+
+
+def noop_changed(**_: Any) -> int:
+    """The changed function of the second submit."""
+    return 1
+
+
+def layered(changed: str | None = None, n: int = 10_000, width: int = 100) -> Any:
+    import ironforge_nb as ifn
+
+    rng = random.Random(7)
+    p = ifn.Pipeline("layered", cache=True)
+    for i in range(n):
+        layer, k = divmod(i, width)
+        after = [f"t{layer - 1}_{j}" for j in rng.sample(range(width), 2)] if layer else None
+        name = f"t{layer}_{k}"
+        p.task(name, noop_changed if name == changed else noop, after=after)
+    return p
+
+
+def _script_ms(client: Any) -> float:
+    stats = client.info("commandstats")
+    return sum(int(v["usec"]) for k, v in stats.items() if k.startswith("cmdstat_eval")) / 1e3
+
+
+def _timed(p: Any, config: Any, wait: bool = True, **kw: Any
+           ) -> tuple[Any, float, float, float]:
+    """(run, submit wall s, submit script ms, settle s (0 without ``wait``))."""
+    client = config.client()
+    before = _script_ms(client)
+    start = time.perf_counter()
+    run = p.submit(config=config, **kw)
+    submitted = time.perf_counter()
+    script = _script_ms(client) - before
+    if not wait:
+        return run, submitted - start, script, 0.0
+    run.wait(timeout=900)
+    return run, submitted - start, script, time.perf_counter() - start
+
+
+def part_layered() -> None:
+    import ironforge_nb as ifn
+    from ironforge_nb.local.home import temporary_home
+    from ironforge_nb.orchestrator.cachekey import cache_lines
+
+    print("\n2. a 10,000-task LAYERED pipeline (100 x 100, 2 parents), cache=True")
+    with temporary_home():
+        conn = ifn.connect(workers=2)
+        cfg = conn.config
+        _full, f_submit, f_script, f_settle = _timed(layered(), cfg)
+        print(f"   first run (all computed):    submit {f_submit:5.2f} s (script "
+              f"{f_script:6.1f} ms), settled in {f_settle:6.2f} s")
+        changed = layered("t50_0")
+        again, a_submit, a_script, a_settle = _timed(changed, cfg)
+        ran = int((again.to_dataframe()["cached"].isna()).sum())
+        print(f"   t50_0 changed, resubmitted:  submit {a_submit:5.2f} s (script "
+              f"{a_script:6.1f} ms), settled in {a_settle:6.2f} s; {ran:,} tasks ran "
+              f"(t50_0 and its descendants), {10_000 - ran:,} cached")
+        print(f"   settle time ratio {a_settle / f_settle:.2f} for {ran / 10_000:.2f} of the "
+              "tasks")
+        plain = cfg.with_namespace("nocache")  # no worker serves it: only the submit counts
+        _run, p_submit, p_script, _settle = _timed(changed, plain, wait=False, cache=False)
+        print(f"   the same submit, cache off:  submit {p_submit:5.2f} s (script "
+              f"{p_script:6.1f} ms): the lookup adds {a_script - p_script:+.1f} ms of script "
+              "time")
+        dag = changed.build()
+        order = [dag.data(t) for t in dag.topological_order()]
+        start = time.perf_counter()
+        cache_lines(order, {t: i for i, t in enumerate(dag.nodes)}, "layered", "x", {}, True)
+        print(f"   computing the 10,000 keys in the notebook: "
+              f"{(time.perf_counter() - start) * 1e3:.0f} ms")
+        conn.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--parts", default="frame,layered")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--rows", type=int, default=ROWS)
+    args = parser.parse_args()
+    parts = args.parts.split(",")
+    if "frame" in parts:
+        part_frame(args.rows, args.repeat)
+    if "layered" in parts:
+        part_layered()
+
+
+if __name__ == "__main__":
+    main()
