@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -130,6 +131,38 @@ def test_restart_keeps_aof_data_after_kill(fresh_server: Callable[..., RedisServ
     assert server.port == port
     assert client.get("k") == b"v"
     client.close()
+
+
+def test_appendfsync_always_keeps_every_acknowledged_write(
+        fresh_server: Callable[..., RedisServer]) -> None:
+    """With ``appendfsync="always"`` a write acknowledged just before a SIGKILL is back after
+    the restart (no rewrite, no wait); a bad value is refused, naming the choices."""
+    server = fresh_server(appendonly=True, appendfsync="always")
+    client = redis.Redis.from_url(server.url)
+    assert client.config_get("appendfsync") == {"appendfsync": "always"}
+    client.set("k", "v")
+    server.kill()
+    server.restart()
+    assert client.get("k") == b"v"
+    client.close()
+    with pytest.raises(ServerError, match="always, everysec, no"):
+        RedisServer(appendfsync="sometimes")
+
+
+def test_restart_stays_on_its_port(fresh_server: Callable[..., RedisServer]) -> None:
+    """A restart whose port was taken meanwhile fails, saying so, instead of moving to another
+    port behind its clients' backs."""
+    server = fresh_server()
+    port = server.port
+    server.kill()
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", int(port or 0)))
+        squatter.listen()
+        with pytest.raises(ServerError, match="Address already in use"):
+            server.restart()
+    assert server.port == port
+    server.restart()
+    assert server.port == port and server.running
 
 
 def test_kill_makes_clients_fail(fresh_server: Callable[..., RedisServer]) -> None:

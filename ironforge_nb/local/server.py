@@ -53,6 +53,7 @@ __all__ = [
 ]
 
 _PR_SET_PDEATHSIG = 1
+_FSYNC = ("always", "everysec", "no")
 # running servers of this process, stopped at exit (strong refs: a running server is a resource
 # its owner must stop, even if it dropped its last reference)
 _LIVE: set[RedisServer] = set()
@@ -105,7 +106,10 @@ class RedisServer:
     Args:
         port: TCP port on 127.0.0.1; ``None`` picks a free one. Ignored with ``unix_socket``.
         unix_socket: listen on a unix socket in the data dir instead of TCP.
-        appendonly: AOF persistence (``appendfsync everysec``), so `restart` keeps the data.
+        appendonly: AOF persistence, so `restart` keeps the data.
+        appendfsync: when AOF is fsynced: ``"always"`` (every write is on disk before its
+            reply: a crash loses nothing acknowledged), ``"everysec"`` (a crash may lose about
+            the last second of writes) or ``"no"`` (the OS decides).
         data_dir: where the config, log and AOF live; ``None`` makes a temp dir that `stop`
             removes.
         password: ``requirepass``; it goes into `url`.
@@ -121,6 +125,7 @@ class RedisServer:
         port: int | None = None,
         unix_socket: bool = False,
         appendonly: bool = False,
+        appendfsync: str = "everysec",
         data_dir: str | os.PathLike[str] | None = None,
         password: str | None = None,
         binary: str | None = None,
@@ -128,7 +133,10 @@ class RedisServer:
         detached: bool = False,
     ) -> None:
         self.detached = detached
+        if appendfsync not in _FSYNC:
+            raise ServerError(f"appendfsync={appendfsync!r}: use one of {', '.join(_FSYNC)}")
         self.binary = find_redis_server(binary)
+        self.appendfsync = appendfsync
         self.unix_socket = unix_socket
         self.appendonly = appendonly
         self.password = password
@@ -203,7 +211,9 @@ class RedisServer:
         if self._dir is None:
             self._dir = Path(tempfile.mkdtemp(prefix="ironforge-redis-"))
         self._dir.mkdir(parents=True, exist_ok=True)
-        attempts = 3 if self._requested_port is None and not self.unix_socket else 1
+        # a free port may be taken between probe and bind: try others, but only for a first
+        # start (a restart must come back where its clients are)
+        attempts = 3 if self._port is None and not self.unix_socket else 1
         for attempt in range(attempts):
             if not self.unix_socket and (self._port is None or attempt > 0):
                 self._port = free_port()
@@ -279,7 +289,7 @@ class RedisServer:
             "bind 127.0.0.1",
             f"port {0 if self.unix_socket else self._port}",
             f"appendonly {'yes' if self.appendonly else 'no'}",
-            "appendfsync everysec",
+            f"appendfsync {self.appendfsync}",
         ]
         if self.unix_socket:
             lines += [f"unixsocket {_quote(str(self.socket_path))}", "unixsocketperm 700"]
