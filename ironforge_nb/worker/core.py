@@ -27,7 +27,10 @@ __all__ = ["MOVED_ON", "REDIS_DOWN", "WorkerCore", "log"]
 log = logging.getLogger("ironforge_nb.worker")
 
 MOVED_ON = (LeaseLost, JobStateError, JobNotFoundError)  # the job is no longer ours
-REDIS_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+# Redis cannot answer now: unreachable, too slow, or a cluster whose master serving our slot is
+# down or rejoining (CLUSTERDOWN, until the cluster agrees again): wait and retry, never exit
+REDIS_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError,
+              redis.exceptions.ClusterDownError)
 
 
 class WorkerCore:
