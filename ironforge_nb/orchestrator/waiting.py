@@ -2,15 +2,19 @@
 
 The wait is a blocking XREAD on the run's stream: it costs nothing while the run is quiet, at
 most one read per 5 ms while events keep coming, and returns as soon as the 'run_finished'
-event is appended. The progress bar is drawn by the waiting call itself (a notebook's kernel
-loop is blocked meanwhile, so nothing else could draw it): after a batch of events it reads
-the run's counters (one HMGET) at most `_BAR_EVERY` seconds apart.
+event is appended. A read whose connection keeps being cut (more often than the client's
+retries ride out) is sent again as long as Redis answers a PING. The progress bar is drawn
+by the waiting call itself (a notebook's kernel loop is blocked meanwhile, so nothing else
+could draw it): after a batch of events it reads the run's counters (one HMGET) at most
+`_BAR_EVERY` seconds apart.
 """
 
 from __future__ import annotations
 
 import time
 from typing import TYPE_CHECKING, Any, Protocol
+
+import redis.exceptions
 
 from ironforge_nb.errors import InvalidOptionError, RunFailedError, RunTimeoutError
 from ironforge_nb.status import EventType, JobStatus, RunStatus
@@ -29,6 +33,7 @@ _BAR_EVERY = 0.2  # seconds between two redraws of the progress bar, at least
 COUNTER_FIELDS = ("name", "status", "total", "waiting", "completed", "failed", "skipped",
                   "cancelled", "created", "finished")
 _FINISHED = ("completed", "failed", "skipped", "cancelled")
+_CUT = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
 
 
 class Bar(Protocol):
@@ -89,7 +94,15 @@ def _follow(run: Run, cursor: bytes, info: dict[str, Any], give_up: float | None
         left = _BLOCK if give_up is None else min(_BLOCK, give_up - time.monotonic())
         if left <= 0:
             raise RunTimeoutError(run.id, float(timeout or 0))
-        reply = client.xread({keys.events: cursor}, count=1000, block=max(1, int(left * 1000)))
+        try:
+            reply = client.xread({keys.events: cursor}, count=1000,
+                                 block=max(1, int(left * 1000)))
+        except _CUT:
+            # the blocked read lost its connection more often than the client retries (a
+            # quiet run while connections keep being cut): Redis is there if it answers PING
+            # (which raises once Redis is really gone), so read again rather than give up
+            client.ping()
+            continue
         ended = False
         for eid, fields in reply[0][1] if reply else ():
             cursor = eid

@@ -51,6 +51,15 @@ def named_task(ledger: str, key: str, value: Any) -> Any:
     return fn
 
 
+def sleeper_task(ledger: str, key: str, seconds: float) -> Any:
+    """A task that notes ``key``, sleeps ``seconds`` and returns ``key``."""
+    def fn() -> str:
+        note(ledger, key)
+        time.sleep(seconds)
+        return key
+    return fn
+
+
 def gather_task(ledger: str, key: str) -> Any:
     """The task after a map named ``items``: notes ``key``, returns the sum of its results."""
     def fn(items: list[int]) -> int:
