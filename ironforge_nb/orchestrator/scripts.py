@@ -1,7 +1,8 @@
 """Typed wrappers of the run scripts (``queue/lua/submit_run.lua``, ``cancel_run.lua``,
-``retry_run.lua``, ``delete_runs.lua``, and the read ``read_statuses.lua``), each a single
-atomic call; their headers document
-KEYS, ARGV and replies.
+``retry_run.lua``, ``delete_runs.lua``, and the read ``read_statuses.lua``); their headers
+document KEYS, ARGV and replies. Cancel, retry and delete are bounded: each call is one short
+script, and the wrappers call again (``walk_run.lua`` through `Walks`) until the work is done,
+so Redis serves other clients between the steps.
 
 The scripts are `queue.lua.LuaScript` objects, the same as the queue's (source from
 `lua_source`, which prepends the shared ``run_helpers.lua``; EVALSHA with a fallback to EVAL on
@@ -20,6 +21,7 @@ from ironforge_nb.queue.config import RedisConfig
 from ironforge_nb.queue.keys import JOB_LOGS_SUFFIX, JOB_PAYLOAD_SUFFIX, JOB_RESULT_SUFFIX
 from ironforge_nb.queue.link import Link
 from ironforge_nb.queue.lua import LuaScript
+from ironforge_nb.queue.walks import Walks
 
 __all__ = ["DELETE_BUDGET", "STATUS_CHUNK", "RunScripts"]
 
@@ -44,6 +46,7 @@ class RunScripts:
         self._released: list[str] = []  # result file URLs whose last pin went (delete_runs)
         self._finished: list[tuple[str, str]] = []  # (run, store root) of deleted runs
         self._result_ttl_ms = max(1, round(config.result_ttl * 1000))
+        self._walks = Walks(config)
 
     def _head(self) -> list[Any]:
         k = self._keys
@@ -76,21 +79,48 @@ class RunScripts:
         return reply.decode()
 
     def cancel_run(self, run_id: str) -> int:
-        """Cancel the run's unfinished tasks; returns how many (0 if the run had ended)."""
-        rk = self._keys.run(run_id)
-        done, detail = self._cancel([rk.meta, rk.tasks], [*self._head(), run_id])
-        if done == -1:
-            raise RunNotFoundError(run_id, self._keys.namespace)
-        return int(detail) if done == 1 else 0
+        """Cancel the run's unfinished tasks, step by step until all are; returns how many (0
+        if the run had ended). Pending work on the run (a retry, skips) is finished first."""
+        args = [self._keys.run(run_id).meta, self._keys.queues], [*self._head(), run_id]
+        reply = self._begin(self._cancel, run_id, *args)
+        if reply[0] != 1:
+            return 0
+        cancelled = int(reply[2])
+        if reply[1]:
+            last = self._walks.finish(run_id)
+            if last[2] == "cancel":  # else another caller took the last step
+                cancelled = last[3]
+        return cancelled
 
     def retry_run(self, run_id: str) -> tuple[int, int]:
-        """Reset the run's failed, skipped and cancelled tasks; (retried, queued at once)."""
-        rk = self._keys.run(run_id)
-        n, queued = self._retry([rk.meta, rk.tasks, rk.remaining, rk.children],
-                                [*self._head(), run_id])
-        if n == -1:
+        """Reset the run's failed, skipped and cancelled tasks, step by step until all are;
+        returns (retried, queued at once). Pending work on the run is finished first."""
+        reply = self._begin(self._retry, run_id, [self._keys.run(run_id).meta],
+                            [*self._head(), run_id])
+        if reply[0] != 1:
+            return 0, 0
+        counts = int(reply[2]), int(reply[3])
+        if reply[1]:
+            last = self._walks.finish(run_id)
+            if last[2] == "retry":
+                counts = last[3], last[4]
+        return counts
+
+    def finish(self, run_id: str) -> None:
+        """Finish the work pending on the run (a cancel, a retry, skips), if any."""
+        self._walks.finish(run_id)
+
+    def _begin(self, script: LuaScript, run_id: str, keys: list[Any], args: list[Any]
+               ) -> list[Any]:
+        """Call cancel_run or retry_run, finishing the run's pending work first when the
+        script asks (-3); raises `RunNotFoundError` (-1)."""
+        reply: list[Any] = script(keys, args)
+        while reply[0] == -3:
+            self._walks.finish(run_id)
+            reply = script(keys, args)
+        if reply[0] == -1:
             raise RunNotFoundError(run_id, self._keys.namespace)
-        return int(n), int(queued)
+        return reply
 
     def delete_runs(self, run_id: str = "", *, retention: bool = True,
                     budget: int = DELETE_BUDGET) -> tuple[int, int]:
@@ -105,7 +135,11 @@ class RunScripts:
         args = [k.job_prefix, JOB_PAYLOAD_SUFFIX, JOB_RESULT_SUFFIX, k.run_prefix,
                 k.queue_prefix, self._retention if retention else 0, budget, run_id,
                 JOB_LOGS_SUFFIX]
-        reply = self._delete([k.runs, k.runs_deleting, k.code_refs, k.result_pins], args)
+        keys = [k.runs, k.runs_deleting, k.code_refs, k.result_pins, k.runs_ended]
+        reply = self._delete(keys, args)
+        while reply[0] == -3:  # a walk or skips pending on run_id: finish them, then delete
+            self._walks.finish(run_id)
+            reply = self._delete(keys, args)
         pending, detail = reply[0], reply[1]
         if pending == -1:
             raise RunNotFoundError(run_id, self._keys.namespace)

@@ -3,9 +3,12 @@
 The wait is a blocking XREAD on the run's stream: it costs nothing while the run is quiet, at
 most one read per 5 ms while events keep coming, and returns as soon as the 'run_finished'
 event is appended. A read whose connection keeps being cut (more often than the client's
-retries ride out) is sent again as long as Redis answers a PING. The progress bar is drawn
-by the waiting call itself (a notebook's kernel loop is blocked meanwhile, so nothing else
-could draw it): after a batch of events it reads the run's counters (one HMGET) at most
+retries ride out) is sent again as long as Redis answers a PING. It also takes the steps of
+work still pending on the run (a cancel left half done, the skip of a failed task's many
+descendants: `queue.walks`), so a waiting notebook never depends on a worker's reaper for
+them. The progress bar is drawn by the waiting call itself (a notebook's kernel loop is
+blocked meanwhile, so nothing else could draw it): after a batch of events it reads the
+run's counters (one HMGET) at most
 `_BAR_EVERY` seconds apart.
 """
 
@@ -17,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import redis.exceptions
 
 from ironforge_nb.errors import InvalidOptionError, RunFailedError, RunTimeoutError
+from ironforge_nb.queue.walks import Walks
 from ironforge_nb.status import EventType, JobStatus, RunStatus
 
 if TYPE_CHECKING:
@@ -28,6 +32,8 @@ _BLOCK = 5.0  # longest single XREAD BLOCK, well under the client's socket timeo
 _PACE = 0.005  # seconds between two reads of a run's events while they keep coming: a run
 # appends several events per task, and a read per event would cost the notebook (and Redis)
 # a round trip per event on the cores the workers need; the price is <= 5 ms more latency
+_RUN_FINISHED = EventType.RUN_FINISHED.value.encode()
+_SKIPPED = EventType.SKIPPED.value.encode()
 _BAR_EVERY = 0.2  # seconds between two redraws of the progress bar, at least
 # the run meta fields a progress view needs, in HMGET order
 COUNTER_FIELDS = ("name", "status", "total", "waiting", "completed", "failed", "skipped",
@@ -67,6 +73,7 @@ def wait(run: Run, timeout: float | None, progress: bool, raise_on_failure: bool
     give_up = None if timeout is None else time.monotonic() + timeout
     client = run.config.client()
     keys = run.config.keys.run(run.id)
+    Walks(run.config).finish(run.id)  # a cancel half done reads cancelled: finish it first
     pipe = client.pipeline(transaction=False)  # the cursor first: no event is missed
     pipe.xrevrange(keys.events, "+", "-", count=1)
     pipe.hmget(keys.meta, *COUNTER_FIELDS)
@@ -103,10 +110,14 @@ def _follow(run: Run, cursor: bytes, info: dict[str, Any], give_up: float | None
             # (which raises once Redis is really gone), so read again rather than give up
             client.ping()
             continue
-        ended = False
+        ended = skipping = False
         for eid, fields in reply[0][1] if reply else ():
             cursor = eid
-            ended = ended or fields.get(b"type") == EventType.RUN_FINISHED.value.encode()
+            kind = fields.get(b"type")
+            ended = ended or kind == _RUN_FINISHED
+            skipping = skipping or kind == _SKIPPED
+        if skipping and not ended:  # a failure's skip of many descendants: take its steps
+            Walks(run.config).finish(run.id)
         now = time.monotonic()
         # no reply: the stream may have been trimmed past our cursor, so read the status
         if ended or not reply or (bar is not None and now - drawn >= _BAR_EVERY):

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 from ironforge_nb.names import validate_name
 
-__all__ = ["HOME_MARKER", "JOB_LOGS_SUFFIX", "JOB_PAYLOAD_SUFFIX", "JOB_RESULT_SUFFIX", "Keys",
-           "QueueKeys", "RunKeys"]
+__all__ = ["HOME_MARKER", "JOB_LOGS_SUFFIX", "JOB_PAYLOAD_SUFFIX", "JOB_RESULT_SUFFIX", "RUNS",
+           "RUNS_ENDED", "RUNS_WALKING", "Keys", "QueueKeys", "RunKeys"]
 
 JOB_PAYLOAD_SUFFIX = ":payload"
 JOB_RESULT_SUFFIX = ":result"
@@ -22,6 +22,12 @@ JOB_LOGS_SUFFIX = ":logs"
 # STRING holding the id of the local home whose server this is (ironforge_nb.local.home): the
 # one key outside every namespace, on the home's own server only
 HOME_MARKER = "{ironforge}:home"
+# Namespace keys that the run helpers (lua/run_helpers.lua) reach from `Keys.run_prefix`
+# (``{ns}:run:``) minus its ``run:`` tail: every script that ends a task of a run gets that
+# prefix, and these keys too, without one more ARGV each.
+RUNS = "runs"
+RUNS_ENDED = "runs:ended"
+RUNS_WALKING = "runs:walking"
 
 
 @dataclass(frozen=True)
@@ -50,6 +56,9 @@ class RunKeys:
     events: str  # STREAM of the run's transitions
     codes: str  # STRING the code keys its tasks use (comma-separated): released on deletion
     store: str = ""  # STRING root of the result store its big results went to (orchestrator.store)
+    walk: str = ""  # HASH the bounded walk in progress over its tasks (cancel or retry)
+    skips: str = ""  # LIST "<offset> <task>": tasks whose waiting descendants are to be skipped
+    ready: str = ""  # LIST tasks a retry walk has reset and will queue (its last phase)
 
 
 @dataclass(frozen=True)
@@ -130,6 +139,9 @@ class Keys:
             events=r + "events",
             codes=r + "codes",
             store=r + "store",
+            walk=r + "walk",
+            skips=r + "skips",
+            ready=r + "ready",
         )
 
     @property
@@ -140,7 +152,19 @@ class Keys:
     @property
     def runs(self) -> str:
         """ZSET run id -> creation time (ms), for listing recent runs."""
-        return self.prefix + "runs"
+        return self.prefix + RUNS
+
+    @property
+    def runs_ended(self) -> str:
+        """ZSET run id -> creation time (ms) of the runs that have ended: the retention of
+        delete_runs.lua deletes the oldest beyond `RedisConfig.run_retention` from it."""
+        return self.prefix + RUNS_ENDED
+
+    @property
+    def runs_walking(self) -> str:
+        """ZSET run id -> time (ms) its bounded walk began: runs whose cancel, retry or skip
+        of descendants is still to be finished, in steps, by the next caller or a reaper."""
+        return self.prefix + RUNS_WALKING
 
     @property
     def runs_deleting(self) -> str:

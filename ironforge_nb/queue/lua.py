@@ -18,15 +18,17 @@ from redis.exceptions import NoScriptError
 
 from ironforge_nb.queue.link import Link
 
-__all__ = ["CLAIM_HELPER_USERS", "LEASE_HELPER_USERS", "RUN_HELPER_USERS", "LuaScript",
-           "lua_source"]
+__all__ = ["CLAIM_HELPER_USERS", "LEASE_HELPER_USERS", "RUN_HELPER_USERS", "WALK_HELPER_USERS",
+           "LuaScript", "lua_source"]
 
 # lua/run_helpers.lua: the DAG-run bookkeeping (release children, skip descendants, settle
 # the run) of every script that ends or creates tasks of a run.
 # lua/lease_helpers.lua (which uses run_helpers): leases that end for free or as a stall.
 LEASE_HELPER_USERS = frozenset({"reap_expired", "stall_job", "release_job", "fail_job"})
 RUN_HELPER_USERS = frozenset({"complete_job", "fail_job", "cancel_job", "submit_run",
-                              "cancel_run", "retry_run"}) | LEASE_HELPER_USERS
+                              "cancel_run", "retry_run", "walk_run"}) | LEASE_HELPER_USERS
+# lua/walk_helpers.lua (after run_helpers): the bounded walks of a run's cancel and retry.
+WALK_HELPER_USERS = frozenset({"cancel_run", "retry_run", "walk_run"})
 # lua/claim_helpers.lua: claim_ready, the claim of claim_jobs and of "complete and fetch next",
 # and mark_started, the start of a held lease.
 CLAIM_HELPER_USERS = frozenset({"claim_jobs", "complete_job", "start_jobs"})
@@ -35,13 +37,15 @@ CLAIM_HELPER_USERS = frozenset({"claim_jobs", "complete_job", "start_jobs"})
 @functools.cache
 def lua_source(name: str) -> str:
     """Source of ``ironforge_nb/queue/lua/<name>.lua`` (package data), read once per process,
-    with the helper files it uses first (`RUN_HELPER_USERS`, `LEASE_HELPER_USERS`,
-    `CLAIM_HELPER_USERS`, in that order)."""
+    with the helper files it uses first (`RUN_HELPER_USERS`, then `LEASE_HELPER_USERS` or
+    `WALK_HELPER_USERS`, then `CLAIM_HELPER_USERS`)."""
     parts = [(resources.files("ironforge_nb.queue") / "lua" / f"{name}.lua").read_text()]
     if name in CLAIM_HELPER_USERS:
         parts.insert(0, lua_source("claim_helpers"))
     if name in LEASE_HELPER_USERS:
         parts.insert(0, lua_source("lease_helpers"))
+    if name in WALK_HELPER_USERS:
+        parts.insert(0, lua_source("walk_helpers"))
     if name in RUN_HELPER_USERS:
         parts.insert(0, lua_source("run_helpers"))
     return "\n".join(parts)

@@ -48,6 +48,7 @@ from ironforge_nb.queue.options import (
 )
 from ironforge_nb.queue.records import JobInfo, Lease, leases_from_reply
 from ironforge_nb.queue.scripts import QueueScripts
+from ironforge_nb.queue.walks import Walks
 from ironforge_nb.status import Event, JobStatus
 
 __all__ = ["Queue", "read_events"]
@@ -331,12 +332,16 @@ class Queue:
 
     def reap_if_due(self, now: float | None = None) -> int:
         """`reap` unless this process reaped the queue less than `REAP_INTERVAL` ago (by any
-        handle: the schedule is per process); returns how many leases were reaped."""
+        handle: the schedule is per process); returns how many leases were reaped. A reap
+        also gives the namespace's pending run walks a slice of time (`Walks.work`), so a walk
+        left half done by a caller that crashed is finished."""
         now = time.monotonic() if now is None else now
         if now < _next_reap.get(self._reap_key, 0.0):
             return 0
         _next_reap[self._reap_key] = now + REAP_INTERVAL
-        return self.reap()
+        reaped = self.reap()
+        Walks(self.config).work()
+        return reaped
 
     def _own(self, lease: Lease) -> None:
         if not isinstance(lease, Lease) or lease.queue != self.name:

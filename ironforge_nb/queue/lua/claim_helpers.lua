@@ -16,6 +16,8 @@ active, a fresh lease token (from the seq counter, so unique), deadline = now + 
 the active ZSET, a 'claimed' event. Entries whose hash says anything but 'queued' are dropped
 (never claimed twice). The events of a job of a DAG run (a `run` field) also go to its run's
 stream (run keys: q.run_prefix .. run .. ':events'), as every transition of a run's task does.
+A job of a run whose status is cancelled (a cancel walk is under way, walk_helpers.lua) is
+neither promoted nor claimed: its entry is dropped, and the walk cancels it.
 
 Safe resends: a claim sent with a request id (q.rid) leaves a receipt, "<rid>\n" then an
 "<id> <token>\n" line per job claimed, at q.receipt (expiring with the lease). A call whose
@@ -150,24 +152,35 @@ local function claim_replay(q, now)
   return out
 end
 
+-- true when `run` is being cancelled: its jobs are left to the cancel walk (one read per run
+-- and claim, remembered in `seen`)
+local function run_cancelled(q, run, seen)
+  if seen[run] == nil then
+    seen[run] = redis.call('HGET', q.run_prefix .. run .. ':meta', 'status') == 'cancelled'
+  end
+  return seen[run]
+end
+
 local function claim_ready(q, now, n)
   local again = claim_replay(q, now)
   if again then return again end
   local prefix, queue, maxlen, worker, lease = q.prefix, q.queue, q.maxlen, q.worker, q.lease
-  local out = {0}
+  local out, seen = {0}, {}
   local due = redis.call('ZRANGEBYSCORE', q.scheduled, '-inf', now, 'LIMIT', 0, q.promote_limit)
   for _, id in ipairs(due) do
     local jk = prefix .. id
     local f = redis.call('HMGET', jk, 'priority', 'run', 'task')
-    local seq = redis.call('INCR', q.seq)
-    redis.call('ZADD', q.wait, -tonumber(f[1] or '0') * 1099511627776 + seq, id)
-    redis.call('HSET', jk, 'status', 'queued', 'enqueued', now)
-    redis.call('XADD', q.events, 'MAXLEN', '~', maxlen, '*', 'type', 'enqueued', 'ts', now,
-               'job', id, 'queue', queue, 'status', 'queued')
-    if f[2] then
-      redis.call('XADD', q.run_prefix .. f[2] .. ':events', 'MAXLEN', '~', maxlen, '*',
-                 'type', 'enqueued', 'ts', now, 'run', f[2], 'job', id, 'task', f[3] or '',
-                 'queue', queue, 'status', 'queued')
+    if not (f[2] and run_cancelled(q, f[2], seen)) then
+      local seq = redis.call('INCR', q.seq)
+      redis.call('ZADD', q.wait, -tonumber(f[1] or '0') * 1099511627776 + seq, id)
+      redis.call('HSET', jk, 'status', 'queued', 'enqueued', now)
+      redis.call('XADD', q.events, 'MAXLEN', '~', maxlen, '*', 'type', 'enqueued', 'ts', now,
+                 'job', id, 'queue', queue, 'status', 'queued')
+      if f[2] then
+        redis.call('XADD', q.run_prefix .. f[2] .. ':events', 'MAXLEN', '~', maxlen, '*',
+                   'type', 'enqueued', 'ts', now, 'run', f[2], 'job', id, 'task', f[3] or '',
+                   'queue', queue, 'status', 'queued')
+      end
     end
   end
   if #due > 0 then redis.call('ZREM', q.scheduled, unpack(due)) end
@@ -178,6 +191,7 @@ local function claim_ready(q, now, n)
     local id = popped[p]
     local jk = prefix .. id
     local j = claim_read(redis.call('HGETALL', jk))
+    if j.run and run_cancelled(q, j.run, seen) then j.status = nil end  -- left to the walk
     if j.status == 'queued' then  -- anything else is a stale entry: dropped, never claimed twice
       if not token then token = redis.call('INCRBY', q.seq, #popped) - #popped end
       token = token + 1

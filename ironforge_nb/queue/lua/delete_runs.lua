@@ -8,13 +8,15 @@ atomic), then its jobs are deleted `budget` at a time by later calls, resuming w
 call stopped. A marked run is invisible at once: its meta HASH is gone (a `Run` handle reports
 no such run, retry/cancel refuse) and it has left the runs ZSET (`ifn.runs()`).
 
-Steps: (1) if run_id ~= '': the run must exist ({-1, ''}) and have ended ({-2, status}:
-nothing changed; `Run.delete(force=True)` cancels a running run first); then it is marked:
-removed from the runs ZSET, its meta HASH deleted, recorded in the deleting HASH with cursor
-'0'; (2) when the runs ZSET holds more than `retention` runs, it is walked newest first and the
-ended runs beyond the first `retention` ended ones are marked the same way (at most 1000 per
-call; running runs are never deleted here, and a listed run with no meta HASH is debris:
-marked too); (3) up to `budget` jobs of marked runs are deleted: HSCAN of the run's tasks HASH
+Steps: (1) if run_id ~= '': the run must exist ({-1, ''}), have ended ({-2, status}) and
+have no walk or skips pending ({-3, status}); in these cases nothing changed
+(`Run.delete(force=True)` cancels a running run first, and the caller finishes pending work
+with walk_run.lua); then it is marked: removed from the runs and runs:ended ZSETs, its meta
+HASH deleted, recorded in the deleting HASH with cursor '0'; (2) when runs:ended (the ended
+runs, by creation time: run_helpers.lua adds a run when it settles) holds more than
+`retention` runs, the oldest beyond `retention` are marked the same way (at most 1000 per
+call; running runs are never deleted here); this reads only the runs it marks, however many
+runs the namespace keeps; (3) up to `budget` jobs of marked runs are deleted: HSCAN of the run's tasks HASH
 from the cursor stored in the deleting HASH; each job leaves the ZSET of its queue that holds
 it (completed, dead or cancelled, by its status) and its meta HASH, payload, result and logs
 keys are deleted; when the scan is complete, the run's tasks, remaining, children, events, codes
@@ -26,6 +28,7 @@ KEYS[1] runs      ZSET run id -> creation time (ms)
 KEYS[2] deleting  HASH run id -> HSCAN cursor of its tasks HASH ('0' = not started)
 KEYS[3] code_refs HASH code key -> number of runs using it (submit_run.lua)
 KEYS[4] result_pins HASH result file URL -> jobs of other runs holding a reference to it
+KEYS[5] ended     ZSET run id -> creation time (ms) of the runs that have ended
 ARGV[1] job_prefix      meta hash of job <id> = job_prefix .. id
 ARGV[2] payload_suffix  payload key = job_prefix .. id .. payload_suffix
 ARGV[3] result_suffix   result key = job_prefix .. id .. result_suffix
@@ -44,8 +47,8 @@ file's URL returned in `released` (the caller deletes it when its own run is gon
 whose deletion completes returns its result store root (the run's `store` key, deleted here)
 in `finished`, so the caller removes the run's files except pinned ones.
 Returns: {runs still being deleted, jobs deleted by this call, released (list of URLs),
-  finished (flat list run id, store root)}, or {-1, ''} (no run run_id),
-  or {-2, status} (run_id has not ended: nothing changed).
+  finished (flat list run id, store root)}, or {-1, ''} (no run run_id), {-2, status}
+  (run_id has not ended) or {-3, status} (work on run_id is pending): nothing changed.
 ]]
 local prefix, psuffix, rsuffix = ARGV[1], ARGV[2], ARGV[3]
 local run_prefix, queue_prefix = ARGV[4], ARGV[5]
@@ -54,6 +57,7 @@ local ended = {succeeded = true, failed = true, cancelled = true}
 
 local function mark(run)
   redis.call('ZREM', KEYS[1], run)
+  redis.call('ZREM', KEYS[5], run)
   redis.call('DEL', run_prefix .. run .. ':meta')
   redis.call('HSETNX', KEYS[2], run, '0')
 end
@@ -65,22 +69,18 @@ if ARGV[8] ~= '' then
     if redis.call('HEXISTS', KEYS[2], run) == 0 then return {-1, ''} end
   elseif not ended[status] then
     return {-2, status}
+  elseif redis.call('EXISTS', run_prefix .. run .. ':walk', run_prefix .. run .. ':skips') > 0 then
+    return {-3, status}
   else
     mark(run)
   end
 end
 
-if retention > 0 and redis.call('ZCARD', KEYS[1]) > retention then
-  local kept, marked = 0, 0
-  for _, run in ipairs(redis.call('ZREVRANGE', KEYS[1], 0, -1)) do
-    local status = redis.call('HGET', run_prefix .. run .. ':meta', 'status')
-    if not status or ended[status] then
-      kept = kept + 1
-      if kept > retention then
-        mark(run)
-        marked = marked + 1
-        if marked >= 1000 then break end
-      end
+if retention > 0 then
+  local excess = redis.call('ZCARD', KEYS[5]) - retention
+  if excess > 0 then
+    for _, run in ipairs(redis.call('ZRANGE', KEYS[5], 0, math.min(excess, 1000) - 1)) do
+      mark(run)
     end
   end
 end
@@ -125,7 +125,8 @@ for i = 1, #pending, 2 do
       finished[#finished + 1] = root
     end
     redis.call('DEL', rk .. 'tasks', rk .. 'remaining', rk .. 'children', rk .. 'events',
-               rk .. 'codes', rk .. 'meta', rk .. 'store')
+               rk .. 'codes', rk .. 'meta', rk .. 'store', rk .. 'walk', rk .. 'skips',
+               rk .. 'ready')
     redis.call('HDEL', KEYS[2], run)
   else
     redis.call('HSET', KEYS[2], run, cursor)

@@ -17,6 +17,21 @@ Each host script builds a context with run_ctx() from its own ARGV and calls one
   trim_ended(zset, keep, prefix, psuffix, rsuffix, lsuffix)  queue retention (completed and
                                            cancelled ZSETs)
                                            that never deletes the keys of a run's jobs
+  skip_walk(ctx, run, now, a)              one bounded step of the run's pending skips
+                                           (walk_run.lua); true when none are left
+
+Bounded walks. Redis runs one script at a time, so no script walks a whole run: skipping the
+descendants of a failed or cancelled task visits at most WALK_BUDGET children in the script of
+the failure; the rest stays in the run's `skips` LIST ("<offset> <task>": the children of
+<task> from byte <offset> of its children list on), the run joins the namespace's
+`runs:walking` ZSET, and later steps (walk_run.lua, called by whoever needs the run settled:
+Run.wait, cancel, retry, delete, and every worker's reaper) finish it. While a run has a walk
+in progress (its `walk` HASH: a cancel or a retry, walk_helpers.lua) new skips only queue up
+in `skips`, walked once that walk is done, so that they land on the tasks as the walk left
+them, as if the walk had been one atomic script. A run with pending work is never settled
+(run_settle waits): the step that ends the work settles it. The namespace's runs,
+runs:ended and runs:walking keys are `ctx.run_prefix` minus its 'run:' tail plus 'runs',
+'runs:ended', 'runs:walking' (keys.py RUNS, RUNS_ENDED, RUNS_WALKING).
 
 A job belongs to a run when its meta hash has a `run` field (and `task`). Key layout, from the
 prefixes the host passes (see keys.py, `Keys.run_prefix` and `Keys.queue_prefix`):
@@ -25,9 +40,10 @@ prefixes the host passes (see keys.py, `Keys.run_prefix` and `Keys.queue_prefix`
   job keys    job_prefix .. <job id>
 Run meta counters: total, waiting, completed, failed (tolerated = failed with allow_failure),
 skipped, cancelled; the rest are queued/scheduled/active. A run settles when every task is
-terminal: succeeded (all completed, or failed with allow_failure), failed (a task failed),
-cancelled (only cancellations and their skipped descendants); then `finished` and a
-'run_finished' event. Every transition appends to the run's event stream (fields of
+terminal and no walk is pending: succeeded (all completed, or failed with allow_failure),
+failed (a task failed), cancelled (only cancellations and their skipped descendants); then
+`finished`, a 'run_finished' event, and its id in runs:ended (the retention of
+delete_runs.lua). Every transition appends to the run's event stream (fields of
 ironforge_nb.status.Event).
 ]]
 -- Keep a queue's completed (or cancelled) ZSET at `keep` entries: pop the oldest (at most 100
@@ -47,9 +63,37 @@ local function trim_ended(zset, keep, prefix, psuffix, rsuffix, lsuffix)
   end
 end
 
+-- one step of a bounded walk visits at most WALK_BUDGET tasks (or children), and stops early
+-- once WALK_MS have passed (Redis TIME, read every WALK_TICK of them): a few ms of Redis time
+-- however loaded the machine is
+local WALK_BUDGET, WALK_MS, WALK_TICK = 256, 4, 16
+
+local function clock_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
+end
+
+-- what a walk step may still spend: {left = units, stop = ms deadline, tick = units to the
+-- next look at the clock}
+local function allowance()
+  return {left = WALK_BUDGET, stop = clock_ms() + WALK_MS, tick = WALK_TICK}
+end
+
+-- spend `n` units of `a`; true while some are left
+local function spend(a, n)
+  a.left, a.tick = a.left - n, a.tick - n
+  if a.tick <= 0 and a.left > 0 then
+    a.tick = WALK_TICK
+    if clock_ms() >= a.stop then a.left = 0 end
+  end
+  return a.left > 0
+end
+
 local function run_ctx(job_prefix, run_prefix, queue_prefix, maxlen)
+  local ns = string.sub(run_prefix, 1, -5)  -- '{ns}:run:' -> '{ns}:'
   return {job_prefix = job_prefix, run_prefix = run_prefix, queue_prefix = queue_prefix,
-          maxlen = maxlen}
+          maxlen = maxlen, runs = ns .. 'runs', ended = ns .. 'runs:ended',
+          walking = ns .. 'runs:walking'}
 end
 
 local function run_key(ctx, run, suffix)
@@ -105,39 +149,89 @@ local function run_release(ctx, run, task, now)
   if released > 0 then redis.call('HINCRBY', run_key(ctx, run, 'meta'), 'waiting', -released) end
 end
 
--- breadth-first over the children lists: every waiting descendant of `task` becomes skipped
-local function run_skip(ctx, run, task, now)
-  local children, tasks = run_key(ctx, run, 'children'), run_key(ctx, run, 'tasks')
-  local todo, head, skipped = {task}, 1, 0
-  while head <= #todo do
-    local kids = redis.call('HGET', children, todo[head])
-    head = head + 1
-    if kids and kids ~= '' then
-      for child in string.gmatch(kids, '[^,]+') do
-        local jid = redis.call('HGET', tasks, child)
-        local jk = ctx.job_prefix .. (jid or '')
-        local st = redis.call('HMGET', jk, 'status', 'queue')
-        if jid and st[1] == 'waiting' then
-          redis.call('HSET', jk, 'status', 'skipped', 'finished', now)
-          redis.call('XADD', queue_key(ctx, st[2], 'events'), 'MAXLEN', '~', ctx.maxlen, '*',
-                     'type', 'skipped', 'ts', now, 'job', jid, 'queue', st[2],
-                     'status', 'skipped')
-          run_event(ctx, run, 'skipped', now, 'job', jid, 'task', child, 'queue', st[2],
-                    'status', 'skipped')
-          skipped = skipped + 1
-          todo[#todo + 1] = child
-        end
+-- the task name at byte `pos` of a comma-separated children list, and where the next starts
+local function next_child(kids, pos)
+  local comma = string.find(kids, ',', pos, true) or (#kids + 1)
+  return string.sub(kids, pos, comma - 1), comma + 1
+end
+
+-- a walk of the run is in progress (cancel or retry) or skips are pending
+local function run_busy(ctx, run)
+  return redis.call('EXISTS', run_key(ctx, run, 'walk'), run_key(ctx, run, 'skips')) > 0
+end
+
+-- skip the waiting children of `task`, from byte `offset` of its children list on, while
+-- the allowance `a` lasts; each child skipped goes to the end of the skips LIST (its own
+-- children come later: breadth first). Returns the offset to resume from (nil when the list
+-- is done); adds the skips to acc.skipped.
+local function skip_children(ctx, run, task, offset, now, a, acc)
+  local kids = redis.call('HGET', run_key(ctx, run, 'children'), task) or ''
+  local tasks, skips = run_key(ctx, run, 'tasks'), run_key(ctx, run, 'skips')
+  local pos = offset + 1
+  while pos <= #kids and a.left > 0 do
+    local child
+    child, pos = next_child(kids, pos)
+    spend(a, 1)
+    local jid = redis.call('HGET', tasks, child)
+    if jid then
+      local jk = ctx.job_prefix .. jid
+      local st = redis.call('HMGET', jk, 'status', 'queue')
+      if st[1] == 'waiting' then
+        redis.call('HSET', jk, 'status', 'skipped', 'finished', now)
+        redis.call('XADD', queue_key(ctx, st[2], 'events'), 'MAXLEN', '~', ctx.maxlen, '*',
+                   'type', 'skipped', 'ts', now, 'job', jid, 'queue', st[2],
+                   'status', 'skipped')
+        run_event(ctx, run, 'skipped', now, 'job', jid, 'task', child, 'queue', st[2],
+                  'status', 'skipped')
+        acc.skipped = acc.skipped + 1
+        redis.call('RPUSH', skips, '0 ' .. child)
       end
     end
   end
-  if skipped > 0 then
+  if pos <= #kids then return pos - 1 end
+  return nil
+end
+
+-- one bounded step of the run's pending skips (breadth first over the skips LIST, while the
+-- allowance `a` lasts: a unit per child and per entry); returns true when no skip is left
+local function skip_walk(ctx, run, now, a)
+  local skips = run_key(ctx, run, 'skips')
+  local acc = {skipped = 0}
+  while a.left > 0 do
+    local entry = redis.call('LPOP', skips)
+    if not entry then break end
+    spend(a, 1)
+    local space = string.find(entry, ' ', 1, true)
+    local task = string.sub(entry, space + 1)
+    local resume = skip_children(ctx, run, task, tonumber(string.sub(entry, 1, space - 1)),
+                                 now, a, acc)
+    if resume then redis.call('LPUSH', skips, resume .. ' ' .. task) end
+  end
+  if acc.skipped > 0 then
     local mk = run_key(ctx, run, 'meta')
-    redis.call('HINCRBY', mk, 'skipped', skipped)
-    redis.call('HINCRBY', mk, 'waiting', -skipped)
+    redis.call('HINCRBY', mk, 'skipped', acc.skipped)
+    redis.call('HINCRBY', mk, 'waiting', -acc.skipped)
+  end
+  return redis.call('EXISTS', skips) == 0
+end
+
+-- every waiting descendant of `task` becomes skipped: at most WALK_BUDGET children now (none
+-- while a walk of the run is in progress), the rest by later steps (see Bounded walks)
+local function run_skip(ctx, run, task, now)
+  local walking = redis.call('EXISTS', run_key(ctx, run, 'walk')) == 1
+  redis.call('RPUSH', run_key(ctx, run, 'skips'), '0 ' .. task)
+  if walking or not skip_walk(ctx, run, now, allowance()) then
+    redis.call('ZADD', ctx.walking, 'NX', now, run)
   end
 end
 
--- when every task has ended, give the run its final status
+-- the run has ended: listed in runs:ended (by creation time, like runs) for the retention
+local function run_ended(ctx, run)
+  local created = redis.call('ZSCORE', ctx.runs, run)
+  if created then redis.call('ZADD', ctx.ended, created, run) end
+end
+
+-- when every task has ended (and no walk is pending), give the run its final status
 local function run_settle(ctx, run, now)
   local mk = run_key(ctx, run, 'meta')
   local m = redis.call('HMGET', mk, 'status', 'total', 'completed', 'failed', 'skipped',
@@ -146,7 +240,9 @@ local function run_settle(ctx, run, now)
   local total, done = tonumber(m[2]), tonumber(m[3] or '0')
   local failed, tolerated = tonumber(m[4] or '0'), tonumber(m[7] or '0')
   local cancelled = tonumber(m[6] or '0')
-  if done + failed + tonumber(m[5] or '0') + cancelled < total then return end
+  if done + failed + tonumber(m[5] or '0') + cancelled < total or run_busy(ctx, run) then
+    return
+  end
   local status = 'failed'
   if done + tolerated >= total then
     status = 'succeeded'
@@ -154,6 +250,7 @@ local function run_settle(ctx, run, now)
     status = 'cancelled'
   end
   redis.call('HSET', mk, 'status', status, 'finished', now)
+  run_ended(ctx, run)
   run_event(ctx, run, 'run_finished', now, 'run_status', status)
 end
 
@@ -198,6 +295,9 @@ local function run_on_cancel(ctx, jk, id, now, prev)
   local mk = run_key(ctx, r[1], 'meta')
   redis.call('HINCRBY', mk, 'cancelled', 1)
   if prev == 'waiting' then redis.call('HINCRBY', mk, 'waiting', -1) end
-  run_skip(ctx, r[1], r[2], now)
+  -- while the run's cancel walk is in progress, its descendants are cancelled by it
+  if redis.call('HGET', run_key(ctx, r[1], 'walk'), 'kind') ~= 'cancel' then
+    run_skip(ctx, r[1], r[2], now)
+  end
   run_settle(ctx, r[1], now)
 end
