@@ -216,9 +216,11 @@ def test_a_root_failure_skips_a_big_map_in_steps(config: RedisConfig) -> None:
     assert last_event(run)[b"run_status"] == b"failed"
 
 
-def test_cancel_of_a_few_thousand_tasks_takes_several_steps(config: RedisConfig) -> None:
+def test_cancel_and_retry_of_a_few_thousand_tasks_take_several_steps(
+        config: RedisConfig) -> None:
     """A 3,000-task run's cancel: the first script cancels at most a step's worth and marks
-    the run cancelled; no task of it is claimed any more; later steps finish it."""
+    the run cancelled; no task of it is claimed any more; later steps finish it. Its retry
+    then takes several steps too and queues every task again."""
     p = Pipeline("big")
     p.task("root", tasks.one).map("sq", tasks.square, over=list(range(3000)), after="root")
     run = submit(p, config=config)
@@ -240,6 +242,15 @@ def test_cancel_of_a_few_thousand_tasks_takes_several_steps(config: RedisConfig)
                             "skipped": 0, "cancelled": 3000}
     assert last_event(run)[b"run_status"] == b"cancelled"
     assert config.client().zcard(k.queue("default").wait) == 0
+    begun = scripts._retry([k.run(run.id).meta], [*scripts._head(), run.id])
+    assert begun[0] == 1 and begun[1] == 1 and run.status is RunStatus.RUNNING
+    steps = 1
+    while Walks(config).step(run.id)[1]:
+        steps += 1
+    assert steps >= 3 * (3000 // BUDGET)  # three passes: parents, reset, queue
+    assert run.counts() == {"waiting": 0, "pending": 3000, "completed": 1, "failed": 0,
+                            "skipped": 0, "cancelled": 0}
+    assert config.client().zcard(k.queue("default").wait) == 3000
 
 
 def test_a_cancel_stopped_after_its_first_step_is_finished_by_the_reaper(
