@@ -33,7 +33,7 @@ from ironforge_nb.local import RedisServer
 from ironforge_nb.orchestrator import Run, codec, submit
 from ironforge_nb.orchestrator.scripts import RunScripts
 from ironforge_nb.queue import Lease, Queue, RedisConfig
-from ironforge_nb.queue.keys import JOB_PAYLOAD_SUFFIX, JOB_RESULT_SUFFIX
+from ironforge_nb.queue.keys import JOB_LOGS_SUFFIX, JOB_PAYLOAD_SUFFIX, JOB_RESULT_SUFFIX
 from ironforge_nb.queue.walks import Walks
 from ironforge_nb.status import RunStatus
 
@@ -139,7 +139,8 @@ def old_scenarios(config: RedisConfig, meter: Meter, n: int) -> dict[str, dict[s
     jid = f"{failing.id}.0"
     keys = [k.job(jid), qk.wait, qk.scheduled, qk.active, qk.cancelled, qk.events]
     args = [k.job_prefix, JOB_PAYLOAD_SUFFIX, JOB_RESULT_SUFFIX, "default",
-            config.events_maxlen, jid, config.completed_retention, k.run_prefix, k.queue_prefix]
+            config.events_maxlen, jid, config.completed_retention, k.run_prefix, k.queue_prefix,
+            JOB_LOGS_SUFFIX, ""]
     out["root failure's skip (atomic, before)"] = meter.measure(
         lambda m: m.call(lambda: old_script(config, "cancel_job", keys, args)))
     return out

@@ -4,7 +4,7 @@ Works from waiting, scheduled, queued and active. An active job leaves the activ
 longer reaped) but keeps its token, so its worker's next heartbeat/progress/complete/fail is
 refused with BAD_STATE 'cancelled' (a clear "stop" rather than a lost lease). Cancelled jobs are
 kept in the cancelled ZSET with the same retention as completed ones (oldest trimmed with their
-keys, at most 100 per call; jobs of DAG runs only leave the ZSET: their keys live as long as
+keys, logs included, at most 100 per call; jobs of DAG runs only leave the ZSET: their keys live as long as
 their run, see run_helpers.lua `trim_ended`). A job that has already ended is left alone.
 DAG runs (run_helpers.lua, prepended at load time): a cancelled job of a run counts as
 cancelled in its run, its waiting descendants become skipped, and the run is settled.
@@ -24,14 +24,21 @@ ARGV[6] job_id          id of the job
 ARGV[7] retention       cancelled jobs kept in the queue
 ARGV[8] run_prefix      run keys = run_prefix .. run id .. ':' .. suffix
 ARGV[9] queue_prefix    queue keys = queue_prefix .. queue .. ':' .. suffix
+ARGV[10] logs_suffix    logs key = job_prefix .. id .. logs_suffix (retention)
+ARGV[11] request_id     made once per logical call ('' = none): a resend of a cancel that took
+                        effect answers as it did (`ended` = "cancel <request id> <previous>")
 Returns: {1, previous status} when cancelled, {0, status} when the job had already ended, or
   {code, detail} on error: -1 JOB_NOT_FOUND, -4 WRONG_QUEUE (detail = the job's queue).
 ]]
-local st = redis.call('HMGET', KEYS[1], 'status', 'queue')
+local st = redis.call('HMGET', KEYS[1], 'status', 'queue', 'ended')
 if not st[1] then return {-1, ''} end
 if st[2] ~= ARGV[4] then return {-4, st[2] or ''} end
 local status = st[1]
 if status == 'completed' or status == 'failed' or status == 'cancelled' or status == 'skipped' then
+  local mine = 'cancel ' .. ARGV[11] .. ' '
+  if ARGV[11] ~= '' and st[3] and string.sub(st[3], 1, #mine) == mine then
+    return {1, string.sub(st[3], #mine + 1)}  -- a resend of this cancel: its first answer
+  end
   return {0, status}
 end
 local t = redis.call('TIME')
@@ -40,10 +47,11 @@ local prefix, id = ARGV[1], ARGV[6]
 redis.call('ZREM', KEYS[2], id)
 redis.call('ZREM', KEYS[3], id)
 redis.call('ZREM', KEYS[4], id)
-redis.call('HSET', KEYS[1], 'status', 'cancelled', 'finished', now)
+redis.call('HSET', KEYS[1], 'status', 'cancelled', 'finished', now,
+           'ended', 'cancel ' .. ARGV[11] .. ' ' .. status)
 redis.call('ZADD', KEYS[5], now, id)
 redis.call('XADD', KEYS[6], 'MAXLEN', '~', ARGV[5], '*', 'type', 'cancelled', 'ts', now,
            'job', id, 'queue', ARGV[4], 'status', 'cancelled')
 run_on_cancel(run_ctx(prefix, ARGV[8], ARGV[9], ARGV[5]), KEYS[1], id, now, status)
-trim_ended(KEYS[5], ARGV[7], prefix, ARGV[2], ARGV[3])
+trim_ended(KEYS[5], ARGV[7], prefix, ARGV[2], ARGV[3], ARGV[10])
 return {1, status}

@@ -14,7 +14,8 @@ Each host script builds a context with run_ctx() from its own ARGV and calls one
                                            has allow_failure=1, its children are released
   run_on_retry(ctx, jk, id, now, type, err) an attempt failed and will be retried: event only
   run_on_cancel(ctx, jk, id, now, prev)    a job was cancelled (prev = its previous status)
-  trim_ended(zset, keep, prefix, psuffix, rsuffix)  queue retention (completed/cancelled ZSETs)
+  trim_ended(zset, keep, prefix, psuffix, rsuffix, lsuffix)  queue retention (completed and
+                                           cancelled ZSETs)
                                            that never deletes the keys of a run's jobs
 
 A job belongs to a run when its meta hash has a `run` field (and `task`). Key layout, from the
@@ -30,18 +31,18 @@ cancelled (only cancellations and their skipped descendants); then `finished` an
 ironforge_nb.status.Event).
 ]]
 -- Keep a queue's completed (or cancelled) ZSET at `keep` entries: pop the oldest (at most 100
--- per call) and delete their meta hash, payload and result keys, EXCEPT for jobs of a DAG run
+-- per call) and delete their meta hash, payload, result and logs keys, EXCEPT for jobs of a DAG run
 -- (a `run` field): those only leave the ZSET. A run's jobs live as long as the run (its
 -- parents' results feed later tasks, run.result() reads them); runs have their own bounded
 -- retention (delete_runs.lua). The ZSET stays a bounded list of recent completions.
-local function trim_ended(zset, keep, prefix, psuffix, rsuffix)
+local function trim_ended(zset, keep, prefix, psuffix, rsuffix, lsuffix)
   local excess = redis.call('ZCARD', zset) - tonumber(keep)
   if excess <= 0 then return end
   local old = redis.call('ZPOPMIN', zset, math.min(excess, 100))
   for p = 1, #old, 2 do
     local ok = prefix .. old[p]
     if redis.call('HEXISTS', ok, 'run') == 0 then
-      redis.call('DEL', ok, ok .. psuffix, ok .. rsuffix)
+      redis.call('DEL', ok, ok .. psuffix, ok .. rsuffix, ok .. lsuffix)
     end
   end
 end
