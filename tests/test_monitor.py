@@ -291,3 +291,22 @@ def test_monitor_on_redis_cluster(redis_cluster: RedisCluster, namespace: str) -
     assert monitor._view.groups[0].bar.value == 1.0
     monitor.close()
     config.close()
+
+
+def test_a_status_this_version_does_not_know_is_shown_not_fatal(config: RedisConfig) -> None:
+    """An event with a status from a newer worker is counted and drawn (as pending in the
+    graph), and raises nothing."""
+    run = submit(diamond(), config=config)
+    monitor = run.monitor()
+    job = dict(run.job_ids())["a"]
+    client = config.client()
+    client.hset(config.keys.job(job), "status", "paused")
+    client.xadd(config.keys.run(run.id).events, {"type": "paused", "ts": 0, "run": run.id,
+                                                 "job": job, "task": "a", "status": "paused"})
+    monitor.refresh()
+    assert monitor.counts == {"waiting": 3, "paused": 1}
+    assert ">paused<" in rows(monitor)["a"].status.value
+    pending = monitor._painter._pending
+    if pending is not None:
+        assert "<svg" in pending.result()
+    monitor.close()

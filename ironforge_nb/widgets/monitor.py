@@ -172,7 +172,8 @@ class RunMonitor(Following):
                 graph, self._applied = self._painter.html, self._painter.draws
             message = tracker.lost or ("this run was deleted" if tracker.gone else None)
             self._view.update(tracker, graph, message or self._message)
-            self._counts = {s: tracker.counts[s] for s in STATUS_ORDER if tracker.counts.get(s)}
+            order = [*STATUS_ORDER, *sorted(set(tracker.counts) - set(STATUS_ORDER))]
+            self._counts = {s: tracker.counts[s] for s in order if tracker.counts.get(s)}
             self._done = tracker.gone or (tracker.ended and not tracker.behind
                                           and tracker.lost is None)
 

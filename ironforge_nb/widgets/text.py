@@ -46,8 +46,10 @@ def elapsed(info: Mapping[str, object]) -> float | None:
 
 
 def counts_line(counts: Mapping[str, int]) -> str:
-    """``"3 completed, 1 active, 2 waiting"`` in life-cycle order (``"no tasks"`` if empty)."""
-    parts = [f"{counts[s]:,} {s}" for s in STATUS_ORDER if counts.get(s)]
+    """``"3 completed, 1 active, 2 waiting"`` in life-cycle order, statuses this version does
+    not know last (``"no tasks"`` if empty)."""
+    order = [*STATUS_ORDER, *sorted(set(counts) - set(STATUS_ORDER))]
+    parts = [f"{counts[s]:,} {s}" for s in order if counts.get(s)]
     return ", ".join(parts) or "no tasks"
 
 

@@ -282,8 +282,11 @@ class RunTracker:
                 continue
             record = self.tasks[name]
             before = record.state
-            record.state = TaskState.from_fields(name, record.job, values, now_ms)
-            self._set_status(record, record.state.status.value)
+            try:
+                record.state = TaskState.from_fields(name, record.job, values, now_ms)
+            except ValueError:  # a status this version does not know (a newer worker's)
+                record.state = None
+            self._set_status(record, values[0].decode())
             if before is None or before != record.state:
                 self.changed.add(name)
 
@@ -341,9 +344,9 @@ class RunTracker:
             1 for n in own if self.tasks[n].status in _HOT)
         return [*own, *hot], max(0, total - len(hot))
 
-    def failed(self) -> list[str]:
-        """The failed tasks, in the order they failed."""
-        return list(self._hot[JobStatus.FAILED.value])
+    def first_failed(self) -> str | None:
+        """The task that failed first (of those failed now), None if none did."""
+        return next(iter(self._hot[JobStatus.FAILED.value]), None)
 
     def statuses(self) -> dict[str, str]:
         """Every task's status (for the graph)."""

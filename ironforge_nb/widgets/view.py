@@ -215,7 +215,7 @@ class MonitorView:
         """The details pane: the selected task, else the first failed one (with its logs)."""
         shown = self.selected
         if shown is None:
-            shown = next(iter(tracker.failed()), None)
+            shown = tracker.first_failed()
         if shown is None:
             self.detail.value = ""
             self._shown = None
