@@ -264,3 +264,24 @@ def test_close_waits_for_a_write_in_flight() -> None:
     assert sending.wait(10)  # the timer thread is inside send
     capture.close()
     assert sent == ["x\n"]
+
+
+def test_logs_and_overview_work_on_a_redis_cluster(redis_cluster: Any, namespace: str) -> None:
+    """On a Redis Cluster (one namespace = one slot): logs are written, read and purged with
+    their job, and the namespace overview reads the queue, with no CROSSSLOT error."""
+    from ironforge_nb.orchestrator.overview import overview
+
+    cfg = RedisConfig(redis_cluster.url, namespace=namespace, cluster=True)
+    try:
+        q = Queue("clustered", cfg)
+        jid = q.enqueue(b"x", max_attempts=1)
+        lease = claim(q)
+        q.save_logs(lease, "printed on a cluster\n")
+        q.fail(lease, "boom")
+        assert q.logs(jid) == "printed on a cluster\n"
+        data = overview(cfg)
+        assert data["queues"][0]["counts"]["failed"] == 1 and data["dead"][0]["job"] == jid
+        assert q.purge_dead() == 1
+        assert cfg.client().exists(cfg.keys.logs(jid)) == 0
+    finally:
+        cfg.close()

@@ -2,7 +2,7 @@
 
 The data half of ``ifn.dashboard()`` and of ``ironforge status`` / ``runs`` / ``dead-letters``
 (the drawing halves are ``widgets/dashboard.py`` and ``widgets/board_text.py``). One snapshot
-costs four round trips whatever the size of the namespace: queue sizes are ZCARDs, throughput
+costs six round trips whatever the size of the namespace: queue sizes are ZCARDs, throughput
 is a ZCOUNT of each queue's completed ZSET (scored by completion time) over the last minute,
 what workers run is read from the queues' active ZSETs (at most `ACTIVE_SHOWN` jobs), the dead
 letters are the newest entries of the dead ZSETs. Everything is a dict, a list or a number, so
@@ -52,11 +52,11 @@ def overview(config: RedisConfig, *, runs: int = 10, dead: int = 20) -> dict[str
     validate_count("dead", dead)
     client = config.client()
     keys = config.keys
+    seconds, micros = client.time()  # alone: cluster pipelines refuse TIME
     pipe = client.pipeline(transaction=False)
-    pipe.time()
     pipe.smembers(keys.queues)
     pipe.hgetall(keys.workers)
-    (seconds, micros), names, registry = pipe.execute()
+    names, registry = pipe.execute()
     now = int(seconds) * 1000 + int(micros) // 1000
     queues = sorted(n.decode() for n in names)
     sizes, active, dead_ids = _queue_reads(client, config, queues, now, dead)

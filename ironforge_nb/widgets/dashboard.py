@@ -5,7 +5,7 @@ throughput (completions per second over the last minute), the live workers and w
 now (with the job's progress), the recent runs (a bar of ended tasks each), and the newest dead
 letters with a ``requeue`` button each, plus ``requeue all`` and ``purge``.
 
-The data half is `ironforge_nb.orchestrator.overview` (plain dicts, four round trips whatever
+The data half is `ironforge_nb.orchestrator.overview` (plain dicts, six round trips whatever
 the namespace's size), read in the loop's thread pool; the drawing half sets widget values on
 the kernel's asyncio loop (ipykernel 7 drops display updates sent from other threads). The view
 follows until it is closed (`close`); `refresh` does one read-and-draw step now (tests drive it).
