@@ -22,6 +22,7 @@ from ironforge_nb.errors import (
 )
 from ironforge_nb.names import validate_name
 from ironforge_nb.orchestrator import codec
+from ironforge_nb.orchestrator.drawing import run_dag, run_html
 from ironforge_nb.orchestrator.frames import agreeing_read
 from ironforge_nb.orchestrator.scripts import RunScripts
 from ironforge_nb.orchestrator.tasks import TaskState, read_task_states, task_state
@@ -32,7 +33,6 @@ from ironforge_nb.status import Event, JobStatus, RunStatus
 if TYPE_CHECKING:
     import pandas as pd
 
-    from ironforge_nb.dag.graph import DAG
     from ironforge_nb.widgets import RunMonitor
 
 __all__ = ["Run"]
@@ -273,7 +273,7 @@ class Run:
             return {"text/plain": repr(self)}
         drawing = mimebundle(dag, statuses, title=f"run {self.id}: {info.get('status')}")
         bundle = {"text/plain": f"{_summary(self.id, info)}\n{drawing['text/plain']}",
-                  "text/html": _run_html(self.id, info, statuses, drawing)}
+                  "text/html": run_html(self.id, info, statuses, drawing)}
         wanted = (set(bundle) if include is None else set(include)) - set(exclude or ())
         return {k: v for k, v in bundle.items() if k in wanted}
 
@@ -349,64 +349,8 @@ class Run:
         return difflib.get_close_matches(task, names, n=3)
 
 
-def run_dag(pairs: list[tuple[str, str]], children: dict[bytes, bytes],
-            maps: dict[str, Any]) -> DAG[str]:
-    """A run's tasks as a `DAG`: ``pairs`` (task, job id) in task order, edges from the run's
-    children hash (raw HGETALL), each map's members grouped so that big maps collapse into
-    one box when drawn."""
-    from types import SimpleNamespace
-
-    from ironforge_nb.dag.graph import DAG
-
-    parents: dict[str, list[str]] = {task: [] for task, _ in pairs}
-    for parent, kids in children.items():
-        for child in filter(None, kids.decode().split(",")):
-            parents[child].append(parent.decode())
-    # the drawing reads a task's ``group`` and its ``map.name`` (titles "name[*]" boxes);
-    # one shared object per map, not one per member (100k-member maps)
-    data = {member: shown
-            for name, (members, _keys) in maps.items()
-            for shown in [SimpleNamespace(group=name, map=SimpleNamespace(name=name))]
-            for member in members}
-    return DAG.from_parents(parents, data=data)
-
-
 def _summary(run_id: str, info: dict[str, Any]) -> str:
     """The one-line description of a run, from its meta hash (`Run.__repr__`)."""
     return (f"Run({run_id!r}, pipeline={info.get('name')!r}, status={info.get('status')}, "
             f"{info.get('completed', 0)}/{info.get('total', 0)} completed, "
             f"{info.get('failed', 0)} failed, {info.get('skipped', 0)} skipped)")
-
-
-def _run_html(run_id: str, info: dict[str, Any], statuses: dict[str, str],
-              drawing: dict[str, str]) -> str:
-    """A run's HTML view: a heading, one table row per status present (count and the first
-    task names, colored like the graph), then the inline SVG (or the text view)."""
-    from html import escape
-
-    from ironforge_nb.render.palette import STATUS_ORDER, status_style
-
-    by_status: dict[str, list[str]] = {}
-    for task, status in statuses.items():
-        by_status.setdefault(status, []).append(task)
-    rows = []
-    for status in STATUS_ORDER:
-        tasks = by_status.get(status)
-        if not tasks:
-            continue
-        style = status_style(status)
-        names = ", ".join(tasks[:3]) + (f", ... ({len(tasks) - 3:,} more)" if len(tasks) > 3
-                                        else "")
-        rows.append(f'<tr><td style="background:{style["fillcolor"]};color:'
-                    f'{style.get("fontcolor", "black")}">{status}</td>'
-                    f'<td style="text-align:right">{len(tasks):,}</td>'
-                    f"<td style=\"text-align:left\">{escape(names)}</td></tr>")
-    svg = drawing.get("image/svg+xml")
-    graph = (svg[svg.find("<svg"):] if svg
-             else f"<pre>{escape(drawing['text/plain'])}</pre>")
-    head = (f"<p>run <code>{escape(run_id)}</code> of pipeline "
-            f"<b>{escape(str(info.get('name')))}</b>: <b>{escape(str(info.get('status')))}</b>"
-            f" ({info.get('total', 0):,} tasks)</p>")
-    table = ("<table><tr><th>status</th><th>tasks</th><th style=\"text-align:left\">"
-             f"which</th></tr>{''.join(rows)}</table>")
-    return f'<div class="ironforge-run">{head}{table}{graph}</div>'

@@ -21,7 +21,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ironforge_nb.orchestrator.run import run_dag
+from ironforge_nb.orchestrator.drawing import run_dag
 from ironforge_nb.orchestrator.scripts import RunScripts
 from ironforge_nb.orchestrator.tasks import TASK_FIELDS, TaskState, read_states, read_task_states
 from ironforge_nb.orchestrator.waiting import COUNTER_FIELDS, counters
