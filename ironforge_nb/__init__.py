@@ -63,6 +63,9 @@ _EXPORTS: dict[str, str] = {
     "connect": "ironforge_nb.local",
     "progress": "ironforge_nb.worker.context",
     "track": "ironforge_nb.worker.context",
+    # webhooks: signed notifications when jobs and runs finish
+    "webhooks": "ironforge_nb.webhooks",
+    "WebhookEvent": "ironforge_nb.status",
 }
 
 __all__ = [
@@ -98,6 +101,7 @@ __all__ = [
     "TaskState",
     "UnknownTaskError",
     "ValidationError",
+    "WebhookEvent",
     "__version__",
     "cache",
     "connect",
@@ -108,10 +112,11 @@ __all__ = [
     "runs",
     "submit",
     "track",
+    "webhooks",
 ]
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
-    from ironforge_nb import cache, render
+    from ironforge_nb import cache, render, webhooks
     from ironforge_nb.dag import DAG, Pipeline
     from ironforge_nb.errors import (
         ConfigError,
@@ -137,7 +142,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from ironforge_nb.orchestrator import Run, runs, submit
     from ironforge_nb.orchestrator.tasks import TaskState
     from ironforge_nb.queue import Lease, Lock, Queue, RedisConfig
-    from ironforge_nb.status import Event, JobStatus, RunStatus, json_schema
+    from ironforge_nb.status import Event, JobStatus, RunStatus, WebhookEvent, json_schema
     from ironforge_nb.widgets import Dashboard, RunMonitor
     from ironforge_nb.widgets.dashboard import dashboard
     from ironforge_nb.worker.context import progress, track

@@ -13,6 +13,7 @@ stays fast.
     ironforge status [--watch]                   queues, live workers, recent runs, dead letters
     ironforge runs [--limit N]                   recent runs of the namespace
     ironforge dead-letters [--requeue ID|--all] [--purge]   the dead-letter queues
+    ironforge webhooks [list]                    deliver webhooks until SIGTERM; or list them
 """
 
 from __future__ import annotations
@@ -135,6 +136,9 @@ def add_worker(subparsers: Subparsers) -> None:
     p.add_argument("--executor", default=None, metavar="MODULE:FUNCTION",
                    help="custom executor (config, lease) -> bytes | None, instead of running "
                    "pipeline tasks")
+    p.add_argument("--no-webhooks", action="store_true",
+                   help="do not deliver webhooks from this worker (run `ironforge webhooks` "
+                   "somewhere instead)")
     p.add_argument("--log-level", default="INFO",
                    help="the worker's own logging level, on stderr (default: INFO)")
     p.add_argument("--task-log-bytes", type=int, default=None,
@@ -176,7 +180,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         [q.strip() for q in args.queues.split(",") if q.strip()],
         concurrency=args.concurrency, name=args.name, executor=executor, secret=secret,
         json_only=args.json_only, lease=args.lease, timeout=args.timeout, grace=args.grace,
-        parent_pid=args.parent_pid,
+        parent_pid=args.parent_pid, webhooks=not args.no_webhooks,
         **({} if args.prefetch is None else {"prefetch": args.prefetch}),
     )
     worker.run()
@@ -352,9 +356,44 @@ def cmd_dead_letters(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_webhooks(subparsers: Subparsers) -> None:
+    """``ironforge webhooks``: a webhook dispatcher on its own; ``webhooks list``: endpoints
+    and recent deliveries."""
+    p = subparsers.add_parser(
+        "webhooks",
+        help="deliver webhooks (every worker does too), or list endpoints and deliveries",
+        description="Without an action, deliver the namespace's webhooks until SIGTERM/Ctrl-C "
+        "(every `ironforge worker` also does, unless --no-webhooks). `list` prints the "
+        "endpoints and the recent deliveries.",
+    )
+    p.add_argument("action", nargs="?", choices=["run", "list"], default="run",
+                   help="run (default) or list")
+    _add_connection(p, _HOME_VIEW)
+    p.add_argument("--concurrency", type=int, default=4,
+                   help="deliveries sent at once (default: 4)")
+    p.add_argument("--timeout", type=float, default=15.0,
+                   help="seconds for the connect and each read of an attempt (default: 15)")
+    p.add_argument("--lease", type=float, default=None,
+                   help="seconds a claimed delivery stays this dispatcher's (default: 120, and "
+                   "at least 3 x --timeout)")
+    p.add_argument("--limit", type=int, default=20,
+                   help="list: deliveries shown (default: 20, newest first)")
+    p.add_argument("--log-level", default="INFO", help="logging level (default: INFO)")
+    p.set_defaults(handler=cmd_webhooks)
+
+
+def cmd_webhooks(args: argparse.Namespace) -> int:
+    """Run a dispatcher in the foreground, or print the endpoints and deliveries."""
+    from ironforge_nb.webhooks.command import run_command
+
+    return run_command(_config(args), args.action, concurrency=args.concurrency,
+                       timeout=args.timeout, lease=args.lease, limit=args.limit,
+                       log_level=args.log_level)
+
+
 SUBCOMMANDS: list[Callable[[Subparsers], None]] = [add_server, add_schema, add_worker,
                                                    add_home, add_status, add_runs,
-                                                   add_dead_letters]
+                                                   add_dead_letters, add_webhooks]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -11,7 +11,8 @@ callers and notebooks can act on them without parsing messages::
     │   ├── CycleError (graphlib.CycleError) .cycle
     │   ├── DuplicateTaskError               .task
     │   ├── UnknownTaskError                 .task .missing .suggestions
-    │   └── SelfDependencyError              .task
+    │   ├── SelfDependencyError              .task
+    │   └── WebhookRejectedError             .url .reason: refused by the SSRF policy, bad URL
     ├── ConfigError                          missing secret, bad URL, unusable setting
     ├── ServerError                          the embedded redis-server could not start
     ├── RenderError
@@ -26,13 +27,17 @@ callers and notebooks can act on them without parsing messages::
     ├── LockTimeoutError (TimeoutError)      .name .timeout: `with Lock(...)` waited in vain
     ├── SignatureError                       .job_id: unsigned or tampered pickled payload
     ├── TaskError                            .job_id: a task's inputs or result are unusable
-    └── RunError                             .run_id
-        ├── RunNotFoundError                 .namespace: no such run (deleted, wrong id)
-        ├── ResultMissingError               .task .location: a result file is gone
-        ├── TaskFailedError                  .task .error
-        ├── RunFailedError                   .status .failed .error (wait(raise_on_failure=True))
-        ├── RunStateError                    .status .action (not allowed in this state)
-        └── RunTimeoutError (TimeoutError)   .timeout
+    ├── RunError                             .run_id
+    │   ├── RunNotFoundError                 .namespace: no such run (deleted, wrong id)
+    │   ├── ResultMissingError               .task .location: a result file is gone
+    │   ├── TaskFailedError                  .task .error
+    │   ├── RunFailedError                   .status .failed .error (wait(raise_on_failure=True))
+    │   ├── RunStateError                    .status .action (not allowed in this state)
+    │   └── RunTimeoutError (TimeoutError)   .timeout
+    └── WebhookError
+        ├── WebhookNotFoundError (KeyError)  .kind .id: no such endpoint or delivery
+        ├── DeliveryStateError               .delivery_id .status (replay while in flight)
+        └── WebhookVerificationError         .check: which check of `verify` failed
 
 Redis failures (``redis.exceptions.ConnectionError``, ``TimeoutError``...) are never swallowed:
 they propagate as they are, or chained under ``LockError`` where the API promises a bool.
@@ -46,6 +51,7 @@ from collections.abc import Sequence
 __all__ = [
     "ConfigError",
     "CycleError",
+    "DeliveryStateError",
     "DuplicateTaskError",
     "GraphvizNotFoundError",
     "InvalidNameError",
@@ -74,6 +80,10 @@ __all__ = [
     "TaskFailedError",
     "UnknownTaskError",
     "ValidationError",
+    "WebhookError",
+    "WebhookNotFoundError",
+    "WebhookRejectedError",
+    "WebhookVerificationError",
 ]
 
 
@@ -348,3 +358,50 @@ class RunTimeoutError(RunError, TimeoutError):
     def __init__(self, run_id: str, timeout: float) -> None:
         self.timeout = timeout
         super().__init__(run_id, f"run {run_id!r} did not finish within {timeout:g} s")
+
+
+class WebhookRejectedError(ValidationError):
+    """A webhook URL refused at registration or delivery: not http(s), malformed, or its host
+    resolves to an address the SSRF policy forbids (``.reason`` says which)."""
+
+    def __init__(self, url: str, reason: str) -> None:
+        self.url = url
+        self.reason = reason
+        super().__init__(f"webhook URL {url!r} refused: {reason}")
+
+
+class WebhookError(IronForgeError):
+    """A webhook operation failed."""
+
+
+class WebhookNotFoundError(WebhookError, KeyError):
+    """No webhook endpoint (``kind='endpoint'``) or delivery (``kind='delivery'``) with this id."""
+
+    def __init__(self, kind: str, id: str, namespace: str) -> None:
+        self.kind = kind
+        self.id = id
+        lister = "endpoints()" if kind == "endpoint" else "deliveries()"
+        super().__init__(f"no webhook {kind} {id!r} in namespace {namespace!r} "
+                         f"(ifn.webhooks.{lister} lists them)")
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class DeliveryStateError(WebhookError):
+    """The delivery's status does not allow this operation (replaying one still on its way)."""
+
+    def __init__(self, delivery_id: str, status: str, action: str) -> None:
+        self.delivery_id = delivery_id
+        self.status = status
+        super().__init__(f"cannot {action} webhook delivery {delivery_id!r}: it is {status}")
+
+
+class WebhookVerificationError(WebhookError):
+    """A received webhook failed `ifn.webhooks.verify`; ``.check`` is the check that failed:
+    ``'headers'`` (missing or malformed), ``'timestamp'`` (more than 5 minutes away) or
+    ``'signature'`` (no signature matches any of the secrets: tampered body or wrong secret)."""
+
+    def __init__(self, check: str, message: str) -> None:
+        self.check = check
+        super().__init__(f"webhook refused ({check}): {message}")

@@ -12,7 +12,7 @@ from dataclasses import dataclass, fields
 from enum import StrEnum
 from typing import Any
 
-__all__ = ["Event", "EventType", "JobStatus", "RunStatus", "json_schema"]
+__all__ = ["Event", "EventType", "JobStatus", "RunStatus", "WebhookEvent", "json_schema"]
 
 
 class JobStatus(StrEnum):
@@ -75,6 +75,16 @@ class EventType(StrEnum):
     SKIPPED = "skipped"
     RUN_SUBMITTED = "run_submitted"
     RUN_FINISHED = "run_finished"
+
+
+class WebhookEvent(StrEnum):
+    """The ``type`` of a webhook payload (the events an endpoint can subscribe to)."""
+
+    JOB_COMPLETED = "job.completed"
+    JOB_FAILED = "job.failed"  # dead-lettered: attempts used up
+    RUN_SUCCEEDED = "run.succeeded"
+    RUN_FAILED = "run.failed"
+    RUN_CANCELLED = "run.cancelled"
 
 
 @dataclass(frozen=True)
@@ -146,6 +156,7 @@ def json_schema() -> dict[str, Any]:
             "JobStatus": {"type": "string", "enum": [s.value for s in JobStatus]},
             "RunStatus": {"type": "string", "enum": [s.value for s in RunStatus]},
             "EventType": {"type": "string", "enum": [s.value for s in EventType]},
+            "WebhookEvent": {"type": "string", "enum": [s.value for s in WebhookEvent]},
             "Event": {
                 "type": "object",
                 "properties": event_props,

@@ -263,6 +263,7 @@ def _all_keys(keys: Keys) -> list[str]:
         keys.job("j1"), keys.payload("j1"), keys.result("j1"), keys.queues, keys.runs,
         keys.code("abc"), keys.lock("l"), keys.workers, keys.webhooks, keys.webhook_outbox,
         keys.webhook_delivery("d1"), *vars(q).values(), *vars(r).values(),
+        *vars(keys.hooks).values(),
     ]  # fmt: skip
 
 

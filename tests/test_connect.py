@@ -27,7 +27,8 @@ TEST_EXECUTOR = ("--executor", EXECUTOR)
 
 
 def all_pids(conn: Connection) -> list[int]:
-    """The server, the local workers and their executor processes."""
+    """The server, the local workers and their child processes (an executor and a webhook
+    dispatcher each)."""
     assert conn.server is not None and conn.local_workers is not None
     pids = [conn.server.pid or -1, *conn.local_workers.pids]
     for pid in conn.local_workers.pids:
@@ -98,9 +99,10 @@ def test_repr_names_url_namespace_and_workers(embedded: Connection) -> None:
 
 
 def test_close_stops_every_process(embedded: Connection) -> None:
-    """close() stops the workers, their executors and the server, and forgets the defaults."""
+    """close() stops the workers, their executors and webhook dispatchers and the server, and
+    forgets the defaults."""
     pids = all_pids(embedded)
-    assert len(pids) == 5
+    assert len(pids) == 7  # server, 2 workers, 2 executors, 2 dispatchers
     embedded.close()
     assert wait_gone(pids) == []
     assert current_connection() is None and codec.default_secret() is None

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from ironforge_nb.names import validate_name
 
 __all__ = ["HOME_MARKER", "JOB_LOGS_SUFFIX", "JOB_PAYLOAD_SUFFIX", "JOB_RESULT_SUFFIX", "RUNS",
-           "RUNS_ENDED", "RUNS_WALKING", "Keys", "QueueKeys", "RunKeys"]
+           "RUNS_ENDED", "RUNS_WALKING", "WEBHOOKS", "Keys", "QueueKeys", "RunKeys",
+           "WebhookKeys"]
 
 JOB_PAYLOAD_SUFFIX = ":payload"
 JOB_RESULT_SUFFIX = ":result"
@@ -28,6 +29,7 @@ HOME_MARKER = "{ironforge}:home"
 RUNS = "runs"
 RUNS_ENDED = "runs:ended"
 RUNS_WALKING = "runs:walking"
+WEBHOOKS = "webhooks:"  # the webhook keys' prefix after {ns}: (run_helpers.lua derives it)
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,19 @@ class RunKeys:
     walk: str = ""  # HASH the bounded walk in progress over its tasks (cancel or retry)
     skips: str = ""  # LIST "<offset> <task>": tasks whose waiting descendants are to be skipped
     ready: str = ""  # LIST tasks a retry walk has reset and will queue (its last phase)
+
+
+@dataclass(frozen=True)
+class WebhookKeys:
+    """Keys of a namespace's webhooks. Lua scripts derive them (and ``delivery:<id>``) from
+    `Keys.webhook_prefix`, passed as an ARGV, by appending the field names below."""
+
+    routes: str  # HASH endpoint id -> its filter (JSON), enabled endpoints only: the
+    #              transition scripts read it to decide which endpoints get an event
+    outbox: str  # ZSET delivery id -> next attempt (ms), or lease deadline while being sent
+    delivered: str  # ZSET delivery id -> time delivered (ms), bounded retention
+    dead: str  # ZSET delivery id -> time it was given up (ms), bounded retention
+    seq: str  # STRING event counter (the number in each ``webhook-id``)
 
 
 @dataclass(frozen=True)
@@ -212,14 +227,32 @@ class Keys:
 
     @property
     def webhooks(self) -> str:
-        """HASH webhook id -> its settings (JSON)."""
+        """HASH endpoint id -> its settings, secrets included (JSON)."""
         return self.prefix + "webhooks"
+
+    @property
+    def webhook_prefix(self) -> str:
+        """``{ns}:webhooks:``; scripts append the field names of `WebhookKeys`, or
+        ``delivery:<id>``."""
+        return self.prefix + WEBHOOKS
+
+    @property
+    def hooks(self) -> WebhookKeys:
+        """Keys of the webhook outbox (see `WebhookKeys`)."""
+        p = self.webhook_prefix
+        return WebhookKeys(routes=p + "routes", outbox=p + "outbox", delivered=p + "delivered",
+                           dead=p + "dead", seq=p + "seq")
 
     @property
     def webhook_outbox(self) -> str:
         """ZSET delivery id -> next attempt time (ms)."""
-        return self.prefix + "webhooks:outbox"
+        return self.hooks.outbox
+
+    @property
+    def webhook_delivery_prefix(self) -> str:
+        """``{ns}:webhooks:delivery:``; a delivery's hash is this plus its id."""
+        return self.webhook_prefix + "delivery:"
 
     def webhook_delivery(self, delivery_id: str) -> str:
-        """HASH of one pending webhook delivery."""
-        return self.prefix + "webhooks:delivery:" + delivery_id
+        """HASH of one webhook delivery (an event for one endpoint, with its attempts)."""
+        return self.webhook_delivery_prefix + delivery_id

@@ -18,8 +18,8 @@ from redis.exceptions import NoScriptError
 
 from ironforge_nb.queue.link import Link
 
-__all__ = ["CLAIM_HELPER_USERS", "LEASE_HELPER_USERS", "RUN_HELPER_USERS", "WALK_HELPER_USERS",
-           "LuaScript", "lua_source"]
+__all__ = ["CLAIM_HELPER_USERS", "DELIVERY_HELPER_USERS", "LEASE_HELPER_USERS",
+           "RUN_HELPER_USERS", "WALK_HELPER_USERS", "LuaScript", "lua_source"]
 
 # lua/run_helpers.lua: the DAG-run bookkeeping (release children, skip descendants, settle
 # the run) of every script that ends or creates tasks of a run.
@@ -32,13 +32,18 @@ WALK_HELPER_USERS = frozenset({"cancel_run", "retry_run", "walk_run"})
 # lua/claim_helpers.lua: claim_ready, the claim of claim_jobs and of "complete and fetch next",
 # and mark_started, the start of a held lease.
 CLAIM_HELPER_USERS = frozenset({"claim_jobs", "complete_job", "start_jobs"})
+# lua/delivery_helpers.lua: giving up a webhook delivery, trimming the delivery ZSETs.
+DELIVERY_HELPER_USERS = frozenset({"claim_deliveries", "settle_delivery"})
+# lua/outbox_helpers.lua (the webhook outbox) goes with run_helpers.lua, before it: the
+# transitions that end jobs and runs are exactly the run helpers' users.
 
 
 @functools.cache
 def lua_source(name: str) -> str:
     """Source of ``ironforge_nb/queue/lua/<name>.lua`` (package data), read once per process,
-    with the helper files it uses first (`RUN_HELPER_USERS`, then `LEASE_HELPER_USERS` or
-    `WALK_HELPER_USERS`, then `CLAIM_HELPER_USERS`)."""
+    with the helper files it uses first (`RUN_HELPER_USERS`, with outbox_helpers.lua before
+    run_helpers.lua, then `LEASE_HELPER_USERS` or `WALK_HELPER_USERS`, then
+    `CLAIM_HELPER_USERS`; `DELIVERY_HELPER_USERS`)."""
     parts = [(resources.files("ironforge_nb.queue") / "lua" / f"{name}.lua").read_text()]
     if name in CLAIM_HELPER_USERS:
         parts.insert(0, lua_source("claim_helpers"))
@@ -48,6 +53,9 @@ def lua_source(name: str) -> str:
         parts.insert(0, lua_source("walk_helpers"))
     if name in RUN_HELPER_USERS:
         parts.insert(0, lua_source("run_helpers"))
+        parts.insert(0, lua_source("outbox_helpers"))
+    if name in DELIVERY_HELPER_USERS:
+        parts.insert(0, lua_source("delivery_helpers"))
     return "\n".join(parts)
 
 

@@ -20,6 +20,7 @@ from ironforge_nb.worker.executor import Executor, ExecutorProcess
 from ironforge_nb.worker.registry import Registry
 from ironforge_nb.worker.slots import Slot, Task
 from ironforge_nb.worker.wake import Waker
+from ironforge_nb.worker.webhooks import DispatcherProcess
 from ironforge_nb.worker.wire import Readiness
 
 __all__ = ["MOVED_ON", "REDIS_DOWN", "WorkerCore", "log"]
@@ -58,6 +59,8 @@ class WorkerCore:
     _want_claim: bool
     _next_reap: float  # monotonic
     _next_beat: float  # monotonic
+    webhooks: bool  # run a webhook dispatcher process
+    _hooks: DispatcherProcess | None
     # made by Worker.run, after the executors are forked
     _registry: Registry
     _waker: Waker
@@ -69,6 +72,14 @@ class WorkerCore:
     def running(self) -> int:
         """How many claimed jobs this worker holds now (running or prefetched)."""
         return sum(len(s.tasks) for s in self._slots)
+
+    def _check_dispatcher(self) -> None:
+        """Start the webhook dispatcher process, or a new one if it died."""
+        if not self.webhooks or (self._hooks is not None and self._hooks.alive()):
+            return
+        if self._hooks is not None:
+            log.warning("worker %s: webhook dispatcher died; starting another", self.name)
+        self._hooks = DispatcherProcess(self.config, f"{self.name}.webhooks").start()
 
     def _spawn(self) -> ExecutorProcess:
         return ExecutorProcess(self.config, self._execute)

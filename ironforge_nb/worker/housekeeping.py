@@ -6,8 +6,9 @@ that started anyway, heartbeat each held lease every third of its length (a job 
 is dropped), hand back prefetched jobs stuck behind a long task; every `REAP_INTERVAL`, reap
 the expired leases of the worker's queues (through `Queue.reap_if_due`, whose schedule is per
 process: one reaper per process, however many queue handles it holds); every
-`BEAT_INTERVAL`, refresh the worker's registry entry and check that its parent process (if
-watched) is still there. `_next_wakeup` says when the next of these, or a claim, falls due.
+`BEAT_INTERVAL`, refresh the worker's registry entry, replace the webhook dispatcher process if
+it died, and check that its parent process (if watched) is still there. `_next_wakeup` says
+when the next of these, or a claim, falls due.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ class Housekeeping(Stopping):
         if now >= self._next_beat:
             self._next_beat = now + BEAT_INTERVAL
             self._registry.beat(self.jobs_done, self.running)
+            self._check_dispatcher()
             if self._parent_pid is not None and os.getppid() != self._parent_pid:
                 log.warning("worker %s: parent %d is gone", self.name, self._parent_pid)
                 self.stop()

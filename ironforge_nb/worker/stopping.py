@@ -69,6 +69,8 @@ class Stopping(Outcomes):
                 slot.proc.stop()
         with contextlib.suppress(Exception):
             self._waker.close()
+        if self._hooks is not None:
+            self._hooks.stop()
         with contextlib.suppress(*REDIS_DOWN):
             self._registry.remove()
         for fd in (self._stop_r, self._stop_w):

@@ -56,7 +56,9 @@ class Worker(Housekeeping):
     field wins), ``grace`` how long running tasks may finish after a stop request,
     ``prefetch`` the most extra leases an executor of short tasks holds (see `slots.py`).
     With ``parent_pid``, the worker stops by itself once that process is gone (local workers
-    watch their notebook kernel this way too, besides ``PR_SET_PDEATHSIG``).
+    watch their notebook kernel this way too, besides ``PR_SET_PDEATHSIG``). With
+    ``webhooks`` (the default), a process of its own delivers the namespace's webhooks
+    (`webhooks.DispatcherProcess`).
     `run` blocks; call it from a process of its own (the CLI, `ifn.connect`'s local workers).
     """
 
@@ -65,7 +67,7 @@ class Worker(Housekeeping):
                  executor: Executor | None = None, secret: bytes | None = None,
                  json_only: bool = False, lease: float = 30.0, timeout: float | None = None,
                  grace: float = 10.0, prefetch: int = PREFETCH,
-                 parent_pid: int | None = None) -> None:
+                 parent_pid: int | None = None, webhooks: bool = True) -> None:
         self.config = config if config is not None else default_config()
         if isinstance(queues, str) or not queues:
             raise InvalidOptionError("queues", queues, "a non-empty list of queue names")
@@ -78,6 +80,8 @@ class Worker(Housekeeping):
         self.grace = seconds_to_ms("grace", grace) / 1000
         self.prefetch = validate_count("prefetch", prefetch, 0)
         self._execute = executor if executor is not None else task_executor(secret, json_only)
+        self.webhooks = bool(webhooks)
+        self._hooks = None
         self.jobs_done = 0
         self._parent_pid = parent_pid
         self._slots = []
@@ -99,6 +103,7 @@ class Worker(Housekeeping):
         """Serve until a stop request, then shut down gracefully; returns when done."""
         # fork the executors first, before any thread or Redis connection exists here
         self._slots = [Slot(self._spawn(), self.prefetch) for _ in range(self.concurrency)]
+        self._check_dispatcher()
         previous = self._install_signals()
         self._queues = {q: Queue(q, self.config) for q in self.queue_names}
         self._registry = Registry(self.config, self.name, self.queue_names, self.concurrency)

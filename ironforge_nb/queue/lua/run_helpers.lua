@@ -2,8 +2,12 @@
 
 Not a script on its own: `lua.lua_source` prepends this file to complete_job, fail_job,
 reap_expired, cancel_job, submit_run, cancel_run and retry_run at load time (one copy of the
-logic, no include preprocessor; error line numbers in those scripts are offset by this file).
-Each host script builds a context with run_ctx() from its own ARGV and calls one entry point:
+logic, no include preprocessor; error line numbers in those scripts are offset by this file),
+after outbox_helpers.lua. Each host script builds a context with run_ctx() from its own ARGV
+and calls one entry point. Webhooks: run_on_complete and run_on_failed also add the
+job.completed / job.failed event of EVERY job (of a run or not) to the webhook outbox, and
+run_ended the run.<status> event (outbox_helpers.lua; with no endpoint registered, one read of
+an empty key per script call):
 
   run_on_complete(ctx, id, now, r)         a job completed: count it, release the children
                                            whose remaining-parent counter reaches 0, settle
@@ -31,7 +35,8 @@ in `skips`, walked once that walk is done, so that they land on the tasks as the
 them, as if the walk had been one atomic script. A run with pending work is never settled
 (run_settle waits): the step that ends the work settles it. The namespace's runs,
 runs:ended and runs:walking keys are `ctx.run_prefix` minus its 'run:' tail plus 'runs',
-'runs:ended', 'runs:walking' (keys.py RUNS, RUNS_ENDED, RUNS_WALKING).
+'runs:ended', 'runs:walking' (keys.py RUNS, RUNS_ENDED, RUNS_WALKING); the webhook keys start
+with that plus 'webhooks:' (keys.py WEBHOOKS, `Keys.webhook_prefix`).
 
 A job belongs to a run when its meta hash has a `run` field (and `task`). Key layout, from the
 prefixes the host passes (see keys.py, `Keys.run_prefix` and `Keys.queue_prefix`):
@@ -93,7 +98,7 @@ local function run_ctx(job_prefix, run_prefix, queue_prefix, maxlen)
   local ns = string.sub(run_prefix, 1, -5)  -- '{ns}:run:' -> '{ns}:'
   return {job_prefix = job_prefix, run_prefix = run_prefix, queue_prefix = queue_prefix,
           maxlen = maxlen, runs = ns .. 'runs', ended = ns .. 'runs:ended',
-          walking = ns .. 'runs:walking'}
+          walking = ns .. 'runs:walking', hooks = hook_ctx(ns .. 'webhooks:', run_prefix)}
 end
 
 local function run_key(ctx, run, suffix)
@@ -229,6 +234,7 @@ end
 local function run_ended(ctx, run)
   local created = redis.call('ZSCORE', ctx.runs, run)
   if created then redis.call('ZADD', ctx.ended, created, run) end
+  hook_run(ctx.hooks, run, ctx.failure)
 end
 
 -- when every task has ended (and no walk is pending), give the run its final status
@@ -255,6 +261,7 @@ local function run_settle(ctx, run, now)
 end
 
 local function run_on_complete(ctx, id, now, r)
+  hook_job(ctx.hooks, 'job.completed', ctx.job_prefix .. id, id, now, 'completed')
   if not r[1] then return end
   run_event(ctx, r[1], 'completed', now, 'job', id, 'task', r[2], 'queue', r[3],
             'status', 'completed', 'attempt', r[4] or '0', 'worker', r[5] or '')
@@ -264,9 +271,11 @@ local function run_on_complete(ctx, id, now, r)
 end
 
 local function run_on_failed(ctx, jk, id, now, err)
+  hook_job(ctx.hooks, 'job.failed', jk, id, now, 'failed')
   local r = redis.call('HMGET', jk, 'run', 'task', 'queue', 'attempts', 'worker',
                        'allow_failure')
   if not r[1] then return end
+  ctx.failure = r[2] .. ': ' .. (hook_summary(err) or '')  -- run.failed's error, if it ends
   run_event(ctx, r[1], 'failed', now, 'job', id, 'task', r[2], 'queue', r[3],
             'status', 'failed', 'attempt', r[4] or '0', 'worker', r[5] or '', 'error', err)
   local mk = run_key(ctx, r[1], 'meta')
