@@ -139,6 +139,9 @@ class MonitorView:
         self.counts = _html("ironforge-monitor-counts")
         self.overall = _bar("ironforge-monitor-overall", width="50%")
         self.graph = _html("ironforge-monitor-graph")
+        # The graph scrolls in a bounded box: a 20-task map drawn at its natural (readable)
+        # size is taller than a screen and would push the rows out of sight.
+        self.graph.layout = w.Layout(max_height="480px", overflow="auto")
         self.groups: list[GroupRow] = []
         self.group_box = w.VBox([])
         self.rows: list[TaskRow] = []
