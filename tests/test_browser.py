@@ -1,4 +1,4 @@
-"""Notebooks in a real browser: JupyterLab in headless Chromium, driven by Playwright.
+"""The live monitor in a real browser: JupyterLab in headless Chromium, driven by Playwright.
 
 A JupyterLab server starts on a free loopback port with a token; Chromium (Debian's package,
 never a browser downloaded by Playwright) opens a notebook that connects, submits a 20-task
@@ -27,13 +27,18 @@ from typing import Any
 
 import pytest
 
+from ironforge_nb.render.palette import STATUS_COLORS
+
 ROOT = Path(__file__).resolve().parents[1]
 ENSURE = ROOT / "scripts" / "ensure-chromium.sh"
 CHROMIUM_FLAGS = [  # what works on a machine with a closed network, as root, without a GPU
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]
-TIMEOUT_MS = 60_000
+TIMEOUT_MS = 90_000  # a loaded 2-core machine takes 20-30 s to load JupyterLab
+GREEN = STATUS_COLORS["completed"]
+UNFINISHED = "/" + "|".join(STATUS_COLORS[s] for s in (
+    "waiting", "scheduled", "queued", "active", "failed")) + "/i"  # a JavaScript regex
 SERVER_START = 60.0
 
 
@@ -55,7 +60,7 @@ def _free_port() -> int:
         return port
 
 
-def _notebook(gate: Path) -> dict[str, Any]:
+def _notebook(gate: Path) -> Any:
     """The notebook the browser runs: connect, submit 20 tasks, monitor; then a check cell."""
     sources = [
         "import ironforge_nb as ifn\n\nconn = ifn.connect()",
@@ -81,18 +86,18 @@ def work(item, gate):
 p = ifn.Pipeline("browser").task("gate", gate)
 p.map("work", work, over=range(18), after="gate").then("total", sum)
 run = p.submit()""",
-        "monitor = run.monitor()",
+        "run.monitor()",
         """import json
 
-run.wait(timeout=60)
+run.wait(timeout=60, progress=False)
 print("RUN-COUNTS", json.dumps(run.counts()))
+display(run)
 conn.close()""",
     ]
-    cells = [{"cell_type": "code", "metadata": {}, "source": s, "outputs": [],
-              "execution_count": None} for s in sources]
-    return {"cells": cells, "metadata": {"kernelspec": {
-        "display_name": "Python 3", "language": "python", "name": "python3"}},
-        "nbformat": 4, "nbformat_minor": 5}
+    from nbformat.v4 import new_code_cell, new_notebook
+
+    return new_notebook(cells=[new_code_cell(source) for source in sources], metadata={
+        "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"}})
 
 
 class Lab:
@@ -104,23 +109,25 @@ class Lab:
         self.token = secrets.token_hex(16)
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = root / "jupyterlab.log"
+        self.home = root / "ironforge-home"  # the kernel's ifn.connect() server, stopped after
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> Lab:
-        home = self.root / ".jupyter"
-        (home / "config" / "labconfig").mkdir(parents=True)
+        jupyter = self.root / ".jupyter"
+        (jupyter / "config" / "labconfig").mkdir(parents=True)
         # No "get notified about Jupyter news?" toast over the screenshot.
-        (home / "config" / "labconfig" / "page_config.json").write_text(json.dumps(
+        (jupyter / "config" / "labconfig" / "page_config.json").write_text(json.dumps(
             {"disabledExtensions": {"@jupyterlab/apputils-extension:announcements": True}}))
-        env = {**os.environ, "JUPYTER_CONFIG_DIR": str(home / "config"),
-               "JUPYTER_RUNTIME_DIR": str(home / "runtime"), "IPYTHONDIR": str(home / "ipython"),
-               "JUPYTER_PLATFORM_DIRS": "1"}
+        env = {**os.environ, "IRONFORGE_HOME": str(self.home),
+               "JUPYTER_CONFIG_DIR": str(jupyter / "config"),
+               "JUPYTER_RUNTIME_DIR": str(jupyter / "runtime"),
+               "IPYTHONDIR": str(jupyter / "ipython"), "JUPYTER_PLATFORM_DIRS": "1"}
         args = [sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1",
                 f"--port={self.port}", "--ServerApp.port_retries=0",
                 f"--IdentityProvider.token={self.token}", f"--ServerApp.root_dir={self.root}",
                 "--allow-root", "--LabApp.expose_app_in_browser=True",
-                f"--LabApp.workspaces_dir={home / 'workspaces'}",
-                f"--LabApp.user_settings_dir={home / 'settings'}"]
+                f"--LabApp.workspaces_dir={jupyter / 'workspaces'}",
+                f"--LabApp.user_settings_dir={jupyter / 'settings'}"]
         with self.log.open("wb") as log:
             self.proc = subprocess.Popen(args, cwd=self.root, env=env, stdout=log,
                                          stderr=subprocess.STDOUT, start_new_session=True)
@@ -148,9 +155,12 @@ class Lab:
         return json.loads(body) if body else None
 
     def stop(self) -> None:
-        """Shut the server down through its API (it stops its kernels), then make sure that
-        no process it started is left: the kernel, and the workers a failed test left open."""
+        """Shut the server down through its API (it stops its kernels), stop the IronForge
+        home's redis-server the kernel started, then make sure that no process is left: the
+        kernel, and the workers a failed test left open."""
         import psutil
+
+        from ironforge_nb.local.home import Home
 
         if self.proc is None:
             return
@@ -164,6 +174,7 @@ class Lab:
         except (OSError, subprocess.TimeoutExpired):
             self.proc.kill()
             self.proc.wait(timeout=10)
+        Home(self.home).stop()
         _, alive = psutil.wait_procs(tree, timeout=10)
         for proc in alive:
             proc.kill()
@@ -189,9 +200,10 @@ def page(tmp_path: Path) -> Iterator[Any]:
         browser = pw.chromium.launch(executable_path=chromium, args=CHROMIUM_FLAGS,
                                      headless=True)
         try:
-            tab = browser.new_page(viewport={"width": 1280, "height": 1400})
+            tab = browser.new_page(viewport={"width": 1280, "height": 1800})
             tab.set_default_timeout(TIMEOUT_MS)
             yield tab
+            tab.screenshot(path=str(tmp_path / "last.png"))  # what the page showed at the end
         finally:
             browser.close()
 
@@ -217,6 +229,7 @@ def _open_notebook(page: Any, lab: Lab, name: str) -> None:
         return !!(session && session.session && session.session.kernel &&
                   session.session.kernel.status === 'idle');
     }""")
+    page.evaluate("window.jupyterapp.shell.collapseLeft()")  # room for the outputs
 
 
 def _error_outputs(page: Any) -> list[str]:
@@ -237,32 +250,83 @@ def _say(request: pytest.FixtureRequest, line: str) -> None:
     print(line)
 
 
-def test_run_display_renders_in_jupyterlab(lab: Lab, page: Any, tmp_path: Path,
-                                           request: pytest.FixtureRequest) -> None:
-    """In JupyterLab, a finished run displays its graph with every task green and a table
-    with the run's counts, and no output is an error."""
+def test_monitor_follows_a_run_live_in_jupyterlab(lab: Lab, page: Any, tmp_path: Path,
+                                                  request: pytest.FixtureRequest) -> None:
+    """In JupyterLab, ``run.monitor()`` shows the run under way while the kernel is idle, then
+    its graph and bars reach the completed state with the run's own counts; no output is an
+    error."""
     gate = tmp_path / "gate"
-    gate.touch()
-    notebook = _notebook(gate)
-    notebook["cells"][2]["source"] = "run.wait(timeout=60)"
-    (tmp_path / "run.ipynb").write_text(json.dumps(notebook))
-    _open_notebook(page, lab, "run.ipynb")
+    (tmp_path / "monitor.ipynb").write_text(json.dumps(_notebook(gate)))
+    _open_notebook(page, lab, "monitor.ipynb")
     _run_cells(page, 0, 2)
-    graph = page.locator(".jp-OutputArea-output svg").first
-    graph.wait_for()
-    page.screenshot(path=str(tmp_path / "lab.png"))
-    _say(request, f"browser test screenshot: {tmp_path / 'lab.png'}")
-    shown = page.locator(".jp-OutputArea-output table").first.inner_text()
-    svg = graph.inner_html()
+    monitor = page.locator(".ironforge-monitor")
+    monitor.locator(".ironforge-monitor-status").wait_for()
+    # The gate task holds the run: the page shows it under way before it can end.
+    _wait_for_status(page, "running")
+    under_way = _counts_shown(monitor.locator(".ironforge-monitor-counts").inner_text())
+    gate.touch()
+    _wait_for_status(page, "succeeded")
+    page.wait_for_function(f"""() => {{  // the graph is redrawn at most about once a second
+        const svg = document.querySelector('.ironforge-monitor-graph svg');
+        return svg && svg.innerHTML.includes('{GREEN}') && !{UNFINISHED}.test(svg.innerHTML);
+    }}""")
+    # The browser applies the widgets' updates in order, but a last burst can take it a second
+    # or two on a loaded machine (the header may read "succeeded" before the last rows do).
+    page.wait_for_function("""() => {
+        const bars = [...document.querySelectorAll('.ironforge-monitor .progress-bar')];
+        const rows = [...document.querySelectorAll('.ironforge-monitor-task')];
+        return bars.length > 0 && bars.every(bar => bar.style.width === '100%') &&
+               rows.length > 0 && rows.every(row => row.innerText.includes('completed'));
+    }""")
+    shown = _counts_shown(monitor.locator(".ironforge-monitor-counts").inner_text())
+    bars = page.eval_on_selector_all(
+        ".ironforge-monitor .progress-bar", "bars => bars.map(b => b.style.width)")
+    statuses = page.eval_on_selector_all(".ironforge-monitor-task", "rows => rows.map("
+                                         "row => row.innerText)")
+    _screenshots(request, page, monitor, tmp_path)
+
     _run_cells(page, 3, 3)
     printed = page.locator(".jp-OutputArea-output", has_text="RUN-COUNTS")
     printed.wait_for()
     counts = json.loads(printed.inner_text().split("RUN-COUNTS", 1)[1])
-
-    assert {k: v for k, v in counts.items() if v} == {"completed": 20}
-    assert re.search(r"completed\s+20", shown), shown
-    assert "#7fc97f" in svg and not re.search("#fdb863|#9ecae1|#e0e0e0", svg)
+    table = page.locator(".jp-OutputArea-output table").last.inner_text()  # display(run)
+    assert re.search(r"completed\s+20", table), table
+    assert under_way.get("completed", 0) == 0 and sum(under_way.values()) == 20, under_way
+    assert {k: v for k, v in counts.items() if v} == shown == {"completed": 20}
+    assert _bar_percent(page, ".ironforge-monitor-overall") == 100.0
+    assert len(bars) == 21 and set(bars) == {"100%"}, bars  # the overall bar and 20 rows
+    assert len(statuses) == 20 and all("completed" in row for row in statuses), statuses
+    assert page.locator(".ironforge-monitor-graph svg").count() == 1
     assert _error_outputs(page) == []
+
+
+def _wait_for_status(page: Any, status: str) -> None:
+    """Wait until the monitor's status text reads ``status``."""
+    page.wait_for_function("""status => {
+        const shown = document.querySelector('.ironforge-monitor-status');
+        return !!shown && shown.innerText.includes(status);
+    }""", arg=status)
+
+
+def _counts_shown(text: str) -> dict[str, int]:
+    """``{status: n}`` from the monitor's counts ("19 completed, 1 active")."""
+    return {status: int(n.replace(",", ""))
+            for n, status in re.findall(r"([\d,]+)\s+([a-z]+)", text)}
+
+
+def _bar_percent(page: Any, selector: str) -> float:
+    """How full the ipywidgets progress bar in ``selector`` is drawn, in percent."""
+    width = page.eval_on_selector(f"{selector} .progress-bar", "bar => bar.style.width")
+    return float(str(width).rstrip("%"))
+
+
+def _screenshots(request: pytest.FixtureRequest, page: Any, monitor: Any,
+                 tmp_path: Path) -> None:
+    """The monitor alone and the whole JupyterLab window, saved and their paths printed."""
+    monitor.screenshot(path=str(tmp_path / "monitor.png"))
+    page.screenshot(path=str(tmp_path / "lab.png"))
+    _say(request, f"browser test screenshots: {tmp_path / 'monitor.png'} "
+                  f"{tmp_path / 'lab.png'}")
 
 
 def test_chromium_install_script_says_why_it_failed(tmp_path: Path) -> None:
