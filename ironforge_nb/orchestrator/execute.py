@@ -27,8 +27,11 @@ unpickled (`codec.loads`). With ``json_only=True`` any pickled part is refused o
 from __future__ import annotations
 
 import importlib
+import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, TypeVar
+
+import redis.exceptions
 
 from ironforge_nb.errors import SizeLimitError, TaskError
 from ironforge_nb.orchestrator import codec
@@ -43,6 +46,9 @@ __all__ = ["execute_task", "import_path", "load_function"]
 # that a different secret would have failed)
 _functions: dict[tuple[str, bytes], Callable[..., Any]] = {}
 _FAILED_PARENT = frozenset({b"failed", b"cancelled", b"skipped"})
+_CUT = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+_READS = 5  # tries of an engine read before the task's code runs (backoff 0.05 s doubling)
+T = TypeVar("T")
 
 
 def execute_task(config: RedisConfig, lease: Lease, secret: bytes | None, *,
@@ -64,9 +70,9 @@ def execute_task(config: RedisConfig, lease: Lease, secret: bytes | None, *,
     """
     job_id = lease.job_id
     payload = decode_payload(lease.payload, secret, job_id, json_only=json_only)
-    fn = load_function(config, payload, secret, job_id)
-    results, run_params = _inputs(config, payload, secret, job_id, json_only,
-                                  lease.inputs, known)
+    fn = _again(lambda: load_function(config, payload, secret, job_id))
+    results, run_params = _again(lambda: _inputs(config, payload, secret, job_id, json_only,
+                                                 lease.inputs, known))
     try:
         args, kwargs = payload.arguments(results, run_params)
     except TaskError as exc:
@@ -95,6 +101,21 @@ def execute_task(config: RedisConfig, lease: Lease, secret: bytes | None, *,
                              "database and return its path), or raise "
                              "RedisConfig.max_result_bytes")
     return blob
+
+
+def _again(read: Callable[[], T]) -> T:
+    """``read()`` (the engine's own reads before the task runs: its code, its inputs), tried
+    again after a lost connection. The client retries each command, but a connection cut again
+    as it is taken from the pool fails outside those retries; a task must not fail for that
+    (its code has not even started), so the read gets `_READS` tries in all, with backoff."""
+    for attempt in range(_READS):
+        try:
+            return read()
+        except _CUT:
+            if attempt + 1 == _READS:
+                raise
+            time.sleep(0.05 * 2 ** attempt)
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def load_function(config: RedisConfig, payload: TaskPayload, secret: bytes | None,

@@ -84,13 +84,14 @@ class Final:
     stalls: int
     result: Any
     error: str = ""
+    claims: int = 0  # times the job was handed out, prefetches released for free included
 
 
 def final_of(raw: Mapping[bytes, bytes], result: Any) -> Final:
     """A `Final` from a job's raw HGETALL reply (``stalls`` is 0 where the record has none)."""
     h = {k.decode(): v.decode(errors="replace") for k, v in raw.items()}
     return Final(h.get("status", "missing"), int(h.get("attempts", 0)),
-                 int(h.get("stalls", 0)), result, h.get("error", ""))
+                 int(h.get("stalls", 0)), result, h.get("error", ""), int(h.get("claims", 0)))
 
 
 def job_records(config: RedisConfig, job_ids: Mapping[str, str],
@@ -165,7 +166,7 @@ class Ledger:
             if runs[key] > fin.attempts + fin.stalls:
                 unaccounted += 1
                 problems.append(f"{key}: ran {runs[key]}x, record has attempts {fin.attempts} "
-                                f"+ stalls {fin.stalls}")
+                                f"+ stalls {fin.stalls} (claims {fin.claims})")
         strangers = set(runs) - set(self.expected)
         problems += [f"{key}: ran but was never submitted" for key in sorted(strangers)]
         row = Row(scenario, len(self.expected), faults, lost + len(strangers),
