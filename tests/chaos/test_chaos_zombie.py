@@ -59,12 +59,15 @@ def test_stopped_worker_is_refused_and_the_winner_stands(
         os.kill(a.pid(0), signal.SIGCONT)
         refusal = f"lease on job {held!r} was lost"
         wait_until(lambda: refusal in a.log_tail(0, 200), 30, "A's worker was refused")
+        wait_until(lambda: q.counts()[JobStatus.COMPLETED] >= len(ids) + 1, 60,
+                   "every job completed")
     finally:
         for fleet in (a, b):
             fleet.stop(grace=0)
     winner = b.names[0]
     for key in keys:  # B's, or A's once resumed
-        ledger.expect(key, lambda r, key=key: r.startswith(tasks.result_of(key) + b"@"))
+        ledger.expect(key, lambda r, key=key: r is not None and
+                      r.startswith(tasks.result_of(key) + b"@"))
     ledger.expect("held", tasks.result_of("held") + f"@{winner}".encode())
     job_ids = {"held": held, **dict(zip(keys, ids, strict=True))}
     finals = job_records(config, job_ids, {k: q.result(j) for k, j in job_ids.items()})
