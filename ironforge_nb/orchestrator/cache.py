@@ -6,9 +6,10 @@ per task at submit (its code, constants, run params, map item and its parents' k
 submit script looks every key up in one pass. A key whose entry names a completed job with a
 live result is a hit: the task ends ``completed`` at once with a copy of that result and the
 origin run recorded (``to_dataframe()``'s ``cached`` column; "cached" in the graph). Entries are
-small hashes ``{ns}:cache:<key>`` (job, origin, pipeline, task, created) that expire after the
-task's ``cache_ttl`` or, by default, with the results (``RedisConfig.result_ttl``, renewed by each
-hit). An entry whose job or result has gone (run deleted, result expired) is simply a miss.
+small strings ``{ns}:cache-entry:<key>`` ("<job> <origin> <created> <task> <pipeline>", one SET
+with its expiry at submit) that expire after the task's ``cache_ttl`` or, by default, with the
+results (``RedisConfig.result_ttl``, renewed by each hit). An entry whose job or result has gone
+(run deleted, result expired) is simply a miss.
 """
 
 from __future__ import annotations
@@ -61,11 +62,11 @@ def entries(pipeline: str | None = None, config: RedisConfig | None = None) -> p
         chunk = names[start:start + _CHUNK]
         pipe = client.pipeline(transaction=False)
         for key in chunk:
-            pipe.hmget(cfg.keys.cache_entry(key), "job", "origin", "pipeline", "task", "created")
+            pipe.get(cfg.keys.cache_entry(key))
             pipe.pttl(cfg.keys.cache_entry(key))
         replies = pipe.execute()
-        found = [(key, replies[2 * i], replies[2 * i + 1]) for i, key in enumerate(chunk)
-                 if replies[2 * i][0] is not None]
+        found = [(key, _fields(replies[2 * i]), replies[2 * i + 1])
+                 for i, key in enumerate(chunk) if replies[2 * i] is not None]
         found = [f for f in found if pipeline is None or f[1][2] == pipeline.encode()]
         pipe = client.pipeline(transaction=False)
         for _, (job, *_rest), _ttl in found:
@@ -89,6 +90,13 @@ def entries(pipeline: str | None = None, config: RedisConfig | None = None) -> p
     for name in ("created", "expires"):
         frame[name] = pd.to_datetime(pd.Series(rows[name], dtype="float64"), unit="ms", utc=True)
     return frame
+
+
+def _fields(entry: bytes) -> tuple[bytes, bytes, bytes, bytes, bytes]:
+    """(job, origin, pipeline, task, created) of an entry "<job> <origin> <created> <task>
+    <pipeline>" (the pipeline last: the only part that may hold spaces)."""
+    job, origin, created, task, owner = entry.split(b" ", 4)
+    return job, origin, owner, task, created
 
 
 def _text(raw: bytes | None) -> str | None:

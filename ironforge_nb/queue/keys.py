@@ -197,12 +197,14 @@ class Keys:
 
     @property
     def cache_prefix(self) -> str:
-        """``{ns}:cache:``; the cache entry of key <k> is this plus k (a HASH: job holding a
-        copy of the result, origin run, pipeline, task, created; see orchestrator.cache)."""
-        return self.prefix + "cache:"
+        """``{ns}:cache-entry:``; the cache entry of key <k> is this plus k (a STRING
+        "<job> <origin> <created> <task> <pipeline>": the job holding a copy of the result, the
+        run that computed it, when (ms), the task and its pipeline; see orchestrator.cache).
+        Entries were HASHes under ``{ns}:cache:`` before: those are never read, and expire."""
+        return self.prefix + "cache-entry:"
 
     def cache_entry(self, key: str) -> str:
-        """HASH of one cache entry (its PEXPIRE is the entry's expiry)."""
+        """STRING of one cache entry (its expiry is the entry's)."""
         return self.cache_prefix + key
 
     @property

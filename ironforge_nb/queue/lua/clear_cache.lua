@@ -1,6 +1,6 @@
 --[[ clear_cache: drop cache entries (all of them, or those of one pipeline), in bounded steps.
 
-Steps: walk the cache index from rank `start` for up to `budget` entries; an entry whose HASH
+Steps: walk the cache index from rank `start` for up to `budget` entries; an entry whose STRING
 is gone (expired) only leaves the index; an entry of `pipeline` (or any entry when pipeline is
 '') is deleted and leaves the index. Entries are only pointers to a job holding the result:
 deleting one never touches a run, and the next submit of that task computes it again.
@@ -17,7 +17,8 @@ local start, budget = tonumber(ARGV[3]), tonumber(ARGV[4])
 local keys = redis.call('ZRANGE', KEYS[1], start, start + budget - 1)
 local deleted, kept = 0, 0
 for _, key in ipairs(keys) do
-  local owner = redis.call('HGET', prefix .. key, 'pipeline')
+  local entry = redis.call('GET', prefix .. key)  -- "<job> <origin> <created> <task> <pipeline>"
+  local owner = entry and string.match(entry, '^%S+ %S* %S+ %S+ (.*)$')
   if not owner or pipeline == '' or owner == pipeline then
     if owner then deleted = deleted + 1 end
     redis.call('DEL', prefix .. key)

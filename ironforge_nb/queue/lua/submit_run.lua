@@ -65,12 +65,13 @@ then the payloads: one string, the N payloads concatenated in record order
 then cache: '' (no task of the run is cached) or N lines in record order, each "<key> <ttl_ms>\n"
      for a cached task (ttl_ms '0': the entry lives as long as result_ttl_ms, refreshed by each
      hit) or "- 0\n" for a task that is not
-then cache_prefix   the cache entry of key <k> is cache_prefix .. k (HASH job, origin, pipeline,
-                    task, created; PEXPIRE = its expiry)
+then cache_prefix   the cache entry of key <k> is cache_prefix .. k (STRING "<job> <origin>
+                    <created> <task> <pipeline>", set with its expiry: one SET per entry)
 then result_suffix  result key = job_prefix .. id .. result_suffix
 then result_ttl_ms  lifetime of results (ms)
 Cache (orchestrator/cache.py): a cached task whose entry names a job whose result key still
-exists (only a completion, or a hit's COPY, writes a run job's result) is a hit: its job is created 'completed' (fields finished, progress 1,
+exists (only a completion, or a hit's COPY, writes a run job's result; one GETRANGE of its first
+5 bytes tells both that and whether it is a big result's reference) is a hit: its job is created 'completed' (fields finished, progress 1,
 `source_run` = the run that computed the result, `source_job` = the job copied from) with a COPY of
 that result (no bytes pass through Lua), one 'completed' event with `cached` in the run's
 stream, and it is not queued; its children count it as a completed parent (a child whose
@@ -154,14 +155,20 @@ local now = tostring(tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
 local prefix, psuffix, maxlen, run = ARGV[1], ARGV[2], ARGV[5], ARGV[6]
 local ctx = run_ctx(prefix, ARGV[3], ARGV[4], maxlen)
 
--- (2b) the cache lookup (reads only): hit[i] = {source job, origin run}
+-- (2b) the cache lookup (reads only): hit[i] = {source job, origin run, entry, is a ref}
 local hit, hits = {}, 0
 for i, key in pairs(c_key) do
-  local e = redis.call('HMGET', cprefix .. key, 'job', 'origin')
-  -- only a completion (or a hit's COPY) writes a run job's result: it exists => completed
-  if e[1] and redis.call('EXISTS', prefix .. e[1] .. rsuffix) == 1 then
-    hit[i] = e
-    hits = hits + 1
+  local e = redis.call('GET', cprefix .. key)
+  if e then
+    local src, origin = string.match(e, '^(%S+) (%S*) ')
+    -- only a completion (or a hit's COPY) writes a run job's result: it exists => completed.
+    -- A result is never empty (a signed pickle or JSON), so '' here means no result; the same
+    -- read tells a big result's reference (whose file the copy pins) from an inline one.
+    local head = src and redis.call('GETRANGE', prefix .. src .. rsuffix, 0, 4) or ''
+    if head ~= '' then
+      hit[i] = {src, origin, e, head == REF_MAGIC}
+      hits = hits + 1
+    end
   end
 end
 if hits > 0 then  -- a hit is a completed parent: its children wait for one parent less
@@ -209,14 +216,14 @@ for i = 1, N do
   local jid = run .. '.' .. (i - 1)
   local jk = prefix .. jid
   if hit[i] then
-    local src, origin = hit[i][1], hit[i][2] or ''
+    local src, origin = hit[i][1], hit[i][2]
     redis.call('HSET', jk, 'status', 'completed', 'run', run, 'task', task, 'created', now,
                'finished', now, 'progress', 1, 'source_run', origin, 'source_job', src,
                unpack(prof.fields))
     local srk = prefix .. src .. rsuffix
     redis.call('COPY', srk, jk .. rsuffix, 'REPLACE')
     redis.call('PEXPIRE', jk .. rsuffix, rttl)
-    if redis.call('GETRANGE', srk, 0, 4) == REF_MAGIC then  -- a big result's file: pin it
+    if hit[i][4] then  -- a big result's file: pin it
       local url = cjson.decode(string.sub(redis.call('GET', srk), 6)).url
       redis.call('HINCRBY', KEYS[12], url, 1)
       redis.call('HSET', jk, 'pinned', url)
@@ -249,16 +256,17 @@ for i = 1, N do
   end
   local key = c_key[i]
   if key then  -- the entry names this job: a fresh copy (hit) or the result to come (miss)
-    local ek, ttl = cprefix .. key, c_ttl[i]
-    if not hit[i] then
-      redis.call('HSET', ek, 'job', jid, 'origin', run, 'pipeline', ARGV[7], 'task', task,
-                 'created', now)
+    local ek, ttl, h = cprefix .. key, c_ttl[i], hit[i]
+    -- one STRING "<job> <origin> <created> <task> <pipeline>" (a SET with its expiry: one
+    -- command where a HASH took an HSET and a PEXPIRE); a hit keeps origin, created and the
+    -- rest, and only names the new job
+    local value = h and (jid .. string.sub(h[3], #h[1] + 1))
+                  or (jid .. ' ' .. run .. ' ' .. now .. ' ' .. task .. ' ' .. ARGV[7])
+    if h and ttl ~= 0 then
+      redis.call('SET', ek, value, 'KEEPTTL')
     else
-      redis.call('HSET', ek, 'job', jid)
-    end
-    if not hit[i] or ttl == 0 then
       if ttl == 0 then ttl = rttl end
-      redis.call('PEXPIRE', ek, ttl)
+      redis.call('SET', ek, value, 'PX', ttl)
       index[ni + 1], index[ni + 2] = tonumber(now) + ttl, key
       ni = ni + 2
       if ni >= 2000 then redis.call('ZADD', KEYS[11], unpack(index, 1, ni)); ni = 0 end
@@ -301,7 +309,7 @@ run_event(ctx, run, 'run_submitted', now, 'run_status', 'running', 'message',
           (hits > 0 and (', ' .. hits .. ' cached') or ''))
 for i in pairs(hit) do  -- after 'run_submitted', as every task event of the run
   run_event(ctx, run, 'completed', now, 'job', run .. '.' .. (i - 1), 'task', r_task[i],
-            'queue', r_prof[i].queue, 'status', 'completed', 'cached', hit[i][2] or '')
+            'queue', r_prof[i].queue, 'status', 'completed', 'cached', hit[i][2])
 end
 if hits == N then run_settle(ctx, run, now) end
 return 'created'
