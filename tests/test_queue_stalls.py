@@ -134,3 +134,17 @@ def test_max_stalls_option(q: Queue) -> None:
         with pytest.raises(InvalidOptionError, match="max_stalls"):
             q.enqueue(b"z", max_stalls=bad)  # type: ignore[arg-type]
     assert q.counts()[JobStatus.QUEUED] == 2
+
+
+def test_release_worker_ends_only_that_workers_leases(q: Queue) -> None:
+    """`Queue.release_worker` ends a gone worker's leases at once (its started job stalls with
+    the reason given, its held one goes back for free) and leaves other workers' leases."""
+    ids = q.enqueue_batch([b"a", b"b", b"c"])
+    q.dequeue_many("gone", 2, timeout=0, started=1)
+    alive = claim(q, "alive")
+    assert q.release_worker("gone", "worker gone: test") == 2
+    got = [(i.status, i.stalls, i.last_stall) for i in map(q.info, ids)]
+    assert got == [(JobStatus.QUEUED, 1, "worker gone: test (worker gone)"),
+                   (JobStatus.QUEUED, 0, None), (JobStatus.ACTIVE, 0, None)]
+    assert q.release_worker("gone", "again") == 0
+    q.complete(alive)

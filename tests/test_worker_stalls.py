@@ -19,6 +19,7 @@ import pytest
 
 from ironforge_nb.queue import Queue, RedisConfig
 from ironforge_nb.status import EventType, JobStatus
+from ironforge_nb.worker.registry import gone_workers
 from tests.helpers import spawn_worker, wait_for
 from tests.test_worker import status_is
 from tests.worker_tasks import EXECUTOR, command
@@ -35,15 +36,15 @@ def q(config: RedisConfig) -> Queue:
 
 @pytest.fixture
 def spawn(config: RedisConfig, tmp_path: Path) -> Iterator[Spawn]:
-    """Factory of registered worker processes (lease 2 s) running the test executor; all
+    """Factory of registered worker processes (lease 2 s unless told) running the test executor; all
     killed after. ``patient=True`` makes one that never hands back the jobs queued behind a
     long task (`slots.RETURN_AFTER` raised to an hour), so that a kill finds them held."""
     procs: list[subprocess.Popen[bytes]] = []
 
-    def start(name: str, patient: bool = False) -> subprocess.Popen[bytes]:
+    def start(name: str, patient: bool = False, lease: float = 2) -> subprocess.Popen[bytes]:
         setup = "import ironforge_nb.worker.slots as s; s.RETURN_AFTER = 3600.0" * patient
         procs.append(spawn_worker(config, tmp_path / f"{name}.log", name, [
-            "--queues", "work", "--executor", EXECUTOR, "--lease", "2"], setup))
+            "--queues", "work", "--executor", EXECUTOR, "--lease", str(lease)], setup))
         return procs[-1]
 
     yield start
@@ -107,3 +108,21 @@ def test_task_that_kills_its_executor_fails_after_max_stalls(
     wait_for(status_is(q, after, JobStatus.COMPLETED))
     assert worker.poll() is None
     assert signal.SIGKILL.name in info.error
+
+
+def test_gone_worker_leases_end_without_waiting_for_them(q: Queue, spawn: Spawn,
+                                                          tmp_path: Path) -> None:
+    """A SIGKILLed worker's registry entry goes stale; a live worker then ends its leases at
+    once (its running job stalls, saying why) instead of waiting for the 60 s lease."""
+    flag = tmp_path / "flag"
+    victim = spawn("w1", lease=60)
+    jid = q.enqueue(command("sleep_first", seconds=120, flag=str(flag)))
+    wait_for(flag.exists)
+    spawn("w2", lease=60)
+    victim.kill()
+    victim.wait()
+    wait_for(status_is(q, jid, JobStatus.COMPLETED), timeout=45)
+    info = q.info(jid)
+    assert (info.worker, info.attempts, info.stalls) == ("w2", 1, 1)
+    assert info.last_stall == "worker gone: no sign of life for 10 s (worker w1)"
+    assert "w1" not in {w.name for w in gone_workers(q.config)}

@@ -24,7 +24,8 @@ __all__ = ["CLAIM_HELPER_USERS", "DELIVERY_HELPER_USERS", "LEASE_HELPER_USERS",
 # lua/run_helpers.lua: the DAG-run bookkeeping (release children, skip descendants, settle
 # the run) of every script that ends or creates tasks of a run.
 # lua/lease_helpers.lua (which uses run_helpers): leases that end for free or as a stall.
-LEASE_HELPER_USERS = frozenset({"reap_expired", "stall_job", "release_job", "fail_job"})
+LEASE_HELPER_USERS = frozenset({"reap_expired", "release_dead", "stall_job", "release_job",
+                                "fail_job"})
 RUN_HELPER_USERS = frozenset({"complete_job", "fail_job", "cancel_job", "submit_run",
                               "cancel_run", "retry_run", "walk_run"}) | LEASE_HELPER_USERS
 # lua/walk_helpers.lua (after run_helpers): the bounded walks of a run's cancel and retry.

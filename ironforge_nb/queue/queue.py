@@ -325,6 +325,16 @@ class Queue:
             self._own(lease)
         return self._scripts.start_jobs([(le.job_id, le.token) for le in leases]) if leases else 0
 
+    def release_worker(self, worker: str, reason: str, limit: int = 1000) -> int:
+        """End now, as if they had expired, the leases of ``worker``, known to be gone (its
+        registry entry went stale: see the worker's housekeeping), among the ``limit`` oldest
+        deadlines: a started one stalls with ``reason``, a held one goes back for free.
+        Returns how many ended."""
+        validate_worker(worker)
+        if not isinstance(reason, str):
+            raise InvalidOptionError("reason", type(reason).__name__, "a str")
+        return self._scripts.release_dead(worker, reason, validate_count("limit", limit))
+
     def reap(self, limit: int = 100) -> int:
         """End up to ``limit`` expired leases (a started one stalls, a held one goes back for
         free: see the module docstring); returns how many."""

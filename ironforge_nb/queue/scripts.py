@@ -56,7 +56,7 @@ class QueueScripts:
             for name in ("enqueue_jobs", "claim_jobs", "complete_job", "fail_job",
                          "heartbeat_job", "update_progress", "reap_expired", "cancel_job",
                          "requeue_job", "purge_dead", "release_job", "stall_job",
-                         "start_jobs", "save_logs")
+                         "start_jobs", "save_logs", "release_dead")
         }
         s = self._scripts
         # Bound callables and constant KEYS/ARGV heads, built once: the hot paths only add
@@ -176,6 +176,16 @@ class QueueScripts:
                 self._keys.queue_prefix, DEFAULT_MAX_STALLS]
         reaped: int = self._scripts["reap_expired"](keys, args)
         return reaped
+
+    def release_dead(self, worker: str, reason: str, limit: int) -> int:
+        """End the leases of ``worker``, known to be gone, among the first ``limit`` entries
+        of the active ZSET (see release_dead.lua); returns how many."""
+        qk = self._qk
+        keys = [qk.active, qk.wait, qk.dead, qk.events, qk.wake]
+        args = [self._prefix, self.queue, self._maxlen, limit, self._keys.run_prefix,
+                self._keys.queue_prefix, DEFAULT_MAX_STALLS, worker, reason]
+        ended: int = self._scripts["release_dead"](keys, args)
+        return ended
 
     def stall_job(self, job_id: str, token: str, reason: str) -> str:
         """Charge the job a stall (its executor died under it); returns its new status."""

@@ -61,6 +61,7 @@ class WorkerCore:
     _next_beat: float  # monotonic
     webhooks: bool  # run a webhook dispatcher process
     _hooks: DispatcherProcess | None
+    _next_gone: float  # monotonic: next look for gone workers
     # made by Worker.run, after the executors are forked
     _registry: Registry
     _waker: Waker

@@ -7,8 +7,10 @@ is dropped), hand back prefetched jobs stuck behind a long task; every `REAP_INT
 the expired leases of the worker's queues (through `Queue.reap_if_due`, whose schedule is per
 process: one reaper per process, however many queue handles it holds); every
 `BEAT_INTERVAL`, refresh the worker's registry entry, replace the webhook dispatcher process if
-it died, and check that its parent process (if watched) is still there. `_next_wakeup` says
-when the next of these, or a claim, falls due.
+it died, and check that its parent process (if watched) is still there; every `GONE_INTERVAL`,
+end at once the leases of workers whose registry entry went stale (`STALE_AFTER`: killed, or
+cut off from Redis), so that their jobs do not wait out their leases (30 s by default).
+`_next_wakeup` says when the next of these, or a claim, falls due.
 """
 
 from __future__ import annotations
@@ -16,13 +18,16 @@ from __future__ import annotations
 import os
 import time
 
+from ironforge_nb.queue import Queue
 from ironforge_nb.queue.queue import REAP_INTERVAL
 from ironforge_nb.worker.core import MOVED_ON, log
-from ironforge_nb.worker.registry import BEAT_INTERVAL
+from ironforge_nb.worker.registry import BEAT_INTERVAL, STALE_AFTER, gone_workers
 from ironforge_nb.worker.slots import RETURN_AFTER, REVOKE_WAIT, Task
 from ironforge_nb.worker.stopping import Stopping
 
-__all__ = ["Housekeeping"]
+__all__ = ["GONE_INTERVAL", "Housekeeping"]
+
+GONE_INTERVAL = 5.0  # seconds between two looks for gone workers (one HGETALL of the registry)
 
 
 class Housekeeping(Stopping):
@@ -51,9 +56,29 @@ class Housekeeping(Stopping):
             self._next_beat = now + BEAT_INTERVAL
             self._registry.beat(self.jobs_done, self.running)
             self._check_dispatcher()
+            if now >= self._next_gone:
+                self._next_gone = now + GONE_INTERVAL
+                self._release_gone()
             if self._parent_pid is not None and os.getppid() != self._parent_pid:
                 log.warning("worker %s: parent %d is gone", self.name, self._parent_pid)
                 self.stop()
+
+    def _release_gone(self) -> None:
+        """End the leases of the workers whose registry entry went stale, in every queue
+        they served, then forget them (a worker that comes back registers again)."""
+        reason = f"worker gone: no sign of life for {STALE_AFTER:g} s"
+        for info in gone_workers(self.config):
+            if info.name == self.name:
+                continue
+            ended = 0
+            for name in info.queues:
+                queue = self._queues.get(name)
+                if queue is None:  # a queue this worker does not serve
+                    queue = Queue(name, self.config)
+                ended += queue.release_worker(info.name, reason)
+            self._registry.forget(info.name)
+            log.warning("worker %s: worker %s is gone; %d of its leases ended", self.name,
+                        info.name, ended)
 
     def _next_wakeup(self, now: float) -> float:
         due = [self._next_reap, self._next_beat]

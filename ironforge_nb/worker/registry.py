@@ -3,8 +3,11 @@
 Field = worker name, value = JSON ``{pid, host, queues, concurrency, started, last_seen,
 jobs_done, running}`` with times in seconds since the epoch from Redis ``TIME`` (one clock for
 every machine). A notebook lists the live workers of a namespace with `list_workers`; entries
-not refreshed for `STALE_AFTER` seconds (a SIGKILLed worker) are left out, and deleted once they
-are much older, by whichever worker next refreshes its own entry.
+not refreshed for `STALE_AFTER` seconds (a SIGKILLed worker) are left out; a live worker that
+finds one ends that worker's leases at once (`Queue.release_worker`: its running jobs stall,
+the ones it held ahead go back for free) instead of letting them wait out their length, then
+deletes the entry. Entries much older than that are deleted by whichever worker next refreshes
+its own entry.
 """
 
 from __future__ import annotations
@@ -19,7 +22,8 @@ from typing import Any
 
 from ironforge_nb.queue import RedisConfig
 
-__all__ = ["BEAT_INTERVAL", "STALE_AFTER", "Registry", "WorkerInfo", "list_workers"]
+__all__ = ["BEAT_INTERVAL", "STALE_AFTER", "Registry", "WorkerInfo", "gone_workers",
+           "list_workers"]
 
 BEAT_INTERVAL = 2.0  # seconds between two registry refreshes of one worker
 STALE_AFTER = 10.0  # seconds without a refresh after which a worker is not listed
@@ -96,6 +100,10 @@ class Registry:
         """Delete this worker's entry (clean shutdown)."""
         self._client.hdel(self._key, self.name)
 
+    def forget(self, name: str) -> None:
+        """Delete another worker's entry (it is gone and its leases were released)."""
+        self._client.hdel(self._key, name)
+
 
 def _prune(client: Any, key: str, now: float) -> None:
     dead = [name for name, info in _read(client, key) if now - info.last_seen > _FORGET_AFTER]
@@ -109,6 +117,16 @@ def _read(client: Any, key: str) -> list[tuple[str, WorkerInfo]]:
         name = field.decode()
         out.append((name, WorkerInfo.from_json(name, value)))
     return out
+
+
+def gone_workers(config: RedisConfig, stale_after: float = STALE_AFTER) -> list[WorkerInfo]:
+    """The workers of ``config``'s namespace whose entry was not refreshed for ``stale_after``
+    seconds (killed, or cut off from Redis), by name; see `Housekeeping._release_gone`."""
+    client = config.client()
+    now = _redis_now(client)
+    gone = [info for _, info in _read(client, config.keys.workers)
+            if now - info.last_seen > stale_after]
+    return sorted(gone, key=lambda info: info.name)
 
 
 def list_workers(config: RedisConfig, stale_after: float = STALE_AFTER) -> list[WorkerInfo]:

@@ -38,7 +38,7 @@ from ironforge_nb.queue import Queue, RedisConfig, default_config
 from ironforge_nb.queue.options import seconds_to_ms, validate_count, validate_worker
 from ironforge_nb.worker.core import REDIS_DOWN, log
 from ironforge_nb.worker.executor import Executor, task_executor
-from ironforge_nb.worker.housekeeping import Housekeeping
+from ironforge_nb.worker.housekeeping import GONE_INTERVAL, Housekeeping
 from ironforge_nb.worker.registry import Registry
 from ironforge_nb.worker.slots import PREFETCH, Slot
 from ironforge_nb.worker.wake import Waker
@@ -92,6 +92,7 @@ class Worker(Housekeeping):
         self._grace_deadline = None
         self._want_claim = True
         self._next_reap = self._next_beat = 0.0
+        self._next_gone = time.monotonic() + GONE_INTERVAL
 
     def __repr__(self) -> str:
         return (f"Worker({self.name!r}, namespace={self.config.namespace!r}, "

@@ -1,7 +1,7 @@
 --[[ lease_helpers: how a lease ends when the task itself neither failed nor succeeded.
 
 Not a script on its own: `lua.lua_source` prepends this file (after run_helpers.lua) to
-reap_expired, stall_job and release_job at load time (one copy of the logic, no include
+reap_expired, release_dead, stall_job, release_job and fail_job at load time (one copy of the logic, no include
 preprocessor; error line numbers in those scripts are offset by the helpers' length).
 
 A lease ends in one of three ways that are not the task's own outcome:
@@ -18,8 +18,8 @@ A lease ends in one of three ways that are not the task's own outcome:
       'stalled' event; past max_stalls it fails for good with the error "stalled N times
       (max_stalls M); last: <reason> (worker <w>)": dead ZSET, 'stalled' then 'failed' events,
       its run settled as fail_job.lua does (run_on_failed of run_helpers.lua).
-  lease_expired(q, jk, id, now, st) -> 'released' | status   the reaper's choice between the
-      two: held leases are released for free, started ones stall. Safety cap: a job whose
+  lease_expired(q, jk, id, now, st, reason) -> 'released' | status   the reaper's choice
+      between the two (reason: why the lease ended, for a stall): held leases are released for free, started ones stall. Safety cap: a job whose
       claims ended uncharged FREE_CLAIMS times already (claims - 1 - attempts - stalls: every
       claim ends in an attempt, a stall, a free release or the job's end) is charged a stall
       even when held, so that a job that kills its whole worker before its start mark lands
@@ -115,10 +115,10 @@ local function lease_stall(q, jk, id, now, reason, st)
   return status
 end
 
-local function lease_expired(q, jk, id, now, st)
+local function lease_expired(q, jk, id, now, st, reason)
   if not st.started and st.claims - 1 - st.attempts - st.stalls < FREE_CLAIMS then
     lease_release(q, jk, id, now, st)
     return 'released'
   end
-  return lease_stall(q, jk, id, now, 'lease expired', st)
+  return lease_stall(q, jk, id, now, reason, st)
 end

@@ -40,6 +40,6 @@ for _, id in ipairs(expired) do
   redis.call('ZREM', KEYS[1], id)
   local jk = prefix .. id
   local st = lease_state(jk)
-  if st.status == 'active' then lease_expired(q, jk, id, now, st) end
+  if st.status == 'active' then lease_expired(q, jk, id, now, st, 'lease expired') end
 end
 return #expired
