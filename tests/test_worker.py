@@ -243,9 +243,12 @@ def test_jobs_prefetched_behind_a_long_task_are_handed_back(
         q: Queue, start_worker: StartWorker) -> None:
     """Jobs a fast executor prefetched go back to the queue once the task ahead runs long."""
     start_worker("w1")
-    fast = [q.enqueue(command("echo", value=i)) for i in range(20)]
-    slow = q.enqueue(command("sleep", seconds=30))
-    behind = [q.enqueue(command("echo", value=i)) for i in range(3)]
+    # one batch: the jobs behind the slow one are queued before w1 can reach it, whatever the
+    # machine's load (enqueued one by one, they could come after w1 had claimed it alone)
+    *fast, slow, b1, b2, b3 = q.enqueue_batch(
+        [command("echo", value=i) for i in range(20)] + [command("sleep", seconds=30)]
+        + [command("echo", value=i) for i in range(3)])
+    behind = [b1, b2, b3]
     for jid in fast:
         wait_for(status_is(q, jid, JobStatus.COMPLETED))
     wait_for(status_is(q, slow, JobStatus.ACTIVE))
