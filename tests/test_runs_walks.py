@@ -93,8 +93,10 @@ def state(config: RedisConfig, client: Any) -> dict[str, Any]:
 
     return {
         "jobs": jobs,
+        # `failure` (run.failed's error) came after the reference was frozen: the reference
+        # never writes or clears it (a retry's clearing is tested in test_webhooks_delivery)
         "meta": {k: v for k, v in client.hgetall(rk.meta).items()
-                 if k.decode() not in _TIMES},
+                 if k.decode() not in _TIMES and k != b"failure"},
         "remaining": client.hgetall(rk.remaining),
         # members only: the atomic retry queued tasks in its tasks HASH's order, the walk in
         # the run's order (the seq scores differ; the order of a hash is no contract)

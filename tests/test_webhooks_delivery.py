@@ -19,12 +19,12 @@ import ironforge_nb as ifn
 from ironforge_nb.errors import DeliveryStateError
 from ironforge_nb.orchestrator import submit
 from ironforge_nb.queue import Queue, RedisConfig
-from ironforge_nb.status import JobStatus
+from ironforge_nb.status import JobStatus, RunStatus
 from ironforge_nb.webhooks import Dispatcher, verify
 from ironforge_nb.webhooks.outbox import DeliveryScripts
 from tests.helpers import claim, diamond
 from tests.receivers import canary, receiver
-from tests.runloop import work
+from tests.runloop import run_one, work
 from tests.test_webhooks import hmac_signature, resolving_to, webhook_keys
 
 pytestmark = pytest.mark.usefixtures("signing_secret")
@@ -182,6 +182,55 @@ def test_run_events_succeeded_failed_cancelled(config: RedisConfig) -> None:
     assert by_run[failed.id]["data"]["error"].startswith("b: ")
     assert by_run[failed.id]["data"]["tasks"]["skipped"] == 1
     assert by_run[cancelled.id]["type"] == "run.cancelled"
+
+
+def test_run_failed_settled_later_keeps_the_error(config: RedisConfig,
+                                                  tmp_path: Path) -> None:
+    """run.failed carries the failed task's error line when a later script settles the run:
+    a walk step (the failed task has more descendants than one step skips) or the end of
+    another task; a retry clears the stored failure, so the run.succeeded that follows has
+    none."""
+    from ironforge_nb.queue.walks import Walks
+    from tests import tasks
+
+    marker = tmp_path / "fail"
+    marker.write_text("")
+    wide = ifn.Pipeline("wide")
+    wide.task("bad", tasks.fail_if_file, params={"marker": str(marker)})
+    wide.map("sq", tasks.square, over=list(range(600)), after="bad")  # > WALK_BUDGET (256)
+    side = ifn.Pipeline("side")
+    side.task("bad", tasks.boom).task("other", tasks.one)  # "other" ends after "bad"
+    q = Queue("default", config)
+    with receiver() as rec:
+        ifn.webhooks.register(rec.url, ["run.failed", "run.succeeded"], allow_private=True,
+                              config=config)
+        walked = submit(wide, config=config)
+        work(config)
+        assert walked.status is RunStatus.RUNNING  # 600 skips: the failure's script left some
+        assert walked.info()["failure"].startswith("bad: RuntimeError: marker")
+        Walks(config).finish(walked.id)
+        assert walked.status is RunStatus.FAILED  # settled by a walk step
+        parallel = submit(side, config=config)
+        first, second = q.dequeue_many("test-worker", 2, lease=30, timeout=0)
+        run_one(q, first)  # bad fails: "other" is still active
+        assert parallel.status is RunStatus.RUNNING
+        run_one(q, second)  # settles the run as failed
+        drain(dispatcher(config))
+        failed = {p["data"]["run_id"]: p for p in (json.loads(g.body) for g in rec.got)}
+        marker.unlink()
+        walked.retry_failed()
+        assert "failure" not in walked.info()
+        work(config)
+        drain(dispatcher(config))
+    assert walked.status is RunStatus.SUCCEEDED
+    assert failed[walked.id]["type"] == "run.failed"
+    assert failed[walked.id]["data"]["error"] == f"bad: RuntimeError: marker {marker} exists"
+    assert failed[walked.id]["data"]["tasks"]["skipped"] == 600
+    assert failed[parallel.id]["data"]["error"] == (
+        "bad: RuntimeError: boom: this task always fails")
+    last = json.loads(rec.got[-1].body)
+    assert (last["type"], last["data"]["run_id"]) == ("run.succeeded", walked.id)
+    assert "error" not in last["data"] or last["data"]["error"] is None
 
 
 def test_a_run_served_from_the_cache_sends_run_succeeded(config: RedisConfig) -> None:

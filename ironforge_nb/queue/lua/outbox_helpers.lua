@@ -10,7 +10,10 @@ script as the transition, so no crash between the two can lose a notification
                                  'delivery:' .. id (keys.py `Keys.webhook_prefix`)
   hook_job(h, etype, jk, id, now, status)   job.completed / job.failed of job hash jk
   hook_run(h, run, err)          run.<status> of a run that has just ended (its meta hash
-                                 has its final status and `finished`)
+                                 has its final status and `finished`); for run.failed, err
+                                 (the failure of this script) or else the meta's `failure`
+                                 (the last task failure not tolerated, kept by run_on_failed
+                                 and cleared by a retry)
 
 Cost with no endpoint registered: one HGETALL of an empty key per script call (the routes are
 read once per call, whatever the number of events), nothing else. Each endpoint whose filter
@@ -88,8 +91,14 @@ end
 local function hook_run(h, run, err)
   if #hook_routes(h) == 0 then return end
   local m = redis.call('HMGET', h.run_prefix .. run .. ':meta', 'name', 'created', 'total',
-                       'completed', 'failed', 'skipped', 'cancelled', 'status', 'finished')
+                       'completed', 'failed', 'skipped', 'cancelled', 'status', 'finished',
+                       'failure')
   local status, now = m[8], tonumber(m[9])
+  if status ~= 'failed' then
+    err = nil
+  elseif not err or err == '' then
+    err = m[10]  -- the failure was in an earlier script (run_on_failed keeps it in the meta)
+  end
   hook_emit(h, 'run.' .. status, now, m[1], nil, {
     run_id = run, pipeline = m[1], status = status, created = tonumber(m[2] or '0'),
     finished = now, tasks = {total = tonumber(m[3] or '0'), completed = tonumber(m[4] or '0'),

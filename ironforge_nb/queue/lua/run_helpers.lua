@@ -44,7 +44,8 @@ prefixes the host passes (see keys.py, `Keys.run_prefix` and `Keys.queue_prefix`
   queue keys  queue_prefix .. <queue> .. ':wait' | ':wake' | ':events' | ':seq'
   job keys    job_prefix .. <job id>
 Run meta counters: total, waiting, completed, failed (tolerated = failed with allow_failure),
-skipped, cancelled; the rest are queued/scheduled/active. A run settles when every task is
+skipped, cancelled; the rest are queued/scheduled/active; `failure` is "<task>: <error's last
+line>" of the last failure not tolerated (run.failed's error; a retry removes it). A run settles when every task is
 terminal and no walk is pending: succeeded (all completed, or failed with allow_failure),
 failed (a task failed), cancelled (only cancellations and their skipped descendants); then
 `finished`, a 'run_finished' event, and its id in runs:ended (the retention of
@@ -275,7 +276,6 @@ local function run_on_failed(ctx, jk, id, now, err)
   local r = redis.call('HMGET', jk, 'run', 'task', 'queue', 'attempts', 'worker',
                        'allow_failure')
   if not r[1] then return end
-  ctx.failure = r[2] .. ': ' .. (hook_summary(err) or '')  -- run.failed's error, if it ends
   run_event(ctx, r[1], 'failed', now, 'job', id, 'task', r[2], 'queue', r[3],
             'status', 'failed', 'attempt', r[4] or '0', 'worker', r[5] or '', 'error', err)
   local mk = run_key(ctx, r[1], 'meta')
@@ -284,6 +284,10 @@ local function run_on_failed(ctx, jk, id, now, err)
     redis.call('HINCRBY', mk, 'tolerated', 1)
     run_release(ctx, r[1], r[2], now)
   else
+    -- run.failed's error: in this script's context if it settles the run, and in the run's
+    -- meta `failure` for a later script that does (another task's end, a walk step)
+    ctx.failure = r[2] .. ': ' .. (hook_summary(err) or '')
+    redis.call('HSET', mk, 'failure', ctx.failure)
     run_skip(ctx, r[1], r[2], now)
   end
   run_settle(ctx, r[1], now)

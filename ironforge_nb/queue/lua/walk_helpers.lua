@@ -136,7 +136,7 @@ end
 local function retry_begin(ctx, run, now)
   local mk = run_key(ctx, run, 'meta')
   redis.call('HSET', mk, 'status', 'running')
-  redis.call('HDEL', mk, 'finished')
+  redis.call('HDEL', mk, 'finished', 'failure')
   redis.call('ZREM', ctx.ended, run)
   redis.call('HSET', run_key(ctx, run, 'walk'), 'kind', 'retry', 'phase', 'parents', 'pos', 0,
              'offset', 0, 'now', now, 'total', redis.call('HGET', mk, 'total'), 'retried', 0,
