@@ -233,18 +233,49 @@ def test_run_failed_settled_later_keeps_the_error(config: RedisConfig,
     assert "error" not in last["data"] or last["data"]["error"] is None
 
 
-def test_a_run_served_from_the_cache_sends_run_succeeded(config: RedisConfig) -> None:
-    """A run whose every task is a cache hit ends in submit_run itself: run.succeeded is sent;
-    the hits send no job.completed (no task ran)."""
+def test_cache_hits_send_job_completed_flagged_cached(config: RedisConfig) -> None:
+    """A task served from the cross-run cache at submit is completed: it sends job.completed
+    (verifiable, like any delivery) with ``cached: true`` and the run that computed it, in
+    task order and before the run's own event; a run whose every task hits ends in submit_run
+    itself and sends run.succeeded after its tasks' events. Tasks that ran are not flagged."""
+    from tests import tasks
+
+    partial = ifn.Pipeline("partial", cache=True)
+    partial.task("a", tasks.one).task("b", tasks.double, after="a").task("c", tasks.inc,
+                                                                          after="a")
+    partial.task("d", tasks.plus, after=["b", "c"], cache=False)  # runs every time
     with receiver() as rec:
-        submit(diamond(), config=config, cache=True)
+        first = submit(partial, config=config)
         work(config)
-        ifn.webhooks.register(rec.url, ["job.completed", "run.succeeded"], allow_private=True,
-                              config=config)
-        again = submit(diamond(), config=config, cache=True)
+        whole = submit(diamond(), config=config, cache=True)
+        work(config)
+        ep = ifn.webhooks.register(rec.url, ["job.completed", "run.succeeded"],
+                                   allow_private=True, config=config)
+        second = submit(partial, config=config)
+        work(config)
+        again = submit(diamond(), config=config, cache=True)  # every task hits
         drain(dispatcher(config))
-    assert [json.loads(g.body)["type"] for g in rec.got] == ["run.succeeded"]
-    assert json.loads(rec.got[0].body)["data"]["run_id"] == again.id
+    got = sorted(rec.got, key=lambda g: int(g.headers["webhook-id"].rsplit("_", 1)[1]))
+    assert all(verify(g.headers, g.body, ep.secret) for g in got)
+    events = [json.loads(g.body) for g in got]
+    summary = [(e["type"], e["data"]["run_id"], e["data"].get("task"),
+                e["data"].get("cached"), e["data"].get("source_run")) for e in events]
+    assert summary == [
+        ("job.completed", second.id, "a", True, first.id),
+        ("job.completed", second.id, "b", True, first.id),
+        ("job.completed", second.id, "c", True, first.id),
+        ("job.completed", second.id, "d", None, None),  # it ran
+        ("run.succeeded", second.id, None, None, None),
+        ("job.completed", again.id, "a", True, whole.id),
+        ("job.completed", again.id, "b", True, whole.id),
+        ("job.completed", again.id, "c", True, whole.id),
+        ("job.completed", again.id, "d", True, whole.id),
+        ("run.succeeded", again.id, None, None, None),
+    ]
+    hit = events[0]["data"]
+    assert (hit["status"], hit["attempts"], hit["pipeline"], hit["queue"]) == (
+        "completed", 0, "partial", "default")
+    assert second.result("d") == 4 and again.status is RunStatus.SUCCEEDED
 
 
 # -- retries, dead deliveries, replay -------------------------------------------------------------

@@ -8,7 +8,9 @@ script as the transition, so no crash between the two can lose a notification
 
   hook_ctx(prefix, run_prefix)   webhook keys = prefix .. 'routes' | 'outbox' | 'seq' |
                                  'delivery:' .. id (keys.py `Keys.webhook_prefix`)
-  hook_job(h, etype, jk, id, now, status)   job.completed / job.failed of job hash jk
+  hook_job(h, etype, jk, id, now, status)   job.completed / job.failed of job hash jk (a
+                                 cache hit's job.completed, from submit_run.lua, has
+                                 `cached` true and `source_run`, the run that computed it)
   hook_run(h, run, err)          run.<status> of a run that has just ended (its meta hash
                                  has its final status and `finished`); for run.failed, err
                                  (the failure of this script) or else the meta's `failure`
@@ -78,14 +80,18 @@ end
 local function hook_job(h, etype, jk, id, now, status)
   if #hook_routes(h) == 0 then return end
   local j = redis.call('HMGET', jk, 'queue', 'run', 'task', 'attempts', 'created', 'error',
-                       'worker')
+                       'worker', 'source_run')
   local pipeline = nil
   if j[2] then pipeline = redis.call('HGET', h.run_prefix .. j[2] .. ':meta', 'name') end
-  hook_emit(h, etype, now, pipeline or nil, j[1], {
+  local data = {
     job_id = id, queue = j[1], status = status, attempts = tonumber(j[4] or '0'),
     created = tonumber(j[5] or '0'), finished = now, run_id = j[2] or nil, task = j[3] or nil,
     pipeline = pipeline or nil, worker = j[7] or nil,
-    error = status == 'failed' and hook_summary(j[6]) or nil})
+    error = status == 'failed' and hook_summary(j[6]) or nil}
+  if j[8] then  -- a cache hit (submit_run.lua): completed at submit with another run's result
+    data.cached, data.source_run = true, j[8] ~= '' and j[8] or nil
+  end
+  hook_emit(h, etype, now, pipeline or nil, j[1], data)
 end
 
 local function hook_run(h, run, err)

@@ -80,7 +80,9 @@ copy: the entry outlives the runs it came from, and a deleted or expired source 
 A copied reference to a big result's file (orchestrator/store.py) pins that file for the new
 job (`pinned` field, count in result_pins; delete_runs.lua releases it).
 A miss writes the entry for the new job (valid once it completes). Every hit counts in the
-run's `completed` and `cached` counters; a run whose every task hits ends 'succeeded' at once.
+run's `completed` and `cached` counters, and sends job.completed to the webhook endpoints that
+want it, with `cached` true and `source_run` in its data (outbox_helpers.lua; in task order,
+before the run's own event); a run whose every task hits ends 'succeeded' at once.
 Expired entries leave the index here (ZREMRANGEBYSCORE up to now).
 Returns: 'created', 'exists', or 'deleting' (a run with this id is being deleted: nothing
   written; the caller finishes that deletion and submits again); an error reply (nothing
@@ -307,9 +309,14 @@ end
 run_event(ctx, run, 'run_submitted', now, 'run_status', 'running', 'message',
           ARGV[7] .. ': ' .. N .. ' tasks, ' .. roots_total .. ' queued' ..
           (hits > 0 and (', ' .. hits .. ' cached') or ''))
-for i in pairs(hit) do  -- after 'run_submitted', as every task event of the run
-  run_event(ctx, run, 'completed', now, 'job', run .. '.' .. (i - 1), 'task', r_task[i],
-            'queue', r_prof[i].queue, 'status', 'completed', 'cached', hit[i][2])
+for i = 1, hits > 0 and N or 0 do  -- after 'run_submitted', as every task event of the run
+  if hit[i] then
+    local jid = run .. '.' .. (i - 1)
+    run_event(ctx, run, 'completed', now, 'job', jid, 'task', r_task[i],
+              'queue', r_prof[i].queue, 'status', 'completed', 'cached', hit[i][2])
+    -- job.completed for the webhook endpoints (outbox_helpers.lua), flagged cached
+    hook_job(ctx.hooks, 'job.completed', prefix .. jid, jid, now, 'completed')
+  end
 end
 if hits == N then run_settle(ctx, run, now) end
 return 'created'
