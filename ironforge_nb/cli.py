@@ -372,7 +372,8 @@ def add_webhooks(subparsers: Subparsers) -> None:
     p.add_argument("--concurrency", type=int, default=4,
                    help="deliveries sent at once (default: 4)")
     p.add_argument("--timeout", type=float, default=15.0,
-                   help="seconds for the connect and each read of an attempt (default: 15)")
+                   help="seconds one attempt may take in all: connect, TLS, request and "
+                   "answer (default: 15)")
     p.add_argument("--lease", type=float, default=None,
                    help="seconds a claimed delivery stays this dispatcher's (default: 120, and "
                    "at least 3 x --timeout)")

@@ -1,10 +1,13 @@
 """Real HTTP receivers for the webhook tests, on 127.0.0.1 only: each records what it got and
-answers from a script of statuses (or hangs); a canary counts connections it should never get."""
+answers from a script of statuses (or hangs); a canary counts connections it should never get;
+a trickler answers one byte at a time, for ever."""
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -103,6 +106,54 @@ def canary(family: socket.AddressFamily = socket.AF_INET,
     thread.start()
     try:
         yield sock.getsockname()[1], seen
+    finally:
+        stop.set()
+        thread.join(2)
+        sock.close()
+
+
+@contextmanager
+def trickler(prefix: bytes = b"HTTP/1.1 200 OK\r\n", every: float = 0.1) -> Iterator[
+        tuple[int, list[float]]]:
+    """A listener on 127.0.0.1 that answers each connection with ``prefix`` and then one byte
+    (of a header that never ends) every ``every`` seconds until the client goes away: each
+    read gets data long before any per-read timeout. Yields (port, how many seconds each
+    connection was held)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(16)
+    sock.settimeout(0.1)
+    held: list[float] = []
+    stop = threading.Event()
+
+    def serve(conn: socket.socket) -> None:
+        start = time.monotonic()
+        try:
+            conn.settimeout(0.5)
+            with contextlib.suppress(TimeoutError):
+                conn.recv(65536)  # the request (or a TLS ClientHello)
+            conn.sendall(prefix)
+            while not stop.is_set():
+                conn.sendall(b"a")
+                time.sleep(every)
+        except OSError:
+            pass  # the client hung up
+        finally:
+            held.append(time.monotonic() - start)
+            conn.close()
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = sock.accept()
+            except (TimeoutError, OSError):
+                continue
+            threading.Thread(target=serve, args=(conn,), daemon=True).start()
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield sock.getsockname()[1], held
     finally:
         stop.set()
         thread.join(2)

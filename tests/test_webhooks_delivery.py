@@ -368,6 +368,34 @@ def test_rotation_signs_with_both_secrets(config: RedisConfig) -> None:
     assert verify(got.headers, got.body, ep.secret) and verify(got.headers, got.body, new.secret)
 
 
+@pytest.mark.parametrize("scheme", ["http", "https"])
+def test_a_trickling_receiver_is_cut_at_the_timeout(config: RedisConfig, scheme: str) -> None:
+    """A receiver that sends a byte every 0.1 s for ever (an HTTP header that never ends, or a
+    TLS record that never ends during the handshake) gets every read an answer long before
+    a per-read timeout: the whole-attempt deadline cuts it at ``timeout`` (1 s), the
+    attempt is a failure that retries, and the receiver sees the connection closed."""
+    from tests.receivers import trickler
+
+    prefix = b"HTTP/1.1 200 OK\r\nX-Slow: " if scheme == "http" else b"\x16\x03\x03\x40\x00"
+    with trickler(prefix) as (port, held):
+        ifn.webhooks.register(f"{scheme}://127.0.0.1:{port}/hook", allow_private=True,
+                              config=config)
+        finish_job(Queue("default", config))
+        d = dispatcher(config, timeout=1.0, lease=3.0, schedule=(3600,))
+        start = time.monotonic()
+        assert d.deliver_due() == 1
+        took = time.monotonic() - start
+        wait_for_held = time.monotonic() + 5
+        while not held and time.monotonic() < wait_for_held:
+            time.sleep(0.05)
+    print(f"\n{scheme} trickle: attempt ended after {took:.2f} s (timeout 1 s), "
+          f"receiver held {held[0] if held else float('nan'):.2f} s")
+    (row,) = rows(config)
+    assert (row["status"], row["attempts"], row["last_status"]) == ("pending", 1, None)
+    assert row["error"] == "TimeoutError: no complete answer within 1 s"
+    assert took < 8 and held and held[0] < 8  # unbounded without the deadline (bytes flow)
+
+
 # -- leases ------------------------------------------------------------------------------------
 
 

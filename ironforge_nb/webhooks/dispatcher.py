@@ -3,12 +3,12 @@ process every worker runs beside its executors.
 
 A dispatcher claims due deliveries under a lease (like jobs: two dispatchers never send the
 same attempt, and one killed mid-delivery leaves its deliveries to another once the lease
-ends), sends each from a small thread pool (a receiver that hangs holds one thread for at
-most ``timeout``), and records the outcome: any 2xx delivers; 410 Gone disables the endpoint;
-429 and 503 retry after their ``Retry-After``; anything else (another status, a redirect, a
-timeout, a refused connection, a URL the SSRF policy now refuses) retries on `SCHEDULE`, with
-up to 20% jitter, and once the schedule is used up the delivery is dead (listed by
-`deliveries()`, ready for `replay()`).
+ends), sends each from a small thread pool (a receiver that hangs, or trickles bytes, holds
+one thread for at most ``timeout``, the deadline of the whole attempt), and records the
+outcome: any 2xx delivers; 410 Gone disables the endpoint; 429 and 503 retry after their
+``Retry-After``; anything else (another status, a redirect, a timeout, a refused connection,
+a URL the SSRF policy now refuses) retries on `SCHEDULE`, with up to 20% jitter, and once the
+schedule is used up the delivery is dead (listed by `deliveries()`, ready for `replay()`).
 
 Every ``ironforge worker`` (and so every local worker of ``ifn.connect()``) runs one in a
 process of its own (`worker.webhooks.DispatcherProcess`); ``ironforge webhooks`` runs one apart.
@@ -50,10 +50,11 @@ _REDIS_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
 class Dispatcher:
     """Delivers the webhooks of ``config``'s namespace until `stop` (or ``run``'s event).
 
-    ``concurrency`` deliveries at once; ``timeout`` seconds for the connect and for each read
-    of one attempt; ``lease`` seconds a claimed delivery stays ours (longer than an attempt
-    can take); ``schedule`` the delays between attempts (its length + 1 attempts in all);
-    ``poll`` the longest sleep when nothing is due; ``resolver`` for tests and custom DNS.
+    ``concurrency`` deliveries at once; ``timeout`` seconds for one whole attempt (connect,
+    TLS, request and answer: a receiver that trickles bytes is cut there too); ``lease``
+    seconds a claimed delivery stays ours (longer than an attempt can take); ``schedule`` the
+    delays between attempts (its length + 1 attempts in all); ``poll`` the longest sleep when
+    nothing is due; ``resolver`` for tests and custom DNS.
     """
 
     def __init__(self, config: RedisConfig | None = None, *, name: str | None = None,
