@@ -6,6 +6,7 @@ CROSSSLOT error on any master."""
 from __future__ import annotations
 
 import secrets
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -131,3 +132,38 @@ def test_cancel_and_delete_on_the_cluster(conn: Connection,
     assert leftover == []
     assert run.id not in set(ifn.runs()["id"])
     assert crossslot_errors(redis_cluster) == {}
+
+
+def test_webhooks_on_the_cluster(conn: Connection, redis_cluster: RedisCluster) -> None:
+    """An endpoint registered on the cluster gets a pipeline run's job.completed (one per
+    task) and run.succeeded from the local workers' dispatchers, signed; deliveries() lists
+    them delivered; the webhook keys sit on the namespace's master; no CROSSSLOT."""
+    import json
+
+    from tests.receivers import receiver
+
+    p = ifn.Pipeline("cl-hooks")
+    (p.task("one", tasks.one)
+      .map("sq", tasks.square, over=list(range(5)), after="one")
+      .task("total", tasks.total, after="sq"))
+    with receiver() as rec:
+        ep = ifn.webhooks.register(rec.url, ["job.completed", "run.succeeded"],
+                                   pipeline="cl-hooks", allow_private=True)
+        run = p.submit().wait(timeout=60)
+        assert run.status is RunStatus.SUCCEEDED
+        give_up = time.monotonic() + 60
+        while len(rec.got) < 8 and time.monotonic() < give_up:
+            time.sleep(0.1)
+    payloads = [ifn.webhooks.verify(g.headers, g.body, ep.secret) for g in rec.got]
+    assert sorted(json.dumps([x["type"], x["data"].get("task")]) for x in payloads) == sorted(
+        json.dumps(pair) for pair in [["job.completed", "one"], ["job.completed", "total"],
+                                      *[["job.completed", f"sq[{i}]"] for i in range(5)],
+                                      ["run.succeeded", None]])
+    assert {x["data"]["run_id"] for x in payloads} == {run.id}
+    shown = ifn.webhooks.deliveries(ep.id)
+    assert len(shown) == 8 and set(shown["status"]) == {"delivered"}
+    hook_keys = {port: [k for k in keys if b":webhooks" in k]
+                 for port, keys in namespace_keys(conn, redis_cluster).items()}
+    assert len([port for port, keys in hook_keys.items() if keys]) == 1
+    assert crossslot_errors(redis_cluster) == {}
+    ifn.webhooks.remove(ep.id)
