@@ -21,17 +21,20 @@ class Received:
     path: str
     headers: dict[str, str]
     body: bytes
+    at: float = 0.0  # time.time() when it arrived (comparable with Redis TIME here)
 
 
 @dataclass
 class Receiver:
     """A receiver's record and behaviour: ``answers`` are the statuses of the first requests
-    (then 200); ``hang`` makes it hold every request until `release`."""
+    (then 200); ``hang`` makes it hold every request until `release`; ``delay`` makes it
+    answer each request that many seconds late (a slow receiver)."""
 
     url: str
     answers: list[int] = field(default_factory=list)
     extra_headers: dict[str, str] = field(default_factory=dict)
     hang: bool = False
+    delay: float = 0.0
     got: list[Received] = field(default_factory=list)
     arrived: threading.Event = field(default_factory=threading.Event)
     released: threading.Event = field(default_factory=threading.Event)
@@ -42,7 +45,7 @@ class Receiver:
 
 
 @contextmanager
-def receiver(answers: Sequence[int] = (), *, hang: bool = False,
+def receiver(answers: Sequence[int] = (), *, hang: bool = False, delay: float = 0.0,
              headers: dict[str, str] | None = None) -> Iterator[Receiver]:
     """A threaded HTTP server on 127.0.0.1 (a free port) for the duration of the block."""
     state: list[Receiver] = []
@@ -52,11 +55,13 @@ def receiver(answers: Sequence[int] = (), *, hang: bool = False,
             rec = state[0]
             body = self.rfile.read(int(self.headers.get("content-length", 0)))
             rec.got.append(Received(self.path, {k.lower(): v for k, v in self.headers.items()},
-                                    body))
+                                    body, time.time()))
             rec.arrived.set()
             if rec.hang:
                 rec.released.wait(60)
                 return
+            if rec.delay:
+                rec.released.wait(rec.delay)
             status = rec.answers.pop(0) if rec.answers else 200
             self.send_response(status)
             for name, value in rec.extra_headers.items():
@@ -71,7 +76,7 @@ def receiver(answers: Sequence[int] = (), *, hang: bool = False,
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
     state.append(Receiver(f"http://127.0.0.1:{server.server_address[1]}/hook",
-                          list(answers), dict(headers or {}), hang))
+                          list(answers), dict(headers or {}), hang, delay))
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:

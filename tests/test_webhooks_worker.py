@@ -88,6 +88,55 @@ def test_dispatcher_killed_mid_delivery_leaves_it_to_another(config: RedisConfig
     assert rows(config)[0]["attempts"] == 2
 
 
+def test_a_running_dispatcher_takes_over_from_a_killed_one(config: RedisConfig,
+                                                            tmp_path: Path) -> None:
+    """Two ``ironforge webhooks`` processes run; the one that claimed the delivery is
+    SIGKILLed while a slow receiver (3 s per answer) holds its request. The other, running
+    all along, leaves the delivery alone while the lease holds, then sends it once the lease
+    has ended and records it: delivered on attempt 2, by the survivor. The receiver saw the
+    event twice (at-least-once) with one webhook-id, both signatures valid."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    lease = 12.0  # at least 3 x --timeout
+    options = ["--timeout", "4", "--lease", str(lease)]
+    with receiver(delay=3.0) as rec:
+        ep = ifn.webhooks.register(rec.url, ["job.completed"], allow_private=True,
+                                   config=config)
+        finish_job(Queue("default", config))
+        logs = [open(tmp_path / f"dispatcher{i}.log", "wb") for i in range(2)]  # noqa: SIM115
+        first = subprocess.Popen([*cli(config), *options], cwd=REPO, env=env, stdout=logs[0],
+                                 stderr=subprocess.STDOUT)
+        second = None
+        try:
+            assert rec.arrived.wait(20), (tmp_path / "dispatcher0.log").read_text()
+            (claimed,) = rows(config)
+            claimed_ms = int(config.client().hget(  # Redis TIME of the claim
+                config.keys.webhook_delivery(claimed["delivery"]), "updated"))
+            second = subprocess.Popen([*cli(config), *options], cwd=REPO, env=env,
+                                      stdout=logs[1], stderr=subprocess.STDOUT)
+            os.kill(first.pid, signal.SIGKILL)  # mid-delivery: the receiver is still answering
+            first.wait()
+            assert (rows(config)[0]["status"], rows(config)[0]["attempts"]) == ("sending", 1)
+            wait_for(lambda: rows(config)[0]["status"] == "delivered", timeout=lease + 30)
+        finally:
+            for proc in (first, second):
+                if proc is not None and proc.poll() is None:
+                    proc.send_signal(signal.SIGTERM)
+                    proc.wait(15)
+            for log in logs:
+                log.close()
+        holder = config.client().hget(config.keys.webhook_delivery(claimed["delivery"]),
+                                      "dispatcher")
+    (row,) = rows(config)
+    assert (row["status"], row["attempts"], row["last_status"]) == ("delivered", 2, 200)
+    assert second is not None and holder is not None and holder.decode().endswith(
+        f"-{second.pid}")
+    assert len(rec.got) == 2 and len({g.headers["webhook-id"] for g in rec.got}) == 1
+    assert all(ifn.webhooks.verify(g.headers, g.body, ep.secret) for g in rec.got)
+    gap = rec.got[1].at - claimed_ms / 1000
+    print(f"\ntakeover: second attempt {gap:.1f} s after the first claim (lease {lease:g} s)")
+    assert gap >= lease - 0.05  # never resent while the killed dispatcher's lease held
+
+
 def test_cli_list_shows_endpoints_and_deliveries(config: RedisConfig) -> None:
     """``ironforge webhooks list`` prints the endpoint and its recent deliveries."""
     ep = ifn.webhooks.register("http://127.0.0.1:9/x", allow_private=True, config=config)
