@@ -1,6 +1,6 @@
 """What ``ironforge webhooks`` does: run a dispatcher in the foreground until SIGTERM/Ctrl-C,
 or (``list``) print the endpoints and the recent deliveries. The argument parsing is in
-``ironforge_nb/cli.py``."""
+``ironforge_nb/cli/webhooks.py``."""
 
 from __future__ import annotations
 
