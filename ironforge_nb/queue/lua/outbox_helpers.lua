@@ -8,9 +8,10 @@ script as the transition, so no crash between the two can lose a notification
 
   hook_ctx(prefix, run_prefix)   webhook keys = prefix .. 'routes' | 'outbox' | 'seq' |
                                  'delivery:' .. id (keys.py `Keys.webhook_prefix`)
-  hook_job(h, etype, jk, id, now, status)   job.completed / job.failed of job hash jk (a
-                                 cache hit's job.completed, from submit_run.lua, has
-                                 `cached` true and `source_run`, the run that computed it)
+  hook_job(h, etype, jk, id, now, status)   job.completed / job.failed of job hash jk
+  hook_cached(h, id, now, run, task, queue, pipeline, origin)   job.completed of a cache hit
+                                 (submit_run.lua): `cached` true, `source_run` = origin (the
+                                 run that computed the result), attempts 0
   hook_run(h, run, err)          run.<status> of a run that has just ended (its meta hash
                                  has its final status and `finished`); for run.failed, err
                                  (the failure of this script) or else the meta's `failure`
@@ -80,7 +81,7 @@ end
 local function hook_job(h, etype, jk, id, now, status)
   if #hook_routes(h) == 0 then return end
   local j = redis.call('HMGET', jk, 'queue', 'run', 'task', 'attempts', 'created', 'error',
-                       'worker', 'source_run')
+                       'worker')
   local pipeline = nil
   if j[2] then pipeline = redis.call('HGET', h.run_prefix .. j[2] .. ':meta', 'name') end
   local data = {
@@ -88,10 +89,17 @@ local function hook_job(h, etype, jk, id, now, status)
     created = tonumber(j[5] or '0'), finished = now, run_id = j[2] or nil, task = j[3] or nil,
     pipeline = pipeline or nil, worker = j[7] or nil,
     error = status == 'failed' and hook_summary(j[6]) or nil}
-  if j[8] then  -- a cache hit (submit_run.lua): completed at submit with another run's result
-    data.cached, data.source_run = true, j[8] ~= '' and j[8] or nil
-  end
   hook_emit(h, etype, now, pipeline or nil, j[1], data)
+end
+
+-- job.completed of a cache hit (submit_run.lua): completed at submit with the result of run
+-- `origin`; the script knows every field, so nothing is read back
+local function hook_cached(h, id, now, run, task, queue, pipeline, origin)
+  if #hook_routes(h) == 0 then return end
+  hook_emit(h, 'job.completed', now, pipeline, queue, {
+    job_id = id, queue = queue, status = 'completed', attempts = 0, created = tonumber(now),
+    finished = tonumber(now), run_id = run, task = task, pipeline = pipeline, cached = true,
+    source_run = origin ~= '' and origin or nil})
 end
 
 local function hook_run(h, run, err)

@@ -315,7 +315,7 @@ for i = 1, hits > 0 and N or 0 do  -- after 'run_submitted', as every task event
     run_event(ctx, run, 'completed', now, 'job', jid, 'task', r_task[i],
               'queue', r_prof[i].queue, 'status', 'completed', 'cached', hit[i][2])
     -- job.completed for the webhook endpoints (outbox_helpers.lua), flagged cached
-    hook_job(ctx.hooks, 'job.completed', prefix .. jid, jid, now, 'completed')
+    hook_cached(ctx.hooks, jid, now, run, r_task[i], r_prof[i].queue, ARGV[7], hit[i][2])
   end
 end
 if hits == N then run_settle(ctx, run, now) end
