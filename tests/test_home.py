@@ -186,3 +186,33 @@ def test_the_default_home_follows_the_environment(monkeypatch: pytest.MonkeyPatc
     monkeypatch.delenv("IRONFORGE_HOME")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     assert Home().path == (tmp_path / "cache" / "ironforge").resolve()
+
+
+_OWNER = """
+import sys, time
+from ironforge_nb.local.home import temporary_home
+
+with temporary_home() as home:
+    print(home.path, flush=True)
+    time.sleep(120)
+"""
+
+
+def test_a_temporary_homes_server_dies_with_its_sigkilled_owner() -> None:
+    """temporary_home() (test sessions) starts its server tied to its process: a SIGKILL of
+    that process (no cleanup runs) still takes the server down, so no redis-server leaks."""
+    owner = subprocess.Popen([sys.executable, "-c", _OWNER], cwd=REPO, text=True,
+                             stdout=subprocess.PIPE,
+                             env={**os.environ, "PYTHONPATH": str(REPO)})
+    try:
+        assert owner.stdout is not None
+        path = Path(owner.stdout.readline().strip())
+        state = json.loads((path / "server.json").read_text())
+        assert redis.Redis.from_url(state["url"]).ping()
+        os.kill(owner.pid, signal.SIGKILL)
+        owner.wait(timeout=30)
+        assert wait_gone([int(state["pid"])]) == []
+    finally:
+        if owner.poll() is None:
+            owner.kill()
+            owner.wait()

@@ -20,6 +20,12 @@ is reported, never replaced (two servers on one AOF would corrupt it).
 The server is detached (`RedisServer` ``detached=True``): closing a connection or ending the
 kernel leaves it running; `Home.stop` (``ironforge home stop``) shuts it down. Local workers
 are not shared: each kernel's ``connect()`` starts its own, which stop with it.
+
+A `temporary_home` (test sessions) is the exception: its process starts the server at once,
+tied to itself like any non-detached `RedisServer` (SIGTERM on parent death, else a watchdog),
+so a test run that is SIGKILLed leaves no redis-server behind. Processes it starts (kernels,
+workers) join that server; only if it crashed and one of them started a new one would that
+one be detached.
 """
 
 from __future__ import annotations
@@ -56,8 +62,12 @@ def default_home() -> Path:
 class Home:
     """A home directory and its shared redis-server (started on first use)."""
 
-    def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
+    def __init__(self, path: str | os.PathLike[str] | None = None, *,
+                 owned: bool = False) -> None:
+        """``owned``: a server this object starts dies with this process (`temporary_home`)
+        instead of outliving it."""
         self.path = Path(path).expanduser().resolve() if path else default_home().resolve()
+        self.owned = owned
 
     @property
     def results_dir(self) -> Path:
@@ -197,7 +207,7 @@ class Home:
         import redis
 
         server = RedisServer(data_dir=self.path / "redis", appendonly=True,
-                             password=self._password(), detached=True).start(timeout)
+                             password=self._password(), detached=not self.owned).start(timeout)
         client = redis.Redis.from_url(server.url)
         try:
             home_id = secrets.token_hex(8)
@@ -219,15 +229,19 @@ class Home:
 def temporary_home() -> Iterator[Home]:
     """A fresh home in a temp dir, made ``$IRONFORGE_HOME`` for this process and its children
     while the block runs; then its server is stopped and the dir removed. Test sessions use it
-    (tests/conftest.py, notebooks/conftest.py), so that every run starts from an empty home."""
+    (tests/conftest.py, notebooks/conftest.py), so that every run starts from an empty home.
+
+    Its server is started here and dies with this process even when the process is killed
+    (SIGKILL included: see `RedisServer`), so an interrupted test run leaves none running."""
     import shutil
     import tempfile
 
     path = tempfile.mkdtemp(prefix="ironforge-home-")
     before = os.environ.get(ENV_HOME)
     os.environ[ENV_HOME] = path
-    home = Home(path)
+    home = Home(path, owned=True)
     try:
+        home.url()  # started by (and tied to) this process, before any child joins it
         yield home
     finally:
         if before is None:
