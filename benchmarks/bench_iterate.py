@@ -11,22 +11,34 @@ submitted again with one function changed (issue 12's figures).
 2. ``layered``: 10,000 no-op tasks in 100 layers of 100, each after 2 random tasks of the
    layer above, ``cache=True``. A first run computes everything; then one task of layer 50 gets
    another function and the pipeline is submitted again: only it and its descendants run.
-   Printed: time to settle of both runs, tasks run again, and the cost of the cache lookup:
-   the submit's redis-server CPU time (``/proc/<pid>/schedstat``; INFO commandstats where
-   that is not readable) with the cache on (all hits but the changed part) against the same
-   submit with the cache off, plus the key computation in the notebook.
+   Printed: time to settle of both runs, tasks run again, each submit's redis-server CPU time
+   (``/proc/<pid>/schedstat``; INFO's main-thread CPU where that is not readable), taken
+   with the local workers paused (SIGSTOP) so that only the submit is counted, not the
+   workers claiming the jobs it queued; and the key computation in the notebook.
+3. ``submit``: what the cache adds to a 10,000-task submit, best of ``--rounds`` interleaved
+   rounds of four submits of the script alone, in fresh namespaces with no worker: the
+   pipeline with the cache off, and on with no entry (10,000 misses); the changed pipeline
+   with the cache off, and on after the first run's results were written (5,857 hits, 4,143
+   misses). Server CPU as above. Every round is saved to ``benchmarks/results/iterate.json``
+   (``--output``) under ``--label`` (default "now"; run it with ``PYTHONPATH`` on older code
+   and ``--label before`` to compare).
 
-Usage: ``python benchmarks/bench_iterate.py [--parts frame,layered] [--repeat 3]
-[--rows 6500000]``. Figures, never assertions; the machine is shared, so compare contenders
-of one invocation.
+Usage: ``python benchmarks/bench_iterate.py [--parts frame,layered,submit] [--repeat 3]
+[--rows 6500000] [--rounds 5] [--label now] [--output PATH]``. Figures, never assertions;
+the machine is shared, so compare contenders of one invocation.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import random
+import secrets
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -141,26 +153,52 @@ def layered(changed: str | None = None, n: int = 10_000, width: int = 100) -> An
 
 def _script_ms(client: Any) -> float:
     """redis-server's CPU time (ms, its main thread's ``/proc/<pid>/schedstat``, Linux) when
-    it runs here, else the scripts' time in INFO commandstats, which on a loaded machine also
-    counts the time the server was preempted mid-script (a 2x spread between runs)."""
+    it runs here, else INFO's main-thread CPU (ms resolution). Either counts CPU, not wall
+    time, so a loaded machine preempting the server does not inflate it."""
     pid = int(client.info("server")["process_id"])
     try:
         with open(f"/proc/{pid}/schedstat") as fh:
             return int(fh.read().split()[0]) / 1e6
     except OSError:
-        stats = client.info("commandstats")
-        return sum(int(v["usec"]) for k, v in stats.items() if k.startswith("cmdstat_eval")) / 1e3
+        cpu = client.info("cpu")
+        return (float(cpu["used_cpu_user_main_thread"]) +
+                float(cpu["used_cpu_sys_main_thread"])) * 1e3
 
 
-def _timed(p: Any, config: Any, wait: bool = True, **kw: Any
+@contextmanager
+def paused(pids: list[int]) -> Iterator[None]:
+    """SIGSTOP the worker processes and their executors for the block, then SIGCONT."""
+    import psutil
+
+    procs = []
+    for pid in pids:
+        proc = psutil.Process(pid)
+        procs += [proc, *proc.children(recursive=True)]
+    stopped = []
+    for proc in procs:
+        with suppress(psutil.NoSuchProcess):
+            proc.suspend()
+            stopped.append(proc)
+    time.sleep(0.005)  # a command already on the wire reaches the server before we count
+    try:
+        yield
+    finally:
+        for proc in stopped:
+            with suppress(psutil.NoSuchProcess):
+                proc.resume()
+
+
+def _timed(p: Any, config: Any, pids: list[int], wait: bool = True, **kw: Any
            ) -> tuple[Any, float, float, float]:
-    """(run, submit wall s, server ms spent on the submit, settle s (0 without ``wait``))."""
+    """(run, submit wall s, server ms spent on the submit, settle s (0 without ``wait``)),
+    the submit counted with the workers ``pids`` paused."""
     client = config.client()
-    before = _script_ms(client)
-    start = time.perf_counter()
-    run = p.submit(config=config, **kw)
-    submitted = time.perf_counter()
-    script = _script_ms(client) - before
+    with paused(pids):
+        before = _script_ms(client)
+        start = time.perf_counter()
+        run = p.submit(config=config, **kw)
+        submitted = time.perf_counter()
+        script = _script_ms(client) - before
     if not wait:
         return run, submitted - start, script, 0.0
     run.wait(timeout=900)
@@ -176,11 +214,12 @@ def part_layered() -> None:
     with temporary_home():
         conn = ifn.connect(workers=2)
         cfg = conn.config
-        _full, f_submit, f_script, f_settle = _timed(layered(), cfg)
+        pids = list(conn.local_workers.pids)
+        _full, f_submit, f_script, f_settle = _timed(layered(), cfg, pids)
         print(f"   first run (all computed):    submit {f_submit:5.2f} s (server CPU "
               f"{f_script:6.1f} ms), settled in {f_settle:6.2f} s")
         changed = layered("t50_0")
-        again, a_submit, a_script, a_settle = _timed(changed, cfg)
+        again, a_submit, a_script, a_settle = _timed(changed, cfg, pids)
         ran = int((again.to_dataframe()["cached"].isna()).sum())
         print(f"   t50_0 changed, resubmitted:  submit {a_submit:5.2f} s (server CPU "
               f"{a_script:6.1f} ms), settled in {a_settle:6.2f} s; {ran:,} tasks ran "
@@ -188,7 +227,8 @@ def part_layered() -> None:
         print(f"   settle time ratio {a_settle / f_settle:.2f} for {ran / 10_000:.2f} of the "
               "tasks")
         plain = cfg.with_namespace("nocache")  # no worker serves it: only the submit counts
-        _run, p_submit, p_script, _settle = _timed(changed, plain, wait=False, cache=False)
+        _run, p_submit, p_script, _settle = _timed(changed, plain, pids, wait=False,
+                                                   cache=False)
         print(f"   the same submit, cache off:  submit {p_submit:5.2f} s (server CPU "
               f"{p_script:6.1f} ms): the cache adds {a_script - p_script:+.1f} ms of server CPU "
               "time")
@@ -201,17 +241,85 @@ def part_layered() -> None:
         conn.close()
 
 
+def part_submit(rounds: int, label: str = "now", output: Path | None = None) -> None:
+    """The submit script alone, cache off / on, no worker (see the module docstring)."""
+    from ironforge_nb.local import RedisServer
+    from ironforge_nb.orchestrator import codec
+    from ironforge_nb.orchestrator.scripts import RunScripts
+    from ironforge_nb.orchestrator.submit import _encode
+    from ironforge_nb.queue.config import RedisConfig
+
+    print(f"\n3. what the cache adds to a 10,000-task submit: submit_run alone, server CPU, "
+          f"best of {rounds} interleaved rounds")
+    codec.set_default_secret(secrets.token_bytes(32))
+    first, changed = layered(), layered("t50_0")
+    best: dict[str, float] = {}
+    every: list[dict[str, float]] = []
+    with RedisServer() as server:
+        import redis
+
+        client = redis.Redis.from_url(server.url)
+
+        def submit(p: Any, cfg: RedisConfig, cache: bool) -> tuple[str, float]:
+            rid, _cfg, _secret, call = _encode(p, None, None, cfg, None, "auto", 1.0, None,
+                                               cache)
+            scripts = RunScripts(cfg)
+            before = _script_ms(client)
+            assert scripts.submit_run(*call) == "created"
+            return rid, _script_ms(client) - before
+
+        for _ in range(rounds):
+            client.flushall()
+            ns = "s" + secrets.token_hex(3)
+            on, off = (RedisConfig(url=server.url, namespace=ns + tag) for tag in ("", "off"))
+            figures = {"off": submit(first, off, False)[1]}
+            run_id, figures["misses"] = submit(first, on, True)
+            pipe = client.pipeline(transaction=False)  # every job of the first run completed
+            for i in range(10_000):
+                pipe.set(on.keys.result(f"{run_id}.{i}"), b"x" * 40)
+            pipe.execute()
+            figures["changed off"] = submit(changed, off, False)[1]
+            figures["hits"] = submit(changed, on, True)[1]
+            for name, ms in figures.items():
+                best[name] = min(best.get(name, float("inf")), ms)
+            every.append({k: round(v, 2) for k, v in figures.items()})
+    print(f"   first pipeline, cache off:                 {best['off']:6.1f} ms")
+    print(f"   first pipeline, cache on, 10,000 misses:   {best['misses']:6.1f} ms "
+          f"(the cache adds {best['misses'] - best['off']:+.1f} ms)")
+    print(f"   changed pipeline, cache off:               {best['changed off']:6.1f} ms")
+    print(f"   changed, cache on, 5,857 hits + 4,143 misses: {best['hits']:6.1f} ms "
+          f"(the cache adds {best['hits'] - best['changed off']:+.1f} ms)")
+    load = os.getloadavg()[0]
+    print(f"   load average {load:.1f}")
+    if output is not None:
+        saved = json.loads(output.read_text()) if output.exists() else {}
+        saved[label] = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                        "load_average": round(load, 2), "cores": os.cpu_count(),
+                        "unit": "redis-server CPU ms per 10,000-task submit",
+                        "best": {k: round(v, 2) for k, v in best.items()},
+                        "added_misses": round(best["misses"] - best["off"], 2),
+                        "added_hits": round(best["hits"] - best["changed off"], 2),
+                        "rounds": every}
+        output.write_text(json.dumps(saved, indent=2) + "\n")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--parts", default="frame,layered")
+    parser.add_argument("--parts", default="frame,layered,submit")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--rows", type=int, default=ROWS)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--label", default="now")
+    parser.add_argument("--output", type=Path,
+                        default=Path(__file__).parent / "results" / "iterate.json")
     args = parser.parse_args()
     parts = args.parts.split(",")
     if "frame" in parts:
         part_frame(args.rows, args.repeat)
     if "layered" in parts:
         part_layered()
+    if "submit" in parts:
+        part_submit(args.rounds, args.label, args.output)
 
 
 if __name__ == "__main__":

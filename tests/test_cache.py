@@ -18,6 +18,7 @@ from ironforge_nb.errors import InvalidOptionError
 from ironforge_nb.orchestrator import Run
 from ironforge_nb.orchestrator.cachekey import code_fingerprint, value_digest
 from ironforge_nb.queue import RedisConfig
+from ironforge_nb.queue.keys import JOB_PAYLOAD_SUFFIX
 from ironforge_nb.status import RunStatus
 from tests.runloop import work
 
@@ -220,6 +221,45 @@ class _Noisy:
 class _Unpicklable:
     def __reduce__(self) -> Any:
         raise TypeError("no pickling this")
+
+
+def test_expired_entries_leave_the_entries_hash_at_the_next_cached_submit(
+        config: RedisConfig) -> None:
+    """An expired entry is no hit, and the next cached submit (any pipeline) prunes it from
+    the entries HASH and the index, so dead entries do not pile up in Redis."""
+    run_once(chain(cache_ttl=0.05), config)
+    client = config.client()
+    # "<job> <origin> <created> <expires> <task> <pipeline>": the raw entry stays until pruned
+    raw = {v.split()[4].decode(): (k.decode(), int(v.split()[3]))
+           for k, v in client.hgetall(config.keys.cache_entries).items()}
+    side_key, expires = raw["side"]
+    while client.time()[0] * 1000 <= expires:
+        time.sleep(0.02)
+    assert "side" not in set(ifn.cache.entries(config=config)["task"])
+    run_once(Pipeline("other", cache=True).task("load", load), config)
+    assert not client.hexists(config.keys.cache_entries, side_key)
+    assert client.zscore(config.keys.cache_index, side_key) is None
+    assert client.hlen(config.keys.cache_entries) == 4  # chain's 3 + other's load
+
+
+def test_a_hit_renews_a_default_entry_and_keeps_a_cache_ttl(config: RedisConfig) -> None:
+    """With the default lifetime a hit pushes the entry's expiry to result_ttl from now; a
+    task's own cache_ttl counts from when the result was computed, hits or not. A hit's job
+    is created without a payload (it never runs)."""
+    run_once(chain(cache_ttl=60), config)
+    before = ifn.cache.entries(config=config).set_index("task")
+    time.sleep(0.02)
+    second = run_once(chain(cache_ttl=60), config)
+    assert CALLS == []
+    after = ifn.cache.entries(config=config).set_index("task")
+    assert after.loc["double", "expires"] > before.loc["double", "expires"]
+    assert after.loc["side", "expires"] == before.loc["side", "expires"]
+    assert (after["job"] != before["job"]).all() and (after["origin"] == before["origin"]).all()
+    assert (after["created"] == before["created"]).all()
+    client = config.client()
+    for job in dict(second.job_ids()).values():
+        assert client.exists(config.keys.job_prefix + job + JOB_PAYLOAD_SUFFIX) == 0
+        assert client.exists(config.keys.result(job)) == 1
 
 
 def use_lock(lock: Any = None, day: Any = None) -> None:

@@ -6,10 +6,12 @@ per task at submit (its code, constants, run params, map item and its parents' k
 submit script looks every key up in one pass. A key whose entry names a completed job with a
 live result is a hit: the task ends ``completed`` at once with a copy of that result and the
 origin run recorded (``to_dataframe()``'s ``cached`` column; "cached" in the graph). Entries are
-small strings ``{ns}:cache-entry:<key>`` ("<job> <origin> <created> <task> <pipeline>", one SET
-with its expiry at submit) that expire after the task's ``cache_ttl`` or, by default, with the
-results (``RedisConfig.result_ttl``, renewed by each hit). An entry whose job or result has gone
-(run deleted, result expired) is simply a miss.
+fields of one HASH ``{ns}:cache-entries`` (key -> "<job> <origin> <created> <expires> <task>
+<pipeline>", read with one HMGET and written with one HSET per 1000 keys at submit) that expire
+after the task's ``cache_ttl`` or, by default, with the results (``RedisConfig.result_ttl``,
+renewed by each hit); the index ZSET ``{ns}:cache-index`` (key -> expiry) lists them, and each
+cached submit prunes expired ones. An entry whose job or result has gone (run deleted, result
+expired) is simply a miss.
 """
 
 from __future__ import annotations
@@ -42,8 +44,8 @@ def clear(pipeline: str | None = None, config: RedisConfig | None = None) -> int
     keys = cfg.keys
     total, start = 0, 0
     while start >= 0:
-        deleted, start = script([keys.cache_index],
-                                [keys.cache_prefix, pipeline or "", start, _BUDGET])
+        deleted, start = script([keys.cache_index, keys.cache_entries],
+                                [pipeline or "", start, _BUDGET])
         total += int(deleted)
     return total
 
@@ -58,32 +60,29 @@ def entries(pipeline: str | None = None, config: RedisConfig | None = None) -> p
     client = cfg.client()
     names = [k.decode() for k in client.zrange(cfg.keys.cache_index, 0, -1)]
     rows: dict[str, list[Any]] = {name: [] for name in ENTRY_COLUMNS}
+    now = client.time()
+    now_ms = now[0] * 1000 + now[1] // 1000
     for start in range(0, len(names), _CHUNK):
         chunk = names[start:start + _CHUNK]
+        values = client.hmget(cfg.keys.cache_entries, chunk) if chunk else []
+        found = [(key, _fields(value)) for key, value in zip(chunk, values, strict=True)
+                 if value is not None]
+        found = [f for f in found if (pipeline is None or f[1][2] == pipeline.encode())
+                 and int(f[1][5]) > now_ms]
         pipe = client.pipeline(transaction=False)
-        for key in chunk:
-            pipe.get(cfg.keys.cache_entry(key))
-            pipe.pttl(cfg.keys.cache_entry(key))
-        replies = pipe.execute()
-        found = [(key, _fields(replies[2 * i]), replies[2 * i + 1])
-                 for i, key in enumerate(chunk) if replies[2 * i] is not None]
-        found = [f for f in found if pipeline is None or f[1][2] == pipeline.encode()]
-        pipe = client.pipeline(transaction=False)
-        for _, (job, *_rest), _ttl in found:
+        for _, (job, *_rest) in found:
             pipe.hget(cfg.keys.job(job.decode()), "status")
             pipe.strlen(cfg.keys.job_prefix + job.decode() + JOB_RESULT_SUFFIX)
         states = pipe.execute()
-        now = client.time()
-        now_ms = now[0] * 1000 + now[1] // 1000
-        for i, (key, (job, origin, owner, task, created), ttl) in enumerate(found):
+        for i, (key, (job, origin, owner, task, created, expires)) in enumerate(found):
             size = int(states[2 * i + 1])
             rows["key"].append(key)
             rows["pipeline"].append(_text(owner))
             rows["task"].append(_text(task))
             rows["origin"].append(_text(origin))
             rows["job"].append(_text(job))
-            rows["created"].append(int(created) if created else None)
-            rows["expires"].append(now_ms + int(ttl) if int(ttl) >= 0 else None)
+            rows["created"].append(int(created))
+            rows["expires"].append(int(expires))
             rows["live"].append(states[2 * i] == b"completed" and size > 0)
             rows["bytes"].append(size)
     frame = pd.DataFrame(rows)
@@ -92,11 +91,11 @@ def entries(pipeline: str | None = None, config: RedisConfig | None = None) -> p
     return frame
 
 
-def _fields(entry: bytes) -> tuple[bytes, bytes, bytes, bytes, bytes]:
-    """(job, origin, pipeline, task, created) of an entry "<job> <origin> <created> <task>
-    <pipeline>" (the pipeline last: the only part that may hold spaces)."""
-    job, origin, created, task, owner = entry.split(b" ", 4)
-    return job, origin, owner, task, created
+def _fields(entry: bytes) -> tuple[bytes, bytes, bytes, bytes, bytes, bytes]:
+    """(job, origin, pipeline, task, created, expires) of an entry "<job> <origin> <created>
+    <expires> <task> <pipeline>" (the pipeline last: the only part that may hold spaces)."""
+    job, origin, created, expires, task, owner = entry.split(b" ", 5)
+    return job, origin, owner, task, created, expires
 
 
 def _text(raw: bytes | None) -> str | None:

@@ -73,7 +73,7 @@ class RunScripts:
         for profile in profiles:
             args.extend(profile)
         args.extend(blob for _, blob in codes)
-        args += (records, payloads, cache, k.cache_prefix, JOB_RESULT_SUFFIX,
+        args += (records, payloads, cache, k.cache_entries, JOB_RESULT_SUFFIX,
                  self._result_ttl_ms)
         reply: bytes = self._submit.eval(keys, args)
         return reply.decode()

@@ -196,16 +196,13 @@ class Keys:
         return self.prefix + "code-refs"
 
     @property
-    def cache_prefix(self) -> str:
-        """``{ns}:cache-entry:``; the cache entry of key <k> is this plus k (a STRING
-        "<job> <origin> <created> <task> <pipeline>": the job holding a copy of the result, the
-        run that computed it, when (ms), the task and its pipeline; see orchestrator.cache).
-        Entries were HASHes under ``{ns}:cache:`` before: those are never read, and expire."""
-        return self.prefix + "cache-entry:"
-
-    def cache_entry(self, key: str) -> str:
-        """STRING of one cache entry (its expiry is the entry's)."""
-        return self.cache_prefix + key
+    def cache_entries(self) -> str:
+        """HASH cache key -> its entry "<job> <origin> <created> <expires> <task> <pipeline>":
+        the job holding a copy of the result, the run that computed it, when (ms), until when
+        it may be reused (ms), the task and its pipeline (see orchestrator.cache). Entries were
+        one STRING each under ``{ns}:cache-entry:`` or a HASH each under ``{ns}:cache:``
+        before: those are never read, and expire."""
+        return self.prefix + "cache-entries"
 
     @property
     def result_pins(self) -> str:

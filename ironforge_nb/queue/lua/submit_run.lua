@@ -65,12 +65,13 @@ then the payloads: one string, the N payloads concatenated in record order
 then cache: '' (no task of the run is cached) or N lines in record order, each "<key> <ttl_ms>\n"
      for a cached task (ttl_ms '0': the entry lives as long as result_ttl_ms, refreshed by each
      hit) or "- 0\n" for a task that is not
-then cache_prefix   the cache entry of key <k> is cache_prefix .. k (STRING "<job> <origin>
-                    <created> <task> <pipeline>", set with its expiry: one SET per entry)
+then cache_entries  HASH cache key -> its entry "<job> <origin> <created> <expires> <task>
+                    <pipeline>" (times in ms; the entry is dead from <expires> on, and the
+                    index's expiry scores let a bounded prune HDEL the dead ones)
 then result_suffix  result key = job_prefix .. id .. result_suffix
 then result_ttl_ms  lifetime of results (ms)
-Cache (orchestrator/cache.py): a cached task whose entry names a job whose result key still
-exists (only a completion, or a hit's COPY, writes a run job's result; one GETRANGE of its first
+Cache (orchestrator/cache.py): a cached task whose entry is not expired and names a job whose
+result key still exists (only a completion, or a hit's COPY, writes a run job's result; one GETRANGE of its first
 5 bytes tells both that and whether it is a big result's reference) is a hit: its job is created 'completed' (fields finished, progress 1,
 `source_run` = the run that computed the result, `source_job` = the job copied from) with a COPY of
 that result (no bytes pass through Lua), one 'completed' event with `cached` in the run's
@@ -83,7 +84,11 @@ A miss writes the entry for the new job (valid once it completes). Every hit cou
 run's `completed` and `cached` counters, and sends job.completed to the webhook endpoints that
 want it, with `cached` true and `source_run` in its data (outbox_helpers.lua; in task order,
 before the run's own event); a run whose every task hits ends 'succeeded' at once.
-Expired entries leave the index here (ZREMRANGEBYSCORE up to now).
+A hit's job gets no payload: a completed job is never claimed or run again.
+Entries are fields of one HASH, read with one HMGET and written with one HSET per 1000 keys
+(a STRING per entry took a GET and a SET ... PX per key: twice the server time; see
+benchmarks/bench_cache_ops.py). Expired entries leave the hash and the index here, up to
+max(1000, N) of them per submit (ZRANGEBYSCORE up to now).
 Returns: 'created', 'exists', or 'deleting' (a run with this id is being deleted: nothing
   written; the caller finishes that deletion and submits again); an error reply (nothing
   written) for malformed arguments.
@@ -137,12 +142,17 @@ end
 
 local REF_MAGIC = '\0IFR1'  -- a result held in the result store (orchestrator/store.py)
 local cache_lines = ARGV[16 + 7 * P + C]
-local cprefix, rsuffix = ARGV[17 + 7 * P + C], ARGV[18 + 7 * P + C]
+local centries, rsuffix = ARGV[17 + 7 * P + C], ARGV[18 + 7 * P + C]
 local rttl = tonumber(ARGV[19 + 7 * P + C])
 local c_key, c_ttl, n_lines = {}, {}, 0
+local c_pos, c_list, n_cached = {}, {}, 0  -- the cached tasks' positions and keys, in order
 for key, ttl in string.gmatch(cache_lines, '([^ \n]+) (%d+)\n') do
   n_lines = n_lines + 1
-  if key ~= '-' then c_key[n_lines], c_ttl[n_lines] = key, tonumber(ttl) end
+  if key ~= '-' then
+    c_key[n_lines], c_ttl[n_lines] = key, tonumber(ttl)
+    n_cached = n_cached + 1
+    c_pos[n_cached], c_list[n_cached] = n_lines, key
+  end
 end
 if (cache_lines ~= '' and n_lines ~= N) or not rttl then
   return redis.error_reply('ERR submit_run: malformed cache lines (' .. n_lines .. ' for ' ..
@@ -157,19 +167,26 @@ local now = tostring(tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
 local prefix, psuffix, maxlen, run = ARGV[1], ARGV[2], ARGV[5], ARGV[6]
 local ctx = run_ctx(prefix, ARGV[3], ARGV[4], maxlen)
 
--- (2b) the cache lookup (reads only): hit[i] = {source job, origin run, entry, is a ref}
-local hit, hits = {}, 0
-for i, key in pairs(c_key) do
-  local e = redis.call('GET', cprefix .. key)
-  if e then
-    local src, origin = string.match(e, '^(%S+) (%S*) ')
-    -- only a completion (or a hit's COPY) writes a run job's result: it exists => completed.
-    -- A result is never empty (a signed pickle or JSON), so '' here means no result; the same
-    -- read tells a big result's reference (whose file the copy pins) from an inline one.
-    local head = src and redis.call('GETRANGE', prefix .. src .. rsuffix, 0, 4) or ''
-    if head ~= '' then
-      hit[i] = {src, origin, e, head == REF_MAGIC}
-      hits = hits + 1
+-- (2b) the cache lookup (reads only), one HMGET per 1000 keys:
+-- hit[i] = {source job, origin run, the entry's "<created> <expires> <task> <pipeline>", is a ref}
+local hit, hits, now_ms = {}, 0, tonumber(now)
+for s = 1, n_cached, 1000 do
+  local last = math.min(n_cached, s + 999)
+  local found = redis.call('HMGET', centries, unpack(c_list, s, last))
+  for j = 1, last - s + 1 do
+    local e = found[j]
+    local src, origin, rest, _, expires
+    if e then src, origin, rest, _, expires = string.match(e, '^(%S+) (%S*) ((%d+) (%d+) .*)$') end
+    if src and tonumber(expires) > now_ms then
+      -- only a completion (or a hit's COPY) writes a run job's result: it exists =>
+      -- completed. A result is never empty (a signed pickle or JSON), so '' here means no
+      -- result; the same read tells a big result's reference (whose file the copy pins) from
+      -- an inline one.
+      local head = redis.call('GETRANGE', prefix .. src .. rsuffix, 0, 4)
+      if head ~= '' then
+        hit[c_pos[s + j - 1]] = {src, origin, rest, head == REF_MAGIC}
+        hits = hits + 1
+      end
     end
   end
 end
@@ -211,8 +228,8 @@ end
 local function flush(key, flat, size)
   if size > 0 then redis.call('HSET', key, unpack(flat, 1, size)) end
 end
-local tasks, remaining, children, index = {}, {}, {}, {}
-local nt, nr, nc, ni, pos = 0, 0, 0, 0, 1
+local tasks, remaining, children, index, entries = {}, {}, {}, {}, {}
+local nt, nr, nc, ni, ne, pos = 0, 0, 0, 0, 0, 1
 for i = 1, N do
   local task, prof, len = r_task[i], r_prof[i], r_len[i]
   local jid = run .. '.' .. (i - 1)
@@ -258,23 +275,29 @@ for i = 1, N do
   end
   local key = c_key[i]
   if key then  -- the entry names this job: a fresh copy (hit) or the result to come (miss)
-    local ek, ttl, h = cprefix .. key, c_ttl[i], hit[i]
-    -- one STRING "<job> <origin> <created> <task> <pipeline>" (a SET with its expiry: one
-    -- command where a HASH took an HSET and a PEXPIRE); a hit keeps origin, created and the
-    -- rest, and only names the new job
-    local value = h and (jid .. string.sub(h[3], #h[1] + 1))
-                  or (jid .. ' ' .. run .. ' ' .. now .. ' ' .. task .. ' ' .. ARGV[7])
+    -- "<job> <origin> <created> <expires> <task> <pipeline>"; a hit keeps origin, created,
+    -- task and pipeline, names the new job, and with the default ttl (0) lives rttl from now
+    -- (a task's own cache_ttl counts from the entry's creation: its expiry stays)
+    local ttl, h, value = c_ttl[i], hit[i], nil
     if h and ttl ~= 0 then
-      redis.call('SET', ek, value, 'KEEPTTL')
+      value = jid .. ' ' .. h[2] .. ' ' .. h[3]
     else
-      if ttl == 0 then ttl = rttl end
-      redis.call('SET', ek, value, 'PX', ttl)
-      index[ni + 1], index[ni + 2] = tonumber(now) + ttl, key
+      local expires = now_ms + (ttl == 0 and rttl or ttl)
+      value = h and (jid .. ' ' .. h[2] .. ' ' ..
+                     string.gsub(h[3], '^(%d+) %d+', '%1 ' .. expires, 1))
+              or (jid .. ' ' .. run .. ' ' .. now .. ' ' .. expires .. ' ' .. task .. ' ' ..
+                  ARGV[7])
+      index[ni + 1], index[ni + 2] = expires, key
       ni = ni + 2
       if ni >= 2000 then redis.call('ZADD', KEYS[11], unpack(index, 1, ni)); ni = 0 end
     end
+    entries[ne + 1], entries[ne + 2] = key, value
+    ne = ne + 2
+    if ne >= 2000 then flush(centries, entries, ne); ne = 0 end
   end
-  redis.call('SET', jk .. psuffix, string.sub(blob, pos, pos + len - 1))
+  if not hit[i] then  -- a hit's job is completed: it is never claimed, so needs no payload
+    redis.call('SET', jk .. psuffix, string.sub(blob, pos, pos + len - 1))
+  end
   pos = pos + len
   tasks[nt + 1], tasks[nt + 2] = task, jid
   nt = nt + 2
@@ -292,7 +315,15 @@ for q, list in pairs(ranked) do
   if #list > 0 then redis.call('ZADD', queue_key(ctx, q, 'wait'), unpack(list)) end
 end
 if ni > 0 then redis.call('ZADD', KEYS[11], unpack(index, 1, ni)) end
-if next(c_key) then redis.call('ZREMRANGEBYSCORE', KEYS[11], '-inf', now) end
+flush(centries, entries, ne)
+if n_cached > 0 then  -- prune expired entries, at most max(1000, N) per submit
+  local dead = redis.call('ZRANGEBYSCORE', KEYS[11], '-inf', now, 'LIMIT', 0, math.max(1000, N))
+  for s = 1, #dead, 1000 do
+    local last = math.min(#dead, s + 999)
+    redis.call('HDEL', centries, unpack(dead, s, last))
+    redis.call('ZREM', KEYS[11], unpack(dead, s, last))
+  end
+end
 
 redis.call('HSET', KEYS[1], 'name', ARGV[7], 'status', 'running', 'total', N,
            'waiting', N - roots_total - hits, 'completed', hits, 'failed', 0, 'tolerated', 0,
