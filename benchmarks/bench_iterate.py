@@ -8,6 +8,11 @@ submitted again with one function changed (issue 12's figures).
    Dask distributed (``LocalCluster(n_workers=2, processes=True)``), the parent pinned to one
    worker and the child to the other, so the frame crosses between worker processes. Each
    figure is the best of ``--repeat`` end-to-end times (submit to result).
+1b. ``memory``: the same frame's peak memory, each side in a fresh process (peak RSS from
+   ``getrusage`` minus the process's RSS before the frame is made or read): the floor writes
+   it with ``DataFrame.to_parquet`` to a file and reads it with ``pd.read_parquet``;
+   IronForge's worker side is `store.maybe_store` (Parquet to the result store, its size and
+   SHA-256), its reader side `store.load_ref` (size and digest checked, then decoded).
 2. ``layered``: 10,000 no-op tasks in 100 layers of 100, each after 2 random tasks of the
    layer above, ``cache=True``. A first run computes everything; then one task of layer 50 gets
    another function and the pipeline is submitted again: only it and its descendants run.
@@ -23,7 +28,7 @@ submitted again with one function changed (issue 12's figures).
    (``--output``) under ``--label`` (default "now"; run it with ``PYTHONPATH`` on older code
    and ``--label before`` to compare).
 
-Usage: ``python benchmarks/bench_iterate.py [--parts frame,layered,submit] [--repeat 3]
+Usage: ``python benchmarks/bench_iterate.py [--parts frame,memory,layered,submit] [--repeat 3]
 [--rows 6500000] [--rounds 5] [--label now] [--output PATH]``. Figures, never assertions;
 the machine is shared, so compare contenders of one invocation.
 """
@@ -124,6 +129,60 @@ def part_frame(rows: int, repeat: int) -> None:
         best = min(theirs)
         print(f"   Dask distributed (2 worker processes):                   {best:6.2f} s "
               f"= {best / base:.2f}x the floor; IronForge / Dask = {ours / best:.2f}")
+
+
+_MEMORY = """
+import os, resource, sys
+from pathlib import Path
+import pandas as pd
+import pyarrow.parquet
+sys.path.insert(0, {bench!r})
+from bench_iterate import make_frame
+from ironforge_nb.orchestrator import store
+from ironforge_nb.queue.config import RedisConfig
+
+side, rows, folder, url = sys.argv[1], int(sys.argv[2]), Path(sys.argv[3]), sys.argv[4]
+config = RedisConfig(url=url, namespace="mem", result_store=str(folder / "store"))
+def rss():
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+base = rss()
+if side == "floor-write":
+    make_frame(rows).to_parquet(folder / "floor.parquet")
+elif side == "floor-read":
+    frame = pd.read_parquet(folder / "floor.parquet")
+elif side == "write":
+    ref = store.maybe_store(config, make_frame(rows), None, run="r", task="t", job="r.0",
+                            token="1", json_mode=False)
+    (folder / "ref").write_bytes(ref)
+else:
+    frame = store.load_ref((folder / "ref").read_bytes(), None, "r.0")
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+print(peak - base)
+"""
+
+
+def part_memory(rows: int) -> None:
+    import subprocess
+    import sys
+
+    from ironforge_nb.local import RedisServer
+
+    size = rows * 16
+    print(f"\n1b. peak memory per side, a {size / 1e6:.0f} MB frame (peak RSS - RSS before; "
+          "each side in its own process)")
+    code = _MEMORY.format(bench=str(Path(__file__).parent))
+    with tempfile.TemporaryDirectory() as tmp, RedisServer() as server:
+        peaks = {}
+        for side in ("floor-write", "floor-read", "write", "read"):
+            out = subprocess.run([sys.executable, "-c", code, side, str(rows), tmp,
+                                  server.url], capture_output=True, text=True, check=True)
+            peaks[side] = int(out.stdout.split()[-1])
+    for side, floor_side in (("write", "floor-write"), ("read", "floor-read")):
+        print(f"   {side:5s}: floor {peaks[floor_side] / 2**20:6.0f} MiB, IronForge NB "
+              f"{peaks[side] / 2**20:6.0f} MiB = {peaks[side] / peaks[floor_side]:.2f}x "
+              f"({peaks[side] / size:.2f}x the frame)")
+    print(f"   load average {os.getloadavg()[0]:.1f}")
 
 
 # ---------------------------------------------------------------------- layered + cache
@@ -316,6 +375,8 @@ def main() -> None:
     parts = args.parts.split(",")
     if "frame" in parts:
         part_frame(args.rows, args.repeat)
+    if "memory" in parts:
+        part_memory(args.rows)
     if "layered" in parts:
         part_layered()
     if "submit" in parts:

@@ -12,8 +12,12 @@ usual encoding (signed pickle, or JSON in JSON mode). The reader checks the size
 SHA-256 before decoding; a missing file is a `ResultMissingError` naming run, task and place.
 
 Layout: ``<root>/<namespace>/runs/<run>/<job>-<token>.<ext>``: the lease token in the name, so a
-late attempt never overwrites the one whose completion was accepted. Local files are written to
-a temp file, fsynced and renamed; other filesystems get one ``pipe`` (a single PUT). Remote
+late attempt never overwrites the one whose completion was accepted. Encoders write straight
+into the file (Parquet, ``.npy`` and Arrow IPC are streamed, hashed on the way), so a result
+is never held whole in memory as bytes a second time. Local files are written to a temp file,
+fsynced and renamed; other filesystems get an ``open(..., "wb")`` stream (s3fs: a multipart
+upload, visible only once complete; a file left half-written by a failed attempt carries
+that attempt's token and is never referenced). Remote
 filesystems are opened lazily in each process with ``skip_instance_cache`` (async ones such as
 s3fs must not cross a fork); their options come from fsspec's ``FSSPEC_<PROTOCOL>_<OPTION>``
 environment variables (e.g. ``FSSPEC_S3_ENDPOINT_URL``).
@@ -30,9 +34,10 @@ import hashlib
 import io
 import json
 import os
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from ironforge_nb.errors import ConfigError, ResultMissingError, TaskError
 
@@ -75,20 +80,33 @@ class ResultStore:
     def url(self, *parts: str) -> str:
         return "/".join([self.root, *parts])
 
-    def write(self, url: str, data: bytes | memoryview) -> None:
-        """Write ``data`` at ``url`` atomically (temp + fsync + rename, or one PUT)."""
+    def write(self, url: str, data: bytes | memoryview) -> tuple[int, str]:
+        """Write ``data`` at ``url`` (see `write_with`); returns (size, SHA-256 hex)."""
+        return self.write_with(url, lambda fh: fh.write(data))
+
+    def write_with(self, url: str, produce: Callable[[BinaryIO], object]) -> tuple[int, str]:
+        """Let ``produce`` write the file at ``url`` through a stream that counts and hashes
+        what passes; returns (size, SHA-256 hex). Local: a temp file, fsynced and renamed (the
+        file appears whole or not at all); fsspec: ``open(path, "wb")``."""
         local = _local_path(url)
         if local is not None:
             local.parent.mkdir(parents=True, exist_ok=True)
             tmp = local.with_name(f".{local.name}.{os.getpid()}.tmp")
-            with open(tmp, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, local)
-            return
+            try:
+                with open(tmp, "wb") as fh:
+                    sink = _Hashing(fh)
+                    produce(sink)  # type: ignore[arg-type]
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                os.replace(tmp, local)
+            finally:
+                tmp.unlink(missing_ok=True)
+            return sink.size, sink.hexdigest()
         fs, path = _fs_of(url)
-        fs.pipe(path, bytes(data))
+        with fs.open(path, "wb") as fh:
+            sink = _Hashing(fh)
+            produce(sink)  # type: ignore[arg-type]
+        return sink.size, sink.hexdigest()
 
     def remove(self, urls: list[str]) -> None:
         """Delete these files (missing ones are fine)."""
@@ -120,6 +138,35 @@ class ResultStore:
         if local is not None:
             with contextlib.suppress(OSError):  # not empty: pinned files stay
                 local.rmdir()
+
+
+class _Hashing(io.RawIOBase):
+    """A write-only stream over ``target`` that counts and hashes every byte written."""
+
+    def __init__(self, target: Any) -> None:
+        super().__init__()
+        self._target = target
+        self._hash = hashlib.sha256()
+        self.size = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        view = memoryview(data).cast("B")
+        self._hash.update(view)
+        self._target.write(view)
+        self.size += len(view)
+        return len(view)
+
+    def tell(self) -> int:
+        return self.size
+
+    def flush(self) -> None:
+        self._target.flush()
+
+    def hexdigest(self) -> str:
+        return self._hash.hexdigest()
 
 
 def _local_path(url: str) -> Path | None:
@@ -171,25 +218,31 @@ def maybe_store(config: Any, value: Any, blob_of: Any, *, run: str, task: str, j
     threshold = int(getattr(config, "result_threshold", 1 << 20))
     if not root or not run:
         return None
-    data, fmt, extra = _native(value, threshold)
-    if data is None:
+    produce, fmt, extra = _native(value, threshold)
+    if produce is None:
         encoded = blob_of()
         if len(encoded) < threshold:
             return None
-        data, fmt = encoded, "blob"
+        fmt = "blob"
+
+        def produce(fh: BinaryIO) -> None:
+            fh.write(encoded)
     store = ResultStore(root)
     ext = {"parquet": "parquet", "npy": "npy", "arrow": "arrow"}.get(fmt, "bin")
     url = store.url(config.keys.namespace, "runs", run, f"{job}-{token}.{ext}")
-    view = memoryview(data)
-    store.write(url, view)
+    size, digest = store.write_with(url, produce)
     config.client().set(config.keys.run(run).store, store.root, nx=True)
-    ref = ResultRef(url=url, size=len(view), sha256=hashlib.sha256(view).hexdigest(),
-                    format=fmt, run=run, task=task, job=job, **extra)
+    ref = ResultRef(url=url, size=size, sha256=digest, format=fmt, run=run, task=task, job=job,
+                    **extra)
     return ref.encode()
 
 
-def _native(value: Any, threshold: int) -> tuple[bytes | None, str, dict[str, Any]]:
-    """Bytes in a native format for frames, arrays and tables at or above ``threshold``."""
+Producer = Callable[[BinaryIO], object]
+
+
+def _native(value: Any, threshold: int) -> tuple[Producer | None, str, dict[str, Any]]:
+    """A writer of ``value`` in its native format (frames, arrays and tables at or above
+    ``threshold``), or None: the caller uses the usual encoding."""
     module = type(value).__module__.split(".")[0]
     if module == "pandas":
         import pandas as pd
@@ -197,25 +250,23 @@ def _native(value: Any, threshold: int) -> tuple[bytes | None, str, dict[str, An
         if isinstance(value, pd.Series | pd.DataFrame) and _frame_bytes(value) >= threshold:
             series = isinstance(value, pd.Series)
             frame = pd.DataFrame({"__series__": value}) if series else value
-            data = _parquet(frame)
-            if data is not None:
-                return data, "parquet", ({"series": True, "name": _json_name(value.name)}
-                                         if series else {})
+            produce = _parquet(frame)
+            if produce is not None:
+                return produce, "parquet", ({"series": True, "name": _json_name(value.name)}
+                                            if series else {})
     elif module == "numpy":
         import numpy as np
 
         if isinstance(value, np.ndarray) and value.dtype != object and value.nbytes >= threshold:
-            out = io.BytesIO()
-            np.save(out, value, allow_pickle=False)
-            return out.getvalue(), "npy", {}
+            return (lambda fh: np.save(fh, value, allow_pickle=False)), "npy", {}
     elif module == "pyarrow":
         import pyarrow as pa
 
         if isinstance(value, pa.Table) and value.nbytes >= threshold:
-            sink = pa.BufferOutputStream()
-            with pa.ipc.new_file(sink, value.schema) as writer:
-                writer.write_table(value)
-            return sink.getvalue().to_pybytes(), "arrow", {}
+            def arrow(fh: BinaryIO) -> None:
+                with pa.ipc.new_file(fh, value.schema) as writer:
+                    writer.write_table(value)
+            return arrow, "arrow", {}
     return None, "", {}
 
 
@@ -229,9 +280,10 @@ def _json_name(name: Any) -> Any:
     return name if name is None or isinstance(name, str | int | float | bool) else str(name)
 
 
-def _parquet(frame: Any) -> bytes | None:
-    """Parquet bytes of ``frame``, or None when Parquet would not give it back (labels that are
-    not unique strings, columns Arrow cannot type): the caller pickles it instead."""
+def _parquet(frame: Any) -> Producer | None:
+    """A writer of ``frame`` as Parquet (streamed into the file), or None when Parquet would
+    not give it back (labels that are not unique strings, columns Arrow cannot type): the
+    caller pickles it instead. The Arrow table is made here, before any file is opened."""
     try:
         import pyarrow as pa
         import pyarrow.parquet as pq
@@ -245,10 +297,7 @@ def _parquet(frame: Any) -> bytes | None:
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, ValueError,
             TypeError):
         return None
-    sink = pa.BufferOutputStream()
-    pq.write_table(table, sink)
-    data: bytes = sink.getvalue().to_pybytes()
-    return data
+    return lambda fh: pq.write_table(table, fh)
 
 
 # ---------------------------------------------------------------------- reading
@@ -260,13 +309,20 @@ def load_ref(blob: bytes, secret: bytes | None, job_id: str | None, *,
     from ironforge_nb.orchestrator import codec
 
     ref = ResultRef(**json.loads(blob[len(REF_MAGIC):]))
+    local = _local_path(ref.url)
     try:
-        data = _read(ref.url)
+        if local is not None and ref.format == "parquet":
+            # checked in chunks, then read by Arrow itself: no copy of the file in memory
+            size, digest = _file_digest(local)
+            data: Any = None
+        else:
+            data = _read(ref.url)
+            size, digest = len(data), hashlib.sha256(data).hexdigest()
     except FileNotFoundError:
         raise ResultMissingError(ref.run, ref.task, ref.url) from None
-    if len(data) != ref.size or hashlib.sha256(data).hexdigest() != ref.sha256:
+    if size != ref.size or digest != ref.sha256:
         raise TaskError(job_id, f"the result file of task {ref.task!r} ({ref.url}) does not "
-                                f"match its reference (size {len(data)}, expected {ref.size}, "
+                                f"match its reference (size {size}, expected {ref.size}, "
                                 "or its digest differs): it was changed after it was written")
     if ref.format == "blob":
         return codec.decode_value(data, secret, job_id, json_only=json_only)
@@ -280,10 +336,21 @@ def load_ref(blob: bytes, secret: bytes | None, job_id: str | None, *,
         return pa.ipc.open_file(pa.BufferReader(data)).read_all()
     import pyarrow.parquet as pq
 
-    frame = pq.read_table(pa.BufferReader(data)).to_pandas()
+    source = str(local) if data is None else pa.BufferReader(data)
+    frame = pq.read_table(source).to_pandas()
     if ref.series:
         return frame["__series__"].rename(ref.name)
     return frame
+
+
+def _file_digest(path: Path) -> tuple[int, str]:
+    """(size, SHA-256 hex) of a local file, read in 1 MiB chunks."""
+    h, size = hashlib.sha256(), 0
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            h.update(chunk)
+            size += len(chunk)
+    return size, h.hexdigest()
 
 
 def _read(url: str) -> bytes:
