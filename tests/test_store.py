@@ -8,6 +8,7 @@ get it from ``IRONFORGE_RESULT_STORE``.
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +20,13 @@ import pyarrow as pa
 import pytest
 
 from ironforge_nb.dag import Pipeline
-from ironforge_nb.errors import ConfigError, ResultMissingError, TaskError, TaskFailedError
+from ironforge_nb.errors import (
+    ConfigError,
+    InvalidOptionError,
+    ResultMissingError,
+    TaskError,
+    TaskFailedError,
+)
 from ironforge_nb.orchestrator import Run
 from ironforge_nb.orchestrator.store import REF_MAGIC, check_store, is_ref
 from ironforge_nb.queue import RedisConfig
@@ -258,3 +265,82 @@ def test_an_s3_store_holds_big_results(config: RedisConfig, s3_server: str) -> N
     run.delete()
     fs.invalidate_cache()
     assert fs.find(f"results-bucket/ifn/{config.namespace}") == []
+
+
+# ---------------------------------------------------------------------- orphan sweep
+
+
+def _age(path: Path, seconds: float) -> None:
+    then = time.time() - seconds
+    os.utime(path, (then, then))
+
+
+def test_sweep_deletes_old_files_nothing_references(stored: RedisConfig) -> None:
+    """sweep_results: files of a run whose Redis state is gone, an expired result's file and a
+    refused attempt's file go once older than the limit; a live run's referenced file, a
+    pinned file, a young orphan and a run being deleted are kept; dry_run deletes nothing."""
+    import ironforge_nb as ifn
+
+    client = stored.client()
+    live = run_pipeline(Pipeline("live").task("frame", frame), stored)
+    expired = run_pipeline(Pipeline("expired").task("frame", frame).task("arr", array), stored)
+    pinned = run_pipeline(Pipeline("pinned", cache=True).task("frame", frame), stored)
+    holder = run_pipeline(Pipeline("pinned", cache=True).task("frame", frame), stored)
+    assert holder.to_dataframe()["cached"].tolist() == [pinned.id]
+    runs = Path(stored.result_store or "") / stored.namespace / "runs"
+    (live_file,) = (runs / live.id).iterdir()
+    refused = runs / live.id / f"{dict(live.job_ids())['frame']}-999.parquet"
+    refused.write_bytes(b"an attempt whose completion was refused")
+    client.delete(stored.keys.result(dict(expired.job_ids())["arr"]))  # expired
+    expired_file = next(runs.glob(f"{expired.id}/*.npy"))
+    kept_of_expired = next(runs.glob(f"{expired.id}/*.parquet"))
+    (pinned_file,) = (runs / pinned.id).iterdir()
+    client.delete(stored.keys.result(dict(pinned.job_ids())["frame"]))  # only the pin holds it
+    gone_run = runs / "vanished-run"  # its Redis state is gone
+    gone_run.mkdir()
+    (gone_run / "r.0-1.parquet").write_bytes(b"x")
+    (gone_run / ".r.1-1.parquet.77.tmp").write_bytes(b"half")
+    deleting = runs / "being-deleted"
+    deleting.mkdir()
+    (deleting / "r.0-1.parquet").write_bytes(b"x")
+    client.hset(stored.keys.runs_deleting, "being-deleted", "1")
+    young = runs / "young-run"
+    young.mkdir()
+    (young / "r.0-1.parquet").write_bytes(b"x")
+    for path in [*runs.rglob("*")]:
+        if path.is_file() and young not in path.parents:
+            _age(path, 7200)
+
+    want = {str(refused), str(expired_file), str(gone_run / "r.0-1.parquet"),
+            str(gone_run / ".r.1-1.parquet.77.tmp")}
+    assert set(ifn.cache.sweep_results(3600, dry_run=True, config=stored)) == want
+    assert refused.exists() and gone_run.exists()
+    assert set(ifn.cache.sweep_results(3600, config=stored)) == want
+    assert not any(Path(p).exists() for p in want) and not gone_run.exists()
+    for path in (live_file, kept_of_expired, pinned_file, deleting / "r.0-1.parquet",
+                 young / "r.0-1.parquet"):
+        assert path.exists(), path
+    pd.testing.assert_frame_equal(live.result("frame"), frame())
+    pd.testing.assert_frame_equal(holder.result("frame"), frame())
+    assert ifn.cache.sweep_results(3600, config=stored) == []
+    with pytest.raises(InvalidOptionError, match="older_than"):
+        ifn.cache.sweep_results(-1, config=stored)
+
+
+def test_sweep_works_on_an_s3_store(config: RedisConfig, s3_server: str) -> None:
+    """The same sweep through fsspec: an orphan object goes, a live run's file stays."""
+    import s3fs
+
+    import ironforge_nb as ifn
+
+    s3 = dataclasses.replace(config, result_store=s3_server, result_threshold=64 * 1024)
+    run = run_pipeline(Pipeline("s3sweep").task("frame", frame), s3)
+    fs = s3fs.S3FileSystem(skip_instance_cache=True)
+    orphan = f"results-bucket/ifn/{config.namespace}/runs/vanished/r.0-1.parquet"
+    fs.pipe(orphan, b"x")
+    time.sleep(1.1)  # S3 times have a resolution of 1 s
+    assert ifn.cache.sweep_results(0, config=s3) == [f"s3://{orphan}"]
+    fs.invalidate_cache()
+    assert not fs.exists(orphan)
+    pd.testing.assert_frame_equal(run.result("frame"), frame())
+    run.delete()

@@ -34,6 +34,7 @@ import hashlib
 import io
 import json
 import os
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -41,7 +42,8 @@ from typing import Any, BinaryIO
 
 from ironforge_nb.errors import ConfigError, ResultMissingError, TaskError
 
-__all__ = ["REF_MAGIC", "ResultRef", "ResultStore", "is_ref", "load_ref", "maybe_store"]
+__all__ = ["REF_MAGIC", "ResultRef", "ResultStore", "is_ref", "load_ref", "maybe_store",
+           "sweep"]
 
 REF_MAGIC = b"\x00IFR1"
 
@@ -138,6 +140,58 @@ class ResultStore:
         if local is not None:
             with contextlib.suppress(OSError):  # not empty: pinned files stay
                 local.rmdir()
+
+    def subdirs(self, url: str) -> list[tuple[str, str]]:
+        """(URL, name) of the folders directly under ``url`` (none when it does not exist)."""
+        local = _local_path(url)
+        if local is not None:
+            try:
+                found = sorted(p.name for p in os.scandir(local) if p.is_dir())
+            except FileNotFoundError:
+                return []
+            return [(f"{url}/{name}", name) for name in found]
+        fs, path = _fs_of(url)
+        protocol = url.split("://", 1)[0]
+        try:
+            listed = fs.ls(path, detail=True, refresh=True)
+        except FileNotFoundError:
+            return []
+        return [(f"{protocol}://{e['name']}", e["name"].rstrip("/").rsplit("/", 1)[-1])
+                for e in listed if e.get("type") == "directory"]
+
+    def listing(self, url: str) -> list[tuple[str, float]]:
+        """(URL, modification time) of the files directly under ``url``, temp files of
+        interrupted local writes included."""
+        local = _local_path(url)
+        if local is not None:
+            try:
+                found = sorted((p.name, p.stat().st_mtime) for p in os.scandir(local)
+                               if p.is_file())
+            except FileNotFoundError:
+                return []
+            return [(f"{url}/{name}", mtime) for name, mtime in found]
+        fs, path = _fs_of(url)
+        protocol = url.split("://", 1)[0]
+        try:
+            listed = fs.ls(path, detail=True, refresh=True)
+        except FileNotFoundError:
+            return []
+        return [(f"{protocol}://{e['name']}", _mtime(e)) for e in listed
+                if e.get("type") == "file"]
+
+
+def _mtime(entry: dict[str, Any]) -> float:
+    """An fsspec listing entry's modification time (seconds), whatever the backend calls it;
+    0 when it has none (such a file counts as old)."""
+    for name in ("mtime", "LastModified", "last_modified", "updated", "created"):
+        value = entry.get(name)
+        if value is None:
+            continue
+        if hasattr(value, "timestamp"):
+            return float(value.timestamp())
+        with contextlib.suppress(TypeError, ValueError):
+            return float(value)
+    return 0.0
 
 
 class _Hashing(io.RawIOBase):
@@ -388,3 +442,78 @@ def cleanup(config: Any, released: list[str], finished: list[tuple[str, str]]) -
         if not any(pipe.execute()):
             gone.append(url)
     ResultStore("").remove(gone)
+
+
+# ---------------------------------------------------------------------- orphans
+
+
+def sweep(config: Any, older_than: float = 86400.0, *, dry_run: bool = False) -> list[str]:
+    """Delete the files of ``config.result_store`` (this namespace's part) that nothing
+    references any more and that are older than ``older_than`` seconds; returns their URLs
+    (with ``dry_run``, only lists them).
+
+    A file is kept while its run exists and one of the run's jobs' results names it, while a
+    cache hit of another run pins it (``result-pins``), while its run is being deleted (its
+    deleter removes it), and while it is younger than ``older_than`` (a worker writes the file
+    before its completion names it). Everything else is an orphan: files of runs whose Redis
+    state is gone (deleted by hand, a lost or flushed Redis, a deleter that died before
+    removing them), files of results that have expired, and files of attempts whose
+    completion was refused (a lease lost after the file was written).
+    """
+    root = getattr(config, "result_store", None)
+    if not root:
+        return []
+    if older_than < 0:
+        from ironforge_nb.errors import InvalidOptionError
+
+        raise InvalidOptionError("older_than", older_than, "a number of seconds >= 0")
+    client = config.client()
+    keys = config.keys
+    store = ResultStore(root)
+    cutoff = time.time() - older_than
+    orphans: list[str] = []
+    emptied: list[str] = []
+    for folder, run in store.subdirs(store.url(keys.namespace, "runs")):
+        listed = store.listing(folder)
+        old = [url for url, mtime in listed if mtime < cutoff]
+        if not old:
+            continue
+        pipe = client.pipeline(transaction=False)
+        pipe.exists(keys.run(run).meta)
+        pipe.hexists(keys.runs_deleting, run)
+        pipe.hmget(keys.result_pins, old)
+        exists, deleting, pins = pipe.execute()
+        if deleting:
+            continue
+        named = _named_files(config, run) if exists else set()
+        dead = [url for url, pin in zip(old, pins, strict=True) if not pin and url not in named]
+        orphans += dead
+        if not exists and len(dead) == len(listed):
+            emptied.append(folder)
+    if not dry_run:
+        store.remove(orphans)
+        for folder in emptied:
+            store.rmdir(folder)
+    return orphans
+
+
+def _named_files(config: Any, run: str) -> set[str]:
+    """The file URLs the results of ``run``'s jobs reference (read in chunks)."""
+    client = config.client()
+    keys = config.keys
+    jobs = [j.decode() for j in client.hvals(keys.run(run).tasks)]
+    named: set[str] = set()
+    for start in range(0, len(jobs), 1000):
+        chunk = jobs[start:start + 1000]
+        pipe = client.pipeline(transaction=False)
+        for job in chunk:
+            pipe.getrange(keys.result(job), 0, len(REF_MAGIC) - 1)
+        refs = [job for job, head in zip(chunk, pipe.execute(), strict=True)
+                if head == REF_MAGIC]
+        pipe = client.pipeline(transaction=False)
+        for job in refs:
+            pipe.get(keys.result(job))
+        for blob in pipe.execute():
+            if blob is not None and is_ref(blob):
+                named.add(json.loads(blob[len(REF_MAGIC):])["url"])
+    return named
