@@ -1,6 +1,6 @@
-"""DAG runs end to end: IronForge NB vs Dask distributed, same machine, same invocation.
+"""DAG runs end to end: IronForge NB vs Dask distributed and Ray, same machine, same invocation.
 
-``python benchmarks/bench_runs.py [--quick] [--only submit,wide,chain,layered,memory,dask]``
+``python benchmarks/bench_runs.py [--quick] [--only submit,wide,chain,layered,memory,dask,ray]``
 
 Phases (figures only, never assertions; the 2 shared cores make single runs noisy, so compare
 rows of one invocation):
@@ -20,14 +20,24 @@ rows of one invocation):
   ``LocalCluster(n_workers=2, processes=True, threads_per_worker=1)``, once each; timed around
   ``dask.compute`` of one collection (LAYERED adds a final task after every task that has no
   child, so that one graph covers them all).
+* **ray**: the same three shapes with ``@ray.remote`` functions and object refs as the
+  dependencies, on ``ray.init(num_cpus=2)`` (2 worker processes), in Ray's own virtualenv
+  (``.venv-bench-ray``, created by ``benchmarks/setup_envs.sh ray``: Ray's pinned dependencies
+  stay out of the project's venv) as a subprocess of this script, run right after Dask's
+  phase; method in ``benchmarks/peers/ray_runs.py``. Ray submits as it builds, so its clock
+  runs from the first ``.remote()`` to ``ray.get`` of the final ref (build reported as 0); its
+  CPU per task counts the driver, GCS, raylet and Ray's workers. Each shape runs ``--repeat``
+  times (median), as IronForge's; Dask's once. Skipped, with a note, when the env is missing.
 * **memory**: RSS of the 2 worker processes and their executors, sampled with psutil every
   0.1 s during a 100,000-task WIDE run (its final task comes after all without reading their
   results: the figure is about the workers, not one task holding 100k results); start / peak
   / end.
 
-Targets (issue 4): build + submit 10k <= 0.5 s; WIDE and LAYERED >= 5x Dask's tasks/s; CHAIN
-<= 1 ms per hop; worker memory flat over 100k tasks. Prints a markdown table and saves every
-figure to ``benchmarks/results/runs.json``.
+Targets (issues 4 and 14): build + submit 10k <= 0.5 s and 100k <= 1.5 s; WIDE and LAYERED
+>= 5x the best of Dask's and Ray's tasks/s; CHAIN <= 0.3 ms per hop; worker memory flat over
+100k tasks. The "ratio" column compares IronForge with the best peer of the same invocation.
+Prints a markdown table (the README's) and saves every figure to
+``benchmarks/results/runs.json`` (with the load average at start and end).
 """
 
 from __future__ import annotations
@@ -35,7 +45,8 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import random
+import os
+import subprocess
 import sys
 import threading
 import time
@@ -46,12 +57,15 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import ironforge_nb as ifn
+from benchmarks.peers._shapes import layered_parents
 from ironforge_nb.local import RedisServer
 from ironforge_nb.orchestrator import codec, submit
 from ironforge_nb.queue import RedisConfig
 
+ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).resolve().parent / "results" / "runs.json"
-PHASES = ("submit", "wide", "chain", "layered", "memory", "dask")
+RAY_PYTHON = ROOT / ".venv-bench-ray" / "bin" / "python"
+PHASES = ("submit", "wide", "chain", "layered", "memory", "dask", "ray")
 
 
 # ---------------------------------------------------------------------- task functions
@@ -86,17 +100,6 @@ def join(a: Any, b: Any) -> None:
 
 def done_all(*_: Any) -> None:
     """Dask's LAYERED final task: after every task that has no child."""
-
-
-def layered_parents(layers: int, width: int, seed: int = 7) -> list[list[tuple[int, int]]]:
-    """For each task (layer by layer), the (layer, index) of its 2 parents; none in layer 0."""
-    rng = random.Random(seed)
-    out: list[list[tuple[int, int]]] = []
-    for layer in range(layers):
-        for _ in range(width):
-            out.append([] if layer == 0 else
-                       [(layer - 1, j) for j in rng.sample(range(width), 2)])
-    return out
 
 
 # ---------------------------------------------------------------------- IronForge shapes
@@ -327,48 +330,90 @@ def bench_dask(sizes: dict[str, int], phases: set[str], out: dict[str, Any]) -> 
                   f"cpu {cpu / n * 1000:.3f} ms/task)", flush=True)
 
 
+# ---------------------------------------------------------------------- Ray
+
+
+def bench_ray(sizes: dict[str, int], phases: set[str], out: dict[str, Any],
+              repeat: int) -> None:
+    """The three shapes on Ray, in its own virtualenv (``peers/ray_runs.py``)."""
+    if not RAY_PYTHON.exists():
+        out["ray_skipped"] = ".venv-bench-ray missing: run benchmarks/setup_envs.sh ray"
+        print(f"  ray: {out['ray_skipped']}; skipped")
+        return
+    shapes = [s for s in ("wide", "chain", "layered") if s in phases]
+    cmd = [str(RAY_PYTHON), str(ROOT / "benchmarks" / "peers" / "ray_runs.py"),
+           "--wide", str(sizes["wide"]), "--chain", str(sizes["chain"]),
+           "--layers", str(sizes["layers"]), "--shapes", ",".join(shapes),
+           "--repeat", str(repeat)]
+    proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, timeout=1800, cwd=ROOT,
+                          check=False)  # stderr (progress) goes to the terminal
+    lines = proc.stdout.strip().splitlines()
+    if proc.returncode != 0 or not lines:
+        out["ray_skipped"] = f"ray_runs.py exited {proc.returncode}"
+        print(f"  ray: {out['ray_skipped']}")
+        return
+    result = json.loads(lines[-1])
+    out["ray_version"] = result["ray_version"]
+    out["ray"] = result["shapes"]
+
+
 # ---------------------------------------------------------------------- report
 
 
 def table(out: dict[str, Any]) -> str:
-    """The markdown summary: IronForge vs Dask per shape, with ratios and targets."""
-    lines = ["| figure | IronForge NB | Dask | ratio | target |", "|---|---:|---:|---:|---|"]
+    """The markdown summary: IronForge vs Dask and Ray per shape, with the ratio against the
+    best peer of the same invocation, and the targets."""
+    peers = ("dask", "ray")
+    lines = ["| figure | IronForge NB | Dask | Ray | IronForge vs best peer | target |",
+             "|---|---:|---:|---:|---:|---|"]
     for n, row in out["submit"].items():
-        mark = " (<= 0.5 s)" if n == "10000" else ""
+        mark = {"10000": "<= 0.5 s", "100000": "<= 1.5 s"}.get(n, "")
         lines.append(f"| build + submit {int(n):,} tasks | {row['total_s']:.3f} s "
-                     f"(build {row['build_s']:.3f} + submit {row['submit_s']:.3f}) | | |{mark} |")
-    for shape, target in (("wide", ">= 5x Dask"), ("layered", ">= 5x Dask"),
-                          ("chain", "<= 1 ms/hop")):
-        ours, theirs = out["ironforge"].get(shape), out["dask"].get(shape)
-        if ours is None and theirs is None:
+                     f"(build {row['build_s']:.3f} + submit {row['submit_s']:.3f}) | | | | "
+                     f"{mark} |")
+    for shape, target in (("wide", ">= 5x best peer"), ("layered", ">= 5x best peer"),
+                          ("chain", "<= 0.3 ms/hop")):
+        ours = out["ironforge"].get(shape)
+        theirs = [out.get(peer, {}).get(shape) for peer in peers]
+        if ours is None and not any(theirs):
             continue
+        ran = [r for r in theirs if r]
         if shape == "chain":
             fmt = lambda r: "" if r is None else f"{r['ms_per_task']:.3f} ms/hop"  # noqa: E731
-            ratio = (f"{theirs['ms_per_task'] / ours['ms_per_task']:.1f}x faster"
-                     if ours and theirs else "")
+            best = min(ran, key=lambda r: r["ms_per_task"]) if ran else None
+            x = best["ms_per_task"] / ours["ms_per_task"] if ours and best else 0.0
+            ratio = ("" if not x else f"{x:.1f}x faster" if x >= 1 else f"{1 / x:.1f}x slower")
         else:
             fmt = lambda r: "" if r is None else f"{r['tasks_per_s']:,.0f} tasks/s"  # noqa: E731
-            ratio = (f"{ours['tasks_per_s'] / theirs['tasks_per_s']:.1f}x"
-                     if ours and theirs else "")
-        n = (ours or theirs or {}).get("tasks", 0)
-        lines.append(f"| {shape.upper()} ({n:,} tasks) | {fmt(ours)} | {fmt(theirs)} | "
-                     f"{ratio} | {target} |")
-        cpus = (ours or {}).get("cpu_ms_per_task"), (theirs or {}).get("cpu_ms_per_task")
-        lines.append(f"| {shape.upper()} CPU per task (all processes) | "
-                     f"{'' if cpus[0] is None else f'{cpus[0]:.3f} ms'} | "
-                     f"{'' if cpus[1] is None else f'{cpus[1]:.3f} ms'} | "
-                     f"{f'{cpus[1] / cpus[0]:.1f}x less' if cpus[0] and cpus[1] else ''} | |")
-        builds = (ours or {}).get("build_s"), (theirs or {}).get("build_s")
-        lines.append(f"| {shape.upper()} graph build | "
-                     f"{'' if builds[0] is None else f'{builds[0]:.3f} s'} | "
-                     f"{'' if builds[1] is None else f'{builds[1]:.3f} s'} | | |")
+            best = max(ran, key=lambda r: r["tasks_per_s"]) if ran else None
+            ratio = f"{ours['tasks_per_s'] / best['tasks_per_s']:.1f}x" if ours and best else ""
+        n = (ours or (ran[0] if ran else {})).get("tasks", 0)
+        lines.append(f"| {shape.upper()} ({n:,} tasks) | {fmt(ours)} | {fmt(theirs[0])} | "
+                     f"{fmt(theirs[1])} | {ratio} | {target} |")
+        cpus = [(r or {}).get("cpu_ms_per_task") for r in (ours, *theirs)]
+        peer_cpus = [c for c in cpus[1:] if c]
+        cells = ["" if c is None else f"{c:.3f} ms" for c in cpus]
+        less = (f"{min(peer_cpus) / cpus[0]:.1f}x less" if cpus[0] and peer_cpus else "")
+        lines.append(f"| {shape.upper()} CPU per task (all processes) | {' | '.join(cells)} | "
+                     f"{less} | |")
+        builds = [(r or {}).get("build_s") for r in (ours, theirs[0])]
+        cells = ["" if b is None else f"{b:.3f} s" for b in builds]
+        ray_build = "(submits as it builds)" if theirs[1] else ""
+        lines.append(f"| {shape.upper()} graph build | {' | '.join(cells)} | {ray_build} | | |")
     mem = out.get("memory")
     if mem:
         for who in ("workers", "executors"):
             m = mem[who]
             lines.append(f"| RSS of 2 {who}, {mem['tasks']:,}-task WIDE: start / peak / end | "
                          f"{m['start_mib']:.1f} / {m['peak_mib']:.1f} / {m['end_mib']:.1f} MiB"
-                         " | | | flat |")
+                         " | | | | flat |")
+    versions = ", ".join(f"{label} {out[key]}" for label, key in (("Dask", "dask_version"),
+                                                                  ("Ray", "ray_version"))
+                         if out.get(key))
+    lines.append("")
+    lines.append(f"Load average at start {out.get('load_start')}, at end {out.get('load_end')}"
+                 f"; {versions or 'no peer ran'}"
+                 + (f"; Ray skipped: {out['ray_skipped']}" if out.get("ray_skipped") else ""))
     return "\n".join(lines)
 
 
@@ -380,7 +425,7 @@ def main() -> int:
     parser.add_argument("--only", default=",".join(PHASES),
                         help=f"comma-separated phases among {','.join(PHASES)}")
     parser.add_argument("--repeat", type=int, default=3,
-                        help="runs of each IronForge shape; the median is reported (3)")
+                        help="runs of each IronForge and Ray shape; the median is reported (3)")
     parser.add_argument("--output", type=Path, default=RESULTS, help="JSON file to write")
     args = parser.parse_args()
     phases = {p.strip() for p in args.only.split(",") if p.strip()}
@@ -392,7 +437,9 @@ def main() -> int:
              {"wide": 10_000, "chain": 1000, "layers": 100, "memory": 100_000,
               "submit": [1000, 10_000, 100_000]})
     out: dict[str, Any] = {"quick": args.quick, "submit": {}, "ironforge": {}, "dask": {},
-                           "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
+                           "ray": {}, "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                           "command": " ".join(["benchmarks/bench_runs.py", *sys.argv[1:]]),
+                           "load_start": [round(x, 2) for x in os.getloadavg()]}
     if "submit" in phases:
         bench_submit(sizes["submit"], out)
     if phases & {"wide", "chain", "layered"}:
@@ -400,8 +447,12 @@ def main() -> int:
     if "dask" in phases:
         bench_dask(sizes, phases if phases & {"wide", "chain", "layered"}
                    else {"wide", "chain", "layered"}, out)
+    if "ray" in phases:
+        bench_ray(sizes, phases if phases & {"wide", "chain", "layered"}
+                  else {"wide", "chain", "layered"}, out, args.repeat)
     if "memory" in phases:
         bench_memory(sizes["memory"], out)
+    out["load_end"] = [round(x, 2) for x in os.getloadavg()]
     print()
     print(table(out))
     args.output.parent.mkdir(parents=True, exist_ok=True)
