@@ -245,7 +245,23 @@ class Pipeline:
         The result does not change when tasks are added to this pipeline later.
         """
         with paused_gc():
-            specs = {task_id: self._resolve(spec) for task_id, spec in self._specs.items()}
+            # the members of a map share their template's after/bindings/gathers/parents
+            # objects: resolve each distinct combination once (the specs are alive here, so
+            # their ids are stable) and give every member the same resolved tuples
+            memo: dict[tuple[int, int, int, int], tuple[tuple[str, ...], tuple[Gather, ...]]]
+            memo = {}
+            specs: dict[str, TaskSpec] = {}
+            for task_id, spec in self._specs.items():
+                key = (id(spec.after), id(spec.bindings), id(spec.gathers), id(spec.parents))
+                found = memo.get(key)
+                if found is None:
+                    resolved = self._resolve(spec)
+                    found = memo[key] = (resolved.parents, resolved.gathers)
+                    specs[task_id] = resolved
+                elif found[0] is spec.parents and found[1] is spec.gathers:
+                    specs[task_id] = spec
+                else:
+                    specs[task_id] = spec.evolve(parents=found[0], gathers=found[1])
             parents = {task_id: spec.parents for task_id, spec in specs.items()}
             return DAG.from_parents(parents, data=specs)
 
