@@ -294,6 +294,17 @@ def targets(results: dict[str, dict[str, Any]]) -> list[str]:
         v = get(ours, *path)
         ok = None if v is None else (v >= limit if higher else v <= limit)
         rows.append((what, "not run" if v is None else f"{fmt(v, 0 if higher else 2)}{unit}", ok))
+    # issue 14: the shipped worker against the engine loop of the same run, and pickup
+    # against BullMQ-py's of the same run
+    if real is not None and proc:
+        rows.append(("`ironforge worker` ≥ 0.8x the engine loop (same run)",
+                     f"{fmt(real)}/s ÷ {fmt(proc)}/s = {real / proc:.2f}", real / proc >= 0.8))
+    mine_p50 = get(ours, "pickup", "p50_ms")
+    bull_p50 = get(results.get("bullmq", {}), "pickup", "p50_ms")
+    if mine_p50 and bull_p50:
+        rows.append(("pickup p50 ≥ 2x better than BullMQ-py's (same run)",
+                     f"{bull_p50:.2f} ÷ {mine_p50:.2f} ms = {bull_p50 / mine_p50:.1f}x",
+                     bull_p50 / mine_p50 >= 2))
     lines = ["| IronForge target | measured | |", "|---|---:|---|"]
     for what, measured, ok in rows:
         verdict = DASH if ok is None else "PASS" if ok else "MISS"
@@ -330,6 +341,11 @@ def notes(results: dict[str, dict[str, Any]], meta: dict[str, Any]) -> list[str]
 def ironforge_notes(res: dict[str, Any]) -> list[str]:
     """IronForge-only figures: EVALSHA vs inner commands per loop, progress latency."""
     out = []
+    worker = res.get("processing_worker", {})
+    if "cpu_us_per_job" in worker:
+        out.append(f"`ironforge worker`: {worker['cpu_us_per_job']:.0f} µs of CPU per job in"
+                   " its processes (worker + executor + webhook dispatcher, start-up"
+                   " included)")
     for key, what in (("processing", "in batches"), ("processing_single", "one at a time")):
         if key not in res:
             continue

@@ -15,6 +15,7 @@ between EVALSHA calls (round trips) and the commands the scripts run inside Redi
 
 from __future__ import annotations
 
+import contextlib
 import os
 import struct
 import subprocess
@@ -94,12 +95,30 @@ def processing_worker(url: str, n: int) -> dict[str, Any]:
             time.sleep(0.002)
         else:
             raise RuntimeError("the worker did not drain the queue within 300 s")
+        cpu = _cpu_of_tree(proc.pid)  # worker + executor (+ webhook dispatcher), start-up too
     finally:
         proc.terminate()
         proc.wait(30)
     assert first is not None
     return {"jobs_per_s": c.rate(n - first[1], now - first[0]),
+            "cpu_us_per_job": cpu / n * 1e6,
             "method": "ironforge worker: 1 process + 1 executor process, default prefetch"}
+
+
+def _cpu_of_tree(pid: int) -> float:
+    """CPU seconds (user + system) of process ``pid`` and its descendants."""
+    import psutil
+
+    total = 0.0
+    try:
+        root = psutil.Process(pid)
+        for p in [root, *root.children(recursive=True)]:
+            with contextlib.suppress(psutil.Error):
+                t = p.cpu_times()
+                total += t.user + t.system
+    except psutil.Error:
+        pass
+    return total
 
 
 def work_single(q: Queue) -> None:
