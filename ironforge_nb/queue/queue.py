@@ -297,16 +297,19 @@ class Queue:
         self._own(lease)
         self._scripts.save_logs(lease.job_id, lease.attempt, text)
 
-    def release(self, lease: Lease) -> None:
+    def release(self, lease: Lease, *, held_only: bool = False) -> bool:
         """Hand the job back to the queue now, without waiting for the lease to expire.
 
         For a worker that stops before finishing: the job goes to the front of its priority
         level, nothing is charged (neither an attempt nor a stall), and this lease is refused
-        from now on. Raises `LeaseLost` if the job already moved on, `JobStateError` if it is
+        from now on. With ``held_only``, a lease already marked started (`start`) is not
+        released: the call returns False and the lease stays the caller's (a worker handing
+        back a prefetched job its executor may have just taken up). Returns True when
+        released. Raises `LeaseLost` if the job already moved on, `JobStateError` if it is
         not active.
         """
         self._own(lease)
-        self._scripts.release_job(lease.job_id, lease.token)
+        return self._scripts.release_job(lease.job_id, lease.token, held_only)
 
     def stall(self, lease: Lease, reason: str) -> JobStatus:
         """Record that the process running the job died under it (``reason``: how), which is

@@ -219,12 +219,15 @@ class QueueScripts:
         check(self._scripts["requeue_job"](
             keys, [job_id, self.queue, self._maxlen, new_request_id()]), "requeue_job", job_id)
 
-    def release_job(self, job_id: str, token: str) -> None:
-        """Hand an active job back to the front of the wait ZSET (see release_job.lua)."""
+    def release_job(self, job_id: str, token: str, held_only: bool = False) -> bool:
+        """Hand an active job back to the front of the wait ZSET (see release_job.lua); with
+        ``held_only``, only if its lease is held, not started. True when released."""
         qk = self._qk
         keys = [self._keys.job(job_id), qk.active, qk.wait, qk.wake, qk.events]
-        args = [job_id, token, self.queue, self._maxlen, self._keys.run_prefix]
-        check(self._scripts["release_job"](keys, args), "release_job", job_id)
+        args = [job_id, token, self.queue, self._maxlen, self._keys.run_prefix,
+                "1" if held_only else "0"]
+        (done,) = check(self._scripts["release_job"](keys, args), "release_job", job_id)
+        return bool(done)
 
     def purge_dead(self) -> int:
         """Empty the dead-letter queue, one bounded call at a time; returns how many entries

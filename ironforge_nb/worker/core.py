@@ -12,11 +12,9 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-import redis.exceptions
-
 from ironforge_nb.errors import JobNotFoundError, JobStateError, LeaseLost
 from ironforge_nb.queue import Queue, RedisConfig
-from ironforge_nb.worker.executor import Executor, ExecutorProcess
+from ironforge_nb.worker.executor import REDIS_DOWN, Executor, ExecutorProcess
 from ironforge_nb.worker.registry import Registry
 from ironforge_nb.worker.slots import Slot, Task
 from ironforge_nb.worker.wake import Waker
@@ -28,10 +26,6 @@ __all__ = ["MOVED_ON", "REDIS_DOWN", "WorkerCore", "log"]
 log = logging.getLogger("ironforge_nb.worker")
 
 MOVED_ON = (LeaseLost, JobStateError, JobNotFoundError)  # the job is no longer ours
-# Redis cannot answer now: unreachable, too slow, or a cluster whose master serving our slot is
-# down or rejoining (CLUSTERDOWN, until the cluster agrees again): wait and retry, never exit
-REDIS_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError,
-              redis.exceptions.ClusterDownError)
 
 
 class WorkerCore:

@@ -7,6 +7,15 @@ feeds each over a pipe: it sends a `Lease`, the executor answers with an `Outcom
 plain tuples, see `wire.py`). An executor dies with its worker (``PR_SET_PDEATHSIG`` on Linux,
 SIGKILL: user code cannot ignore it), and the worker respawns any executor that died or was
 killed.
+
+Start marks: an executor never runs a lease's code before Redis has recorded that lease as
+started. A lease arrives either already started (the claim that brought it marked it: the
+first job of an idle executor) or HELD (prefetched, see `slots.py`); before running a held one,
+the executor marks it started itself (`Queue.start`, one round trip on its own connection,
+fenced by the lease token) and waits for the answer. If the job moved on meanwhile (the worker
+handed it back, it was cancelled, its lease expired), the mark is refused and the executor
+skips the lease, answering "not run". So when a worker dies, Redis knows exactly which of its
+jobs began (they stall) and which never did (they go back for free).
 """
 
 from __future__ import annotations
@@ -17,12 +26,15 @@ import multiprocessing
 import os
 import signal
 import sys
+import time
 import traceback
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
+
+import redis.exceptions
 
 from ironforge_nb.errors import InvalidOptionError, SignatureError
 from ironforge_nb.queue import Lease, Queue, RedisConfig
@@ -31,22 +43,30 @@ from ironforge_nb.worker.logs import install, start_capture, stop_capture
 from ironforge_nb.worker.results import CACHE
 from ironforge_nb.worker.wire import Readiness, decode, encode, lease_from, lease_tuple
 
-__all__ = ["Executor", "ExecutorProcess", "Outcome", "load_executor", "run_lease",
+__all__ = ["REDIS_DOWN", "Executor", "ExecutorProcess", "Outcome", "load_executor", "run_lease",
            "task_executor"]
 
 # (config, lease) -> encoded result for Queue.complete; raises to fail the attempt
 Executor = Callable[[RedisConfig, Lease], "bytes | None"]
 _PR_SET_PDEATHSIG = 1
+# Redis cannot answer now: unreachable, too slow, or a cluster whose master serving our slot is
+# down or rejoining (CLUSTERDOWN, until the cluster agrees again): wait and retry, never exit
+REDIS_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError,
+              redis.exceptions.ClusterDownError)
+MARK_RETRY = 0.5  # seconds between two tries of a start mark while Redis is unreachable
 
 
 @dataclass(frozen=True)
 class Outcome:
-    """What an executor reports for one lease: a result, or an error and whether to retry."""
+    """What an executor reports for one lease: a result, or an error and whether to retry;
+    ``ran`` False when it did not run the lease at all (revoked, or its start mark was
+    refused: the job had moved on), ``error`` then saying why."""
 
     ok: bool
     result: bytes | None = None
     error: str = ""
     retry: bool = True
+    ran: bool = True
 
 
 def run_lease(execute: Executor, config: RedisConfig, queue: Queue, lease: Lease) -> Outcome:
@@ -111,16 +131,37 @@ def _executor_main(conn: Connection, config: RedisConfig, execute: Executor,
     install(config)  # print() and logging of tasks go to their job's logs (worker/logs.py)
     queues: dict[str, Queue] = {}
     inbox = _Inbox(conn)
-    while (lease := inbox.next()) is not None:
-        if lease.job_id in inbox.revoked:  # handed back by the worker before it started
-            inbox.revoked.discard(lease.job_id)
-            conn.send_bytes(encode((False, None, "revoked", True)))
-            continue
+    while (item := inbox.next()) is not None:
+        lease, marked = item
         queue = queues.get(lease.queue)
         if queue is None:
             queue = queues[lease.queue] = Queue(lease.queue, config)
+        skipped = "" if marked else _take_up(queue, lease, inbox)
+        if skipped:
+            conn.send_bytes(encode((False, None, skipped, True, False)))
+            continue
         outcome = run_lease(execute, config, queue, lease)
-        conn.send_bytes(encode((outcome.ok, outcome.result, outcome.error, outcome.retry)))
+        conn.send_bytes(encode((outcome.ok, outcome.result, outcome.error, outcome.retry,
+                                True)))
+
+
+def _take_up(queue: Queue, lease: Lease, inbox: _Inbox) -> str:
+    """Mark the held ``lease`` started in Redis before its code runs (see the module
+    docstring); returns why it must not run ("" when it may): revoked by the worker, or
+    refused by Redis because the job moved on. While Redis cannot be reached, tries again
+    every `MARK_RETRY` seconds (the worker may revoke the lease or kill this process
+    meanwhile)."""
+    while True:
+        if (lease.job_id, lease.token) in inbox.revoked:  # handed back by the worker
+            inbox.revoked.discard((lease.job_id, lease.token))
+            return "revoked"
+        try:
+            if queue.start([lease]):
+                return ""
+            return "not started: the job moved on before its executor took it up"
+        except REDIS_DOWN:
+            time.sleep(MARK_RETRY)
+            inbox.poll()
 
 
 class _Inbox:
@@ -133,12 +174,13 @@ class _Inbox:
     def __init__(self, conn: Connection) -> None:
         self._conn = conn
         self._readiness = Readiness([conn.fileno()])
-        self._leases: deque[Lease] = deque()
+        self._leases: deque[tuple[Lease, bool]] = deque()
         self._stop = False
-        self.revoked: set[str] = set()
+        self.revoked: set[tuple[str, str]] = set()  # (job id, lease token)
 
-    def next(self) -> Lease | None:
-        """The next lease to run, or None when told to stop (or the worker is gone)."""
+    def next(self) -> tuple[Lease, bool] | None:
+        """The next lease to run and whether Redis already counts it started, or None when
+        told to stop (or the worker is gone)."""
         try:
             if not self._leases and not self._stop:
                 self._take(decode(self._conn.recv_bytes()))
@@ -150,14 +192,20 @@ class _Inbox:
             return None
         return self._leases.popleft()
 
+    def poll(self) -> None:
+        """Read every message already sent (revocations), without waiting."""
+        with contextlib.suppress(EOFError, OSError):
+            while not self._stop and self._readiness.ready(0):
+                self._take(decode(self._conn.recv_bytes()))
+
     def _take(self, message: Any) -> None:
         if message is None:
             self._stop = True
-        elif len(message) == 2:  # ("revoke", job_id)
-            self.revoked.add(message[1])
-        else:  # a lease, and the jobs whose completion the worker has confirmed since
-            CACHE.confirm(message[-1])
-            self._leases.append(lease_from(message[:-1]))
+        elif len(message) == 3:  # ("revoke", job_id, token)
+            self.revoked.add((message[1], message[2]))
+        else:  # a lease, the jobs whose completion the worker has confirmed since, and
+            CACHE.confirm(message[-2])  # whether the claim marked it started
+            self._leases.append((lease_from(message[:-2]), message[-1]))
 
 
 class ExecutorProcess:
@@ -189,14 +237,16 @@ class ExecutorProcess:
         """True while the process runs."""
         return bool(self.process.is_alive())
 
-    def send(self, lease: Lease, confirmed: Sequence[str] = ()) -> None:
+    def send(self, lease: Lease, confirmed: Sequence[str] = (), marked: bool = False) -> None:
         """Hand ``lease`` to the executor, with the ids of the jobs it ran whose completion
-        was accepted since the last lease (their results may feed their children)."""
-        self.conn.send_bytes(encode((*lease_tuple(lease), tuple(confirmed))))
+        was accepted since the last lease (their results may feed their children), and
+        whether Redis already counts it started (``marked``: else the executor marks it
+        before running it, see the module docstring)."""
+        self.conn.send_bytes(encode((*lease_tuple(lease), tuple(confirmed), marked)))
 
-    def revoke(self, job_id: str) -> None:
-        """Tell the executor not to start the prefetched lease of ``job_id``."""
-        self.conn.send_bytes(encode(("revoke", job_id)))
+    def revoke(self, lease: Lease) -> None:
+        """Tell the executor not to start the prefetched ``lease``."""
+        self.conn.send_bytes(encode(("revoke", lease.job_id, lease.token)))
 
     def ready(self) -> bool:
         """True when an outcome (or the end of the pipe) can be read without blocking."""
@@ -205,10 +255,10 @@ class ExecutorProcess:
     def receive(self) -> Outcome | None:
         """The executor's outcome, or None if it died before answering."""
         try:
-            ok, result, error, retry = decode(self.conn.recv_bytes())
+            ok, result, error, retry, ran = decode(self.conn.recv_bytes())
         except (EOFError, OSError):
             return None
-        return Outcome(ok, result, error, retry)
+        return Outcome(ok, result, error, retry, ran)
 
     def kill(self) -> None:
         """SIGKILL the executor (timeout, cancelled job, shutdown) and reap it."""

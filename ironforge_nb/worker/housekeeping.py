@@ -1,7 +1,6 @@
 """A worker's periodic chores (part of `Worker`, see `core.py`).
 
-Every turn of the loop: record as started the running tasks no claim or completion marked
-(see `slots.py`), time out a task that outlived its limit, stop a cancelled job's task
+Every turn of the loop: time out a task that outlived its limit, stop a cancelled job's task
 that started anyway, heartbeat each held lease every third of its length (a job that moved on
 is dropped), hand back prefetched jobs stuck behind a long task; every `REAP_INTERVAL`, reap
 the expired leases of the worker's queues (through `Queue.reap_if_due`, whose schedule is per
@@ -34,7 +33,6 @@ class Housekeeping(Stopping):
     """Timeouts, heartbeats, reaping and the registry beat, and when each falls due."""
 
     def _periodic(self, now: float) -> None:
-        self._mark_heads()
         for slot in self._slots:
             head = slot.head
             if head is not None and head.deadline is not None and now >= head.deadline:

@@ -1,7 +1,7 @@
 """Recording in Redis what became of each job a worker holds (part of `Worker`, see `core.py`).
 
-A finished task is completed (successes in one call that also claims the slot's next jobs and
-marks the slot's new head started, see `slots.py`) or failed; a task that outlived its timeout
+A finished task is completed (successes in one call that also claims the slot's next jobs, see
+`slots.py`) or failed; a task that outlived its timeout
 fails that attempt; a task whose executor process died under it (a signal: the OOM killer, a
 SIGKILL) is a stall, not an attempt (`Queue.stall`); a prefetched task that must not wait any
 longer is revoked and handed back to the queue. A job that moved on meanwhile (lease lost,
@@ -27,7 +27,8 @@ class Outcomes(WorkerCore):
 
     def _dispatch(self, slot: Slot, queue: Queue, lease: Lease) -> None:
         """Hand ``lease`` to ``slot``; it becomes the head (started by the claim that brought
-        it: see `slots.py`) when the slot held nothing."""
+        it: see `slots.py`) when the slot held nothing, else its executor marks it started
+        when it takes it up."""
         task = Task(lease, queue, task_timeout(lease, self.timeout),
                     time.monotonic() + self.lease / 3, marked=not slot.tasks)
         try:
@@ -45,7 +46,7 @@ class Outcomes(WorkerCore):
             outcome = slot.proc.receive()
             if outcome is None:
                 break  # EOF: the executor died, handled by _lost_executor
-            done.append((slot.finish(), outcome))
+            done.append((slot.finish(outcome.ran), outcome))
         return done
 
     def _settle(self, slot: Slot, done: list[tuple[Task, Outcome]]) -> None:
@@ -54,6 +55,12 @@ class Outcomes(WorkerCore):
         found the queue empty, waits for a wake-up hint."""
         if not done:
             return
+        for task, outcome in done:
+            if not outcome.ran and not task.dropped:  # the job moved on before it started
+                task.dropped = True
+                log.warning("worker %s: job %s not run: %s", self.name, task.lease.job_id,
+                            outcome.error)
+        done = [(t, o) for t, o in done if o.ran]
         self.jobs_done += len(done)
         ok = [(t, o) for t, o in done if o.ok and not t.dropped]
         for task, outcome in done:
@@ -75,19 +82,14 @@ class Outcomes(WorkerCore):
         for task, outcome in done:
             if task.queue is not queue:
                 self._complete_one(task, outcome)
-        head = slot.unmarked_head()  # the executor has moved on to it: it starts now
-        if head is not None and head.queue is not queue:
-            head = None
-        try:
+        try:  # a fetched job starts now only if the slot is idle (else its executor marks it)
             leases, refused = queue.complete_many(
                 [t.lease for t, _ in same], [o.result for _, o in same], fetch_next=fetch,
-                started=0 if slot.tasks else 1, start=None if head is None else head.lease)
+                started=0 if slot.tasks else 1)
         except SizeLimitError:  # isolate the oversized result(s): one call each
             for task, outcome in same:
                 self._complete_one(task, outcome)
             return False
-        if head is not None:
-            head.marked = True
         for job_id, exc in refused.items():
             log.warning("worker %s: result of job %s discarded: %s", self.name, job_id, exc)
         slot.confirmed += [t.lease.job_id for t, _ in same if t.lease.job_id not in refused]
@@ -145,19 +147,6 @@ class Outcomes(WorkerCore):
         log.warning("worker %s: job %s stalled (%s, %s)", self.name, task.lease.job_id,
                     reason, status.value)
 
-    def _mark_heads(self) -> None:
-        """Record as started the running tasks Redis still counts as held (one call per
-        queue): the heads that no claim or completion marked (see `slots.py`)."""
-        heads: dict[Queue, list[Task]] = {}
-        for slot in self._slots:
-            head = slot.unmarked_head()
-            if head is not None:
-                heads.setdefault(head.queue, []).append(head)
-        for queue, tasks in heads.items():
-            queue.start([t.lease for t in tasks])
-            for task in tasks:
-                task.marked = True
-
     def _time_out(self, slot: Slot) -> None:
         self._settle(slot, self._drain(slot))  # it may have finished just in time
         head = slot.head
@@ -169,21 +158,29 @@ class Outcomes(WorkerCore):
             self._fail(head, f"timeout after {head.timeout:g} s")
 
     def _hand_back(self, slot: Slot, tasks: list[Task]) -> None:
-        """Revoke prefetched ``tasks`` (not started) and release their jobs to the queue."""
+        """Revoke prefetched ``tasks`` (not started) and release their jobs to the queue.
+
+        The executor may have taken one up (marked it started) just before the revocation
+        reached it: Redis then refuses the release (``held_only``) and the task stays."""
         self._settle(slot, self._drain(slot))  # some may have run meanwhile
+        kept = False
         for task in tasks:
             if task not in slot.tasks or task is slot.head or task.dropped:
                 continue
             task.dropped = True  # its "revoked" outcome will be ignored
             self._revoke(slot, task)
             try:
-                task.queue.release(task.lease)
+                if not task.queue.release(task.lease, held_only=True):
+                    task.dropped = task.revoked = False  # started: its executor runs it
+                    kept = True
             except MOVED_ON as exc:
                 log.warning("worker %s: job %s not handed back: %s", self.name,
                             task.lease.job_id, exc)
+        if kept:
+            self._settle(slot, self._drain(slot))
 
     @staticmethod
     def _revoke(slot: Slot, task: Task) -> None:
         task.revoked = True
         with contextlib.suppress(OSError):  # a dead executor is replaced without it anyway
-            slot.proc.revoke(task.lease.job_id)
+            slot.proc.revoke(task.lease)

@@ -11,18 +11,24 @@ completions then travel to Redis in batches. When a task turns out long anyway
 queue, so that idle workers take them.
 A task's timeout counts from the moment it becomes the head.
 
-Held and started leases (what the engine charges when a worker dies): a prefetched lease is
-HELD in Redis (claimed, no ``started`` field) until the worker records that its executor took
-it up, and a held lease whose worker died costs its job nothing (it goes back to the queue when
-the lease expires, see `Queue.reap`), while a started one is a stall. A task is marked started
-(`Task.marked`) by the call that makes it the head: the claim of an idle executor marks its
-first job (``dequeue_many(started=...)``), the completion that lets the executor move on marks
-the next one (``complete_many(start=...)``), and any other head (after a failure, a timeout, a
-replaced executor) is marked by `Worker._mark_heads` before the worker waits again. The
-executor starts its next task as soon as the previous one ends, slightly before that mark
-lands: a job that kills its whole worker in that window would be released for free, which the
-engine's claims cap turns into a stall after a few rounds (lease_helpers.lua). Every held
-lease is heartbeated like the running one, so prefetching never makes a lease expire.
+Held and started leases (what the engine charges when a worker dies). A lease is STARTED in
+Redis (its job's ``started`` field is set) before any of the task's code runs, and stays HELD
+(claimed, no ``started``) until then. When a worker dies (SIGKILL, OOM, a lost machine) its
+leases end, at expiry or as soon as a live worker sees it gone: a started one is a stall (the
+task's code began: it may have had effects, and it will run again), a held one goes back to
+the queue for free (its code never began). So the record charges every execution and only
+those: attempts + stalls >= the times the code began, and a job claimed ahead and never run
+costs nothing. Who marks: the claim of an idle executor marks its first job started
+(``dequeue_many(started=...)``, ``complete_many(started=...)``: `Task.marked`, sent to the
+executor with the lease); every other lease, prefetched behind a running task or handed to a
+replacement executor, is marked by the executor itself right before it runs it (`Queue.start`
+on the executor's own connection, fenced by the lease token), which waits for Redis's answer
+and skips the lease if the job moved on (see `executor.py`). That costs a sub-millisecond
+task one round trip of the executor's; the completions still travel to Redis in batches,
+from the worker. A prefetched lease that the worker hands back (`RETURN_AFTER`, stopping) is
+released only if still held (``Queue.release(held_only=True)``): if the executor marked it
+first, it runs and stays this worker's. Every held lease is heartbeated like the running one,
+so prefetching never makes a lease expire.
 """
 
 from __future__ import annotations
@@ -55,7 +61,7 @@ class Task:
     deadline: float | None = None  # monotonic, from timeout
     dropped: bool = False  # the job moved on (cancelled...): ignore the outcome
     revoked: bool = False  # the executor was told not to start it
-    marked: bool = False  # recorded as started in Redis (else held: see the module docstring)
+    marked: bool = False  # its claim recorded it started (else held: see the module docstring)
 
     def start(self, now: float) -> None:
         """Mark the task running from ``now`` (its timeout counts from here)."""
@@ -81,24 +87,28 @@ class Slot:
     @property
     def free(self) -> int:
         """How many more leases this slot takes now."""
+        return self._capacity() - len(self.tasks)
+
+    def _capacity(self) -> int:
         ahead = 0
         if self._average is not None and self._average < PREFETCH_WINDOW:
             ahead = min(self.prefetch, int(PREFETCH_WINDOW / max(self._average, 1e-6)))
-        return 1 + ahead - len(self.tasks)
+        return 1 + ahead
 
     def push(self, task: Task) -> None:
         """Give ``task`` to the executor (it runs after the ones already held)."""
         self.tasks.append(task)
         if len(self.tasks) == 1:
             task.start(time.monotonic())
-        self.proc.send(task.lease, self.confirmed)
+        self.proc.send(task.lease, self.confirmed, task.marked)
         self.confirmed = []
 
-    def finish(self) -> Task:
-        """Remove the head, whose outcome arrived; the next task is now running."""
+    def finish(self, ran: bool = True) -> Task:
+        """Remove the head, whose outcome arrived (``ran`` False: the executor skipped it);
+        the next task is now running."""
         task = self.tasks.popleft()
         now = time.monotonic()
-        if task.started is not None:
+        if task.started is not None and ran:
             took = now - task.started
             self._average = took if self._average is None else 0.7 * self._average + 0.3 * took
         if self.tasks:
@@ -120,11 +130,6 @@ class Slot:
             return False
         return not head.revoked or now - head.started >= REVOKE_WAIT
 
-    def unmarked_head(self) -> Task | None:
-        """The running task when Redis does not know yet that it started."""
-        head = self.head
-        return head if head is not None and not head.marked and not head.dropped else None
-
     def drop_head(self) -> Task | None:
         """Remove the running task (its executor is about to be replaced)."""
         return self.tasks.popleft() if self.tasks else None
@@ -140,7 +145,7 @@ class Slot:
         if self.tasks:
             self.tasks[0].start(time.monotonic())
         for task in self.tasks:  # on OSError the tasks stay here, for the next executor
-            proc.send(task.lease)
+            proc.send(task.lease)  # not marked: the new executor marks each one it runs
 
 
 def task_timeout(lease: Lease, default: float | None) -> float | None:

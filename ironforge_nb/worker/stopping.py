@@ -3,8 +3,10 @@
 A stop request (SIGTERM, SIGINT or `Worker.stop`) writes to a self-pipe that the loop waits
 on. The first one starts the grace period: claim nothing more, hand prefetched jobs back at
 once, let running tasks finish within ``grace`` seconds. Past the grace, or on a second
-request, the executors still busy are killed and their jobs released to the queue, so that
-other workers take them at once instead of waiting for the leases to expire.
+request, the executors still busy are killed and their jobs go back to the queue, so that
+other workers take them at once instead of waiting for the leases to expire: a job whose
+code had begun (its lease started, see `slots.py`) as a stall, since it ran and will run
+again; one its executor had not taken up yet, for free (`Queue.stall` tells them apart).
 """
 
 from __future__ import annotations
@@ -47,7 +49,9 @@ class Stopping(Outcomes):
                  self.running, self.grace)
 
     def _release_running(self) -> None:
-        """Kill the executors still busy and hand their jobs back to the queue now."""
+        """Kill the executors still busy and hand their jobs back to the queue now (a
+        started one as a stall, a held one for free)."""
+        reason = f"the worker stopped and killed the task ({self.grace:g} s grace)"
         for slot in self._slots:
             if not slot.tasks:
                 continue
@@ -55,7 +59,7 @@ class Stopping(Outcomes):
             tasks, slot.tasks = list(slot.tasks), type(slot.tasks)()
             for task in (t for t in tasks if not t.dropped):
                 try:
-                    task.queue.release(task.lease)
+                    task.queue.stall(task.lease, reason)
                     log.info("worker %s: job %s handed back", self.name, task.lease.job_id)
                 except MOVED_ON as exc:
                     log.warning("worker %s: job %s not handed back: %s", self.name,

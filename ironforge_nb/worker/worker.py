@@ -14,7 +14,8 @@ self-pipe for stop requests, all at once.
 
 Stopping (SIGTERM, SIGINT or `Worker.stop`): claim nothing more, let running tasks finish
 within ``grace`` seconds (prefetched jobs go back at once), then kill the executors still
-busy and hand their jobs back with `Queue.release`, so other workers take them at once. A
+busy and hand their jobs back (`Queue.stall`: a stall if their code had begun, else free), so
+other workers take them at once. A
 second stop request skips the grace. If the worker is SIGKILLed, its executors die with it and
 the engine redelivers its jobs once their leases expire (at-least-once): the running ones as
 stalls, the prefetched ones at no charge (`slots.py`). See `stopping.py`.

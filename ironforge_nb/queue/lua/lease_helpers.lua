@@ -22,8 +22,9 @@ A lease ends in one of three ways that are not the task's own outcome:
       between the two (reason: why the lease ended, for a stall): held leases are released for free, started ones stall. Safety cap: a job whose
       claims ended uncharged FREE_CLAIMS times already (claims - 1 - attempts - stalls: every
       claim ends in an attempt, a stall, a free release or the job's end) is charged a stall
-      even when held, so that a job that kills its whole worker before its start mark lands
-      cannot be released for free forever.
+      even when held: a safety net for a caller of the Queue API that runs held leases
+      without marking them (the shipped worker's executors mark each lease before its code
+      runs, see worker/slots.py), whose job could otherwise kill its worker for free forever.
 
   lease_fence(jk, token, verb) -> refused, answer   the fence of a worker's `verb` call
       ('fail', 'release', 'stall') on its lease `token` of job `jk`: both nil when the token

@@ -21,12 +21,18 @@ ARGV[2] token          the caller's lease token
 ARGV[3] queue          queue name
 ARGV[4] events_maxlen  approximate cap of the events stream
 ARGV[5] run_prefix     run keys = run_prefix .. run id .. ':' .. suffix
-Returns: {1}, or {code, detail} on error: -1 JOB_NOT_FOUND, -2 LEASE_LOST (token differs;
+ARGV[6] held_only      '1': release only a HELD lease (no `started` field: its executor has not
+                       taken it up); a started one is left as it is and the answer is {0}. A
+                       worker handing back a prefetched lease sends '1': its executor may have
+                       marked it started (start_jobs.lua) just before the hand-back arrived,
+                       and then runs it, so it must stay that worker's.
+Returns: {1} released, {0} not released (held_only and started), or {code, detail} on error: -1 JOB_NOT_FOUND, -2 LEASE_LOST (token differs;
   detail = status), -3 BAD_STATE (not active, e.g. cancelled or completed; detail = status).
 ]]
 local refused, again = lease_fence(KEYS[1], ARGV[2], 'release')
 if refused then return refused end
 if again then return {1} end  -- a resend of a release that took effect
+if ARGV[6] == '1' and redis.call('HEXISTS', KEYS[1], 'started') == 1 then return {0} end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local q = {wait = KEYS[3], wake = KEYS[4], events = KEYS[5], queue = ARGV[3], maxlen = ARGV[4],

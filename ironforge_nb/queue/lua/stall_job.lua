@@ -2,7 +2,8 @@
 
 The worker saw its executor die (killed by a signal: the OOM killer, a SIGKILL, a crash) while
 it ran the task. That is not a failure of the task's code: the job is charged a stall, not an
-attempt (lease_stall of lease_helpers.lua): stalls + 1, `stalled` = "<reason> (worker <w>)",
+attempt (lease_expired of lease_helpers.lua, as for an expired lease: a HELD lease, which the
+executor died before marking started, goes back for free, since its code never began): stalls + 1, `stalled` = "<reason> (worker <w>)",
 queued again at once (front of its priority level, no backoff), or, past its max_stalls,
 failed for good with "stalled N times" (dead-letter queue, its run settled). Fenced by the
 lease token like fail_job.lua; a resend of a call that took effect answers as it did
@@ -38,6 +39,7 @@ local q = {wait = KEYS[3], dead = KEYS[4], events = KEYS[5], wake = KEYS[6], que
            maxlen = ARGV[5], max_stalls = ARGV[6],
            ctx = run_ctx(ARGV[7], ARGV[8], ARGV[9], ARGV[5])}
 redis.call('ZREM', KEYS[2], ARGV[1])
-local status = lease_stall(q, KEYS[1], ARGV[1], now, ARGV[3], lease_state(KEYS[1]))
+local status = lease_expired(q, KEYS[1], ARGV[1], now, lease_state(KEYS[1]), ARGV[3])
+if status == 'released' then status = 'queued' end  -- held: its executor never took it up
 redis.call('HSET', KEYS[1], 'ended', ARGV[2] .. ' stall ' .. status)
 return {status}
