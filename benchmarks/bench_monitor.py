@@ -14,17 +14,22 @@ Phases (figures only, never assertions):
 * **throughput** (``--rounds`` rounds): each round runs the pipeline once bare (``run.wait``,
   no progress bar) and once with ``run.monitor()`` attached, whose ``refresh()`` this script
   calls every ``--interval`` seconds (0.2) until ``monitor.done``, in this process, as the
-  kernel's loop would; the order alternates from round to round, as the 2 cores are shared and
-  the load moves. Reported: the time of each refresh (p50 / p99 / max over every refresh of
-  every round), the CPU it took in this process, the time to attach (``run.monitor()``: one
-  whole read of the run and the first drawing) and both throughputs (median of the rounds, and
-  the ratio per round).
+  kernel's loop would (and, as the loop does, at once again after a refresh that was behind:
+  one reads at most ``EVENTS_PER_POLL`` events); the order alternates from round to round, as
+  the 2 cores are shared and the load moves. Reported: the time of each refresh (p50 / p99 /
+  max over every refresh of every round), the CPU it took in this process (every thread: the
+  graph painter's too) and on the refreshing thread alone, the interpreter's full (generation
+  2) garbage collections that fell inside a refresh (they walk every object of the process,
+  not the monitor's work; p99 without them is shown too), the time to attach
+  (``run.monitor()``: one whole read of the run and the first drawing) and both throughputs
+  (median of the rounds, and the ratio per round).
 * **accounting**: one monitored run of each size (the 10k run and a 1k run, 10 layers x 100)
   in which the worker processes (and their executors) are paused with SIGSTOP around each
   refresh, so that the ``INFO commandstats`` delta around it counts the monitor's commands
   only (``info`` itself left out; a blank window with no refresh between the two INFOs checks
-  that nothing else ran: it must read 0). Reported per refresh: Redis commands, events added
-  to the run's stream since the previous refresh (``XINFO STREAM`` ``entries-added``), the
+  that nothing else ran: it must read 0). Reported per refresh: Redis commands, events read
+  (all those added to the run's stream since the previous refresh, ``XINFO STREAM``
+  ``entries-added``, or ``EVENTS_PER_POLL`` of them when it is behind), the
   data step and drawing step apart (a graph layout by ``dot`` is part of the data step, at
   most once a second), and the commands of a refresh once the run has ended (no new event).
   If the commands per refresh follow the events and not the run's size, the 1k and 10k rows
@@ -38,6 +43,7 @@ summary and saves every figure to ``benchmarks/results/monitor.json``.
 from __future__ import annotations
 
 import argparse
+import gc
 import io
 import json
 import os
@@ -59,6 +65,21 @@ import ironforge_nb as ifn
 
 RESULTS = Path(__file__).resolve().parent / "results" / "monitor.json"
 WIDTH = 100
+
+
+GC_PAUSES: list[float] = []  # durations of the full (generation 2) collections since cleared
+_gc_began = [0.0]
+
+
+def _gc_timer(phase: str, info: dict[str, int]) -> None:
+    if info["generation"] == 2:
+        if phase == "start":
+            _gc_began[0] = time.perf_counter()
+        else:
+            GC_PAUSES.append(time.perf_counter() - _gc_began[0])
+
+
+gc.callbacks.append(_gc_timer)
 
 
 def pct(values: list[float], q: float) -> float:
@@ -122,12 +143,19 @@ def run_monitored(make: Callable[[], ifn.Pipeline], interval: float) -> dict[str
     with redirect_stdout(io.StringIO()):  # no kernel here: the monitor prints a text view
         monitor = run.monitor(interval=interval)
     attach = time.perf_counter() - start
-    times, cpu = [], []
+    times, cpu, own, collected, behind = [], [], [], [], 0
     for _ in ticks(interval):
-        wall, proc = time.perf_counter(), time.process_time()
-        monitor.refresh()
-        times.append(time.perf_counter() - wall)
-        cpu.append(time.process_time() - proc)
+        while True:  # as the kernel's loop does: a refresh that is behind is followed at once
+            GC_PAUSES.clear()
+            wall, proc, thread = time.perf_counter(), time.process_time(), time.thread_time()
+            monitor.refresh()
+            times.append(time.perf_counter() - wall)
+            cpu.append(time.process_time() - proc)
+            own.append(time.thread_time() - thread)
+            collected.append(sum(GC_PAUSES))
+            if not monitor._tracker.behind or monitor.done:
+                break
+            behind += 1
         if monitor.done:
             break
     counts = monitor.counts
@@ -135,7 +163,8 @@ def run_monitored(make: Callable[[], ifn.Pipeline], interval: float) -> dict[str
     if counts != {"completed": len(p)}:
         raise RuntimeError(f"the monitor showed {counts} at the end of run {run.id}")
     return {"mode": "monitor", "tasks_per_s": throughput(run), "attach_s": attach,
-            "refresh_s": times, "refresh_cpu_s": cpu}
+            "refresh_s": times, "refresh_cpu_s": cpu, "refresh_thread_cpu_s": own,
+            "refresh_full_gc_s": collected, "behind": behind}
 
 
 def bench_throughput(make: Callable[[], ifn.Pipeline], rounds: int,
@@ -202,8 +231,11 @@ def account(conn: Any, make: Callable[[], ifn.Pipeline], interval: float,
             before = commandstats(client)
             blank += commandstats(client) - before
             blank.pop("usec", None)
-            rows.append(counted_refresh(client, stream, monitor, seen, True))
-            seen = rows[-1]["added"]
+            while True:  # a refresh that is behind is followed at once, as in the kernel
+                rows.append(counted_refresh(client, stream, monitor, seen, True))
+                seen += rows[-1]["events"]
+                if not rows[-1]["behind"] or monitor.done:
+                    break
         if monitor.done:
             break
     for _ in range(idle):
@@ -250,7 +282,10 @@ def counted_refresh(client: Any, stream: str, monitor: Any, seen: int,
     t2 = time.perf_counter()
     used = commandstats(client) - before
     usec = used.pop("usec", 0)
-    return {"following": following, "added": added, "events": added - seen,
+    # the events this refresh read: all those added since the last one, or EVENTS_PER_POLL
+    # of them when it was behind (the rest are read by the next refreshes)
+    return {"following": following, "added": added, "events": monitor._tracker.last_read,
+            "backlog": added - seen, "behind": monitor._tracker.behind,
             "commands": sum(used.values()), "by_command": dict(used), "redis_usec": usec,
             "step_s": t1 - t0, "draw_s": t2 - t1,
             "graph_drawn": monitor._painter.draws != draws}
@@ -264,6 +299,10 @@ def summary(out: dict[str, Any]) -> str:
     rows = out["throughput"]
     refresh = [t for r in rows for t in r["monitor"]["refresh_s"]]
     cpu = [t for r in rows for t in r["monitor"]["refresh_cpu_s"]]
+    own = [t for r in rows for t in r["monitor"]["refresh_thread_cpu_s"]]
+    pauses = [t for r in rows for t in r["monitor"]["refresh_full_gc_s"]]
+    gcs = [g for g in pauses if g]
+    clean = [t for t, g in zip(refresh, pauses, strict=True) if not g] or [0.0]
     bare = statistics.median(r["bare"]["tasks_per_s"] for r in rows)
     mon = statistics.median(r["monitor"]["tasks_per_s"] for r in rows)
     ratios = [r["monitor"]["tasks_per_s"] / r["bare"]["tasks_per_s"] for r in rows]
@@ -277,6 +316,15 @@ def summary(out: dict[str, Any]) -> str:
         f"{pct(refresh, .99) * 1000:.1f} / {max(refresh) * 1000:.1f} ms | p99 <= 50 ms |",
         f"| refresh CPU in this process, p50 / p99 | {pct(cpu, .5) * 1000:.1f} / "
         f"{pct(cpu, .99) * 1000:.1f} ms | |",
+        f"| refresh CPU of the refreshing thread, p50 / p99 / max | {pct(own, .5) * 1000:.1f}"
+        f" / {pct(own, .99) * 1000:.1f} / {max(own) * 1000:.1f} ms | |",
+        f"| refreshes that included a full GC (interpreter-wide): count, their GC time | "
+        f"{len(gcs)} of {len(refresh)}; {', '.join(f'{g * 1000:.0f}' for g in gcs) or '-'} ms"
+        f" | |",
+        f"| refresh time p99 / max, refreshes without a full GC | "
+        f"{pct(clean, .99) * 1000:.1f} / {max(clean) * 1000:.1f} ms | |",
+        f"| refreshes that followed one at once (the previous was behind) | "
+        f"{sum(r['monitor']['behind'] for r in rows)} | |",
         f"| attach (`run.monitor()`), median | "
         f"{statistics.median(r['monitor']['attach_s'] for r in rows) * 1000:.0f} ms | |",
         f"| throughput bare / monitored (medians) | {bare:,.0f} / {mon:,.0f} tasks/s | |",

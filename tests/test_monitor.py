@@ -21,7 +21,7 @@ from ironforge_nb.orchestrator import Run, submit
 from ironforge_nb.queue import Queue, RedisConfig
 from ironforge_nb.render import STATUS_COLORS
 from ironforge_nb.widgets import RunMonitor
-from ironforge_nb.widgets.tracker import MAP_GROUPS, SMALL_RUN, TASK_ROWS
+from ironforge_nb.widgets.tracker import EVENTS_PER_POLL, MAP_GROUPS, SMALL_RUN, TASK_ROWS
 from tests import tasks
 from tests.helpers import claim, diamond, failing
 from tests.runloop import run_one, work
@@ -123,10 +123,19 @@ def test_big_run_aggregates_rows_and_bounds_widgets(config: RedisConfig) -> None
     for lease in leases:
         run_one(queue, lease)
     work(config)
-    monitor.refresh()  # 9,000 events: more than one refresh reads (EVENTS_PER_POLL)
-    assert not monitor.done
-    monitor.refresh()
-    assert monitor.done and monitor.counts == {"completed": 3001}
+    # ~6,000 events: a refresh reads EVENTS_PER_POLL of them and carries the rest to the
+    # next one; every refresh shows a consistent picture (all 3001 tasks counted once)
+    events = config.client().xrange(config.keys.run(run.id).events, monitor._tracker._cursor)
+    assert len(events) - 1 > 2 * EVENTS_PER_POLL
+    steps = 0
+    while not monitor.done:
+        monitor.refresh()
+        steps += 1
+        assert sum(monitor.counts.values()) == 3001 and steps <= len(events)
+        assert sum(int(n.replace(",", "")) for n in re.findall(
+            r"\d[\d,]*", view.groups[0].counts.value)) == 3000
+    assert steps == (len(events) - 1) // EVENTS_PER_POLL + 1
+    assert monitor.counts == {"completed": 3001}
     assert view.groups[0].bar.value == 1.0
     assert len(view.widgets()) <= before + 10 * TASK_ROWS  # a row is 9 widgets
     monitor.close()

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 __all__ = ["RunMonitor"]
 
 _LOG_LINES = 40  # lines of a task's log shown in the details pane
+_CATCH_UP = 5  # bounded reads at most when attaching to a running run
 
 
 class RunMonitor(Following):
@@ -152,12 +153,20 @@ class RunMonitor(Following):
             await asyncio.sleep(0 if self._tracker.behind else self.interval)
 
     def _step(self, initial: bool = False) -> None:
-        """The data half: poll (not at ``initial``: the run was just read), and start a graph
-        layout when one is due (any thread); the picture of an ended run is drawn here."""
+        """The data half: poll, and start a graph layout when one is due (any thread); the
+        picture of an ended run is drawn here. At ``initial`` (the run was just read) a
+        running run is polled until it has caught up (a few bounded reads at most): the
+        events of the time attaching took are read before the stream's cap could trim them
+        away, which would cost a reread of every status."""
         with self._lock:
             tracker = self._tracker
             if not initial:
                 tracker.poll()
+            elif not tracker.ended:
+                for _ in range(_CATCH_UP):
+                    tracker.poll()
+                    if not tracker.behind:
+                        break
             if tracker.lost is None:
                 final = tracker.ended and not tracker.behind
                 self._painter.update(tracker.statuses, tracker.version, final)
@@ -170,7 +179,8 @@ class RunMonitor(Following):
             self._painter.collect()
             if self._painter.draws != self._applied:
                 graph, self._applied = self._painter.html, self._painter.draws
-            message = tracker.lost or ("this run was deleted" if tracker.gone else None)
+            message = tracker.lost or ("this run was deleted" if tracker.gone else None) or (
+                "catching up with the run's events…" if tracker.behind else None)
             self._view.update(tracker, graph, message or self._message)
             order = [*STATUS_ORDER, *sorted(set(tracker.counts) - set(STATUS_ORDER))]
             self._counts = {s: tracker.counts[s] for s in order if tracker.counts.get(s)}

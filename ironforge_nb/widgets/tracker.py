@@ -39,7 +39,9 @@ LEVEL_GROUPS = 10  # ... beyond that they are grouped by level, in at most this 
 MAP_GROUPS = 30  # aggregated rows for maps, at most (the smallest maps share the last one)
 TASK_ROWS = 20  # rows of a big run's tasks that need attention: failed, active, retrying
 PROGRESS_EVERY = 0.25  # seconds between two reads of the active tasks' progress, at least
-EVENTS_PER_POLL = 5000  # stream entries read per poll; a poll that gets this many is `behind`
+EVENTS_PER_POLL = 2000  # stream entries read per poll at most (a few ms of parsing); a poll
+# that gets this many is `behind`: the rest is read by the next ones (the kernel loop steps
+# again at once), so a poll's cost is bounded whatever the backlog
 _HOT = (JobStatus.FAILED.value, JobStatus.ACTIVE.value, JobStatus.SCHEDULED.value)
 _ENDED = ("completed", "failed", "skipped", "cancelled")
 
@@ -79,6 +81,7 @@ class RunTracker:
         self.version = 0  # bumped at every status change (the graph redraws on a change)
         self.changed: set[str] = set()  # tasks whose row needs redrawing; the view empties it
         self.behind = False  # the last poll did not reach the end of the stream
+        self.last_read = 0  # events the last poll read
         self.gone = False  # the run was deleted while followed
         self.lost: str | None = None  # why the last poll failed (connection), None if it worked
         self.polls = 0
@@ -142,9 +145,12 @@ class RunTracker:
             found = {st.name: st.status.value for st in states}
             for st in states:
                 self.tasks[st.name].state = st
+        waiting = JobStatus.WAITING.value
         for record in self.tasks.values():
-            self._set_status(record, found.get(record.name) or JobStatus.WAITING.value)
+            record.status = found.get(record.name) or waiting
+        self._recount()
         self.changed.update(self.tasks)
+        self.version += 1
         self.info = counters(meta)
         self._cursor = last[0][0] if last else b"0-0"
         self.resyncs += 1
@@ -159,12 +165,26 @@ class RunTracker:
         if self.big:
             self._group(maps)
         self._own = [r.name for r in self.tasks.values() if r.group is None]
-        self.counts = Counter()
-        self._hot = {s: {} for s in _HOT}
-        for record in self.tasks.values():
-            self._count(record, record.status, +1)
+        self._recount()
         self.changed = set(self.tasks)
         self.version += 1
+
+    def _recount(self) -> None:
+        """Counts by status (the run's, each group's) and the hot sets, from every task's
+        status: one pass, no per-task bookkeeping (a big run has 10,000 tasks or more)."""
+        records = self.tasks.values()
+        self.counts = Counter(r.status for r in records)
+        for group in self.groups:
+            group.counts = Counter()
+        hot: dict[str, dict[str, None]] = {s: {} for s in _HOT}
+        self._hot = hot
+        groups = self.groups
+        for record in records:
+            if record.group is not None:
+                groups[record.group].counts[record.status] += 1
+            members = hot.get(record.status)
+            if members is not None:
+                members[record.name] = None
 
     def _group(self, maps: dict[str, Any]) -> None:
         """Big runs: one group per map (the `MAP_GROUPS` - 1 biggest, the other maps in one
@@ -227,6 +247,7 @@ class RunTracker:
                 return
             entries = entries[1:]
         self.behind = len(entries) >= EVENTS_PER_POLL
+        self.last_read = len(entries)
         named = self._apply(entries)
         self._read_details(named)
         if self.ended and not self.behind and not self._agrees():
@@ -235,14 +256,21 @@ class RunTracker:
     def _apply(self, entries: list[Any]) -> dict[str, None]:
         """Apply events in order; returns the tasks they name (ordered, no repeats). Only a
         task's last status counts: a busy run moves most tasks through several statuses
-        between two polls."""
+        between two polls. A task event's fields come in the order the scripts write them
+        (``type, ts, run, job, task, queue, status, ...``): for those, two comparisons find
+        the task and its status, with no dict built per entry (a poll reads thousands)."""
         latest: dict[bytes, bytes | None] = {}
+        task_key, status_key = b"task", b"status"
         for _eid, fields in entries:
+            if (type(fields) is list and len(fields) > 13 and fields[8] == task_key
+                    and fields[12] == status_key):
+                latest[fields[9]] = fields[13]
+                continue
             entry = fields if isinstance(fields, dict) else dict(zip(fields[::2], fields[1::2],
                                                                      strict=True))
-            task = entry.get(b"task")
+            task = entry.get(task_key)
             if task is not None:
-                status = entry.get(b"status")
+                status = entry.get(status_key)
                 if status is not None or task not in latest:
                     latest[task] = status
         if entries:
