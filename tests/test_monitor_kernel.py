@@ -111,3 +111,57 @@ def test_wait_draws_a_widget_bar_with_a_fixed_text(kernel: Kernel, config: Redis
     assert shown["text/plain"] == f"waiting for run {run.id!r}"
     assert "application/vnd.jupyter.widget-view+json" in shown
     assert kernel.run("run3.wait(progress=False)\nNone") == "" and len(kernel.displays) == 1
+
+
+def test_closing_the_root_widget_stops_the_loop(kernel: Kernel, config: RedisConfig) -> None:
+    """widget.close() on the view's root, from the kernel, ends the loop task and closes
+    every widget of the view, as monitor.close() does."""
+    run = submit(diamond(), config=config)
+    _attach(kernel, config, run.id, "run7")
+    out = kernel.run("m7 = run7.monitor(interval=0.05)\nawait asyncio.sleep(0.2)\n"
+                     f"before = [m7.following, len({FOLLOWERS})]\nm7._view.root.close()\n"
+                     "await asyncio.sleep(0.1)\nprint(json.dumps([before, m7.following, "
+                     f"len({FOLLOWERS}), [w.comm is None for w in m7._view.widgets()]]))")
+    before, following, left, closed = json.loads(out)
+    assert before == [True, 1] and not following and left == 0
+    assert closed and all(closed)
+
+
+def test_the_front_end_closing_the_comm_stops_the_loop(kernel: Kernel,
+                                                       config: RedisConfig) -> None:
+    """A comm_close message from the front end for the view's root (what a front end sends
+    when it closes the widget's model) ends the loop task: none is left on the kernel loop."""
+    run = submit(diamond(), config=config)
+    _attach(kernel, config, run.id, "run8")
+    out = kernel.run("m8 = run8.monitor(interval=0.05)\nawait asyncio.sleep(0.2)\n"
+                     f"print(json.dumps([m8.following, len({FOLLOWERS}), "
+                     "m8._view.root.model_id]))")
+    following, followers, model_id = json.loads(out)
+    assert following and followers == 1
+    client = kernel.client
+    client.shell_channel.send(client.session.msg("comm_close",
+                                                 {"comm_id": model_id, "data": {}}))
+    out = kernel.run("await asyncio.sleep(0.3)\nprint(json.dumps([m8.following, "
+                     f"len({FOLLOWERS}), m8._view.overall.comm is None]))")
+    assert json.loads(out) == [False, 0, True]
+
+
+def test_the_monitor_displays_itself_once(kernel: Kernel, config: RedisConfig) -> None:
+    """`m = run.monitor()` shows the view (an assignment has no cell value); as the cell's
+    last value it is shown once, not twice; a later cell's `m` shows the same view again."""
+    run = submit(diamond(), config=config)
+    work(config)
+    _attach(kernel, config, run.id, "run9")
+    widget = "application/vnd.jupyter.widget-view+json"
+    kernel.displays.clear()
+    kernel.run("m9 = run9.monitor()")
+    assert len(kernel.displays) == 1 and widget in kernel.displays[0]
+    assert kernel.displays[0]["text/plain"] == f"RunMonitor(run {run.id!r}, pipeline 'diamond')"
+    kernel.run("m10 = run9.monitor()\nm10")
+    assert len(kernel.displays) == 2
+    kernel.run("run9.monitor();")
+    assert len(kernel.displays) == 3
+    kernel.run("m10")
+    assert len(kernel.displays) == 4
+    assert kernel.displays[3][widget]["model_id"] == kernel.displays[1][widget]["model_id"]
+    assert kernel.displays[1][widget]["model_id"] != kernel.displays[0][widget]["model_id"]

@@ -36,11 +36,13 @@ _CATCH_UP = 5  # bounded reads at most when attaching to a running run
 class RunMonitor(Following):
     """A live view of one run: ``run.monitor()`` (see `Run.monitor`).
 
-    In a Jupyter kernel it is an ipywidgets view that displays itself (as a cell's last value
-    or with ``display``) and follows the run on the kernel's asyncio loop, without blocking
-    the cell; its text form (``text/plain``) is fixed, so checked notebook outputs do not
-    change. Elsewhere it prints a text view when created; ``print(monitor)`` prints a fresh
-    one after `refresh`.
+    In a Jupyter kernel it is an ipywidgets view that displays itself in the cell that
+    creates it (``m = run.monitor()`` too; once, also when it is the cell's last value; a
+    later ``display(m)`` or ``m`` shows it again) and follows the run on the kernel's
+    asyncio loop, without blocking the cell; its text form (``text/plain``) is fixed, so
+    checked notebook outputs do not change. Closing its root widget from either side stops
+    the loop, as `close` does. Elsewhere it prints a text view when created;
+    ``print(monitor)`` prints a fresh one after `refresh`.
 
     `refresh` does one read-and-update step now; `counts` and `done` describe what the last
     step showed; `close` stops following and closes the widgets. The monitor reads Redis
@@ -73,16 +75,20 @@ class RunMonitor(Following):
         self._counts: dict[str, int] = {}
         self._done = False
         self._closed = False
+        self._shut = False  # close() ran
         self._task: asyncio.Task[None] | None = None
         title = (f"run <code>{escape(run.id)}</code> · pipeline "
                  f"<b>{escape(str(self._tracker.info.get('name')))}</b>")
         self._view = MonitorView(title, {"cancel": self._cancel, "retry": self._retry},
                                  self._details)
+        self._watch_close(self._view.root)
         self._step(initial=True)
         self._draw()
         self._loop = kernel_loop()
+        self._shown_in: str | None = None  # the cell that displayed the view at creation
         if self._loop is not None:
             self._start()
+            self._display_now()
         else:
             print(text_view(self._tracker))
 
@@ -108,7 +114,12 @@ class RunMonitor(Following):
         return self._done
 
     def close(self) -> None:
-        """Stop following (the loop task is cancelled) and close the widgets."""
+        """Stop following (the loop task is cancelled) and close the widgets. Closing the
+        view's root widget (``widget.close()``, or the front end closing its comm) does the
+        same."""
+        if self._shut:
+            return
+        self._shut = True
         self._stop_following()
         for widget in self._view.widgets():
             widget.close()
@@ -129,6 +140,40 @@ class RunMonitor(Following):
         bundle: dict[str, Any] = self._view.root._repr_mimebundle_()
         bundle["text/plain"] = repr(self)
         return bundle
+
+    def _ipython_display_(self) -> None:
+        """How IPython shows the monitor (``display(m)``, or a cell's last value): the view,
+        except in the cell that created it, where it is shown already."""
+        from IPython import get_ipython
+        from IPython.display import display
+
+        if self._shown_in is not None and _cell(get_ipython()) == self._shown_in:
+            return
+        display(self._repr_mimebundle_(), raw=True)  # type: ignore[no-untyped-call]
+
+    def _display_now(self) -> None:
+        """Show the view in the cell that creates the monitor (``m = run.monitor()`` shows it
+        too, not only a bare ``run.monitor()``); remembered, so that the cell's last value
+        does not show it twice."""
+        from IPython import get_ipython
+        from IPython.display import display
+
+        shell = get_ipython()
+        if shell is None:
+            return
+        display(self._repr_mimebundle_(), raw=True)  # type: ignore[no-untyped-call]
+        self._shown_in = _cell(shell)
+
+    def _watch_close(self, root: Any) -> None:
+        """Stop following when the root widget is closed: by ``root.close()`` (its comm is
+        dropped) or by the front end (a ``comm_close`` message)."""
+        def dropped(change: dict[str, Any]) -> None:
+            if change["new"] is None:
+                self.close()
+
+        root.observe(dropped, names="comm")
+        if root.comm is not None:
+            root.comm.on_close(lambda _msg: self.close())
 
     # ------------------------------------------------------------------ the loop
 
@@ -237,6 +282,16 @@ class RunMonitor(Following):
         head = (f"output (last {_LOG_LINES} of {len(lines)} lines):" if len(lines) > _LOG_LINES
                 else "output:")
         return f"{head}<pre>{escape(chr(10).join(lines[-_LOG_LINES:]))}</pre>"
+
+
+def _cell(shell: Any) -> str | None:
+    """Which execution is running now: its request's message id (the execution count where
+    the shell has no parent header)."""
+    if shell is None:
+        return None
+    header = getattr(shell, "parent_header", None)
+    msg_id = header.get("msg_id") if isinstance(header, dict) else None
+    return str(msg_id or shell.execution_count)
 
 
 def _raw(response: Any, **_options: Any) -> Any:
