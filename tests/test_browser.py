@@ -273,14 +273,16 @@ def test_monitor_follows_a_run_live_in_jupyterlab(lab: Lab, page: Any, tmp_path:
     # The browser applies the widgets' updates in order, but a last burst can take it a second
     # or two on a loaded machine (the header may read "succeeded" before the last rows do).
     page.wait_for_function("""() => {
-        const bars = [...document.querySelectorAll('.ironforge-monitor .progress-bar')];
+        const bars = [...document.querySelectorAll(
+            '.ironforge-monitor-overall .progress-bar, .ironforge-monitor-bar-fill')];
         const rows = [...document.querySelectorAll('.ironforge-monitor-task')];
         return bars.length > 0 && bars.every(bar => bar.style.width === '100%') &&
                rows.length > 0 && rows.every(row => row.innerText.includes('completed'));
     }""")
     shown = _counts_shown(monitor.locator(".ironforge-monitor-counts").inner_text())
-    bars = page.eval_on_selector_all(
-        ".ironforge-monitor .progress-bar", "bars => bars.map(b => b.style.width)")
+    bars = page.eval_on_selector_all(  # the rows' bars, drawn in each row's HTML
+        ".ironforge-monitor-task .ironforge-monitor-bar-fill", "bars => bars.map(b => "
+        "b.style.width)")
     statuses = page.eval_on_selector_all(".ironforge-monitor-task", "rows => rows.map("
                                          "row => row.innerText)")
     _screenshots(request, page, monitor, tmp_path)
@@ -294,7 +296,7 @@ def test_monitor_follows_a_run_live_in_jupyterlab(lab: Lab, page: Any, tmp_path:
     assert under_way.get("completed", 0) == 0 and sum(under_way.values()) == 20, under_way
     assert {k: v for k, v in counts.items() if v} == shown == {"completed": 20}
     assert _bar_percent(page, ".ironforge-monitor-overall") == 100.0
-    assert len(bars) == 21 and set(bars) == {"100%"}, bars  # the overall bar and 20 rows
+    assert len(bars) == 20 and set(bars) == {"100%"}, bars  # one per row
     assert len(statuses) == 20 and all("completed" in row for row in statuses), statuses
     assert page.locator(".ironforge-monitor-graph svg").count() == 1
     assert _error_outputs(page) == []

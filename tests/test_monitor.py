@@ -21,6 +21,7 @@ from ironforge_nb.orchestrator import Run, submit
 from ironforge_nb.queue import Queue, RedisConfig
 from ironforge_nb.render import STATUS_COLORS
 from ironforge_nb.widgets import RunMonitor
+from ironforge_nb.widgets.graph import MAP_BOX
 from ironforge_nb.widgets.tracker import EVENTS_PER_POLL, MAP_GROUPS, SMALL_RUN, TASK_ROWS
 from tests import tasks
 from tests.helpers import claim, diamond, failing
@@ -37,8 +38,31 @@ def wide(n: int) -> Pipeline:
 
 
 def rows(monitor: RunMonitor) -> dict[str, Any]:
-    """The visible task rows of a monitor's view, by task name."""
-    return {r.task: r for r in monitor._view.rows if r.task is not None}
+    """The visible task rows of a monitor's view, by task name (each on screen: a child of
+    the rows' box)."""
+    shown = {r.task: r for r in monitor._view.rows if r.task is not None}
+    assert [r.html for r in shown.values()] == list(monitor._view.row_box.children)
+    return shown
+
+
+def drawn(row: Any) -> tuple[float, str]:
+    """The bar a row's HTML draws (a task's or a group's): its value and its fill's color;
+    the fill's width is the value."""
+    found = re.search(r'data-value="([\d.]+)".*?class="ironforge-monitor-bar-fill" '
+                      r'style="width:([\d.]+)%;height:100%;background:(#[0-9a-fA-F]+)"',
+                      row.html.value)
+    assert found is not None, row.html.value
+    value, width, color = float(found[1]), float(found[2]), found[3]
+    assert width == pytest.approx(value * 100, abs=0.05)
+    assert (value, color) == (pytest.approx(row.value), row.color)
+    return value, color
+
+
+def status_shown(row: Any) -> str:
+    """The status chip's text in a task row's HTML."""
+    found = re.search(r'class="ironforge-chip"[^>]*>([^<]*)</span>', row.html.value)
+    assert found is not None, row.html.value
+    return found[1]
 
 
 def test_rows_follow_a_run_step_by_step(config: RedisConfig) -> None:
@@ -52,10 +76,9 @@ def test_rows_follow_a_run_step_by_step(config: RedisConfig) -> None:
     monitor.refresh()
     row = rows(monitor)["a"]
     assert monitor.counts == {"waiting": 3, "active": 1}
-    assert row.bar.value == pytest.approx(0.4)
-    assert row.bar.style.bar_color == STATUS_COLORS["active"]
-    assert "reading files" in row.facts.value and "40%" in row.facts.value
-    assert ">active<" in row.status.value
+    assert drawn(row) == (pytest.approx(0.4), STATUS_COLORS["active"])
+    assert "reading files" in row.html.value and "40%" in row.html.value
+    assert status_shown(row) == "active"
     run_one(queue, lease)
     work(config)
     monitor.refresh()
@@ -63,7 +86,7 @@ def test_rows_follow_a_run_step_by_step(config: RedisConfig) -> None:
     view = monitor._view
     assert view.overall.value == 1.0 and view.overall.description == "4/4"
     assert re.sub(r"<[^>]+>", "", view.status.value) == "succeeded"
-    assert all(r.bar.value == 1.0 and r.bar.style.bar_color == STATUS_COLORS["completed"]
+    assert all(drawn(r) == (1.0, STATUS_COLORS["completed"])
                for r in rows(monitor).values())
     assert STATUS_COLORS["completed"] in view.graph.value and "<svg" in view.graph.value
     assert view.cancel.disabled and view.retry.disabled
@@ -78,14 +101,21 @@ def test_failed_task_shows_its_error_and_traceback(config: RedisConfig) -> None:
     monitor = run.monitor()
     assert monitor.done and monitor.counts == {"completed": 1, "failed": 1, "skipped": 1}
     row = rows(monitor)["bad"]
-    summary = re.search(r"<summary>(.*?)</summary><pre>(.*?)</pre>", row.error.value, re.S)
+    summary = re.search(r"<summary>(.*?)</summary><pre>(.*?)</pre>", row.html.value, re.S)
     assert summary is not None and summary.group(1) == "RuntimeError: boom: this task always fails"
     assert "Traceback (most recent call last)" in summary.group(2)
-    assert row.bar.style.bar_color == STATUS_COLORS["failed"]
+    assert drawn(row)[1] == STATUS_COLORS["failed"] and status_shown(row) == "failed"
     assert "Traceback" in monitor._view.detail.value  # the first failed task, unasked
     assert not monitor._view.retry.disabled and monitor._view.cancel.disabled
     monitor._view.select("a")
     assert "<code>a</code>" in monitor._view.detail.value
+    view = monitor._view  # the dropdown, as the front end sets it
+    assert [v for _label, v in view.pick.options] == ["", "a", "bad", "after_bad"]
+    view.pick.value = "after_bad"
+    assert view.selected == "after_bad" and "<code>after_bad</code>" in view.detail.value
+    view.pick.value = ""
+    monitor.refresh()
+    assert view.selected is None and "Traceback" in view.detail.value
     monitor.close()
 
 
@@ -110,16 +140,16 @@ def test_big_run_aggregates_rows_and_bounds_widgets(config: RedisConfig) -> None
     run = submit(wide(3000), config=config)
     monitor = run.monitor()
     view = monitor._view
-    before = len(view.widgets())
-    assert before < 100 and len(view.groups) == 1
-    assert "sq[*]" in view.groups[0].title.value and "3,000 tasks" in view.groups[0].title.value
+    before = len(view.models())
+    assert before < 50 and len(view.groups) == 1
+    assert "sq[*]" in view.groups[0].html.value and "3,000 tasks" in view.groups[0].html.value
     queue = Queue("default", config)
     leases = queue.dequeue_many("w", 50, lease=30, timeout=0)
     monitor.refresh()
     shown = rows(monitor)
     assert set(shown) == {"total"} | {f"sq[{i}]" for i in range(TASK_ROWS)}
     assert "30 more" in view.more.value
-    assert view.groups[0].counts.value == "2,950 queued, 50 active"
+    assert ">2,950 queued, 50 active<" in view.groups[0].html.value
     for lease in leases:
         run_one(queue, lease)
     work(config)
@@ -133,11 +163,42 @@ def test_big_run_aggregates_rows_and_bounds_widgets(config: RedisConfig) -> None
         steps += 1
         assert sum(monitor.counts.values()) == 3001 and steps <= len(events)
         assert sum(int(n.replace(",", "")) for n in re.findall(
-            r"\d[\d,]*", view.groups[0].counts.value)) == 3000
+            r"\d[\d,]*", view.groups[0].counts)) == 3000
+        assert view.groups[0].counts in view.groups[0].html.value
     assert steps == (len(events) - 1) // EVENTS_PER_POLL + 1
     assert monitor.counts == {"completed": 3001}
-    assert view.groups[0].bar.value == 1.0
-    assert len(view.widgets()) <= before + 10 * TASK_ROWS  # a row is 9 widgets
+    assert drawn(view.groups[0]) == (1.0, STATUS_COLORS["completed"])
+    assert len(view.models()) <= before + TASK_ROWS  # a row is one HTML widget
+    monitor.close()
+
+
+def test_a_20_task_monitor_is_a_few_dozen_models_all_closed_at_the_end(
+        config: RedisConfig) -> None:
+    """Every widget, layout and style is a model (a comm) in the front end: a 20-task run's
+    view is at most 60 of them (one HTML widget per row, layouts and styles shared; it was
+    ~500), the view's `models` are all of them, and close() closes every one."""
+    from ipywidgets.widgets.widget import _instances
+
+    run = submit(wide(19), config=config)
+    work(config)
+    before = set(_instances)
+    monitor = run.monitor()
+    made = set(_instances) - before
+    assert len(rows(monitor)) == 20 and len(made) <= 60
+    assert {m.model_id for m in monitor._view.models()} == made
+    monitor.close()
+    assert not made & set(_instances)
+
+
+def test_a_map_of_a_small_run_is_one_box_of_the_graph(config: RedisConfig) -> None:
+    """A map of more than MAP_BOX members is drawn as one box with its counts (its members,
+    left to right, would be a column taller than the screen); its rows are still there."""
+    run = submit(wide(19), config=config)
+    work(config)
+    monitor = run.monitor()
+    svg = monitor._view.graph.value
+    assert "sq[*]" in svg and "19 tasks: 19 completed" in svg and "sq[3]" not in svg
+    assert ">total<" in svg and len(rows(monitor)) == 20 and MAP_BOX < 19
     monitor.close()
 
 
@@ -149,7 +210,8 @@ def test_many_single_tasks_are_grouped_by_level(config: RedisConfig) -> None:
         p.task(f"c{i}", tasks.inc, after=f"c{i - 1}")
     monitor = submit(p, config=config).monitor()
     assert not rows(monitor) and 1 < len(monitor._view.groups) <= 10
-    assert monitor._view.groups[0].title.value.startswith("<code>levels 0-")
+    assert monitor._view.groups[0].title.startswith("<code>levels 0-")
+    assert monitor._view.groups[0].title in monitor._view.groups[0].html.value
     monitor.close()
 
 
@@ -281,7 +343,8 @@ def test_many_maps_share_a_bounded_number_of_rows(config: RedisConfig) -> None:
     for i in range(40):
         p.map(f"m{i}", tasks.square, over=list(range(2 + (i == 7))))
     monitor = submit(p, config=config).monitor()
-    titles = [g.title.value for g in monitor._view.groups]
+    titles = [g.title for g in monitor._view.groups]
+    assert all(g.title in g.html.value for g in monitor._view.groups)
     assert len(titles) == MAP_GROUPS and titles[0].startswith("<code>m7[*]</code> 3 tasks")
     assert titles[-1] == "<code>11 other maps</code> 22 tasks"
     assert sum(g.size for g in monitor._tracker.groups) == 81 and not rows(monitor)
@@ -297,7 +360,7 @@ def test_monitor_on_redis_cluster(redis_cluster: RedisCluster, namespace: str) -
     work(config)
     monitor.refresh()
     assert monitor.done and monitor.counts == {"completed": 101}
-    assert monitor._view.groups[0].bar.value == 1.0
+    assert drawn(monitor._view.groups[0])[0] == 1.0
     monitor.close()
     config.close()
 
@@ -314,7 +377,7 @@ def test_a_status_this_version_does_not_know_is_shown_not_fatal(config: RedisCon
                                                  "job": job, "task": "a", "status": "paused"})
     monitor.refresh()
     assert monitor.counts == {"waiting": 3, "paused": 1}
-    assert ">paused<" in rows(monitor)["a"].status.value
+    assert status_shown(rows(monitor)["a"]) == "paused"
     pending = monitor._painter._pending
     if pending is not None:
         assert "<svg" in pending.result()

@@ -17,7 +17,11 @@ Stable CSS classes on the monitor's widgets (for browser tests and custom stylin
 ``ironforge-monitor-graph``        the pipeline graph (an inline SVG) colored by status
 ``ironforge-monitor-group``        one aggregated row per map (or levels) of a big run
 ``ironforge-monitor-task``         one row per task (big runs: failed, active, retrying ones)
+``ironforge-chip``                 a row's status, in the row's colors
+``ironforge-monitor-bar``          a row's bar (HTML), its value in ``data-value``
+``ironforge-monitor-bar-fill``     the bar's filled part (its width is the value)
 ``ironforge-monitor-error``        a failed task's last error line, full traceback on click
+``ironforge-monitor-pick``         the dropdown choosing the task whose details are shown
 ``ironforge-monitor-details``      the selected (or first failed) task's details and logs
 ``ironforge-monitor-cancel``       the "cancel run" button
 ``ironforge-monitor-retry``        the "retry failed" button

@@ -1,11 +1,14 @@
 """The monitor's graph: the run's DAG drawn by `ironforge_nb.render`, colored by live status.
 
-The DAG is collapsed once, exactly as ``ifn.render.draw`` collapses it (every task up to 300,
-then by map, then by level); a redraw only recounts the boxes' statuses (O(tasks), no graph
-work) and lays the boxes out with ``dot``. Layout takes tens of milliseconds, so it runs on a
-thread of the painter's own (``dot`` is a child process: the thread mostly waits, holding no
-lock), at most once per `GRAPH_EVERY` seconds and only when a status changed; the picture of
-an ended run is drawn at once. Without ``dot`` the graph says why, in text.
+The DAG is collapsed once, as ``ifn.render.draw`` collapses it (every task up to 300, then by
+map, then by level), except that a map of more than `MAP_BOX` members is always one box with
+its counts by status (drawn left to right, its members would make a column taller than the
+screen; the rows under the graph show them one by one). A redraw only recounts the boxes'
+statuses (O(tasks), no graph work) and lays the boxes out with ``dot``. Layout takes tens of
+milliseconds, so it runs on a thread of the painter's own (``dot`` is a child process: the
+thread mostly waits, holding no lock), at most once per `GRAPH_EVERY` seconds and only when a
+status changed; the picture of an ended run is drawn at once. Without ``dot`` the graph says
+why, in text.
 """
 
 from __future__ import annotations
@@ -24,10 +27,12 @@ from ironforge_nb.render.palette import PENDING, STATUS_COLORS
 if TYPE_CHECKING:
     from ironforge_nb.dag.graph import DAG
 
-__all__ = ["GRAPH_EVERY", "GraphPainter"]
+__all__ = ["GRAPH_EVERY", "MAP_BOX", "GraphPainter"]
 
 GRAPH_EVERY = 1.0  # seconds between two redraws of the graph, at least
+MAP_BOX = 8  # maps of more members are drawn as one box, with their counts by status
 _LAYOUT_TIMEOUT = 10.0
+_TASK_BOXES = 300  # build_view's own limit of one box per task
 
 
 class GraphPainter:
@@ -35,7 +40,14 @@ class GraphPainter:
     thread except for the final picture."""
 
     def __init__(self, dag: DAG[str], statuses: dict[str, str]) -> None:
-        self.view = build_view(dag, statuses)
+        sizes = Counter(g for g in (getattr(dag.data(n), "group", None) for n in dag.nodes)
+                        if isinstance(g, str))
+        # a map of more than MAP_BOX members is one box with its counts (left to right, its
+        # members would be a column taller than the screen; its rows are below the graph);
+        # bigger runs collapse by themselves ("auto")
+        small = len(dag) <= _TASK_BOXES
+        collapse = "group" if small and any(n > MAP_BOX for n in sizes.values()) else "auto"
+        self.view = build_view(dag, statuses, collapse=collapse)
         self._box_of = dict(zip(dag.nodes, self.view.assign, strict=True))
         self.html = ""
         self.draws = 0  # pictures finished so far

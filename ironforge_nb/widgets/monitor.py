@@ -121,8 +121,8 @@ class RunMonitor(Following):
             return
         self._shut = True
         self._stop_following()
-        for widget in self._view.widgets():
-            widget.close()
+        for model in self._view.models():
+            model.close()
         self._painter.close()
         self._config.close()
 
