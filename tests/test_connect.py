@@ -200,3 +200,36 @@ def test_run_survives_a_sigkilled_local_worker() -> None:
         assert (info.errors, info.last_stall) == ((), f"lease expired (worker {name})")
     finally:
         conn.close()
+
+
+def test_connect_hands_its_task_log_settings_to_its_workers() -> None:
+    """connect(task_log_bytes=, task_log_level=) sets the config's capture settings and the
+    local workers it starts capture with them: a 1,000-byte tail, WARNING records and up."""
+    conn = ifn.connect(workers=1, home=None, task_log_bytes=1000, task_log_level="WARNING")
+    try:
+        assert (conn.config.task_log_bytes, conn.config.task_log_level) == (1000, "WARNING")
+
+        def talk() -> int:
+            import logging
+
+            print("x" * 5000)
+            logging.getLogger("etl").info("below the level: not kept")
+            logging.getLogger("etl").warning("kept")
+            return 1
+
+        run = ifn.Pipeline("chat").task("talk", talk).submit()
+        run.wait(timeout=60, progress=False, raise_on_failure=True)
+        text = run.logs("talk")
+        head, tail = text.split("\n", 1)
+        assert "bytes of earlier output dropped; the last 1,000 are kept" in head
+        assert len(tail.encode()) <= 1000 and "WARNING:etl:kept" in tail
+        assert "not kept" not in text
+    finally:
+        conn.close()
+
+
+def test_connect_refuses_bad_task_log_settings() -> None:
+    """A bad capture setting is refused before anything starts, naming the setting."""
+    with pytest.raises(ifn.InvalidOptionError, match="task_log_level"):
+        ifn.connect(workers=1, home=None, task_log_level="LOUD")
+    assert current_connection() is None

@@ -19,6 +19,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 from ironforge_nb.local.home import Home
 from ironforge_nb.local.server import RedisServer
@@ -99,7 +100,8 @@ def connect(url: str | None = None, namespace: str = "default", *, workers: int 
             secret: bytes | str | None = None, queues: Sequence[str] = ("default",),
             worker_args: Sequence[str] = (),
             home: str | os.PathLike[str] | bool | None = True,
-            result_store: str | None = None) -> Connection:
+            result_store: str | None = None, task_log_bytes: int | None = None,
+            task_log_level: str | None = None) -> Connection:
     """Connect this process to Redis and start ``workers`` local worker processes.
 
     ``url=None`` uses the local home's server (``home=True``: ``$IRONFORGE_HOME``, else
@@ -112,6 +114,9 @@ def connect(url: str | None = None, namespace: str = "default", *, workers: int 
     Results of 1 MiB or more go to ``result_store`` (a directory or fsspec URL), else
     ``IRONFORGE_RESULT_STORE``, else the home's ``results/`` directory (none without a home:
     they stay in Redis); remote workers need the same ``IRONFORGE_RESULT_STORE``.
+    ``task_log_bytes`` and ``task_log_level`` (`RedisConfig`'s defaults when None) say how
+    much of a task's output the local workers keep and from which log level; remote workers
+    take them as ``ironforge worker --task-log-bytes N --task-log-level LEVEL``.
     """
     from ironforge_nb.orchestrator import codec
 
@@ -137,8 +142,11 @@ def connect(url: str | None = None, namespace: str = "default", *, workers: int 
             from ironforge_nb.orchestrator.store import check_store
 
             check_store(store)  # a missing fsspec backend fails here, naming the package
+        logs: dict[str, Any] = {name: value for name, value in (
+            ("task_log_bytes", task_log_bytes), ("task_log_level", task_log_level))
+            if value is not None}
         config = RedisConfig(url=server.url if server is not None else url or "",
-                             namespace=namespace, result_store=store)
+                             namespace=namespace, result_store=store, **logs)
         config.client().ping()  # fail here, not at the first submit
         if workers:
             local = LocalWorkers(config, workers, queues, secret=key,

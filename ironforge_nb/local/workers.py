@@ -109,7 +109,10 @@ class LocalWorkers:
         return [sys.executable, "-m", "ironforge_nb.worker",
                 "--namespace", self.config.namespace, "--queues", ",".join(self.queues),
                 "--concurrency", str(self.concurrency), "--name", name,
-                "--parent-pid", str(os.getpid()), *self._extra]
+                "--parent-pid", str(os.getpid()),
+                # the output capture's settings of this config (extra args may override them)
+                "--task-log-bytes", str(self.config.task_log_bytes),
+                "--task-log-level", self.config.task_log_level, *self._extra]
 
     def _spawn(self, name: str) -> subprocess.Popen[bytes]:
         env = dict(os.environ)
