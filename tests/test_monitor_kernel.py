@@ -14,8 +14,10 @@ from typing import Any
 
 import pytest
 
+from ironforge_nb.dag import Pipeline
 from ironforge_nb.orchestrator import submit
 from ironforge_nb.queue import RedisConfig
+from tests import tasks
 from tests.helpers import diamond
 from tests.runloop import SECRET, work
 
@@ -165,3 +167,25 @@ def test_the_monitor_displays_itself_once(kernel: Kernel, config: RedisConfig) -
     assert len(kernel.displays) == 4
     assert kernel.displays[3][widget]["model_id"] == kernel.displays[1][widget]["model_id"]
     assert kernel.displays[1][widget]["model_id"] != kernel.displays[0][widget]["model_id"]
+
+
+def test_the_cancel_button_runs_off_the_kernel_loop(kernel: Kernel,
+                                                    config: RedisConfig) -> None:
+    """A click on "cancel run" returns at once: the cancel (seconds of Redis scripts on a big
+    run) runs in the loop's thread pool while the view says "cancelling…" with both buttons
+    disabled; its outcome is shown afterwards, and the monitor follows the run to its end."""
+    p = Pipeline("wide")
+    p.map("sq", tasks.square, over=list(range(2000))).task("total", tasks.total, after="sq")
+    run = submit(p, config=config)
+    _attach(kernel, config, run.id, "run11")
+    out = kernel.run(
+        "m11 = run11.monitor(interval=0.05)\nm11._view.cancel.click()\n"
+        "first = [m11._view.notice.value, m11._view.cancel.disabled, m11._view.retry.disabled]"
+        "\nfor _ in range(1200):\n    if m11.done and not m11._busy: break\n"
+        "    await asyncio.sleep(0.05)\nawait asyncio.sleep(0.1)\n"
+        "print(json.dumps([first, m11.done, m11.counts, m11._view.notice.value, "
+        f"m11._view.retry.disabled, len({FOLLOWERS}), run11.status]))")
+    first, done, counts, notice, retry_disabled, followers, status = json.loads(out)
+    assert first == ["cancelling…", True, True]
+    assert done and counts == {"cancelled": 2001} and status == "cancelled"
+    assert notice == "cancelled 2,001 tasks" and not retry_disabled and followers == 0

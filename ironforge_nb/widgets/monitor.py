@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
+from collections.abc import Callable
 from html import escape
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +32,7 @@ __all__ = ["RunMonitor"]
 
 _LOG_LINES = 40  # lines of a task's log shown in the details pane
 _CATCH_UP = 5  # bounded reads at most when attaching to a running run
+_WORKING = {"cancel": "cancelling…", "retry": "retrying…"}  # shown while a button's action runs
 
 
 class RunMonitor(Following):
@@ -76,6 +78,8 @@ class RunMonitor(Following):
         self._done = False
         self._closed = False
         self._shut = False  # close() ran
+        self._busy = False  # a button's action is running
+        self._actions: set[asyncio.Task[None]] = set()  # (a reference keeps a task alive)
         self._task: asyncio.Task[None] | None = None
         title = (f"run <code>{escape(run.id)}</code> · pipeline "
                  f"<b>{escape(str(self._tracker.info.get('name')))}</b>")
@@ -121,6 +125,8 @@ class RunMonitor(Following):
             return
         self._shut = True
         self._stop_following()
+        for task in list(self._actions):  # the action itself ends in its thread
+            task.cancel()
         for model in self._view.models():
             model.close()
         self._painter.close()
@@ -224,9 +230,11 @@ class RunMonitor(Following):
             self._painter.collect()
             if self._painter.draws != self._applied:
                 graph, self._applied = self._painter.html, self._painter.draws
-            message = tracker.lost or ("this run was deleted" if tracker.gone else None) or (
-                "catching up with the run's events…" if tracker.behind else None)
-            self._view.update(tracker, graph, message or self._message)
+            message = (tracker.lost or ("this run was deleted" if tracker.gone else None)
+                       or (self._message if self._busy else None)
+                       or ("catching up with the run's events…" if tracker.behind else None)
+                       or self._message)
+            self._view.update(tracker, graph, message)
             order = [*STATUS_ORDER, *sorted(set(tracker.counts) - set(STATUS_ORDER))]
             self._counts = {s: tracker.counts[s] for s in order if tracker.counts.get(s)}
             self._done = tracker.gone or (tracker.ended and not tracker.behind
@@ -239,17 +247,52 @@ class RunMonitor(Following):
 
     def _retry(self) -> None:
         self._act("retry", lambda: f"{self.run.retry_failed():,} tasks will run again")
-        self._done = False
-        self._start()
 
-    def _act(self, name: str, action: Any) -> None:
+    def _act(self, name: str, action: Callable[[], str]) -> None:
+        """Run a button's action. On a kernel's loop it runs in the loop's thread pool (a
+        100,000-task cancel takes seconds of Redis scripts, which would freeze the kernel):
+        the view says "cancelling…" with both buttons disabled until it is done. Without a
+        loop (tests, scripts) it runs here, and the view is refreshed after."""
+        if self._busy or self._closed:
+            return
+        if self._loop is None:
+            self._message = self._outcome(name, action)
+            self._after(name)
+            self.refresh()
+            return
+        self._busy = self._view.busy = True
+        self._message = _WORKING[name]
+        with contextlib.suppress(Exception):
+            self._draw()
+        self._actions.add(self._loop.create_task(self._act_off_loop(name, action)))
+
+    async def _act_off_loop(self, name: str, action: Callable[[], str]) -> None:
+        try:
+            message = await asyncio.get_running_loop().run_in_executor(
+                None, self._outcome, name, action)
+        finally:
+            self._busy = self._view.busy = False
+            self._actions.discard(asyncio.current_task())
+        if self._closed:
+            return
+        self._message = message
+        self._after(name)
+        with contextlib.suppress(Exception):
+            self._draw()
+        self._start()  # a retried run is followed again; a cancelled one to its end
+
+    def _after(self, name: str) -> None:
+        if name == "retry":
+            self._done = False
+
+    @staticmethod
+    def _outcome(name: str, action: Callable[[], str]) -> str:
         import redis
 
         try:
-            self._message = action()
+            return action()
         except (IronForgeError, redis.exceptions.RedisError) as exc:
-            self._message = f"{name} failed: {exc}"
-        self.refresh()
+            return f"{name} failed: {exc}"
 
     def _details(self, task: str | None) -> str:
         """HTML of the details pane for ``task``: its state, full error and logs."""

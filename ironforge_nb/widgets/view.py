@@ -140,6 +140,7 @@ class MonitorView:
     def __init__(self, title: str, actions: dict[str, Callable[[], None]],
                  details: Callable[[str | None], str]) -> None:
         self._details = details
+        self.busy = False  # a button's action is running: both buttons stay disabled
         self.selected: str | None = None
         self._shown: str | None = None  # the task the details pane shows
         self._shared = shared = _Shared()
@@ -213,8 +214,8 @@ class MonitorView:
             self.graph.value = graph
         self._update_groups(tracker)
         self._update_rows(tracker)
-        self.cancel.disabled = tracker.ended or tracker.gone
-        self.retry.disabled = not tracker.ended or not any(
+        self.cancel.disabled = self.busy or tracker.ended or tracker.gone
+        self.retry.disabled = self.busy or not tracker.ended or not any(
             tracker.counts.get(s) for s in ("failed", "skipped", "cancelled"))
         self._update_details(tracker)
         tracker.changed.clear()
