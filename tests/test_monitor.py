@@ -134,6 +134,27 @@ def test_buttons_cancel_the_run_and_retry_it(config: RedisConfig) -> None:
     monitor.close()
 
 
+def test_a_cancel_under_way_is_followed_to_its_end(config: RedisConfig) -> None:
+    """A cancel sets the run's status at once, then cancels the tasks in bounded steps and
+    stamps `finished` after the last one: a monitor that sees the status alone is not done
+    (it stopped with 90% of a 100k-task run still 'queued'), and reaches the end after."""
+    run = submit(wide(300), config=config)
+    monitor = run.monitor()
+    meta = config.keys.run(run.id).meta
+    client = config.client()
+    client.hset(meta, "status", "cancelled")  # as the cancel's first step leaves it
+    monitor.refresh()
+    assert not monitor.done and monitor._tracker.status == "cancelled"
+    client.hset(meta, "status", "running")
+    assert run.cancel() == 301
+    for _ in range(10):
+        monitor.refresh()
+        if monitor.done:
+            break
+    assert monitor.done and monitor.counts == {"cancelled": 301}
+    monitor.close()
+
+
 def test_big_run_aggregates_rows_and_bounds_widgets(config: RedisConfig) -> None:
     """A 3000-task map is one aggregated row; only its active tasks get rows (at most
     TASK_ROWS, the rest counted), and the number of widgets stays the same to the end."""

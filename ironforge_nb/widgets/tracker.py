@@ -357,8 +357,11 @@ class RunTracker:
 
     @property
     def ended(self) -> bool:
-        """The run has ended (as last read)."""
-        return bool(self.status) and RunStatus(self.status).terminal
+        """The run has ended (as last read): a final status and its ``finished`` stamp. A
+        cancel sets the status at once, then cancels the tasks in bounded steps and stamps
+        ``finished`` after the last one: until then the tasks' statuses are still moving."""
+        return (bool(self.status) and RunStatus(self.status).terminal
+                and bool(self.info.get("finished")))
 
     def rows(self) -> tuple[list[str], int]:
         """The tasks with a row of their own, in order, and how many more would need one
