@@ -189,3 +189,21 @@ def test_the_cancel_button_runs_off_the_kernel_loop(kernel: Kernel,
     assert first == ["cancelling…", True, True]
     assert done and counts == {"cancelled": 2001} and status == "cancelled"
     assert notice == "cancelled 2,001 tasks" and not retry_disabled and followers == 0
+
+
+def test_the_dashboard_closed_by_the_front_end_stops_its_loop(kernel: Kernel,
+                                                              config: RedisConfig) -> None:
+    """ifn.dashboard()'s loop ends too when the front end closes its root widget's comm."""
+    out = kernel.run(
+        "from ironforge_nb.widgets import Dashboard\n"
+        f"board = Dashboard(RedisConfig(url={config.url!r}, namespace={config.namespace!r}), "
+        f"interval=0.05)\nawait asyncio.sleep(0.2)\nprint(json.dumps([board.following, "
+        f"len({FOLLOWERS}), board.root.model_id]))")
+    following, followers, model_id = json.loads(out)
+    assert following and followers == 1
+    client = kernel.client
+    client.shell_channel.send(client.session.msg("comm_close",
+                                                 {"comm_id": model_id, "data": {}}))
+    out = kernel.run("await asyncio.sleep(0.3)\nprint(json.dumps([board.following, "
+                     f"len({FOLLOWERS}), board.root.comm is None]))")
+    assert json.loads(out) == [False, 0, True]

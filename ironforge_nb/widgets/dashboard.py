@@ -110,6 +110,7 @@ class Dashboard(Following):
         self._lost: str | None = None
         self._lock = threading.Lock()
         self._build()
+        self._close_with(self.root)
         self.refresh()
         self._loop = kernel_loop()
         if self._loop is not None:
@@ -126,7 +127,11 @@ class Dashboard(Following):
             self._draw()
 
     def close(self) -> None:
-        """Stop following and close the widgets."""
+        """Stop following and close the widgets (closing the root widget from the kernel or
+        the front end does the same)."""
+        if self._shut:
+            return
+        self._shut = True
         self._stop_following()
         for widget in _all_widgets(self.root):
             widget.close()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import replace
+from typing import Any
 
 from ironforge_nb.queue import RedisConfig
 from ironforge_nb.widgets.text import in_kernel
@@ -42,6 +43,22 @@ class Following:
 
     _task: asyncio.Task[None] | None = None
     _closed = False
+    _shut = False  # close() ran (closing the widgets calls it again: it must end there)
+
+    def close(self) -> None:  # pragma: no cover - each view has its own
+        raise NotImplementedError
+
+    def _close_with(self, root: Any) -> None:
+        """Run `close` when the view's root widget is closed: by ``root.close()`` in the
+        kernel (its comm is dropped) or by the front end (a ``comm_close`` message), so that
+        no loop task is left following Redis for a view nobody sees."""
+        def dropped(change: dict[str, Any]) -> None:
+            if change["new"] is None:
+                self.close()
+
+        root.observe(dropped, names="comm")
+        if root.comm is not None:
+            root.comm.on_close(lambda _msg: self.close())
 
     @property
     def following(self) -> bool:

@@ -77,7 +77,6 @@ class RunMonitor(Following):
         self._counts: dict[str, int] = {}
         self._done = False
         self._closed = False
-        self._shut = False  # close() ran
         self._busy = False  # a button's action is running
         self._actions: set[asyncio.Task[None]] = set()  # (a reference keeps a task alive)
         self._task: asyncio.Task[None] | None = None
@@ -85,7 +84,7 @@ class RunMonitor(Following):
                  f"<b>{escape(str(self._tracker.info.get('name')))}</b>")
         self._view = MonitorView(title, {"cancel": self._cancel, "retry": self._retry},
                                  self._details)
-        self._watch_close(self._view.root)
+        self._close_with(self._view.root)
         self._step(initial=True)
         self._draw()
         self._loop = kernel_loop()
@@ -170,16 +169,6 @@ class RunMonitor(Following):
         display(self._repr_mimebundle_(), raw=True)  # type: ignore[no-untyped-call]
         self._shown_in = _cell(shell)
 
-    def _watch_close(self, root: Any) -> None:
-        """Stop following when the root widget is closed: by ``root.close()`` (its comm is
-        dropped) or by the front end (a ``comm_close`` message)."""
-        def dropped(change: dict[str, Any]) -> None:
-            if change["new"] is None:
-                self.close()
-
-        root.observe(dropped, names="comm")
-        if root.comm is not None:
-            root.comm.on_close(lambda _msg: self.close())
 
     # ------------------------------------------------------------------ the loop
 
