@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis.exceptions
 
 import ironforge_nb.queue.scripts as scripts_module
 from ironforge_nb.errors import LeaseLost
@@ -183,4 +184,55 @@ def test_worker_rides_out_lost_replies(proxy: FaultProxy, namespace: str,
     finally:
         worker.kill()
         worker.wait()
+        cfg.close()
+
+
+def test_claim_lost_past_the_retries_is_answered_by_the_next_claim(
+        proxy: FaultProxy, namespace: str) -> None:
+    """A claim that ran in Redis but lost its reply on every try (the client's retries spent,
+    the error raised) leaves its jobs to the same worker's next claim, which returns them
+    (claimed once, the first started as this call asks) instead of new ones; the call after
+    that claims afresh."""
+    cfg = RedisConfig(url=proxy.url, namespace=namespace, retries=1)  # 2 tries
+    q = Queue("work", cfg)
+    try:
+        ids = q.enqueue_batch([b"a", b"b", b"c", b"d"])
+        for _ in range(2):
+            proxy.drop_reply(script_match("claim_jobs"))
+        with pytest.raises(redis.exceptions.ConnectionError):
+            q.dequeue_many("w1", 2, timeout=0, started=0)
+        assert proxy.fired == 2
+        assert [q.info(j).status for j in ids] == [JobStatus.ACTIVE] * 2 + [JobStatus.QUEUED] * 2
+        assert q.info(ids[0]).started is None  # the lost claim held them
+        leases = q.dequeue_many("w1", 1, timeout=0, started=1)
+        assert [le.job_id for le in leases] == ids[:2]
+        assert [q.info(j).claims for j in ids] == [1, 1, 0, 0]
+        assert q.info(ids[0]).started is not None and q.info(ids[1]).started is None
+        assert [e.job for e in q.events() if e.type is EventType.CLAIMED] == ids[:2]
+        assert [le.job_id for le in q.dequeue_many("w1", 2, timeout=0)] == ids[2:]
+        _, refused = q.complete_many([*leases])
+        assert not refused
+    finally:
+        cfg.close()
+
+
+def test_complete_and_fetch_lost_past_the_retries(proxy: FaultProxy, namespace: str) -> None:
+    """The same for a completion that fetches: its jobs were completed and its next jobs
+    claimed; the worker's next fetching completion gets those next jobs."""
+    cfg = RedisConfig(url=proxy.url, namespace=namespace, retries=1)
+    q = Queue("work", cfg)
+    try:
+        ids = q.enqueue_batch([b"a", b"b", b"c", b"d"])
+        a, b = q.dequeue_many("w1", 2, timeout=0)
+        for _ in range(2):
+            proxy.drop_reply(script_match("complete_job"))
+        with pytest.raises(redis.exceptions.ConnectionError):
+            q.complete_many([a], fetch_next=1)
+        assert q.info(ids[0]).status is JobStatus.COMPLETED
+        assert q.info(ids[2]).status is JobStatus.ACTIVE  # claimed by the lost call
+        nxt, refused = q.complete_many([b], fetch_next=1)
+        assert not refused and [le.job_id for le in nxt] == [ids[2]]
+        assert [q.info(j).claims for j in ids] == [1, 1, 1, 0]
+        assert q.counts()[JobStatus.QUEUED] == 1
+    finally:
         cfg.close()

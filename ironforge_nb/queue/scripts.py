@@ -12,13 +12,20 @@ the scripts from `Keys.job_prefix` and the suffixes of `keys.py`, passed as ARGV
 Safe resends: the claims (claim_jobs, complete_job's fetch), requeue_job and cancel_job get a
 request id made here once per call (`options.new_request_id`), which redis-py's retry after a
 lost reply sends again unchanged; the script answers that resend as it answered the first.
+A claim whose reply was lost on every try (the connection error reached the caller) may still
+have run: its request id is kept, per worker, and the same worker's next claim in this queue
+(a claim, or a completion that fetches) is sent with it, so that Redis answers it from the
+lost claim's receipt: the worker gets those jobs instead of leaving them active with nobody
+holding them until their leases run out.
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
+
+import redis.exceptions
 
 from ironforge_nb.queue.codes import check
 from ironforge_nb.queue.config import RedisConfig
@@ -73,6 +80,7 @@ class QueueScripts:
         self._complete_head = [self._prefix, JOB_PAYLOAD_SUFFIX, JOB_RESULT_SUFFIX, queue,
                                self._maxlen, self._result_ttl_ms, self._retention]
         self._receipts: dict[str, str] = {}  # worker -> its receipt key in this queue
+        self._lost: dict[str, str] = {}  # worker -> request id of a claim whose reply was lost
 
     def _receipt(self, worker: str) -> str:
         key = self._receipts.get(worker)
@@ -92,18 +100,34 @@ class QueueScripts:
     def claim_jobs(self, worker: str, lease_ms: int, n: int, start: int) -> list[Any]:
         """Raw claim reply: ``[wait_ms, (id, token, attempt, deadline, payload, meta,
         inputs)*]``; the first ``start`` jobs start now, the others are held."""
-        reply: list[Any] = self._claim(
+        rid = self._claim_id(worker)
+        reply: list[Any] = self._claiming(worker, rid, lambda: self._claim(
             [*self._claim_keys, self._receipt(worker)],
-            [*self._claim_head, worker, lease_ms, n, *self._claim_tail, start, new_request_id()])
+            [*self._claim_head, worker, lease_ms, n, *self._claim_tail, start, rid]))
         return reply
+
+    def _claim_id(self, worker: str) -> str:
+        """The request id of ``worker``'s next claim: that of its last claim if that one's
+        reply was lost (see the module docstring), else a new one."""
+        return self._lost.pop(worker, None) or new_request_id()
+
+    def _claiming(self, worker: str, rid: str, call: Callable[[], Any]) -> Any:
+        """``call()``; if its reply never came (a connection error past the client's
+        retries), ``rid`` goes with ``worker``'s next claim."""
+        try:
+            return call()
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
+            self._lost[worker] = rid
+            raise
 
     def claim_after_wait(self, wake: str, seconds: float, worker: str, lease_ms: int,
                          n: int, start: int) -> list[Any]:
         """`claim_jobs` run by Redis as soon as a BLPOP on ``wake`` returns (a hint came or
         ``seconds`` passed), sent with it in one write: a woken worker needs no second trip."""
-        reply: list[Any] = self._claim.after(
+        rid = self._claim_id(worker)
+        reply: list[Any] = self._claiming(worker, rid, lambda: self._claim.after(
             ("BLPOP", wake, seconds), [*self._claim_keys, self._receipt(worker)],
-            [*self._claim_head, worker, lease_ms, n, *self._claim_tail, start, new_request_id()])
+            [*self._claim_head, worker, lease_ms, n, *self._claim_tail, start, rid]))
         return reply
 
     def complete_jobs(self, items: Sequence[tuple[str, str, bytes | None]], worker: str,
@@ -114,8 +138,10 @@ class QueueScripts:
         outcome per job (1, 0 or ``[code, detail]``). ``start`` (id, token) is a held lease
         of the caller's that starts now."""
         keys = [*self._complete_keys, self._receipt(worker)]
+        was_lost = fetch_n > 0 and worker in self._lost
+        rid = self._claim_id(worker) if fetch_n > 0 else new_request_id()
         args = [*self._complete_head, worker, lease_ms, fetch_n, PROMOTE_LIMIT, start_n,
-                *(start or ("", "")), new_request_id()]
+                *(start or ("", "")), rid]
         prefix = self._prefix  # Keys.job(id) is job_prefix + id; result adds its suffix
         for job_id, token, result in items:
             jk = prefix + job_id
@@ -125,7 +151,12 @@ class QueueScripts:
             else:
                 args += (job_id, token, 1, result)
         args += self._run_tail  # logs suffix (retention), then the DAG runs' prefixes, last
-        reply, outcomes = self._complete(keys, args)
+        if fetch_n <= 0:
+            reply, outcomes = self._complete(keys, args)
+            return reply, outcomes
+        reply, outcomes = self._claiming(worker, rid, lambda: self._complete(keys, args))
+        if was_lost and any(type(o) is list for o in outcomes):
+            self._lost[worker] = rid  # a refusal: no claim ran, the lost one waits again
         return reply, outcomes
 
     def complete_job(self, job_id: str, token: str, result: bytes | None, worker: str,

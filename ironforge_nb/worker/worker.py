@@ -175,7 +175,9 @@ class Worker(Housekeeping):
             heads = len({id(s) for s in free if not s.tasks})  # first in `free`: they start now
             for lease in queue.dequeue_many(self.name, len(free), self.lease, timeout=0,
                                             started=heads):
-                self._dispatch(free.pop(0), queue, lease)
+                # more than asked: a claim whose reply was lost, answered now (scripts.py)
+                slot = free.pop(0) if free else min(self._slots, key=lambda s: len(s.tasks))
+                self._dispatch(slot, queue, lease)
         self._waker.claimed(wanted, wanted - len(free))
         if any(not s.tasks for s in self._slots):
             self._waker.block()

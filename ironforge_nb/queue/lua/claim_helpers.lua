@@ -22,9 +22,11 @@ neither promoted nor claimed: its entry is dropped, and the walk cancels it.
 Safe resends: a claim sent with a request id (q.rid) leaves a receipt, "<rid>\n" then an
 "<id> <token>\n" line per job claimed, at q.receipt (expiring with the lease). A call whose
 rid is the receipt's is a resend of a claim that ran but whose reply was lost (a cut
-connection; redis-py sends the same arguments again): it claims nothing, and answers with the
-jobs of the first call still active under their tokens, deadlines refreshed (claim_replay).
-So a lost reply never leaves jobs active with nobody holding them.
+connection; redis-py sends the same arguments again, or the client sends the id with its
+next claim once its retries are spent: scripts.py): it claims nothing, and answers with the
+jobs of the first call still active under their tokens, deadlines refreshed, the first
+q.start of them marked started (claim_replay). So a lost reply never leaves jobs active with
+nobody holding them.
 
 Started and held leases: the first q.start jobs of the claim start now (field `started` =
 now); the others are held, claimed ahead for an executor that is still busy (prefetch: no
@@ -140,11 +142,15 @@ local function claim_replay(q, now)
   if q.rid == '' then return nil end
   local receipt = redis.call('GET', q.receipt)
   if not receipt or string.sub(receipt, 1, #q.rid + 1) ~= q.rid .. '\n' then return nil end
-  local out, budget, deadline = {0}, INLINE_BUDGET, now + q.lease
+  local out, budget, deadline, starting = {0}, INLINE_BUDGET, now + q.lease, q.start
   for id, tok in string.gmatch(string.sub(receipt, #q.rid + 2), '([^ \n]+) ([^ \n]+)\n') do
     local jk = q.prefix .. id
     local j = claim_read(redis.call('HGETALL', jk))
     if j.status == 'active' and j.token == tok then
+      if starting > 0 then  -- as this call asks: its caller runs the first ones now
+        starting = starting - 1
+        mark_started(jk, tok, now)
+      end
       redis.call('ZADD', q.active, string.format('%d', deadline), id)
       budget = claim_entry(q, out, id, jk, j, tok, deadline, budget)
     end
