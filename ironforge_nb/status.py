@@ -12,7 +12,8 @@ from dataclasses import dataclass, fields
 from enum import StrEnum
 from typing import Any
 
-__all__ = ["Event", "EventType", "JobStatus", "RunStatus", "WebhookEvent", "json_schema"]
+__all__ = ["DeliveryStatus", "Event", "EventType", "JobStatus", "RunStatus", "WebhookEvent",
+           "json_schema"]
 
 
 class JobStatus(StrEnum):
@@ -85,6 +86,15 @@ class WebhookEvent(StrEnum):
     RUN_SUCCEEDED = "run.succeeded"
     RUN_FAILED = "run.failed"
     RUN_CANCELLED = "run.cancelled"
+
+
+class DeliveryStatus(StrEnum):
+    """Where a webhook delivery is (the ``status`` field of its hash, webhooks/outbox.py)."""
+
+    PENDING = "pending"  # in the outbox, due at its score
+    SENDING = "sending"  # claimed by a dispatcher, under a lease
+    DELIVERED = "delivered"
+    DEAD = "dead"  # given up (retries used up, or its endpoint is gone or disabled)
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
+from importlib import resources
 from typing import Any
 
 import pytest
@@ -225,7 +226,7 @@ def test_blocked_dequeue_claims_after_a_script_flush(q: Queue, redis_client: Any
 @pytest.mark.parametrize("name", ["claim_jobs", "complete_job"])
 def test_claim_helper_is_prepended(name: str) -> None:
     """claim_jobs and complete_job both get claim_helpers.lua prepended and call claim_ready."""
-    helper = lua_source("claim_helpers")
+    helper = (resources.files("ironforge_nb.queue") / "lua" / "claim_helpers.lua").read_text()
     source = lua_source(name)
     own = source[source.index(helper) + len(helper):]
     assert helper.count("local function claim_ready(") == 1

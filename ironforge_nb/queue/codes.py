@@ -29,6 +29,11 @@ class ErrorCode(IntEnum):
     BAD_STATE = -3  # the job's status does not allow this transition (detail: the status)
     WRONG_QUEUE = -4  # the job belongs to another queue (detail: that queue)
     RUN_TASK = -5  # the job is a task of a DAG run, which handles it (detail: the run id)
+    # The same numbers as the run and webhook scripts use them (aliases: one value, one code)
+    NOT_FOUND = -1  # no such run, delivery or endpoint
+    NOT_ENDED = -2  # delete_runs: the run has not ended (detail: its status)
+    STALE_TOKEN = -2  # settle_delivery: the delivery was claimed again (detail: its status)
+    RUN_BUSY = -3  # a walk or skips are still pending on the run: finish them first
 
 
 # script name -> the verb used in "cannot <verb> job ..." messages

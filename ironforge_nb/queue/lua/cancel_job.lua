@@ -31,27 +31,26 @@ Returns: {1, previous status} when cancelled, {0, status} when the job had alrea
   {code, detail} on error: -1 JOB_NOT_FOUND, -4 WRONG_QUEUE (detail = the job's queue).
 ]]
 local st = redis.call('HMGET', KEYS[1], 'status', 'queue', 'ended')
-if not st[1] then return {-1, ''} end
-if st[2] ~= ARGV[4] then return {-4, st[2] or ''} end
+if not st[1] then return {ErrorCode.JOB_NOT_FOUND, ''} end
+if st[2] ~= ARGV[4] then return {ErrorCode.WRONG_QUEUE, st[2] or ''} end
 local status = st[1]
-if status == 'completed' or status == 'failed' or status == 'cancelled' or status == 'skipped' then
+if status == JobStatus.COMPLETED or status == JobStatus.FAILED or status == JobStatus.CANCELLED or status == JobStatus.SKIPPED then
   local mine = 'cancel ' .. ARGV[11] .. ' '
   if ARGV[11] ~= '' and st[3] and string.sub(st[3], 1, #mine) == mine then
     return {1, string.sub(st[3], #mine + 1)}  -- a resend of this cancel: its first answer
   end
   return {0, status}
 end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = now_ms()
 local prefix, id = ARGV[1], ARGV[6]
 redis.call('ZREM', KEYS[2], id)
 redis.call('ZREM', KEYS[3], id)
 redis.call('ZREM', KEYS[4], id)
-redis.call('HSET', KEYS[1], 'status', 'cancelled', 'finished', now,
+redis.call('HSET', KEYS[1], 'status', JobStatus.CANCELLED, 'finished', now,
            'ended', 'cancel ' .. ARGV[11] .. ' ' .. status)
 redis.call('ZADD', KEYS[5], now, id)
-redis.call('XADD', KEYS[6], 'MAXLEN', '~', ARGV[5], '*', 'type', 'cancelled', 'ts', now,
-           'job', id, 'queue', ARGV[4], 'status', 'cancelled')
+add_event(KEYS[6], ARGV[5], EventType.CANCELLED, now,
+          'job', id, 'queue', ARGV[4], 'status', JobStatus.CANCELLED)
 run_on_cancel(run_ctx(prefix, ARGV[8], ARGV[9], ARGV[5]), KEYS[1], id, now, status)
 trim_ended(KEYS[5], ARGV[7], prefix, ARGV[2], ARGV[3], ARGV[10])
 return {1, status}

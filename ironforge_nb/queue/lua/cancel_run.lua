@@ -26,12 +26,11 @@ Returns: {1, busy, tasks cancelled so far} (busy = 1: walk_run.lua has steps lef
   or {-1, ''} when there is no such run.
 ]]
 local status = redis.call('HGET', KEYS[1], 'status')
-if not status then return {-1, ''} end
-if status ~= 'running' then return {0, status} end
+if not status then return {ErrorCode.NOT_FOUND, ''} end
+if status ~= RunStatus.RUNNING then return {0, status} end
 local ctx, run = run_ctx(ARGV[1], ARGV[2], ARGV[3], ARGV[4]), ARGV[5]
-if run_busy(ctx, run) then return {-3, ''} end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+if run_busy(ctx, run) then return {ErrorCode.RUN_BUSY, ''} end
+local now = now_ms()
 cancel_begin(ctx, run, KEYS[2], now)
 local out = walk_step(ctx, run, now, allowance())
 return {1, out[1], out[3]}

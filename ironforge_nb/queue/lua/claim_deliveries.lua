@@ -21,8 +21,7 @@ Returns: {next_ms, now, claimed...}: next_ms = the earliest outbox score left (-
   is empty), now = server time (ms), then per claimed delivery a list {id, token, attempts,
   endpoint settings JSON, event number, type, created ms, data JSON}.
 ]]
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = now_ms()
 local dprefix, lease = ARGV[1], tonumber(ARGV[3])
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[4]))
 local out = {0, now}
@@ -39,7 +38,7 @@ for _, did in ipairs(due) do
                        ep and 'endpoint disabled' or 'endpoint removed')
     else
       local attempts = tonumber(d[6] or '0') + 1
-      redis.call('HSET', dk, 'status', 'sending', 'token', ARGV[5], 'dispatcher', ARGV[2],
+      redis.call('HSET', dk, 'status', DeliveryStatus.SENDING, 'token', ARGV[5], 'dispatcher', ARGV[2],
                  'attempts', attempts, 'updated', now)
       redis.call('ZADD', KEYS[1], now + lease, did)
       out[#out + 1] = {did, ARGV[5], attempts, ep, d[2], d[3], d[4], d[5]}

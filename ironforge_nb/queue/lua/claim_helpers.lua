@@ -1,8 +1,7 @@
 --[[ claim_helpers: claim_ready, the claim shared by claim_jobs and complete_job.
 
-Not a script on its own: `lua.lua_source` prepends this file to claim_jobs and complete_job at
-load time (one copy of the claim, no include preprocessor; error line numbers in those scripts
-are offset by this file and, for complete_job, by run_helpers.lua before it).
+Not a script on its own: `lua.assemble` puts this file before claim_jobs, complete_job and
+start_jobs at load time (one copy of the claim; a Lua error names this file and its line).
 
   claim_ready(q, now, n) -> out
   mark_started(jk, token, now) -> 1 when the held lease `token` of the job whose meta hash is
@@ -96,7 +95,7 @@ end
 -- a held lease's executor took it up: from now on an expired lease is a stall (see above)
 local function mark_started(jk, token, now)
   local st = redis.call('HMGET', jk, 'status', 'token', 'started')
-  if st[1] ~= 'active' or st[2] ~= token then return 0 end
+  if st[1] ~= JobStatus.ACTIVE or st[2] ~= token then return 0 end
   if not st[3] then redis.call('HSET', jk, 'started', now) end
   return 1
 end
@@ -146,7 +145,7 @@ local function claim_replay(q, now)
   for id, tok in string.gmatch(string.sub(receipt, #q.rid + 2), '([^ \n]+) ([^ \n]+)\n') do
     local jk = q.prefix .. id
     local j = claim_read(redis.call('HGETALL', jk))
-    if j.status == 'active' and j.token == tok then
+    if j.status == JobStatus.ACTIVE and j.token == tok then
       if starting > 0 then  -- as this call asks: its caller runs the first ones now
         starting = starting - 1
         mark_started(jk, tok, now)
@@ -162,7 +161,7 @@ end
 -- and claim, remembered in `seen`)
 local function run_cancelled(q, run, seen)
   if seen[run] == nil then
-    seen[run] = redis.call('HGET', q.run_prefix .. run .. ':meta', 'status') == 'cancelled'
+    seen[run] = redis.call('HGET', q.run_prefix .. run .. ':meta', 'status') == RunStatus.CANCELLED
   end
   return seen[run]
 end
@@ -177,15 +176,13 @@ local function claim_ready(q, now, n)
     local jk = prefix .. id
     local f = redis.call('HMGET', jk, 'priority', 'run', 'task')
     if not (f[2] and run_cancelled(q, f[2], seen)) then
-      local seq = redis.call('INCR', q.seq)
-      redis.call('ZADD', q.wait, -tonumber(f[1] or '0') * 1099511627776 + seq, id)
-      redis.call('HSET', jk, 'status', 'queued', 'enqueued', now)
-      redis.call('XADD', q.events, 'MAXLEN', '~', maxlen, '*', 'type', 'enqueued', 'ts', now,
-                 'job', id, 'queue', queue, 'status', 'queued')
+      redis.call('ZADD', q.wait, wait_score(f[1], redis.call('INCR', q.seq)), id)
+      redis.call('HSET', jk, 'status', JobStatus.QUEUED, JobField.ENQUEUED, now)
+      add_event(q.events, maxlen, EventType.ENQUEUED, now,
+                'job', id, 'queue', queue, 'status', JobStatus.QUEUED)
       if f[2] then
-        redis.call('XADD', q.run_prefix .. f[2] .. ':events', 'MAXLEN', '~', maxlen, '*',
-                   'type', 'enqueued', 'ts', now, 'run', f[2], 'job', id, 'task', f[3] or '',
-                   'queue', queue, 'status', 'queued')
+        add_event(q.run_prefix .. f[2] .. ':events', maxlen, EventType.ENQUEUED, now, 'run', f[2],
+                  'job', id, 'task', f[3] or '', 'queue', queue, 'status', JobStatus.QUEUED)
       end
     end
   end
@@ -198,16 +195,16 @@ local function claim_ready(q, now, n)
     local jk = prefix .. id
     local j = claim_read(redis.call('HGETALL', jk))
     if j.run and run_cancelled(q, j.run, seen) then j.status = nil end  -- left to the walk
-    if j.status == 'queued' then  -- anything else is a stale entry: dropped, never claimed twice
+    if j.status == JobStatus.QUEUED then  -- anything else is a stale entry: dropped, never claimed twice
       if not token then token = redis.call('INCRBY', q.seq, #popped) - #popped end
       token = token + 1
       local tok, attempt, deadline = string.format('%d', token), j.attempts + 1, now + lease
       if starting > 0 then
         starting = starting - 1
-        redis.call('HSET', jk, 'status', 'active', 'token', tok, 'worker', worker,
+        redis.call('HSET', jk, 'status', JobStatus.ACTIVE, 'token', tok, 'worker', worker,
                    'started', now, 'lease_ms', lease, 'claims', j.claims + 1)
       else  -- held: no `started` until its executor takes it up
-        redis.call('HSET', jk, 'status', 'active', 'token', tok, 'worker', worker,
+        redis.call('HSET', jk, 'status', JobStatus.ACTIVE, 'token', tok, 'worker', worker,
                    'lease_ms', lease, 'claims', j.claims + 1)
         if j.begun then redis.call('HDEL', jk, 'started') end
       end
@@ -217,13 +214,13 @@ local function claim_ready(q, now, n)
         redis.call('ZADD', q.active, unpack(leased))
         leased = {}
       end
-      redis.call('XADD', q.events, 'MAXLEN', '~', maxlen, '*', 'type', 'claimed', 'ts', now,
-                 'job', id, 'queue', queue, 'status', 'active', 'attempt', attempt,
-                 'worker', worker)
+      add_event(q.events, maxlen, EventType.CLAIMED, now,
+                'job', id, 'queue', queue, 'status', JobStatus.ACTIVE, 'attempt', attempt,
+                'worker', worker)
       if j.run then
-        redis.call('XADD', q.run_prefix .. j.run .. ':events', 'MAXLEN', '~', maxlen, '*',
-                   'type', 'claimed', 'ts', now, 'run', j.run, 'job', id, 'task', j.task or '',
-                   'queue', queue, 'status', 'active', 'attempt', attempt, 'worker', worker)
+        add_event(q.run_prefix .. j.run .. ':events', maxlen, EventType.CLAIMED, now, 'run', j.run,
+                  'job', id, 'task', j.task or '', 'queue', queue, 'status', JobStatus.ACTIVE,
+                  'attempt', attempt, 'worker', worker)
       end
       budget = claim_entry(q, out, id, jk, j, tok, deadline, budget)
       lines[#lines + 1] = id .. ' ' .. tok .. '\n'

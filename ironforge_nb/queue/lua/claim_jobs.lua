@@ -37,8 +37,7 @@ Returns: {wait_ms, then per claimed job: id, token, attempt (attempts + 1), dead
           claimed, the time until the earliest scheduled job is due (a worker blocks at most
           that long), else 0.
 ]]
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = now_ms()
 return claim_ready({wait = KEYS[1], scheduled = KEYS[2], active = KEYS[3], events = KEYS[4],
                     seq = KEYS[5], prefix = ARGV[1], psuffix = ARGV[2], rsuffix = ARGV[9],
                     run_prefix = ARGV[10], queue = ARGV[3], maxlen = ARGV[4],

@@ -52,8 +52,7 @@ Returns: {claim reply, outcomes}: the claim reply as claim_jobs.lua returns it (
   {code, detail}: -1 JOB_NOT_FOUND (no hash), -2 LEASE_LOST (token differs; detail = status),
   -3 BAD_STATE (not active, e.g. cancelled; detail = status).
 ]]
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = now_ms()
 local prefix, psuffix, rsuffix = ARGV[1], ARGV[2], ARGV[3]
 local queue, maxlen = ARGV[4], ARGV[5]
 local rctx = run_ctx(prefix, ARGV[#ARGV - 1], ARGV[#ARGV], maxlen)
@@ -63,19 +62,19 @@ for i = 1, (#KEYS - 7) / 2 do  -- job i's ARGV: 12+4i .. 15+4i, then the 3 tail 
   local id = ARGV[a]
   local st = redis.call('HMGET', jk, 'status', 'token', 'attempts', 'worker', 'run', 'task',
                        'queue')
-  if not st[1] then outcomes[i] = {-1, ''}
-  elseif st[2] ~= ARGV[a + 1] then outcomes[i] = {-2, st[1]}
-  elseif st[1] == 'completed' then outcomes[i] = 0
-  elseif st[1] ~= 'active' then outcomes[i] = {-3, st[1]}
+  if not st[1] then outcomes[i] = {ErrorCode.JOB_NOT_FOUND, ''}
+  elseif st[2] ~= ARGV[a + 1] then outcomes[i] = {ErrorCode.LEASE_LOST, st[1]}
+  elseif st[1] == JobStatus.COMPLETED then outcomes[i] = 0
+  elseif st[1] ~= JobStatus.ACTIVE then outcomes[i] = {ErrorCode.BAD_STATE, st[1]}
   else
     if ARGV[a + 2] == '1' then redis.call('SET', rk, ARGV[a + 3], 'PX', ARGV[6]) end
     local attempt = string.format('%d', tonumber(st[3] or '0') + 1)
-    redis.call('HSET', jk, 'status', 'completed', 'finished', now, 'progress', 1,
+    redis.call('HSET', jk, 'status', JobStatus.COMPLETED, 'finished', now, JobField.PROGRESS, 1,
                'attempts', attempt)
     done[#done + 1] = id
-    redis.call('XADD', KEYS[3], 'MAXLEN', '~', maxlen, '*', 'type', 'completed', 'ts', now,
-               'job', id, 'queue', queue, 'status', 'completed', 'attempt', attempt,
-               'worker', st[4] or '')
+    add_event(KEYS[3], maxlen, EventType.COMPLETED, now,
+              'job', id, 'queue', queue, 'status', JobStatus.COMPLETED, 'attempt', attempt,
+              'worker', st[4] or '')
     outcomes[i] = 1
     run_on_complete(rctx, id, now, {st[5], st[6], st[7], attempt, st[4]})
   end

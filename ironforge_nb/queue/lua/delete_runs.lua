@@ -66,11 +66,11 @@ if ARGV[8] ~= '' then
   local run = ARGV[8]
   local status = redis.call('HGET', run_prefix .. run .. ':meta', 'status')
   if not status then
-    if redis.call('HEXISTS', KEYS[2], run) == 0 then return {-1, ''} end
+    if redis.call('HEXISTS', KEYS[2], run) == 0 then return {ErrorCode.NOT_FOUND, ''} end
   elseif not ended[status] then
-    return {-2, status}
+    return {ErrorCode.NOT_ENDED, status}
   elseif redis.call('EXISTS', run_prefix .. run .. ':walk', run_prefix .. run .. ':skips') > 0 then
-    return {-3, status}
+    return {ErrorCode.RUN_BUSY, status}
   else
     mark(run)
   end
@@ -86,7 +86,8 @@ if retention > 0 then
 end
 
 -- the ZSET of its queue that holds a job in each ended status
-local parked = {completed = 'completed', failed = 'dead', cancelled = 'cancelled'}
+local parked = {[JobStatus.COMPLETED] = QueueKey.COMPLETED, [JobStatus.FAILED] = QueueKey.DEAD,
+                [JobStatus.CANCELLED] = QueueKey.CANCELLED}
 local deleted, released, finished = 0, {}, {}
 local pending = redis.call('HGETALL', KEYS[2])
 for i = 1, #pending, 2 do

@@ -1,5 +1,5 @@
 --[[ delivery_helpers: shared by the scripts that move webhook deliveries (claim_deliveries,
-settle_delivery). Not a script on its own: `lua.lua_source` prepends it at load time.
+settle_delivery). Not a script on its own: `lua.assemble` puts it before them at load time.
 
   delivery_give_up(dk, did, dead, keep, dprefix, now, err)  the delivery is dead: status
       'dead', `error`, out of the outbox (the host removes it), into the dead ZSET, which is
@@ -13,7 +13,7 @@ local function delivery_trim(zset, keep, dprefix)
 end
 
 local function delivery_give_up(dk, did, dead, keep, dprefix, now, err)
-  redis.call('HSET', dk, 'status', 'dead', 'error', err, 'updated', now)
+  redis.call('HSET', dk, 'status', DeliveryStatus.DEAD, 'error', err, 'updated', now)
   redis.call('HDEL', dk, 'token', 'next')
   redis.call('ZADD', dead, now, did)
   delivery_trim(dead, keep, dprefix)

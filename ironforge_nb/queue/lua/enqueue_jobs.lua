@@ -13,8 +13,7 @@ default are left out of the hash: `attempts` (0) until the first claim; readers 
 Numbers go to redis.call as strings made once (times) or with '%d' (scores): Redis 7.0 turns
 each Lua number argument into text with a slow '%.17g', about 1 µs apiece.
 
-Wait score = -priority * 2^40 + seq: ZPOPMIN takes the highest priority first and, within one
-priority, the lowest seq (FIFO). |priority| <= 1000 and seq < 2^40 keep scores exact doubles.
+Wait score: common.lua's wait_score (priority first, then FIFO by seq).
 
 KEYS[1] wait       ZSET id -> priority/FIFO score
 KEYS[2] scheduled  ZSET id -> due time (ms)
@@ -34,27 +33,26 @@ ARGV[9] n_meta          number of extra meta fields, then n_meta field/value pai
 then the jobs, each: id, payload
 Returns: the number of jobs created (ids that already existed are not counted).
 ]]
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = now_ms()
 local prefix, psuffix, queue, maxlen = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local delay, nmeta = tonumber(ARGV[6]), tonumber(ARGV[9])
 local first = 10 + 2 * nmeta
-local status, event = 'queued', 'enqueued'
+local status, event = JobStatus.QUEUED, EventType.ENQUEUED
 if delay > 0 then
-  status, event = 'scheduled', 'scheduled'
+  status, event = JobStatus.SCHEDULED, EventType.SCHEDULED
 end
 local ts = string.format('%d', now)
 local fields = {'queue', queue, 'priority', ARGV[5], 'max_attempts', ARGV[7],
                 'backoff_ms', ARGV[8], 'created', ts, 'status', status}
-if status == 'queued' then fields[#fields + 1] = 'enqueued'; fields[#fields + 1] = ts end
+if status == JobStatus.QUEUED then fields[#fields + 1] = JobField.ENQUEUED; fields[#fields + 1] = ts end
 for m = 10, first - 1 do fields[#fields + 1] = ARGV[m] end
 
 local seq = 0
-if status == 'queued' then  -- one INCRBY reserves a seq per job of the call (gaps are harmless)
+if status == JobStatus.QUEUED then  -- one INCRBY reserves a seq per job of the call (gaps are harmless)
   local most = (#ARGV - first + 1) / 2
   seq = redis.call('INCRBY', KEYS[5], string.format('%d', most)) - most
 end
-local base = -tonumber(ARGV[5]) * 1099511627776
+local base = wait_score(ARGV[5], 0)  -- + the job's seq
 local due = string.format('%d', now + delay)
 local created, seen = 0, {}
 for from = first, #ARGV - 1, 2000 do  -- 1000 jobs at a time (Lua's unpack has limits)
@@ -72,9 +70,9 @@ for from = first, #ARGV - 1, 2000 do  -- 1000 jobs at a time (Lua's unpack has l
       redis.call('HSET', jk, unpack(fields))
       payloads[#payloads + 1] = jk .. psuffix
       payloads[#payloads + 1] = ARGV[j + 1]
-      redis.call('XADD', KEYS[4], 'MAXLEN', '~', maxlen, '*', 'type', event, 'ts', ts,
-                 'job', id, 'queue', queue, 'status', status)
-      if status == 'queued' then
+      add_event(KEYS[4], maxlen, event, ts,
+                'job', id, 'queue', queue, 'status', status)
+      if status == JobStatus.QUEUED then
         seq = seq + 1
         ranked[#ranked + 1] = string.format('%d', base + seq)
       else
@@ -86,20 +84,16 @@ for from = first, #ARGV - 1, 2000 do  -- 1000 jobs at a time (Lua's unpack has l
   if #payloads > 0 then
     redis.call('MSET', unpack(payloads))
     created = created + #payloads / 2
-    if status == 'queued' then
+    if status == JobStatus.QUEUED then
       redis.call('ZADD', KEYS[1], unpack(ranked))
-    elseif status == 'scheduled' then
+    elseif status == JobStatus.SCHEDULED then
       redis.call('ZADD', KEYS[2], unpack(ranked))
     end
   end
 end
 if created > 0 then
-  if status == 'queued' then
-    local hints = {}
-    for h = 1, math.min(created, 64) do hints[h] = '1' end
-    if redis.call('LPUSH', KEYS[3], unpack(hints)) > 64 then
-      redis.call('LTRIM', KEYS[3], '0', '63')
-    end
+  if status == JobStatus.QUEUED then
+    wake_workers(KEYS[3], created)
   end
   redis.call('SADD', KEYS[6], queue)
 end

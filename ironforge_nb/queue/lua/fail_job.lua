@@ -44,8 +44,7 @@ end
 local st = redis.call('HMGET', KEYS[1], 'status', 'token', 'attempts', 'max_attempts',
                       'backoff_ms', 'worker')
 
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = now_ms()
 local id, err, queue, maxlen = ARGV[1], ARGV[3], ARGV[5], ARGV[6]
 local attempt = tonumber(st[3] or '0') + 1
 local n = redis.call('HINCRBY', KEYS[1], 'failures', 1)
@@ -54,22 +53,21 @@ redis.call('HSET', KEYS[1], 'error', err, 'attempts', string.format('%d', attemp
 redis.call('ZREM', KEYS[2], id)
 
 if ARGV[4] == '1' and attempt < tonumber(st[4]) then
-  local delay = tonumber(st[5]) * 2 ^ (attempt - 1) * (1 + 0.25 * tonumber(ARGV[7]))
-  local due = now + math.floor(math.min(delay, tonumber(ARGV[8])))
-  redis.call('HSET', KEYS[1], 'status', 'scheduled',
+  local due = now + backoff_ms(st[5], attempt, ARGV[7], ARGV[8])
+  redis.call('HSET', KEYS[1], 'status', JobStatus.SCHEDULED,
              'ended', ARGV[2] .. string.format(' fail scheduled %d', due))
   redis.call('ZADD', KEYS[3], due, id)
-  redis.call('XADD', KEYS[5], 'MAXLEN', '~', maxlen, '*', 'type', 'retrying', 'ts', now,
-             'job', id, 'queue', queue, 'status', 'scheduled', 'attempt', attempt,
-             'error', err, 'worker', st[6] or '')
-  run_on_retry(run_ctx(ARGV[9], ARGV[10], ARGV[11], maxlen), KEYS[1], id, now, 'retrying', err)
-  return {'scheduled', due}
+  add_event(KEYS[5], maxlen, EventType.RETRYING, now,
+            'job', id, 'queue', queue, 'status', JobStatus.SCHEDULED, 'attempt', attempt,
+            'error', err, 'worker', st[6] or '')
+  run_on_retry(run_ctx(ARGV[9], ARGV[10], ARGV[11], maxlen), KEYS[1], id, now, EventType.RETRYING, err)
+  return {JobStatus.SCHEDULED, due}
 end
-redis.call('HSET', KEYS[1], 'status', 'failed', 'finished', now,
+redis.call('HSET', KEYS[1], 'status', JobStatus.FAILED, 'finished', now,
            'ended', ARGV[2] .. ' fail failed 0')
 redis.call('ZADD', KEYS[4], now, id)
-redis.call('XADD', KEYS[5], 'MAXLEN', '~', maxlen, '*', 'type', 'failed', 'ts', now,
-           'job', id, 'queue', queue, 'status', 'failed', 'attempt', attempt,
-           'error', err, 'worker', st[6] or '')
+add_event(KEYS[5], maxlen, EventType.FAILED, now,
+          'job', id, 'queue', queue, 'status', JobStatus.FAILED, 'attempt', attempt,
+          'error', err, 'worker', st[6] or '')
 run_on_failed(run_ctx(ARGV[9], ARGV[10], ARGV[11], maxlen), KEYS[1], id, now, err)
-return {'failed', 0}
+return {JobStatus.FAILED, 0}

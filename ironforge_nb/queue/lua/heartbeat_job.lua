@@ -13,11 +13,10 @@ Returns: {deadline_ms}, or {code, detail} on error: -1 JOB_NOT_FOUND, -2 LEASE_L
   status), -3 BAD_STATE (not active; detail = status).
 ]]
 local st = redis.call('HMGET', KEYS[1], 'status', 'token')
-if not st[1] then return {-1, ''} end
-if st[2] ~= ARGV[2] then return {-2, st[1]} end
-if st[1] ~= 'active' then return {-3, st[1]} end
-local t = redis.call('TIME')
-local deadline = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(ARGV[3])
+if not st[1] then return {ErrorCode.JOB_NOT_FOUND, ''} end
+if st[2] ~= ARGV[2] then return {ErrorCode.LEASE_LOST, st[1]} end
+if st[1] ~= JobStatus.ACTIVE then return {ErrorCode.BAD_STATE, st[1]} end
+local deadline = now_ms() + tonumber(ARGV[3])
 redis.call('ZADD', KEYS[2], string.format('%d', deadline), ARGV[1])  -- '%d': exact, and cheap
 redis.call('HSET', KEYS[1], 'lease_ms', ARGV[3])
 return {deadline}

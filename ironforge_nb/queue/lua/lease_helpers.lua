@@ -1,8 +1,8 @@
 --[[ lease_helpers: how a lease ends when the task itself neither failed nor succeeded.
 
-Not a script on its own: `lua.lua_source` prepends this file (after run_helpers.lua) to
-reap_expired, release_dead, stall_job, release_job and fail_job at load time (one copy of the logic, no include
-preprocessor; error line numbers in those scripts are offset by the helpers' length).
+Not a script on its own: `lua.assemble` puts this file (after run_helpers.lua) before
+reap_expired, release_dead, stall_job, release_job and fail_job at load time (one copy of the
+logic; a Lua error names this file and its line).
 
 A lease ends in one of three ways that are not the task's own outcome:
 
@@ -18,7 +18,7 @@ A lease ends in one of three ways that are not the task's own outcome:
       'stalled' event; past max_stalls it fails for good with the error "stalled N times
       (max_stalls M); last: <reason> (worker <w>)": dead ZSET, 'stalled' then 'failed' events,
       its run settled as fail_job.lua does (run_on_failed of run_helpers.lua).
-  lease_expired(q, jk, id, now, st, reason) -> 'released' | status   the reaper's choice
+  lease_expired(q, jk, id, now, st, reason) -> EventType.RELEASED | status   the reaper's choice
       between the two (reason: why the lease ended, for a stall): held leases are released for free, started ones stall. Safety cap: a job whose
       claims ended uncharged FREE_CLAIMS times already (claims - 1 - attempts - stalls: every
       claim ends in an attempt, a stall, a free release or the job's end) is charged a stall
@@ -51,31 +51,31 @@ end
 
 local function lease_fence(jk, token, verb)
   local cur = redis.call('HMGET', jk, 'status', 'token', 'ended')
-  if cur[1] == 'active' and cur[2] == token then return nil, nil end
+  if cur[1] == JobStatus.ACTIVE and cur[2] == token then return nil, nil end
   local mine = token .. ' ' .. verb .. ' '
   if cur[3] and string.sub(cur[3], 1, #mine) == mine then
     return nil, string.sub(cur[3], #mine + 1)
   end
-  if not cur[1] then return {-1, ''}, nil end
-  if cur[2] ~= token then return {-2, cur[1]}, nil end
-  return {-3, cur[1]}, nil
+  if not cur[1] then return {ErrorCode.JOB_NOT_FOUND, ''}, nil end
+  if cur[2] ~= token then return {ErrorCode.LEASE_LOST, cur[1]}, nil end
+  return {ErrorCode.BAD_STATE, cur[1]}, nil
 end
 
 -- queued again at the front of its priority level (below every FIFO seq), workers woken
 local function lease_requeue(q, jk, id, now, st)
-  redis.call('ZADD', q.wait, -tonumber(st.priority) * 1099511627776, id)
+  redis.call('ZADD', q.wait, wait_score(st.priority, 0), id)
   redis.call('HDEL', jk, 'token', 'started')
-  redis.call('HSET', jk, 'status', 'queued', 'enqueued', now)
-  wake_hint(q.wake)
+  redis.call('HSET', jk, 'status', JobStatus.QUEUED, JobField.ENQUEUED, now)
+  wake_workers(q.wake, 1)
 end
 
 local function lease_release(q, jk, id, now, st)
   lease_requeue(q, jk, id, now, st)
-  redis.call('XADD', q.events, 'MAXLEN', '~', q.maxlen, '*', 'type', 'released', 'ts', now,
-             'job', id, 'queue', q.queue, 'status', 'queued', 'worker', st.worker)
+  add_event(q.events, q.maxlen, EventType.RELEASED, now,
+            'job', id, 'queue', q.queue, 'status', JobStatus.QUEUED, 'worker', st.worker)
   if st.run then
-    run_event(q.ctx, st.run, 'released', now, 'job', id, 'task', st.task, 'queue', q.queue,
-              'status', 'queued', 'worker', st.worker)
+    run_event(q.ctx, st.run, EventType.RELEASED, now, 'job', id, 'task', st.task, 'queue', q.queue,
+              'status', JobStatus.QUEUED, 'worker', st.worker)
   end
 end
 
@@ -84,33 +84,33 @@ local function lease_stall(q, jk, id, now, reason, st)
   local cap = tonumber(st.max_stalls or q.max_stalls)
   local text = reason .. ' (worker ' .. st.worker .. ')'
   local attempt = string.format('%d', st.attempts + 1)
-  local status = 'queued'
+  local status = JobStatus.QUEUED
   if stalls > cap then
-    status = 'failed'
+    status = JobStatus.FAILED
     local err = 'stalled ' .. stalls .. (stalls == 1 and ' time' or ' times') ..
                 ' (max_stalls ' .. cap .. '); last: ' .. text
     local n = redis.call('HINCRBY', jk, 'failures', 1)
     redis.call('HDEL', jk, 'token')
-    redis.call('HSET', jk, 'status', 'failed', 'finished', now, 'stalled', text, 'error', err,
+    redis.call('HSET', jk, 'status', JobStatus.FAILED, 'finished', now, JobField.STALLED, text, 'error', err,
                'error.' .. n, attempt .. string.format('|%d|', now) .. err)
     redis.call('ZADD', q.dead, now, id)
   else
     lease_requeue(q, jk, id, now, st)
-    redis.call('HSET', jk, 'stalled', text)
+    redis.call('HSET', jk, JobField.STALLED, text)
   end
-  redis.call('XADD', q.events, 'MAXLEN', '~', q.maxlen, '*', 'type', 'stalled', 'ts', now,
-             'job', id, 'queue', q.queue, 'status', status, 'attempt', attempt,
-             'worker', st.worker, 'error', text, 'stalls', stalls)
+  add_event(q.events, q.maxlen, EventType.STALLED, now,
+            'job', id, 'queue', q.queue, 'status', status, 'attempt', attempt,
+            'worker', st.worker, 'error', text, 'stalls', stalls)
   if st.run then
-    run_event(q.ctx, st.run, 'stalled', now, 'job', id, 'task', st.task, 'queue', q.queue,
+    run_event(q.ctx, st.run, EventType.STALLED, now, 'job', id, 'task', st.task, 'queue', q.queue,
               'status', status, 'attempt', attempt, 'worker', st.worker, 'error', text,
               'stalls', stalls)
   end
-  if status == 'failed' then
+  if status == JobStatus.FAILED then
     local err = redis.call('HGET', jk, 'error')
-    redis.call('XADD', q.events, 'MAXLEN', '~', q.maxlen, '*', 'type', 'failed', 'ts', now,
-               'job', id, 'queue', q.queue, 'status', 'failed', 'attempt', attempt,
-               'error', err, 'worker', st.worker)
+    add_event(q.events, q.maxlen, EventType.FAILED, now,
+              'job', id, 'queue', q.queue, 'status', JobStatus.FAILED, 'attempt', attempt,
+              'error', err, 'worker', st.worker)
     run_on_failed(q.ctx, jk, id, now, err)
   end
   return status
@@ -119,7 +119,7 @@ end
 local function lease_expired(q, jk, id, now, st, reason)
   if not st.started and st.claims - 1 - st.attempts - st.stalls < FREE_CLAIMS then
     lease_release(q, jk, id, now, st)
-    return 'released'
+    return EventType.RELEASED
   end
   return lease_stall(q, jk, id, now, reason, st)
 end

@@ -1,6 +1,6 @@
 --[[ outbox_helpers: the webhook outbox, written by the transition that an event reports.
 
-Not a script on its own: `lua.lua_source` prepends this file (before run_helpers.lua) to every
+Not a script on its own: `lua.assemble` puts this file (before run_helpers.lua) before every
 script that uses run_helpers.lua, whose run_ctx() makes the context and whose entry points call
 these. A job's completion or dead-lettering and a run's end add their event here, in the same
 script as the transition, so no crash between the two can lose a notification
@@ -71,7 +71,7 @@ local function hook_emit(h, etype, now, pipeline, queue, data)
       end
       local did = eid .. '-' .. r[1]
       redis.call('HSET', h.prefix .. 'delivery:' .. did, 'endpoint', r[1], 'event', eid,
-                 'type', etype, 'created', now, 'data', body, 'status', 'pending',
+                 'type', etype, 'created', now, 'data', body, 'status', DeliveryStatus.PENDING,
                  'attempts', 0, 'next', now)
       redis.call('ZADD', h.prefix .. 'outbox', now, did)
     end
@@ -88,7 +88,7 @@ local function hook_job(h, etype, jk, id, now, status)
     job_id = id, queue = j[1], status = status, attempts = tonumber(j[4] or '0'),
     created = tonumber(j[5] or '0'), finished = now, run_id = j[2] or nil, task = j[3] or nil,
     pipeline = pipeline or nil, worker = j[7] or nil,
-    error = status == 'failed' and hook_summary(j[6]) or nil}
+    error = status == JobStatus.FAILED and hook_summary(j[6]) or nil}
   hook_emit(h, etype, now, pipeline or nil, j[1], data)
 end
 
@@ -96,8 +96,8 @@ end
 -- `origin`; the script knows every field, so nothing is read back
 local function hook_cached(h, id, now, run, task, queue, pipeline, origin)
   if #hook_routes(h) == 0 then return end
-  hook_emit(h, 'job.completed', now, pipeline, queue, {
-    job_id = id, queue = queue, status = 'completed', attempts = 0, created = tonumber(now),
+  hook_emit(h, WebhookEvent.JOB_COMPLETED, now, pipeline, queue, {
+    job_id = id, queue = queue, status = JobStatus.COMPLETED, attempts = 0, created = tonumber(now),
     finished = tonumber(now), run_id = run, task = task, pipeline = pipeline, cached = true,
     source_run = origin ~= '' and origin or nil})
 end
@@ -105,10 +105,11 @@ end
 local function hook_run(h, run, err)
   if #hook_routes(h) == 0 then return end
   local m = redis.call('HMGET', h.run_prefix .. run .. ':meta', 'name', 'created', 'total',
-                       'completed', 'failed', 'skipped', 'cancelled', 'status', 'finished',
+                       JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.SKIPPED,
+                       JobStatus.CANCELLED, 'status', 'finished',
                        'failure')
   local status, now = m[8], tonumber(m[9])
-  if status ~= 'failed' then
+  if status ~= RunStatus.FAILED then
     err = nil
   elseif not err or err == '' then
     err = m[10]  -- the failure was in an earlier script (run_on_failed keeps it in the meta)

@@ -28,8 +28,7 @@ ARGV[6] queue_prefix    queue keys = queue_prefix .. queue .. ':' .. suffix
 ARGV[7] max_stalls      the default max_stalls (jobs without a max_stalls field)
 Returns: the number of jobs reaped.
 ]]
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = now_ms()
 local prefix = ARGV[1]
 local q = {wait = KEYS[2], dead = KEYS[3], events = KEYS[4], wake = KEYS[5], queue = ARGV[2],
            maxlen = ARGV[3], max_stalls = ARGV[7],
@@ -40,6 +39,6 @@ for _, id in ipairs(expired) do
   redis.call('ZREM', KEYS[1], id)
   local jk = prefix .. id
   local st = lease_state(jk)
-  if st.status == 'active' then lease_expired(q, jk, id, now, st, 'lease expired') end
+  if st.status == JobStatus.ACTIVE then lease_expired(q, jk, id, now, st, 'lease expired') end
 end
 return #expired

@@ -28,8 +28,7 @@ ARGV[8] worker          the gone worker's name
 ARGV[9] reason          why it is considered gone (the stall's reason)
 Returns: the number of leases ended.
 ]]
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = now_ms()
 local prefix, worker = ARGV[1], ARGV[8]
 local q = {wait = KEYS[2], dead = KEYS[3], events = KEYS[4], wake = KEYS[5], queue = ARGV[2],
            maxlen = ARGV[3], max_stalls = ARGV[7],
@@ -38,7 +37,7 @@ local ended = 0
 for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, tonumber(ARGV[4]) - 1)) do
   local jk = prefix .. id
   local st = lease_state(jk)
-  if st.status == 'active' and st.worker == worker then
+  if st.status == JobStatus.ACTIVE and st.worker == worker then
     redis.call('ZREM', KEYS[1], id)
     lease_expired(q, jk, id, now, st, ARGV[9])
     ended = ended + 1

@@ -33,8 +33,7 @@ local refused, again = lease_fence(KEYS[1], ARGV[2], 'release')
 if refused then return refused end
 if again then return {1} end  -- a resend of a release that took effect
 if ARGV[6] == '1' and redis.call('HEXISTS', KEYS[1], 'started') == 1 then return {0} end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = now_ms()
 local q = {wait = KEYS[3], wake = KEYS[4], events = KEYS[5], queue = ARGV[3], maxlen = ARGV[4],
            ctx = run_ctx('', ARGV[5], '', ARGV[4])}
 redis.call('ZREM', KEYS[2], ARGV[1])

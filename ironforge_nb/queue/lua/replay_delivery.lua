@@ -14,14 +14,15 @@ Returns: {'pending', due_ms}, or {code, detail}: -1 no such delivery, -3 still o
 ]]
 local did = ARGV[1]
 local status = redis.call('HGET', KEYS[1], 'status')
-if not status then return {-1, ''} end
-if status == 'pending' or status == 'sending' then return {-3, status} end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+if not status then return {ErrorCode.NOT_FOUND, ''} end
+if status == DeliveryStatus.PENDING or status == DeliveryStatus.SENDING then
+  return {ErrorCode.BAD_STATE, status}
+end
+local now = now_ms()
 redis.call('ZREM', KEYS[3], did)
 redis.call('ZREM', KEYS[4], did)
-redis.call('HSET', KEYS[1], 'status', 'pending', 'attempts', 0, 'next', now, 'error', '',
+redis.call('HSET', KEYS[1], 'status', DeliveryStatus.PENDING, 'attempts', 0, 'next', now, 'error', '',
            'updated', now)
 redis.call('HDEL', KEYS[1], 'token', 'delivered')
 redis.call('ZADD', KEYS[2], now, did)
-return {'pending', now}
+return {DeliveryStatus.PENDING, now}

@@ -20,24 +20,22 @@ Returns: {1}, or {code, detail} on error: -1 JOB_NOT_FOUND, -3 BAD_STATE (not fa
   status), -4 WRONG_QUEUE (detail = the job's queue), -5 RUN_TASK (detail = its run).
 ]]
 local st = redis.call('HMGET', KEYS[1], 'status', 'queue', 'priority', 'run', 'ended')
-if not st[1] then return {-1, ''} end
-if st[2] ~= ARGV[2] then return {-4, st[2] or ''} end
-if st[4] then return {-5, st[4]} end
-if st[1] ~= 'failed' then
+if not st[1] then return {ErrorCode.JOB_NOT_FOUND, ''} end
+if st[2] ~= ARGV[2] then return {ErrorCode.WRONG_QUEUE, st[2] or ''} end
+if st[4] then return {ErrorCode.RUN_TASK, st[4]} end
+if st[1] ~= JobStatus.FAILED then
   if ARGV[4] ~= '' and st[5] == 'requeue ' .. ARGV[4] then return {1} end
-  return {-3, st[1]}
+  return {ErrorCode.BAD_STATE, st[1]}
 end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = now_ms()
 local id = ARGV[1]
 local seq = redis.call('INCR', KEYS[4])
 redis.call('ZREM', KEYS[2], id)
-redis.call('ZADD', KEYS[3], -tonumber(st[3] or '0') * 1099511627776 + seq, id)
-redis.call('HDEL', KEYS[1], 'token', 'finished', 'started', 'stalls', 'claims', 'stalled')
-redis.call('HSET', KEYS[1], 'status', 'queued', 'attempts', 0, 'enqueued', now,
+redis.call('ZADD', KEYS[3], wait_score(st[3], seq), id)
+redis.call('HDEL', KEYS[1], 'token', 'finished', 'started', 'stalls', 'claims', JobField.STALLED)
+redis.call('HSET', KEYS[1], 'status', JobStatus.QUEUED, 'attempts', 0, JobField.ENQUEUED, now,
            'ended', 'requeue ' .. ARGV[4])
-redis.call('XADD', KEYS[6], 'MAXLEN', '~', ARGV[3], '*', 'type', 'requeued', 'ts', now,
-           'job', id, 'queue', ARGV[2], 'status', 'queued')
-redis.call('LPUSH', KEYS[5], '1')
-redis.call('LTRIM', KEYS[5], 0, 63)
+add_event(KEYS[6], ARGV[3], EventType.REQUEUED, now,
+          'job', id, 'queue', ARGV[2], 'status', JobStatus.QUEUED)
+wake_workers(KEYS[5], 1)
 return {1}

@@ -22,15 +22,14 @@ Returns: {1, busy, tasks reset so far, of which queued so far} (busy = 1: walk_r
   steps left), {0, 0} when nothing is to retry, {-3, ''} when earlier work on the run is
   pending, or {-1, ''} when there is no such run.
 ]]
-local m = redis.call('HMGET', KEYS[1], 'status', 'failed', 'skipped', 'cancelled')
-if not m[1] then return {-1, ''} end
+local m = redis.call('HMGET', KEYS[1], 'status', JobStatus.FAILED, JobStatus.SKIPPED, JobStatus.CANCELLED)
+if not m[1] then return {ErrorCode.NOT_FOUND, ''} end
 local ctx, run = run_ctx(ARGV[1], ARGV[2], ARGV[3], ARGV[4]), ARGV[5]
-if run_busy(ctx, run) then return {-3, ''} end
+if run_busy(ctx, run) then return {ErrorCode.RUN_BUSY, ''} end
 if tonumber(m[2] or '0') + tonumber(m[3] or '0') + tonumber(m[4] or '0') == 0 then
   return {0, 0}
 end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = now_ms()
 retry_begin(ctx, run, now)
 local out = walk_step(ctx, run, now, allowance())
 return {1, out[1], out[3], out[4]}

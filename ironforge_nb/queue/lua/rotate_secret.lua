@@ -13,9 +13,8 @@ ARGV[3] grace_ms     how long the current secret keeps signing (ms)
 Returns: the new settings JSON, or {-1, ''} when there is no such endpoint.
 ]]
 local raw = redis.call('HGET', KEYS[1], ARGV[1])
-if not raw then return {-1, ''} end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+if not raw then return {ErrorCode.NOT_FOUND, ''} end
+local now = now_ms()
 local settings = cjson.decode(raw)
 local kept = {{key = ARGV[2]}}
 for i, s in ipairs(settings.secrets) do

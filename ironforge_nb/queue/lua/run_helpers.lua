@@ -1,9 +1,8 @@
 --[[ run_helpers: the DAG-run bookkeeping shared by every script that ends a task of a run.
 
-Not a script on its own: `lua.lua_source` prepends this file to complete_job, fail_job,
-reap_expired, cancel_job, submit_run, cancel_run and retry_run at load time (one copy of the
-logic, no include preprocessor; error line numbers in those scripts are offset by this file),
-after outbox_helpers.lua. Each host script builds a context with run_ctx() from its own ARGV
+Not a script on its own: `lua.assemble` puts this file before the scripts of
+`lua.RUN_HELPER_USERS` at load time (one copy of the logic; a Lua error names this file and
+its line), after the prelude, common.lua and outbox_helpers.lua. Each host script builds a context with run_ctx() from its own ARGV
 and calls one entry point. Webhooks: run_on_complete and run_on_failed also add the
 job.completed / job.failed event of EVERY job (of a run or not) to the webhook outbox, and
 run_ended the run.<status> event (outbox_helpers.lua; with no endpoint registered, one read of
@@ -74,11 +73,6 @@ end
 -- however loaded the machine is
 local WALK_BUDGET, WALK_MS, WALK_TICK = 256, 4, 16
 
-local function clock_ms()
-  local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
-end
-
 -- what a walk step may still spend: {left = units, stop = ms deadline, tick = units to the
 -- next look at the clock}
 local function allowance()
@@ -110,30 +104,23 @@ local function queue_key(ctx, queue, suffix)
   return ctx.queue_prefix .. queue .. ':' .. suffix
 end
 
--- XADD one event to the run's stream; `...` are extra field/value pairs (no nils)
+-- one event on the run's stream; `...` are extra field/value pairs (no nils)
 local function run_event(ctx, run, etype, now, ...)
-  redis.call('XADD', run_key(ctx, run, 'events'), 'MAXLEN', '~', ctx.maxlen, '*',
-             'type', etype, 'ts', now, 'run', run, ...)
-end
-
--- LPUSH a wake-up hint; the list is cut back to 64 hints only when it grows past them
-local function wake_hint(wake)
-  if redis.call('LPUSH', wake, '1') > 64 then redis.call('LTRIM', wake, 0, 63) end
+  add_event(run_key(ctx, run, 'events'), ctx.maxlen, etype, now, 'run', run, ...)
 end
 
 -- queue a waiting job of a run in its own queue; st = the job's {queue, priority} fields
 local function run_enqueue(ctx, run, task, jid, now, st)
   local jk = ctx.job_prefix .. jid
   local q = st[1]
-  local seq = redis.call('INCR', queue_key(ctx, q, 'seq'))
-  redis.call('ZADD', queue_key(ctx, q, 'wait'), -tonumber(st[2] or '0') * 1099511627776 + seq,
-             jid)
-  redis.call('HSET', jk, 'status', 'queued', 'enqueued', now)
-  redis.call('XADD', queue_key(ctx, q, 'events'), 'MAXLEN', '~', ctx.maxlen, '*',
-             'type', 'enqueued', 'ts', now, 'job', jid, 'queue', q, 'status', 'queued')
-  wake_hint(queue_key(ctx, q, 'wake'))
-  run_event(ctx, run, 'enqueued', now, 'job', jid, 'task', task, 'queue', q,
-            'status', 'queued')
+  local seq = redis.call('INCR', queue_key(ctx, q, QueueKey.SEQ))
+  redis.call('ZADD', queue_key(ctx, q, QueueKey.WAIT), wait_score(st[2], seq), jid)
+  redis.call('HSET', jk, 'status', JobStatus.QUEUED, JobField.ENQUEUED, now)
+  add_event(queue_key(ctx, q, QueueKey.EVENTS), ctx.maxlen, EventType.ENQUEUED, now,
+            'job', jid, 'queue', q, 'status', JobStatus.QUEUED)
+  wake_workers(queue_key(ctx, q, QueueKey.WAKE), 1)
+  run_event(ctx, run, EventType.ENQUEUED, now, 'job', jid, 'task', task, 'queue', q,
+            'status', JobStatus.QUEUED)
 end
 
 -- one parent of each child of `task` is done: queue the children that have no parent left
@@ -146,13 +133,13 @@ local function run_release(ctx, run, task, now)
     if redis.call('HINCRBY', remaining, child, -1) <= 0 then
       local jid = redis.call('HGET', tasks, child)
       local st = jid and redis.call('HMGET', ctx.job_prefix .. jid, 'status', 'queue', 'priority')
-      if st and st[1] == 'waiting' then
+      if st and st[1] == JobStatus.WAITING then
         run_enqueue(ctx, run, child, jid, now, {st[2], st[3]})
         released = released + 1
       end
     end
   end
-  if released > 0 then redis.call('HINCRBY', run_key(ctx, run, 'meta'), 'waiting', -released) end
+  if released > 0 then redis.call('HINCRBY', run_key(ctx, run, 'meta'), JobStatus.WAITING, -released) end
 end
 
 -- the task name at byte `pos` of a comma-separated children list, and where the next starts
@@ -182,13 +169,12 @@ local function skip_children(ctx, run, task, offset, now, a, acc)
     if jid then
       local jk = ctx.job_prefix .. jid
       local st = redis.call('HMGET', jk, 'status', 'queue')
-      if st[1] == 'waiting' then
-        redis.call('HSET', jk, 'status', 'skipped', 'finished', now)
-        redis.call('XADD', queue_key(ctx, st[2], 'events'), 'MAXLEN', '~', ctx.maxlen, '*',
-                   'type', 'skipped', 'ts', now, 'job', jid, 'queue', st[2],
-                   'status', 'skipped')
-        run_event(ctx, run, 'skipped', now, 'job', jid, 'task', child, 'queue', st[2],
-                  'status', 'skipped')
+      if st[1] == JobStatus.WAITING then
+        redis.call('HSET', jk, 'status', JobStatus.SKIPPED, 'finished', now)
+        add_event(queue_key(ctx, st[2], QueueKey.EVENTS), ctx.maxlen, EventType.SKIPPED, now,
+                  'job', jid, 'queue', st[2], 'status', JobStatus.SKIPPED)
+        run_event(ctx, run, EventType.SKIPPED, now, 'job', jid, 'task', child, 'queue', st[2],
+                  'status', JobStatus.SKIPPED)
         acc.skipped = acc.skipped + 1
         redis.call('RPUSH', skips, '0 ' .. child)
       end
@@ -215,8 +201,8 @@ local function skip_walk(ctx, run, now, a)
   end
   if acc.skipped > 0 then
     local mk = run_key(ctx, run, 'meta')
-    redis.call('HINCRBY', mk, 'skipped', acc.skipped)
-    redis.call('HINCRBY', mk, 'waiting', -acc.skipped)
+    redis.call('HINCRBY', mk, JobStatus.SKIPPED, acc.skipped)
+    redis.call('HINCRBY', mk, JobStatus.WAITING, -acc.skipped)
   end
   return redis.call('EXISTS', skips) == 0
 end
@@ -241,45 +227,45 @@ end
 -- when every task has ended (and no walk is pending), give the run its final status
 local function run_settle(ctx, run, now)
   local mk = run_key(ctx, run, 'meta')
-  local m = redis.call('HMGET', mk, 'status', 'total', 'completed', 'failed', 'skipped',
-                       'cancelled', 'tolerated')
-  if m[1] ~= 'running' then return end
+  local m = redis.call('HMGET', mk, 'status', 'total', JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.SKIPPED,
+                       JobStatus.CANCELLED, 'tolerated')
+  if m[1] ~= RunStatus.RUNNING then return end
   local total, done = tonumber(m[2]), tonumber(m[3] or '0')
   local failed, tolerated = tonumber(m[4] or '0'), tonumber(m[7] or '0')
   local cancelled = tonumber(m[6] or '0')
   if done + failed + tonumber(m[5] or '0') + cancelled < total or run_busy(ctx, run) then
     return
   end
-  local status = 'failed'
+  local status = RunStatus.FAILED
   if done + tolerated >= total then
-    status = 'succeeded'
+    status = RunStatus.SUCCEEDED
   elseif failed == tolerated and cancelled > 0 then
-    status = 'cancelled'
+    status = RunStatus.CANCELLED
   end
   redis.call('HSET', mk, 'status', status, 'finished', now)
   run_ended(ctx, run)
-  run_event(ctx, run, 'run_finished', now, 'run_status', status)
+  run_event(ctx, run, EventType.RUN_FINISHED, now, 'run_status', status)
 end
 
 local function run_on_complete(ctx, id, now, r)
-  hook_job(ctx.hooks, 'job.completed', ctx.job_prefix .. id, id, now, 'completed')
+  hook_job(ctx.hooks, WebhookEvent.JOB_COMPLETED, ctx.job_prefix .. id, id, now, JobStatus.COMPLETED)
   if not r[1] then return end
-  run_event(ctx, r[1], 'completed', now, 'job', id, 'task', r[2], 'queue', r[3],
-            'status', 'completed', 'attempt', r[4] or '0', 'worker', r[5] or '')
-  redis.call('HINCRBY', run_key(ctx, r[1], 'meta'), 'completed', 1)
+  run_event(ctx, r[1], EventType.COMPLETED, now, 'job', id, 'task', r[2], 'queue', r[3],
+            'status', JobStatus.COMPLETED, 'attempt', r[4] or '0', 'worker', r[5] or '')
+  redis.call('HINCRBY', run_key(ctx, r[1], 'meta'), JobStatus.COMPLETED, 1)
   run_release(ctx, r[1], r[2], now)
   run_settle(ctx, r[1], now)
 end
 
 local function run_on_failed(ctx, jk, id, now, err)
-  hook_job(ctx.hooks, 'job.failed', jk, id, now, 'failed')
+  hook_job(ctx.hooks, WebhookEvent.JOB_FAILED, jk, id, now, JobStatus.FAILED)
   local r = redis.call('HMGET', jk, 'run', 'task', 'queue', 'attempts', 'worker',
                        'allow_failure')
   if not r[1] then return end
-  run_event(ctx, r[1], 'failed', now, 'job', id, 'task', r[2], 'queue', r[3],
-            'status', 'failed', 'attempt', r[4] or '0', 'worker', r[5] or '', 'error', err)
+  run_event(ctx, r[1], EventType.FAILED, now, 'job', id, 'task', r[2], 'queue', r[3],
+            'status', JobStatus.FAILED, 'attempt', r[4] or '0', 'worker', r[5] or '', 'error', err)
   local mk = run_key(ctx, r[1], 'meta')
-  redis.call('HINCRBY', mk, 'failed', 1)
+  redis.call('HINCRBY', mk, JobStatus.FAILED, 1)
   if r[6] == '1' then
     redis.call('HINCRBY', mk, 'tolerated', 1)
     run_release(ctx, r[1], r[2], now)
@@ -297,17 +283,17 @@ local function run_on_retry(ctx, jk, id, now, etype, err)
   local r = redis.call('HMGET', jk, 'run', 'task', 'queue', 'attempts', 'worker')
   if not r[1] then return end
   run_event(ctx, r[1], etype, now, 'job', id, 'task', r[2], 'queue', r[3],
-            'status', 'scheduled', 'attempt', r[4] or '0', 'worker', r[5] or '', 'error', err)
+            'status', JobStatus.SCHEDULED, 'attempt', r[4] or '0', 'worker', r[5] or '', 'error', err)
 end
 
 local function run_on_cancel(ctx, jk, id, now, prev)
   local r = redis.call('HMGET', jk, 'run', 'task', 'queue')
   if not r[1] then return end
-  run_event(ctx, r[1], 'cancelled', now, 'job', id, 'task', r[2], 'queue', r[3],
-            'status', 'cancelled')
+  run_event(ctx, r[1], EventType.CANCELLED, now, 'job', id, 'task', r[2], 'queue', r[3],
+            'status', JobStatus.CANCELLED)
   local mk = run_key(ctx, r[1], 'meta')
-  redis.call('HINCRBY', mk, 'cancelled', 1)
-  if prev == 'waiting' then redis.call('HINCRBY', mk, 'waiting', -1) end
+  redis.call('HINCRBY', mk, JobStatus.CANCELLED, 1)
+  if prev == JobStatus.WAITING then redis.call('HINCRBY', mk, JobStatus.WAITING, -1) end
   -- while the run's cancel walk is in progress, its descendants are cancelled by it
   if redis.call('HGET', run_key(ctx, r[1], 'walk'), 'kind') ~= 'cancel' then
     run_skip(ctx, r[1], r[2], now)

@@ -14,7 +14,7 @@ ARGV[2] text     the attempt's output so far (UTF-8, capped by the caller)
 ARGV[3] ttl_ms   how long the logs are kept after this write (ms)
 Returns: {1}, or {-1, ''} (JOB_NOT_FOUND: no meta hash; nothing written).
 ]]
-if redis.call('EXISTS', KEYS[1]) == 0 then return {-1, ''} end
+if redis.call('EXISTS', KEYS[1]) == 0 then return {ErrorCode.JOB_NOT_FOUND, ''} end
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
 redis.call('PEXPIRE', KEYS[2], ARGV[3])
 return {1}

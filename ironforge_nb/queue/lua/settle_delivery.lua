@@ -27,25 +27,24 @@ Returns: {status, due_ms} (due_ms 0 unless retried), or {code, detail}: -1 no su
 ]]
 local did, outcome = ARGV[1], ARGV[3]
 local d = redis.call('HMGET', KEYS[1], 'status', 'token', 'endpoint')
-if not d[1] then return {-1, ''} end
-if d[2] ~= ARGV[2] then return {-2, d[1]} end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+if not d[1] then return {ErrorCode.NOT_FOUND, ''} end
+if d[2] ~= ARGV[2] then return {ErrorCode.STALE_TOKEN, d[1]} end
+local now = now_ms()
 redis.call('HSET', KEYS[1], 'last_status', ARGV[5], 'last_error', ARGV[6], 'updated', now)
 if outcome == 'retry' then
   local due = now + tonumber(ARGV[4])
-  redis.call('HSET', KEYS[1], 'status', 'pending', 'next', due)
+  redis.call('HSET', KEYS[1], 'status', DeliveryStatus.PENDING, 'next', due)
   redis.call('HDEL', KEYS[1], 'token')
   redis.call('ZADD', KEYS[2], due, did)
-  return {'pending', due}
+  return {DeliveryStatus.PENDING, due}
 end
 redis.call('ZREM', KEYS[2], did)
 if outcome == 'delivered' then
-  redis.call('HSET', KEYS[1], 'status', 'delivered', 'delivered', now, 'error', '')
+  redis.call('HSET', KEYS[1], 'status', DeliveryStatus.DELIVERED, 'delivered', now, 'error', '')
   redis.call('HDEL', KEYS[1], 'token', 'next')
   redis.call('ZADD', KEYS[3], now, did)
   delivery_trim(KEYS[3], ARGV[7], ARGV[8])
-  return {'delivered', 0}
+  return {DeliveryStatus.DELIVERED, 0}
 end
 if outcome == 'disable' then
   local ep = redis.call('HGET', KEYS[5], d[3])
@@ -58,4 +57,4 @@ if outcome == 'disable' then
   redis.call('HDEL', KEYS[6], d[3])
 end
 delivery_give_up(KEYS[1], did, KEYS[4], ARGV[7], ARGV[8], now, ARGV[6])
-return {'dead', 0}
+return {DeliveryStatus.DEAD, 0}

@@ -33,13 +33,12 @@ Returns: {status} ('queued' again, or 'failed' past max_stalls), or {code, detai
 local refused, again = lease_fence(KEYS[1], ARGV[2], 'stall')
 if refused then return refused end
 if again then return {again} end  -- a resend of a stall that took effect: its first answer
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = now_ms()
 local q = {wait = KEYS[3], dead = KEYS[4], events = KEYS[5], wake = KEYS[6], queue = ARGV[4],
            maxlen = ARGV[5], max_stalls = ARGV[6],
            ctx = run_ctx(ARGV[7], ARGV[8], ARGV[9], ARGV[5])}
 redis.call('ZREM', KEYS[2], ARGV[1])
 local status = lease_expired(q, KEYS[1], ARGV[1], now, lease_state(KEYS[1]), ARGV[3])
-if status == 'released' then status = 'queued' end  -- held: its executor never took it up
+if status == EventType.RELEASED then status = JobStatus.QUEUED end  -- held: its executor never took it up
 redis.call('HSET', KEYS[1], 'ended', ARGV[2] .. ' stall ' .. status)
 return {status}

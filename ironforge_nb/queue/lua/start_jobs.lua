@@ -11,8 +11,7 @@ KEYS[i]  HASH meta of job i (i = 1..m)
 ARGV[i]  its lease token
 Returns: how many of the m jobs are marked started (those still active under their token).
 ]]
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = now_ms()
 local marked = 0
 for i = 1, #KEYS do
   marked = marked + mark_started(KEYS[i], ARGV[i], now)

@@ -107,7 +107,7 @@ for p = 1, P do
                               and tonumber(prof.backoff)) then
     return redis.error_reply('ERR submit_run: malformed profile ' .. p)
   end
-  prof.score = -tonumber(prof.priority) * 1099511627776
+  prof.score = wait_score(prof.priority, 0)  -- + the job's seq
   -- the fields every job of this profile has, appended to each job's HSET by unpack()
   local f = {'queue', prof.queue, 'max_attempts', prof.attempts}
   if tonumber(prof.priority) ~= 0 then f[#f + 1] = 'priority'; f[#f + 1] = prof.priority end
@@ -162,8 +162,7 @@ end
 if redis.call('EXISTS', KEYS[1]) == 1 then return 'exists' end
 if redis.call('HEXISTS', KEYS[8], ARGV[6]) == 1 then return 'deleting' end
 
-local t = redis.call('TIME')
-local now = tostring(tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
+local now = tostring(now_ms())
 local prefix, psuffix, maxlen, run = ARGV[1], ARGV[2], ARGV[5], ARGV[6]
 local ctx = run_ctx(prefix, ARGV[3], ARGV[4], maxlen)
 
@@ -220,7 +219,7 @@ for i = 1, N do
 end
 local seqs, ranked = {}, {}
 for q, count in pairs(roots_in) do
-  seqs[q] = redis.call('INCRBY', queue_key(ctx, q, 'seq'), count) - count
+  seqs[q] = redis.call('INCRBY', queue_key(ctx, q, QueueKey.SEQ), count) - count
   ranked[q] = {}
 end
 
@@ -236,8 +235,8 @@ for i = 1, N do
   local jk = prefix .. jid
   if hit[i] then
     local src, origin = hit[i][1], hit[i][2]
-    redis.call('HSET', jk, 'status', 'completed', 'run', run, 'task', task, 'created', now,
-               'finished', now, 'progress', 1, 'source_run', origin, 'source_job', src,
+    redis.call('HSET', jk, 'status', JobStatus.COMPLETED, 'run', run, 'task', task, 'created', now,
+               'finished', now, JobField.PROGRESS, 1, 'source_run', origin, 'source_job', src,
                unpack(prof.fields))
     local srk = prefix .. src .. rsuffix
     redis.call('COPY', srk, jk .. rsuffix, 'REPLACE')
@@ -248,25 +247,25 @@ for i = 1, N do
       redis.call('HSET', jk, 'pinned', url)
     end
   elseif r_np[i] == 0 then
-    redis.call('HSET', jk, 'status', 'queued', 'run', run, 'task', task, 'created', now,
-               'enqueued', now, unpack(prof.fields))
+    redis.call('HSET', jk, 'status', JobStatus.QUEUED, 'run', run, 'task', task, 'created', now,
+               JobField.ENQUEUED, now, unpack(prof.fields))
     local q, list = prof.queue, ranked[prof.queue]
     local seq = seqs[q] + 1
     seqs[q] = seq
     list[#list + 1] = prof.score + seq
     list[#list + 1] = jid
     if #list >= 2000 then
-      redis.call('ZADD', queue_key(ctx, q, 'wait'), unpack(list))
+      redis.call('ZADD', queue_key(ctx, q, QueueKey.WAIT), unpack(list))
       ranked[q] = {}
     end
-    redis.call('XADD', queue_key(ctx, q, 'events'), 'MAXLEN', '~', maxlen, '*',
-               'type', 'enqueued', 'ts', now, 'job', jid, 'queue', q, 'status', 'queued')
+    add_event(queue_key(ctx, q, QueueKey.EVENTS), maxlen, EventType.ENQUEUED, now,
+              'job', jid, 'queue', q, 'status', JobStatus.QUEUED)
   else
     if r_in[i] ~= '' then
-      redis.call('HSET', jk, 'status', 'waiting', 'run', run, 'task', task, 'created', now,
+      redis.call('HSET', jk, 'status', JobStatus.WAITING, 'run', run, 'task', task, 'created', now,
                  'inputs', r_in[i], unpack(prof.fields))
     else
-      redis.call('HSET', jk, 'status', 'waiting', 'run', run, 'task', task, 'created', now,
+      redis.call('HSET', jk, 'status', JobStatus.WAITING, 'run', run, 'task', task, 'created', now,
                  unpack(prof.fields))
     end
     remaining[nr + 1], remaining[nr + 2] = task, r_np[i]
@@ -312,7 +311,7 @@ flush(KEYS[2], tasks, nt)
 flush(KEYS[3], remaining, nr)
 flush(KEYS[4], children, nc)
 for q, list in pairs(ranked) do
-  if #list > 0 then redis.call('ZADD', queue_key(ctx, q, 'wait'), unpack(list)) end
+  if #list > 0 then redis.call('ZADD', queue_key(ctx, q, QueueKey.WAIT), unpack(list)) end
 end
 if ni > 0 then redis.call('ZADD', KEYS[11], unpack(index, 1, ni)) end
 flush(centries, entries, ne)
@@ -325,26 +324,23 @@ if n_cached > 0 then  -- prune expired entries, at most max(1000, N) per submit
   end
 end
 
-redis.call('HSET', KEYS[1], 'name', ARGV[7], 'status', 'running', 'total', N,
-           'waiting', N - roots_total - hits, 'completed', hits, 'failed', 0, 'tolerated', 0,
-           'skipped', 0, 'cancelled', 0, 'created', now, 'params', ARGV[8], 'maps', ARGV[9],
+redis.call('HSET', KEYS[1], 'name', ARGV[7], 'status', RunStatus.RUNNING, 'total', N,
+           JobStatus.WAITING, N - roots_total - hits, JobStatus.COMPLETED, hits, JobStatus.FAILED, 0, 'tolerated', 0,
+           JobStatus.SKIPPED, 0, JobStatus.CANCELLED, 0, 'created', now, 'params', ARGV[8], 'maps', ARGV[9],
            'mode', ARGV[10], 'cached', hits)
 redis.call('ZADD', KEYS[6], now, run)
 for _, prof in ipairs(profiles) do redis.call('SADD', KEYS[7], prof.queue) end
 for q, count in pairs(roots_in) do
-  local wake, hints = queue_key(ctx, q, 'wake'), {}
-  for h = 1, math.min(count, 64) do hints[h] = '1' end
-  redis.call('LPUSH', wake, unpack(hints))
-  redis.call('LTRIM', wake, 0, 63)
+  wake_workers(queue_key(ctx, q, QueueKey.WAKE), count)
 end
-run_event(ctx, run, 'run_submitted', now, 'run_status', 'running', 'message',
+run_event(ctx, run, EventType.RUN_SUBMITTED, now, 'run_status', RunStatus.RUNNING, 'message',
           ARGV[7] .. ': ' .. N .. ' tasks, ' .. roots_total .. ' queued' ..
           (hits > 0 and (', ' .. hits .. ' cached') or ''))
 for i = 1, hits > 0 and N or 0 do  -- after 'run_submitted', as every task event of the run
   if hit[i] then
     local jid = run .. '.' .. (i - 1)
-    run_event(ctx, run, 'completed', now, 'job', jid, 'task', r_task[i],
-              'queue', r_prof[i].queue, 'status', 'completed', 'cached', hit[i][2])
+    run_event(ctx, run, EventType.COMPLETED, now, 'job', jid, 'task', r_task[i],
+              'queue', r_prof[i].queue, 'status', JobStatus.COMPLETED, 'cached', hit[i][2])
     -- job.completed for the webhook endpoints (outbox_helpers.lua), flagged cached
     hook_cached(ctx.hooks, jid, now, run, r_task[i], r_prof[i].queue, ARGV[7], hit[i][2])
   end

@@ -16,19 +16,18 @@ Returns: {1}, or {code, detail} on error: -1 JOB_NOT_FOUND, -2 LEASE_LOST (detai
   -3 BAD_STATE (not active; detail = status).
 ]]
 local st = redis.call('HMGET', KEYS[1], 'status', 'token')
-if not st[1] then return {-1, ''} end
-if st[2] ~= ARGV[2] then return {-2, st[1]} end
-if st[1] ~= 'active' then return {-3, st[1]} end
-local t = redis.call('TIME')
-local now = string.format('%d', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
+if not st[1] then return {ErrorCode.JOB_NOT_FOUND, ''} end
+if st[2] ~= ARGV[2] then return {ErrorCode.LEASE_LOST, st[1]} end
+if st[1] ~= JobStatus.ACTIVE then return {ErrorCode.BAD_STATE, st[1]} end
+local now = string.format('%d', now_ms())
 if ARGV[4] == '1' then
-  redis.call('HSET', KEYS[1], 'progress', ARGV[3], 'message', ARGV[5])
-  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[7], '*', 'type', 'progress', 'ts', now,
-             'job', ARGV[1], 'queue', ARGV[6], 'status', 'active', 'progress', ARGV[3],
-             'message', ARGV[5])
+  redis.call('HSET', KEYS[1], JobField.PROGRESS, ARGV[3], 'message', ARGV[5])
+  add_event(KEYS[2], ARGV[7], EventType.PROGRESS, now,
+            'job', ARGV[1], 'queue', ARGV[6], 'status', JobStatus.ACTIVE, JobField.PROGRESS, ARGV[3],
+            'message', ARGV[5])
 else
-  redis.call('HSET', KEYS[1], 'progress', ARGV[3])
-  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[7], '*', 'type', 'progress', 'ts', now,
-             'job', ARGV[1], 'queue', ARGV[6], 'status', 'active', 'progress', ARGV[3])
+  redis.call('HSET', KEYS[1], JobField.PROGRESS, ARGV[3])
+  add_event(KEYS[2], ARGV[7], EventType.PROGRESS, now,
+            'job', ARGV[1], 'queue', ARGV[6], 'status', JobStatus.ACTIVE, JobField.PROGRESS, ARGV[3])
 end
 return {1}

@@ -1,6 +1,6 @@
 --[[ walk_helpers: the bounded walks over a run's tasks, cancel and retry.
 
-Not a script on its own: `lua.lua_source` prepends this file (after run_helpers.lua, whose
+Not a script on its own: `lua.assemble` puts this file (after run_helpers.lua, whose
 functions it uses) to cancel_run, retry_run and walk_run at load time.
 
 A cancel or a retry of a 100k-task run touches every task: one script doing it all would block
@@ -54,24 +54,24 @@ local RETRIED = {failed = true, skipped = true, cancelled = true}
 -- cancel one task that has not ended (the work of one atomic cancel, for one task)
 local function cancel_task(ctx, run, jid, st, now)
   local jk, q = ctx.job_prefix .. jid, st[2]
-  redis.call('ZREM', queue_key(ctx, q, 'wait'), jid)
-  redis.call('ZREM', queue_key(ctx, q, 'scheduled'), jid)
-  redis.call('ZREM', queue_key(ctx, q, 'active'), jid)
-  redis.call('ZADD', queue_key(ctx, q, 'cancelled'), now, jid)
-  redis.call('HSET', jk, 'status', 'cancelled', 'finished', now)
-  redis.call('XADD', queue_key(ctx, q, 'events'), 'MAXLEN', '~', ctx.maxlen, '*',
-             'type', 'cancelled', 'ts', now, 'job', jid, 'queue', q, 'status', 'cancelled')
-  run_event(ctx, run, 'cancelled', now, 'job', jid, 'task', st[3], 'queue', q,
-            'status', 'cancelled')
+  redis.call('ZREM', queue_key(ctx, q, QueueKey.WAIT), jid)
+  redis.call('ZREM', queue_key(ctx, q, QueueKey.SCHEDULED), jid)
+  redis.call('ZREM', queue_key(ctx, q, QueueKey.ACTIVE), jid)
+  redis.call('ZADD', queue_key(ctx, q, QueueKey.CANCELLED), now, jid)
+  redis.call('HSET', jk, 'status', JobStatus.CANCELLED, 'finished', now)
+  add_event(queue_key(ctx, q, QueueKey.EVENTS), ctx.maxlen, EventType.CANCELLED, now,
+            'job', jid, 'queue', q, 'status', JobStatus.CANCELLED)
+  run_event(ctx, run, EventType.CANCELLED, now, 'job', jid, 'task', st[3], 'queue', q,
+            'status', JobStatus.CANCELLED)
 end
 
 -- count `cancelled` (and `waiting` of them) in the run's meta hash and in the walk's state
 local function count_cancelled(ctx, run, cancelled, waiting)
   if cancelled == 0 then return end
   local mk, wk = run_key(ctx, run, 'meta'), run_key(ctx, run, 'walk')
-  redis.call('HINCRBY', mk, 'cancelled', cancelled)
-  redis.call('HINCRBY', wk, 'cancelled', cancelled)
-  if waiting > 0 then redis.call('HINCRBY', mk, 'waiting', -waiting) end
+  redis.call('HINCRBY', mk, JobStatus.CANCELLED, cancelled)
+  redis.call('HINCRBY', wk, JobStatus.CANCELLED, cancelled)
+  if waiting > 0 then redis.call('HINCRBY', mk, JobStatus.WAITING, -waiting) end
 end
 
 -- the walk is over: the run leaves runs:walking unless skips are pending
@@ -85,13 +85,13 @@ end
 -- begin a cancel: status cancelled, walk state, the run's active jobs cancelled now
 local function cancel_begin(ctx, run, queues, now)
   local mk = run_key(ctx, run, 'meta')
-  redis.call('HSET', mk, 'status', 'cancelled')
+  redis.call('HSET', mk, 'status', RunStatus.CANCELLED)
   redis.call('HSET', run_key(ctx, run, 'walk'), 'kind', 'cancel', 'pos', 0, 'now', now,
-             'total', redis.call('HGET', mk, 'total'), 'cancelled', 0)
+             'total', redis.call('HGET', mk, 'total'), JobStatus.CANCELLED, 0)
   redis.call('ZADD', ctx.walking, now, run)
   local mine, n = run .. '.', 0
   for _, q in ipairs(redis.call('SMEMBERS', queues)) do
-    for _, jid in ipairs(redis.call('ZRANGE', queue_key(ctx, q, 'active'), 0, -1)) do
+    for _, jid in ipairs(redis.call('ZRANGE', queue_key(ctx, q, QueueKey.ACTIVE), 0, -1)) do
       if string.sub(jid, 1, #mine) == mine then
         local st = redis.call('HMGET', ctx.job_prefix .. jid, 'status', 'queue', 'task', 'run')
         if st[4] == run and LIVE[st[1]] then
@@ -117,17 +117,17 @@ local function cancel_step(ctx, run, w, a)
     if LIVE[st[1]] then
       cancel_task(ctx, run, jid, st, now)
       cancelled = cancelled + 1
-      if st[1] == 'waiting' then waiting = waiting + 1 end
+      if st[1] == JobStatus.WAITING then waiting = waiting + 1 end
     end
   end
   count_cancelled(ctx, run, cancelled, waiting)
   local wk = run_key(ctx, run, 'walk')
   redis.call('HSET', wk, 'pos', stop)
-  local all = tonumber(redis.call('HGET', wk, 'cancelled'))
+  local all = tonumber(redis.call('HGET', wk, JobStatus.CANCELLED))
   if stop < total then return false, all end
   redis.call('HSET', run_key(ctx, run, 'meta'), 'finished', now)
   run_ended(ctx, run)
-  run_event(ctx, run, 'run_finished', now, 'run_status', 'cancelled')
+  run_event(ctx, run, EventType.RUN_FINISHED, now, 'run_status', RunStatus.CANCELLED)
   walk_done(ctx, run)
   return true, all
 end
@@ -135,12 +135,12 @@ end
 -- begin a retry: status running again, walk state (phase 'parents')
 local function retry_begin(ctx, run, now)
   local mk = run_key(ctx, run, 'meta')
-  redis.call('HSET', mk, 'status', 'running')
+  redis.call('HSET', mk, 'status', RunStatus.RUNNING)
   redis.call('HDEL', mk, 'finished', 'failure')
   redis.call('ZREM', ctx.ended, run)
   redis.call('HSET', run_key(ctx, run, 'walk'), 'kind', 'retry', 'phase', 'parents', 'pos', 0,
              'offset', 0, 'now', now, 'total', redis.call('HGET', mk, 'total'), 'retried', 0,
-             'queued', 0)
+             JobStatus.QUEUED, 0)
   redis.call('ZADD', ctx.walking, now, run)
 end
 
@@ -154,7 +154,7 @@ local function retry_parents(ctx, run, pos, offset, total, a)
                           'allow_failure', 'task')
     spend(a, 1)
     local kids = ''
-    if st[1] == 'failed' and st[2] == '1' then
+    if st[1] == JobStatus.FAILED and st[2] == '1' then
       kids = redis.call('HGET', children, st[3]) or ''
     end
     local at = offset + 1
@@ -164,7 +164,7 @@ local function retry_parents(ctx, run, pos, offset, total, a)
       spend(a, 1)
       local jid = redis.call('HGET', tasks, child)
       local cs = jid and redis.call('HGET', ctx.job_prefix .. jid, 'status')
-      if cs == 'waiting' or RETRIED[cs] then redis.call('HINCRBY', remaining, child, 1) end
+      if cs == JobStatus.WAITING or RETRIED[cs] then redis.call('HINCRBY', remaining, child, 1) end
     end
     if at <= #kids then return pos, at - 1 end
     pos, offset = pos + 1, 0
@@ -185,28 +185,28 @@ local function retry_reset(ctx, run, pos, total, now, a)
     local st = redis.call('HMGET', jk, 'status', 'queue', 'allow_failure', 'task')
     if RETRIED[st[1]] then
       n[st[1]] = n[st[1]] + 1
-      if st[1] == 'failed' and st[3] == '1' then n.tolerated = n.tolerated + 1 end
-      redis.call('ZREM', queue_key(ctx, st[2], 'dead'), jid)
-      redis.call('ZREM', queue_key(ctx, st[2], 'cancelled'), jid)
-      redis.call('HDEL', jk, 'token', 'worker', 'started', 'finished', 'enqueued', 'error',
-                 'message', 'lease_ms', 'stalls', 'claims', 'stalled')
-      redis.call('HSET', jk, 'attempts', 0, 'progress', 0, 'status', 'waiting')
+      if st[1] == JobStatus.FAILED and st[3] == '1' then n.tolerated = n.tolerated + 1 end
+      redis.call('ZREM', queue_key(ctx, st[2], QueueKey.DEAD), jid)
+      redis.call('ZREM', queue_key(ctx, st[2], QueueKey.CANCELLED), jid)
+      redis.call('HDEL', jk, 'token', 'worker', 'started', 'finished', JobField.ENQUEUED, 'error',
+                 'message', 'lease_ms', 'stalls', 'claims', JobField.STALLED)
+      redis.call('HSET', jk, 'attempts', 0, JobField.PROGRESS, 0, 'status', JobStatus.WAITING)
       n.waiting = n.waiting + 1
       if tonumber(redis.call('HGET', remaining, st[4]) or '0') <= 0 then
         redis.call('HSET', remaining, st[4], 0)
         redis.call('RPUSH', ready, jid)
       else
-        run_event(ctx, run, 'waiting', now, 'job', jid, 'task', st[4], 'queue', st[2],
-                  'status', 'waiting')
+        run_event(ctx, run, EventType.WAITING, now, 'job', jid, 'task', st[4], 'queue', st[2],
+                  'status', JobStatus.WAITING)
       end
     end
   end
   local mk = run_key(ctx, run, 'meta')
-  for _, name in ipairs({'failed', 'skipped', 'cancelled', 'tolerated'}) do
+  for _, name in ipairs({JobStatus.FAILED, JobStatus.SKIPPED, JobStatus.CANCELLED, 'tolerated'}) do
     if n[name] > 0 then redis.call('HINCRBY', mk, name, -n[name]) end
   end
   if n.waiting > 0 then
-    redis.call('HINCRBY', mk, 'waiting', n.waiting)
+    redis.call('HINCRBY', mk, JobStatus.WAITING, n.waiting)
     redis.call('HINCRBY', run_key(ctx, run, 'walk'), 'retried', n.waiting)
   end
   return stop
@@ -220,14 +220,14 @@ local function retry_queue(ctx, run, now, a)
     if not jid then break end
     spend(a, 1)
     local st = redis.call('HMGET', ctx.job_prefix .. jid, 'status', 'queue', 'priority', 'task')
-    if st[1] == 'waiting' then
+    if st[1] == JobStatus.WAITING then
       run_enqueue(ctx, run, st[4], jid, now, {st[2], st[3]})
       queued = queued + 1
     end
   end
   if queued > 0 then
-    redis.call('HINCRBY', run_key(ctx, run, 'meta'), 'waiting', -queued)
-    redis.call('HINCRBY', run_key(ctx, run, 'walk'), 'queued', queued)
+    redis.call('HINCRBY', run_key(ctx, run, 'meta'), JobStatus.WAITING, -queued)
+    redis.call('HINCRBY', run_key(ctx, run, 'walk'), JobStatus.QUEUED, queued)
   end
   return redis.call('EXISTS', ready) == 0
 end
@@ -249,14 +249,14 @@ local function retry_step(ctx, run, w, now, a)
     redis.call('HSET', wk, 'pos', pos)
     if pos >= total then redis.call('HSET', wk, 'phase', 'queue') end
   elseif retry_queue(ctx, run, began, a) then
-    local c = redis.call('HMGET', wk, 'retried', 'queued')
-    run_event(ctx, run, 'run_submitted', began, 'run_status', 'running',
+    local c = redis.call('HMGET', wk, 'retried', JobStatus.QUEUED)
+    run_event(ctx, run, EventType.RUN_SUBMITTED, began, 'run_status', RunStatus.RUNNING,
               'message', 'retry: ' .. c[1] .. ' tasks')
     walk_done(ctx, run)
     run_settle(ctx, run, now)  -- what ran during the walk may have ended the run
     return true, tonumber(c[1]), tonumber(c[2])
   end
-  local c = redis.call('HMGET', wk, 'retried', 'queued')
+  local c = redis.call('HMGET', wk, 'retried', JobStatus.QUEUED)
   return false, tonumber(c[1]), tonumber(c[2])
 end
 

@@ -31,8 +31,7 @@ if redis.call('EXISTS', run_key(ctx, run, 'meta')) == 0 then
   redis.call('ZREM', KEYS[1], run)
   return {run, 0, 'none'}
 end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = now_ms()
 local out = walk_step(ctx, run, now, allowance())
 table.insert(out, 1, run)
 return out
