@@ -31,7 +31,7 @@ from typing import Any
 from ironforge_nb.dag import Pipeline
 from ironforge_nb.local import RedisServer
 from ironforge_nb.orchestrator import Run, codec, submit
-from ironforge_nb.orchestrator.scripts import RunScripts
+from ironforge_nb.orchestrator.run_transitions import RunTransitions
 from ironforge_nb.queue import Lease, Queue, RedisConfig
 from ironforge_nb.queue.keys import JOB_LOGS_SUFFIX, JOB_PAYLOAD_SUFFIX, JOB_RESULT_SUFFIX
 from ironforge_nb.queue.walks import Walks
@@ -149,7 +149,7 @@ def old_scenarios(config: RedisConfig, meter: Meter, n: int) -> dict[str, dict[s
 def scenarios(config: RedisConfig, meter: Meter, n: int) -> dict[str, dict[str, Any]]:
     """Each operation on a fresh run (one run for cancel, then retry), driven as the public
     calls drive it (`walk`)."""
-    scripts, walks, k = RunScripts(config), Walks(config), config.keys
+    scripts, walks, k = RunTransitions(config), Walks(config), config.keys
     run, _ = build(config, n, fails=False)
     head = [k.job_prefix, k.run_prefix, k.queue_prefix, config.events_maxlen, run.id]
     out = {"cancel": meter.measure(lambda m: walk(m, walks, run.id, lambda: scripts._cancel(

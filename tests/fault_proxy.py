@@ -43,7 +43,7 @@ Match = bytes | Callable[[list[bytes]], bool]
 
 def script_match(name: str) -> Callable[[list[bytes]], bool]:
     """A predicate matching calls of the package's Lua script ``name`` (by SHA or source)."""
-    from ironforge_nb.queue.lua import lua_source
+    from ironforge_nb.queue.scripting import lua_source
 
     source = lua_source(name).encode()
     sha = hashlib.sha1(source).hexdigest().encode()

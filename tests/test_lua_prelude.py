@@ -1,7 +1,7 @@
 """The Lua prelude: statuses, event types and error codes are spelled once, in Python.
 
 Every script is sent as the generated prelude + common.lua + its helpers + itself
-(`queue.lua.assemble`). A script that writes ``'active'`` by hand instead of
+(`queue.scripting.assemble`). A script that writes ``'active'`` by hand instead of
 ``JobStatus.ACTIVE`` could drift from status.py unseen; these tests fail on any such literal,
 check that the prelude says what status.py and codes.py say, and that a Lua error still names
 the file and line it comes from.
@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from redis.exceptions import ResponseError
 
-from ironforge_nb.queue import lua
+from ironforge_nb.queue import scripting
 from ironforge_nb.queue.codes import ErrorCode
 from ironforge_nb.queue.config import RedisConfig
 from ironforge_nb.queue.link import Link
@@ -25,7 +25,7 @@ from ironforge_nb.status import DeliveryStatus, EventType, JobStatus, RunStatus,
 LUA_DIR = resources.files("ironforge_nb.queue") / "lua"
 FILES = sorted(p.name for p in LUA_DIR.iterdir() if p.name.endswith(".lua"))
 SCRIPTS = [f[:-4] for f in FILES
-           if f[:-4] not in {h for h, _ in lua.HELPERS} and f != "common.lua"]
+           if f[:-4] not in {h for h, _ in scripting.HELPERS} and f != "common.lua"]
 FORBIDDEN = {str(m.value) for e in (JobStatus, RunStatus, EventType, WebhookEvent) for m in e}
 
 
@@ -96,7 +96,7 @@ def test_the_shared_idioms_are_written_once() -> None:
 
 def test_prelude_says_what_python_says() -> None:
     """Each table of the prelude is its Python enum, value for value (Lua evaluates it)."""
-    prelude = lua.prelude()
+    prelude = scripting.prelude()
     tables = dict(re.findall(r"^local (\w+) = \{(.*)\}$", prelude, flags=re.M))
     for enum in (JobStatus, RunStatus, EventType, WebhookEvent, DeliveryStatus):
         got = dict(re.findall(r"(\w+) = '([^']*)'", tables[enum.__name__]))
@@ -108,19 +108,20 @@ def test_prelude_says_what_python_says() -> None:
 
 def test_prelude_values_reach_lua(config: RedisConfig) -> None:
     """Redis reads the prelude as Python wrote it."""
-    src = lua.prelude() + "return {JobStatus.ACTIVE, EventType.LEASE_EXPIRED, ErrorCode.LEASE_LOST}"
+    src = scripting.prelude() + (
+        "return {JobStatus.ACTIVE, EventType.LEASE_EXPIRED, ErrorCode.LEASE_LOST}")
     assert config.client().eval(src, 0) == [b"active", b"lease_expired", -2]
 
 
 @pytest.mark.parametrize("name", SCRIPTS)
 def test_every_script_compiles(config: RedisConfig, name: str) -> None:
     """Each assembled script loads (within Lua's limits on locals and upvalues)."""
-    assert config.client().script_load(lua.lua_source(name))
+    assert config.client().script_load(scripting.lua_source(name))
 
 
 def _line_of(name: str, needle: str) -> tuple[str, int]:
     """File and 1-based line of the first line of the assembled ``name`` holding ``needle``."""
-    a = lua.assemble(name)
+    a = scripting.assemble(name)
     for n, line in enumerate(a.source.split("\n"), 1):
         if needle in line:
             return a.locate(n)
@@ -129,7 +130,7 @@ def _line_of(name: str, needle: str) -> tuple[str, int]:
 
 def test_locate_maps_assembled_lines_back_to_files() -> None:
     """Each part's first line maps to line 1 of its file; the prelude is named as such."""
-    a = lua.assemble("complete_job")
+    a = scripting.assemble("complete_job")
     assert a.locate(1) == ("prelude (generated)", 1)
     for start, file in a.parts:
         assert a.locate(start) == (file, 1)
@@ -144,7 +145,7 @@ def test_a_lua_error_names_its_script_and_line(config: RedisConfig, name: str,
                                                file: str) -> None:
     """A runtime error in a script (here: a call made with missing ARGV) reports the file and
     line where it happened, and the script that ran, not a line of the assembled text."""
-    script = lua.LuaScript(Link.of(config.client()), name)
+    script = scripting.LuaScript(Link.of(config.client()), name)
     with pytest.raises(ResponseError) as info:
         script(["k1", "k2", "k3", "k4", "k5", "k6"], [])
     text = str(info.value)
@@ -162,7 +163,7 @@ def test_a_lua_error_names_its_script_and_line(config: RedisConfig, name: str,
 def test_an_error_in_a_helper_names_the_helper(config: RedisConfig) -> None:
     """An error raised inside common.lua, called from a script, is reported at common.lua's
     line, in that script; the same check through EVAL (the source) and EVALSHA."""
-    assembly = lua.assemble("start_jobs")
+    assembly = scripting.assemble("start_jobs")
     own = assembly.parts[-1][0]  # start_jobs.lua's first line: call the helper there instead
     lines = assembly.source.split("\n")[: own - 1]
     source = "\n".join([*lines, "return wait_score('x', 1)"])

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import redis.exceptions
 
-import ironforge_nb.queue.scripts as scripts_module
+import ironforge_nb.queue.transitions as scripts_module
 from ironforge_nb.errors import LeaseLost
 from ironforge_nb.local import RedisServer
 from ironforge_nb.queue import Queue, RedisConfig

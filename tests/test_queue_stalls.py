@@ -14,7 +14,7 @@ import pytest
 
 from ironforge_nb.errors import InvalidOptionError, LeaseLost
 from ironforge_nb.queue import DEFAULT_MAX_STALLS, Queue, RedisConfig
-from ironforge_nb.queue.lua import lua_source
+from ironforge_nb.queue.scripting import lua_source
 from ironforge_nb.status import EventType, JobStatus
 from tests.helpers import claim
 

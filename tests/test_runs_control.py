@@ -14,7 +14,7 @@ from ironforge_nb.dag import DAG, Pipeline
 from ironforge_nb.dag.task import TaskSpec
 from ironforge_nb.errors import InvalidNameError, InvalidOptionError, JobStateError
 from ironforge_nb.orchestrator import submit
-from ironforge_nb.orchestrator.scripts import RunScripts
+from ironforge_nb.orchestrator.run_transitions import RunTransitions
 from ironforge_nb.queue import Queue, RedisConfig
 from ironforge_nb.status import EventType, JobStatus, RunStatus
 from tests import tasks
@@ -138,7 +138,7 @@ def test_same_run_id_twice_is_one_run(config: RedisConfig, redis_client: Any) ->
 
 def test_malformed_submit_call_writes_nothing(config: RedisConfig, redis_client: Any) -> None:
     """The script validates every record before its first write: an error leaves DBSIZE as is."""
-    scripts = RunScripts(config)
+    scripts = RunTransitions(config)
     profile = ("default", 0, 1, 0, "", "0", "")
     good = "a 1 0 2  \n"  # task, profile, parents, payload size, inputs, children
     bad = "b 9 0 2  \n"  # profile 9 does not exist: found after record 1

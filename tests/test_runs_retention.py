@@ -13,7 +13,7 @@ import pytest
 from ironforge_nb.dag import Pipeline
 from ironforge_nb.errors import RunError, RunStateError
 from ironforge_nb.orchestrator import Run, runs, submit
-from ironforge_nb.orchestrator.scripts import RunScripts
+from ironforge_nb.orchestrator.run_transitions import RunTransitions
 from ironforge_nb.queue import Queue, RedisConfig
 from ironforge_nb.status import JobStatus, RunStatus
 from tests import tasks
@@ -197,7 +197,7 @@ def test_delete_of_an_unknown_run_is_an_error(config: RedisConfig) -> None:
 
 def test_big_runs_are_deleted_in_bounded_steps(config: RedisConfig) -> None:
     """A 1001-job run goes in several steps of about the budget; it is invisible at once."""
-    scripts = RunScripts(config)
+    scripts = RunTransitions(config)
     run = submit(wide(1000), config=config)
     run.cancel()
     pending, deleted = scripts.delete_runs(run.id, retention=False, budget=200)
@@ -216,7 +216,7 @@ def test_resubmitting_an_id_being_deleted_makes_a_fresh_run(config: RedisConfig)
     """A run id whose old run is half deleted is finished off, then submitted anew."""
     old = submit(wide(30), config=config, run_id="daily")
     work(config)
-    RunScripts(config).delete_runs(old.id, retention=False, budget=5)
+    RunTransitions(config).delete_runs(old.id, retention=False, budget=5)
     new = submit(wide(4), config=config, run_id="daily")
     assert new.info()["total"] == 5
     work(config)

@@ -14,7 +14,7 @@ import pytest
 
 from ironforge_nb.dag import Pipeline
 from ironforge_nb.orchestrator import Run, submit
-from ironforge_nb.orchestrator.scripts import RunScripts
+from ironforge_nb.orchestrator.run_transitions import RunTransitions
 from ironforge_nb.queue import Queue, RedisConfig
 from ironforge_nb.queue.keys import (
     JOB_LOGS_SUFFIX,
@@ -180,7 +180,7 @@ def test_retry_ends_as_the_atomic_retry(redis_server: Any, namespace: str, width
             ref_cancel(config)
     assert state(ref, ref.client()) == state(new, new.client())
     expected = ref_retry(ref)
-    assert list(RunScripts(new).retry_run(RUN_ID)) == expected
+    assert list(RunTransitions(new).retry_run(RUN_ID)) == expected
     assert state(ref, ref.client()) == state(new, new.client())
     assert run.status is RunStatus.RUNNING
 
@@ -236,7 +236,7 @@ def test_cancel_and_retry_of_a_few_thousand_tasks_take_several_steps(
     run = submit(p, config=config)
     queue = Queue("default", config)
     run_one(queue, queue.dequeue("w", timeout=0) or pytest.fail("no root"))
-    scripts = RunScripts(config)
+    scripts = RunTransitions(config)
     k = config.keys
     first = scripts._cancel([k.run(run.id).meta, k.queues],
                             [*scripts._head(), run.id])
@@ -271,7 +271,7 @@ def test_a_cancel_stopped_after_its_first_step_is_finished_by_the_reaper(
     for config in (ref, new):
         prepare(config, 700, 300, 20)
     ref_cancel(ref)
-    scripts, k = RunScripts(new), new.keys
+    scripts, k = RunTransitions(new), new.keys
     scripts._cancel([k.run(RUN_ID).meta, k.queues], [*scripts._head(), RUN_ID])
     assert Run(RUN_ID, new).status is RunStatus.CANCELLED
     assert state(ref, ref.client()) != state(new, new.client())
@@ -288,7 +288,7 @@ def test_a_retry_stopped_after_its_first_step_is_finished_by_the_next_caller(
         prepare(config, 700, 2000, 0)
     ref_retry(ref)
     ref_cancel(ref)
-    scripts, k = RunScripts(new), new.keys
+    scripts, k = RunTransitions(new), new.keys
     begun = scripts._retry([k.run(RUN_ID).meta], [*scripts._head(), RUN_ID])
     assert begun[0] == 1 and begun[1] == 1
     assert Run(RUN_ID, new).status is RunStatus.RUNNING
@@ -300,7 +300,7 @@ def test_a_retry_stopped_after_its_first_step_is_finished_by_the_next_caller(
 def test_walking_key_name_matches_the_lua_derivation() -> None:
     """run_helpers.lua reaches runs, runs:ended and runs:walking from run_prefix minus 'run:'."""
     from ironforge_nb.queue.keys import Keys
-    from ironforge_nb.queue.lua import lua_source
+    from ironforge_nb.queue.scripting import lua_source
 
     keys = Keys("ns")
     assert keys.run_prefix[: -len("run:")] + RUNS_WALKING == keys.runs_walking
@@ -329,7 +329,7 @@ def test_delete_mid_walk_finishes_the_walk_first(config: RedisConfig) -> None:
     p = Pipeline("big")
     p.task("root", tasks.one).map("sq", tasks.square, over=list(range(1000)), after="root")
     run = submit(p, config=config)
-    scripts, k = RunScripts(config), config.keys
+    scripts, k = RunTransitions(config), config.keys
     scripts._cancel([k.run(run.id).meta, k.queues], [*scripts._head(), run.id])
     assert config.client().zscore(k.runs_ended, run.id) is None  # not ended until walked
     assert run.delete(force=True) == 1001

@@ -24,7 +24,7 @@ from ironforge_nb.names import validate_name
 from ironforge_nb.orchestrator import codec
 from ironforge_nb.orchestrator.drawing import run_dag, run_html
 from ironforge_nb.orchestrator.frames import agreeing_read
-from ironforge_nb.orchestrator.scripts import RunScripts
+from ironforge_nb.orchestrator.run_transitions import RunTransitions
 from ironforge_nb.orchestrator.tasks import TaskState, read_task_states, task_state
 from ironforge_nb.queue.config import RedisConfig, default_config
 from ironforge_nb.queue.queue import read_events
@@ -251,12 +251,12 @@ class Run:
         """Cancel the queued and waiting tasks and tell running ones to stop (their worker's
         next heartbeat or completion is refused); the run ends cancelled. Returns how many
         tasks were cancelled (0 if the run had already ended)."""
-        return RunScripts(self.config).cancel_run(self.id)
+        return RunTransitions(self.config).cancel_run(self.id)
 
     def retry_failed(self) -> int:
         """Run again the failed, skipped and cancelled tasks, reusing the completed results;
         the run is running again. Returns how many tasks will rerun."""
-        retried, _queued = RunScripts(self.config).retry_run(self.id)
+        retried, _queued = RunTransitions(self.config).retry_run(self.id)
         return retried
 
     # ------------------------------------------------------------------ display
@@ -307,7 +307,7 @@ class Run:
         jobs go in bounded steps, so Redis keeps serving others while a big run is deleted.
         Old ended runs are also deleted automatically at submit (`RedisConfig.run_retention`).
         """
-        scripts = RunScripts(self.config)
+        scripts = RunTransitions(self.config)
         if force:
             # no meta hash: gone, or already being deleted (delete_runs tells which)
             with contextlib.suppress(RunError):

@@ -27,7 +27,7 @@ from ironforge_nb.names import validate_name, validate_task_id
 from ironforge_nb.orchestrator import codec
 from ironforge_nb.orchestrator.cachekey import cache_lines
 from ironforge_nb.orchestrator.payload import attach_extra, split_plain, to_json
-from ironforge_nb.orchestrator.scripts import RunScripts
+from ironforge_nb.orchestrator.run_transitions import RunTransitions
 from ironforge_nb.queue.config import RedisConfig, default_config
 from ironforge_nb.queue.options import seconds_to_ms, validate_count
 
@@ -63,7 +63,7 @@ def submit(pipeline: Pipeline | DAG[str], params: Mapping[str, Any] | None = Non
     with paused_gc():  # see paused_gc: a 100k-task encode allocates millions of objects
         rid, cfg, secret, call = _encode(pipeline, params, run_id, config, queue, mode, backoff,
                                          max_stalls, cache)
-    scripts = RunScripts(cfg)
+    scripts = RunTransitions(cfg)
     if scripts.submit_run(*call) == "deleting":  # an old run with this id is being deleted
         scripts.purge(retention=False)
         scripts.submit_run(*call)

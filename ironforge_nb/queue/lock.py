@@ -28,7 +28,7 @@ from redis.exceptions import RedisError
 from ironforge_nb.errors import InvalidOptionError, LockError, LockTimeoutError
 from ironforge_nb.queue.config import RedisConfig, default_config
 from ironforge_nb.queue.link import Link
-from ironforge_nb.queue.lua import LuaScript
+from ironforge_nb.queue.scripting import LuaScript
 
 __all__ = ["Lock"]
 

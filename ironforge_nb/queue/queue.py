@@ -47,7 +47,7 @@ from ironforge_nb.queue.options import (
     validate_worker,
 )
 from ironforge_nb.queue.records import JobInfo, Lease, leases_from_reply
-from ironforge_nb.queue.scripts import QueueScripts
+from ironforge_nb.queue.transitions import QueueTransitions
 from ironforge_nb.queue.walks import Walks
 from ironforge_nb.status import Event, JobStatus
 
@@ -84,7 +84,7 @@ class Queue:
         self._client = self.config.client()
         self._keys = self.config.keys
         self._qk = self._keys.queue(self.name)
-        self._scripts = QueueScripts(self._client, self.config, self.name)
+        self._scripts = QueueTransitions(self._client, self.config, self.name)
         self._max_payload = self.config.max_payload_bytes
         self._reap_key = (self.config.url, self.config.namespace, self.name)
 

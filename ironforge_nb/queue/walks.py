@@ -17,7 +17,7 @@ from typing import Any
 
 from ironforge_nb.queue.config import RedisConfig
 from ironforge_nb.queue.link import Link
-from ironforge_nb.queue.lua import LuaScript
+from ironforge_nb.queue.scripting import LuaScript
 
 __all__ = ["WALK_SLICE", "Walks"]
 

@@ -20,7 +20,7 @@ from ironforge_nb.errors import InvalidOptionError, WebhookNotFoundError
 from ironforge_nb.names import validate_name
 from ironforge_nb.queue.config import RedisConfig, default_config
 from ironforge_nb.queue.link import Link
-from ironforge_nb.queue.lua import LuaScript
+from ironforge_nb.queue.scripting import LuaScript
 from ironforge_nb.status import WebhookEvent
 from ironforge_nb.webhooks.policy import Resolver, check_url
 from ironforge_nb.webhooks.signing import new_secret, validate_secret

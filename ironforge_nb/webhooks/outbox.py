@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from ironforge_nb.errors import DeliveryStateError, WebhookNotFoundError
 from ironforge_nb.queue.config import RedisConfig, default_config
 from ironforge_nb.queue.link import Link
-from ironforge_nb.queue.lua import LuaScript
+from ironforge_nb.queue.scripting import LuaScript
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ironforge_nb.orchestrator.drawing import run_dag
-from ironforge_nb.orchestrator.scripts import RunScripts
+from ironforge_nb.orchestrator.run_transitions import RunTransitions
 from ironforge_nb.orchestrator.tasks import TASK_FIELDS, TaskState, read_states, read_task_states
 from ironforge_nb.orchestrator.waiting import COUNTER_FIELDS, counters
 from ironforge_nb.status import JobStatus, RunStatus
@@ -111,7 +111,7 @@ class RunTracker:
         pairs, maps = run.job_ids(), run._maps()
         self.big = len(pairs) > SMALL_RUN
         if self.big:
-            found = RunScripts(run.config).task_statuses(run.id)
+            found = RunTransitions(run.config).task_statuses(run.id)
             statuses = [found.get(name) or None for name, _ in pairs]
             states: list[TaskState | None] = [None] * len(pairs)
         else:
@@ -139,7 +139,7 @@ class RunTracker:
             self.gone = True
             return
         if self.big:
-            found = RunScripts(run.config).task_statuses(run.id)
+            found = RunTransitions(run.config).task_statuses(run.id)
         else:
             states = read_task_states(run.config, [(r.name, r.job) for r in self.tasks.values()])
             found = {st.name: st.status.value for st in states}

@@ -1,6 +1,6 @@
 --[[ claim_helpers: claim_ready, the claim shared by claim_jobs and complete_job.
 
-Not a script on its own: `lua.assemble` puts this file before claim_jobs, complete_job and
+Not a script on its own: `scripting.assemble` puts this file before claim_jobs, complete_job and
 start_jobs at load time (one copy of the claim; a Lua error names this file and its line).
 
   claim_ready(q, now, n) -> out

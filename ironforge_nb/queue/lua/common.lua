@@ -1,7 +1,7 @@
 --[[ common: the idioms every transition shares, written once.
 
-Not a script on its own: `lua.assemble` puts this file after the generated prelude (the
-constant tables JobStatus, RunStatus, EventType, ... of lua.py) and before the helpers and the
+Not a script on its own: `scripting.assemble` puts this file after the generated prelude (the
+constant tables JobStatus, RunStatus, EventType, ... of scripting.py) and before the helpers and the
 script itself, in every script.
 
   now_ms()                       Redis server time, whole ms (a number)

@@ -1,5 +1,5 @@
 --[[ delivery_helpers: shared by the scripts that move webhook deliveries (claim_deliveries,
-settle_delivery). Not a script on its own: `lua.assemble` puts it before them at load time.
+settle_delivery). Not a script on its own: `scripting.assemble` puts it before them at load time.
 
   delivery_give_up(dk, did, dead, keep, dprefix, now, err)  the delivery is dead: status
       'dead', `error`, out of the outbox (the host removes it), into the dead ZSET, which is

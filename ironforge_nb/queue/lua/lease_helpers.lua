@@ -1,6 +1,6 @@
 --[[ lease_helpers: how a lease ends when the task itself neither failed nor succeeded.
 
-Not a script on its own: `lua.assemble` puts this file (after run_helpers.lua) before
+Not a script on its own: `scripting.assemble` puts this file (after run_helpers.lua) before
 reap_expired, release_dead, stall_job, release_job and fail_job at load time (one copy of the
 logic; a Lua error names this file and its line).
 

@@ -1,6 +1,6 @@
 --[[ outbox_helpers: the webhook outbox, written by the transition that an event reports.
 
-Not a script on its own: `lua.assemble` puts this file (before run_helpers.lua) before every
+Not a script on its own: `scripting.assemble` puts this file (before run_helpers.lua) before every
 script that uses run_helpers.lua, whose run_ctx() makes the context and whose entry points call
 these. A job's completion or dead-lettering and a run's end add their event here, in the same
 script as the transition, so no crash between the two can lose a notification

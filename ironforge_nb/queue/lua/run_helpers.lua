@@ -1,7 +1,7 @@
 --[[ run_helpers: the DAG-run bookkeeping shared by every script that ends a task of a run.
 
-Not a script on its own: `lua.assemble` puts this file before the scripts of
-`lua.RUN_HELPER_USERS` at load time (one copy of the logic; a Lua error names this file and
+Not a script on its own: `scripting.assemble` puts this file before the scripts of
+`scripting.RUN_HELPER_USERS` at load time (one copy of the logic; a Lua error names this file and
 its line), after the prelude, common.lua and outbox_helpers.lua. Each host script builds a context with run_ctx() from its own ARGV
 and calls one entry point. Webhooks: run_on_complete and run_on_failed also add the
 job.completed / job.failed event of EVERY job (of a run or not) to the webhook outbox, and

@@ -1,6 +1,6 @@
 --[[ walk_helpers: the bounded walks over a run's tasks, cancel and retry.
 
-Not a script on its own: `lua.assemble` puts this file (after run_helpers.lua, whose
+Not a script on its own: `scripting.assemble` puts this file (after run_helpers.lua, whose
 functions it uses) to cancel_run, retry_run and walk_run at load time.
 
 A cancel or a retry of a 100k-task run touches every task: one script doing it all would block

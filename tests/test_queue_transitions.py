@@ -19,7 +19,7 @@ from ironforge_nb.errors import (
 )
 from ironforge_nb.queue import ErrorCode, Lease, Queue, RedisConfig
 from ironforge_nb.queue.codes import check, error_for
-from ironforge_nb.queue.lua import lua_source
+from ironforge_nb.queue.scripting import lua_source
 from ironforge_nb.status import EventType, JobStatus
 from tests.helpers import claim
 

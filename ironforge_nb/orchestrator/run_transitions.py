@@ -1,14 +1,15 @@
-"""Typed wrappers of the run scripts (``queue/lua/submit_run.lua``, ``cancel_run.lua``,
-``retry_run.lua``, ``delete_runs.lua``, and the read ``read_statuses.lua``); their headers
-document KEYS, ARGV and replies. Cancel, retry and delete are bounded: each call is one short
-script, and the wrappers call again (``walk_run.lua`` through `Walks`) until the work is done,
-so Redis serves other clients between the steps.
+"""The run transitions: typed wrappers of the run scripts (``queue/lua/submit_run.lua``,
+``cancel_run.lua``, ``retry_run.lua``, ``delete_runs.lua``, and the read
+``read_statuses.lua``); their headers document KEYS, ARGV and replies. Cancel, retry and delete
+are bounded: each call is one short script, and the wrappers call again (``walk_run.lua``
+through `Walks`) until the work is done, so Redis serves other clients between the steps.
 
-The scripts are `queue.lua.LuaScript` objects, the same as the queue's (source from
-`lua_source`, which prepends the shared ``run_helpers.lua``; EVALSHA with a fallback to EVAL on
-NOSCRIPT), over a `queue.link.Link` of the config's client. submit_run is always sent by its
-source (`LuaScript.eval`): its arguments are megabytes, which a NOSCRIPT reply would make cross
-the network twice, while the source adds ~10 KB and Redis reuses the compiled script.
+The scripts are `queue.scripting.LuaScript` objects, the same as the queue's (source from
+`scripting.assemble`: the prelude, common.lua, the shared ``run_helpers.lua`` and the others
+it needs; EVALSHA with a fallback to EVAL on NOSCRIPT), over a `queue.link.Link` of the
+config's client. submit_run is always sent by its source (`LuaScript.eval`): its arguments
+are megabytes, which a NOSCRIPT reply would make cross the network twice, while the source
+adds ~10 KB and Redis reuses the compiled script.
 """
 
 from __future__ import annotations
@@ -20,16 +21,16 @@ from ironforge_nb.errors import RunNotFoundError, RunStateError
 from ironforge_nb.queue.config import RedisConfig
 from ironforge_nb.queue.keys import JOB_LOGS_SUFFIX, JOB_PAYLOAD_SUFFIX, JOB_RESULT_SUFFIX
 from ironforge_nb.queue.link import Link
-from ironforge_nb.queue.lua import LuaScript
+from ironforge_nb.queue.scripting import LuaScript
 from ironforge_nb.queue.walks import Walks
 
-__all__ = ["DELETE_BUDGET", "STATUS_CHUNK", "RunScripts"]
+__all__ = ["DELETE_BUDGET", "STATUS_CHUNK", "RunTransitions"]
 
 DELETE_BUDGET = 2000  # jobs deleted per delete_runs call: a few ms of Redis time per call
 STATUS_CHUNK = 5000  # tasks per read_statuses call: a few ms of Redis time per call
 
 
-class RunScripts:
+class RunTransitions:
     """The run scripts bound to one config's client and namespace."""
 
     def __init__(self, config: RedisConfig) -> None:

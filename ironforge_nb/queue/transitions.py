@@ -1,6 +1,7 @@
-"""The queue's Lua scripts (``queue/lua/``, loaded by `lua.lua_source`), one typed wrapper each.
+"""The per-queue transitions: one typed wrapper for each of the queue's Lua scripts
+(``queue/lua/``, assembled and called by `queue.scripting`).
 
-Every script is a `lua.LuaScript`: EVALSHA, and on NOSCRIPT (script cache flushed, Redis
+Every script is a `scripting.LuaScript`: EVALSHA, and on NOSCRIPT (script cache flushed, Redis
 restarted, failover to a new node) one EVAL of the source, which cannot lose a race with
 another flush (P1-2). No wrapper uses a redis-py pipeline: those check scripts with an extra
 SCRIPT EXISTS round trip and cannot reload one flushed between that check and EXEC; one script
@@ -31,17 +32,17 @@ from ironforge_nb.queue.codes import check
 from ironforge_nb.queue.config import RedisConfig
 from ironforge_nb.queue.keys import JOB_LOGS_SUFFIX, JOB_PAYLOAD_SUFFIX, JOB_RESULT_SUFFIX
 from ironforge_nb.queue.link import Link
-from ironforge_nb.queue.lua import LuaScript
 from ironforge_nb.queue.options import DEFAULT_MAX_STALLS, new_request_id
+from ironforge_nb.queue.scripting import LuaScript
 
-__all__ = ["MAX_BACKOFF_MS", "PROMOTE_LIMIT", "QueueScripts"]
+__all__ = ["MAX_BACKOFF_MS", "PROMOTE_LIMIT", "QueueTransitions"]
 
 PROMOTE_LIMIT = 1000  # due scheduled jobs promoted per claim at most (bounds one script's work)
 MAX_BACKOFF_MS = 3_600_000  # one retry delay is capped at an hour
 _TRIM_LIMIT = 100  # dead jobs purged per purge_dead call
 
 
-class QueueScripts:
+class QueueTransitions:
     """The Lua scripts of one queue, bound to a client, a namespace and a queue name."""
 
     def __init__(self, client: Any, config: RedisConfig, queue: str) -> None:
