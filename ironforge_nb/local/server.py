@@ -41,6 +41,7 @@ from ironforge_nb.local.binary import (
     free_port,
     redis_version,
 )
+from ironforge_nb.pdeathsig import pdeathsig_setter
 
 __all__ = [
     "ENV_BINARY",
@@ -52,7 +53,6 @@ __all__ = [
     "redis_version",
 ]
 
-_PR_SET_PDEATHSIG = 1
 _FSYNC = ("always", "everysec", "no")
 # running servers of this process, stopped at exit (strong refs: a running server is a resource
 # its owner must stop, even if it dropped its last reference)
@@ -74,17 +74,13 @@ def _pdeathsig_preexec() -> Callable[[], None] | None:
         threading.main_thread()
     ):
         return None
-    import ctypes
-    import ctypes.util
-
-    try:
-        prctl = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True).prctl
-    except (OSError, AttributeError):
+    setter = pdeathsig_setter()  # libc loaded here, before the fork
+    if setter is None:
         return None
     sigterm = int(signal.SIGTERM)
 
     def preexec() -> None:
-        prctl(_PR_SET_PDEATHSIG, sigterm, 0, 0, 0)
+        setter(sigterm)
 
     return preexec
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from json.encoder import encode_basestring_ascii as _quote  # '"..."', escaped as json.dumps
 from typing import TYPE_CHECKING, Any, Literal, cast
 
 from ironforge_nb.dag.builder import Pipeline
@@ -198,10 +199,11 @@ class _Plan:
     """The encoded run, built task by task: option profiles, code blobs, task records and
     payloads, in the layout of submit_run.lua (two strings, not two arguments per task).
 
-    Payload JSON is assembled from string pieces rather than a dict per task and one
-    ``json`` call: run ids, task ids, job ids and parameter names are validated names that
-    JSON never escapes, and only values (items, constants, lists) go through the encoder.
-    `payload.decode_payload` reads it like any other JSON.
+    Payload JSON is assembled from pieces rather than a dict per task and one ``json`` call,
+    but every piece comes from the json module: strings through `_quote` (the json
+    encoder's own string quoting, C code), values (items, constants, lists) through
+    `to_json`; only the fixed keys are written here. `payload.decode_payload` reads it like
+    any other JSON.
     """
 
     run_id: str
@@ -225,7 +227,7 @@ class _Plan:
 
     def __post_init__(self) -> None:
         self._kids = [[] for _ in self.index]
-        self._head = '{"run":"' + self.run_id + '","task":"'
+        self._head = '{"run":' + _quote(self.run_id) + ',"task":'
         self._json = ',"json":1' if self.json_mode else ""
 
     def add(self, spec: TaskSpec, params: Mapping[str, Any]) -> None:
@@ -278,19 +280,19 @@ class _Plan:
             else:
                 digest, blob = codec.code_blob(fn, cast(bytes, self.secret))
                 self.codes.append((self.config.keys.code(digest), blob))
-                piece = ',"code":"' + digest + '"'
+                piece = ',"code":' + _quote(digest)
             self._functions[id(fn)] = piece
         return piece
 
     def _payload(self, spec: TaskSpec) -> bytes:
-        parts = [self._head, spec.id, '"', self._function(spec.fn), self._json]
+        parts = [self._head, _quote(spec.id), self._function(spec.fn), self._json]
         extra: dict[str, Any] = {}
         if spec.bindings:
             sources = self._bound(spec)
             parts.append(sources[0])
             extra.update(sources[1])
         if spec.item_param is not None and spec.map is not None:
-            parts.append(',"item_param":"' + spec.item_param + '"')
+            parts.append(',"item_param":' + _quote(spec.item_param))
             item = spec.map.item
             if type(item) is int:
                 parts.append(',"item":' + str(item))

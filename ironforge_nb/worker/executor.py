@@ -25,7 +25,6 @@ import copy
 import multiprocessing
 import os
 import signal
-import sys
 import time
 import traceback
 from collections import deque
@@ -37,6 +36,7 @@ from typing import Any
 import redis.exceptions
 
 from ironforge_nb.errors import InvalidOptionError, SignatureError
+from ironforge_nb.pdeathsig import set_pdeathsig
 from ironforge_nb.queue import Lease, Queue, RedisConfig
 from ironforge_nb.worker.context import reporting
 from ironforge_nb.worker.logs import install, start_capture, stop_capture
@@ -48,7 +48,6 @@ __all__ = ["REDIS_DOWN", "Executor", "ExecutorProcess", "Outcome", "load_executo
 
 # (config, lease) -> encoded result for Queue.complete; raises to fail the attempt
 Executor = Callable[[RedisConfig, Lease], "bytes | None"]
-_PR_SET_PDEATHSIG = 1
 # Redis cannot answer now: unreachable, too slow, or a cluster whose master serving our slot is
 # down or rejoining (CLUSTERDOWN, until the cluster agrees again): wait and retry, never exit
 REDIS_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError,
@@ -110,13 +109,7 @@ def load_executor(path: str) -> Executor:
 
 def _die_with_parent(parent: int) -> None:
     """Ask Linux for SIGKILL when the worker dies; exit now if it already has."""
-    if sys.platform.startswith("linux"):
-        import ctypes
-        import ctypes.util
-
-        with contextlib.suppress(OSError, AttributeError):
-            libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-            libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+    set_pdeathsig(signal.SIGKILL)
     if os.getppid() != parent:
         os._exit(1)
 

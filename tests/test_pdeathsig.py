@@ -1,0 +1,61 @@
+"""`ironforge_nb.pdeathsig`: the one copy of the prctl(PR_SET_PDEATHSIG) code that executors
+(worker/executor.py) and a kernel's redis-server and local workers (local/server.py) use."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from ironforge_nb.pdeathsig import pdeathsig_setter, set_pdeathsig
+
+# The middle process starts a grandchild that sets its parent-death signal, prints its pid and
+# sleeps; the middle process then waits forever, until the test SIGKILLs it.
+_GRANDCHILD = (
+    "import signal, sys, time\n"
+    "from ironforge_nb.pdeathsig import set_pdeathsig\n"
+    "ok = set_pdeathsig(signal.SIGTERM)\n"
+    "print(int(ok), flush=True)\n"
+    "time.sleep(60)\n"
+)
+_MIDDLE = (
+    "import subprocess, sys, time\n"
+    f"p = subprocess.Popen([sys.executable, '-c', {_GRANDCHILD!r}], stdout=subprocess.PIPE)\n"
+    "print(p.pid, p.stdout.readline().decode().strip(), flush=True)\n"
+    "time.sleep(60)\n"
+)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat") as f:  # a zombie (reaped by init soon) is dead too
+        return f.read().split(")")[-1].split()[0] != "Z"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_a_child_dies_with_its_parent() -> None:
+    """A process that set its parent-death signal is killed when its parent is SIGKILLed."""
+    middle = subprocess.Popen([sys.executable, "-c", _MIDDLE], stdout=subprocess.PIPE)
+    assert middle.stdout is not None
+    pid_text, ok = middle.stdout.readline().decode().split()
+    pid = int(pid_text)
+    assert ok == "1" and _alive(pid)
+    middle.kill()
+    middle.wait()
+    deadline = time.monotonic() + 10
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(pid), "the grandchild outlived its parent"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_the_setter_is_available_on_linux() -> None:
+    """On Linux libc is found: the executors and servers get their parent-death signal."""
+    assert pdeathsig_setter() is not None
+    assert set_pdeathsig(0)  # 0 clears it: this test process keeps living
