@@ -95,22 +95,38 @@ def test_the_shared_idioms_are_written_once() -> None:
 
 
 def test_prelude_says_what_python_says() -> None:
-    """Each table of the prelude is its Python enum, value for value (Lua evaluates it)."""
-    prelude = scripting.prelude()
-    tables = dict(re.findall(r"^local (\w+) = \{(.*)\}$", prelude, flags=re.M))
+    """Each table of constants is its Python enum, value for value, aliases included."""
+    table = scripting.constants()
     for enum in (JobStatus, RunStatus, EventType, WebhookEvent, DeliveryStatus):
-        got = dict(re.findall(r"(\w+) = '([^']*)'", tables[enum.__name__]))
-        assert got == {k: m.value for k, m in enum.__members__.items()}
-    codes = dict(re.findall(r"(\w+) = (-?\d+)", tables["ErrorCode"]))
+        assert table[enum.__name__] == {k: m.value for k, m in enum.__members__.items()}
     want = {k: int(m.value) for k, m in ErrorCode.__members__.items()}
-    assert {k: int(v) for k, v in codes.items()} == want
+    assert table["ErrorCode"] == want
+    for name, members in table.items():
+        line = next(x for x in scripting.prelude().split("\n") if x.startswith(f"-- {name}:"))
+        assert all(f"{k} = " in line for k in members)
 
 
 def test_prelude_values_reach_lua(config: RedisConfig) -> None:
-    """Redis reads the prelude as Python wrote it."""
-    src = scripting.prelude() + (
-        "return {JobStatus.ACTIVE, EventType.LEASE_EXPIRED, ErrorCode.LEASE_LOST}")
-    assert config.client().eval(src, 0) == [b"active", b"lease_expired", -2]
+    """Redis reads the names as Python wrote them (and a script builds no table for them)."""
+    src = scripting.expand(
+        "return {JobStatus.ACTIVE, EventType.LEASE_EXPIRED, ErrorCode.LEASE_LOST, "
+        "ErrorCode.NOT_FOUND, WebhookEvent.JOB_FAILED}")
+    assert config.client().eval(src, 0) == [b"active", b"lease_expired", -2, -1, b"job.failed"]
+
+
+def test_an_unknown_name_fails_the_load() -> None:
+    """A misspelt name is an error at load time naming the file and line, never a nil."""
+    with pytest.raises(ValueError, match=r"x\.lua:2: JobStatus\.ACTVE is not defined"):
+        scripting.expand("local a = 1\nif s == JobStatus.ACTVE then end", "x.lua")
+
+
+@pytest.mark.parametrize("name", SCRIPTS)
+def test_every_name_is_replaced(name: str) -> None:
+    """The text sent to Redis has a literal where each script wrote a name."""
+    code = scripting.lua_source(name)
+    body = code[code.index("\n", code.index("-- JobField:")):]
+    assert not re.search(r"\b(JobStatus|RunStatus|EventType|ErrorCode|QueueKey|JobField|"
+                         r"WebhookEvent|DeliveryStatus)\.[A-Z]", body)
 
 
 @pytest.mark.parametrize("name", SCRIPTS)
@@ -163,8 +179,8 @@ def test_a_lua_error_names_its_script_and_line(config: RedisConfig, name: str,
 def test_an_error_in_a_helper_names_the_helper(config: RedisConfig) -> None:
     """An error raised inside common.lua, called from a script, is reported at common.lua's
     line, in that script; the same check through EVAL (the source) and EVALSHA."""
-    assembly = scripting.assemble("start_jobs")
-    own = assembly.parts[-1][0]  # start_jobs.lua's first line: call the helper there instead
+    assembly = scripting.assemble("requeue_job")  # it uses wait_score
+    own = assembly.parts[-1][0]  # requeue_job.lua's first line: call the helper there instead
     lines = assembly.source.split("\n")[: own - 1]
     source = "\n".join([*lines, "return wait_score('x', 1)"])
     client: Any = config.client()
@@ -178,3 +194,19 @@ def test_an_error_in_a_helper_names_the_helper(config: RedisConfig) -> None:
         assert file == "common.lua"
         assert "tonumber(priority" in (LUA_DIR / file).read_text().split("\n")[line - 1]
         assert "common.lua:" in assembly.explain(str(info.value))
+
+
+@pytest.mark.parametrize("name", ["heartbeat_job", "complete_job", "submit_run"])
+def test_common_keeps_what_a_script_uses_and_its_line_numbers(name: str) -> None:
+    """An unused common.lua definition is left out (a closure less per call) as blank lines,
+    so common.lua's line numbers hold; a used one and what it uses are kept."""
+    a = scripting.assemble(name)
+    (start, file), (end, _) = a.parts[0], a.parts[1]
+    assert file == "common.lua"
+    kept = a.source.split("\n")[start - 1:end - 1]
+    original = (LUA_DIR / "common.lua").read_text().split("\n")
+    assert len(kept) in (len(original), len(original) - 1)  # the file's last newline
+    for n, line in enumerate(kept):
+        assert line in ("", original[n]), n
+    rest = "\n".join(a.source.split("\n")[end - 1:])
+    assert ("local function add_event(" in a.source) == ("add_event(" in rest)

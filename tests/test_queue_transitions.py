@@ -19,7 +19,7 @@ from ironforge_nb.errors import (
 )
 from ironforge_nb.queue import ErrorCode, Lease, Queue, RedisConfig
 from ironforge_nb.queue.codes import check, error_for
-from ironforge_nb.queue.scripting import lua_source
+from ironforge_nb.queue.scripting import expand, lua_source
 from ironforge_nb.status import EventType, JobStatus
 from tests.helpers import claim
 
@@ -226,7 +226,8 @@ def test_blocked_dequeue_claims_after_a_script_flush(q: Queue, redis_client: Any
 @pytest.mark.parametrize("name", ["claim_jobs", "complete_job"])
 def test_claim_helper_is_prepended(name: str) -> None:
     """claim_jobs and complete_job both get claim_helpers.lua prepended and call claim_ready."""
-    helper = (resources.files("ironforge_nb.queue") / "lua" / "claim_helpers.lua").read_text()
+    helper = expand((resources.files("ironforge_nb.queue") / "lua" / "claim_helpers.lua")
+                    .read_text())
     source = lua_source(name)
     own = source[source.index(helper) + len(helper):]
     assert helper.count("local function claim_ready(") == 1
