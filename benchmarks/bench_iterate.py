@@ -312,7 +312,7 @@ def part_submit(rounds: int, label: str = "now", output: Path | None = None) -> 
     """The submit script alone, cache off / on, no worker (see the module docstring)."""
     from ironforge_nb.local import RedisServer
     from ironforge_nb.orchestrator import codec
-    from ironforge_nb.orchestrator.scripts import RunScripts
+    from ironforge_nb.orchestrator.run_transitions import RunTransitions
     from ironforge_nb.orchestrator.submit import _encode
     from ironforge_nb.queue.config import RedisConfig
 
@@ -330,7 +330,7 @@ def part_submit(rounds: int, label: str = "now", output: Path | None = None) -> 
         def submit(p: Any, cfg: RedisConfig, cache: bool) -> tuple[str, float]:
             rid, _cfg, _secret, call = _encode(p, None, None, cfg, None, "auto", 1.0, None,
                                                cache)
-            scripts = RunScripts(cfg)
+            scripts = RunTransitions(cfg)
             before = _script_ms(client)
             assert scripts.submit_run(*call) == "created"
             return rid, _script_ms(client) - before
