@@ -20,6 +20,7 @@ import time
 from ironforge_nb.queue import Queue
 from ironforge_nb.queue.queue import REAP_INTERVAL
 from ironforge_nb.worker.core import MOVED_ON, log
+from ironforge_nb.worker.outcomes import COMPLETE_DELAY
 from ironforge_nb.worker.registry import BEAT_INTERVAL, STALE_AFTER, gone_workers
 from ironforge_nb.worker.slots import RETURN_AFTER, REVOKE_WAIT, Task
 from ironforge_nb.worker.stopping import Stopping
@@ -33,6 +34,7 @@ class Housekeeping(Stopping):
     """Timeouts, heartbeats, reaping and the registry beat, and when each falls due."""
 
     def _periodic(self, now: float) -> None:
+        self._flush_deferred(now)
         for slot in self._slots:
             head = slot.head
             if head is not None and head.deadline is not None and now >= head.deadline:
@@ -81,6 +83,8 @@ class Housekeeping(Stopping):
     def _next_wakeup(self, now: float) -> float:
         due = [self._next_reap, self._next_beat]
         for slot in self._slots:
+            if slot.deferred:
+                due.append(slot.deferred_since + COMPLETE_DELAY)
             due.extend(t.next_beat for t in slot.tasks)
             head = slot.head
             if head is not None and head.deadline is not None:

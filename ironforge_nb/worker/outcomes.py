@@ -19,7 +19,10 @@ from ironforge_nb.worker.core import MOVED_ON, WorkerCore, log
 from ironforge_nb.worker.executor import Outcome
 from ironforge_nb.worker.slots import Slot, Task, task_timeout
 
-__all__ = ["Outcomes"]
+__all__ = ["COMPLETE_BATCH", "COMPLETE_DELAY", "Outcomes"]
+
+COMPLETE_BATCH = 32  # deferred successes of a slot that make its completion call go at once
+COMPLETE_DELAY = 0.002  # seconds a success's completion may wait for the next ones
 
 
 class Outcomes(WorkerCore):
@@ -37,7 +40,26 @@ class Outcomes(WorkerCore):
             self._lost_executor(slot, spare=task)
 
     def _on_message(self, slot: Slot) -> None:
-        self._settle(slot, self._drain(slot))
+        done = self._drain(slot)
+        if (done and len(slot.tasks) > max(1, slot.free) and self._grace_deadline is None
+                and all(o.ok and o.ran for _, o in done)
+                and len(slot.deferred) + len(done) < COMPLETE_BATCH):
+            # successes while the executor still holds more than half its leases ahead: their
+            # completion waits (at most COMPLETE_DELAY) to share one call with the next ones;
+            # any other outcome, a stop, a timeout or a lost executor sends them at once
+            if not slot.deferred:
+                slot.deferred_since = time.monotonic()
+            slot.deferred += done
+            return
+        self._settle(slot, done)
+
+    def _flush_deferred(self, now: float) -> None:
+        """Complete the deferred successes that waited `COMPLETE_DELAY`, or of a slot whose
+        executor is about to run dry."""
+        for slot in self._slots:
+            if slot.deferred and (now - slot.deferred_since >= COMPLETE_DELAY
+                                  or len(slot.tasks) <= 1 or self._grace_deadline is not None):
+                self._settle(slot, [])
 
     def _drain(self, slot: Slot) -> list[tuple[Task, Outcome]]:
         """Every outcome the executor has sent so far, with its task (now off the slot)."""
@@ -53,6 +75,8 @@ class Outcomes(WorkerCore):
         """Record finished tasks in Redis: failures one by one, successes in one call that
         also claims the slot's next jobs. A slot left idle claims again, or, when that call
         found the queue empty, waits for a wake-up hint."""
+        if slot.deferred:  # deferred successes go first, in the same call as these
+            done, slot.deferred = slot.deferred + done, []
         if not done:
             return
         for task, outcome in done:

@@ -36,6 +36,7 @@ from __future__ import annotations
 import time
 from collections import deque
 from dataclasses import dataclass
+from typing import Any
 
 from ironforge_nb.queue import Lease, Queue
 from ironforge_nb.worker.executor import ExecutorProcess
@@ -77,6 +78,9 @@ class Slot:
         self.prefetch = prefetch
         self.tasks: deque[Task] = deque()
         self.confirmed: list[str] = []  # jobs it ran whose completion was accepted, untold
+        # successes whose completion waits to travel with the next ones (see Outcomes._settle)
+        self.deferred: list[tuple[Task, Any]] = []
+        self.deferred_since = 0.0  # monotonic time of the oldest deferred success
         self._average: float | None = None  # moving average of task durations, seconds
 
     @property

@@ -42,6 +42,7 @@ class Stopping(Outcomes):
 
     def _begin_stop(self, now: float) -> None:
         self._grace_deadline = now + self.grace
+        self._flush_deferred(now)  # deferred successes are completed before anything else
         self._waker.close()
         for slot in self._slots:  # prefetched jobs go back now; running ones get the grace
             self._hand_back(slot, [t for t in list(slot.tasks)[1:] if not t.dropped])
