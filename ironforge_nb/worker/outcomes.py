@@ -1,7 +1,9 @@
 """Recording in Redis what became of each job a worker holds (part of `Worker`, see `core.py`).
 
 A finished task is completed (successes in one call that also claims the slot's next jobs, see
-`slots.py`) or failed; a task that outlived its timeout
+`slots.py`; while the slot's executor still holds more than half its leases ahead, a success
+waits up to `COMPLETE_DELAY` for the next ones, so that a sub-millisecond task's completion
+does not cost a call of its own) or failed; a task that outlived its timeout
 fails that attempt; a task whose executor process died under it (a signal: the OOM killer, a
 SIGKILL) is a stall, not an attempt (`Queue.stall`); a prefetched task that must not wait any
 longer is revoked and handed back to the queue. A job that moved on meanwhile (lease lost,
