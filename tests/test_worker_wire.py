@@ -1,5 +1,4 @@
-"""The worker's pipe messages (`wire`), an executor's cache of its own results (`results`) and
-how many leases a slot holds (`slots`)."""
+"""The worker's pipe messages (`wire`) and how many leases a slot holds (`slots`)."""
 
 from __future__ import annotations
 
@@ -8,8 +7,6 @@ import os
 import pytest
 
 from ironforge_nb.queue import Lease
-from ironforge_nb.worker import results
-from ironforge_nb.worker.results import ResultCache
 from ironforge_nb.worker.slots import PREFETCH, Slot
 from ironforge_nb.worker.wire import Readiness, decode, encode, lease_from, lease_tuple
 
@@ -34,50 +31,6 @@ def test_readiness_sees_data_and_follows_the_watched_set() -> None:
     finally:
         os.close(r)
         os.close(w)
-
-
-def test_unconfirmed_result_is_never_used() -> None:
-    """A result stays unusable until the worker confirms its completion was accepted."""
-    cache = ResultCache()
-    cache.add("r.1", b"blob")
-    assert cache.get("r.1") is None
-    cache.confirm(["r.1"])
-    assert cache.get("r.1") == b"blob"
-
-
-def test_confirming_an_unknown_job_changes_nothing() -> None:
-    """Confirmations for results this process never produced are ignored."""
-    cache = ResultCache()
-    cache.confirm(["elsewhere.3"])
-    assert len(cache) == 0
-
-
-def test_big_results_are_not_kept() -> None:
-    """Results over MAX_BLOB are always read from Redis."""
-    cache = ResultCache()
-    cache.add("r.1", b"x" * (results.MAX_BLOB + 1))
-    cache.confirm(["r.1"])
-    assert "r.1" not in cache
-
-
-def test_confirmed_results_expire(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A confirmed result is forgotten once older than TTL."""
-    cache = ResultCache()
-    cache.add("r.1", b"blob")
-    cache.confirm(["r.1"])
-    later = results.time.monotonic() + results.TTL + 1
-    monkeypatch.setattr(results.time, "monotonic", lambda: later)
-    assert cache.get("r.1") is None and len(cache) == 0
-
-
-def test_cache_keeps_only_the_newest_entries() -> None:
-    """At most MAX_ENTRIES confirmed results are kept, the oldest dropped first."""
-    cache = ResultCache()
-    for i in range(results.MAX_ENTRIES + 5):
-        cache.add(f"r.{i}", b"v")
-        cache.confirm([f"r.{i}"])
-    assert len(cache) == results.MAX_ENTRIES
-    assert "r.0" not in cache and f"r.{results.MAX_ENTRIES + 4}" in cache
 
 
 @pytest.mark.parametrize(("average", "free"), [

@@ -52,17 +52,15 @@ T = TypeVar("T")
 
 
 def execute_task(config: RedisConfig, lease: Lease, secret: bytes | None, *,
-                 json_only: bool = False, known: Mapping[str, bytes] | None = None
-                 ) -> bytes | None:
+                 json_only: bool = False) -> bytes | None:
     """Decode the task payload of ``lease`` (HMAC-verified before any unpickling), load the
     parents' results it needs, call the function with its arguments (parents' results by
     parameter name, gathered map results, map item, run params, constants) and return the
     encoded (signed, in pickle mode) result to pass to ``Queue.complete``.
 
-    The parents' results come from ``lease.inputs`` (the small ones, brought by the claim),
-    then ``known``, which maps job ids to results already stored by completions this process
-    knows were accepted (the worker's own recent results); only the others are read from
-    Redis. All go through the same decoding (and signature check).
+    The parents' results come from ``lease.inputs`` (the small ones, brought by the claim);
+    only the others are read from Redis, in one round trip. All go through the same decoding
+    (and signature check).
 
     Raises `SignatureError` (the job must fail for good; nothing was executed), `TaskError`
     (inputs unusable or result not encodable), `SizeLimitError` (result over
@@ -72,7 +70,7 @@ def execute_task(config: RedisConfig, lease: Lease, secret: bytes | None, *,
     payload = decode_payload(lease.payload, secret, job_id, json_only=json_only)
     fn = _again(lambda: load_function(config, payload, secret, job_id))
     results, run_params = _again(lambda: _inputs(config, payload, secret, job_id, json_only,
-                                                 lease.inputs, known))
+                                                 lease.inputs))
     try:
         args, kwargs = payload.arguments(results, run_params)
     except TaskError as exc:
@@ -154,17 +152,15 @@ def import_path(path: str, job_id: str | None = None) -> Callable[..., Any]:
 
 
 def _inputs(config: RedisConfig, payload: TaskPayload, secret: bytes | None, job_id: str,
-            json_only: bool, inline: Mapping[str, bytes], known: Mapping[str, bytes] | None
+            json_only: bool, inline: Mapping[str, bytes]
             ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Parents' results (by job id) and run params: the ``inline`` (claimed with the lease)
-    and ``known`` ones from memory, the others in one round trip (none when all are known)."""
+    """Parents' results (by job id) and run params: the ``inline`` ones (claimed with the
+    lease) from memory, the others in one round trip (none when all are inline)."""
     ids = payload.job_ids()
     wants_params = bool(payload.need or payload.optional)
     if not ids and not wants_params:
         return {}, {}
     cached = {j: b for j in ids if (b := inline.get(j)) is not None}
-    if known is not None and len(cached) < len(ids):
-        cached.update((j, b) for j in ids if j not in cached and (b := known.get(j)) is not None)
     fetched, raw = _read(config, payload.run, [j for j in ids if j not in cached], wants_params)
     rest = iter(fetched)
     blobs = [cached[j] if j in cached else next(rest) for j in ids]

@@ -28,7 +28,7 @@ import signal
 import time
 import traceback
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
@@ -40,7 +40,6 @@ from ironforge_nb.pdeathsig import set_pdeathsig
 from ironforge_nb.queue import Lease, Queue, RedisConfig
 from ironforge_nb.worker.context import reporting
 from ironforge_nb.worker.logs import install, start_capture, stop_capture
-from ironforge_nb.worker.results import CACHE
 from ironforge_nb.worker.wire import Readiness, decode, encode, lease_from, lease_tuple
 
 __all__ = ["REDIS_DOWN", "Executor", "ExecutorProcess", "Outcome", "load_executor", "run_lease",
@@ -196,9 +195,8 @@ class _Inbox:
             self._stop = True
         elif len(message) == 3:  # ("revoke", job_id, token)
             self.revoked.add((message[1], message[2]))
-        else:  # a lease, the jobs whose completion the worker has confirmed since, and
-            CACHE.confirm(message[-2])  # whether the claim marked it started
-            self._leases.append((lease_from(message[:-2]), message[-1]))
+        else:  # a lease, and whether the claim marked it started
+            self._leases.append((lease_from(message[:-1]), message[-1]))
 
 
 class ExecutorProcess:
@@ -230,12 +228,11 @@ class ExecutorProcess:
         """True while the process runs."""
         return bool(self.process.is_alive())
 
-    def send(self, lease: Lease, confirmed: Sequence[str] = (), marked: bool = False) -> None:
-        """Hand ``lease`` to the executor, with the ids of the jobs it ran whose completion
-        was accepted since the last lease (their results may feed their children), and
-        whether Redis already counts it started (``marked``: else the executor marks it
-        before running it, see the module docstring)."""
-        self.conn.send_bytes(encode((*lease_tuple(lease), tuple(confirmed), marked)))
+    def send(self, lease: Lease, marked: bool = False) -> None:
+        """Hand ``lease`` to the executor, with whether Redis already counts it started
+        (``marked``: else the executor marks it before running it, see the module
+        docstring)."""
+        self.conn.send_bytes(encode((*lease_tuple(lease), marked)))
 
     def revoke(self, lease: Lease) -> None:
         """Tell the executor not to start the prefetched ``lease``."""
@@ -282,13 +279,11 @@ class ExecutorProcess:
 
 
 def task_executor(secret: bytes | None, json_only: bool = False) -> Executor:
-    """The default executor: the orchestrator's `execute_task` with this worker's secret; its
-    own confirmed recent results spare children a read (`results.CACHE`)."""
+    """The default executor: the orchestrator's `execute_task` with this worker's secret
+    (a task's parents' results come with its lease, or in one read)."""
     from ironforge_nb.orchestrator.execute import execute_task
 
     def execute(config: RedisConfig, lease: Lease) -> bytes | None:
-        blob = execute_task(config, lease, secret, json_only=json_only, known=CACHE)
-        CACHE.add(lease.job_id, blob)
-        return blob
+        return execute_task(config, lease, secret, json_only=json_only)
 
     return execute

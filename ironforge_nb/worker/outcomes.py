@@ -118,7 +118,6 @@ class Outcomes(WorkerCore):
             return False
         for job_id, exc in refused.items():
             log.warning("worker %s: result of job %s discarded: %s", self.name, job_id, exc)
-        slot.confirmed += [t.lease.job_id for t, _ in same if t.lease.job_id not in refused]
         for lease in leases:
             self._dispatch(slot, queue, lease)
         return (fetch > 0 and len(leases) < fetch and not refused

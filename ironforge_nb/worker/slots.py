@@ -77,7 +77,6 @@ class Slot:
         self.proc = proc
         self.prefetch = prefetch
         self.tasks: deque[Task] = deque()
-        self.confirmed: list[str] = []  # jobs it ran whose completion was accepted, untold
         # successes whose completion waits to travel with the next ones (see Outcomes._settle)
         self.deferred: list[tuple[Task, Any]] = []
         self.deferred_since = 0.0  # monotonic time of the oldest deferred success
@@ -104,8 +103,7 @@ class Slot:
         self.tasks.append(task)
         if len(self.tasks) == 1:
             task.start(time.monotonic())
-        self.proc.send(task.lease, self.confirmed, task.marked)
-        self.confirmed = []
+        self.proc.send(task.lease, task.marked)
 
     def finish(self, ran: bool = True) -> Task:
         """Remove the head, whose outcome arrived (``ran`` False: the executor skipped it);
@@ -145,7 +143,6 @@ class Slot:
         self.proc = proc
         self._average = None  # whatever killed it may come back: no prefetch for now
         self.tasks = deque(t for t in self.tasks if not t.dropped)
-        self.confirmed = []  # the new executor holds none of those results
         if self.tasks:
             self.tasks[0].start(time.monotonic())
         for task in self.tasks:  # on OSError the tasks stay here, for the next executor

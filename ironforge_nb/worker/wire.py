@@ -3,9 +3,9 @@
 Every task crosses the pipe twice (a lease in, an outcome back), so the messages are plain
 tuples pickled with the standard pickler and sent as bytes: pickling a frozen dataclass
 through `multiprocessing.reduction.ForkingPickler` costs several times more. Messages to an
-executor: a lease tuple (`LEASE_FIELDS`, then the ids of the jobs whose completion the worker
-has confirmed since, then whether the claim marked it started), ``("revoke", job_id, token)``, or
-None (stop). Messages back: an outcome tuple ``(ok, result, error, retry, ran)``.
+executor: a lease tuple (`LEASE_FIELDS`, then whether the claim marked it started),
+``("revoke", job_id, token)``, or None (stop). Messages back: an outcome tuple
+``(ok, result, error, retry, ran)``.
 
 `Readiness` answers "is there something to read on these descriptors?" with one ``poll(2)``
 object kept across calls; `multiprocessing.connection.wait` builds and fills a new selector on
