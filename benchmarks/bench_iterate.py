@@ -9,10 +9,14 @@ submitted again with one function changed (issue 12's figures).
    worker and the child to the other, so the frame crosses between worker processes. Each
    figure is the best of ``--repeat`` end-to-end times (submit to result); a floor round runs
    right before each IronForge and each Dask round (interleaved: a loaded machine slows them
-   alike), and the floor is the best of those.
-1b. ``memory``: the same frame's peak memory, each side in a fresh process (peak RSS from
-   ``getrusage`` minus the process's RSS before the frame is made or read): the floor writes
-   it with ``DataFrame.to_parquet`` to a file and reads it with ``pd.read_parquet``;
+   alike), and the floor is the best of those. CPU time is printed too (the floor's process;
+   for IronForge the notebook's, the workers' with their executors' and the redis-server's),
+   which a loaded machine moves far less than wall time.
+1b. ``memory``: the same frame's peak memory, each side in a fresh process (peak RSS, VmHWM
+   of ``/proc/self/status``, minus the process's RSS before the frame is made or read; not
+   ``getrusage``'s ru_maxrss, which a process started by exec inherits from its parent): the
+   floor writes it with ``DataFrame.to_parquet`` to a file and reads it with
+   ``pd.read_parquet``;
    IronForge's worker side is `store.maybe_store` (Parquet to the result store, its size and
    SHA-256), its reader side `store.load_ref` (size and digest checked, then decoded).
 2. ``layered``: 10,000 no-op tasks in 100 layers of 100, each after 2 random tasks of the
@@ -65,34 +69,54 @@ def total(frame: pd.DataFrame) -> float:
     return float(frame["a"].sum() + frame["b"].sum())
 
 
-def floor(rows: int, folder: Path) -> float:
-    """Make, write as Parquet, read back and sum, in one process (seconds)."""
-    start = time.perf_counter()
+def floor(rows: int, folder: Path) -> tuple[float, float]:
+    """Make, write as Parquet, read back and sum, in one process: (wall s, CPU s)."""
+    start, cpu = time.perf_counter(), time.process_time()
     frame = make_frame(rows)
     path = folder / "floor.parquet"
     frame.to_parquet(path)
     value = total(pd.read_parquet(path))
     path.unlink()
     assert value > 0
-    return time.perf_counter() - start
+    return time.perf_counter() - start, time.process_time() - cpu
+
+
+def _cpu_of(pids: list[int]) -> float:
+    """CPU seconds used so far by these processes and their children (psutil), plus this
+    process."""
+    import psutil
+
+    used = time.process_time()
+    for pid in pids:
+        with suppress(psutil.NoSuchProcess):
+            proc = psutil.Process(pid)
+            for one in (proc, *proc.children(recursive=True)):
+                with suppress(psutil.NoSuchProcess):
+                    times = one.cpu_times()
+                    used += times.user + times.system
+    return used
 
 
 def ironforge(rows: int, repeat: int, between: Callable[[], object] = lambda: None
-              ) -> list[float]:
+              ) -> list[tuple[float, float]]:
+    """(wall s, CPU s) of each round; CPU: this process, the workers with their executors and
+    the redis-server, from submit to result."""
     import ironforge_nb as ifn
     from ironforge_nb.local.home import temporary_home
 
     times = []
     with temporary_home():
         conn = ifn.connect(workers=2)
+        pids = [*conn.local_workers.pids,
+                int(conn.config.client().info("server")["process_id"])]
         p = ifn.Pipeline("frame")
         p.task("frame", make_frame, params={"rows": rows}).then("total", total)
         for _ in range(repeat):
             between()
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), _cpu_of(pids)
             run = p.submit().wait(timeout=600)
             assert run.result("total") > 0, run
-            times.append(time.perf_counter() - start)
+            times.append((time.perf_counter() - start, _cpu_of(pids) - cpu))
             run.delete()
         conn.close()
     return times
@@ -122,15 +146,17 @@ def dask(rows: int, repeat: int, between: Callable[[], object] = lambda: None
 def part_frame(rows: int, repeat: int) -> None:
     print(f"\n1. parent -> child, a {rows:,}-row frame ({rows * 16 / 1e6:.0f} MB), best of "
           f"{repeat}")
-    floors: list[float] = []
+    floors: list[tuple[float, float]] = []
     with tempfile.TemporaryDirectory() as tmp:
-        ours = min(ironforge(rows, repeat, lambda: floors.append(floor(rows, Path(tmp)))))
+        rounds = ironforge(rows, repeat, lambda: floors.append(floor(rows, Path(tmp))))
         theirs = dask(rows, repeat, lambda: floors.append(floor(rows, Path(tmp))))
-    base = min(floors)
+    base, base_cpu = min(w for w, _ in floors), min(c for _, c in floors)
+    ours, ours_cpu = min(w for w, _ in rounds), min(c for _, c in rounds)
     print(f"   floor (make + Parquet write + read + sum, one process): {base:6.2f} s "
-          f"(best of {len(floors)}, interleaved)")
+          f"(best of {len(floors)}, interleaved), CPU {base_cpu:.2f} s")
     print(f"   IronForge NB (2 workers, result store):                  {ours:6.2f} s "
-          f"= {ours / base:.2f}x the floor")
+          f"= {ours / base:.2f}x the floor; CPU {ours_cpu:.2f} s (all its processes) = "
+          f"{ours_cpu / base_cpu:.2f}x the floor's")
     if isinstance(theirs, str):
         print(f"   Dask distributed: skipped, {theirs}")
     else:
@@ -140,7 +166,7 @@ def part_frame(rows: int, repeat: int) -> None:
 
 
 _MEMORY = """
-import os, resource, sys
+import os, sys
 from pathlib import Path
 import pandas as pd
 import pyarrow.parquet
@@ -165,7 +191,8 @@ elif side == "write":
     (folder / "ref").write_bytes(ref)
 else:
     frame = store.load_ref((folder / "ref").read_bytes(), None, "r.0")
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+with open("/proc/self/status") as fh:
+    peak = next(int(line.split()[1]) * 1024 for line in fh if line.startswith("VmHWM:"))
 print(peak - base)
 """
 
@@ -178,7 +205,7 @@ def part_memory(rows: int) -> None:
 
     size = rows * 16
     print(f"\n1b. peak memory per side, a {size / 1e6:.0f} MB frame (peak RSS - RSS before; "
-          "each side in its own process)")
+          "each side in its own process, Linux)")
     code = _MEMORY.format(bench=str(Path(__file__).parent))
     with tempfile.TemporaryDirectory() as tmp, RedisServer() as server:
         peaks = {}
