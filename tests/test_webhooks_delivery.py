@@ -212,6 +212,7 @@ def test_run_failed_settled_later_keeps_the_error(config: RedisConfig,
         assert walked.status is RunStatus.FAILED  # settled by a walk step
         parallel = submit(side, config=config)
         first, second = q.dequeue_many("test-worker", 2, lease=30, timeout=0)
+        assert (first.meta["task"], second.meta["task"]) == ("bad", "other")
         run_one(q, first)  # bad fails: "other" is still active
         assert parallel.status is RunStatus.RUNNING
         run_one(q, second)  # settles the run as failed
