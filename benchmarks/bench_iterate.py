@@ -48,13 +48,14 @@ import random
 import secrets
 import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from collections.abc import Callable
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from bench_monitor import paused  # SIGSTOP the local workers around a measurement
 
 ROWS = 6_500_000
 
@@ -257,29 +258,6 @@ def _script_ms(client: Any) -> float:
         cpu = client.info("cpu")
         return (float(cpu["used_cpu_user_main_thread"]) +
                 float(cpu["used_cpu_sys_main_thread"])) * 1e3
-
-
-@contextmanager
-def paused(pids: list[int]) -> Iterator[None]:
-    """SIGSTOP the worker processes and their executors for the block, then SIGCONT."""
-    import psutil
-
-    procs = []
-    for pid in pids:
-        proc = psutil.Process(pid)
-        procs += [proc, *proc.children(recursive=True)]
-    stopped = []
-    for proc in procs:
-        with suppress(psutil.NoSuchProcess):
-            proc.suspend()
-            stopped.append(proc)
-    time.sleep(0.005)  # a command already on the wire reaches the server before we count
-    try:
-        yield
-    finally:
-        for proc in stopped:
-            with suppress(psutil.NoSuchProcess):
-                proc.resume()
 
 
 def _timed(p: Any, config: Any, pids: list[int], wait: bool = True, **kw: Any

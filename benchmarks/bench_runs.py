@@ -57,7 +57,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import ironforge_nb as ifn
-from benchmarks.peers._shapes import layered_parents
+from benchmarks.peers._shapes import cpu_seconds, layered_parents
 from ironforge_nb.local import RedisServer
 from ironforge_nb.orchestrator import codec, submit
 from ironforge_nb.queue import RedisConfig
@@ -139,23 +139,6 @@ def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
     start = time.perf_counter()
     value = fn()
     return time.perf_counter() - start, value
-
-
-def cpu_seconds() -> float:
-    """CPU time (user + system) of this process and all its descendants alive now: the
-    redis-server, workers and executors (or Dask's scheduler, nannies and workers). Less
-    sensitive than wall time to what else the shared machine runs."""
-    import psutil
-
-    me = psutil.Process()
-    total = 0.0
-    for proc in [me, *me.children(recursive=True)]:
-        try:
-            times = proc.cpu_times()
-        except psutil.Error:
-            continue
-        total += times.user + times.system
-    return total
 
 
 def figures(n: int, build: float, took: float, cpu: float) -> dict[str, float]:

@@ -35,22 +35,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _shapes import layered_parents
-
-
-def cpu_seconds() -> float:
-    """CPU time (user + system) of this process and every descendant alive now."""
-    import psutil
-
-    me = psutil.Process()
-    total = 0.0
-    for proc in [me, *me.children(recursive=True)]:
-        try:
-            times = proc.cpu_times()
-        except psutil.Error:
-            continue
-        total += times.user + times.system
-    return total
+from _shapes import cpu_seconds, layered_parents
 
 
 def log(msg: str) -> None:
