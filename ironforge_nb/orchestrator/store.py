@@ -123,19 +123,10 @@ class ResultStore:
 
     def listdir(self, url: str) -> list[str]:
         """URLs of the files directly under ``url`` (none when it does not exist)."""
-        local = _local_path(url)
-        if local is not None:
-            return [str(p) if not url.startswith("file://") else "file://" + str(p)
-                    for p in sorted(local.glob("*")) if p.is_file()]
-        fs, path = _fs_of(url)
-        protocol = url.split("://", 1)[0]
-        try:
-            found = fs.ls(path, detail=False, refresh=True)
-        except FileNotFoundError:
-            return []
-        return [f"{protocol}://{p}" for p in found]
+        return [found for found, _ in self.listing(url)]
 
     def rmdir(self, url: str) -> None:
+        """Remove the folder ``url`` if it is local and empty (object stores have none)."""
         local = _local_path(url)
         if local is not None:
             with contextlib.suppress(OSError):  # not empty: pinned files stay
