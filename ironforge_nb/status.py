@@ -40,9 +40,10 @@ _TERMINAL_JOB = frozenset(
 
 
 class RunStatus(StrEnum):
-    """Status of a whole pipeline run."""
+    """Status of a whole pipeline run. A run is running from the script that submits it (which
+    creates the run and queues its first tasks at once) until it ends: there is no status
+    before that."""
 
-    PENDING = "pending"
     RUNNING = "running"
     SUCCEEDED = "succeeded"
     FAILED = "failed"

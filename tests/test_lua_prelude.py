@@ -73,6 +73,16 @@ def test_no_script_spells_a_status_or_event_by_hand(file: str) -> None:
     assert not bare, f"{file}: bare status/event literals (use the prelude's names): {bare}"
 
 
+def test_every_status_is_one_a_script_writes() -> None:
+    """Each job and run status is named in some script (scripts are the only writers of
+    statuses: one that no script names is never set, like the run status 'pending' once was,
+    and only misleads its readers)."""
+    code = "\n".join(_code((LUA_DIR / file).read_text()) for file in FILES)
+    for enum in (JobStatus, RunStatus):
+        unused = [m.name for m in enum if not re.search(rf"\b{enum.__name__}\.{m.name}\b", code)]
+        assert not unused, f"{enum.__name__}: no script writes {unused}"
+
+
 def test_no_script_spells_an_error_code_by_hand() -> None:
     """Refusals return ErrorCode.X, not a bare negative number."""
     for file in FILES:

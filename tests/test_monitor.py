@@ -387,7 +387,7 @@ def test_monitor_on_redis_cluster(redis_cluster: RedisCluster, namespace: str) -
 
 
 def test_a_status_this_version_does_not_know_is_shown_not_fatal(config: RedisConfig) -> None:
-    """An event with a status from a newer worker is counted and drawn (as pending in the
+    """An event with a status from a newer worker is counted and drawn (with no status in the
     graph), and raises nothing."""
     run = submit(diamond(), config=config)
     monitor = run.monitor()

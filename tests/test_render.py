@@ -31,6 +31,7 @@ from ironforge_nb.render import (
     write,
 )
 from ironforge_nb.render.collapse import build_view
+from ironforge_nb.render.palette import NO_STATUS
 from ironforge_nb.status import JobStatus
 
 
@@ -63,21 +64,33 @@ def sales() -> Pipeline:
 # ---------------------------------------------------------------------- palette
 
 
-def test_palette_covers_every_job_status_and_pending() -> None:
-    """One color per `JobStatus` plus "pending" and "cached" (completed from the cache), all
-    distinct."""
-    assert set(STATUS_COLORS) == {s.value for s in JobStatus} | {"pending", "cached"}
+def test_palette_covers_every_job_status_and_none() -> None:
+    """One color per `JobStatus` plus "none" (no status) and "cached" (completed from the
+    cache), all distinct."""
+    assert set(STATUS_COLORS) == {s.value for s in JobStatus} | {"none", "cached"}
     assert len(set(STATUS_COLORS.values())) == len(STATUS_COLORS)
     assert STATUS_COLORS[JobStatus.FAILED] == STATUS_COLORS["failed"]
 
 
 def test_nodes_are_colored_from_the_palette(sales: Pipeline) -> None:
-    """Each task's fill color is its status' palette color; tasks without status are pending."""
+    """Each task's fill color is its status' palette color; tasks without status are "none"."""
     statuses = {"extract": JobStatus.COMPLETED, "clean": "failed"}
     source = to_digraph(sales, statuses).source
     assert re.search(rf'label="extract"[^\]]*fillcolor="{STATUS_COLORS["completed"]}"', source)
     assert re.search(rf'label="clean"[^\]]*fillcolor="{STATUS_COLORS["failed"]}"', source)
-    assert re.search(rf'label="report"[^\]]*fillcolor="{STATUS_COLORS["pending"]}"', source)
+    assert re.search(rf'label="report"[^\]]*fillcolor="{STATUS_COLORS["none"]}"', source)
+
+
+def test_the_old_name_of_no_status_still_draws_with_a_warning(sales: Pipeline) -> None:
+    """"pending" (the no-status key's name up to 0.1.0) still draws, as "none", and says it is
+    deprecated; so does the old constant."""
+    with pytest.warns(FutureWarning, match="'pending' is deprecated"):
+        source = to_digraph(sales, {"extract": "pending", "clean": "failed"}).source
+    assert re.search(rf'label="extract"[^\]]*fillcolor="{STATUS_COLORS["none"]}"', source)
+    assert 'label="none (4)"' in source
+    with pytest.warns(FutureWarning, match="PENDING is deprecated: use NO_STATUS"):
+        from ironforge_nb.render.palette import PENDING
+    assert PENDING == NO_STATUS == "none"
 
 
 def test_unknown_status_is_refused(sales: Pipeline) -> None:
@@ -90,7 +103,7 @@ def test_legend_lists_the_statuses_present(sales: Pipeline) -> None:
     """With statuses, a legend cluster shows each status present with its count."""
     source = to_digraph(sales, {"extract": "completed", "clean": "active"}).source
     assert "cluster_legend" in source
-    assert 'label="completed (1)"' in source and 'label="pending (3)"' in source
+    assert 'label="completed (1)"' in source and 'label="none (3)"' in source
     assert "failed (" not in source
 
 
@@ -354,7 +367,7 @@ def test_text_view_of_a_large_graph_stays_short() -> None:
 def test_text_view_counts_statuses(sales: Pipeline) -> None:
     """With statuses, the header counts tasks per status."""
     text = text_view(sales.build(), {"extract": "completed", "clean": "completed"})
-    assert "(3 pending, 2 completed)" in text.splitlines()[0]
+    assert "(3 none, 2 completed)" in text.splitlines()[0]
 
 
 def test_dense_small_graph_is_collapsed_too() -> None:

@@ -45,6 +45,25 @@ def test_diamond_gives_the_right_results(config: RedisConfig) -> None:
     assert run.result("d") == 4
 
 
+def test_counts_sum_to_the_total_and_the_old_name_still_answers(config: RedisConfig) -> None:
+    """counts(): queued, scheduled and active tasks are ``in_flight``; the values sum to the
+    run's total. ``["pending"]`` (in_flight's name up to 0.1.0) answers with a FutureWarning,
+    without being a key."""
+    run = submit(diamond(), config=config)
+    claim(Queue("default", config))  # a: active; b, c, d: waiting
+    counts = run.counts()
+    assert counts == {"waiting": 3, "completed": 0, "failed": 0, "skipped": 0, "cancelled": 0,
+                      "in_flight": 1}
+    assert sum(counts.values()) == run.info()["total"] == 4 and "pending" not in counts
+    with pytest.warns(FutureWarning, match=r'counts\(\)\["pending"\] is deprecated'):
+        assert counts["pending"] == 1
+    with pytest.warns(FutureWarning, match="in_flight"):
+        assert counts.get("pending") == 1
+    assert counts.get("nothing", 7) == 7
+    with pytest.raises(KeyError):
+        counts["nothing"]
+
+
 def test_fan_out_fan_in_with_notebook_functions(config: RedisConfig) -> None:
     """Lambdas shipped by value fan out over a map and are gathered in item order."""
     p = Pipeline("fan")

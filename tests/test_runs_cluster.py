@@ -103,8 +103,8 @@ def test_retry_failed_on_the_cluster(conn: Connection, tmp_path: Path,
       .task("total", tasks.total, after="kid"))
     run = p.submit().wait(timeout=60)
     assert run.status is RunStatus.FAILED
-    assert run.counts() | {"pending": 0} == {"waiting": 0, "pending": 0, "completed": 0,
-                                             "failed": 1, "skipped": 6, "cancelled": 0}
+    assert run.counts() | {"in_flight": 0} == {"waiting": 0, "in_flight": 0, "completed": 0,
+                                               "failed": 1, "skipped": 6, "cancelled": 0}
     marker.unlink()
     assert run.retry_failed() == 7
     assert run.wait(timeout=60).status is RunStatus.SUCCEEDED

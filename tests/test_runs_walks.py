@@ -248,7 +248,7 @@ def test_cancel_and_retry_of_a_few_thousand_tasks_take_several_steps(
     while Walks(config).step(run.id)[1]:
         steps += 1
     assert steps >= 3000 // BUDGET
-    assert run.counts() == {"waiting": 0, "pending": 0, "completed": 1, "failed": 0,
+    assert run.counts() == {"waiting": 0, "in_flight": 0, "completed": 1, "failed": 0,
                             "skipped": 0, "cancelled": 3000}
     assert last_event(run)[b"run_status"] == b"cancelled"
     assert config.client().zcard(k.queue("default").wait) == 0
@@ -258,7 +258,7 @@ def test_cancel_and_retry_of_a_few_thousand_tasks_take_several_steps(
     while Walks(config).step(run.id)[1]:
         steps += 1
     assert steps >= 3 * (3000 // BUDGET)  # three passes: parents, reset, queue
-    assert run.counts() == {"waiting": 0, "pending": 3000, "completed": 1, "failed": 0,
+    assert run.counts() == {"waiting": 0, "in_flight": 3000, "completed": 1, "failed": 0,
                             "skipped": 0, "cancelled": 0}
     assert config.client().zcard(k.queue("default").wait) == 3000
 

@@ -37,7 +37,7 @@ def agreeing_read(client: Any, meta: str, reads: Callable[[Any], None]) -> tuple
     No MULTI: cluster clients refuse it (or, in some redis-py versions, return raw replies),
     and a MULTI of a 100k-task run's reads would block Redis as long as a long script. Every
     transition of a run's task changes its meta hash (a counter or the status) but moves
-    among queued, scheduled and active (all "pending" in the counters), so agreeing reads
+    among queued, scheduled and active (all "in flight" in the counters), so agreeing reads
     differ from a snapshot by at most those; a run that keeps moving
     through all tries gets the last read, its meta hash as of the end.
     """

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import warnings
 from typing import TYPE_CHECKING, Any
 
 from ironforge_nb.errors import (
@@ -78,12 +79,17 @@ class Run:
         return out
 
     def counts(self) -> dict[str, int]:
-        """Tasks by status: waiting, pending (queued, scheduled or active), completed, failed,
-        skipped, cancelled."""
+        """Tasks by status: waiting, completed, failed, skipped, cancelled, and ``in_flight``:
+        queued, scheduled or active (the run's counters do not tell these three apart; the
+        tasks' own statuses do: `tasks`, `dataframe`).
+
+        ``counts()["pending"]`` (the name of ``in_flight`` up to version 0.1.0) still answers,
+        with a `FutureWarning`, until 0.3; it is not one of the keys, so the values still sum
+        to the run's total."""
         info = self.info()
         names = ("waiting", "completed", "failed", "skipped", "cancelled")
-        counts = {n: int(info.get(n, 0)) for n in names}
-        counts["pending"] = int(info.get("total", 0)) - sum(counts.values())
+        counts = _Counts((n, int(info.get(n, 0))) for n in names)
+        counts["in_flight"] = int(info.get("total", 0)) - sum(counts.values())
         return counts
 
     def events(self, since: str = "0", count: int = 1000) -> list[Event]:
@@ -347,6 +353,30 @@ class Run:
     def _suggest(self, task: str, maps: dict[str, Any]) -> list[str]:
         names = [t for t, _ in self.job_ids()] + list(maps)
         return difflib.get_close_matches(task, names, n=3)
+
+
+class _Counts(dict[str, int]):
+    """`Run.counts`' dict: ``["pending"]`` and ``.get("pending")`` read ``in_flight`` with a
+    `FutureWarning` (its old name), without being a key (iterating, summing and comparing see
+    the new keys only)."""
+
+    def __missing__(self, key: str) -> int:
+        if key == _OLD_IN_FLIGHT:
+            return self._old_name()
+        raise KeyError(key)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        if key == _OLD_IN_FLIGHT and key not in self:
+            return self._old_name()
+        return super().get(key, default)
+
+    def _old_name(self) -> int:
+        warnings.warn('Run.counts()["pending"] is deprecated: use Run.counts()["in_flight"] '
+                      "(queued, scheduled or active tasks)", FutureWarning, stacklevel=3)
+        return self["in_flight"]
+
+
+_OLD_IN_FLIGHT = "pending"
 
 
 def _summary(run_id: str, info: dict[str, Any]) -> str:

@@ -52,13 +52,13 @@ class Bar(Protocol):
 
 def counters(values: list[bytes | None]) -> dict[str, Any]:
     """The run's counters from an HMGET of `COUNTER_FIELDS`: numbers as ints, plus ``done``
-    (tasks that have ended) and ``pending`` (queued, scheduled or active)."""
+    (tasks that have ended) and ``in_flight`` (queued, scheduled or active)."""
     info: dict[str, Any] = {}
     for name, raw in zip(COUNTER_FIELDS, values, strict=True):
         text = None if raw is None else raw.decode()
         info[name] = text if name in ("name", "status") else int(text or 0)
     info["done"] = sum(info[n] for n in _FINISHED)
-    info["pending"] = info["total"] - info["done"] - info["waiting"]
+    info["in_flight"] = info["total"] - info["done"] - info["waiting"]
     return info
 
 

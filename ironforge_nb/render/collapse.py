@@ -16,7 +16,7 @@ from typing import Any
 
 from ironforge_nb.dag.graph import DAG
 from ironforge_nb.errors import InvalidOptionError
-from ironforge_nb.render.palette import PENDING, STATUS_ORDER, normalize_status, summary_status
+from ironforge_nb.render.palette import NO_STATUS, STATUS_ORDER, normalize_status, summary_status
 
 __all__ = ["COLLAPSE_MODES", "Box", "View", "build_view"]
 
@@ -101,9 +101,9 @@ def _fits(boxes: int, edges: int, max_nodes: int) -> bool:
 
 
 def _status_list(dag: DAG[Any], statuses: Mapping[Any, object] | None) -> list[str]:
-    """The palette key of every task, in node order; tasks absent from ``statuses`` are pending."""
+    """The palette key of every task, in node order; tasks absent from ``statuses`` have none."""
     if not statuses:
-        return [PENDING] * len(dag)
+        return [NO_STATUS] * len(dag)
     cache: dict[object, str] = {}
     out = []
     for node in dag.nodes:

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ironforge_nb.dag.graph import DAG
-from ironforge_nb.render.palette import PENDING, STATUS_ORDER, normalize_status
+from ironforge_nb.render.palette import NO_STATUS, STATUS_ORDER, normalize_status
 
 __all__ = ["text_view"]
 
@@ -52,6 +52,6 @@ def _name(node: Any, statuses: Mapping[Any, object] | None) -> str:
 def _status_counts(dag: DAG[Any], statuses: Mapping[Any, object]) -> str:
     counts: dict[str, int] = {}
     for node in dag.nodes:
-        key = normalize_status(statuses.get(node)) if node in statuses else PENDING
+        key = normalize_status(statuses.get(node)) if node in statuses else NO_STATUS
         counts[key] = counts.get(key, 0) + 1
     return ", ".join(f"{counts[s]:,} {s}" for s in STATUS_ORDER if s in counts)

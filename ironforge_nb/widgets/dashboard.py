@@ -33,8 +33,7 @@ from ironforge_nb.widgets.loop import Following, kernel_loop, watching_config
 __all__ = ["Dashboard", "dashboard"]
 
 _RUN_COLORS = {"succeeded": STATUS_COLORS["completed"], "failed": STATUS_COLORS["failed"],
-               "cancelled": STATUS_COLORS["cancelled"], "running": STATUS_COLORS["active"],
-               "pending": STATUS_COLORS["queued"]}
+               "cancelled": STATUS_COLORS["cancelled"], "running": STATUS_COLORS["active"]}
 
 
 def dashboard(config: RedisConfig | None = None, *, interval: float = 2.0, runs: int = 10,

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 from ironforge_nb.errors import RenderError
 from ironforge_nb.render.collapse import build_view
-from ironforge_nb.render.palette import PENDING, STATUS_COLORS
+from ironforge_nb.render.palette import NO_STATUS, STATUS_COLORS
 
 if TYPE_CHECKING:
     from ironforge_nb.dag.graph import DAG
@@ -95,8 +95,8 @@ class GraphPainter:
 
         counts = [Counter[str]() for _ in self.view.boxes]
         for task, status in statuses.items():
-            # a status this version does not know (a newer worker's) is drawn as pending
-            counts[self._box_of[task]][status if status in STATUS_COLORS else PENDING] += 1
+            # a status this version does not know (a newer worker's) is drawn as none
+            counts[self._box_of[task]][status if status in STATUS_COLORS else NO_STATUS] += 1
         for box, box_counts in zip(self.view.boxes, counts, strict=True):
             box.counts = dict(box_counts)
         digraph = view_digraph(self.view, with_statuses=True, legend=True)

@@ -131,7 +131,7 @@ def run_line(info: Mapping[str, Any]) -> str:
     """``"12/20 tasks · 11 completed, 1 failed · 3.2 s"`` from a run's counters (the run's
     meta hash as `ironforge_nb.orchestrator.waiting.counters` reads it)."""
     total, done = int(info.get("total", 0)), int(info.get("done", 0))
-    order = ("waiting", "pending", "completed", "failed", "skipped", "cancelled")
-    counts = ", ".join(f"{int(info[s]):,} {s}" for s in order if info.get(s))
+    order = ("waiting", "in_flight", "completed", "failed", "skipped", "cancelled")
+    counts = ", ".join(f"{int(info[s]):,} {s.replace('_', ' ')}" for s in order if info.get(s))
     parts = [f"{done:,}/{total:,} tasks", counts, duration(elapsed(info))]
     return " · ".join(p for p in parts if p)
