@@ -3,6 +3,7 @@ expired leases settling runs."""
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -264,3 +265,37 @@ def test_released_task_is_told_in_its_run_stream(config: RedisConfig) -> None:
     assert [(e.task, e.status, e.worker) for e in released] == [("a", JobStatus.QUEUED, "w1")]
     work(config)
     assert run.result("a") == 1
+
+
+
+def test_roots_past_the_event_cap_keep_the_readable_events(redis_server: Any,
+                                                           namespace: str) -> None:
+    """Of more roots in one queue than `events_maxlen`, submit_run writes only the 'enqueued'
+    events that the capped stream keeps (XADD MAXLEN ~ keeps at least the newest
+    events_maxlen): the stream still ends with the last events_maxlen roots' events, in
+    order; a queue with fewer roots than the cap gets one per root after its older events;
+    and every root is queued with its payload."""
+    cfg = RedisConfig(url=redis_server.url, namespace=namespace, events_maxlen=30)
+    try:
+        wide_q, small_q = Queue("wide", cfg), Queue("default", cfg)
+        wide_q.enqueue(b"x")
+        earlier = small_q.enqueue(b"y")
+        p = Pipeline("capped")
+        p.map("w", "tests.tasks:square", over=range(250), queue="wide")
+        p.map("s", "tests.tasks:square", over=range(5))
+        p.task("g", "tests.tasks:one", after=["w", "s"])
+        run = p.submit(config=cfg)
+        jobs = run.to_dataframe().set_index("task")["job"]
+        wide_jobs = [jobs[f"w[{i}]"] for i in range(250)]
+        events = wide_q.events(count=10_000)
+        assert len(events) >= 30
+        assert [(e.type, e.status, e.job) for e in events[-30:]] == [
+            (EventType.ENQUEUED, JobStatus.QUEUED, j) for j in wide_jobs[-30:]]
+        small = small_q.events(count=10_000)
+        assert [e.job for e in small] == [earlier] + [jobs[f"s[{i}]"] for i in range(5)]
+        assert wide_q.counts()[JobStatus.QUEUED] == 251
+        client = cfg.client()
+        payloads = client.mget([cfg.keys.payload(j) for j in jobs])
+        assert [json.loads(blob)["task"] for blob in payloads] == list(jobs.index)
+    finally:
+        cfg.close()

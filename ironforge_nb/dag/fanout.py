@@ -57,17 +57,23 @@ class FanOut:
         specs: dict[str, TaskSpec] = {}
         # the fields are known valid: fill each MapItem's instance dict directly (a frozen
         # dataclass's __init__ sets its 6 fields through object.__setattr__, a third of a
-        # 100k-member map's build), and keep the cyclic GC from rescanning the 200k new
-        # objects (it did so several times per 100k members)
-        new, item_type, name, keys, items = object.__new__, MapItem, self.name, self.keys, \
-            self.items
-        evolve = template.evolve
+        # 100k-member map's build), copy the template's instance dict as `TaskSpec.evolve`
+        # does (inlined: a call with keywords per member cost as much as the copy), and keep
+        # the cyclic GC from rescanning the 200k new objects (it did so several times per 100k
+        # members)
+        new, set_attr, item_type, spec_type = object.__new__, object.__setattr__, MapItem, TaskSpec
+        name, keys, items, fields = self.name, self.keys, self.items, template.__dict__
         with paused_gc():
             for i, member in enumerate(self.members):
                 info = new(item_type)
-                info.__dict__.update(name=name, key=keys[i], index=i, item=items[i],
-                                     keyed=keyed, dict_key=originals[i])
-                specs[member] = evolve(id=member, map=info)
+                d = info.__dict__
+                d["name"], d["key"], d["index"], d["item"] = name, keys[i], i, items[i]
+                d["keyed"], d["dict_key"] = keyed, originals[i]
+                copied = fields.copy()
+                copied["id"], copied["map"] = member, info
+                spec = new(spec_type)
+                set_attr(spec, "__dict__", copied)
+                specs[member] = spec
         return specs
 
 
@@ -76,7 +82,10 @@ def fan_out(name: str, over: Any) -> FanOut:
     ordered, non-empty collection (a list, tuple, range or dict)."""
     items, dict_keys = _materialize(over)
     keys = _item_keys(items if dict_keys is None else dict_keys)
-    members = tuple(validate_task_id(f"{name}[{key}]") for key in keys)
+    # a valid name plus a key that is a valid name of at most ITEM_KEY_MAX characters (or a
+    # position) is a valid task id: checked once, not per member
+    validate_task_id(f"{validate_name(name, 'task')}[{'0' * ITEM_KEY_MAX}]")
+    members = tuple([f"{name}[{key}]" for key in keys])
     return FanOut(name, members, keys, items, dict_keys)
 
 

@@ -111,9 +111,10 @@ class TaskSpec:
         template per member (a frozen dataclass's ``__init__`` sets each of its 19 fields
         through ``object.__setattr__``, which dominated building a 10k-task map). ``changes``
         must name fields of `TaskSpec`."""
+        fields = self.__dict__.copy()  # the instance dict: frozen only via __setattr__
+        fields.update(changes)
         new = object.__new__(TaskSpec)
-        new.__dict__.update(self.__dict__)  # the instance dict: frozen only via __setattr__
-        new.__dict__.update(changes)
+        object.__setattr__(new, "__dict__", fields)
         return new
 
     @property

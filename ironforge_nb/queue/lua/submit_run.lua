@@ -13,16 +13,20 @@ left out, as enqueue_jobs.lua leaves out `attempts`, because every field costs R
 `priority` when 0 and `backoff_ms` when max_attempts is 1 (no retry ever reads it); every
 reader defaults them (0). Roots are queued (status
 queued, `enqueued`, one ZADD per queue and 1000 roots, an 'enqueued' event in their queue's
-stream, as any enqueued job gets), the other tasks are 'waiting' (in no ZSET); (5) the
+stream, as any enqueued job gets, except the events that stream's cap would drop within this
+same script: of more than events_maxlen roots in one queue, only the last events_maxlen get
+theirs, since XADD MAXLEN ~ keeps at least the newest events_maxlen and no reader can run
+between two commands of a script), the other tasks are 'waiting' (in no ZSET); (5) the
 run's tasks HASH (task -> job id), remaining HASH (task -> parents not completed), children
 HASH (task -> comma-separated child tasks), its meta HASH (name, status running, total and
 counters, created, params, maps, mode), its id in the runs ZSET, the queues in the queues SET,
 wake-up hints, and ONE event in the run's stream: 'run_submitted' (message "<name>: <N> tasks,
 <R> queued"); no per-task event there: which tasks start queued (the roots) and waiting (the
 others) follows from the DAG, and later transitions each append their own event.
-Cost: per task one HSET and one SET (plus an XADD per root and a few table appends); the
-arguments are two big strings rather than two per task, so neither the client nor Lua handles
-20k arguments for a 10k-task run.
+Cost: per task one HSET, and a share of one MSET per 1000 payloads (a SET per payload cost
+twice the server time), plus an XADD per root up to events_maxlen per queue and a few table
+appends; the arguments are two big strings rather than two per task, so neither the client
+nor Lua handles 20k arguments for a 10k-task run.
 The run helpers (run_helpers.lua) are prepended at load time; only run_ctx/queue_key/run_event
 are used here.
 
@@ -217,18 +221,22 @@ for i = 1, N do
     roots_total = roots_total + 1
   end
 end
-local seqs, ranked = {}, {}
+local seqs, ranked, unseen, cap = {}, {}, {}, tonumber(maxlen)
 for q, count in pairs(roots_in) do
   seqs[q] = redis.call('INCRBY', queue_key(ctx, q, QueueKey.SEQ), count) - count
-  ranked[q] = {}
+  ranked[q] = {n = 0}
+  -- the queue's stream keeps its last `cap` events (XADD MAXLEN ~ cap, in this very script):
+  -- of more roots than that, the first ones' 'enqueued' events could never be read, so they
+  -- are not written (a 100k-root submit: 10,000 XADDs instead of 100,000)
+  unseen[q] = count - cap
 end
 
 -- HSET of up to 1000 pairs at a time (unpack() has a stack limit)
 local function flush(key, flat, size)
   if size > 0 then redis.call('HSET', key, unpack(flat, 1, size)) end
 end
-local tasks, remaining, children, index, entries = {}, {}, {}, {}, {}
-local nt, nr, nc, ni, ne, pos = 0, 0, 0, 0, 0, 1
+local tasks, remaining, children, index, entries, payloads = {}, {}, {}, {}, {}, {}
+local nt, nr, nc, ni, ne, np, pos = 0, 0, 0, 0, 0, 0, 1
 for i = 1, N do
   local task, prof, len = r_task[i], r_prof[i], r_len[i]
   local jid = run .. '.' .. (i - 1)
@@ -249,17 +257,22 @@ for i = 1, N do
   elseif r_np[i] == 0 then
     redis.call('HSET', jk, 'status', JobStatus.QUEUED, 'run', run, 'task', task, 'created', now,
                JobField.ENQUEUED, now, unpack(prof.fields))
-    local q, list = prof.queue, ranked[prof.queue]
-    local seq = seqs[q] + 1
+    local q = prof.queue
+    local list, seq = ranked[q], seqs[q] + 1
     seqs[q] = seq
-    list[#list + 1] = prof.score + seq
-    list[#list + 1] = jid
-    if #list >= 2000 then
-      redis.call('ZADD', queue_key(ctx, q, QueueKey.WAIT), unpack(list))
-      ranked[q] = {}
+    local n = list.n + 2
+    list[n - 1], list[n], list.n = prof.score + seq, jid, n
+    if n >= 2000 then
+      redis.call('ZADD', queue_key(ctx, q, QueueKey.WAIT), unpack(list, 1, n))
+      list.n = 0
     end
-    add_event(queue_key(ctx, q, QueueKey.EVENTS), maxlen, EventType.ENQUEUED, now,
-              'job', jid, 'queue', q, 'status', JobStatus.QUEUED)
+    local skip = unseen[q]
+    if skip > 0 then
+      unseen[q] = skip - 1
+    else
+      add_event(queue_key(ctx, q, QueueKey.EVENTS), maxlen, EventType.ENQUEUED, now,
+                'job', jid, 'queue', q, 'status', JobStatus.QUEUED)
+    end
   else
     if r_in[i] ~= '' then
       redis.call('HSET', jk, 'status', JobStatus.WAITING, 'run', run, 'task', task, 'created', now,
@@ -295,7 +308,9 @@ for i = 1, N do
     if ne >= 2000 then flush(centries, entries, ne); ne = 0 end
   end
   if not hit[i] then  -- a hit's job is completed: it is never claimed, so needs no payload
-    redis.call('SET', jk .. psuffix, string.sub(blob, pos, pos + len - 1))
+    payloads[np + 1], payloads[np + 2] = jk .. psuffix, string.sub(blob, pos, pos + len - 1)
+    np = np + 2
+    if np >= 2000 then redis.call('MSET', unpack(payloads, 1, np)); np = 0 end
   end
   pos = pos + len
   tasks[nt + 1], tasks[nt + 2] = task, jid
@@ -307,11 +322,14 @@ for i = 1, N do
     if nc >= 2000 then flush(KEYS[4], children, nc); nc = 0 end
   end
 end
+if np > 0 then redis.call('MSET', unpack(payloads, 1, np)) end
 flush(KEYS[2], tasks, nt)
 flush(KEYS[3], remaining, nr)
 flush(KEYS[4], children, nc)
 for q, list in pairs(ranked) do
-  if #list > 0 then redis.call('ZADD', queue_key(ctx, q, QueueKey.WAIT), unpack(list)) end
+  if list.n > 0 then
+    redis.call('ZADD', queue_key(ctx, q, QueueKey.WAIT), unpack(list, 1, list.n))
+  end
 end
 if ni > 0 then redis.call('ZADD', KEYS[11], unpack(index, 1, ni)) end
 flush(centries, entries, ne)
