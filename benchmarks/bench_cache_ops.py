@@ -5,8 +5,11 @@ Rows, each "before" (entries as one STRING per key, 2026-12-03 morning) against 
 as fields of one HASH, read with one HMGET and written with one HSET per 1000 keys, as
 submit_run.lua does): the lookup of misses (parsing the cache lines + reading entries that do
 not exist); the lookup of hits (reading the entry, parsing it, and a GETRANGE of the result's
-first 5 bytes); the entry writes; the index ZADD of new entries (the same in both). Each is
-the best of ``--rounds`` interleaved rounds: the machine is shared.
+first 5 bytes); the entry writes; the index ZADD of new entries (the same in both); and what a
+hit does beyond its lookup, as a copy (before 2026-12-03 14:00: GETRANGE, COPY and PEXPIRE of
+the result, the entry rewritten naming the copy and re-indexed) and as a pointer (now: the
+PEXPIRE that is the lookup keeps the holder's result alive, one APPEND joins its borrowers).
+Each is the best of ``--rounds`` interleaved rounds: the machine is shared.
 
 Usage: ``python benchmarks/bench_cache_ops.py [--rounds 5]``. Figures, never assertions.
 """
@@ -52,6 +55,18 @@ LOOPS = {
         PARSE + "local idx, m = {}, 0 for i = 1, n do idx[m + 1], idx[m + 2] = i, c[i]; "
         "m = m + 2; if m >= 2000 then redis.call('ZADD', 'index', unpack(idx, 1, m)); m = 0 "
         "end end",
+    "a hit, before (copy): GETRANGE + COPY + PEXPIRE + entry HSET + ZADD":
+        PARSE + "local f, m, idx = {}, 0, {} for i = 1, n do local r = 'res:' .. i "
+        "redis.call('GETRANGE', r, 0, 4); redis.call('COPY', r, 'cp:' .. i, 'REPLACE'); "
+        "redis.call('PEXPIRE', 'cp:' .. i, 604800000); f[m + 1], f[m + 2] = c[i], 'q.' .. i .. "
+        "' r 1764755000000 1765359800000 t' .. i .. ' layered'; idx[m + 1], idx[m + 2] = "
+        "1765359800000 + i, c[i]; m = m + 2; if m >= 2000 then "
+        "redis.call('HSET', 'entries', unpack(f, 1, m)); "
+        "redis.call('ZADD', 'index', unpack(idx, 1, m)); m = 0 end end",
+    "a hit, now (pointer): PEXPIRE (the lookup) + APPEND":
+        PARSE + "for i = 1, n do local r = 'res:' .. i "
+        "if redis.call('PEXPIRE', r, 604800000) == 1 then "
+        "redis.call('APPEND', r .. ':borrowers', 'q.' .. i .. ',') end end",
 }
 
 
@@ -69,14 +84,17 @@ def main() -> None:
                 return int(fh.read().split()[0]) / 1e6
 
         for i in range(1, N + 1):
-            client.set(f"res:{i}", b"x" * 40)
+            client.set(f"res:{i}", b"x" * 40, px=604_800_000)  # a result has a TTL
         for rnd in range(args.rounds):
             client.delete("entries", "index")
-            client.eval("for _, k in ipairs(redis.call('KEYS', 'c:*')) do "
-                        "redis.call('DEL', k) end", 0)
+            for pattern in ("c:*", "cp:*", "res:*:borrowers"):
+                client.eval(f"for _, k in ipairs(redis.call('KEYS', '{pattern}')) do "
+                            "redis.call('DEL', k) end", 0)
             lines = "".join(f"{hashlib.sha256(f'{rnd} {i}'.encode()).hexdigest()} 0\n"
                             for i in range(N))
-            for name, body in LOOPS.items():  # writes come before the hit lookups
+            # writes come before the hit lookups, and the index before the hits that rewrite
+            # entries and re-index them (as a copying hit did)
+            for name, body in LOOPS.items():
                 start = cpu_ms()
                 client.eval(body, 0, lines)
                 best[name] = min(best.get(name, float("inf")), cpu_ms() - start)

@@ -26,8 +26,9 @@ def sweep_results(older_than: float = 86400.0, *, dry_run: bool = False,
     Files go with their runs (`Run.delete`, run retention); what this finds is what that could
     not see: files of runs whose Redis state is gone (a lost or flushed Redis, keys deleted by
     hand, a deleter that died mid-way), of results that expired, of attempts whose completion
-    was refused. Files pinned by a cache hit, of runs being deleted, or younger than
-    ``older_than`` (a worker writes its file just before completing) are kept.
+    was refused. Files pinned by another run's job (a cache hit handed the result of a deleted
+    run), of runs being deleted, or younger than ``older_than`` (a worker writes its file just
+    before completing) are kept.
     """
     from ironforge_nb.orchestrator.store import sweep
 

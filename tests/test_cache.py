@@ -242,11 +242,32 @@ def test_expired_entries_leave_the_entries_hash_at_the_next_cached_submit(
     assert client.hlen(config.keys.cache_entries) == 4  # chain's 3 + other's load
 
 
+def test_the_prune_keeps_a_default_entry_while_its_result_lives(config: RedisConfig) -> None:
+    """An entry with the default lifetime is due in the index when its result would first have
+    expired; hits extend that result, so the prune looks at it: a live result's entry is
+    scored again at the result's expiry, a gone one's leaves."""
+    first = run_once(chain(), config)
+    client = config.client()
+    keys = [k for k, _ in client.zrange(config.keys.cache_index, 0, -1, withscores=True)]
+    client.zadd(config.keys.cache_index, dict.fromkeys(keys, 1))  # all due now
+    client.delete(config.keys.result(dict(first.job_ids())["side"]))
+    run_once(Pipeline("other", cache=True).task("load", load), config)
+    left = ifn.cache.entries("chain", config=config)
+    assert sorted(left["task"]) == ["double", "load", "total"]
+    now_ms = client.time()[0] * 1000
+    ttl_ms = config.result_ttl * 1000
+    for key in keys:
+        score = client.zscore(config.keys.cache_index, key)
+        assert score is None or now_ms + ttl_ms - 60_000 < score <= now_ms + ttl_ms + 1000
+
+
 def test_a_hit_renews_a_default_entry_and_keeps_a_cache_ttl(config: RedisConfig) -> None:
-    """With the default lifetime a hit pushes the entry's expiry to result_ttl from now; a
-    task's own cache_ttl counts from when the result was computed, hits or not. A hit's job
-    is created without a payload (it never runs)."""
-    run_once(chain(cache_ttl=60), config)
+    """With the default lifetime a hit pushes the entry's expiry (its holder's result) to
+    result_ttl from now; a task's own cache_ttl counts from when the result was computed, hits
+    or not. A hit points at the holder's result: the entry still names the job that computed
+    it, and the hit's job has neither a payload (it never runs) nor a result of its own, names
+    the holder in `source_job` and is listed among its borrowers."""
+    first = run_once(chain(cache_ttl=60), config)
     before = ifn.cache.entries(config=config).set_index("task")
     time.sleep(0.02)
     second = run_once(chain(cache_ttl=60), config)
@@ -254,12 +275,78 @@ def test_a_hit_renews_a_default_entry_and_keeps_a_cache_ttl(config: RedisConfig)
     after = ifn.cache.entries(config=config).set_index("task")
     assert after.loc["double", "expires"] > before.loc["double", "expires"]
     assert after.loc["side", "expires"] == before.loc["side", "expires"]
-    assert (after["job"] != before["job"]).all() and (after["origin"] == before["origin"]).all()
+    assert (after["job"] == before["job"]).all() and (after["origin"] == before["origin"]).all()
     assert (after["created"] == before["created"]).all()
     client = config.client()
-    for job in dict(second.job_ids()).values():
+    holders = dict(first.job_ids())
+    for task, job in second.job_ids():
         assert client.exists(config.keys.job_prefix + job + JOB_PAYLOAD_SUFFIX) == 0
+        assert client.exists(config.keys.result(job)) == 0
+        assert client.hget(config.keys.job(job), "source_job") == holders[task].encode()
+        assert client.get(config.keys.borrowers(holders[task])) == f"{job},".encode()
+    assert second.results() == first.results()
+    assert second.result("total") == 12
+
+
+def test_deleting_the_holder_hands_its_result_to_a_borrower(config: RedisConfig) -> None:
+    """Three runs, the 2nd and 3rd served from the 1st: deleting the 1st moves each result to
+    the 2nd (renamed: nothing stays under the deleted run's job ids), points the 3rd at the
+    2nd and the entries at the 2nd's jobs; deleting the 2nd then moves them to the 3rd. The
+    results of every run that exists stay readable all along, and the cache keeps hitting."""
+    first = run_once(chain(), config)
+    second = run_once(chain(), config)
+    third = run_once(chain(), config)
+    client = config.client()
+    want = first.results()
+    first.delete()
+    assert not client.keys(config.keys.job_prefix + first.id + ".*")
+    assert second.results() == third.results() == want
+    jobs2, jobs3 = dict(second.job_ids()), dict(third.job_ids())
+    for task, job in jobs2.items():
         assert client.exists(config.keys.result(job)) == 1
+        assert client.hget(config.keys.job(job), "source_job") is None
+        assert client.hget(config.keys.job(jobs3[task]), "source_job") == job.encode()
+    frame = ifn.cache.entries("chain", config=config).set_index("task")
+    assert frame["job"].to_dict() == jobs2 and (frame["origin"] == first.id).all()
+    assert frame["live"].all()
+    assert second.to_dataframe()["cached"].tolist() == [first.id] * 4
+    second.delete()
+    assert third.results() == want
+    assert ifn.cache.entries("chain", config=config).set_index("task")["job"].to_dict() == jobs3
+    fourth = run_once(chain(), config)
+    assert CALLS == [] and fourth.results() == want
+    third.delete()
+    fourth.delete()
+    assert not client.keys(config.keys.job_prefix + "*")
+
+
+def blob() -> bytes:
+    CALLS.append("blob")
+    return b"x" * 100_000  # above a claim's inline limit (64 KiB): the executor reads it
+
+
+def size(blob: bytes) -> int:
+    CALLS.append("size")
+    return len(blob)
+
+
+def half(blob: bytes) -> int:
+    CALLS.append("half")
+    return len(blob) // 2
+
+
+def test_a_child_reads_a_cached_parent_through_its_holder(config: RedisConfig) -> None:
+    """A changed task whose parents hit reads their results from the jobs holding them:
+    inlined in its claim (small) or read by the executor (big)."""
+    def p(fn: Any) -> Pipeline:
+        return (Pipeline("reads", cache=True).task("load", load).task("blob", blob)
+                .task("out", fn, after=["load", "blob"]))
+
+    run_once(p(lambda load, blob: (len(load), size(blob))), config)
+    changed = run_once(p(lambda load, blob: (sum(load), half(blob))), config)
+    assert CALLS == ["half"] and changed.result("out") == (6, 50_000)
+    assert changed.to_dataframe().set_index("task")["cached"].notna().to_dict() == {
+        "load": True, "blob": True, "out": False}
 
 
 def use_lock(lock: Any = None, day: Any = None) -> None:

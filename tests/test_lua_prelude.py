@@ -135,7 +135,7 @@ def test_every_name_is_replaced(name: str) -> None:
     """The text sent to Redis has a literal where each script wrote a name."""
     code = scripting.lua_source(name)
     body = code[code.index("\n", code.index("-- JobField:")):]
-    assert not re.search(r"\b(JobStatus|RunStatus|EventType|ErrorCode|QueueKey|JobField|"
+    assert not re.search(r"\b(JobStatus|RunStatus|EventType|ErrorCode|QueueKey|JobKey|JobField|"
                          r"WebhookEvent|DeliveryStatus)\.[A-Z]", body)
 
 

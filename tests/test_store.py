@@ -179,15 +179,17 @@ def test_files_are_deleted_with_their_run(stored: RedisConfig) -> None:
     assert not (Path(stored.result_store or "") / stored.namespace / "runs" / run.id).exists()
 
 
-def test_a_cached_copy_pins_the_file_past_its_run(stored: RedisConfig) -> None:
-    """A cache hit holds the origin run's file: deleting the origin keeps it, deleting the
-    holder too removes it."""
+def test_a_cache_hit_keeps_the_file_past_its_run(stored: RedisConfig) -> None:
+    """A cache hit reads the origin run's reference: deleting the origin hands it to the hit's
+    job, whose pin keeps the file; deleting that run too removes it."""
     p = Pipeline("pin", cache=True).task("frame", frame)
     first = run_pipeline(p, stored)
     second = run_pipeline(p, stored)
     assert second.to_dataframe()["cached"].tolist() == [first.id]
+    assert not stored.client().exists(stored.keys.result_pins)  # a hit pins nothing
     first.delete()
     assert len(files(stored)) == 1
+    assert stored.client().hlen(stored.keys.result_pins) == 1
     pd.testing.assert_frame_equal(second.result("frame"), frame())
     second.delete()
     assert files(stored) == []
@@ -295,7 +297,7 @@ def test_sweep_deletes_old_files_nothing_references(stored: RedisConfig) -> None
     expired_file = next(runs.glob(f"{expired.id}/*.npy"))
     kept_of_expired = next(runs.glob(f"{expired.id}/*.parquet"))
     (pinned_file,) = (runs / pinned.id).iterdir()
-    client.delete(stored.keys.result(dict(pinned.job_ids())["frame"]))  # only the pin holds it
+    pinned.delete()  # its reference is handed to holder, whose pin alone keeps the file
     gone_run = runs / "vanished-run"  # its Redis state is gone
     gone_run.mkdir()
     (gone_run / "r.0-1.parquet").write_bytes(b"x")

@@ -164,13 +164,14 @@ def _inputs(config: RedisConfig, payload: TaskPayload, secret: bytes | None, job
     fetched, raw = _read(config, payload.run, [j for j in ids if j not in cached], wants_params)
     rest = iter(fetched)
     blobs = [cached[j] if j in cached else next(rest) for j in ids]
-    results: dict[str, Any] = {}
     missing = [j for j, b in zip(ids, blobs, strict=True) if b is None]
     if missing:
-        results.update(_failed_parents(config, missing, job_id))
+        found = _missing_parents(config, missing, job_id)
+        blobs = [found[j] if b is None else b for j, b in zip(ids, blobs, strict=True)]
+    results: dict[str, Any] = {}
     for jid, blob in zip(ids, blobs, strict=True):
-        if blob is not None:
-            results[jid] = codec.decode_value(blob, secret, job_id, json_only=json_only)
+        results[jid] = (None if blob is None else
+                        codec.decode_value(blob, secret, job_id, json_only=json_only))
     params: dict[str, Any] = {}
     if raw:
         params = codec.decode_value(raw, secret, job_id, json_only=json_only)
@@ -194,17 +195,25 @@ def _read(config: RedisConfig, run: str, ids: list[str], params: bool
     return blobs, raw
 
 
-def _failed_parents(config: RedisConfig, missing: list[str], job_id: str) -> dict[str, None]:
-    """None for parents that failed (their child runs only under ``allow_failure``); a
-    `TaskError` for a completed parent whose result is gone (expired or trimmed)."""
-    pipe = config.client().pipeline(transaction=False)
+def _missing_parents(config: RedisConfig, missing: list[str], job_id: str
+                     ) -> dict[str, bytes | None]:
+    """The results of the parents a first read did not find: a parent served from the cache
+    holds none of its own and reads the result of the job its ``source_job`` names
+    (submit_run.lua); None for parents that failed (their child runs only under
+    ``allow_failure``); a `TaskError` for a completed parent whose result is gone (expired)."""
+    client = config.client()
+    pipe = client.pipeline(transaction=False)
     for jid in missing:
-        pipe.hget(config.keys.job(jid), "status")
-    statuses = pipe.execute()
-    gone = [j for j, s in zip(missing, statuses, strict=True) if s not in _FAILED_PARENT]
+        pipe.hmget(config.keys.job(jid), "status", "source_job")
+    rows = pipe.execute()
+    sources = {j: src.decode() for j, (_, src) in zip(missing, rows, strict=True) if src}
+    blobs = dict(zip(sources, client.mget([config.keys.result(s) for s in sources.values()]),
+                     strict=True)) if sources else {}
+    gone = [j for j, (status, _) in zip(missing, rows, strict=True)
+            if blobs.get(j) is None and status not in _FAILED_PARENT]
     if gone:
         raise TaskError(job_id, f"the result of parent job {gone[0]!r} is gone: it expired "
                                 "(RedisConfig.result_ttl, keep it longer than a run lasts); "
                                 "retry the run's failed tasks")
-    return dict.fromkeys(missing)
+    return {j: blobs.get(j) for j in missing}
 

@@ -180,10 +180,12 @@ class Run:
                 raise self._not_found()
             raise UnknownTaskError(None, task, self._suggest(task, maps))
         job = self.config.keys.job(jid.decode())
-        status, error = client.hmget(job, "status", "error")
+        status, error, source = client.hmget(job, "status", "error", "source_job")
         state = JobStatus(status.decode()) if status else None
         if state is JobStatus.COMPLETED:
             blob = client.get(self.config.keys.result(jid.decode()))
+            if blob is None and source is not None:  # from the cache: its holder's result
+                blob = client.get(self.config.keys.result(source.decode()))
             if blob is None:
                 raise RunError(self.id, f"the result of task {task!r} has expired "
                                         "(RedisConfig.result_ttl)")
@@ -199,19 +201,30 @@ class Run:
                                 "run.wait() first")
 
     def results(self) -> dict[str, Any]:
-        """``{task: result}`` of every completed task, in the pipeline's task order."""
+        """``{task: result}`` of every completed task, in the pipeline's task order (a task
+        served from the cache reads the result of the job it names, ``source_job``)."""
         client = self.config.client()
+        keys = self.config.keys
         pairs = self.job_ids()
         out: dict[str, Any] = {}
         for start in range(0, len(pairs), _CHUNK):
             chunk = pairs[start:start + _CHUNK]
             pipe = client.pipeline(transaction=False)
             for _, jid in chunk:  # GETs, not an MGET: cluster pipelines refuse MGET
-                pipe.hget(self.config.keys.job(jid), "status")
-                pipe.get(self.config.keys.result(jid))
+                pipe.hmget(keys.job(jid), "status", "source_job")
+                pipe.get(keys.result(jid))
             replies = pipe.execute()
-            for (task, jid), status, blob in zip(chunk, replies[::2], replies[1::2],
-                                                 strict=True):
+            blobs = replies[1::2]
+            borrowed = [(i, src) for i, ((status, src), blob) in enumerate(
+                zip(replies[::2], blobs, strict=True))
+                if status == b"completed" and blob is None and src is not None]
+            if borrowed:
+                pipe = client.pipeline(transaction=False)
+                for _, src in borrowed:
+                    pipe.get(keys.result(src.decode()))
+                for (i, _), blob in zip(borrowed, pipe.execute(), strict=True):
+                    blobs[i] = blob
+            for (task, jid), (status, _), blob in zip(chunk, replies[::2], blobs, strict=True):
                 if status == b"completed" and blob is not None:
                     out[task] = codec.decode_value(blob, self._secret, jid)
         return out

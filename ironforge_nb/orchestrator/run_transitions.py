@@ -66,7 +66,7 @@ class RunTransitions:
         k = self._keys
         rk = k.run(run_id)
         keys = [rk.meta, rk.tasks, rk.remaining, rk.children, rk.events, k.runs, k.queues,
-                k.runs_deleting, k.code_refs, rk.codes, k.cache_index, k.result_pins,
+                k.runs_deleting, k.code_refs, rk.codes, k.cache_index,
                 *(key for key, _ in codes)]
         args: list[Any] = [k.job_prefix, JOB_PAYLOAD_SUFFIX, k.run_prefix, k.queue_prefix,
                            self._maxlen, run_id, name, params, maps, mode, len(profiles),
@@ -136,7 +136,8 @@ class RunTransitions:
         args = [k.job_prefix, JOB_PAYLOAD_SUFFIX, JOB_RESULT_SUFFIX, k.run_prefix,
                 k.queue_prefix, self._retention if retention else 0, budget, run_id,
                 JOB_LOGS_SUFFIX]
-        keys = [k.runs, k.runs_deleting, k.code_refs, k.result_pins, k.runs_ended]
+        keys = [k.runs, k.runs_deleting, k.code_refs, k.result_pins, k.runs_ended,
+                k.cache_entries]
         reply = self._delete(keys, args)
         while reply[0] == -3:  # a walk or skips pending on run_id: finish them, then delete
             self._walks.finish(run_id)

@@ -23,8 +23,10 @@ s3fs must not cross a fork); their options come from fsspec's ``FSSPEC_<PROTOCOL
 environment variables (e.g. ``FSSPEC_S3_ENDPOINT_URL``).
 
 Cleanup (`cleanup`): a run's directory goes with the run (`Run.delete`, run retention), except
-files other runs still hold: a cache hit copies a reference into a new run and pins its file in
-``Keys.result_pins``; the last holder's deletion removes it.
+files other runs still hold. A cache hit reads the reference of the job that computed it (no
+copy, no pin); when that job's run is deleted, the reference is handed to a run that reused it
+(delete_runs.lua), which pins its file in ``Keys.result_pins``; the last holder's deletion
+removes it. So a file lives as long as a run or a cache entry can still reach it.
 """
 
 from __future__ import annotations
@@ -444,12 +446,12 @@ def sweep(config: Any, older_than: float = 86400.0, *, dry_run: bool = False) ->
     (with ``dry_run``, only lists them).
 
     A file is kept while its run exists and one of the run's jobs' results names it, while a
-    cache hit of another run pins it (``result-pins``), while its run is being deleted (its
-    deleter removes it), and while it is younger than ``older_than`` (a worker writes the file
-    before its completion names it). Everything else is an orphan: files of runs whose Redis
-    state is gone (deleted by hand, a lost or flushed Redis, a deleter that died before
-    removing them), files of results that have expired, and files of attempts whose
-    completion was refused (a lease lost after the file was written).
+    job of another run that was handed its reference pins it (``result-pins``), while its run
+    is being deleted (its deleter removes it), and while it is younger than ``older_than`` (a
+    worker writes the file before its completion names it). Everything else is an orphan:
+    files of runs whose Redis state is gone (deleted by hand, a lost or flushed Redis, a
+    deleter that died before removing them), files of results that have expired, and files of
+    attempts whose completion was refused (a lease lost after the file was written).
     """
     root = getattr(config, "result_store", None)
     if not root:

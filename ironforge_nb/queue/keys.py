@@ -4,7 +4,8 @@ All keys of a namespace start with ``{<namespace>}:``. The braces are a Redis Cl
 whole namespace lives in one slot, so any Lua script may touch any key of its namespace, and many
 namespaces spread over a cluster. Lua scripts that derive per-job keys (children released by a
 completion, jobs trimmed from retention) receive `Keys.job_prefix` as an ARGV and append the job
-id and the suffixes defined here (`JOB_PAYLOAD_SUFFIX`, `JOB_RESULT_SUFFIX`, `JOB_LOGS_SUFFIX`).
+id and the suffixes defined here (`JOB_PAYLOAD_SUFFIX`, `JOB_RESULT_SUFFIX`, `JOB_LOGS_SUFFIX`,
+`JOB_BORROWERS_SUFFIX`; the prelude names them ``JobKey.X``, `scripting.constants`).
 """
 
 from __future__ import annotations
@@ -13,13 +14,16 @@ from dataclasses import dataclass
 
 from ironforge_nb.names import validate_name
 
-__all__ = ["HOME_MARKER", "JOB_LOGS_SUFFIX", "JOB_PAYLOAD_SUFFIX", "JOB_RESULT_SUFFIX", "RUNS",
-           "RUNS_ENDED", "RUNS_WALKING", "WEBHOOKS", "Keys", "QueueKeys", "RunKeys",
-           "WebhookKeys"]
+__all__ = ["HOME_MARKER", "JOB_BORROWERS_SUFFIX", "JOB_LOGS_SUFFIX", "JOB_PAYLOAD_SUFFIX",
+           "JOB_RESULT_SUFFIX", "RUNS", "RUNS_ENDED", "RUNS_WALKING", "WEBHOOKS", "Keys",
+           "QueueKeys", "RunKeys", "WebhookKeys"]
 
 JOB_PAYLOAD_SUFFIX = ":payload"
 JOB_RESULT_SUFFIX = ":result"
 JOB_LOGS_SUFFIX = ":logs"
+# STRING "<job>,<job>,...,": the cache hits of other runs that read this job's result instead of
+# a copy of their own (submit_run.lua); the job's deletion hands the result to the first of them
+JOB_BORROWERS_SUFFIX = ":borrowers"
 # STRING holding the id of the local home whose server this is (ironforge_nb.local.home): the
 # one key outside every namespace, on the home's own server only
 HOME_MARKER = "{ironforge}:home"
@@ -106,6 +110,10 @@ class Keys:
     def result(self, job_id: str) -> str:
         """STRING holding a job's result, with a TTL."""
         return self.job_prefix + job_id + JOB_RESULT_SUFFIX
+
+    def borrowers(self, job_id: str) -> str:
+        """STRING the jobs of other runs (cache hits) reading this job's result, comma-ended."""
+        return self.job_prefix + job_id + JOB_BORROWERS_SUFFIX
 
     def logs(self, job_id: str) -> str:
         """HASH attempt number -> the tail of what that attempt printed and logged, with a TTL."""
@@ -198,16 +206,18 @@ class Keys:
     @property
     def cache_entries(self) -> str:
         """HASH cache key -> its entry "<job> <origin> <created> <expires> <task> <pipeline>":
-        the job holding a copy of the result, the run that computed it, when (ms), until when
-        it may be reused (ms), the task and its pipeline (see orchestrator.cache). Entries were
+        the job holding the result, the run that computed it, when (ms), until when it may be
+        reused (ms; 0: as long as the job's result lives), the task and its pipeline (see
+        orchestrator.cache). Entries were
         one STRING each under ``{ns}:cache-entry:`` or a HASH each under ``{ns}:cache:``
         before: those are never read, and expire."""
         return self.prefix + "cache-entries"
 
     @property
     def result_pins(self) -> str:
-        """HASH result file URL -> how many jobs of OTHER runs hold a reference to it (cache
-        hits): the owner run's deletion keeps a pinned file; the last holder's removes it."""
+        """HASH result file URL -> how many jobs of OTHER runs hold a reference to it (a cache
+        hit's that was handed the result when the run that wrote the file was deleted):
+        the owner run's deletion keeps a pinned file; the last holder's removes it."""
         return self.prefix + "result-pins"
 
     @property

@@ -397,8 +397,15 @@ class Queue:
         return read_logs(self.config, job_id, attempt)
 
     def result(self, job_id: str) -> bytes | None:
-        """The job's result, or None (no result stored, not completed yet, or expired)."""
-        value: bytes | None = self._client.get(self._keys.result(validate_name(job_id, "job id")))
+        """The job's result, or None (no result stored, not completed yet, or expired). A
+        pipeline's task served from the cross-run cache holds none of its own: its
+        ``source_job`` does (submit_run.lua), and that one is returned."""
+        jid = validate_name(job_id, "job id")
+        value: bytes | None = self._client.get(self._keys.result(jid))
+        if value is None:
+            source = self._client.hget(self._keys.job(jid), "source_job")
+            if source is not None:
+                value = self._client.get(self._keys.result(source.decode()))
         return value
 
     def payload(self, job_id: str) -> bytes:

@@ -8,7 +8,8 @@ Every script is sent as one text made of parts (no include preprocessor in Redis
 1. the prelude, generated here from Python (`constants`, `prelude`): the names
    ``JobStatus.X``, ``RunStatus.X``, ``EventType.X``, ``WebhookEvent.X``, ``DeliveryStatus.X``
    (from `ironforge_nb.status`), ``ErrorCode.X`` (from `queue.codes`), ``QueueKey.X`` (the queue
-   keys' suffixes, `queue.keys`) and ``JobField.X`` (the job hash's fields, `queue.records`).
+   keys' suffixes, `queue.keys`), ``JobKey.X`` (a job's own keys' suffixes, `queue.keys`
+   ``JOB_<X>_SUFFIX``) and ``JobField.X`` (the job hash's fields, `queue.records`).
    Scripts spell a status, an event type or an error code only through these names
    (``tests/test_lua_prelude.py`` fails on a bare literal), so status.py stays the single
    source of the strings stored in Redis. At load time each name is replaced by its value
@@ -72,7 +73,7 @@ HELPERS: tuple[tuple[str, frozenset[str]], ...] = (
 
 
 _TABLES = ("JobStatus", "RunStatus", "EventType", "WebhookEvent", "DeliveryStatus", "ErrorCode",
-           "QueueKey", "JobField")
+           "QueueKey", "JobKey", "JobField")
 _NAME = re.compile(r"\b(" + "|".join(_TABLES) + r")\.([A-Za-z_]\w*)")
 
 
@@ -80,6 +81,7 @@ _NAME = re.compile(r"\b(" + "|".join(_TABLES) + r")\.([A-Za-z_]\w*)")
 def constants() -> dict[str, dict[str, str | int]]:
     """What the scripts' names stand for, generated from the Python definitions: table ->
     name -> value (``JobStatus`` -> ``ACTIVE`` -> ``'active'``...)."""
+    from ironforge_nb.queue import keys
     from ironforge_nb.queue.codes import ErrorCode
     from ironforge_nb.queue.keys import QueueKeys
     from ironforge_nb.queue.records import RESERVED_FIELDS
@@ -104,6 +106,9 @@ def constants() -> dict[str, dict[str, str | int]]:
         "ErrorCode": enum(ErrorCode),  # the first element of a refusal reply {code, detail}
         # a queue key is queue_prefix .. <queue> .. ':' .. QueueKey.X
         "QueueKey": {f.name.upper(): f.name for f in fields(QueueKeys)},
+        # a job's own keys are job_prefix .. <id> .. JobKey.X
+        "JobKey": {name[4:-7]: getattr(keys, name) for name in keys.__all__
+                   if name.startswith("JOB_") and name.endswith("_SUFFIX")},
         "JobField": {f.upper(): f for f in sorted(RESERVED_FIELDS)},  # the job hash's fields
     }
     for names in table.values():

@@ -61,7 +61,8 @@ Returns out = {wait_ms, then per claimed job: id, token, attempt, deadline_ms, p
 
 Inputs: a task of a DAG run whose meta hash has an `inputs` field (the positions in its run of
 the parents whose results it reads, comma-separated; written by submit_run.lua for tasks that
-read at most 32) gets those results in its claim reply, each up to INLINE_BYTES and
+read at most 32) gets those results in its claim reply (a parent served from the cache: the
+result of the job its `source_job` names), each up to INLINE_BYTES and
 INLINE_BUDGET for the whole reply, so that the executor starts it without a round trip of its
 own. A parent with no result (failed under allow_failure), a bigger one or one past the budget
 is left out: the executor reads what is missing itself.
@@ -83,6 +84,13 @@ local function claim_inputs(q, run, inputs, budget)
     local pid = run .. '.' .. pos
     local rk = q.prefix .. pid .. q.rsuffix
     local size = redis.call('STRLEN', rk)
+    if size == 0 then  -- a cache hit holds no result: it reads its holder's (submit_run.lua)
+      local src = redis.call('HGET', q.prefix .. pid, 'source_job')
+      if src then
+        rk = q.prefix .. src .. q.rsuffix
+        size = redis.call('STRLEN', rk)
+      end
+    end
     if size > 0 and size <= INLINE_BYTES and size <= budget then
       found[#found + 1] = pid
       found[#found + 1] = redis.call('GET', rk)

@@ -29,6 +29,7 @@ KEYS[2] deleting  HASH run id -> HSCAN cursor of its tasks HASH ('0' = not start
 KEYS[3] code_refs HASH code key -> number of runs using it (submit_run.lua)
 KEYS[4] result_pins HASH result file URL -> jobs of other runs holding a reference to it
 KEYS[5] ended     ZSET run id -> creation time (ms) of the runs that have ended
+KEYS[6] cache_entries HASH cache key -> "<job> <origin> <created> <expires> <task> <pipeline>"
 ARGV[1] job_prefix      meta hash of job <id> = job_prefix .. id
 ARGV[2] payload_suffix  payload key = job_prefix .. id .. payload_suffix
 ARGV[3] result_suffix   result key = job_prefix .. id .. result_suffix
@@ -41,8 +42,18 @@ ARGV[7] budget          jobs deleted by this call (step 3), approximately: HSCAN
                         '0' skips step 3
 ARGV[8] run_id          run to mark (step 1); '' = none
 ARGV[9] logs_suffix     logs key = job_prefix .. id .. logs_suffix
-Result files (orchestrator/store.py): a deleted job with a `pinned` field (a cache hit holding
-a reference to another run's file) releases its pin; a pin count reaching 0 is removed and the
+Cache hits (submit_run.lua) read their holder's result instead of a copy: a deleted job whose
+borrowers list (JobKey.BORROWERS) names jobs that still point at it (`source_job`) hands its
+result over to the first of them, the heir: the result key is RENAMEd to the heir's (its TTL
+kept), the heir's `source_job` goes (it holds its own result now; `source_run` stays), the other
+borrowers point at the heir and become its borrowers, the cache entry that named the job
+(the heir's `cache_key`) names the heir, and a big result's file is pinned for the heir. So
+deleting the run that computed a result breaks neither the runs that reused it nor the
+cache: the result lives on in the heir, and nothing is left under the deleted run's job ids
+(a new run of the same id never sees it). A deleted hit leaves its holder's borrowers list.
+Result files (orchestrator/store.py): a deleted job with a `pinned` field (a hit handed a
+reference to another run's file, or an older cache hit that copied one) releases its pin; a pin
+count reaching 0 is removed and the
 file's URL returned in `released` (the caller deletes it when its own run is gone too). A run
 whose deletion completes returns its result store root (the run's `store` key, deleted here)
 in `finished`, so the caller removes the run's files except pinned ones.
@@ -54,6 +65,49 @@ local prefix, psuffix, rsuffix = ARGV[1], ARGV[2], ARGV[3]
 local run_prefix, queue_prefix = ARGV[4], ARGV[5]
 local retention, budget = tonumber(ARGV[6]), tonumber(ARGV[7])
 local ended = {succeeded = true, failed = true, cancelled = true}
+
+local REF_MAGIC = '\0IFR1'  -- a result held in the result store (orchestrator/store.py)
+
+-- job `id` (meta hash `jk`) is being deleted and `list` names its borrowers: hand its result
+-- to the first one still pointing at it (see above)
+local function hand_over(id, jk, list)
+  local heirs = {}
+  for b in string.gmatch(list, '[^,]+') do
+    if b ~= id and redis.call('HGET', prefix .. b, 'source_job') == id then
+      heirs[#heirs + 1] = b
+    end
+  end
+  local rk = jk .. rsuffix
+  if #heirs == 0 or redis.call('EXISTS', rk) == 0 then return end  -- expired: theirs too
+  local hk = prefix .. heirs[1]
+  redis.call('RENAME', rk, hk .. rsuffix)
+  redis.call('HDEL', hk, 'source_job')
+  if redis.call('GETRANGE', hk .. rsuffix, 0, 4) == REF_MAGIC then  -- its file outlives its run
+    local url = cjson.decode(string.sub(redis.call('GET', hk .. rsuffix), 6)).url
+    redis.call('HINCRBY', KEYS[4], url, 1)
+    redis.call('HSET', hk, 'pinned', url)
+  end
+  for k = 2, #heirs do redis.call('HSET', prefix .. heirs[k], 'source_job', heirs[1]) end
+  if #heirs > 1 then
+    redis.call('SET', hk .. JobKey.BORROWERS, table.concat(heirs, ',', 2) .. ',')
+  end
+  local key = redis.call('HGET', hk, 'cache_key')
+  local entry = key and redis.call('HGET', KEYS[6], key)
+  if entry and string.sub(entry, 1, #id + 1) == id .. ' ' then
+    redis.call('HSET', KEYS[6], key, heirs[1] .. string.sub(entry, #id + 1))
+  end
+end
+
+-- hit `id` is being deleted: it leaves the borrowers list of `src`, the job it reads
+local function leave(src, id)
+  local bk = prefix .. src .. JobKey.BORROWERS
+  local list = redis.call('GET', bk)
+  if not list then return end
+  local a, b = string.find(',' .. list, ',' .. id .. ',', 1, true)
+  if not a then return end
+  local rest = string.sub(list, 1, a - 1) .. string.sub(list, b)
+  if rest == '' then redis.call('DEL', bk) else redis.call('SET', bk, rest) end
+end
 
 local function mark(run)
   redis.call('ZREM', KEYS[1], run)
@@ -100,7 +154,11 @@ for i = 1, #pending, 2 do
     local fields = page[2]
     for f = 2, #fields, 2 do
       local jk = prefix .. fields[f]
-      local st = redis.call('HMGET', jk, 'status', 'queue', 'pinned')
+      local st = redis.call('HMGET', jk, 'status', 'queue', 'pinned', 'source_job')
+      local bk = jk .. JobKey.BORROWERS
+      local borrowers = redis.call('GET', bk)
+      if borrowers then hand_over(fields[f], jk, borrowers) end  -- before its pin goes
+      if st[4] then leave(st[4], fields[f]) end
       if st[3] and redis.call('HINCRBY', KEYS[4], st[3], -1) <= 0 then
         redis.call('HDEL', KEYS[4], st[3])
         released[#released + 1] = st[3]
@@ -109,7 +167,7 @@ for i = 1, #pending, 2 do
       if zset and st[2] then
         redis.call('ZREM', queue_prefix .. st[2] .. ':' .. zset, fields[f])
       end
-      redis.call('DEL', jk, jk .. psuffix, jk .. rsuffix, jk .. ARGV[9])
+      redis.call('DEL', jk, jk .. psuffix, jk .. rsuffix, jk .. ARGV[9], bk)
       deleted = deleted + 1
     end
   until cursor == '0' or deleted >= budget

@@ -41,8 +41,7 @@ KEYS[8] deleting   HASH of the runs being deleted (delete_runs.lua)
 KEYS[9] code_refs  HASH code key -> number of runs using it
 KEYS[10] codes     STRING the run's code keys, comma-separated
 KEYS[11] cache_index  ZSET cache key -> expiry time (ms) of its entry
-KEYS[12] result_pins  HASH result file URL -> jobs of other runs holding a reference to it
-KEYS[12+i] code    STRING code key of function i (i = 1..n_codes)
+KEYS[11+i] code    STRING code key of function i (i = 1..n_codes)
 ARGV[1] job_prefix      meta hash of job <id> = job_prefix .. id
 ARGV[2] payload_suffix  payload key = job_prefix .. id .. payload_suffix
 ARGV[3] run_prefix      run keys = run_prefix .. run id .. ':' .. suffix (see run_helpers)
@@ -70,20 +69,28 @@ then cache: '' (no task of the run is cached) or N lines in record order, each "
      for a cached task (ttl_ms '0': the entry lives as long as result_ttl_ms, refreshed by each
      hit) or "- 0\n" for a task that is not
 then cache_entries  HASH cache key -> its entry "<job> <origin> <created> <expires> <task>
-                    <pipeline>" (times in ms; the entry is dead from <expires> on, and the
+                    <pipeline>" (times in ms; the entry is dead from <expires> on, or with
+                    <expires> 0 (the default lifetime) once the job's result is gone; the
                     index's expiry scores let a bounded prune HDEL the dead ones)
 then result_suffix  result key = job_prefix .. id .. result_suffix
 then result_ttl_ms  lifetime of results (ms)
 Cache (orchestrator/cache.py): a cached task whose entry is not expired and names a job whose
-result key still exists (only a completion, or a hit's COPY, writes a run job's result; one GETRANGE of its first
-5 bytes tells both that and whether it is a big result's reference) is a hit: its job is created 'completed' (fields finished, progress 1,
-`source_run` = the run that computed the result, `source_job` = the job copied from) with a COPY of
-that result (no bytes pass through Lua), one 'completed' event with `cached` in the run's
-stream, and it is not queued; its children count it as a completed parent (a child whose
-parents all hit, or are roots, is queued at once). The entry then names the new job (a fresh
-copy: the entry outlives the runs it came from, and a deleted or expired source is just a miss).
-A copied reference to a big result's file (orchestrator/store.py) pins that file for the new
-job (`pinned` field, count in result_pins; delete_runs.lua releases it).
+result key still exists (only a completion, or a deleted run handing a result over, writes a
+run job's result) is a hit. The PEXPIRE that finds the result also keeps it result_ttl_ms from
+now: a hit POINTS at that job's result (the holder) instead of copying it. Its job is created
+'completed' (fields finished, progress 1, `source_run` = the run that computed the result,
+`source_job` = the holder, whose result readers read when the job has none of its own:
+Run.result, execute.py, claim_helpers.lua; `cache_key`), with no result key of its own, and
+it joins the holder's borrowers (JobKey.BORROWERS, one APPEND); one 'completed' event with
+`cached` in the run's stream; it is not queued; its children count it as a completed parent (a
+child whose parents all hit, or are roots, is queued at once). The entry is not written by a
+hit: it keeps naming the holder, whose result each hit keeps alive (an entry with the default
+lifetime, <expires> 0, lives as long as that result). Deleting the holder's run hands the
+result to its first borrower (delete_runs.lua: the result key renamed, the entry re-pointed,
+the other borrowers pointed at the heir, a big result's file pinned), so a run's results stay
+readable as long as the run exists (and result_ttl after its submit), whichever run computed
+them. Costs per hit: the PEXPIRE, the job's HSET, the APPEND, the event (a copy took a GETRANGE,
+a COPY, a PEXPIRE and the entry's HSET and ZADD: twice the server time, bench_iterate.py).
 A miss writes the entry for the new job (valid once it completes). Every hit counts in the
 run's `completed` and `cached` counters, and sends job.completed to the webhook endpoints that
 want it, with `cached` true and `source_run` in its data (outbox_helpers.lua; in task order,
@@ -92,13 +99,14 @@ A hit's job gets no payload: a completed job is never claimed or run again.
 Entries are fields of one HASH, read with one HMGET and written with one HSET per 1000 keys
 (a STRING per entry took a GET and a SET ... PX per key: twice the server time; see
 benchmarks/bench_cache_ops.py). Expired entries leave the hash and the index here, up to
-max(1000, N) of them per submit (ZRANGEBYSCORE up to now).
+max(1000, N) of them per submit (ZRANGEBYSCORE up to now); one with the default lifetime whose
+result still lives is scored again at that result's expiry instead.
 Returns: 'created', 'exists', or 'deleting' (a run with this id is being deleted: nothing
   written; the caller finishes that deletion and submits again); an error reply (nothing
   written) for malformed arguments.
 ]]
 local P, C, N = tonumber(ARGV[11]), tonumber(ARGV[12]), tonumber(ARGV[13])
-if not (P and C and N) or #ARGV ~= 19 + 7 * P + C or #KEYS ~= 12 + C then
+if not (P and C and N) or #ARGV ~= 19 + 7 * P + C or #KEYS ~= 11 + C then
   return redis.error_reply('ERR submit_run: malformed arguments (counts do not add up)')
 end
 local profiles = {}
@@ -144,7 +152,6 @@ if n ~= N or at ~= #records + 1 or bytes ~= #blob then
                            ' parsed, payload sizes ' .. bytes .. ' for ' .. #blob .. ' bytes)')
 end
 
-local REF_MAGIC = '\0IFR1'  -- a result held in the result store (orchestrator/store.py)
 local cache_lines = ARGV[16 + 7 * P + C]
 local centries, rsuffix = ARGV[17 + 7 * P + C], ARGV[18 + 7 * P + C]
 local rttl = tonumber(ARGV[19 + 7 * P + C])
@@ -170,26 +177,21 @@ local now = tostring(now_ms())
 local prefix, psuffix, maxlen, run = ARGV[1], ARGV[2], ARGV[5], ARGV[6]
 local ctx = run_ctx(prefix, ARGV[3], ARGV[4], maxlen)
 
--- (2b) the cache lookup (reads only), one HMGET per 1000 keys:
--- hit[i] = {source job, origin run, the entry's "<created> <expires> <task> <pipeline>", is a ref}
+-- (2b) the cache lookup, one HMGET per 1000 keys: hit[i] = {holder job, origin run}
 local hit, hits, now_ms = {}, 0, tonumber(now)
 for s = 1, n_cached, 1000 do
   local last = math.min(n_cached, s + 999)
   local found = redis.call('HMGET', centries, unpack(c_list, s, last))
   for j = 1, last - s + 1 do
     local e = found[j]
-    local src, origin, rest, _, expires
-    if e then src, origin, rest, _, expires = string.match(e, '^(%S+) (%S*) ((%d+) (%d+) .*)$') end
-    if src and tonumber(expires) > now_ms then
-      -- only a completion (or a hit's COPY) writes a run job's result: it exists =>
-      -- completed. A result is never empty (a signed pickle or JSON), so '' here means no
-      -- result; the same read tells a big result's reference (whose file the copy pins) from
-      -- an inline one.
-      local head = redis.call('GETRANGE', prefix .. src .. rsuffix, 0, 4)
-      if head ~= '' then
-        hit[c_pos[s + j - 1]] = {src, origin, rest, head == REF_MAGIC}
-        hits = hits + 1
-      end
+    local src, origin, expires
+    if e then src, origin, expires = string.match(e, '^(%S+) (%S*) %d+ (%d+) ') end
+    -- only a completion (or a hand-over) writes a run job's result: it exists => completed;
+    -- PEXPIRE tells that (0: no such key) and keeps it alive for the run that points at it
+    if src and (expires == '0' or tonumber(expires) > now_ms)
+       and redis.call('PEXPIRE', prefix .. src .. rsuffix, rttl) == 1 then
+      hit[c_pos[s + j - 1]] = {src, origin}
+      hits = hits + 1
     end
   end
 end
@@ -206,7 +208,7 @@ end
 
 local code_keys = {}
 for c = 1, C do
-  code_keys[c] = KEYS[12 + c]
+  code_keys[c] = KEYS[11 + c]
   redis.call('SET', code_keys[c], ARGV[13 + 7 * P + c], 'NX')
   redis.call('HINCRBY', KEYS[9], code_keys[c], 1)
 end
@@ -241,19 +243,12 @@ for i = 1, N do
   local task, prof, len = r_task[i], r_prof[i], r_len[i]
   local jid = run .. '.' .. (i - 1)
   local jk = prefix .. jid
-  if hit[i] then
-    local src, origin = hit[i][1], hit[i][2]
+  if hit[i] then  -- no result of its own: it reads its holder's, as one of its borrowers
+    local src = hit[i][1]
     redis.call('HSET', jk, 'status', JobStatus.COMPLETED, 'run', run, 'task', task, 'created', now,
-               'finished', now, JobField.PROGRESS, 1, 'source_run', origin, 'source_job', src,
-               unpack(prof.fields))
-    local srk = prefix .. src .. rsuffix
-    redis.call('COPY', srk, jk .. rsuffix, 'REPLACE')
-    redis.call('PEXPIRE', jk .. rsuffix, rttl)
-    if hit[i][4] then  -- a big result's file: pin it
-      local url = cjson.decode(string.sub(redis.call('GET', srk), 6)).url
-      redis.call('HINCRBY', KEYS[12], url, 1)
-      redis.call('HSET', jk, 'pinned', url)
-    end
+               'finished', now, JobField.PROGRESS, 1, 'source_run', hit[i][2], 'source_job', src,
+               'cache_key', c_key[i], unpack(prof.fields))
+    redis.call('APPEND', prefix .. src .. JobKey.BORROWERS, jid .. ',')
   elseif r_np[i] == 0 then
     redis.call('HSET', jk, 'status', JobStatus.QUEUED, 'run', run, 'task', task, 'created', now,
                JobField.ENQUEUED, now, unpack(prof.fields))
@@ -286,26 +281,20 @@ for i = 1, N do
     if nr >= 2000 then flush(KEYS[3], remaining, nr); nr = 0 end
   end
   local key = c_key[i]
-  if key then  -- the entry names this job: a fresh copy (hit) or the result to come (miss)
-    -- "<job> <origin> <created> <expires> <task> <pipeline>"; a hit keeps origin, created,
-    -- task and pipeline, names the new job, and with the default ttl (0) lives rttl from now
-    -- (a task's own cache_ttl counts from the entry's creation: its expiry stays)
-    local ttl, h, value = c_ttl[i], hit[i], nil
-    if h and ttl ~= 0 then
-      value = jid .. ' ' .. h[2] .. ' ' .. h[3]
-    else
-      local expires = now_ms + (ttl == 0 and rttl or ttl)
-      value = h and (jid .. ' ' .. h[2] .. ' ' ..
-                     string.gsub(h[3], '^(%d+) %d+', '%1 ' .. expires, 1))
-              or (jid .. ' ' .. run .. ' ' .. now .. ' ' .. expires .. ' ' .. task .. ' ' ..
-                  ARGV[7])
-      index[ni + 1], index[ni + 2] = expires, key
-      ni = ni + 2
-      if ni >= 2000 then redis.call('ZADD', KEYS[11], unpack(index, 1, ni)); ni = 0 end
-    end
-    entries[ne + 1], entries[ne + 2] = key, value
+  if key and not hit[i] then  -- a miss: the entry names this job (valid once it completes)
+    -- "<job> <origin> <created> <expires> <task> <pipeline>"; <expires> 0 (the default
+    -- lifetime): as long as the result lives, which each hit extends; the index scores it
+    -- with the result's first expiry (the prune looks again then)
+    local ttl = c_ttl[i]
+    local expires = now_ms + (ttl == 0 and rttl or ttl)
+    entries[ne + 1], entries[ne + 2] = key, jid .. ' ' .. run .. ' ' .. now .. ' ' ..
+                                            (ttl == 0 and '0' or expires) .. ' ' .. task ..
+                                            ' ' .. ARGV[7]
     ne = ne + 2
     if ne >= 2000 then flush(centries, entries, ne); ne = 0 end
+    index[ni + 1], index[ni + 2] = expires, key
+    ni = ni + 2
+    if ni >= 2000 then redis.call('ZADD', KEYS[11], unpack(index, 1, ni)); ni = 0 end
   end
   if not hit[i] then  -- a hit's job is completed: it is never claimed, so needs no payload
     payloads[np + 1], payloads[np + 2] = jk .. psuffix, string.sub(blob, pos, pos + len - 1)
@@ -334,11 +323,29 @@ end
 if ni > 0 then redis.call('ZADD', KEYS[11], unpack(index, 1, ni)) end
 flush(centries, entries, ne)
 if n_cached > 0 then  -- prune expired entries, at most max(1000, N) per submit
-  local dead = redis.call('ZRANGEBYSCORE', KEYS[11], '-inf', now, 'LIMIT', 0, math.max(1000, N))
-  for s = 1, #dead, 1000 do
-    local last = math.min(#dead, s + 999)
-    redis.call('HDEL', centries, unpack(dead, s, last))
-    redis.call('ZREM', KEYS[11], unpack(dead, s, last))
+  local due = redis.call('ZRANGEBYSCORE', KEYS[11], '-inf', now, 'LIMIT', 0, math.max(1000, N))
+  for s = 1, #due, 1000 do
+    local last = math.min(#due, s + 999)
+    local found = redis.call('HMGET', centries, unpack(due, s, last))
+    local dead, nd, later, nl = {}, 0, {}, 0
+    for j = 1, last - s + 1 do
+      -- an entry with the default lifetime lives while its job's result does (hits extend it)
+      local job = found[j] and string.match(found[j], '^(%S+) %S* %d+ 0 ')
+      local left = job and redis.call('PTTL', prefix .. job .. rsuffix) or -2
+      if left == -1 then left = rttl end  -- a result with no expiry: look again rttl on
+      if left > 0 then
+        later[nl + 1], later[nl + 2] = now_ms + left, due[s + j - 1]
+        nl = nl + 2
+      else
+        nd = nd + 1
+        dead[nd] = due[s + j - 1]
+      end
+    end
+    if nd > 0 then
+      redis.call('HDEL', centries, unpack(dead, 1, nd))
+      redis.call('ZREM', KEYS[11], unpack(dead, 1, nd))
+    end
+    if nl > 0 then redis.call('ZADD', KEYS[11], unpack(later, 1, nl)) end
   end
 end
 
