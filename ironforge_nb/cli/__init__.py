@@ -3,9 +3,9 @@
 Each subcommand is two functions: ``add_<name>(subparsers)`` declares its arguments and binds
 ``cmd_<name>(args) -> exit code`` as its handler. They live in a module per group:
 `cli.server` (server, schema, home), `cli.queue` (worker, dead-letters), `cli.runs` (status,
-runs), `cli.webhooks` (webhooks); `cli.common` has the connection options they share. To add
-one, write both and append the ``add_`` function to `SUBCOMMANDS`. Handlers import what they
-need, so ``ironforge --help`` stays fast.
+runs), `cli.webhooks` (webhooks), `cli.results` (sweep-results); `cli.common` has the
+connection options they share. To add one, write both and append the ``add_`` function to
+`SUBCOMMANDS`. Handlers import what they need, so ``ironforge --help`` stays fast.
 
     ironforge server [--port N] [--appendonly]   run a redis-server in the foreground
     ironforge schema                             print the JSON Schema of statuses and events
@@ -16,6 +16,7 @@ need, so ``ironforge --help`` stays fast.
     ironforge runs [--limit N]                   recent runs of the namespace
     ironforge dead-letters [--requeue ID|--all] [--purge]   the dead-letter queues
     ironforge webhooks [list]                    deliver webhooks until SIGTERM; or list them
+    ironforge sweep-results [--dry-run]          delete result files nothing references
 """
 
 
@@ -27,6 +28,7 @@ from collections.abc import Callable, Sequence
 
 from ironforge_nb.cli.common import Subparsers
 from ironforge_nb.cli.queue import add_dead_letters, add_worker
+from ironforge_nb.cli.results import add_sweep_results
 from ironforge_nb.cli.runs import add_runs, add_status
 from ironforge_nb.cli.server import add_home, add_schema, add_server
 from ironforge_nb.cli.webhooks import add_webhooks
@@ -36,7 +38,8 @@ __all__ = ["SUBCOMMANDS", "build_parser", "main"]
 
 SUBCOMMANDS: list[Callable[[Subparsers], None]] = [add_server, add_schema, add_worker,
                                                    add_home, add_status, add_runs,
-                                                   add_dead_letters, add_webhooks]
+                                                   add_dead_letters, add_webhooks,
+                                                   add_sweep_results]
 
 
 def build_parser() -> argparse.ArgumentParser:
