@@ -83,7 +83,7 @@ def test_worker_runs_jobs_and_stores_results(q: Queue, start_worker: StartWorker
 def test_short_successes_share_their_completion_calls(q: Queue, redis_client: Any,
                                                       start_worker: StartWorker) -> None:
     """While its executor still holds many prefetched leases, the worker completes successes
-    together (each waits at most COMPLETE_DELAY for the next ones, outcomes.py), so 2,000
+    together (each waits at most COMPLETE_DELAY for the next ones, settling.py), so 2,000
     sub-millisecond jobs cost far fewer script calls than one start mark plus one completion
     each (1.6-1.7 per job without that), and every result is stored."""
     start_worker()

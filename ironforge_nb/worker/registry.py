@@ -121,7 +121,7 @@ def _read(client: Any, key: str) -> list[tuple[str, WorkerInfo]]:
 
 def gone_workers(config: RedisConfig, stale_after: float = STALE_AFTER) -> list[WorkerInfo]:
     """The workers of ``config``'s namespace whose entry was not refreshed for ``stale_after``
-    seconds (killed, or cut off from Redis), by name; see `Housekeeping._release_gone`."""
+    seconds (killed, or cut off from Redis), by name; see `Housekeeper`."""
     client = config.client()
     now = _redis_now(client)
     gone = [info for _, info in _read(client, config.keys.workers)

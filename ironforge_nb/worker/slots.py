@@ -77,7 +77,7 @@ class Slot:
         self.proc = proc
         self.prefetch = prefetch
         self.tasks: deque[Task] = deque()
-        # successes whose completion waits to travel with the next ones (see Outcomes._settle)
+        # successes whose completion waits to travel with the next ones (see Settler.settle)
         self.deferred: list[tuple[Task, Any]] = []
         self.deferred_since = 0.0  # monotonic time of the oldest deferred success
         self._average: float | None = None  # moving average of task durations, seconds

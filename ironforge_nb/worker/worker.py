@@ -5,7 +5,7 @@ jobs in batches (one claim for all idle executors; then each completion, or batc
 completions, claims that executor's next jobs in the same round trip:
 ``complete_many(fetch_next=k)``; only a worker with an idle executor blocks on the wake list),
 hands leases to forked executors (`executor.py`; fast ones prefetch, see `slots.py`) and
-records their outcomes (`outcomes.py`; an executor that dies under its task is a stall, not an
+records their outcomes (`settling.py`; an executor that dies under its task is a stall, not an
 attempt), heartbeats every lease it holds (prefetched ones too) every third of its length,
 kills an executor whose task outlives its ``timeout`` and fails that attempt, reaps expired
 leases of its queues, and refreshes its entry in the worker registry (`housekeeping.py`). It
@@ -20,35 +20,51 @@ second stop request skips the grace. If the worker is SIGKILLed, its executors d
 the engine redelivers its jobs once their leases expire (at-least-once): the running ones as
 stalls, the prefetched ones at no charge (`slots.py`). See `stopping.py`.
 
-`Worker` is one class split over modules, each a base class of the next (see `core.py`); this
-module holds the options, `Worker.run` and the loop.
+`Worker` holds the options and the loop; each concern is an object of its own, which the worker
+makes and wires together and which keeps its own state behind a few public methods:
+
+- `ExecutorPool` (`pool.py`): the slots and their executor processes; dispatches leases to
+  them, drains their outcomes, replaces an executor;
+- `Settler` (`settling.py`): records outcomes in Redis (complete, fail, stall, time out, hand
+  back), deferred completions included, and refills a slot in the same call;
+- `Claimer` (`claiming.py`): the claim for idle executors, and the wake-up hints;
+- `Housekeeper` (`housekeeping.py`): heartbeats, timeouts, reaping, the registry entry, gone
+  workers, the webhook dispatcher process;
+- `Stopper` (`stopping.py`): stop requests, signals, the grace period;
+- `Waker` (`wake.py`): the BLPOP the loop polls, shared by the parts that claim, settle, stop.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import logging
 import os
-import signal
 import socket
 import time
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from ironforge_nb.errors import InvalidOptionError
 from ironforge_nb.names import validate_name
 from ironforge_nb.queue import Queue, RedisConfig, default_config
 from ironforge_nb.queue.options import seconds_to_ms, validate_count, validate_worker
-from ironforge_nb.worker.core import REDIS_DOWN, log
-from ironforge_nb.worker.executor import Executor, task_executor
-from ironforge_nb.worker.housekeeping import GONE_INTERVAL, Housekeeping
-from ironforge_nb.worker.registry import Registry
-from ironforge_nb.worker.slots import PREFETCH, Slot
+from ironforge_nb.worker.claiming import Claimer
+from ironforge_nb.worker.executor import REDIS_DOWN, Executor, task_executor
+from ironforge_nb.worker.housekeeping import Housekeeper, start_dispatcher
+from ironforge_nb.worker.pool import ExecutorPool
+from ironforge_nb.worker.settling import Settler
+from ironforge_nb.worker.slots import PREFETCH
+from ironforge_nb.worker.stopping import Stopper
 from ironforge_nb.worker.wake import Waker
 from ironforge_nb.worker.wire import Readiness
 
 __all__ = ["Worker"]
 
+log = logging.getLogger("ironforge_nb.worker")
 
-class Worker(Housekeeping):
+
+class Worker:
     """A worker serving ``queues`` of ``config``'s namespace with ``concurrency`` executors.
 
     ``executor`` runs one lease and returns its encoded result (default: the orchestrator's
@@ -80,20 +96,21 @@ class Worker(Housekeeping):
                         else seconds_to_ms("timeout", timeout, positive=True) / 1000)
         self.grace = seconds_to_ms("grace", grace) / 1000
         self.prefetch = validate_count("prefetch", prefetch, 0)
-        self._execute = executor if executor is not None else task_executor(secret, json_only)
         self.webhooks = bool(webhooks)
-        self._hooks = None
-        self.jobs_done = 0
         self._parent_pid = parent_pid
-        self._slots = []
-        self._queues = {}
-        self._stop_r, self._stop_w = os.pipe()
-        os.set_blocking(self._stop_w, False)
-        self._stop_requests = 0
-        self._grace_deadline = None
-        self._want_claim = True
-        self._next_reap = self._next_beat = 0.0
-        self._next_gone = time.monotonic() + GONE_INTERVAL
+        # the parts that need no connection and fork nothing yet (`stop` works before `run`)
+        self._pool = ExecutorPool(
+            self.config, executor if executor is not None else task_executor(secret, json_only),
+            self.concurrency, prefetch=self.prefetch, lease=self.lease, timeout=self.timeout)
+        self._waker = Waker(self.config, [self.config.keys.queue(q).wake
+                                          for q in self.queue_names])
+        self._settler = Settler(self.name, self._pool, self._waker,
+                                single_queue=len(self.queue_names) == 1)
+        self._stopper = Stopper(self.name, self.grace, self._pool, self._settler, self._waker)
+        # the loop's poll set, rebuilt only when what it watches changed (see _handlers)
+        self._readiness = Readiness()
+        self._handlers_key: tuple[Any, ...] = ()
+        self._handlers_cache: dict[int, Callable[[], None]] = {}
 
     def __repr__(self) -> str:
         return (f"Worker({self.name!r}, namespace={self.config.namespace!r}, "
@@ -101,19 +118,37 @@ class Worker(Housekeeping):
 
     # -- public ----------------------------------------------------------------------------
 
+    @property
+    def running(self) -> int:
+        """How many claimed jobs this worker holds now (running or prefetched)."""
+        return self._pool.running
+
+    @property
+    def jobs_done(self) -> int:
+        """How many tasks ran to an outcome (or died or timed out trying) so far."""
+        return self._settler.jobs_done
+
+    def stop(self) -> None:
+        """Ask the worker to stop (safe from a signal handler or another thread).
+
+        The first request lets running tasks finish within the grace period; a second one
+        hands them back to the queue at once.
+        """
+        self._stopper.stop()
+
     def run(self) -> None:
         """Serve until a stop request, then shut down gracefully; returns when done."""
-        # fork the executors first, before any thread or Redis connection exists here
-        self._slots = [Slot(self._spawn(), self.prefetch) for _ in range(self.concurrency)]
-        self._check_dispatcher()
-        previous = self._install_signals()
-        self._queues = {q: Queue(q, self.config) for q in self.queue_names}
-        self._registry = Registry(self.config, self.name, self.queue_names, self.concurrency)
-        self._waker = Waker(self.config, [self.config.keys.queue(q).wake
-                                          for q in self.queue_names])
-        self._readiness = Readiness()
-        self._handlers_key = ()
-        self._handlers_cache = {}
+        # fork the executors and the webhook dispatcher first, before any thread or Redis
+        # connection exists here
+        self._pool.start()
+        hooks = start_dispatcher(self.config, self.name) if self.webhooks else None
+        self._stopper.install_signals()
+        queues = {q: Queue(q, self.config) for q in self.queue_names}
+        self._housekeeper = Housekeeper(
+            self.config, self.name, queues, pool=self._pool, settler=self._settler,
+            lease=self.lease, hooks=hooks, parent_pid=self._parent_pid, stop=self.stop)
+        self._claimer = Claimer(self.name, list(queues.values()), self.lease, pool=self._pool,
+                                settler=self._settler, waker=self._waker)
         log.info("worker %s serving %s (concurrency %d, pid %d)", self.name,
                  ",".join(self.queue_names), self.concurrency, os.getpid())
         try:
@@ -121,8 +156,6 @@ class Worker(Housekeeping):
                 pass
         finally:
             self._shutdown()
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
 
     # -- the loop --------------------------------------------------------------------------
 
@@ -132,55 +165,36 @@ class Worker(Housekeeping):
         except REDIS_DOWN as exc:
             log.warning("worker %s: Redis unavailable (%s); retrying in 1 s", self.name, exc)
             self._waker.close()
-            self._want_claim = True  # whatever was interrupted, claim again once it is back
+            self._pool.claim_due = True  # whatever was interrupted, claim again once it is back
             time.sleep(1.0)
             return True
 
     def _serve_once(self) -> bool:
         """One turn of the loop; False once the worker has nothing left to do."""
         now = time.monotonic()
-        if self._stop_requests and self._grace_deadline is None:
-            self._begin_stop(now)
-        if self._grace_deadline is not None:
-            if self.running == 0:
-                return False
-            if now >= self._grace_deadline or self._stop_requests > 1:
-                self._release_running()
-                return False
-        elif self._want_claim:
-            self._claim()
-        else:
-            self._waker.due(now, idle=any(not s.tasks for s in self._slots))
-        self._periodic(now)
+        stopper = self._stopper
+        if not stopper.serving(now):
+            return False
+        if stopper.deadline is None:
+            if self._pool.claim_due:
+                self._claimer.claim()
+            else:
+                self._claimer.idle(now)
+        self._settler.flush_deferred(now)
+        self._housekeeper.periodic(now)
         self._wait_and_handle(self._next_wakeup(now))
         return True
 
-    def _claim(self) -> None:
-        """Claim jobs for the idle executors (queues in the order given), one script each.
-
-        Busy executors are left out: each completion claims their next jobs in the same round
-        trip (`_complete`), so a claim for them here would cost one more script call per task.
-        Only a worker with an idle executor blocks on the wake list, so that a wake-up hint
-        goes to a worker that can use it.
-        """
-        self._want_claim = False
-        idle = [s for s in self._slots if not s.tasks]
-        most = max((s.free for s in idle), default=0)
-        free = [s for k in range(most) for s in idle if k < s.free]  # round robin over idle
-        wanted = len(free)
-        for name in self.queue_names:
-            if not free:
-                break
-            queue = self._queues[name]
-            heads = len({id(s) for s in free if not s.tasks})  # first in `free`: they start now
-            for lease in queue.dequeue_many(self.name, len(free), self.lease, timeout=0,
-                                            started=heads):
-                # more than asked: a claim whose reply was lost, answered now (scripts.py)
-                slot = free.pop(0) if free else min(self._slots, key=lambda s: len(s.tasks))
-                self._dispatch(slot, queue, lease)
-        self._waker.claimed(wanted, wanted - len(free))
-        if any(not s.tasks for s in self._slots):
-            self._waker.block()
+    def _next_wakeup(self, now: float) -> float:
+        """Seconds until the next chore, deferred completion, claim or end of the grace."""
+        due = min(self._housekeeper.next_due(now), self._settler.next_due())
+        if self._stopper.deadline is not None:
+            due = min(due, self._stopper.deadline)
+        elif self._pool.claim_due:
+            due = now
+        elif self._waker.arm_at is not None:  # a BLPOP delayed by its cooldown
+            due = min(due, self._waker.arm_at)
+        return max(0.0, due - now)
 
     def _wait_and_handle(self, timeout: float) -> None:
         handlers = self._handlers()
@@ -194,21 +208,27 @@ class Worker(Housekeeping):
         replaced or the wake-list BLPOP was sent or answered. The key holds the executor
         objects themselves (compared by identity): an ``id()`` could be reused by a
         replacement once the old object is freed, and stale descriptors would be watched."""
-        key = (self._waker.pending, *(s.proc for s in self._slots),
-               *(s.proc.conn.closed for s in self._slots))
+        slots = self._pool.slots
+        key = (self._waker.pending, *(s.proc for s in slots),
+               *(s.proc.conn.closed for s in slots))
         if key == self._handlers_key:
             return self._handlers_cache
-        handlers: dict[int, Callable[[], None]] = {self._stop_r: self._drain_stop_pipe}
-        for slot in self._slots:
+        settler = self._settler
+        handlers: dict[int, Callable[[], None]] = {self._stopper.fileno(): self._stopper.drain}
+        for slot in slots:
             if not slot.proc.conn.closed:
-                handlers[slot.proc.conn.fileno()] = functools.partial(self._on_message, slot)
-            handlers[slot.proc.sentinel] = functools.partial(self._on_death, slot)
+                handlers[slot.proc.conn.fileno()] = functools.partial(settler.on_message, slot)
+            handlers[slot.proc.sentinel] = functools.partial(settler.on_death, slot)
         if self._waker.pending:
-            handlers[self._waker.fileno()] = self._on_wake
+            handlers[self._waker.fileno()] = self._claimer.on_wake
         self._readiness.watch(handlers)
         self._handlers_key, self._handlers_cache = key, handlers
         return handlers
 
-    def _on_wake(self) -> None:
-        self._waker.collect()
-        self._want_claim = True
+    def _shutdown(self) -> None:
+        self._pool.close()
+        with contextlib.suppress(Exception):
+            self._waker.close()
+        self._housekeeper.close()
+        self._stopper.close()
+        log.info("worker %s stopped after %d job(s)", self.name, self.jobs_done)

@@ -1,4 +1,4 @@
-"""Recording in Redis what became of each job a worker holds (part of `Worker`, see `core.py`).
+"""`Settler`: recording in Redis what became of each job a worker holds.
 
 A finished task is completed (successes in one call that also claims the slot's next jobs, see
 `slots.py`; while the slot's executor still holds more than half its leases ahead, a success
@@ -6,44 +6,61 @@ waits up to `COMPLETE_DELAY` for the next ones, so that a sub-millisecond task's
 does not cost a call of its own) or failed; a task that outlived its timeout
 fails that attempt; a task whose executor process died under it (a signal: the OOM killer, a
 SIGKILL) is a stall, not an attempt (`Queue.stall`); a prefetched task that must not wait any
-longer is revoked and handed back to the queue. A job that moved on meanwhile (lease lost,
-cancelled, deleted) is logged and left alone.
+longer is revoked and handed back to the queue; once the worker stops past its grace, the
+tasks of the executors it killed go back to the queue (`release`). A job that moved on
+meanwhile (lease lost, cancelled, deleted) is logged and left alone.
+
+The settler reads outcomes from, and refills, the slots of the worker's `ExecutorPool`
+(`pool.py`). A slot it leaves idle is claimed for again (`ExecutorPool.claim_due`), or, when
+its completion's claim found the worker's only queue empty, waits for a wake-up hint
+(`Waker.block`). After `wind_down` (the worker is stopping) it completes at once, claims
+nothing and leaves idle slots idle.
 """
 
 from __future__ import annotations
 
-import contextlib
+import logging
 import time
 
-from ironforge_nb.errors import SizeLimitError
-from ironforge_nb.queue import Lease, Queue
-from ironforge_nb.worker.core import MOVED_ON, WorkerCore, log
+from ironforge_nb.errors import JobNotFoundError, JobStateError, LeaseLost, SizeLimitError
 from ironforge_nb.worker.executor import Outcome
-from ironforge_nb.worker.slots import Slot, Task, task_timeout
+from ironforge_nb.worker.pool import ExecutorPool
+from ironforge_nb.worker.slots import Slot, Task
+from ironforge_nb.worker.wake import Waker
 
-__all__ = ["COMPLETE_BATCH", "COMPLETE_DELAY", "Outcomes"]
+__all__ = ["COMPLETE_BATCH", "COMPLETE_DELAY", "MOVED_ON", "Settler"]
+
+log = logging.getLogger("ironforge_nb.worker")
 
 COMPLETE_BATCH = 32  # deferred successes of a slot that make its completion call go at once
 COMPLETE_DELAY = 0.002  # seconds a success's completion may wait for the next ones
+MOVED_ON = (LeaseLost, JobStateError, JobNotFoundError)  # the job is no longer ours
 
 
-class Outcomes(WorkerCore):
-    """Handing leases to executors and recording their outcomes."""
+class Settler:
+    """Records the outcomes of the tasks of ``pool``'s slots, for the worker ``name``.
 
-    def _dispatch(self, slot: Slot, queue: Queue, lease: Lease) -> None:
-        """Hand ``lease`` to ``slot``; it becomes the head (started by the claim that brought
-        it: see `slots.py`) when the slot held nothing, else its executor marks it started
-        when it takes it up."""
-        task = Task(lease, queue, task_timeout(lease, self.timeout),
-                    time.monotonic() + self.lease / 3, marked=not slot.tasks)
-        try:
-            slot.push(task)
-        except OSError:  # the executor died: a new one takes its tasks, this one included
-            self._lost_executor(slot, spare=task)
+    ``single_queue``: the worker serves one queue, so a completion whose claim came back
+    short means that queue is empty (the slot then waits on ``waker``).
+    """
 
-    def _on_message(self, slot: Slot) -> None:
+    def __init__(self, name: str, pool: ExecutorPool, waker: Waker, *,
+                 single_queue: bool) -> None:
+        self.name = name
+        self.jobs_done = 0  # tasks that ran to an outcome (or died or timed out trying)
+        self.closing = False  # the worker is stopping: see wind_down
+        self._pool = pool
+        self._waker = waker
+        self._single_queue = single_queue
+        self._drain = pool.drain  # bound once: per outcome, on the hot path
+        self._dispatch = pool.dispatch
+
+    # -- outcomes arriving -------------------------------------------------------------------
+
+    def on_message(self, slot: Slot) -> None:
+        """The slot's executor sent outcomes: record them, or defer its successes."""
         done = self._drain(slot)
-        if (done and len(slot.tasks) > max(1, slot.free) and self._grace_deadline is None
+        if (done and len(slot.tasks) > max(1, slot.free) and not self.closing
                 and all(o.ok and o.ran for _, o in done)
                 and len(slot.deferred) + len(done) < COMPLETE_BATCH):
             # successes while the executor still holds more than half its leases ahead: their
@@ -53,27 +70,30 @@ class Outcomes(WorkerCore):
                 slot.deferred_since = time.monotonic()
             slot.deferred += done
             return
-        self._settle(slot, done)
+        self.settle(slot, done)
 
-    def _flush_deferred(self, now: float) -> None:
+    def on_death(self, slot: Slot) -> None:
+        """The slot's executor process ended (or its sentinel says so)."""
+        if not slot.proc.alive():
+            self.lost_executor(slot)
+
+    def flush_deferred(self, now: float) -> None:
         """Complete the deferred successes that waited `COMPLETE_DELAY`, or of a slot whose
         executor is about to run dry."""
-        for slot in self._slots:
+        for slot in self._pool.slots:
             if slot.deferred and (now - slot.deferred_since >= COMPLETE_DELAY
-                                  or len(slot.tasks) <= 1 or self._grace_deadline is not None):
-                self._settle(slot, [])
+                                  or len(slot.tasks) <= 1 or self.closing):
+                self.settle(slot, [])
 
-    def _drain(self, slot: Slot) -> list[tuple[Task, Outcome]]:
-        """Every outcome the executor has sent so far, with its task (now off the slot)."""
-        done: list[tuple[Task, Outcome]] = []
-        while slot.tasks and slot.proc.ready():
-            outcome = slot.proc.receive()
-            if outcome is None:
-                break  # EOF: the executor died, handled by _lost_executor
-            done.append((slot.finish(outcome.ran), outcome))
-        return done
+    def next_due(self) -> float:
+        """When the oldest deferred success must be completed (monotonic; inf: none)."""
+        due = float("inf")
+        for slot in self._pool.slots:
+            if slot.deferred:
+                due = min(due, slot.deferred_since + COMPLETE_DELAY)
+        return due
 
-    def _settle(self, slot: Slot, done: list[tuple[Task, Outcome]]) -> None:
+    def settle(self, slot: Slot, done: list[tuple[Task, Outcome]]) -> None:
         """Record finished tasks in Redis: failures one by one, successes in one call that
         also claims the slot's next jobs. A slot left idle claims again, or, when that call
         found the queue empty, waits for a wake-up hint."""
@@ -91,19 +111,19 @@ class Outcomes(WorkerCore):
         ok = [(t, o) for t, o in done if o.ok and not t.dropped]
         for task, outcome in done:
             if not outcome.ok and not task.dropped:
-                self._fail(task, outcome.error, outcome.retry)
+                self.fail(task, outcome.error, outcome.retry)
         drained = self._complete(slot, ok) if ok else False
-        if not slot.tasks and self._grace_deadline is None:
+        if not slot.tasks and not self.closing:
             if drained:
                 self._waker.block()
             else:
-                self._want_claim = True
+                self._pool.claim_due = True
 
     def _complete(self, slot: Slot, done: list[tuple[Task, Outcome]]) -> bool:
         """Complete the finished tasks and refill the slot in the same round trip; True when
         that claim found nothing left in the worker's only queue."""
         queue = done[-1][0].queue
-        fetch = 0 if self._grace_deadline is not None else max(slot.free, 0)
+        fetch = 0 if self.closing else max(slot.free, 0)
         same = [(t, o) for t, o in done if t.queue is queue]
         for task, outcome in done:
             if task.queue is not queue:
@@ -118,21 +138,23 @@ class Outcomes(WorkerCore):
             return False
         for job_id, exc in refused.items():
             log.warning("worker %s: result of job %s discarded: %s", self.name, job_id, exc)
+        dispatch = self._dispatch
         for lease in leases:
-            self._dispatch(slot, queue, lease)
-        return (fetch > 0 and len(leases) < fetch and not refused
-                and len(self.queue_names) == 1)
+            if (spare := dispatch(slot, queue, lease)) is not None:
+                self.lost_executor(slot, spare)
+        return fetch > 0 and len(leases) < fetch and not refused and self._single_queue
 
     def _complete_one(self, task: Task, outcome: Outcome) -> None:
         try:
             task.queue.complete(task.lease, outcome.result)
         except SizeLimitError as exc:
-            self._fail(task, str(exc), retry=False)
+            self.fail(task, str(exc), retry=False)
         except MOVED_ON as exc:
             log.warning("worker %s: result of job %s discarded: %s", self.name,
                         task.lease.job_id, exc)
 
-    def _fail(self, task: Task, error: str, retry: bool = True) -> None:
+    def fail(self, task: Task, error: str, retry: bool = True) -> None:
+        """Fail the task's attempt (retried while attempts remain, if ``retry``)."""
         try:
             status = task.queue.fail(task.lease, error, retry)
         except MOVED_ON as exc:
@@ -143,12 +165,10 @@ class Outcomes(WorkerCore):
                     task.lease.job_id, task.lease.attempt, status.value,
                     error.strip().splitlines()[-1] if error.strip() else error)
 
-    def _on_death(self, slot: Slot) -> None:
-        if not slot.proc.alive():
-            self._lost_executor(slot)
+    # -- tasks that end otherwise ------------------------------------------------------------
 
-    def _lost_executor(self, slot: Slot, spare: Task | None = None) -> None:
-        """The executor died: count what it finished, fail what it was running, replace it.
+    def lost_executor(self, slot: Slot, spare: Task | None = None) -> None:
+        """The executor died: count what it finished, stall what it was running, replace it.
 
         ``spare`` is a task just handed to it, which never started: the new executor runs it.
         """
@@ -156,8 +176,8 @@ class Outcomes(WorkerCore):
         done = self._drain(slot)  # outcomes it sent before dying still count
         how = slot.proc.exit_description()
         running = slot.head is not None and slot.head is not spare
-        head = self._respawn(slot, drop_head=running)
-        self._settle(slot, done)
+        head = self._pool.respawn(slot, drop_head=running)
+        self.settle(slot, done)
         if head is not None and not head.dropped:
             self.jobs_done += 1
             self._stall(head, f"the executor process {how} while running the task")
@@ -172,28 +192,30 @@ class Outcomes(WorkerCore):
         log.warning("worker %s: job %s stalled (%s, %s)", self.name, task.lease.job_id,
                     reason, status.value)
 
-    def _time_out(self, slot: Slot) -> None:
-        self._settle(slot, self._drain(slot))  # it may have finished just in time
+    def time_out(self, slot: Slot) -> None:
+        """Kill the slot's executor if its task outlived its deadline, and fail that attempt
+        (unless the task finished just in time)."""
+        self.settle(slot, self._drain(slot))  # it may have finished just in time
         head = slot.head
         if head is None or head.deadline is None or time.monotonic() < head.deadline:
             return
-        self._respawn(slot, drop_head=True)
+        self._pool.respawn(slot, drop_head=True)
         if not head.dropped:
             self.jobs_done += 1
-            self._fail(head, f"timeout after {head.timeout:g} s")
+            self.fail(head, f"timeout after {head.timeout:g} s")
 
-    def _hand_back(self, slot: Slot, tasks: list[Task]) -> None:
+    def hand_back(self, slot: Slot, tasks: list[Task]) -> None:
         """Revoke prefetched ``tasks`` (not started) and release their jobs to the queue.
 
         The executor may have taken one up (marked it started) just before the revocation
         reached it: Redis then refuses the release (``held_only``) and the task stays."""
-        self._settle(slot, self._drain(slot))  # some may have run meanwhile
+        self.settle(slot, self._drain(slot))  # some may have run meanwhile
         kept = False
         for task in tasks:
             if task not in slot.tasks or task is slot.head or task.dropped:
                 continue
             task.dropped = True  # its "revoked" outcome will be ignored
-            self._revoke(slot, task)
+            self._pool.revoke(slot, task)
             try:
                 if not task.queue.release(task.lease, held_only=True):
                     task.dropped = task.revoked = False  # started: its executor runs it
@@ -202,10 +224,23 @@ class Outcomes(WorkerCore):
                 log.warning("worker %s: job %s not handed back: %s", self.name,
                             task.lease.job_id, exc)
         if kept:
-            self._settle(slot, self._drain(slot))
+            self.settle(slot, self._drain(slot))
 
-    @staticmethod
-    def _revoke(slot: Slot, task: Task) -> None:
-        task.revoked = True
-        with contextlib.suppress(OSError):  # a dead executor is replaced without it anyway
-            slot.proc.revoke(task.lease)
+    # -- stopping ----------------------------------------------------------------------------
+
+    def wind_down(self, now: float) -> None:
+        """The worker is stopping: complete the deferred successes now, and from now on
+        complete at once, claim nothing more and leave idle slots idle."""
+        self.closing = True
+        self.flush_deferred(now)
+
+    def release(self, tasks: list[Task], reason: str) -> None:
+        """Hand the tasks of a killed executor back to the queue now: a started one as a
+        stall, a held one for free (`Queue.stall` tells them apart)."""
+        for task in (t for t in tasks if not t.dropped):
+            try:
+                task.queue.stall(task.lease, reason)
+                log.info("worker %s: job %s handed back", self.name, task.lease.job_id)
+            except MOVED_ON as exc:
+                log.warning("worker %s: job %s not handed back: %s", self.name,
+                            task.lease.job_id, exc)

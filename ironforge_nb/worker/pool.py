@@ -1,0 +1,119 @@
+"""`ExecutorPool`: a worker's executor processes, the leases handed to them, their outcomes.
+
+The pool owns the slots (`slots.py`: one executor process each, with the leases it holds in
+the order it runs them): it forks the executors (`start`), hands a claimed lease to a slot
+(`dispatch`; the slot's executor runs it after those it already holds), reads the outcomes
+they sent (`drain`), tells an executor not to start a prefetched lease (`revoke`), replaces
+an executor (`respawn`: after a death, a timeout, a job that moved on) and kills a busy one
+(`kill`, a stop past the grace). What becomes of a job in Redis is not the pool's business:
+the `Settler` (`settling.py`) records the outcomes it drains.
+
+`claim_due` says that some slot has room no claim has tried to fill yet (a new executor, a
+slot left idle by a completion whose call did not claim): the worker's next turn claims
+(`claiming.py`), and clears it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+
+from ironforge_nb.queue import Lease, Queue, RedisConfig
+from ironforge_nb.worker.executor import Executor, ExecutorProcess, Outcome
+from ironforge_nb.worker.slots import Slot, Task, task_timeout
+
+__all__ = ["ExecutorPool"]
+
+
+class ExecutorPool:
+    """``concurrency`` executors running ``execute`` on leases of ``lease`` seconds (each
+    holding at most ``prefetch`` extra ones; ``timeout`` is the default per-task limit)."""
+
+    def __init__(self, config: RedisConfig, execute: Executor, concurrency: int, *,
+                 prefetch: int, lease: float, timeout: float | None) -> None:
+        self._config = config
+        self._execute = execute
+        self.concurrency = concurrency
+        self._prefetch = prefetch
+        self._beat_every = lease / 3  # a lease is heartbeated every third of its length
+        self._timeout = timeout
+        self.slots: list[Slot] = []
+        self.claim_due = True
+
+    def start(self) -> None:
+        """Fork the executors (before the worker opens any connection or thread)."""
+        self.slots = [Slot(self._spawn(), self._prefetch) for _ in range(self.concurrency)]
+
+    @property
+    def running(self) -> int:
+        """How many claimed jobs the slots hold now (running or prefetched)."""
+        return sum(len(s.tasks) for s in self.slots)
+
+    @property
+    def idle(self) -> bool:
+        """True when some slot holds nothing."""
+        return any(not s.tasks for s in self.slots)
+
+    def dispatch(self, slot: Slot, queue: Queue, lease: Lease) -> Task | None:
+        """Hand ``lease`` to ``slot``; it becomes the head (started by the claim that brought
+        it: see `slots.py`) when the slot held nothing, else its executor marks it started
+        when it takes it up. Returns the task when the executor turned out dead: it stays on
+        the slot, and the caller has the executor replaced (`Settler.lost_executor`), whose
+        successor runs it."""
+        task = Task(lease, queue, task_timeout(lease, self._timeout),
+                    time.monotonic() + self._beat_every, marked=not slot.tasks)
+        try:
+            slot.push(task)
+        except OSError:
+            return task
+        return None
+
+    @staticmethod
+    def drain(slot: Slot) -> list[tuple[Task, Outcome]]:
+        """Every outcome the executor has sent so far, with its task (now off the slot)."""
+        done: list[tuple[Task, Outcome]] = []
+        while slot.tasks and slot.proc.ready():
+            outcome = slot.proc.receive()
+            if outcome is None:
+                break  # EOF: the executor died (see Settler.lost_executor)
+            done.append((slot.finish(outcome.ran), outcome))
+        return done
+
+    @staticmethod
+    def revoke(slot: Slot, task: Task) -> None:
+        """Tell the slot's executor not to start the prefetched ``task``."""
+        task.revoked = True
+        with contextlib.suppress(OSError):  # a dead executor is replaced without it anyway
+            slot.proc.revoke(task.lease)
+
+    def respawn(self, slot: Slot, *, drop_head: bool) -> Task | None:
+        """Replace the slot's executor; returns the running task when ``drop_head``."""
+        self.claim_due = True
+        head = slot.drop_head() if drop_head else None
+        for attempt in range(3):
+            try:
+                slot.replace(self._spawn())
+                break
+            except OSError:  # the new one died at once: try again with the same tasks
+                if attempt == 2:
+                    raise
+        return head
+
+    @staticmethod
+    def kill(slot: Slot) -> list[Task]:
+        """Kill the slot's executor and take its tasks off it (the slot is not used again)."""
+        slot.proc.kill()
+        tasks, slot.tasks = list(slot.tasks), type(slot.tasks)()
+        return tasks
+
+    def close(self) -> None:
+        """Stop the idle executors, kill the busy ones (only after an unexpected error: their
+        leases will expire)."""
+        for slot in self.slots:
+            if slot.tasks:
+                slot.proc.kill()
+            else:
+                slot.proc.stop()
+
+    def _spawn(self) -> ExecutorProcess:
+        return ExecutorProcess(self._config, self._execute)

@@ -1,0 +1,257 @@
+"""The worker as parts: each concern of `Worker` is an object of its own (`pool.py`,
+`settling.py`, `claiming.py`, `housekeeping.py`, `stopping.py`), composed by `worker.py`.
+
+The structure is checked on the source (no part imports another's private names, or reaches
+into another object's private attributes, or inherits from another part), and each part is
+exercised alone here, with real executor processes against a real redis-server: the tests of
+the whole worker are in test_worker.py.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import signal
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from ironforge_nb.queue import Lease, Queue, RedisConfig
+from ironforge_nb.status import JobStatus
+from ironforge_nb.worker import list_workers
+from ironforge_nb.worker.claiming import Claimer
+from ironforge_nb.worker.housekeeping import Housekeeper
+from ironforge_nb.worker.pool import ExecutorPool
+from ironforge_nb.worker.settling import Settler
+from ironforge_nb.worker.slots import Slot
+from ironforge_nb.worker.stopping import Stopper
+from ironforge_nb.worker.wake import Waker
+from tests.helpers import REPO, wait_for
+
+PACKAGE = REPO / "ironforge_nb" / "worker"
+PARTS = ("pool", "settling", "claiming", "housekeeping", "stopping", "worker")
+NAME = "parts-test"
+
+
+# -- the structure -----------------------------------------------------------------------------
+
+
+def _tree(part: str) -> ast.Module:
+    return ast.parse((PACKAGE / f"{part}.py").read_text(), filename=f"{part}.py")
+
+
+def _private(name: str) -> bool:
+    return name.startswith("_") and not (name.startswith("__") and name.endswith("__"))
+
+
+@pytest.mark.parametrize("part", PARTS)
+def test_a_part_imports_no_private_name(part: str) -> None:
+    """Nothing a part imports from the worker package starts with ``_``."""
+    found = [f"{node.module}.{alias.name}" for node in ast.walk(_tree(part))
+             if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("ironforge_nb")
+             for alias in node.names if _private(alias.name)]
+    assert found == [], f"{part}.py imports private names: {found}"
+
+
+@pytest.mark.parametrize("part", PARTS)
+def test_a_part_reads_private_attributes_of_itself_only(part: str) -> None:
+    """``x._name`` appears only as ``self._name``: a part reaches other objects (the other
+    parts, slots, executors, queues) through their public interface."""
+    found = [f"line {node.lineno}: {ast.unparse(node)}" for node in ast.walk(_tree(part))
+             if isinstance(node, ast.Attribute) and _private(node.attr)
+             and not (isinstance(node.value, ast.Name) and node.value.id == "self")]
+    assert found == [], f"{part}.py reaches into private state: {found}"
+
+
+def test_parts_are_composed_not_inherited() -> None:
+    """Every class of the parts derives from nothing, and no part imports the worker that
+    composes them: each module reads, and runs, alone."""
+    for part in PARTS:
+        tree = _tree(part)
+        classes = [n for n in ast.walk(tree) if isinstance(n, ast.ClassDef)]
+        assert classes and all(not c.bases for c in classes), part
+        imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+        assert part == "worker" or "ironforge_nb.worker.worker" not in imported, part
+    assert not (PACKAGE / "core.py").exists() and not (PACKAGE / "outcomes.py").exists()
+
+
+# -- each part alone ---------------------------------------------------------------------------
+
+
+def execute(config: RedisConfig, lease: Lease) -> bytes | None:
+    """The executor of these tests: ``{"value": v}`` returns v, ``{"fail": m}`` raises m,
+    ``{"sleep": s}`` sleeps s seconds first."""
+    cmd = json.loads(lease.payload)
+    time.sleep(cmd.get("sleep", 0))
+    if "fail" in cmd:
+        raise RuntimeError(cmd["fail"])
+    return json.dumps(cmd.get("value")).encode()
+
+
+def job(**cmd: Any) -> bytes:
+    """A payload for `execute`."""
+    return json.dumps(cmd).encode()
+
+
+@pytest.fixture
+def q(config: RedisConfig) -> Queue:
+    """The queue of these tests."""
+    return Queue("parts", config)
+
+
+@pytest.fixture
+def pool(config: RedisConfig) -> Iterator[ExecutorPool]:
+    """One started executor, no prefetch; closed after."""
+    pool = ExecutorPool(config, execute, 1, prefetch=0, lease=30.0, timeout=None)
+    pool.start()
+    pool.claim_due = False  # as after the first claim
+    yield pool
+    pool.close()
+
+
+@pytest.fixture
+def waker(config: RedisConfig, q: Queue) -> Iterator[Waker]:
+    """The wake-up BLPOP of the queue ``q``."""
+    waker = Waker(config, [config.keys.queue(q.name).wake])
+    yield waker
+    waker.close()
+
+
+@pytest.fixture
+def settler(pool: ExecutorPool, waker: Waker) -> Settler:
+    """The settler of ``pool``, for a worker serving one queue."""
+    return Settler(NAME, pool, waker, single_queue=True)
+
+
+def hand_one(pool: ExecutorPool, q: Queue) -> Slot:
+    """Claim one job as an idle executor's claim does (started) and hand it to the slot."""
+    [lease] = q.dequeue_many(NAME, 1, 30.0, timeout=0, started=1)
+    slot = pool.slots[0]
+    assert pool.dispatch(slot, q, lease) is None
+    return slot
+
+
+def evalsha_calls(client: Any) -> int:
+    """Script calls Redis has served so far."""
+    return int(client.info("commandstats").get("cmdstat_evalsha", {}).get("calls", 0))
+
+
+def test_pool_runs_a_lease_and_replaces_an_executor(pool: ExecutorPool, q: Queue) -> None:
+    """A dispatched lease comes back as the executor's outcome (its task off the slot); a
+    respawn gives the slot a new process and asks for a claim."""
+    jid = q.enqueue(job(value=7))
+    slot = hand_one(pool, q)
+    assert pool.running == 1 and not pool.idle
+    done = wait_for(lambda: pool.drain(slot))
+    [(task, outcome)] = done
+    assert task.lease.job_id == jid and outcome.ok and json.loads(outcome.result or b"") == 7
+    assert pool.running == 0 and pool.idle
+    before = slot.proc.pid
+    assert pool.respawn(slot, drop_head=True) is None  # nothing was running
+    assert slot.proc.pid != before and slot.proc.alive() and pool.claim_due
+
+
+def test_settler_completes_and_refills_in_one_call(pool: ExecutorPool, settler: Settler,
+                                                   waker: Waker, q: Queue,
+                                                   redis_client: Any) -> None:
+    """A success is completed by one script call that also hands the slot the next job; the
+    completion that finds the only queue empty leaves the slot waiting on the wake list."""
+    ids = q.enqueue_batch([job(value=i) for i in range(3)])
+    slot = hand_one(pool, q)
+    for i in range(3):
+        done = wait_for(lambda: pool.drain(slot))
+        before = evalsha_calls(redis_client)
+        settler.settle(slot, done)
+        assert evalsha_calls(redis_client) - before == 1
+        assert q.info(ids[i]).status is JobStatus.COMPLETED
+        assert pool.running == (1 if i < 2 else 0)
+    assert [json.loads(q.result(j) or b"") for j in ids] == [0, 1, 2]
+    assert settler.jobs_done == 3 and waker.pending and not pool.claim_due
+
+
+def test_settler_fails_an_attempt_and_asks_for_a_claim(pool: ExecutorPool, settler: Settler,
+                                                       q: Queue) -> None:
+    """A failed task fails its attempt with the error (retried while attempts remain); the
+    slot it leaves idle is claimed for again."""
+    jid = q.enqueue(job(fail="flaky"), max_attempts=2, backoff=0.01)
+    slot = hand_one(pool, q)
+    settler.settle(slot, wait_for(lambda: pool.drain(slot)))
+    info = q.info(jid)
+    assert info.attempts == 1 and "RuntimeError: flaky" in info.errors[0].error
+    assert info.status in (JobStatus.QUEUED, JobStatus.SCHEDULED)
+    assert pool.claim_due and settler.jobs_done == 1
+
+
+def test_settler_stalls_the_task_of_a_dead_executor(pool: ExecutorPool, settler: Settler,
+                                                    q: Queue) -> None:
+    """An executor killed under its task: the job stalls (no attempt charged, saying how),
+    and a new executor takes the slot."""
+    jid = q.enqueue(job(sleep=30))
+    slot = hand_one(pool, q)
+    before = slot.proc.pid
+    os.kill(before, signal.SIGKILL)
+    wait_for(lambda: not slot.proc.alive())
+    settler.on_death(slot)
+    info = q.info(jid)
+    assert info.stalls == 1 and info.attempts == 0 and "SIGKILL" in (info.last_stall or "")
+    assert slot.proc.pid != before and pool.running == 0 and settler.jobs_done == 1
+
+
+def test_stopper_hands_running_jobs_back_past_the_grace(pool: ExecutorPool, settler: Settler,
+                                                        waker: Waker, q: Queue) -> None:
+    """The first request starts the grace (the worker keeps serving); the second one kills the
+    busy executor and hands its job back to the queue as a stall (its code had begun)."""
+    stopper = Stopper(NAME, 10.0, pool, settler, waker)
+    try:
+        jid = q.enqueue(job(sleep=30))
+        hand_one(pool, q)
+        assert stopper.serving(time.monotonic()) and stopper.deadline is None
+        stopper.stop()
+        assert stopper.serving(time.monotonic()) and stopper.deadline is not None
+        assert settler.closing
+        stopper.stop()
+        assert not stopper.serving(time.monotonic())
+        info = q.info(jid)
+        assert info.status is JobStatus.QUEUED and info.stalls == 1 and pool.running == 0
+    finally:
+        stopper.close()
+
+
+def test_claimer_serves_each_idle_executor(config: RedisConfig, settler: Settler,
+                                           waker: Waker, q: Queue) -> None:
+    """One claim gives each idle executor its first job (started at once); a claim that
+    finds the queue empty blocks on the wake list."""
+    pool = ExecutorPool(config, execute, 2, prefetch=0, lease=30.0, timeout=None)
+    pool.start()
+    try:
+        claimer = Claimer(NAME, [q], 30.0, pool=pool, settler=settler, waker=waker)
+        ids = q.enqueue_batch([job(sleep=30), job(value=1)])
+        claimer.claim()
+        assert not pool.claim_due and [len(s.tasks) for s in pool.slots] == [1, 1]
+        assert sorted(s.tasks[0].lease.job_id for s in pool.slots) == sorted(ids)
+        assert all(q.info(j).started is not None for j in ids) and not waker.pending
+        wait_for(lambda: any(pool.drain(s) for s in pool.slots))  # the short one: idle again
+        claimer.claim()
+        assert waker.pending and pool.running == 1
+    finally:
+        pool.close()
+
+
+def test_housekeeper_keeps_the_registry_entry(config: RedisConfig, pool: ExecutorPool,
+                                              settler: Settler, q: Queue) -> None:
+    """Its first chores register the worker (with what it holds and has done); closing
+    removes the entry. Nothing falls due again before the next beat."""
+    stopped: list[bool] = []
+    keeper = Housekeeper(config, NAME, {q.name: q}, pool=pool, settler=settler, lease=30.0,
+                         hooks=None, parent_pid=None, stop=lambda: stopped.append(True))
+    now = time.monotonic()
+    keeper.periodic(now)
+    [info] = [w for w in list_workers(config) if w.name == NAME]
+    assert info.queues == (q.name,) and info.running == 0 and info.jobs_done == 0
+    assert keeper.next_due(now) > now and not stopped
+    keeper.close()
+    assert [w for w in list_workers(config) if w.name == NAME] == []
+
