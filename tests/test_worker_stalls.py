@@ -89,6 +89,39 @@ def test_sigkilled_worker_charges_its_running_job_a_stall_and_its_held_jobs_noth
     assert final == {head: (1, 1), **{j: (1, 0) for j in rest}}
 
 
+def test_worker_killed_before_its_fresh_executor_began_the_job_charges_nothing(
+        q: Queue, spawn: Spawn, tmp_path: Path) -> None:
+    """A fresh worker claims its first job while its executor cannot begin it yet (frozen
+    here; a fresh executor's cold start did the same for 99 ms on average in the chaos suite
+    under load) and is SIGKILLed: the job was held, not started (an executor that has not run
+    a task yet marks its lease itself), so it goes back for free (stalls 0) and another worker
+    runs its code once. Had the claim marked it started, the kill would have cost a stall for
+    code that never ran, and three such kills a job whose code never failed."""
+    worker = spawn("w1")
+    children = psutil.Process(worker.pid).children()  # its executor (and webhook dispatcher)
+    for child in children:
+        child.suspend()
+    record = tmp_path / "record"
+    jid = q.enqueue(command("echo", value=1, record=str(record)), max_attempts=1)
+    wait_for(lambda: q.info(jid).status is JobStatus.ACTIVE)
+    time.sleep(0.2)  # the worker has long handed it to its (frozen) executor
+    assert q.info(jid).started is None  # held: no executor has taken it up
+    worker.kill()
+    worker.wait()
+    wait_for(lambda: not any(psutil.pid_exists(c.pid) for c in children), timeout=5)
+    time.sleep(2.2)  # the lease (2 s) runs out
+    assert q.reap() == 1
+    info = q.info(jid)
+    assert (info.status, info.attempts, info.stalls, info.claims) == (JobStatus.QUEUED, 0, 0, 1)
+    assert [e.type for e in q.events(count=10_000) if e.job == jid][-1] is EventType.RELEASED
+    assert not record.exists()  # its code never ran
+    spawn("w2")
+    wait_for(status_is(q, jid, JobStatus.COMPLETED))
+    info = q.info(jid)
+    assert (info.attempts, info.stalls, info.worker) == (1, 0, "w2")
+    assert len(record.read_text().splitlines()) == 1
+
+
 def test_task_that_kills_its_executor_fails_after_max_stalls(
         q: Queue, spawn: Spawn) -> None:
     """A task that SIGKILLs its executor every time (as an OOM kill would) stalls, runs again

@@ -38,14 +38,15 @@ class Claimer:
         pool = self._pool
         pool.claim_due = False
         slots = pool.slots
-        idle = [s for s in slots if not s.tasks]
+        # idle executors, the warm ones first: the claim starts their first jobs (slots.py)
+        idle = sorted((s for s in slots if not s.tasks), key=lambda s: not s.warm)
         most = max((s.free for s in idle), default=0)
         free = [s for k in range(most) for s in idle if k < s.free]  # round robin over idle
         wanted = len(free)
         for queue in self._queues:
             if not free:
                 break
-            heads = len({id(s) for s in free if not s.tasks})  # first in `free`: they start now
+            heads = len({id(s) for s in free if not s.tasks and s.warm})  # first in `free`
             for lease in queue.dequeue_many(self.name, len(free), self.lease, timeout=0,
                                             started=heads):
                 # more than asked: a claim whose reply was lost, answered now (scripts.py)

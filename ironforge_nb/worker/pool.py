@@ -55,13 +55,13 @@ class ExecutorPool:
         return any(not s.tasks for s in self.slots)
 
     def dispatch(self, slot: Slot, queue: Queue, lease: Lease) -> Task | None:
-        """Hand ``lease`` to ``slot``; it becomes the head (started by the claim that brought
-        it: see `slots.py`) when the slot held nothing, else its executor marks it started
-        when it takes it up. Returns the task when the executor turned out dead: it stays on
-        the slot, and the caller has the executor replaced (`Settler.lost_executor`), whose
-        successor runs it."""
+        """Hand ``lease`` to ``slot``; it becomes the head when the slot held nothing, and was
+        started by the claim that brought it if the slot is also warm (see `slots.py`), else
+        its executor marks it started when it takes it up. Returns the task when the executor
+        turned out dead: it stays on the slot, and the caller has the executor replaced
+        (`Settler.lost_executor`), whose successor runs it."""
         task = Task(lease, queue, task_timeout(lease, self._timeout),
-                    time.monotonic() + self._beat_every, marked=not slot.tasks)
+                    time.monotonic() + self._beat_every, marked=not slot.tasks and slot.warm)
         try:
             slot.push(task)
         except OSError:

@@ -128,10 +128,10 @@ class Settler:
         for task, outcome in done:
             if task.queue is not queue:
                 self._complete_one(task, outcome)
-        try:  # a fetched job starts now only if the slot is idle (else its executor marks it)
-            leases, refused = queue.complete_many(
+        try:  # a fetched job starts now only if the slot is idle and warm (else its executor
+            leases, refused = queue.complete_many(  # marks it: see `slots.py`)
                 [t.lease for t, _ in same], [o.result for _, o in same], fetch_next=fetch,
-                started=0 if slot.tasks else 1)
+                started=1 if not slot.tasks and slot.warm else 0)
         except SizeLimitError:  # isolate the oversized result(s): one call each
             for task, outcome in same:
                 self._complete_one(task, outcome)

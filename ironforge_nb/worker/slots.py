@@ -18,17 +18,25 @@ leases end, at expiry or as soon as a live worker sees it gone: a started one is
 task's code began: it may have had effects, and it will run again), a held one goes back to
 the queue for free (its code never began). So the record charges every execution and only
 those: attempts + stalls >= the times the code began, and a job claimed ahead and never run
-costs nothing. Who marks: the claim of an idle executor marks its first job started
-(``dequeue_many(started=...)``, ``complete_many(started=...)``: `Task.marked`, sent to the
-executor with the lease); every other lease, prefetched behind a running task or handed to a
-replacement executor, is marked by the executor itself right before it runs it (`Queue.start`
-on the executor's own connection, fenced by the lease token), which waits for Redis's answer
-and skips the lease if the job moved on (see `executor.py`). That costs a sub-millisecond
-task one round trip of the executor's; the completions still travel to Redis in batches,
-from the worker. A prefetched lease that the worker hands back (`RETURN_AFTER`, stopping) is
-released only if still held (``Queue.release(held_only=True)``): if the executor marked it
-first, it runs and stays this worker's. Every held lease is heartbeated like the running one,
-so prefetching never makes a lease expire.
+costs nothing. Who marks: the claim of an idle, warm executor (one that has run a task
+already: `Slot.warm`) marks its first job started (``dequeue_many(started=...)``,
+``complete_many(started=...)``: `Task.marked`, sent to the executor with the lease), since that
+executor runs it at once; every other lease, prefetched behind a running task, handed to a
+replacement executor, or the first job of a fresh executor, is marked by the executor itself
+right before it runs it (`Queue.start` on the executor's own connection, fenced by the lease
+token), which waits for Redis's answer and skips the lease if the job moved on
+(see `executor.py`). A fresh executor's first task waits behind its cold start (its Lua
+scripts assembled, its connection opened: 99 ms on average from claim to code for a fresh
+worker's first job in the chaos suite under load); a claim that marked that job started would
+charge it a stall for a worker killed meanwhile, for code that never ran. A start is still
+recorded a moment before the code begins (the worker's hand-over and the executor's wake-up
+after a claim's mark, the reply's way back after an executor's): a worker that dies within
+it charges a stall for code that had not begun (see docs/lifecycle.md). The executor's own
+mark costs a sub-millisecond task one round trip of the executor's; the completions still
+travel to Redis in batches, from the worker. A prefetched lease that the worker hands back
+(`RETURN_AFTER`, stopping) is released only if still held (``Queue.release(held_only=True)``):
+if the executor marked it first, it runs and stays this worker's. Every held lease is
+heartbeated like the running one, so prefetching never makes a lease expire.
 """
 
 from __future__ import annotations
@@ -81,6 +89,7 @@ class Slot:
         self.deferred: list[tuple[Task, Any]] = []
         self.deferred_since = 0.0  # monotonic time of the oldest deferred success
         self._average: float | None = None  # moving average of task durations, seconds
+        self.warm = False  # its executor has run a task: a claim may start its next head
 
     @property
     def head(self) -> Task | None:
@@ -110,6 +119,8 @@ class Slot:
         the next task is now running."""
         task = self.tasks.popleft()
         now = time.monotonic()
+        if ran:
+            self.warm = True
         if task.started is not None and ran:
             took = now - task.started
             self._average = took if self._average is None else 0.7 * self._average + 0.3 * took
@@ -142,6 +153,7 @@ class Slot:
         self.proc.kill()
         self.proc = proc
         self._average = None  # whatever killed it may come back: no prefetch for now
+        self.warm = False
         self.tasks = deque(t for t in self.tasks if not t.dropped)
         if self.tasks:
             self.tasks[0].start(time.monotonic())
