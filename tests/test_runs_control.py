@@ -150,6 +150,8 @@ def test_malformed_submit_call_writes_nothing(config: RedisConfig, redis_client:
         scripts.submit_run("r", "p", b"", b"", "json", [profile], [], good, b"{}", 2)
     with pytest.raises(ResponseError, match="malformed task records"):
         scripts.submit_run("r", "p", b"", b"", "json", [profile], [], good, b"{}x", 1)
+    with pytest.raises(ResponseError, match="malformed task record 1"):  # '01' parents
+        scripts.submit_run("r", "p", b"", b"", "json", [profile], [], "a 1 01 2  \n", b"{}", 1)
     with pytest.raises(ResponseError, match="counts do not add up"):  # a profile short
         scripts.submit_run("r", "p", b"", b"", "json", [profile[:-1]], [], good, b"{}", 1)
     assert redis_client.dbsize() == before

@@ -109,7 +109,7 @@ local P, C, N = tonumber(ARGV[11]), tonumber(ARGV[12]), tonumber(ARGV[13])
 if not (P and C and N) or #ARGV ~= 19 + 7 * P + C or #KEYS ~= 11 + C then
   return redis.error_reply('ERR submit_run: malformed arguments (counts do not add up)')
 end
-local profiles = {}
+local profiles, by_text = {}, {}  -- by index, and by the index as records write it
 for p = 1, P do
   local b = 13 + 7 * (p - 1)
   local prof = {queue = ARGV[b + 1], priority = ARGV[b + 2], attempts = ARGV[b + 3],
@@ -128,7 +128,7 @@ for p = 1, P do
   if prof.allow == '1' then f[#f + 1] = 'allow_failure'; f[#f + 1] = '1' end
   if prof.stalls ~= '' then f[#f + 1] = 'max_stalls'; f[#f + 1] = prof.stalls end
   prof.fields = f
-  profiles[p] = prof
+  profiles[p], by_text[tostring(p)] = prof, prof
 end
 
 -- (1) parse and check every record into flat arrays (no table per task)
@@ -138,12 +138,13 @@ local n, at, bytes = 0, 1, 0
 for s, task, p, np, len, inputs, kids, e in
     string.gmatch(records, '()([^ \n]+) (%d+) (%d+) (%d+) ([%d,]*) ([^ \n]*)\n()') do
   n = n + 1
-  local prof = profiles[tonumber(p)]
-  if s ~= at or not prof then
+  local prof = by_text[p]
+  if s ~= at or not prof or (#np > 1 and string.byte(np) == 48) then  -- '0' or '12', not '012'
     return redis.error_reply('ERR submit_run: malformed task record ' .. n)
   end
   at = e
-  r_task[n], r_prof[n], r_np[n], r_len[n] = task, prof, tonumber(np), tonumber(len)
+  -- the parents count stays text ('0': a root), as compared and as stored in `remaining`
+  r_task[n], r_prof[n], r_np[n], r_len[n] = task, prof, np, tonumber(len)
   r_in[n], r_kids[n] = inputs, kids
   bytes = bytes + r_len[n]
 end
@@ -201,7 +202,7 @@ if hits > 0 then  -- a hit is a completed parent: its children wait for one pare
   for i in pairs(hit) do
     for child in string.gmatch(r_kids[i], '[^,]+') do
       local j = idx[child]
-      r_np[j] = r_np[j] - 1
+      r_np[j] = tostring(tonumber(r_np[j]) - 1)
     end
   end
 end
@@ -217,7 +218,7 @@ if C > 0 then redis.call('SET', KEYS[10], table.concat(code_keys, ',')) end
 -- one seq block per queue for its roots (gaps are harmless)
 local roots_in, roots_total = {}, 0
 for i = 1, N do
-  if r_np[i] == 0 and not hit[i] then
+  if r_np[i] == '0' and not hit[i] then
     local q = r_prof[i].queue
     roots_in[q] = (roots_in[q] or 0) + 1
     roots_total = roots_total + 1
@@ -237,11 +238,14 @@ end
 local function flush(key, flat, size)
   if size > 0 then redis.call('HSET', key, unpack(flat, 1, size)) end
 end
+-- integers become text by string.format's %d: a number concatenated in Lua is formatted by
+-- %.14g (and one passed to redis.call by %.17g), the slowest step of building a job id
+local fmt = string.format
 local tasks, remaining, children, index, entries, payloads = {}, {}, {}, {}, {}, {}
 local nt, nr, nc, ni, ne, np, pos = 0, 0, 0, 0, 0, 0, 1
 for i = 1, N do
   local task, prof, len = r_task[i], r_prof[i], r_len[i]
-  local jid = run .. '.' .. (i - 1)
+  local jid = fmt('%s.%d', run, i - 1)
   local jk = prefix .. jid
   if hit[i] then  -- no result of its own: it reads its holder's, as one of its borrowers
     local src = hit[i][1]
@@ -249,14 +253,14 @@ for i = 1, N do
                'finished', now, JobField.PROGRESS, 1, 'source_run', hit[i][2], 'source_job', src,
                'cache_key', c_key[i], unpack(prof.fields))
     redis.call('APPEND', prefix .. src .. JobKey.BORROWERS, jid .. ',')
-  elseif r_np[i] == 0 then
+  elseif r_np[i] == '0' then
     redis.call('HSET', jk, 'status', JobStatus.QUEUED, 'run', run, 'task', task, 'created', now,
                JobField.ENQUEUED, now, unpack(prof.fields))
     local q = prof.queue
     local list, seq = ranked[q], seqs[q] + 1
     seqs[q] = seq
     local n = list.n + 2
-    list[n - 1], list[n], list.n = prof.score + seq, jid, n
+    list[n - 1], list[n], list.n = fmt('%d', prof.score + seq), jid, n
     if n >= 2000 then
       redis.call('ZADD', queue_key(ctx, q, QueueKey.WAIT), unpack(list, 1, n))
       list.n = 0
