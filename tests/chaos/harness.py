@@ -32,8 +32,8 @@ import cloudpickle
 
 import ironforge_nb as ifn
 from ironforge_nb.local.workers import LocalWorkers
-from ironforge_nb.queue import RedisConfig
-from ironforge_nb.status import JobStatus
+from ironforge_nb.queue import Queue, RedisConfig
+from ironforge_nb.status import EventType, JobStatus
 from tests.chaos import tasks
 
 cloudpickle.register_pickle_by_value(tasks)  # task bodies travel by value, like a notebook's
@@ -149,8 +149,10 @@ class Ledger:
         return Counter(key for key, _, _ in self.lines())
 
     def settle(self, scenario: str, finals: Mapping[str, Final], faults: int, seconds: float,
-               note: str = "") -> Row:
-        """Compare the ledger with the job records; the row is added to `ROWS` and returned."""
+               note: str = "", history: Mapping[str, list[str]] | None = None) -> Row:
+        """Compare the ledger with the job records; the row is added to `ROWS` and returned.
+        ``history`` (``{key: lines}``, see `stall_history`) goes under each failed job's
+        problem: why each of its stalls happened."""
         runs = self.executions()
         problems: list[str] = []
         lost = failed = unaccounted = 0
@@ -160,6 +162,7 @@ class Ledger:
             if fin.status in BAD_ENDS:
                 failed += 1
                 problems.append(f"{key}: {fin.status} ({fin.error[:160]})")
+                problems += [f"    {line}" for line in (history or {}).get(key, [])]
             elif fin.status != JobStatus.COMPLETED.value or not ok_result or not runs[key]:
                 lost += 1
                 problems.append(f"{key}: {fin.status}, result {fin.result!r}, ran {runs[key]}x")
@@ -228,7 +231,12 @@ def settle_run(ledger: Ledger, scenario: str, run: ifn.Run, faults: int, began: 
 
 
 class Fleet(LocalWorkers):
-    """Local worker processes that a test kills, stops and replaces (see `LocalWorkers`)."""
+    """Local worker processes that a test kills, stops and replaces (see `LocalWorkers`);
+    ``kills`` holds when each SIGKILLed worker was killed (by name, seconds since the epoch)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.kills: dict[str, float] = {}
 
     def add(self) -> int:
         """Start one more worker (without waiting for it to register); returns its index."""
@@ -246,8 +254,9 @@ class Fleet(LocalWorkers):
     def kill_one(self, rng: random.Random) -> int:
         """SIGKILL a random live worker (as the OOM killer or ``kill -9`` would) and start a
         replacement at once; returns the victim's pid."""
-        live = [p for p in self._procs if p.poll() is None]
-        victim = rng.choice(live)
+        live = [(n, p) for n, p in zip(self._names, self._procs, strict=True) if p.poll() is None]
+        name, victim = rng.choice(live)
+        self.kills[name] = time.time()
         victim.kill()
         victim.wait()
         self.add()
@@ -288,6 +297,26 @@ class Chaos:
         self._stop.set()
         self._thread.join()
         assert not self.errors, f"the fault injector itself failed: {self.errors[0]!r}"
+
+
+def stall_history(queue: Queue, job_ids: Mapping[str, str],
+                  kills: Mapping[str, float]) -> dict[str, list[str]]:
+    """``{key: lines}`` for jobs ``{key: job id}`` of ``queue``: each stall (from the queue's
+    'stalled' events) with its time, reason and worker, and whether that worker had been
+    SIGKILLed by then (``kills``, see `Fleet`) or was still alive (its lease expired under a
+    live worker): what a failed job's problem line needs to tell the cause."""
+    keys = {job_id: key for key, job_id in job_ids.items()}
+    out: dict[str, list[str]] = {}
+    for ev in queue.events(count=1_000_000):
+        if ev.type is not EventType.STALLED or ev.job not in keys:
+            continue
+        at = ev.ts / 1000
+        killed = kills.get(ev.worker or "")
+        state = (f"its worker was SIGKILLed {at - killed:.2f} s before"
+                 if killed is not None and killed <= at else "its worker was alive")
+        out.setdefault(keys[ev.job], []).append(
+            f"stall {ev.stalls} at {at:.3f}: {ev.error}; {state}")
+    return out
 
 
 def wait_until(predicate: Callable[[], Any], timeout: float, what: str) -> Any:

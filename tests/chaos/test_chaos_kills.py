@@ -38,6 +38,7 @@ from tests.chaos.harness import (
     job_records,
     pipeline,
     settle_run,
+    stall_history,
     wait_until,
 )
 
@@ -120,7 +121,8 @@ def test_queue_work_survives_random_worker_kills(server: RedisServer, tmp_path: 
     job_ids = dict(zip(keys, ids, strict=True))
     finals = job_records(config, job_ids, {k: q.result(j) for k, j in job_ids.items()})
     row = ledger.settle("worker SIGKILL, queue", finals, chaos.count,
-                        time.monotonic() - began, note)
+                        time.monotonic() - began, note,
+                        stall_history(q, job_ids, fleet.kills))
     config.close()
     assert chaos.count >= 5, f"only {chaos.count} kills: the work was over too soon"
     row.check()
