@@ -14,8 +14,8 @@ import json
 import os
 import signal
 import time
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 import pytest
 
@@ -34,6 +34,7 @@ from tests.helpers import REPO, wait_for
 PACKAGE = REPO / "ironforge_nb" / "worker"
 PARTS = ("pool", "settling", "claiming", "housekeeping", "stopping", "worker")
 NAME = "parts-test"
+T = TypeVar("T")
 
 
 # -- the structure -----------------------------------------------------------------------------
@@ -134,6 +135,16 @@ def hand_one(pool: ExecutorPool, q: Queue) -> Slot:
     return slot
 
 
+def promptly(check: Callable[[], T], timeout: float = 10.0) -> T:
+    """``check()`` once it is truthy, polled every 0.2 ms (a slot measures its tasks'
+    duration up to the moment its outcome is read: a slower poll would make them long)."""
+    deadline = time.monotonic() + timeout
+    while not (value := check()):
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.0002)
+    return value
+
+
 def evalsha_calls(client: Any) -> int:
     """Script calls Redis has served so far."""
     return int(client.info("commandstats").get("cmdstat_evalsha", {}).get("calls", 0))
@@ -170,6 +181,38 @@ def test_settler_completes_and_refills_in_one_call(pool: ExecutorPool, settler: 
         assert pool.running == (1 if i < 2 else 0)
     assert [json.loads(q.result(j) or b"") for j in ids] == [0, 1, 2]
     assert settler.jobs_done == 3 and waker.pending and not pool.claim_due
+
+
+def test_settler_completes_a_task_of_milliseconds_at_once(config: RedisConfig, waker: Waker,
+                                                          q: Queue) -> None:
+    """Successes wait to share a completion call only when the slot's tasks are shorter than
+    SHORT_TASK: a 5 ms task's success is completed as soon as it arrives, even while its
+    executor still holds prefetched leases, so a worker killed a moment later repeats only
+    the task it was running (the chaos suite's 'one repeat per kill')."""
+    pool = ExecutorPool(config, execute, 1, prefetch=32, lease=30.0, timeout=None)
+    pool.start()
+    try:
+        settler = Settler(NAME, pool, waker, single_queue=True)
+        ids = q.enqueue_batch([job(value=i, sleep=0.005) for i in range(40)])
+        slot = hand_one(pool, q)
+        # the first outcomes teach the slot its tasks' duration (the first one includes the
+        # executor's cold start); then the slot prefetches about 20 ms of work, topped up here
+        for _ in range(20):
+            settler.settle(slot, promptly(lambda: pool.drain(slot)))
+            if len(slot.tasks) + slot.free >= 3:
+                break
+        assert not slot.short and len(slot.tasks) + slot.free >= 3
+        if slot.free:
+            for lease in q.dequeue_many(NAME, slot.free, 30.0, timeout=0, started=0):
+                assert pool.dispatch(slot, q, lease) is None
+        assert len(slot.tasks) > max(1, slot.free)  # what made a success wait before
+        promptly(slot.proc.ready)
+        settler.on_message(slot)
+        assert not slot.deferred
+        assert q.info(ids[0]).status is JobStatus.COMPLETED
+        assert sum(q.info(j).status is JobStatus.COMPLETED for j in ids) == settler.jobs_done
+    finally:
+        pool.close()
 
 
 def test_settler_fails_an_attempt_and_asks_for_a_claim(pool: ExecutorPool, settler: Settler,

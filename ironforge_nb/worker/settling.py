@@ -1,14 +1,23 @@
 """`Settler`: recording in Redis what became of each job a worker holds.
 
 A finished task is completed (successes in one call that also claims the slot's next jobs, see
-`slots.py`; while the slot's executor still holds more than half its leases ahead, a success
-waits up to `COMPLETE_DELAY` for the next ones, so that a sub-millisecond task's completion
-does not cost a call of its own) or failed; a task that outlived its timeout
+`slots.py`; while the slot's executor still holds more than half its leases ahead and its
+tasks are short, under `SHORT_TASK` on average, a success waits up to `COMPLETE_DELAY` for the
+next ones, so that a sub-millisecond task's completion does not cost a call of its own) or
+failed; a task that outlived its timeout
 fails that attempt; a task whose executor process died under it (a signal: the OOM killer, a
 SIGKILL) is a stall, not an attempt (`Queue.stall`); a prefetched task that must not wait any
 longer is revoked and handed back to the queue; once the worker stops past its grace, the
 tasks of the executors it killed go back to the queue (`release`). A job that moved on
 meanwhile (lease lost, cancelled, deleted) is logged and left alone.
+
+What a deferred success costs if the worker dies (SIGKILL, a lost machine) before its
+completion call: the task runs again, charged a stall, like the one that was running. Deferring
+only short tasks bounds that: a kill repeats at most the successes of the last `COMPLETE_DELAY`
+(and at most `COMPLETE_BATCH` of them) per executor, about as much work as the one running
+task; a task of `SHORT_TASK` or more is completed at once, so a kill repeats only the task that
+was running (and, rarely, one whose completion call was on its way). The chaos suite's bound,
+one repeat per kill, is checked with 10 ms tasks (tests/chaos/).
 
 The settler reads outcomes from, and refills, the slots of the worker's `ExecutorPool`
 (`pool.py`). A slot it leaves idle is claimed for again (`ExecutorPool.claim_due`), or, when
@@ -60,10 +69,10 @@ class Settler:
     def on_message(self, slot: Slot) -> None:
         """The slot's executor sent outcomes: record them, or defer its successes."""
         done = self._drain(slot)
-        if (done and len(slot.tasks) > max(1, slot.free) and not self.closing
+        if (done and slot.short and len(slot.tasks) > max(1, slot.free) and not self.closing
                 and all(o.ok and o.ran for _, o in done)
                 and len(slot.deferred) + len(done) < COMPLETE_BATCH):
-            # successes while the executor still holds more than half its leases ahead: their
+            # short successes while the executor still holds more than half its leases ahead: their
             # completion waits (at most COMPLETE_DELAY) to share one call with the next ones;
             # any other outcome, a stop, a timeout or a lost executor sends them at once
             if not slot.deferred:

@@ -49,13 +49,14 @@ from typing import Any
 from ironforge_nb.queue import Lease, Queue
 from ironforge_nb.worker.executor import ExecutorProcess
 
-__all__ = ["PREFETCH", "PREFETCH_WINDOW", "RETURN_AFTER", "REVOKE_WAIT", "Slot", "Task",
-           "task_timeout"]
+__all__ = ["PREFETCH", "PREFETCH_WINDOW", "RETURN_AFTER", "REVOKE_WAIT", "SHORT_TASK", "Slot",
+           "Task", "task_timeout"]
 
 PREFETCH = 32  # default cap on the leases a slot holds beyond the running one
 PREFETCH_WINDOW = 0.02  # seconds of work (at the recent average duration) a slot holds ahead
 RETURN_AFTER = 0.5  # seconds: a head running this long gets its prefetched leases handed back
 REVOKE_WAIT = 1.0  # seconds a revoked head may take to answer "revoked" before it is killed
+SHORT_TASK = 0.002  # seconds: below this recent average, a slot's successes may be completed late
 
 
 @dataclass
@@ -100,6 +101,12 @@ class Slot:
     def free(self) -> int:
         """How many more leases this slot takes now."""
         return self._capacity() - len(self.tasks)
+
+    @property
+    def short(self) -> bool:
+        """Its tasks take under `SHORT_TASK` on average: a completion call of its own would
+        cost about as much as the task, so successes may wait to share one (`Settler`)."""
+        return self._average is not None and self._average < SHORT_TASK
 
     def _capacity(self) -> int:
         ahead = 0
