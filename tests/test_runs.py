@@ -6,6 +6,7 @@ these tests exercise the orchestrator and the queue scripts without worker proce
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -62,6 +63,33 @@ def test_counts_sum_to_the_total_and_the_old_name_still_answers(config: RedisCon
     assert counts.get("nothing", 7) == 7
     with pytest.raises(KeyError):
         counts["nothing"]
+
+
+def test_payloads_are_json_whatever_the_strings_hold(config: RedisConfig) -> None:
+    """Payload JSON is written from pieces (orchestrator/submit.py `_Plan`), each string quoted
+    by the json encoder: parameter names beyond ASCII, and items and constants holding quotes,
+    backslashes, control characters and non-ASCII, give JSON that json.loads reads back as
+    they were, and the tasks get them."""
+    tricky = ['q"uote', "back\\slash", "new\nline\ttab\x01", "città ü 日本", "</script>"]
+    const = {'k"\\': tricky}
+    p = Pipeline("escapes")
+    p.task("src", lambda: "parent\"s")
+    p.map("m", lambda voilà, src, città: [voilà, src, città], over=tricky, after="src",
+          params={"città": const})
+    p.task("all", lambda m: m)
+    run = submit(p, config=config)
+    queue = Queue("default", config)
+    members = 0
+    for task, jid in run.job_ids():
+        head = json.loads(queue.payload(jid))  # plain values only: the payload is all JSON
+        assert head["task"] == task and "blob" not in head
+        if task.startswith("m["):
+            members += 1
+            assert head["item"] in tricky and head["item_param"] == "voilà"
+            assert head["consts"] == {"città": const}
+    assert members == len(tricky)
+    work(config)
+    assert run.result("all") == [[item, "parent\"s", const] for item in tricky]
 
 
 def test_fan_out_fan_in_with_notebook_functions(config: RedisConfig) -> None:

@@ -17,8 +17,13 @@ Every script is sent as one text made of parts (no include preprocessor in Redis
    built on every call cost ~2.4 µs per script call. The prelude itself is a comment listing
    the values;
 2. ``common.lua``: the idioms every transition shares (Redis TIME in ms, the wait score, wake
-   hints, the retry backoff, one event XADD), the definitions the script uses only;
+   hints, the retry backoff, one event XADD);
 3. the helper files the script uses (`HELPERS`), then the script itself.
+
+Of parts 2 and 3 Redis gets only the definitions the script reaches, and the small helpers
+(``now_ms``, ``add_event``, ``wait_score``, ``wake_workers``, ``run_key``...) written out where
+they are called (`luatext`): every definition costs a closure, and every call of a helper a
+Lua call, on each script call. Both keep each line where it was in its file.
 
 Lua reports an error at a line of the assembled text (``user_script:<n>``); `LuaScript` maps that
 line back to its file and line (`Assembly.locate`) and the error raised names them, e.g.
@@ -38,6 +43,7 @@ from typing import Any
 
 from redis.exceptions import NoScriptError, ResponseError
 
+from ironforge_nb.queue import luatext
 from ironforge_nb.queue.link import Link
 
 __all__ = ["CLAIM_HELPER_USERS", "DELIVERY_HELPER_USERS", "HELPERS", "LEASE_HELPER_USERS",
@@ -183,39 +189,21 @@ class Assembly:
         return re.sub(r"@?user_script:(\d+)", repl, message)
 
 
-_DEFINES = re.compile(r"^local (?:function )?(\w+)", re.M)
-
-
-def _used_common(common: str, rest: str) -> str:
-    """common.lua keeping only the definitions ``rest`` (the helpers and the script) uses,
-    directly or through another kept one; the others become blank lines, so that line numbers
-    stay those of the file. (Each ``local function`` costs a closure on every call.)"""
-    chunks = common.split("\n\n")
-    defines = [set(_DEFINES.findall(chunk)) for chunk in chunks]
-    keep = [not names for names in defines]  # comments only: kept
-    wanted = set(re.findall(r"\w+", rest))
-    changed = True
-    while changed:
-        changed = False
-        for i, names in enumerate(defines):
-            if not keep[i] and names & wanted:
-                keep[i] = changed = True
-                wanted |= set(re.findall(r"\w+", chunks[i]))
-    return "\n\n".join(chunk if kept else "\n" * chunk.count("\n")
-                       for chunk, kept in zip(chunks, keep, strict=True))
-
-
 @functools.cache
 def assemble(name: str) -> Assembly:
-    """The prelude, common.lua (what of it is used), the helpers ``name`` uses (`HELPERS`) and
-    ``name.lua``, with their constant names replaced by values (`expand`)."""
-    files = [*(h for h, users in HELPERS if name in users), name]
-    bodies = [expand(_read(file), f"{file}.lua") for file in files]
-    common = _used_common(expand(_read("common"), "common.lua"), "\n".join(bodies))
+    """The prelude, common.lua, the helpers ``name`` uses (`HELPERS`) and ``name.lua``, with
+    their constant names replaced by values (`expand`), the one-line helpers inlined and the
+    definitions the script does not reach left out (`luatext`), every line where it was."""
+    files = ["common", *(h for h, users in HELPERS if name in users), name]
+    texts = [expand(_read(file), f"{file}.lua") for file in files]
+    found = luatext.templates("\n".join(texts[:-1]))
+    hidden = luatext.shadowed(texts, found)
+    texts = [luatext.inline(text, found, hidden) for text in texts]
+    texts = [*luatext.used(texts[:-1], texts[-1]), texts[-1]]
     text = prelude()
     parts = []
     line = text.count("\n") + 1
-    for file, body in zip(["common", *files], [common, *bodies], strict=True):
+    for file, body in zip(files, texts, strict=True):
         if not body.endswith("\n"):
             body += "\n"
         parts.append((line, f"{file}.lua"))

@@ -189,8 +189,8 @@ local function claim_ready(q, now, n)
       add_event(q.events, maxlen, EventType.ENQUEUED, now,
                 'job', id, 'queue', queue, 'status', JobStatus.QUEUED)
       if f[2] then
-        add_event(q.run_prefix .. f[2] .. ':events', maxlen, EventType.ENQUEUED, now, 'run', f[2],
-                  'job', id, 'task', f[3] or '', 'queue', queue, 'status', JobStatus.QUEUED)
+        add_run_event(q.run_prefix, f[2], maxlen, EventType.ENQUEUED, now,
+                      'job', id, 'task', f[3] or '', 'queue', queue, 'status', JobStatus.QUEUED)
       end
     end
   end
@@ -226,9 +226,9 @@ local function claim_ready(q, now, n)
                 'job', id, 'queue', queue, 'status', JobStatus.ACTIVE, 'attempt', attempt,
                 'worker', worker)
       if j.run then
-        add_event(q.run_prefix .. j.run .. ':events', maxlen, EventType.CLAIMED, now, 'run', j.run,
-                  'job', id, 'task', j.task or '', 'queue', queue, 'status', JobStatus.ACTIVE,
-                  'attempt', attempt, 'worker', worker)
+        add_run_event(q.run_prefix, j.run, maxlen, EventType.CLAIMED, now,
+                      'job', id, 'task', j.task or '', 'queue', queue, 'status', JobStatus.ACTIVE,
+                      'attempt', attempt, 'worker', worker)
       end
       budget = claim_entry(q, out, id, jk, j, tok, deadline, budget)
       lines[#lines + 1] = id .. ' ' .. tok .. '\n'

@@ -10,6 +10,12 @@ script itself, in every script.
   wake_workers(key, n)           LPUSH n wake-up hints (at most WAKE_HINTS) for idle workers
   backoff_ms(base, attempt, jitter, cap)  delay before retry `attempt` + 1
   add_event(stream, maxlen, etype, now, ...)  XADD one event: type, ts, then `...` (no nils)
+  add_run_event(run_prefix, run, maxlen, etype, now, ...)  the same on run <run>'s stream
+
+`scripting.assemble` writes the one-line helpers (wait_score, add_event, add_run_event) out at
+their call sites, `local x = now_ms()` as the TIME call and the sum, and a wake_workers(...)
+statement as a do ... end block, on the same lines (queue/luatext.py): each `local function`
+here costs a closure per script call, and each call a Lua call, on every script's hot path.
 ]]
 
 -- Redis TIME: {seconds, microseconds}. Deadlines and timestamps all come from here, never from
@@ -35,15 +41,15 @@ end
 
 -- Idle workers block on their queue's wake LIST; one hint per job made ready (a hint only: a
 -- woken worker claims whatever is there). The list is cut back to WAKE_HINTS hints when it
--- grows past them.
-local WAKE_HINTS = 64
+-- grows past them. WAKE_LAST (the last index kept) is a string: redis.call turns a Lua number
+-- argument into a string on every call (about 0.2 µs each).
+local WAKE_HINTS, WAKE_LAST = 64, '63'
 
 local function wake_workers(key, n)
   local hints = {}
   for h = 1, math.min(n or 1, WAKE_HINTS) do hints[h] = '1' end
-  if #hints == 0 then return end
-  if redis.call('LPUSH', key, unpack(hints)) > WAKE_HINTS then
-    redis.call('LTRIM', key, 0, WAKE_HINTS - 1)
+  if #hints > 0 and redis.call('LPUSH', key, unpack(hints)) > WAKE_HINTS then
+    redis.call('LTRIM', key, '0', WAKE_LAST)
   end
 end
 
@@ -57,4 +63,9 @@ end
 -- One event on a queue's or a run's stream (fields of ironforge_nb.status.Event), capped.
 local function add_event(stream, maxlen, etype, now, ...)
   redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*', 'type', etype, 'ts', now, ...)
+end
+
+-- One event on run <run>'s stream (keys.py: run_prefix .. run .. ':events'), naming the run.
+local function add_run_event(run_prefix, run, maxlen, etype, now, ...)
+  add_event(run_prefix .. run .. ':events', maxlen, etype, now, 'run', run, ...)
 end

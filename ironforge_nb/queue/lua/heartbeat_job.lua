@@ -16,7 +16,8 @@ local st = redis.call('HMGET', KEYS[1], 'status', 'token')
 if not st[1] then return {ErrorCode.JOB_NOT_FOUND, ''} end
 if st[2] ~= ARGV[2] then return {ErrorCode.LEASE_LOST, st[1]} end
 if st[1] ~= JobStatus.ACTIVE then return {ErrorCode.BAD_STATE, st[1]} end
-local deadline = now_ms() + tonumber(ARGV[3])
+local now = now_ms()
+local deadline = now + tonumber(ARGV[3])
 redis.call('ZADD', KEYS[2], string.format('%d', deadline), ARGV[1])  -- '%d': exact, and cheap
 redis.call('HSET', KEYS[1], 'lease_ms', ARGV[3])
 return {deadline}

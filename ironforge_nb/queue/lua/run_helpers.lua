@@ -106,7 +106,7 @@ end
 
 -- one event on the run's stream; `...` are extra field/value pairs (no nils)
 local function run_event(ctx, run, etype, now, ...)
-  add_event(run_key(ctx, run, 'events'), ctx.maxlen, etype, now, 'run', run, ...)
+  add_run_event(ctx.run_prefix, run, ctx.maxlen, etype, now, ...)
 end
 
 -- queue a waiting job of a run in its own queue; st = the job's {queue, priority} fields

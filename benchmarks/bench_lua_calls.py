@@ -1,0 +1,236 @@
+"""Redis CPU per call of the hot scripts, one call at a time: enqueue_jobs, claim_jobs and
+complete_job, as `Queue.enqueue`, `Queue.dequeue` and `Queue.complete` send them.
+
+Starts its own redis-server through `ironforge_nb.local` (never the machine's 6379). Each round
+enqueues N jobs one at a time, claims them one at a time, then completes them one at a time
+(no result, no fetch); before each phase ``CONFIG RESETSTAT``, after it ``INFO commandstats``:
+``usec_per_call`` of EVALSHA is the time Redis spent inside that phase's script (a phase sends
+nothing else, bar a rare reap of expired leases, which `calls` shows). Also the CPU time of
+redis-server over the phase (``/proc/<pid>/schedstat``, Linux), per call: the script plus
+reading the request and writing the reply.
+
+``--compare REF`` (repeatable) runs the same rounds against the code of git commit REF too
+(its tree is exported to a temp dir and this file runs there as a subprocess on the same
+server, FLUSHALLed between rounds), alternating the trees round by round so that the machine's
+load moves them alike; it prints the medians side by side, and the median of each round's
+difference from the first tree.
+
+``--interleave REF`` (repeatable) is finer: one process, one server, and the scripts of each
+REF (assembled by that commit's own code) loaded next to this tree's; the calls of each phase
+take the versions in turn, call by call (``LuaScript``'s SHA and source swapped between calls),
+and the server's SLOWLOG (threshold 0: each call's µs, per SHA) times each version. What a
+loaded machine does to one call it does alike to the next one's neighbours.
+
+Usage: ``python benchmarks/bench_lua_calls.py [--jobs 5000] [--rounds 5] [--compare REF ...]
+[--interleave REF ...]``. Figures, never assertions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+PHASES = ("enqueue_jobs", "claim_jobs", "complete_job")
+
+
+def _cpu_ns(pid: int) -> int:
+    with open(f"/proc/{pid}/schedstat") as fh:
+        return int(fh.read().split()[0])
+
+
+def one_round(url: str, pid: int, jobs: int) -> dict[str, dict[str, float]]:
+    """Enqueue, claim and complete ``jobs`` jobs one at a time on the server at ``url``;
+    returns phase -> {usec_per_call, cpu_us_per_call, calls}."""
+    import redis
+
+    from ironforge_nb.queue import Queue, RedisConfig
+
+    config = RedisConfig(url=url)
+    client = redis.Redis.from_url(url)
+    client.flushall()
+    queue = Queue("bench", config)
+    leases: list[Any] = []
+    steps = {
+        "enqueue_jobs": lambda: [queue.enqueue(b"x") for _ in range(jobs)],
+        "claim_jobs": lambda: leases.extend(queue.dequeue("w", timeout=0) for _ in range(jobs)),
+        "complete_job": lambda: [queue.complete(lease) for lease in leases],
+    }
+    queue.enqueue(b"warm")  # load the scripts outside the measured phases
+    queue.complete(queue.dequeue("w", timeout=0))  # type: ignore[arg-type]
+    out = {}
+    for phase in PHASES:
+        client.config_resetstat()
+        cpu = _cpu_ns(pid)
+        steps[phase]()
+        cpu = _cpu_ns(pid) - cpu
+        stat = client.info("commandstats").get("cmdstat_evalsha", {})
+        calls = int(stat.get("calls", 0))
+        out[phase] = {"usec_per_call": float(stat.get("usec_per_call", 0.0)),
+                      "cpu_us_per_call": cpu / 1000 / max(calls, 1), "calls": calls}
+    return out
+
+
+def _sources(tree: Path) -> dict[str, str]:
+    """The assembled text of each script of `PHASES` as the code in ``tree`` makes it."""
+    code = ("import json, importlib\n"
+            "for m in ('ironforge_nb.queue.scripting', 'ironforge_nb.queue.lua'):\n"
+            "    try:\n"
+            "        mod = importlib.import_module(m)\n"
+            "        if hasattr(mod, 'lua_source'): break\n"
+            "    except ImportError: pass\n"
+            f"print(json.dumps({{n: mod.lua_source(n) for n in {list(PHASES)!r}}}))\n")
+    out = subprocess.run([sys.executable, "-c", code], cwd=tree, check=True, text=True,
+                         capture_output=True, env=dict(os.environ, PYTHONPATH=str(tree)))
+    return dict(json.loads(out.stdout))
+
+
+def _steps(queue: Any) -> dict[str, Callable[[], Any]]:
+    """One call of each phase's script on ``queue`` (one job at a time)."""
+    leases: list[Any] = []
+    return {"enqueue_jobs": lambda: queue.enqueue(b"x"),
+            "claim_jobs": lambda: leases.append(queue.dequeue("w", timeout=0)),
+            "complete_job": lambda: queue.complete(leases.pop())}
+
+
+def interleaved(refs: list[str], jobs: int, rounds: int) -> None:
+    """The ``--interleave`` measurement (see the module doc)."""
+    import hashlib
+
+    from ironforge_nb.local import RedisServer
+    from ironforge_nb.queue import Queue, RedisConfig
+
+    # a comment naming the ref: the same code twice (an A/A check) gets two SHAs
+    versions = {ref: {name: f"{src}\n-- {ref}\n" for name, src in _sources(_export(ref)).items()}
+                for ref in refs}
+    names = [*refs, "this tree"]
+    durations: dict[str, dict[str, list[int]]] = {n: {p: [] for p in PHASES} for n in names}
+    with RedisServer() as server:
+        import redis
+
+        client = redis.Redis.from_url(server.url)
+        client.config_set("slowlog-log-slower-than", 0)
+        client.config_set("slowlog-max-len", 64 * jobs)  # commands inside scripts too
+        for r in range(rounds):
+            client.flushall()
+            queue = Queue("bench", RedisConfig(url=server.url))
+            scripts = queue._scripts._scripts  # a benchmark swaps versions
+            shas: dict[str, dict[str, tuple[str, str]]] = {"this tree": {}}
+            for phase in PHASES:
+                own = scripts[phase]
+                shas["this tree"][phase] = (own._sha, own._source)
+                for ref in refs:
+                    src = versions[ref][phase]
+                    shas.setdefault(ref, {})[phase] = (client.script_load(src), src)
+                    assert shas[ref][phase][0] == hashlib.sha1(src.encode()).hexdigest()
+            steps = _steps(queue)
+            queue.enqueue(b"warm")
+            queue.complete(queue.dequeue("w", timeout=0))  # type: ignore[arg-type]
+            for phase in PHASES:
+                script = scripts[phase]
+                client.slowlog_reset()
+                for i in range(jobs):
+                    turn = names[(i + r) % len(names)]  # each round another order
+                    script._sha, script._source = shas[turn][phase]
+                    steps[phase]()
+                by_sha = {shas[n][phase][0]: n for n in names}
+                for entry in client.slowlog_get(64 * jobs):
+                    args = entry["command"].split()
+                    if args[:1] == [b"EVALSHA"] and args[1].decode() in by_sha:
+                        durations[by_sha[args[1].decode()]][phase].append(entry["duration"])
+    print(f"{rounds} rounds of {jobs:,} calls per phase, the versions in turn call by call "
+          "(SLOWLOG, us per call: mean of the fastest 90% [preempted calls left out] / "
+          "median / mean):")
+    for phase in PHASES:
+        cells = []
+        for n in names:
+            got = sorted(durations[n][phase])
+            fast = statistics.fmean(got[:max(1, len(got) * 9 // 10)])
+            cells.append(f"{n} {fast:6.2f} / {statistics.median(got):4.1f} / "
+                         f"{statistics.fmean(got):6.2f} ({len(got):,} calls)")
+        print(f"  {phase:<13} " + "   ".join(cells))
+
+
+def _export(ref: str) -> Path:
+    """The tree of commit ``ref`` in a temp dir (with this benchmark in it)."""
+    dest = Path(tempfile.mkdtemp(prefix="bench-lua-"))
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", ref], check=True,
+                             capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
+    (dest / "benchmarks" / Path(__file__).name).write_text(Path(__file__).read_text())
+    return dest
+
+
+def _run_in(tree: Path, url: str, pid: int, jobs: int) -> dict[str, dict[str, float]]:
+    env = dict(os.environ, PYTHONPATH=str(tree))
+    proc = subprocess.run([sys.executable, str(tree / "benchmarks" / Path(__file__).name),
+                           "--child", url, str(pid), str(jobs)],
+                          env=env, check=True, capture_output=True, text=True)
+    return json.loads(proc.stdout)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--jobs", type=int, default=5000)
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--compare", action="append", default=[],
+                    help="a git commit to measure too (repeatable)")
+    ap.add_argument("--interleave", action="append", default=[],
+                    help="a git commit whose scripts take turns with this tree's (repeatable)")
+    ap.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.interleave:
+        interleaved(args.interleave, args.jobs, args.rounds)
+        return
+    if args.child:
+        url, pid, jobs = args.child
+        print(json.dumps(one_round(url, int(pid), int(jobs))))
+        return
+
+    from ironforge_nb.local import RedisServer
+
+    trees = {**{ref: _export(ref) for ref in args.compare}, "this tree": ROOT}
+    rounds: dict[str, list[dict[str, dict[str, float]]]] = {name: [] for name in trees}
+    with RedisServer() as server:
+        assert server.pid is not None
+        for r in range(args.rounds):
+            for name, tree in trees.items():
+                rounds[name].append(_run_in(tree, server.url, server.pid, args.jobs))
+                got = rounds[name][-1]
+                print(f"round {r + 1} {name:>12}: " + ", ".join(
+                    f"{p} {got[p]['usec_per_call']:.2f} us ({got[p]['cpu_us_per_call']:.2f} cpu)"
+                    for p in PHASES), flush=True)
+    print(f"\nmedians of {args.rounds} rounds of {args.jobs:,} calls each "
+          "(INFO commandstats usec_per_call of EVALSHA; redis-server CPU us per call):")
+    for phase in PHASES:
+        cells = []
+        for name in trees:
+            usec = statistics.median(x[phase]["usec_per_call"] for x in rounds[name])
+            cpu = statistics.median(x[phase]["cpu_us_per_call"] for x in rounds[name])
+            cells.append(f"{name} {usec:6.2f} us ({cpu:6.2f} cpu)")
+        print(f"  {phase:<13} " + "   ".join(cells))
+    if len(trees) > 1:  # the same round's figures differ by less than the rounds' spread
+        base = next(iter(trees))
+        print(f"\nmedian of the rounds' differences from {base} (usec_per_call; cpu):")
+        for phase in PHASES:
+            cells = []
+            for name in list(trees)[1:]:
+                pairs = list(zip(rounds[name], rounds[base], strict=True))
+                usec = statistics.median(a[phase]["usec_per_call"] - b[phase]["usec_per_call"]
+                                         for a, b in pairs)
+                cpu = statistics.median(a[phase]["cpu_us_per_call"] - b[phase]["cpu_us_per_call"]
+                                        for a, b in pairs)
+                cells.append(f"{name} {usec:+6.2f} us ({cpu:+6.2f} cpu)")
+            print(f"  {phase:<13} " + "   ".join(cells))
+
+
+if __name__ == "__main__":
+    main()
