@@ -478,3 +478,27 @@ def test_unpicklable_result_fails_the_task_with_a_clear_error(config: RedisConfi
     assert run.status is RunStatus.FAILED
     with pytest.raises(TaskFailedError, match=r"cannot be pickled.*return plain data"):
         run.result("t")
+
+
+def test_a_child_claimed_by_its_parents_completion_wakes_no_worker(config: RedisConfig,
+                                                                   redis_client: Any) -> None:
+    """The completion that releases a child and claims it in the same call takes back the
+    wake-up hint it pushed for it (an idle worker woken by it would find nothing); a hint for
+    a child left waiting stays, and so does one for a child in another queue."""
+    p = Pipeline("hints")
+    p.task("a", tasks.one).task("b", tasks.double, after="a").task("c", tasks.inc, after="b")
+    p.task("d", tasks.inc, after="a", queue="other")
+    run = submit(p, config=config)
+    q, other = Queue("default", config), Queue("other", config)
+    wake, other_wake = config.keys.queue("default").wake, config.keys.queue("other").wake
+    redis_client.delete(wake)  # the root's hint (submit's)
+    [a] = q.dequeue_many("w1", 1, lease=30, timeout=0)
+    [b], refused = q.complete_many([a], [execute_task(config, a, SECRET)], fetch_next=1)
+    assert not refused and b.meta["task"] == "b"
+    assert redis_client.llen(wake) == 0  # b: claimed at once, no hint left
+    assert redis_client.llen(other_wake) == 1  # d: waits in its own queue
+    nothing, _ = q.complete_many([b], [execute_task(config, b, SECRET)])
+    assert nothing == [] and redis_client.llen(wake) == 1  # c: not claimed, its hint stays
+    work(config, ["default", "other"])
+    assert run.wait(timeout=10).status is RunStatus.SUCCEEDED
+    assert other.counts()[JobStatus.COMPLETED] == 1

@@ -220,6 +220,33 @@ def test_thousand_task_pipeline_completes(pool: Connection) -> None:
     assert run.counts()["completed"] == 1000
 
 
+def test_a_chain_wakes_no_idle_worker(config: RedisConfig, own_workers: Any) -> None:
+    """In a chain, each completion claims the child it released in the same call, so the
+    other worker, idle, is not woken once per task (a woken worker would claim nothing): an
+    idle worker's BLPOP returns only at its timeout (`IDLE_BLOCK`, 0.5 s; the module's two
+    pool workers share this server), and for the root's hint."""
+    own_workers(2)
+
+    def chain(n: int) -> ifn.Pipeline:
+        p = ifn.Pipeline("chain-wakes")
+        p.task("c0", lambda: 0)
+        for i in range(1, n):
+            p.task(f"c{i}", lambda x: x + 1, after=f"c{i - 1}")
+        return p
+
+    def blpop_calls() -> int:
+        return int(config.client().info("commandstats").get("cmdstat_blpop", {})
+                   .get("calls", 0))
+
+    chain(5).submit(config=config).wait(timeout=30)  # both workers up and idle
+    before, start = blpop_calls(), time.monotonic()
+    run = chain(300).submit(config=config).wait(timeout=60)
+    took = time.monotonic() - start
+    assert run.result("c299") == 299
+    wakes = blpop_calls() - before  # each BLPOP answered (hint or timeout) is sent again
+    assert wakes <= 4 + 4 * 2 * took, f"{wakes} BLPOPs in {took:.2f} s for 300 tasks"
+
+
 # ---------------------------------------------------------------------- failures and retries
 
 

@@ -8,10 +8,13 @@ the reply is read when the socket becomes readable. Wake entries are hints only 
 `Queue.dequeue_many`): after any wake-up, or the BLPOP's own timeout, the worker claims by
 script.
 
-Backing off: in a chain, the worker that completes a task claims its child in the same call,
-so an idle worker woken by the child's hint finds nothing, once per task. After wake-ups that
-found nothing, `block` waits a short cooldown (doubling up to `MAX_COOLDOWN`) before the next
-BLPOP; the hints left meanwhile are still there then, so no job waits longer than that.
+Backing off: a hint may be stale (another worker claimed the job first), so a woken worker
+may find nothing. In a chain, the worker that completes a task claims its child in the same
+call, which then takes back the child's hint (complete_job.lua), so an idle worker is not
+woken once per task; hints still go stale when other claims overtake them (wide fan-outs,
+several workers). After wake-ups that found nothing, `block` waits a short cooldown (doubling
+up to `MAX_COOLDOWN`) before the next BLPOP; the hints left meanwhile are still there then,
+so no job waits longer than that.
 """
 
 from __future__ import annotations

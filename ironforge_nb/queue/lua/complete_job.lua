@@ -12,7 +12,10 @@ except jobs of DAG runs, which only leave the ZSET: their keys live as long as t
 has moved on to it (mark_started() of claim_helpers.lua); (5) if fetch_n > 0 and no completion
 was refused, claim up to fetch_n jobs exactly as claim_jobs.lua does (claim_ready() of
 claim_helpers.lua, prepended at load time), the first start_n of them started now. Steady-state
-workers thus make one call per job, or one per batch of jobs.
+workers thus make one call per job, or one per batch of jobs. (6) If that claim left the
+queue's wait ZSET empty, the wake-up hints this call pushed to the queue (for children it
+queued, step (2)) are taken back: the claim took those children, and an idle worker woken by
+a hint would find nothing (a CHAIN would wake one per task).
 DAG runs: after step (2) of a job whose hash has a `run` field, run_on_complete (from
 run_helpers.lua, prepended at load time) counts it in its run, decrements its children's
 remaining-parent counters, queues those reaching zero in their own queues, and settles the run;
@@ -105,4 +108,10 @@ local out = claim_ready({wait = KEYS[4], scheduled = KEYS[5], active = KEYS[1],
                          lease = tonumber(ARGV[9]), promote_limit = tonumber(ARGV[11]),
                          start = tonumber(ARGV[12]), rid = ARGV[15], receipt = KEYS[7]},
                         now, n)
+-- (6) a child this call queued in its own queue and claimed at once needs no wake-up: when
+-- nothing is left waiting, the hints this call pushed there are taken back, else an idle
+-- worker woken by one would claim nothing (in a chain, once per task)
+local wake = queue_key(rctx, queue, QueueKey.WAKE)
+local hinted = rctx.hinted[wake]
+if hinted and redis.call('ZCARD', KEYS[4]) == 0 then redis.call('LTRIM', wake, hinted, -1) end
 return {out, outcomes}

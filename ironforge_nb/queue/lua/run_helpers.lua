@@ -93,7 +93,8 @@ local function run_ctx(job_prefix, run_prefix, queue_prefix, maxlen)
   local ns = string.sub(run_prefix, 1, -5)  -- '{ns}:run:' -> '{ns}:'
   return {job_prefix = job_prefix, run_prefix = run_prefix, queue_prefix = queue_prefix,
           maxlen = maxlen, runs = ns .. 'runs', ended = ns .. 'runs:ended',
-          walking = ns .. 'runs:walking', hooks = hook_ctx(ns .. 'webhooks:', run_prefix)}
+          walking = ns .. 'runs:walking', hooks = hook_ctx(ns .. 'webhooks:', run_prefix),
+          hinted = {}}  -- wake key -> hints this call pushed (see complete_job.lua)
 end
 
 local function run_key(ctx, run, suffix)
@@ -118,7 +119,9 @@ local function run_enqueue(ctx, run, task, jid, now, st)
   redis.call('HSET', jk, 'status', JobStatus.QUEUED, JobField.ENQUEUED, now)
   add_event(queue_key(ctx, q, QueueKey.EVENTS), ctx.maxlen, EventType.ENQUEUED, now,
             'job', jid, 'queue', q, 'status', JobStatus.QUEUED)
-  wake_workers(queue_key(ctx, q, QueueKey.WAKE), 1)
+  local wake = queue_key(ctx, q, QueueKey.WAKE)
+  wake_workers(wake, 1)
+  ctx.hinted[wake] = (ctx.hinted[wake] or 0) + 1
   run_event(ctx, run, EventType.ENQUEUED, now, 'job', jid, 'task', task, 'queue', q,
             'status', JobStatus.QUEUED)
 end
