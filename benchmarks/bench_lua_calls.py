@@ -21,8 +21,14 @@ take the versions in turn, call by call (``LuaScript``'s SHA and source swapped 
 and the server's SLOWLOG (threshold 0: each call's µs, per SHA) times each version. What a
 loaded machine does to one call it does alike to the next one's neighbours.
 
+``--callgrind REF`` (repeatable) counts instructions instead, which load does not move: for
+this tree and each REF a redis-server runs under ``valgrind --tool=callgrind``, collecting only
+inside ``evalGenericCommand`` (EVALSHA: the Lua VM and the commands the script calls), the
+REF's scripts swapped in as above, and ``callgrind_control`` dumps the count after each phase
+(``--jobs`` calls; 2,000 take about a minute).
+
 Usage: ``python benchmarks/bench_lua_calls.py [--jobs 5000] [--rounds 5] [--compare REF ...]
-[--interleave REF ...]``. Figures, never assertions.
+[--interleave REF ...] [--callgrind REF ...]``. Figures, never assertions.
 """
 
 from __future__ import annotations
@@ -159,6 +165,79 @@ def interleaved(refs: list[str], jobs: int, rounds: int) -> None:
         print(f"  {phase:<13} " + "   ".join(cells))
 
 
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _counted(sources: dict[str, str], jobs: int) -> dict[str, float]:
+    """Instructions per call of each phase's script (``sources``), on a redis-server under
+    callgrind collecting inside EVALSHA only."""
+    import glob
+    import re
+    import time
+
+    import redis
+
+    from ironforge_nb.queue import Queue, RedisConfig
+
+    out = Path(tempfile.mkdtemp(prefix="bench-lua-cg-"))
+    port = _free_port()
+    server = subprocess.Popen(
+        ["valgrind", "--tool=callgrind", "--toggle-collect=evalGenericCommand",
+         f"--callgrind-out-file={out}/cg.out", "redis-server", "--port", str(port),
+         "--save", "", "--appendonly", "no", "--dir", str(out)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        client = redis.Redis(port=port)
+        for _ in range(600):  # valgrind starts redis-server slowly
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                time.sleep(0.1)
+        queue = Queue("bench", RedisConfig(url=f"redis://127.0.0.1:{port}/0",
+                                           socket_timeout=300))
+        scripts = queue._scripts._scripts  # a benchmark swaps versions
+        for phase in PHASES:
+            scripts[phase]._source = sources[phase]
+            scripts[phase]._sha = client.script_load(sources[phase])
+        steps = _steps(queue)
+        queue.enqueue(b"warm")
+        queue.complete(queue.dequeue("w", timeout=0))  # type: ignore[arg-type]
+        subprocess.run(["callgrind_control", "-z", str(server.pid)], check=True,
+                       capture_output=True)
+        for phase in PHASES:
+            for _ in range(jobs):
+                steps[phase]()
+            subprocess.run(["callgrind_control", "-d", phase, str(server.pid)], check=True,
+                           capture_output=True)
+        got = {}
+        for dump in glob.glob(f"{out}/cg.out.*"):
+            text = Path(dump).read_text()
+            phase_of = re.search(r"^desc: Trigger: dump (\w+)", text, re.M)
+            total = re.search(r"^summary: (\d+)", text, re.M)
+            if phase_of and total:
+                got[phase_of.group(1)] = int(total.group(1)) / jobs
+        return got
+    finally:
+        server.terminate()
+        server.wait(timeout=120)
+
+
+def counted(refs: list[str], jobs: int) -> None:
+    """The ``--callgrind`` measurement (see the module doc)."""
+    trees = {**{ref: _export(ref) for ref in refs}, "this tree": ROOT}
+    got = {name: _counted(_sources(tree), jobs) for name, tree in trees.items()}
+    print(f"instructions per call inside EVALSHA (callgrind), {jobs:,} calls per phase:")
+    for phase in PHASES:
+        print(f"  {phase:<13} " + "   ".join(f"{name} {got[name].get(phase, 0):>9,.0f}"
+                                            for name in trees))
+
+
 def _export(ref: str) -> Path:
     """The tree of commit ``ref`` in a temp dir (with this benchmark in it)."""
     dest = Path(tempfile.mkdtemp(prefix="bench-lua-"))
@@ -185,8 +264,13 @@ def main() -> None:
                     help="a git commit to measure too (repeatable)")
     ap.add_argument("--interleave", action="append", default=[],
                     help="a git commit whose scripts take turns with this tree's (repeatable)")
+    ap.add_argument("--callgrind", action="append", default=[],
+                    help="a git commit whose scripts' instructions are counted too (repeatable)")
     ap.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.callgrind:
+        counted(args.callgrind, args.jobs)
+        return
     if args.interleave:
         interleaved(args.interleave, args.jobs, args.rounds)
         return
