@@ -230,9 +230,21 @@ class LuaScript:
     def __init__(self, link: Link, name: str) -> None:
         self.name = name
         self._link = link
-        self._assembly = assemble(name)
-        self._source = self._assembly.source
-        self._sha = hashlib.sha1(self._source.encode()).hexdigest()
+
+    # Assembled at the first call, not when made: a `Queue` makes all of its scripts, and
+    # assembling all 31 takes ~0.1 s, which a fresh executor or kernel would otherwise pay
+    # before its first job for scripts it may never call. Once set, each is a plain attribute.
+    @functools.cached_property
+    def _assembly(self) -> Assembly:
+        return assemble(self.name)
+
+    @functools.cached_property
+    def _source(self) -> str:
+        return self._assembly.source
+
+    @functools.cached_property
+    def _sha(self) -> str:
+        return hashlib.sha1(self._source.encode()).hexdigest()
 
     def __repr__(self) -> str:
         return f"<LuaScript {self.name} {self._sha[:10]}>"
