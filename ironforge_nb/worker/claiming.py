@@ -49,7 +49,7 @@ class Claimer:
             heads = len({id(s) for s in free if not s.tasks and s.warm})  # first in `free`
             for lease in queue.dequeue_many(self.name, len(free), self.lease, timeout=0,
                                             started=heads):
-                # more than asked: a claim whose reply was lost, answered now (scripts.py)
+                # more than asked: a claim whose reply was lost, answered now (transitions.py)
                 slot = free.pop(0) if free else min(slots, key=lambda s: len(s.tasks))
                 if (spare := pool.dispatch(slot, queue, lease)) is not None:
                     self._settler.lost_executor(slot, spare)
