@@ -154,14 +154,8 @@ class ResultStore:
             except FileNotFoundError:
                 return []
             return [(f"{url}/{name}", name) for name in found]
-        fs, path = _fs_of(url)
-        protocol = url.split("://", 1)[0]
-        try:
-            listed = fs.ls(path, detail=True, refresh=True)
-        except FileNotFoundError:
-            return []
-        return [(f"{protocol}://{e['name']}", e["name"].rstrip("/").rsplit("/", 1)[-1])
-                for e in listed if e.get("type") == "directory"]
+        return [(entry_url, e["name"].rstrip("/").rsplit("/", 1)[-1])
+                for entry_url, e in _remote_entries(url, "directory")]
 
     def listing(self, url: str) -> list[tuple[str, float]]:
         """(URL, modification time) of the files directly under ``url``, temp files of
@@ -174,14 +168,19 @@ class ResultStore:
             except FileNotFoundError:
                 return []
             return [(f"{url}/{name}", mtime) for name, mtime in found]
-        fs, path = _fs_of(url)
-        protocol = url.split("://", 1)[0]
-        try:
-            listed = fs.ls(path, detail=True, refresh=True)
-        except FileNotFoundError:
-            return []
-        return [(f"{protocol}://{e['name']}", _mtime(e)) for e in listed
-                if e.get("type") == "file"]
+        return [(entry_url, _mtime(e)) for entry_url, e in _remote_entries(url, "file")]
+
+
+def _remote_entries(url: str, kind: str) -> list[tuple[str, dict[str, Any]]]:
+    """(URL, fsspec ``ls`` entry) of the ``kind`` ("file" or "directory") entries directly
+    under the fsspec ``url``; none when it does not exist."""
+    fs, path = _fs_of(url)
+    protocol = url.split("://", 1)[0]
+    try:
+        listed = fs.ls(path, detail=True, refresh=True)
+    except FileNotFoundError:
+        return []
+    return [(f"{protocol}://{e['name']}", e) for e in listed if e.get("type") == kind]
 
 
 def _mtime(entry: dict[str, Any]) -> float:
