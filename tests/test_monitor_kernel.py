@@ -72,6 +72,16 @@ def _attach(kernel: Kernel, config: RedisConfig, run_id: str, name: str) -> None
                f"namespace={config.namespace!r}), secret={SECRET!r})")
 
 
+def _close_from_front_end(kernel: Kernel, model_id: str, name: str, widget: str) -> Any:
+    """Send the comm_close a front end sends for the widget ``model_id`` (closing the output,
+    the page), then print ``[<name>.following, live followers, <widget>.comm is None]``."""
+    client = kernel.client
+    client.shell_channel.send(client.session.msg("comm_close",
+                                                 {"comm_id": model_id, "data": {}}))
+    return json.loads(kernel.run(f"await asyncio.sleep(0.3)\nprint(json.dumps([{name}.following, "
+                                 f"len({FOLLOWERS}), {widget}.comm is None]))"))
+
+
 def test_monitor_follows_on_the_kernel_loop_and_stops_by_itself(
         kernel: Kernel, config: RedisConfig) -> None:
     """Between cells the loop task brings the view to the run's end, then ends."""
@@ -140,12 +150,7 @@ def test_the_front_end_closing_the_comm_stops_the_loop(kernel: Kernel,
                      "m8._view.root.model_id]))")
     following, followers, model_id = json.loads(out)
     assert following and followers == 1
-    client = kernel.client
-    client.shell_channel.send(client.session.msg("comm_close",
-                                                 {"comm_id": model_id, "data": {}}))
-    out = kernel.run("await asyncio.sleep(0.3)\nprint(json.dumps([m8.following, "
-                     f"len({FOLLOWERS}), m8._view.overall.comm is None]))")
-    assert json.loads(out) == [False, 0, True]
+    assert _close_from_front_end(kernel, model_id, "m8", "m8._view.overall") == [False, 0, True]
 
 
 def test_the_monitor_displays_itself_once(kernel: Kernel, config: RedisConfig) -> None:
@@ -201,9 +206,4 @@ def test_the_dashboard_closed_by_the_front_end_stops_its_loop(kernel: Kernel,
         f"len({FOLLOWERS}), board.root.model_id]))")
     following, followers, model_id = json.loads(out)
     assert following and followers == 1
-    client = kernel.client
-    client.shell_channel.send(client.session.msg("comm_close",
-                                                 {"comm_id": model_id, "data": {}}))
-    out = kernel.run("await asyncio.sleep(0.3)\nprint(json.dumps([board.following, "
-                     f"len({FOLLOWERS}), board.root.comm is None]))")
-    assert json.loads(out) == [False, 0, True]
+    assert _close_from_front_end(kernel, model_id, "board", "board.root") == [False, 0, True]

@@ -31,6 +31,7 @@ from typing import Any
 import cloudpickle
 
 import ironforge_nb as ifn
+from ironforge_nb.errors import RunTimeoutError
 from ironforge_nb.local.workers import LocalWorkers
 from ironforge_nb.queue import Queue, RedisConfig
 from ironforge_nb.status import EventType, JobStatus
@@ -317,6 +318,16 @@ def stall_history(queue: Queue, job_ids: Mapping[str, str],
         out.setdefault(keys[ev.job], []).append(
             f"stall {ev.stalls} at {at:.3f}: {ev.error}; {state}")
     return out
+
+
+def finishes(run: ifn.Run, timeout: float) -> bool:
+    """Wait for ``run`` to end; False when it has not within ``timeout`` s (the scenario's
+    row then says so, instead of the wait's error hiding the ledger)."""
+    try:
+        run.wait(timeout=timeout, progress=False)
+    except RunTimeoutError:
+        return False
+    return True
 
 
 def wait_until(predicate: Callable[[], Any], timeout: float, what: str) -> Any:

@@ -17,11 +17,19 @@ from pathlib import Path
 import pytest
 
 import ironforge_nb as ifn
-from ironforge_nb.errors import RunTimeoutError
 from ironforge_nb.local import RedisCluster
 from ironforge_nb.queue import RedisConfig
 from ironforge_nb.status import RunStatus
-from tests.chaos.harness import SECRET, Final, Fleet, Ledger, pipeline, run_records, wait_until
+from tests.chaos.harness import (
+    SECRET,
+    Final,
+    Fleet,
+    Ledger,
+    finishes,
+    pipeline,
+    run_records,
+    wait_until,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.cluster]
 
@@ -60,7 +68,6 @@ def test_runs_survive_a_cluster_master_restart(cluster: RedisCluster, tmp_path: 
     victim = placed[0][1]
     began = time.monotonic()
     finals: dict[str, Final] = {}
-    unfinished: list[str] = []
     try:
         runs = [pipeline(ledger, TASKS, 0.01, f"{config.namespace}.").submit(config=config)
                 for config, _ in placed]
@@ -70,11 +77,7 @@ def test_runs_survive_a_cluster_master_restart(cluster: RedisCluster, tmp_path: 
         time.sleep(2.0)
         during = ledger.executions()
         cluster.restart(victim)
-        for run in runs:
-            try:
-                run.wait(timeout=90, progress=False)
-            except RunTimeoutError:
-                unfinished.append(run.id)
+        unfinished = [run.id for run in runs if not finishes(run, 90)]
     finally:
         for fleet in fleets:
             fleet.stop(grace=0)

@@ -24,7 +24,6 @@ from pathlib import Path
 import pytest
 
 import ironforge_nb as ifn
-from ironforge_nb.errors import RunTimeoutError
 from ironforge_nb.local import RedisServer
 from ironforge_nb.local.connect import Connection
 from ironforge_nb.queue import Queue, RedisConfig
@@ -35,6 +34,7 @@ from tests.chaos.harness import (
     Chaos,
     Fleet,
     Ledger,
+    finishes,
     job_records,
     pipeline,
     settle_run,
@@ -73,15 +73,11 @@ def test_pipeline_survives_random_worker_kills(conn: Connection, tmp_path: Path)
     rng = random.Random(seed)
     chaos = Chaos(lambda: fleet.kill_one(rng), KILL_EVERY, seed)
     began = time.monotonic()
-    finished = True
     try:
         run = p.submit()
         wait_until(lambda: len(ledger.lines()) > 50, 60, "the run started")
         with chaos:
-            try:
-                run.wait(timeout=120, progress=False)
-            except RunTimeoutError:
-                finished = False
+            finished = finishes(run, 120)
     finally:
         fleet.stop(grace=0)
     row = settle_run(ledger, "worker SIGKILL, pipeline", run, chaos.count, began, finished,

@@ -23,10 +23,9 @@ from pathlib import Path
 import pytest
 
 import ironforge_nb as ifn
-from ironforge_nb.errors import RunTimeoutError
 from ironforge_nb.local import RedisServer
 from ironforge_nb.status import RunStatus
-from tests.chaos.harness import SECRET, Fleet, Ledger, pipeline, settle_run, wait_until
+from tests.chaos.harness import SECRET, Fleet, Ledger, finishes, pipeline, settle_run, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -44,7 +43,6 @@ def test_run_survives_a_redis_restart(fresh_server: Callable[..., RedisServer], 
     p = pipeline(ledger, 1000, 0.01)
     fleet = Fleet(conn.config, 3, secret=SECRET, extra_args=["--lease", "2"]).start()
     began = time.monotonic()
-    finished = True
     try:
         run = p.submit()
         wait_until(lambda: len(ledger.lines()) >= 200, 60, "200 tasks ran")
@@ -52,10 +50,7 @@ def test_run_survives_a_redis_restart(fresh_server: Callable[..., RedisServer], 
         killed_at = time.time()
         time.sleep(1.0)
         server.restart()
-        try:
-            run.wait(timeout=90, progress=False)
-        except RunTimeoutError:
-            finished = False
+        finished = finishes(run, 90)
     finally:
         fleet.stop(grace=0)
     window = sum(1 for _, _, at in ledger.lines() if killed_at - WINDOW <= at <= killed_at)
