@@ -87,7 +87,7 @@ def test_the_old_name_of_no_status_still_draws_with_a_warning(sales: Pipeline) -
     with pytest.warns(FutureWarning, match="'pending' is deprecated"):
         source = to_digraph(sales, {"extract": "pending", "clean": "failed"}).source
     assert re.search(rf'label="extract"[^\]]*fillcolor="{STATUS_COLORS["none"]}"', source)
-    assert 'label="none (4)"' in source
+    assert 'label="no status (4)"' in source
     with pytest.warns(FutureWarning, match="PENDING is deprecated: use NO_STATUS"):
         from ironforge_nb.render.palette import PENDING
     assert PENDING == NO_STATUS == "none"
@@ -103,7 +103,7 @@ def test_legend_lists_the_statuses_present(sales: Pipeline) -> None:
     """With statuses, a legend cluster shows each status present with its count."""
     source = to_digraph(sales, {"extract": "completed", "clean": "active"}).source
     assert "cluster_legend" in source
-    assert 'label="completed (1)"' in source and 'label="none (3)"' in source
+    assert 'label="completed (1)"' in source and 'label="no status (3)"' in source
     assert "failed (" not in source
 
 
@@ -367,7 +367,7 @@ def test_text_view_of_a_large_graph_stays_short() -> None:
 def test_text_view_counts_statuses(sales: Pipeline) -> None:
     """With statuses, the header counts tasks per status."""
     text = text_view(sales.build(), {"extract": "completed", "clean": "completed"})
-    assert "(3 none, 2 completed)" in text.splitlines()[0]
+    assert "(3 without status, 2 completed)" in text.splitlines()[0]
 
 
 def test_dense_small_graph_is_collapsed_too() -> None:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from ironforge_nb.dag.graph import DAG
 from ironforge_nb.errors import InvalidOptionError
 from ironforge_nb.render.collapse import View, build_view
-from ironforge_nb.render.palette import legend_items, status_style
+from ironforge_nb.render.palette import legend_items, status_label, status_style
 
 if TYPE_CHECKING:
     import graphviz
@@ -174,7 +174,8 @@ def _legend(counts: Mapping[str, int] | None, name: str = "cluster_legend") -> g
     for status, _color in legend_items(counts):
         attrs = status_style(status)
         attrs["style"] = attrs["style"].replace("filled", "rounded,filled")
-        label = status if counts is None else f"{status} ({counts[status]:,})"
+        name = status_label(status)
+        label = name if counts is None else f"{name} ({counts[status]:,})"
         sub.node(f"legend_{status}", label=label, **attrs)
         if previous is not None:  # invisible chain: one swatch per rank, a compact strip
             sub.edge(previous, f"legend_{status}", style="invis")

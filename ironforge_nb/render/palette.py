@@ -28,6 +28,7 @@ __all__ = [
     "STATUS_ORDER",
     "legend_items",
     "normalize_status",
+    "status_label",
     "status_style",
     "summary_status",
 ]
@@ -107,6 +108,11 @@ def status_style(status: str) -> dict[str, str]:
 def summary_status(counts: Mapping[str, int]) -> str:
     """The status a group of tasks is drawn with: the first present in the priority list."""
     return next((s for s in _SUMMARY_PRIORITY if counts.get(s)), NO_STATUS)
+
+
+def status_label(status: str) -> str:
+    """How a legend names ``status``: the status itself, "no status" for `NO_STATUS`."""
+    return "no status" if status == NO_STATUS else status
 
 
 def legend_items(statuses: Iterable[str] | None = None) -> list[tuple[str, str]]:

@@ -54,4 +54,5 @@ def _status_counts(dag: DAG[Any], statuses: Mapping[Any, object]) -> str:
     for node in dag.nodes:
         key = normalize_status(statuses.get(node)) if node in statuses else NO_STATUS
         counts[key] = counts.get(key, 0) + 1
-    return ", ".join(f"{counts[s]:,} {s}" for s in STATUS_ORDER if s in counts)
+    return ", ".join(f"{counts[s]:,} {'without status' if s == NO_STATUS else s}"
+                     for s in STATUS_ORDER if s in counts)
