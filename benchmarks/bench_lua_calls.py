@@ -1,9 +1,14 @@
 """Redis CPU per call of the hot scripts, one call at a time: enqueue_jobs, claim_jobs and
-complete_job, as `Queue.enqueue`, `Queue.dequeue` and `Queue.complete` send them.
+complete_job, as `Queue.enqueue`, `Queue.dequeue` and `Queue.complete` send them, and the
+``chain_hop``: the complete_job call of one hop of a DAG run's CHAIN, as a worker sends it
+(`Queue.complete_many` of the running task with ``fetch_next=1, started=1``: the completion,
+the run's bookkeeping, the release of the child and its claim, in one script).
 
 Starts its own redis-server through `ironforge_nb.local` (never the machine's 6379). Each round
 enqueues N jobs one at a time, claims them one at a time, then completes them one at a time
-(no result, no fetch); before each phase ``CONFIG RESETSTAT``, after it ``INFO commandstats``:
+(no result, no fetch), then walks CHAIN runs of `CHAIN` tasks (submitted before the phase, each
+in a queue of its own, roots claimed; JSON mode, import-path tasks that never run) one hop
+per call; before each phase ``CONFIG RESETSTAT``, after it ``INFO commandstats``:
 ``usec_per_call`` of EVALSHA is the time Redis spent inside that phase's script (a phase sends
 nothing else, bar a rare reap of expired leases, which `calls` shows). Also the CPU time of
 redis-server over the phase (``/proc/<pid>/schedstat``, Linux), per call: the script plus
@@ -45,7 +50,14 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-PHASES = ("enqueue_jobs", "claim_jobs", "complete_job")
+PHASES = ("enqueue_jobs", "claim_jobs", "complete_job", "chain_hop")
+SCRIPTS = ("enqueue_jobs", "claim_jobs", "complete_job")
+CHAIN = 1000  # tasks per CHAIN run of the chain_hop phase (bench_runs.py's CHAIN)
+
+
+def script_of(phase: str) -> str:
+    """The script a phase calls."""
+    return "complete_job" if phase == "chain_hop" else phase
 
 
 def _cpu_ns(pid: int) -> int:
@@ -65,15 +77,19 @@ def one_round(url: str, pid: int, jobs: int) -> dict[str, dict[str, float]]:
     client.flushall()
     queue = Queue("bench", config)
     leases: list[Any] = []
+    hop = _chain_hops(config, jobs)
     steps = {
         "enqueue_jobs": lambda: [queue.enqueue(b"x") for _ in range(jobs)],
         "claim_jobs": lambda: leases.extend(queue.dequeue("w", timeout=0) for _ in range(jobs)),
         "complete_job": lambda: [queue.complete(lease) for lease in leases],
+        "chain_hop": lambda: [hop() for _ in range(jobs)],
     }
     queue.enqueue(b"warm")  # load the scripts outside the measured phases
     queue.complete(queue.dequeue("w", timeout=0))  # type: ignore[arg-type]
     out = {}
     for phase in PHASES:
+        if phase == "chain_hop":
+            hop = _chain_hops(config, jobs)  # submits and root claims: before the phase
         client.config_resetstat()
         cpu = _cpu_ns(pid)
         steps[phase]()
@@ -85,26 +101,62 @@ def one_round(url: str, pid: int, jobs: int) -> dict[str, dict[str, float]]:
     return out
 
 
+def _chain_hops(config: Any, hops: int, script: Any = None) -> Callable[[], Any]:
+    """Submit enough CHAIN runs of `CHAIN` tasks for ``hops`` hops (each in its own queue, so
+    that a hop's claim takes its child, not another run's root) and claim their roots; returns
+    a function that makes the next hop (one complete_job call, as a worker of the chain makes
+    it: complete the running task with its result, fetch and start the next one). With
+    ``script``, every hop calls that `LuaScript` (whose version a benchmark swaps)."""
+    from ironforge_nb import Pipeline
+    from ironforge_nb.orchestrator import submit
+    from ironforge_nb.queue import Queue
+
+    running: list[tuple[Any, Any]] = []
+    for k in range(hops // (CHAIN - 1) + 1):
+        p = Pipeline(f"hop{k}")
+        p.task("c0", "operator:pos")
+        for i in range(1, CHAIN):
+            p.task(f"c{i}", "operator:pos", after=f"c{i - 1}")
+        submit(p, config=config, queue=f"hop{k}")
+        queue = Queue(f"hop{k}", config)
+        if script is not None:
+            queue._scripts._complete = script
+        running.append((queue, queue.dequeue("w", lease=3600.0, timeout=0)))
+    running.reverse()
+
+    def hop() -> None:
+        queue, lease = running[-1]
+        nxt, _refused = queue.complete_many([lease], [b"0"], fetch_next=1, started=1)
+        if nxt:
+            running[-1] = (queue, nxt[0])
+        else:
+            running.pop()
+
+    return hop
+
+
 def _sources(tree: Path) -> dict[str, str]:
-    """The assembled text of each script of `PHASES` as the code in ``tree`` makes it."""
+    """The assembled text of each script of `SCRIPTS` as the code in ``tree`` makes it."""
     code = ("import json, importlib\n"
             "for m in ('ironforge_nb.queue.scripting', 'ironforge_nb.queue.lua'):\n"
             "    try:\n"
             "        mod = importlib.import_module(m)\n"
             "        if hasattr(mod, 'lua_source'): break\n"
             "    except ImportError: pass\n"
-            f"print(json.dumps({{n: mod.lua_source(n) for n in {list(PHASES)!r}}}))\n")
+            f"print(json.dumps({{n: mod.lua_source(n) for n in {list(SCRIPTS)!r}}}))\n")
     out = subprocess.run([sys.executable, "-c", code], cwd=tree, check=True, text=True,
                          capture_output=True, env=dict(os.environ, PYTHONPATH=str(tree)))
     return dict(json.loads(out.stdout))
 
 
-def _steps(queue: Any) -> dict[str, Callable[[], Any]]:
-    """One call of each phase's script on ``queue`` (one job at a time)."""
+def _steps(queue: Any, hops: int) -> dict[str, Callable[[], Any]]:
+    """One call of each phase's script on ``queue`` (one job at a time); the chain hops' runs
+    (``hops`` of them) are submitted here, before any phase."""
     leases: list[Any] = []
     return {"enqueue_jobs": lambda: queue.enqueue(b"x"),
             "claim_jobs": lambda: leases.append(queue.dequeue("w", timeout=0)),
-            "complete_job": lambda: queue.complete(leases.pop())}
+            "complete_job": lambda: queue.complete(leases.pop()),
+            "chain_hop": _chain_hops(queue.config, hops, queue._scripts._scripts["complete_job"])}
 
 
 def interleaved(refs: list[str], jobs: int, rounds: int) -> None:
@@ -130,24 +182,25 @@ def interleaved(refs: list[str], jobs: int, rounds: int) -> None:
             queue = Queue("bench", RedisConfig(url=server.url))
             scripts = queue._scripts._scripts  # a benchmark swaps versions
             shas: dict[str, dict[str, tuple[str, str]]] = {"this tree": {}}
-            for phase in PHASES:
-                own = scripts[phase]
-                shas["this tree"][phase] = (own._sha, own._source)
+            for name in SCRIPTS:
+                own = scripts[name]
+                shas["this tree"][name] = (own._sha, own._source)
                 for ref in refs:
-                    src = versions[ref][phase]
-                    shas.setdefault(ref, {})[phase] = (client.script_load(src), src)
-                    assert shas[ref][phase][0] == hashlib.sha1(src.encode()).hexdigest()
-            steps = _steps(queue)
+                    src = versions[ref][name]
+                    shas.setdefault(ref, {})[name] = (client.script_load(src), src)
+                    assert shas[ref][name][0] == hashlib.sha1(src.encode()).hexdigest()
+            steps = _steps(queue, jobs)
             queue.enqueue(b"warm")
             queue.complete(queue.dequeue("w", timeout=0))  # type: ignore[arg-type]
             for phase in PHASES:
-                script = scripts[phase]
+                name = script_of(phase)
+                script = scripts[name]
                 client.slowlog_reset()
                 for i in range(jobs):
                     turn = names[(i + r) % len(names)]  # each round another order
-                    script._sha, script._source = shas[turn][phase]
+                    script._sha, script._source = shas[turn][name]
                     steps[phase]()
-                by_sha = {shas[n][phase][0]: n for n in names}
+                by_sha = {shas[n][name][0]: n for n in names}
                 for entry in client.slowlog_get(64 * jobs):
                     args = entry["command"].split()
                     if args[:1] == [b"EVALSHA"] and args[1].decode() in by_sha:
@@ -202,10 +255,10 @@ def _counted(sources: dict[str, str], jobs: int) -> dict[str, float]:
         queue = Queue("bench", RedisConfig(url=f"redis://127.0.0.1:{port}/0",
                                            socket_timeout=300))
         scripts = queue._scripts._scripts  # a benchmark swaps versions
-        for phase in PHASES:
-            scripts[phase]._source = sources[phase]
-            scripts[phase]._sha = client.script_load(sources[phase])
-        steps = _steps(queue)
+        for name in SCRIPTS:
+            scripts[name]._source = sources[name]
+            scripts[name]._sha = client.script_load(sources[name])
+        steps = _steps(queue, jobs)
         queue.enqueue(b"warm")
         queue.complete(queue.dequeue("w", timeout=0))  # type: ignore[arg-type]
         subprocess.run(["callgrind_control", "-z", str(server.pid)], check=True,

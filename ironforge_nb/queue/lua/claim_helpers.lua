@@ -8,7 +8,7 @@ start_jobs at load time (one copy of the claim; a Lua error names this file and 
       `jk` is now marked started (or already was), 0 when the job moved on (no longer active
       under that token)
 
-Steps: (1) promote scheduled jobs that are due (at most q.promote_limit) to the wait ZSET,
+Steps: (1) promote scheduled jobs that are due (at most q.limit_text) to the wait ZSET,
 behind the jobs already queued at their priority, each with an 'enqueued' event; (2) pop the n
 best jobs of the wait ZSET (highest priority, then FIFO); (3) for each: claims + 1, status
 active, a fresh lease token (from the seq counter, so unique), deadline = now + lease, entry in
@@ -46,8 +46,8 @@ Inputs:
   q.queue         queue name (events)
   q.maxlen        approximate cap of the events stream
   q.worker        worker name, stored in the meta hash
-  q.lease         lease length (ms, a number)
-  q.promote_limit how many due scheduled jobs to promote at most (a number)
+  q.lease         lease length (ms, a number); q.lease_text the same as text (ARGV)
+  q.limit_text    how many due scheduled jobs to promote at most (text, ARGV)
   q.start         how many of the claimed jobs start now, the first ones (a number)
   q.rid           the request id of this call ('' = none), made once per logical call, so
                   that redis-py's resend of a call whose reply was lost repeats it
@@ -178,25 +178,30 @@ local function claim_ready(q, now, n)
   local again = claim_replay(q, now)
   if again then return again end
   local prefix, queue, maxlen, worker, lease = q.prefix, q.queue, q.maxlen, q.worker, q.lease
+  -- numbers go to redis.call as text made here once: Redis writes a Lua number argument
+  -- with '%.17g' (~2k instructions each)
+  local ts, lease_text = string.format('%d', now), q.lease_text
   local out, seen = {0}, {}
-  local due = redis.call('ZRANGEBYSCORE', q.scheduled, '-inf', now, 'LIMIT', 0, q.promote_limit)
+  local due = redis.call('ZRANGEBYSCORE', q.scheduled, '-inf', ts, 'LIMIT', '0', q.limit_text)
   for _, id in ipairs(due) do
     local jk = prefix .. id
     local f = redis.call('HMGET', jk, 'priority', 'run', 'task')
     if not (f[2] and run_cancelled(q, f[2], seen)) then
-      redis.call('ZADD', q.wait, wait_score(f[1], redis.call('INCR', q.seq)), id)
-      redis.call('HSET', jk, 'status', JobStatus.QUEUED, JobField.ENQUEUED, now)
-      add_event(q.events, maxlen, EventType.ENQUEUED, now,
+      local score = wait_score(f[1], redis.call('INCR', q.seq))
+      redis.call('ZADD', q.wait, string.format('%d', score), id)
+      redis.call('HSET', jk, 'status', JobStatus.QUEUED, JobField.ENQUEUED, ts)
+      add_event(q.events, maxlen, EventType.ENQUEUED, ts,
                 'job', id, 'queue', queue, 'status', JobStatus.QUEUED)
       if f[2] then
-        add_run_event(q.run_prefix, f[2], maxlen, EventType.ENQUEUED, now,
+        add_run_event(q.run_prefix, f[2], maxlen, EventType.ENQUEUED, ts,
                       'job', id, 'task', f[3] or '', 'queue', queue, 'status', JobStatus.QUEUED)
       end
     end
   end
   if #due > 0 then redis.call('ZREM', q.scheduled, unpack(due)) end
 
-  local popped = redis.call('ZPOPMIN', q.wait, n)
+  local popped = redis.call('ZPOPMIN', q.wait, string.format('%d', n))
+  q.popped = #popped / 2  -- fewer than n: the wait ZSET is empty now (complete_job.lua)
   local token, leased, budget, starting, lines = nil, {}, INLINE_BUDGET, q.start, {}
   for p = 1, #popped, 2 do
     local id = popped[p]
@@ -204,29 +209,33 @@ local function claim_ready(q, now, n)
     local j = claim_read(redis.call('HGETALL', jk))
     if j.run and run_cancelled(q, j.run, seen) then j.status = nil end  -- left to the walk
     if j.status == JobStatus.QUEUED then  -- anything else is a stale entry: dropped, never claimed twice
-      if not token then token = redis.call('INCRBY', q.seq, #popped) - #popped end
+      if not token then
+        token = redis.call('INCRBY', q.seq, string.format('%d', #popped)) - #popped
+      end
       token = token + 1
-      local tok, attempt, deadline = string.format('%d', token), j.attempts + 1, now + lease
+      local tok, deadline = string.format('%d', token), now + lease
+      local attempt = string.format('%d', j.attempts + 1)
+      local claims = string.format('%d', j.claims + 1)
       if starting > 0 then
         starting = starting - 1
         redis.call('HSET', jk, 'status', JobStatus.ACTIVE, 'token', tok, 'worker', worker,
-                   'started', now, 'lease_ms', lease, 'claims', j.claims + 1)
+                   'started', ts, 'lease_ms', lease_text, 'claims', claims)
       else  -- held: no `started` until its executor takes it up
         redis.call('HSET', jk, 'status', JobStatus.ACTIVE, 'token', tok, 'worker', worker,
-                   'lease_ms', lease, 'claims', j.claims + 1)
+                   'lease_ms', lease_text, 'claims', claims)
         if j.begun then redis.call('HDEL', jk, 'started') end
       end
-      leased[#leased + 1] = deadline
+      leased[#leased + 1] = string.format('%d', deadline)
       leased[#leased + 1] = id
       if #leased >= 2000 then  -- one ZADD per 1000 claims (Lua's unpack has limits)
         redis.call('ZADD', q.active, unpack(leased))
         leased = {}
       end
-      add_event(q.events, maxlen, EventType.CLAIMED, now,
+      add_event(q.events, maxlen, EventType.CLAIMED, ts,
                 'job', id, 'queue', queue, 'status', JobStatus.ACTIVE, 'attempt', attempt,
                 'worker', worker)
       if j.run then
-        add_run_event(q.run_prefix, j.run, maxlen, EventType.CLAIMED, now,
+        add_run_event(q.run_prefix, j.run, maxlen, EventType.CLAIMED, ts,
                       'job', id, 'task', j.task or '', 'queue', queue, 'status', JobStatus.ACTIVE,
                       'attempt', attempt, 'worker', worker)
       end
@@ -235,7 +244,7 @@ local function claim_ready(q, now, n)
     end
   end
   if q.rid ~= '' and #lines > 0 then  -- the receipt a resend of this call is answered from
-    redis.call('SET', q.receipt, q.rid .. '\n' .. table.concat(lines), 'PX', lease)
+    redis.call('SET', q.receipt, q.rid .. '\n' .. table.concat(lines), 'PX', lease_text)
   end
   if #leased > 0 then redis.call('ZADD', q.active, unpack(leased)) end
   if #out == 1 then

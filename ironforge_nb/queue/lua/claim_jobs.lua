@@ -41,7 +41,7 @@ local now = now_ms()
 return claim_ready({wait = KEYS[1], scheduled = KEYS[2], active = KEYS[3], events = KEYS[4],
                     seq = KEYS[5], prefix = ARGV[1], psuffix = ARGV[2], rsuffix = ARGV[9],
                     run_prefix = ARGV[10], queue = ARGV[3], maxlen = ARGV[4],
-                    worker = ARGV[5], lease = tonumber(ARGV[6]),
-                    promote_limit = tonumber(ARGV[8]), start = tonumber(ARGV[11]),
+                    worker = ARGV[5], lease = tonumber(ARGV[6]), lease_text = ARGV[6],
+                    limit_text = ARGV[8], start = tonumber(ARGV[11]),
                     rid = ARGV[12], receipt = KEYS[6]},
                    now, tonumber(ARGV[7]))

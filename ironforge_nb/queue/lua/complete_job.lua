@@ -12,10 +12,10 @@ except jobs of DAG runs, which only leave the ZSET: their keys live as long as t
 has moved on to it (mark_started() of claim_helpers.lua); (5) if fetch_n > 0 and no completion
 was refused, claim up to fetch_n jobs exactly as claim_jobs.lua does (claim_ready() of
 claim_helpers.lua, prepended at load time), the first start_n of them started now. Steady-state
-workers thus make one call per job, or one per batch of jobs. (6) If that claim left the
-queue's wait ZSET empty, the wake-up hints this call pushed to the queue (for children it
-queued, step (2)) are taken back: the claim took those children, and an idle worker woken by
-a hint would find nothing (a CHAIN would wake one per task).
+workers thus make one call per job, or one per batch of jobs. (6) The wake-up hints of the
+children step (2) queued in this queue are pushed last, and only if the claim left some job
+waiting there: when it took them all, an idle worker woken by a hint would find nothing (a
+CHAIN would wake one per task). Hints for children queued in other queues go out at once.
 DAG runs: after step (2) of a job whose hash has a `run` field, run_on_complete (from
 run_helpers.lua, prepended at load time) counts it in its run, decrements its children's
 remaining-parent counters, queues those reaching zero in their own queues, and settles the run;
@@ -56,9 +56,12 @@ Returns: {claim reply, outcomes}: the claim reply as claim_jobs.lua returns it (
   -3 BAD_STATE (not active, e.g. cancelled; detail = status).
 ]]
 local now = now_ms()
+local ts = string.format('%d', now)  -- as text once: Redis writes a Lua number with '%.17g'
 local prefix, psuffix, rsuffix = ARGV[1], ARGV[2], ARGV[3]
 local queue, maxlen = ARGV[4], ARGV[5]
 local rctx = run_ctx(prefix, ARGV[#ARGV - 1], ARGV[#ARGV], maxlen)
+local wake = queue_key(rctx, queue, QueueKey.WAKE)
+rctx.defer_wake = wake  -- step (6): the hints of children queued here wait for the claim
 local outcomes, refused, done = {}, false, {}
 for i = 1, (#KEYS - 7) / 2 do  -- job i's ARGV: 12+4i .. 15+4i, then the 3 tail ARGV
   local jk, rk, a = KEYS[6 + 2 * i], KEYS[7 + 2 * i], 12 + 4 * i
@@ -72,14 +75,14 @@ for i = 1, (#KEYS - 7) / 2 do  -- job i's ARGV: 12+4i .. 15+4i, then the 3 tail 
   else
     if ARGV[a + 2] == '1' then redis.call('SET', rk, ARGV[a + 3], 'PX', ARGV[6]) end
     local attempt = string.format('%d', tonumber(st[3] or '0') + 1)
-    redis.call('HSET', jk, 'status', JobStatus.COMPLETED, 'finished', now, JobField.PROGRESS, 1,
+    redis.call('HSET', jk, 'status', JobStatus.COMPLETED, 'finished', ts, JobField.PROGRESS, '1',
                'attempts', attempt)
     done[#done + 1] = id
-    add_event(KEYS[3], maxlen, EventType.COMPLETED, now,
+    add_event(KEYS[3], maxlen, EventType.COMPLETED, ts,
               'job', id, 'queue', queue, 'status', JobStatus.COMPLETED, 'attempt', attempt,
               'worker', st[4] or '')
     outcomes[i] = 1
-    run_on_complete(rctx, id, now, {st[5], st[6], st[7], attempt, st[4]})
+    run_on_complete(rctx, id, ts, {st[5], st[6], st[7], attempt, st[4]})
   end
   if type(outcomes[i]) == 'table' then refused = true end
 end
@@ -88,7 +91,7 @@ for from = 1, #done, 1000 do
   local ids, ranked = {}, {}
   for j = from, math.min(from + 999, #done) do
     ids[#ids + 1] = done[j]
-    ranked[#ranked + 1] = now
+    ranked[#ranked + 1] = ts
     ranked[#ranked + 1] = done[j]
   end
   redis.call('ZREM', KEYS[1], unpack(ids))
@@ -97,21 +100,25 @@ end
 
 trim_ended(KEYS[2], ARGV[7], prefix, psuffix, rsuffix, ARGV[#ARGV - 2])
 
-if ARGV[13] ~= '' then mark_started(prefix .. ARGV[13], ARGV[14], now) end
+if ARGV[13] ~= '' then mark_started(prefix .. ARGV[13], ARGV[14], ts) end
 
 local n = tonumber(ARGV[10])
-if n < 1 or refused then return {{0}, outcomes} end
-local out = claim_ready({wait = KEYS[4], scheduled = KEYS[5], active = KEYS[1],
-                         events = KEYS[3], seq = KEYS[6], prefix = prefix, psuffix = psuffix,
-                         rsuffix = rsuffix, run_prefix = rctx.run_prefix,
-                         queue = queue, maxlen = maxlen, worker = ARGV[8],
-                         lease = tonumber(ARGV[9]), promote_limit = tonumber(ARGV[11]),
-                         start = tonumber(ARGV[12]), rid = ARGV[15], receipt = KEYS[7]},
-                        now, n)
--- (6) a child this call queued in its own queue and claimed at once needs no wake-up: when
--- nothing is left waiting, the hints this call pushed there are taken back, else an idle
--- worker woken by one would claim nothing (in a chain, once per task)
-local wake = queue_key(rctx, queue, QueueKey.WAKE)
-local hinted = rctx.hinted[wake]
-if hinted and redis.call('ZCARD', KEYS[4]) == 0 then redis.call('LTRIM', wake, hinted, -1) end
+if n < 1 or refused then
+  if rctx.deferred > 0 then wake_workers(wake, rctx.deferred) end
+  return {{0}, outcomes}
+end
+local cq = {wait = KEYS[4], scheduled = KEYS[5], active = KEYS[1], events = KEYS[3],
+            seq = KEYS[6], prefix = prefix, psuffix = psuffix, rsuffix = rsuffix,
+            run_prefix = rctx.run_prefix, queue = queue, maxlen = maxlen, worker = ARGV[8],
+            lease = tonumber(ARGV[9]), lease_text = ARGV[9], limit_text = ARGV[11],
+            start = tonumber(ARGV[12]), rid = ARGV[15], receipt = KEYS[7]}
+local out = claim_ready(cq, now, n)
+-- (6) a child this call queued in its own queue and claimed at once needs no wake-up: the
+-- hints of the children queued there are pushed only if the claim left something waiting
+-- (a claim that popped fewer than n emptied the wait ZSET), else an idle worker woken by one
+-- would claim nothing (in a chain, once per task)
+if rctx.deferred > 0 and (cq.popped == nil or cq.popped >= n)
+    and redis.call('ZCARD', KEYS[4]) > 0 then
+  wake_workers(wake, rctx.deferred)
+end
 return {out, outcomes}

@@ -86,8 +86,8 @@ local function hook_job(h, etype, jk, id, now, status)
   if j[2] then pipeline = redis.call('HGET', h.run_prefix .. j[2] .. ':meta', 'name') end
   local data = {
     job_id = id, queue = j[1], status = status, attempts = tonumber(j[4] or '0'),
-    created = tonumber(j[5] or '0'), finished = now, run_id = j[2] or nil, task = j[3] or nil,
-    pipeline = pipeline or nil, worker = j[7] or nil,
+    created = tonumber(j[5] or '0'), finished = tonumber(now), run_id = j[2] or nil,
+    task = j[3] or nil, pipeline = pipeline or nil, worker = j[7] or nil,
     error = status == JobStatus.FAILED and hook_summary(j[6]) or nil}
   hook_emit(h, etype, now, pipeline or nil, j[1], data)
 end

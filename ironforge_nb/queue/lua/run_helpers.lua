@@ -94,7 +94,8 @@ local function run_ctx(job_prefix, run_prefix, queue_prefix, maxlen)
   return {job_prefix = job_prefix, run_prefix = run_prefix, queue_prefix = queue_prefix,
           maxlen = maxlen, runs = ns .. 'runs', ended = ns .. 'runs:ended',
           walking = ns .. 'runs:walking', hooks = hook_ctx(ns .. 'webhooks:', run_prefix),
-          hinted = {}}  -- wake key -> hints this call pushed (see complete_job.lua)
+          -- hints for the wake list defer_wake that the host pushes itself (complete_job.lua)
+          defer_wake = nil, deferred = 0}
 end
 
 local function run_key(ctx, run, suffix)
@@ -115,13 +116,17 @@ local function run_enqueue(ctx, run, task, jid, now, st)
   local jk = ctx.job_prefix .. jid
   local q = st[1]
   local seq = redis.call('INCR', queue_key(ctx, q, QueueKey.SEQ))
-  redis.call('ZADD', queue_key(ctx, q, QueueKey.WAIT), wait_score(st[2], seq), jid)
+  redis.call('ZADD', queue_key(ctx, q, QueueKey.WAIT), string.format('%d', wait_score(st[2], seq)),
+             jid)
   redis.call('HSET', jk, 'status', JobStatus.QUEUED, JobField.ENQUEUED, now)
   add_event(queue_key(ctx, q, QueueKey.EVENTS), ctx.maxlen, EventType.ENQUEUED, now,
             'job', jid, 'queue', q, 'status', JobStatus.QUEUED)
   local wake = queue_key(ctx, q, QueueKey.WAKE)
-  wake_workers(wake, 1)
-  ctx.hinted[wake] = (ctx.hinted[wake] or 0) + 1
+  if wake == ctx.defer_wake then  -- the host pushes it once it knows whether its claim took it
+    ctx.deferred = ctx.deferred + 1
+  else
+    wake_workers(wake, 1)
+  end
   run_event(ctx, run, EventType.ENQUEUED, now, 'job', jid, 'task', task, 'queue', q,
             'status', JobStatus.QUEUED)
 end
@@ -133,7 +138,7 @@ local function run_release(ctx, run, task, now)
   local remaining, tasks = run_key(ctx, run, 'remaining'), run_key(ctx, run, 'tasks')
   local released = 0
   for child in string.gmatch(kids, '[^,]+') do
-    if redis.call('HINCRBY', remaining, child, -1) <= 0 then
+    if redis.call('HINCRBY', remaining, child, '-1') <= 0 then
       local jid = redis.call('HGET', tasks, child)
       local st = jid and redis.call('HMGET', ctx.job_prefix .. jid, 'status', 'queue', 'priority')
       if st and st[1] == JobStatus.WAITING then
@@ -142,7 +147,10 @@ local function run_release(ctx, run, task, now)
       end
     end
   end
-  if released > 0 then redis.call('HINCRBY', run_key(ctx, run, 'meta'), JobStatus.WAITING, -released) end
+  if released > 0 then
+    redis.call('HINCRBY', run_key(ctx, run, 'meta'), JobStatus.WAITING,
+               string.format('%d', -released))
+  end
 end
 
 -- the task name at byte `pos` of a comma-separated children list, and where the next starts
@@ -255,7 +263,7 @@ local function run_on_complete(ctx, id, now, r)
   if not r[1] then return end
   run_event(ctx, r[1], EventType.COMPLETED, now, 'job', id, 'task', r[2], 'queue', r[3],
             'status', JobStatus.COMPLETED, 'attempt', r[4] or '0', 'worker', r[5] or '')
-  redis.call('HINCRBY', run_key(ctx, r[1], 'meta'), JobStatus.COMPLETED, 1)
+  redis.call('HINCRBY', run_key(ctx, r[1], 'meta'), JobStatus.COMPLETED, '1')
   run_release(ctx, r[1], r[2], now)
   run_settle(ctx, r[1], now)
 end

@@ -12,8 +12,9 @@ ARGV[i]  its lease token
 Returns: how many of the m jobs are marked started (those still active under their token).
 ]]
 local now = now_ms()
+local ts = string.format('%d', now)  -- as text once: Redis writes a Lua number with '%.17g'
 local marked = 0
 for i = 1, #KEYS do
-  marked = marked + mark_started(KEYS[i], ARGV[i], now)
+  marked = marked + mark_started(KEYS[i], ARGV[i], ts)
 end
 return marked
