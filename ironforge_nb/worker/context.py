@@ -1,10 +1,12 @@
 """Progress reporting from inside a task: ``ifn.progress(0.4, "reading")`` and ``ifn.track(rows)``.
 
-While a worker runs a task, its executor process binds a reporter to the task's lease; every
-call then updates the job's meta hash through `Queue.progress` (fenced by the lease token), so
-monitors see it. Updates are coalesced to at most one write per `INTERVAL` seconds: the newest
-value wins, and the last one is always written (a timer writes a pending value once the interval
-has passed, and the executor flushes when the task ends).
+While a worker runs a task, its executor process binds the task's lease (`start_reporting`);
+every call then updates the job's meta hash through `Queue.progress` (fenced by the lease
+token), so monitors see it. The `Reporter` is made by the first call: a task that reports
+nothing costs two assignments and a lock per run (`stop_reporting`), not a reporter. Updates
+are coalesced to at most one write per `INTERVAL` seconds: the newest value wins, and the last
+one is always written (a timer writes a pending value once the interval has passed, and the
+executor flushes when the task ends).
 
 Outside a task (a notebook calling the function directly, a unit test) both are harmless: the
 value is still validated, then dropped, and `track` simply yields the items. A write refused
@@ -16,6 +18,7 @@ into the task, and a failed timer write is raised by the task's next progress ca
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sized
 from typing import TYPE_CHECKING, TypeVar
@@ -26,7 +29,8 @@ from ironforge_nb.worker.coalesce import Coalescer
 if TYPE_CHECKING:
     from ironforge_nb.queue import Lease, Queue
 
-__all__ = ["INTERVAL", "Reporter", "progress", "reporting", "track"]
+__all__ = ["INTERVAL", "Reporter", "progress", "reporting", "start_reporting", "stop_reporting",
+           "track"]
 
 INTERVAL = 0.25  # seconds between two progress writes of one task, at least
 T = TypeVar("T")
@@ -75,24 +79,53 @@ class Reporter(Coalescer):
                 self._error = exc
 
 
-_current: Reporter | None = None
+_current: Reporter | None = None  # the running task's reporter, once it reported
+_bound: tuple[Queue, Lease, float] | None = None  # the running task's lease (start_reporting)
+_making = threading.Lock()  # a task's threads may report at once: one reporter is made
+
+
+def start_reporting(queue: Queue, lease: Lease, interval: float = INTERVAL) -> None:
+    """Bind progress reports to ``lease``'s job from now on (executor side, one task). Plain
+    functions rather than a context manager: this runs for every task, and a generator-based
+    ``with`` and a reporter per task would cost more than the rest of it."""
+    global _bound
+    _bound = (queue, lease, interval)
+
+
+def stop_reporting() -> None:
+    """End the binding; the last pending update, if any, is written now."""
+    global _bound, _current
+    with _making:
+        reporter, _current, _bound = _current, None, None
+    if reporter is not None:
+        reporter.close()
 
 
 @contextlib.contextmanager
-def reporting(queue: Queue, lease: Lease, interval: float = INTERVAL) -> Iterator[Reporter]:
-    """Bind a reporter writing to ``lease``'s job for the duration of one task (executor side)."""
-    global _current
-
-    def send(value: float, message: str | None) -> None:
-        queue.progress(lease, value, message)
-
-    reporter = Reporter(send, interval)
-    _current = reporter
+def reporting(queue: Queue, lease: Lease, interval: float = INTERVAL) -> Iterator[None]:
+    """`start_reporting` ... `stop_reporting` around a block."""
+    start_reporting(queue, lease, interval)
     try:
-        yield reporter
+        yield
     finally:
-        _current = None
-        reporter.close()
+        stop_reporting()
+
+
+def _reporter() -> Reporter | None:
+    """The running task's reporter (made on its first report), or None outside a task."""
+    global _current
+    reporter = _current
+    if reporter is None and _bound is not None:
+        with _making:
+            if _current is None and _bound is not None:
+                queue, lease, interval = _bound
+
+                def send(value: float, message: str | None) -> None:
+                    queue.progress(lease, value, message)
+
+                _current = Reporter(send, interval)
+            reporter = _current
+    return reporter
 
 
 def progress(value: float, message: str | None = None) -> None:
@@ -105,7 +138,7 @@ def progress(value: float, message: str | None = None) -> None:
         raise InvalidOptionError("value", value, "a number from 0 to 1, e.g. 0.4 for 40%")
     if message is not None and not isinstance(message, str):
         raise InvalidOptionError("message", message, "a str or None")
-    reporter = _current
+    reporter = _reporter()
     if reporter is not None:
         reporter.report(float(value), message)
 
@@ -122,7 +155,7 @@ def track(iterable: Iterable[T], total: int | None = None,
         total = len(iterable)
     if total is not None and (isinstance(total, bool) or not isinstance(total, int) or total < 0):
         raise InvalidOptionError("total", total, "an int >= 0 or None")
-    if _current is None:
+    if _bound is None:
         yield from iterable
         return
     prefix = f"{message}: " if message else ""

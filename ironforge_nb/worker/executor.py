@@ -38,7 +38,7 @@ import redis.exceptions
 from ironforge_nb.errors import InvalidOptionError, SignatureError
 from ironforge_nb.pdeathsig import set_pdeathsig
 from ironforge_nb.queue import Lease, Queue, RedisConfig
-from ironforge_nb.worker.context import reporting
+from ironforge_nb.worker.context import start_reporting, stop_reporting
 from ironforge_nb.worker.logs import install, start_capture, stop_capture
 from ironforge_nb.worker.wire import Readiness, decode, encode, lease_from, lease_tuple
 
@@ -74,9 +74,12 @@ def run_lease(execute: Executor, config: RedisConfig, queue: Queue, lease: Lease
     error fails the attempt, which the queue retries while attempts remain.
     """
     start_capture(queue, lease)  # what it prints: stored before the outcome is sent
+    start_reporting(queue, lease)
     try:
-        with reporting(queue, lease):
+        try:
             result = execute(config, lease)
+        finally:
+            stop_reporting()  # its last progress update is written before the outcome
     except SignatureError as exc:
         return Outcome(False, error=f"SignatureError: {exc}", retry=False)
     except BaseException:  # user code may raise anything, even SystemExit
