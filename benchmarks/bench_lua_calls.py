@@ -77,19 +77,19 @@ def one_round(url: str, pid: int, jobs: int) -> dict[str, dict[str, float]]:
     client.flushall()
     queue = Queue("bench", config)
     leases: list[Any] = []
-    hop = _chain_hops(config, jobs)
+    hops: list[Callable[[], Any]] = []  # made just before its phase (submits, root claims)
     steps = {
         "enqueue_jobs": lambda: [queue.enqueue(b"x") for _ in range(jobs)],
         "claim_jobs": lambda: leases.extend(queue.dequeue("w", timeout=0) for _ in range(jobs)),
         "complete_job": lambda: [queue.complete(lease) for lease in leases],
-        "chain_hop": lambda: [hop() for _ in range(jobs)],
+        "chain_hop": lambda: [hops[0]() for _ in range(jobs)],
     }
     queue.enqueue(b"warm")  # load the scripts outside the measured phases
     queue.complete(queue.dequeue("w", timeout=0))  # type: ignore[arg-type]
     out = {}
     for phase in PHASES:
         if phase == "chain_hop":
-            hop = _chain_hops(config, jobs)  # submits and root claims: before the phase
+            hops.append(_chain_hops(config, jobs))
         client.config_resetstat()
         cpu = _cpu_ns(pid)
         steps[phase]()
