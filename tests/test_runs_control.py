@@ -301,3 +301,22 @@ def test_roots_past_the_event_cap_keep_the_readable_events(redis_server: Any,
         assert [json.loads(blob)["task"] for blob in payloads] == list(jobs.index)
     finally:
         cfg.close()
+
+
+def test_task_without_retries_has_no_max_attempts_field(config: RedisConfig,
+                                                        redis_client: Any) -> None:
+    """A task without retries is submitted without `max_attempts` (1, which every reader
+    defaults): its failure is final at once; one with retries has the field and is scheduled
+    for a retry."""
+    p = Pipeline("attempts")
+    p.task("once", tasks.boom).task("twice", tasks.boom, retries=1)
+    run = submit(p, config=config, backoff=60)
+    ids = dict(run.job_ids())
+    jobs = {t: config.keys.job(ids[t]) for t in ("once", "twice")}
+    assert redis_client.hget(jobs["once"], "max_attempts") is None
+    assert redis_client.hget(jobs["twice"], "max_attempts") == b"2"
+    work(config)
+    once, twice = run.task("once"), run.task("twice")
+    assert (once.status, once.attempts, once.max_attempts) == ("failed", 1, 1)
+    assert (twice.status, twice.attempts, twice.max_attempts) == ("scheduled", 1, 2)
+    assert Queue("default", config).info(ids["once"]).max_attempts == 1

@@ -52,7 +52,7 @@ redis.call('HSET', KEYS[1], 'error', err, 'attempts', string.format('%d', attemp
            'error.' .. n, string.format('%d|%d|', attempt, now) .. err)
 redis.call('ZREM', KEYS[2], id)
 
-if ARGV[4] == '1' and attempt < tonumber(st[4]) then
+if ARGV[4] == '1' and attempt < tonumber(st[4] or '1') then  -- a run's task without retries has none
   local due = now + backoff_ms(st[5], attempt, ARGV[7], ARGV[8])
   redis.call('HSET', KEYS[1], 'status', JobStatus.SCHEDULED,
              'ended', ARGV[2] .. string.format(' fail scheduled %d', due))

@@ -6,12 +6,13 @@ the run's meta hash exists, return 'exists' and change nothing (submitting the s
 twice makes one run), and if a run with this id is being deleted, 'deleting'; (3) store each
 distinct function once (SET NX on its content-addressed code key), count the run among its
 users (code_refs) and list the code keys under the run (delete_runs.lua releases them); (4) per task: its job's meta
-HASH (queue, max_attempts, created, run, task, status; priority, backoff_ms, timeout and
+HASH (queue, created, run, task, status; max_attempts, priority, backoff_ms, timeout and
 allow_failure only when they matter) and payload STRING. Fields equal to their default are
 left out, as enqueue_jobs.lua leaves out `attempts`, because every field costs Redis time
 (about 1 us each, a third of the script for 10k tasks): `attempts` (0 until the first claim),
-`priority` when 0 and `backoff_ms` when max_attempts is 1 (no retry ever reads it); every
-reader defaults them (0). Roots are queued (status
+`priority` when 0, `max_attempts` when 1 (a task without retries) and `backoff_ms` then (no
+retry ever reads it); every reader defaults them (0, and 1 for max_attempts: fail_job.lua,
+`JobInfo`, `TaskState`). Roots are queued (status
 queued, `enqueued`, one ZADD per queue and 1000 roots, an 'enqueued' event in their queue's
 stream, as any enqueued job gets, except the events that stream's cap would drop within this
 same script: of more than events_maxlen roots in one queue, only the last events_maxlen get
@@ -121,9 +122,12 @@ for p = 1, P do
   end
   prof.score = wait_score(prof.priority, 0)  -- + the job's seq
   -- the fields every job of this profile has, appended to each job's HSET by unpack()
-  local f = {'queue', prof.queue, 'max_attempts', prof.attempts}
+  local f = {'queue', prof.queue}
   if tonumber(prof.priority) ~= 0 then f[#f + 1] = 'priority'; f[#f + 1] = prof.priority end
-  if tonumber(prof.attempts) > 1 then f[#f + 1] = 'backoff_ms'; f[#f + 1] = prof.backoff end
+  if tonumber(prof.attempts) ~= 1 then
+    f[#f + 1] = 'max_attempts'; f[#f + 1] = prof.attempts
+    f[#f + 1] = 'backoff_ms'; f[#f + 1] = prof.backoff
+  end
   if prof.timeout ~= '' then f[#f + 1] = 'timeout'; f[#f + 1] = prof.timeout end
   if prof.allow == '1' then f[#f + 1] = 'allow_failure'; f[#f + 1] = '1' end
   if prof.stalls ~= '' then f[#f + 1] = 'max_stalls'; f[#f + 1] = prof.stalls end
