@@ -113,9 +113,10 @@ class DAG(Generic[N]):
                     indeg[v] += 1
             attached = None
             if data is not None:
-                for key in data:
-                    if key not in index:
-                        raise UnknownTaskError(None, cast(str, key), _suggest(key, order))
+                if data.keys() != parents.keys():  # the builder's case: the same keys (C loop)
+                    for key in data:
+                        if key not in index:
+                            raise UnknownTaskError(None, cast(str, key), _suggest(key, order))
                 attached = tuple(map(data.get, order))
             return cls._assemble(order, index, children, indeg, attached)
 
@@ -167,6 +168,11 @@ class DAG(Generic[N]):
         """The object attached to ``node`` by `from_parents` (None when nothing was attached)."""
         i = self._position(node)
         return None if self._data is None else self._data[i]
+
+    def attached(self) -> tuple[object, ...]:
+        """The object attached to each task by `from_parents`, in `nodes` order (None for
+        each when nothing was attached): `data` for every task at once."""
+        return self._data if self._data is not None else (None,) * len(self._nodes)
 
     def parents(self, node: N) -> tuple[N, ...]:
         """Direct parents of ``node``, in insertion order."""
