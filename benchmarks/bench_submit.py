@@ -16,6 +16,15 @@ measurement is repeated (``--repeat``) and the best of each figure is printed. U
 assertions; every figure (best of the repeats, and each repeat) is saved to
 ``benchmarks/results/submit.json`` with the load average at start and end.
 
+``--callgrind REF`` (repeatable) counts instructions instead, which load does not move: for
+this tree and each git commit REF (its tree exported to a temp dir, this file copied in), a
+redis-server runs under ``valgrind --tool=callgrind --toggle-collect=evalGenericCommand`` (the
+script's Lua and the commands it calls; the purge that follows a submit is a small script
+too) and takes one submit of WIDE and one of LAYERED (pickle mode, ``--sizes``' last size),
+each encoded by that tree's own code; ``callgrind_control`` dumps the count after each.
+Usage: ``python benchmarks/bench_submit.py --callgrind HEAD~1 --sizes 100000`` (about 4 minutes
+per tree at 100k on a quiet machine).
+
 Where a 100k-task WIDE submit goes (issue 14, measured 2026-12-03). Before: this process's
 build and encoding (about 0.25 + 0.55 s CPU), and the submit_run.lua script (about 1.2-1.3 s of
 server CPU), of which, measured by removing one command at a time from a copy of the script,
@@ -28,7 +37,12 @@ capped stream keeps (its last ``events_maxlen``: 10,000 ``XADD`` instead of 100,
 numbers are formatted as integers. What is left is mostly the layout itself: ``HSET`` is 30%
 of the script's instructions (the job hashes, a listpack growing by one realloc per field, and
 the run's ``tasks`` / ``children`` hashes), parsing the 100k records 16-18%, ``ZADD`` 4%,
-``MSET`` 3.5%, the rest Lua building strings and tables.
+``MSET`` 3.5%, the rest Lua building strings and tables. Then (16:40 UTC, ``--callgrind``):
+a task without retries has no ``max_attempts`` field (1 is every reader's default), one field
+less in each of 100k job hashes: 6.22 -> 5.97 G instructions WIDE, 5.34 -> 5.09 G LAYERED
+(``HSET`` 30% -> 28% of the script). Each field is a listpack append, and a realloc that copies
+when the listpack crosses a jemalloc size class (a 7-field root's hash is about 130 bytes, just
+past the 128-byte class).
 """
 
 from __future__ import annotations
@@ -120,13 +134,100 @@ def measure(label: str, make: Callable[[], Pipeline], cfg: RedisConfig,
             "runs": [dict(zip(FIGURES, run, strict=True)) for run in runs]}
 
 
+def _counted(n: int) -> dict[str, int]:
+    """Instructions inside EVAL for one WIDE and one LAYERED submit of ``n`` tasks (pickle
+    mode), on a redis-server under callgrind (the ``--callgrind`` child of one tree)."""
+    import glob
+    import re
+    import subprocess
+    import tempfile
+
+    import redis
+
+    from benchmarks.bench_lua_calls import _free_port
+
+    out = Path(tempfile.mkdtemp(prefix="bench-submit-cg-"))
+    port = _free_port()
+    server = subprocess.Popen(
+        ["valgrind", "--tool=callgrind", "--toggle-collect=evalGenericCommand",
+         f"--callgrind-out-file={out}/cg.out", "redis-server", "--port", str(port),
+         "--save", "", "--appendonly", "no", "--dir", str(out)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        client = redis.Redis(port=port)
+        for _ in range(600):  # valgrind starts redis-server slowly
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                time.sleep(0.1)
+        cfg = RedisConfig(url=f"redis://127.0.0.1:{port}/0", namespace="bench",
+                          socket_timeout=900)
+        submit(wide(3), config=cfg)  # the scripts compiled outside the counts
+        client.flushdb()
+        for shape, build in (("WIDE", wide), ("LAYERED", layered)):
+            pipeline = build(n)
+            subprocess.run(["callgrind_control", "-z", str(server.pid)], check=True,
+                           capture_output=True)
+            submit(pipeline, config=cfg)
+            subprocess.run(["callgrind_control", "-d", shape, str(server.pid)], check=True,
+                           capture_output=True)
+            client.flushdb()
+        got = {}
+        for dump in glob.glob(f"{out}/cg.out.*"):
+            text = Path(dump).read_text()
+            shape_of = re.search(r"^desc: Trigger: dump (\w+)", text, re.M)
+            total = re.search(r"^summary: (\d+)", text, re.M)
+            if shape_of and total:
+                got[shape_of.group(1)] = int(total.group(1))
+        return got
+    finally:
+        server.terminate()
+        server.wait(timeout=300)
+
+
+def counted(refs: list[str], n: int) -> dict[str, dict[str, int]]:
+    """The ``--callgrind`` measurement (see the module doc): tree -> shape -> instructions."""
+    import subprocess
+    import sys
+
+    from benchmarks.bench_lua_calls import ROOT, _export
+
+    trees = {**{ref: _export(ref) for ref in refs}, "this tree": ROOT}
+    got: dict[str, dict[str, int]] = {}
+    for name, tree in trees.items():
+        if name != "this tree":  # _export copied bench_lua_calls.py; this file goes too
+            (tree / "benchmarks" / Path(__file__).name).write_text(Path(__file__).read_text())
+        proc = subprocess.run([sys.executable, str(tree / "benchmarks" / Path(__file__).name),
+                               "--callgrind-child", str(n)], cwd=tree, check=True,
+                              capture_output=True, text=True,
+                              env=dict(os.environ, PYTHONPATH=str(tree)))
+        got[name] = json_module.loads(proc.stdout.splitlines()[-1])
+    print(f"instructions inside EVAL for one submit of {n:,} tasks (pickle mode, callgrind):")
+    for shape in ("WIDE", "LAYERED"):
+        print(f"  {shape:<8} " + "   ".join(
+            f"{name} {got[name].get(shape, 0):>15,} ({got[name].get(shape, 0) / n:,.0f}/task)"
+            for name in trees))
+    return got
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="1000,10000,100000")
     parser.add_argument("--repeat", type=int, default=3, help="best of this many runs")
     parser.add_argument("--output", type=Path, default=RESULTS, help="JSON file to write")
+    parser.add_argument("--callgrind", action="append", default=[],
+                        help="a git commit whose submit script is counted too (repeatable)")
+    parser.add_argument("--callgrind-child", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
+    if args.callgrind_child:
+        codec.set_default_secret(codec.new_secret())
+        print(json_module.dumps(_counted(args.callgrind_child)))
+        return
+    if args.callgrind:
+        counted(args.callgrind, sizes[-1])
+        return
     out: dict[str, Any] = {"started": time.strftime("%Y-%m-%dT%H:%M:%S"),
                            "load_start": [round(x, 2) for x in os.getloadavg()],
                            "repeat": args.repeat, "rows": {}}
