@@ -67,6 +67,7 @@ import pandas as pd
 from bench_monitor import paused  # SIGSTOP the local workers around a measurement
 
 ROWS = 6_500_000
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def make_frame(rows: int = ROWS) -> pd.DataFrame:
@@ -347,75 +348,174 @@ def part_layered() -> None:
         conn.close()
 
 
-def part_submit(rounds: int, label: str = "now", output: Path | None = None) -> None:
-    """The submit script alone, cache off / on, no worker (see the module docstring)."""
-    from ironforge_nb.local import RedisServer
+_ROUND = ("off", "misses", "changed off", "hits", "all hits")  # one round's submits, in order
+
+
+def submit_round(url: str, callgrind: int | None = None) -> dict[str, float]:
+    """One round of the ``submit`` part on the (empty or FLUSHALLed) server at ``url``: the
+    five submits of `_ROUND`, each one's redis-server CPU ms. With ``callgrind`` (the pid of a
+    redis-server under ``valgrind --tool=callgrind``), its counters are zeroed before each
+    submit and dumped after it, the dump named after the submit."""
+    import subprocess
+
+    import redis
+
     from ironforge_nb.orchestrator import codec
     from ironforge_nb.orchestrator.run_transitions import RunTransitions
     from ironforge_nb.orchestrator.submit import _encode
     from ironforge_nb.queue.config import RedisConfig
 
-    print(f"\n3. what the cache adds to a 10,000-task submit: submit_run alone, server CPU, "
-          f"best of {rounds} interleaved rounds")
     codec.set_default_secret(secrets.token_bytes(32))
     first, changed = layered(), layered("t50_0")
-    best: dict[str, float] = {}
+    client = redis.Redis.from_url(url)
+    client.flushall()
+
+    def control(*args: str) -> None:
+        if callgrind is not None:
+            subprocess.run(["callgrind_control", *args, str(callgrind)], check=True,
+                           capture_output=True)
+
+    def submit(p: Any, cfg: RedisConfig, cache: bool, name: str) -> tuple[str, float]:
+        rid, _cfg, _secret, call = _encode(p, None, None, cfg, None, "auto", 1.0, None, cache)
+        scripts = RunTransitions(cfg)
+        control("-z")
+        before = _script_ms(client)
+        assert scripts.submit_run(*call) == "created"
+        spent = _script_ms(client) - before
+        control("-d", name.replace(" ", "_"))
+        return rid, spent
+
+    ns = "s" + secrets.token_hex(3)
+    slow: dict[str, Any] = {} if callgrind is None else {"socket_timeout": 600}  # valgrind
+    on, off = (RedisConfig(url=url, namespace=ns + tag, **slow) for tag in ("", "off"))
+    figures = {"off": submit(first, off, False, "off")[1]}
+    run_id, figures["misses"] = submit(first, on, True, "misses")
+    pipe = client.pipeline(transaction=False)  # every job of the first run completed
+    ttl_ms = round(on.result_ttl * 1000)
+    for i in range(10_000):
+        pipe.set(on.keys.result(f"{run_id}.{i}"), b"x" * 40, px=ttl_ms)
+    pipe.execute()
+    figures["changed off"] = submit(changed, off, False, "changed off")[1]
+    figures["hits"] = submit(changed, on, True, "hits")[1]
+    figures["all hits"] = submit(first, on, True, "all hits")[1]
+    return figures
+
+
+def _added(best: dict[str, float]) -> dict[str, float]:
+    """What the cache adds: 10,000 misses, the edit-and-rerun, 10,000 hits."""
+    return {"misses": best["misses"] - best["off"], "hits": best["hits"] - best["changed off"],
+            "all hits": best["all hits"] - best["off"]}
+
+
+def part_submit(rounds: int, label: str = "now", output: Path | None = None,
+                compare: list[str] | None = None) -> None:
+    """The submit script alone, cache off / on, no worker (see the module docstring); with
+    ``compare``, the same rounds with the code of those commits too, interleaved."""
+    from ironforge_nb.local import RedisServer
+
+    print(f"\n3. what the cache adds to a 10,000-task submit: submit_run alone, server CPU, "
+          f"best of {rounds} interleaved rounds")
+    trees = {**{ref: _export(ref) for ref in compare or []}, "this tree": ROOT}
+    best: dict[str, dict[str, float]] = {name: {} for name in trees}
     every: list[dict[str, float]] = []
     with RedisServer() as server:
-        import redis
-
-        client = redis.Redis.from_url(server.url)
-
-        def submit(p: Any, cfg: RedisConfig, cache: bool) -> tuple[str, float]:
-            rid, _cfg, _secret, call = _encode(p, None, None, cfg, None, "auto", 1.0, None,
-                                               cache)
-            scripts = RunTransitions(cfg)
-            before = _script_ms(client)
-            assert scripts.submit_run(*call) == "created"
-            return rid, _script_ms(client) - before
-
-        for _ in range(rounds):
-            client.flushall()
-            ns = "s" + secrets.token_hex(3)
-            on, off = (RedisConfig(url=server.url, namespace=ns + tag) for tag in ("", "off"))
-            figures = {"off": submit(first, off, False)[1]}
-            run_id, figures["misses"] = submit(first, on, True)
-            pipe = client.pipeline(transaction=False)  # every job of the first run completed
-            ttl_ms = round(on.result_ttl * 1000)
-            for i in range(10_000):
-                pipe.set(on.keys.result(f"{run_id}.{i}"), b"x" * 40, px=ttl_ms)
-            pipe.execute()
-            figures["changed off"] = submit(changed, off, False)[1]
-            figures["hits"] = submit(changed, on, True)[1]
-            figures["all hits"] = submit(first, on, True)[1]
-            for name, ms in figures.items():
-                best[name] = min(best.get(name, float("inf")), ms)
-            every.append({k: round(v, 2) for k, v in figures.items()})
-    print(f"   first pipeline, cache off:                 {best['off']:6.1f} ms")
-    print(f"   first pipeline, cache on, 10,000 misses:   {best['misses']:6.1f} ms "
-          f"(the cache adds {best['misses'] - best['off']:+.1f} ms)")
-    print(f"   changed pipeline, cache off:               {best['changed off']:6.1f} ms")
-    print(f"   changed, cache on, 5,857 hits + 4,143 misses: {best['hits']:6.1f} ms "
-          f"(the cache adds {best['hits'] - best['changed off']:+.1f} ms)")
-    all_hits = best["all hits"] - best["off"]
-    print(f"   first pipeline again, cache on, 10,000 hits: {best['all hits']:6.1f} ms "
-          f"(the cache adds {all_hits:+.1f} ms)")
-    per_miss = (best["misses"] - best["off"]) / 10  # ms per 10,000 tasks -> us per task
-    print(f"   per task, over the same task uncached: a miss {per_miss:+.2f} us, a hit "
-          f"{all_hits / 10:+.2f} us")
+        for r in range(rounds):
+            order = list(trees) if r % 2 == 0 else list(trees)[::-1]
+            for name in order:
+                if compare:
+                    figures = _child_round(trees[name], server.url)
+                else:
+                    figures = submit_round(server.url)
+                for key, ms in figures.items():
+                    best[name][key] = min(best[name].get(key, float("inf")), ms)
+                if name == "this tree":
+                    every.append({k: round(v, 2) for k, v in figures.items()})
     load = os.getloadavg()[0]
+    for name in trees:
+        if len(trees) > 1:
+            print(f"   -- {name}")
+        _print_submit(best[name])
     print(f"   load average {load:.1f}")
+    mine = best["this tree"]
     if output is not None:
+        added = _added(mine)
         saved = json.loads(output.read_text()) if output.exists() else {}
         saved[label] = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                         "load_average": round(load, 2), "cores": os.cpu_count(),
                         "unit": "redis-server CPU ms per 10,000-task submit",
-                        "best": {k: round(v, 2) for k, v in best.items()},
-                        "added_misses": round(best["misses"] - best["off"], 2),
-                        "added_hits": round(best["hits"] - best["changed off"], 2),
-                        "added_all_hits": round(all_hits, 2),
+                        "best": {k: round(v, 2) for k, v in mine.items()},
+                        "added_misses": round(added["misses"], 2),
+                        "added_hits": round(added["hits"], 2),
+                        "added_all_hits": round(added["all hits"], 2),
                         "rounds": every}
+        if compare:
+            saved[label]["compared"] = {ref: {k: round(v, 2) for k, v in best[ref].items()}
+                                        for ref in compare}
         output.write_text(json.dumps(saved, indent=2) + "\n")
+
+
+def _print_submit(best: dict[str, float]) -> None:
+    added = _added(best)
+    print(f"   first pipeline, cache off:                 {best['off']:6.1f} ms")
+    print(f"   first pipeline, cache on, 10,000 misses:   {best['misses']:6.1f} ms "
+          f"(the cache adds {added['misses']:+.1f} ms)")
+    print(f"   changed pipeline, cache off:               {best['changed off']:6.1f} ms")
+    print(f"   changed, cache on, 5,857 hits + 4,143 misses: {best['hits']:6.1f} ms "
+          f"(the cache adds {added['hits']:+.1f} ms)")
+    print(f"   first pipeline again, cache on, 10,000 hits: {best['all hits']:6.1f} ms "
+          f"(the cache adds {added['all hits']:+.1f} ms)")
+    print(f"   per task, over the same task uncached: a miss {added['misses'] / 10:+.2f} us, a "
+          f"hit {added['all hits'] / 10:+.2f} us")
+
+
+def _export(ref: str) -> Path:
+    """The tree of commit ``ref`` in a temp dir, with this benchmark (and its helper) in it."""
+    import subprocess
+
+    dest = Path(tempfile.mkdtemp(prefix="bench-iterate-"))
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", ref], check=True,
+                             capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
+    for name in (Path(__file__).name, "bench_monitor.py"):
+        (dest / "benchmarks" / name).write_text((Path(__file__).parent / name).read_text())
+    return dest
+
+
+def _child_round(tree: Path, url: str, callgrind: int | None = None) -> dict[str, float]:
+    """`submit_round` run by ``tree``'s copy of this file (its own code on ``sys.path``)."""
+    import subprocess
+    import sys
+
+    env = dict(os.environ, PYTHONPATH=str(tree))
+    argv = [sys.executable, str(tree / "benchmarks" / Path(__file__).name), "--submit-child",
+            url, *([] if callgrind is None else ["--callgrind-pid", str(callgrind)])]
+    proc = subprocess.run(argv, env=env, check=True, capture_output=True, text=True)
+    figures: dict[str, float] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return figures
+
+
+def part_callgrind(refs: list[str]) -> None:
+    """``--callgrind``: instructions redis-server executes inside EVALSHA (callgrind, collecting
+    in evalGenericCommand) for each submit of one round, for this tree and each ref; load does
+    not move them."""
+    from bench_lua_calls import callgrind_redis, dumps
+
+    trees = {**{ref: _export(ref) for ref in refs}, "this tree": ROOT}
+    got: dict[str, dict[str, float]] = {}
+    for name, tree in trees.items():
+        out = Path(tempfile.mkdtemp(prefix="bench-iterate-cg-"))
+        with callgrind_redis(out) as (client, pid):
+            port = client.connection_pool.connection_kwargs["port"]
+            _child_round(tree, f"redis://127.0.0.1:{port}/0", pid)
+            got[name] = {k.replace("_", " "): v for k, v in dumps(out).items()}
+    print("\ninstructions inside EVALSHA per 10,000-task submit (callgrind), and what the cache "
+          "adds per task:")
+    for name, counts in got.items():
+        added = _added(counts)
+        print(f"  {name}: " + ", ".join(f"{k} {counts.get(k, 0):,}" for k in _ROUND))
+        print(f"  {' ' * len(name)}  per miss {added['misses'] / 10_000:+,.0f}, per task of the "
+              f"edit-and-rerun {added['hits'] / 10_000:+,.0f}, per hit "
+              f"{added['all hits'] / 10_000:+,.0f}")
 
 
 def main() -> None:
@@ -437,6 +537,14 @@ def main() -> None:
                         "104 MB)")
     parser.add_argument("--rounds", type=int, default=5,
                         help="submit: interleaved rounds, best kept (default: 5)")
+    parser.add_argument("--compare", action="append", default=[],
+                        help="submit: a git commit whose code runs the same rounds too, "
+                        "interleaved round by round (repeatable)")
+    parser.add_argument("--callgrind", action="append", default=None, nargs="?", const="",
+                        help="submit: count instructions instead (callgrind) for this tree and "
+                        "each commit given (repeatable; alone: this tree only)")
+    parser.add_argument("--submit-child", help=argparse.SUPPRESS)
+    parser.add_argument("--callgrind-pid", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--label", default="now",
                         help="name the figures are saved under (default: now)")
     parser.add_argument("--output", type=Path,
@@ -444,6 +552,12 @@ def main() -> None:
                         help="submit figures (JSON, by label); frame figures go next to it "
                         "as <name>-frame.json (default: benchmarks/results/iterate.json)")
     args = parser.parse_args()
+    if args.submit_child:
+        print(json.dumps(submit_round(args.submit_child, args.callgrind_pid)))
+        return
+    if args.callgrind is not None:
+        part_callgrind([ref for ref in args.callgrind if ref])
+        return
     parts = args.parts.split(",")
     if "frame" in parts:
         part_frame(args.rows, args.repeat, args.label,
@@ -453,7 +567,7 @@ def main() -> None:
     if "layered" in parts:
         part_layered()
     if "submit" in parts:
-        part_submit(args.rounds, args.label, args.output)
+        part_submit(args.rounds, args.label, args.output, args.compare)
 
 
 if __name__ == "__main__":

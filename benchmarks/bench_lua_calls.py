@@ -39,13 +39,14 @@ Usage: ``python benchmarks/bench_lua_calls.py [--jobs 5000] [--rounds 5] [--comp
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -226,18 +227,15 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _counted(sources: dict[str, str], jobs: int) -> dict[str, float]:
-    """Instructions per call of each phase's script (``sources``), on a redis-server under
-    callgrind collecting inside EVALSHA only."""
-    import glob
-    import re
+@contextlib.contextmanager
+def callgrind_redis(out: Path) -> Iterator[tuple[Any, int]]:
+    """A redis-server under ``valgrind --tool=callgrind`` collecting only inside
+    ``evalGenericCommand`` (EVALSHA: the Lua VM and the commands the script calls), its dumps
+    in ``out``: (a client with a long timeout, its pid for ``callgrind_control``)."""
     import time
 
     import redis
 
-    from ironforge_nb.queue import Queue, RedisConfig
-
-    out = Path(tempfile.mkdtemp(prefix="bench-lua-cg-"))
     port = _free_port()
     server = subprocess.Popen(
         ["valgrind", "--tool=callgrind", "--toggle-collect=evalGenericCommand",
@@ -245,13 +243,41 @@ def _counted(sources: dict[str, str], jobs: int) -> dict[str, float]:
          "--save", "", "--appendonly", "no", "--dir", str(out)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        client = redis.Redis(port=port)
+        client = redis.Redis(port=port, socket_timeout=600)
         for _ in range(600):  # valgrind starts redis-server slowly
             try:
                 client.ping()
                 break
             except redis.ConnectionError:
                 time.sleep(0.1)
+        yield client, server.pid
+    finally:
+        server.terminate()
+        server.wait(timeout=300)
+
+
+def dumps(out: Path) -> dict[str, int]:
+    """Instructions of each ``callgrind_control -d <name>`` dump in ``out``, by name."""
+    import re
+
+    got = {}
+    for dump in out.glob("cg.out.*"):
+        text = dump.read_text()
+        phase_of = re.search(r"^desc: Trigger: dump (\w+)", text, re.M)
+        total = re.search(r"^summary: (\d+)", text, re.M)
+        if phase_of and total:
+            got[phase_of.group(1)] = int(total.group(1))
+    return got
+
+
+def _counted(sources: dict[str, str], jobs: int) -> dict[str, float]:
+    """Instructions per call of each phase's script (``sources``), on a redis-server under
+    callgrind collecting inside EVALSHA only."""
+    from ironforge_nb.queue import Queue, RedisConfig
+
+    out = Path(tempfile.mkdtemp(prefix="bench-lua-cg-"))
+    with callgrind_redis(out) as (client, pid):
+        port = client.connection_pool.connection_kwargs["port"]
         queue = Queue("bench", RedisConfig(url=f"redis://127.0.0.1:{port}/0",
                                            socket_timeout=300))
         scripts = queue._scripts._scripts  # a benchmark swaps versions
@@ -261,24 +287,13 @@ def _counted(sources: dict[str, str], jobs: int) -> dict[str, float]:
         steps = _steps(queue, jobs)
         queue.enqueue(b"warm")
         queue.complete(queue.dequeue("w", timeout=0))  # type: ignore[arg-type]
-        subprocess.run(["callgrind_control", "-z", str(server.pid)], check=True,
-                       capture_output=True)
+        subprocess.run(["callgrind_control", "-z", str(pid)], check=True, capture_output=True)
         for phase in PHASES:
             for _ in range(jobs):
                 steps[phase]()
-            subprocess.run(["callgrind_control", "-d", phase, str(server.pid)], check=True,
+            subprocess.run(["callgrind_control", "-d", phase, str(pid)], check=True,
                            capture_output=True)
-        got = {}
-        for dump in glob.glob(f"{out}/cg.out.*"):
-            text = Path(dump).read_text()
-            phase_of = re.search(r"^desc: Trigger: dump (\w+)", text, re.M)
-            total = re.search(r"^summary: (\d+)", text, re.M)
-            if phase_of and total:
-                got[phase_of.group(1)] = int(total.group(1)) / jobs
-        return got
-    finally:
-        server.terminate()
-        server.wait(timeout=120)
+        return {phase: total / jobs for phase, total in dumps(out).items()}
 
 
 def counted(refs: list[str], jobs: int) -> None:
