@@ -77,6 +77,9 @@ class EventType(StrEnum):
     SKIPPED = "skipped"
     RUN_SUBMITTED = "run_submitted"
     RUN_FINISHED = "run_finished"
+    CACHE_HITS = "cache_hits"  # in a run's stream only: up to 1000 of its tasks completed
+    #                            from the cache by its submit (field `hits`); `read_events`
+    #                            hands each out as a COMPLETED event with `cached` (`expanded`)
 
 
 class WebhookEvent(StrEnum):
@@ -122,13 +125,15 @@ class Event:
     run_status: RunStatus | None = None
     stalls: int | None = None  # on 'stalled' events: the job's stalls so far
     cached: str | None = None  # a task completed from the cache: the run that computed it
+    hits: str | None = None  # on a raw CACHE_HITS entry: "<job> <task> <queue> <origin run>" lines
 
     @classmethod
     def from_fields(cls, entry_id: str, data: Mapping[str, str]) -> Event:
         """Build an event from a decoded stream entry; unknown fields are ignored."""
         kw: dict[str, Any] = {"id": entry_id, "type": EventType(data["type"]),
                               "ts": int(data.get("ts", 0))}
-        for name in ("job", "queue", "message", "error", "worker", "run", "task", "cached"):
+        for name in ("job", "queue", "message", "error", "worker", "run", "task", "cached",
+                     "hits"):
             if name in data:
                 kw[name] = data[name]
         if "status" in data:
@@ -143,6 +148,21 @@ class Event:
             kw["progress"] = float(data["progress"])
         return cls(**kw)
 
+    def expanded(self) -> list[Event]:
+        """This event as readers see it: a CACHE_HITS entry (a submit's cache hits, one stream
+        entry for up to 1000 tasks) becomes one COMPLETED event per task it lists, with the
+        run that computed the result in ``cached`` (the stream entry's id on each); any
+        other event is itself."""
+        if self.type is not EventType.CACHE_HITS:
+            return [self]
+        out = []
+        for line in (self.hits or "").split("\n"):
+            job, task, queue, origin = [*line.split(" ", 3), "", "", ""][:4]
+            out.append(Event(EventType.COMPLETED, self.ts, self.id, job=job, queue=queue,
+                             status=JobStatus.COMPLETED, run=self.run, task=task,
+                             cached=origin or None))
+        return out
+
 
 _FIELD_TYPES: dict[str, dict[str, Any]] = {
     "type": {"$ref": "#/$defs/EventType"},
@@ -153,6 +173,8 @@ _FIELD_TYPES: dict[str, dict[str, Any]] = {
     "attempt": {"type": "integer", "minimum": 0},
     "stalls": {"type": "integer", "minimum": 0},
     "progress": {"type": "number", "minimum": 0, "maximum": 1},
+    "hits": {"type": "string", "description": "on 'cache_hits' entries: one line per task "
+             "completed from the cache, '<job> <task> <queue> <origin run>'"},
 }
 
 

@@ -19,7 +19,7 @@ from ironforge_nb.orchestrator import Run
 from ironforge_nb.orchestrator.cachekey import code_fingerprint, value_digest
 from ironforge_nb.queue import RedisConfig
 from ironforge_nb.queue.keys import JOB_PAYLOAD_SUFFIX
-from ironforge_nb.status import RunStatus
+from ironforge_nb.status import EventType, JobStatus, RunStatus
 from tests.runloop import work
 
 pytestmark = pytest.mark.usefixtures("signing_secret")
@@ -266,7 +266,9 @@ def test_a_hit_renews_a_default_entry_and_keeps_a_cache_ttl(config: RedisConfig)
     result_ttl from now; a task's own cache_ttl counts from when the result was computed, hits
     or not. A hit points at the holder's result: the entry still names the job that computed
     it, and the hit's job has neither a payload (it never runs) nor a result of its own, names
-    the holder in `source_job` and is listed among its borrowers."""
+    the holder in `source_job` (and no `source_run`, `progress`, `created` or `cache_key`:
+    readers derive them; the holder has the key) and is listed in the borrowers log of the
+    holder's run."""
     first = run_once(chain(cache_ttl=60), config)
     before = ifn.cache.entries(config=config).set_index("task")
     time.sleep(0.02)
@@ -283,7 +285,15 @@ def test_a_hit_renews_a_default_entry_and_keeps_a_cache_ttl(config: RedisConfig)
         assert client.exists(config.keys.job_prefix + job + JOB_PAYLOAD_SUFFIX) == 0
         assert client.exists(config.keys.result(job)) == 0
         assert client.hget(config.keys.job(job), "source_job") == holders[task].encode()
-        assert client.get(config.keys.borrowers(holders[task])) == f"{job},".encode()
+        assert client.hmget(config.keys.job(job), "source_run", "progress", "created",
+                            "cache_key") == [None] * 4
+        key = client.hget(config.keys.job(holders[task]), "cache_key")
+        assert key is not None and key.decode() == after.loc[task, "key"]
+        state = second.task(task)
+        assert state.source_run == first.id and state.progress == 1.0
+        assert state.created == state.finished is not None
+    log = client.get(config.keys.run(first.id).borrowers).decode()
+    assert sorted(log.splitlines()) == sorted(f"{holders[t]} {j}" for t, j in second.job_ids())
     assert second.results() == first.results()
     assert second.result("total") == 12
 
@@ -310,6 +320,8 @@ def test_deleting_the_holder_hands_its_result_to_a_borrower(config: RedisConfig)
     assert frame["job"].to_dict() == jobs2 and (frame["origin"] == first.id).all()
     assert frame["live"].all()
     assert second.to_dataframe()["cached"].tolist() == [first.id] * 4
+    assert third.to_dataframe()["cached"].tolist() == [first.id] * 4
+    assert [t.source_run for t in third.tasks()] == [first.id] * 4
     second.delete()
     assert third.results() == want
     assert ifn.cache.entries("chain", config=config).set_index("task")["job"].to_dict() == jobs3
@@ -318,6 +330,62 @@ def test_deleting_the_holder_hands_its_result_to_a_borrower(config: RedisConfig)
     third.delete()
     fourth.delete()
     assert not client.keys(config.keys.job_prefix + "*")
+
+
+def test_a_submits_hits_are_one_stream_entry_read_as_completed_events(
+        config: RedisConfig) -> None:
+    """A submit's hits are one 'cache_hits' entry of the run's stream (not an entry each):
+    Run.events() and the monitor's tracker read it as a 'completed' event per task, with the
+    run that computed it; the counters, the frame and the history say the same."""
+    from ironforge_nb.widgets.tracker import RunTracker
+
+    first = run_once(chain(), config)
+    second = run_once(chain(), config)
+    raw = config.client().xrange(config.keys.run(second.id).events)
+    assert [fields[b"type"] for _, fields in raw] == [b"run_submitted", b"cache_hits",
+                                                      b"run_finished"]
+    done = [e for e in second.events() if e.type is EventType.COMPLETED]
+    assert [(e.job, e.task, e.queue, e.status, e.cached) for e in done] == [
+        (job, task, "default", JobStatus.COMPLETED, first.id) for task, job in second.job_ids()]
+    assert all(e.id == raw[1][0].decode() and e.run == second.id for e in done)
+    tracker = RunTracker(second)
+    tracker.load()
+    for record in tracker.tasks.values():  # as if it had followed the run from its start
+        tracker._set_status(record, "waiting")
+    tracker._apply(raw)
+    assert tracker.statuses() == dict.fromkeys(["load", "double", "total", "side"], "completed")
+    assert second.counts()["completed"] == 4 and second.info()["cached"] == 4
+    assert ifn.runs(config)["completed"].tolist()[0] == 4
+
+
+def test_a_hit_on_a_run_being_deleted_joins_its_holders_at_once(config: RedisConfig) -> None:
+    """Deleting a run first files its borrowers log under each job, in bounded steps; a run
+    submitted meanwhile that hits its jobs joins their borrowers at once, and gets the
+    results handed over like the runs before it."""
+    from ironforge_nb.orchestrator.run_transitions import RunTransitions
+
+    first = run_once(chain(), config)
+    second = run_once(chain(), config)
+    want = first.results()
+    scripts = RunTransitions(config)
+    assert scripts.delete_runs(first.id, retention=False, budget=2) == (1, 0)  # 2 lines filed
+    third = run_once(chain(), config)  # its results still live: hits
+    assert CALLS == [] and third.to_dataframe()["cached"].tolist() == [first.id] * 4
+    scripts.purge(retention=False)
+    client = config.client()
+    assert not client.keys(config.keys.job_prefix + first.id + ".*")
+    assert not client.exists(config.keys.run(first.id).borrowers)
+    assert second.results() == third.results() == want
+    jobs2, jobs3 = dict(second.job_ids()), dict(third.job_ids())
+    entries = ifn.cache.entries("chain", config=config).set_index("task")["job"].to_dict()
+    for task in jobs2:  # one of the two holds the result (the first borrower), named by the
+        pair = (jobs2[task], jobs3[task])  # entry; the other points at it
+        heir = entries[task]
+        other = pair[1] if heir == pair[0] else pair[0]
+        assert heir in pair and client.hget(config.keys.job(heir), "source_job") is None
+        assert client.hget(config.keys.job(other), "source_job") == heir.encode()
+    assert second.to_dataframe()["cached"].tolist() == [first.id] * 4
+    assert third.to_dataframe()["cached"].tolist() == [first.id] * 4
 
 
 def blob() -> bytes:

@@ -105,3 +105,18 @@ def test_schema_accepts_real_events() -> None:
 def test_schema_rejects_bad_events(entry: dict[str, Any]) -> None:
     """Malformed events fail validation."""
     assert not _validator().is_valid(entry)
+
+
+def test_a_cache_hits_entry_expands_into_a_completed_event_per_task() -> None:
+    """A run's 'cache_hits' entry reads as one COMPLETED event per line, with the origin run
+    in ``cached`` (an empty origin: None); other events are themselves."""
+    entry = Event.from_fields("5-0", {"type": "cache_hits", "ts": "7", "run": "r2",
+                                      "hits": "r2.0 load default r1\nr2.3 side fast "})
+    assert entry.expanded() == [
+        Event(EventType.COMPLETED, 7, "5-0", job="r2.0", queue="default",
+              status=JobStatus.COMPLETED, run="r2", task="load", cached="r1"),
+        Event(EventType.COMPLETED, 7, "5-0", job="r2.3", queue="fast",
+              status=JobStatus.COMPLETED, run="r2", task="side", cached=None)]
+    plain = Event.from_fields("6-0", {"type": "completed", "ts": "8", "job": "j"})
+    assert plain.expanded() == [plain]
+    assert "cache_hits" in json_schema()["$defs"]["EventType"]["enum"]

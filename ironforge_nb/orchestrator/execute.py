@@ -36,6 +36,7 @@ import redis.exceptions
 from ironforge_nb.errors import SizeLimitError, TaskError
 from ironforge_nb.orchestrator import codec
 from ironforge_nb.orchestrator.payload import TaskPayload, decode_payload
+from ironforge_nb.queue.borrowing import read_results
 from ironforge_nb.queue.config import RedisConfig
 from ironforge_nb.queue.records import Lease
 
@@ -201,19 +202,12 @@ def _missing_parents(config: RedisConfig, missing: list[str], job_id: str
     holds none of its own and reads the result of the job its ``source_job`` names
     (submit_run.lua); None for parents that failed (their child runs only under
     ``allow_failure``); a `TaskError` for a completed parent whose result is gone (expired)."""
-    client = config.client()
-    pipe = client.pipeline(transaction=False)
-    for jid in missing:
-        pipe.hmget(config.keys.job(jid), "status", "source_job")
-    rows = pipe.execute()
-    sources = {j: src.decode() for j, (_, src) in zip(missing, rows, strict=True) if src}
-    blobs = dict(zip(sources, client.mget([config.keys.result(s) for s in sources.values()]),
-                     strict=True)) if sources else {}
-    gone = [j for j, (status, _) in zip(missing, rows, strict=True)
-            if blobs.get(j) is None and status not in _FAILED_PARENT]
+    found = read_results(config.client(), config.keys, missing, ("status",))
+    gone = [j for j, ((status,), blob) in zip(missing, found, strict=True)
+            if blob is None and status not in _FAILED_PARENT]
     if gone:
         raise TaskError(job_id, f"the result of parent job {gone[0]!r} is gone: it expired "
                                 "(RedisConfig.result_ttl, keep it longer than a run lasts); "
                                 "retry the run's failed tasks")
-    return {j: blobs.get(j) for j in missing}
+    return {j: blob for j, (_, blob) in zip(missing, found, strict=True)}
 

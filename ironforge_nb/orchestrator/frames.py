@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from ironforge_nb.queue.borrowing import origin, progress_of
 from ironforge_nb.queue.config import RedisConfig, default_config
 from ironforge_nb.queue.options import validate_count
 
@@ -23,7 +24,7 @@ RUN_COLUMNS = ("id", "pipeline", "status", "tasks", "completed", "failed", "crea
                "finished", "duration")
 _CHUNK = 1000
 _JOB_FIELDS = ("status", "attempts", "stalls", "enqueued", "started", "finished", "worker",
-               "error", "queue", "progress", "message", "source_run")
+               "error", "queue", "progress", "message", "source_run", "source_job")
 _RUN_FIELDS = ("name", "status", "total", "completed", "failed", "skipped", "cancelled",
                "created", "finished")
 _AGREE_TRIES = 3
@@ -93,11 +94,11 @@ def run_frame(config: RedisConfig, jobs: Sequence[tuple[str, str]]) -> pd.DataFr
             pipe.hmget(config.keys.job(jid), *_JOB_FIELDS)
         for (task, jid), values in zip(chunk, pipe.execute(), strict=True):
             (status, attempts, stalls, queued, started, finished, worker, error, queue,
-             progress, message, cached) = values
+             progress, message, source_run, source_job) = values
             begun, ended = _ms(started), _ms(finished)
             rows["task"].append(task)
             rows["status"].append(_text(status))
-            rows["progress"].append(float(progress or 0.0))
+            rows["progress"].append(progress_of(progress, _text(status)))
             rows["message"].append(_text(message))
             rows["attempts"].append(int(attempts or 0))
             rows["stalls"].append(int(stalls or 0))
@@ -109,7 +110,7 @@ def run_frame(config: RedisConfig, jobs: Sequence[tuple[str, str]]) -> pd.DataFr
             rows["error"].append(_text(error))
             rows["queue"].append(_text(queue))
             rows["job"].append(jid)
-            rows["cached"].append(_text(cached))
+            rows["cached"].append(origin(source_run, source_job))
     return _frame(rows, ("queued", "started", "finished"))
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from ironforge_nb.queue.borrowing import origin, progress_of
 from ironforge_nb.queue.config import RedisConfig
 from ironforge_nb.status import JobStatus
 
@@ -21,10 +22,10 @@ __all__ = ["TASK_FIELDS", "TaskState", "last_line", "read_states", "read_task_st
            "task_state"]
 
 # The job hash fields a TaskState is made of, in HMGET order. `stalls` is written by workers
-# that count stalled attempts separately (0 when absent); `source_run` by a run that reused
-# another run's stored result instead of running the task (None when the task ran here).
+# that count stalled attempts separately (0 when absent); `source_run` / `source_job` by a run
+# that reused another run's stored result instead of running the task (`borrowing.origin`).
 TASK_FIELDS = ("status", "queue", "progress", "message", "attempts", "stalls", "max_attempts",
-               "worker", "created", "started", "finished", "error", "source_run")
+               "worker", "created", "started", "finished", "error", "source_run", "source_job")
 _CHUNK = 1000
 
 
@@ -74,13 +75,13 @@ class TaskState:
         full = raw["error"]
         return cls(
             name=name, job_id=job_id, queue=raw["queue"] or "", status=status,
-            progress=float(raw["progress"] or 0.0), message=raw["message"],
+            progress=progress_of(raw["progress"], status), message=raw["message"],
             attempts=int(raw["attempts"] or 0), stalls=int(raw["stalls"] or 0),
             max_attempts=int(raw["max_attempts"] or 1), worker=raw["worker"] or None,
-            created=_time(_ms(raw["created"])), started=_time(started),
+            created=_time(_ms(raw["created"]) or finished), started=_time(started),
             finished=_time(finished), elapsed=elapsed,
             error=last_line(full) if full else None, traceback=full or None,
-            source_run=raw["source_run"] or None,
+            source_run=origin(raw["source_run"], raw["source_job"]),
         )
 
 

@@ -65,6 +65,10 @@ class RunKeys:
     walk: str = ""  # HASH the bounded walk in progress over its tasks (cancel or retry)
     skips: str = ""  # LIST "<offset> <task>": tasks whose waiting descendants are to be skipped
     ready: str = ""  # LIST tasks a retry walk has reset and will queue (its last phase)
+    # STRING "<job> <hit>\n" lines: the cache hits of later runs that read this run's jobs'
+    # results (submit_run.lua, one APPEND per submit); filed under each job (`Keys.borrowers`)
+    # when the run is deleted (delete_runs.lua), before its jobs are
+    borrowers: str = ""
 
 
 @dataclass(frozen=True)
@@ -165,6 +169,7 @@ class Keys:
             walk=r + "walk",
             skips=r + "skips",
             ready=r + "ready",
+            borrowers=r + "borrowers",
         )
 
     @property

@@ -33,6 +33,7 @@ from typing import Any
 
 from ironforge_nb.errors import InvalidOptionError, JobNotFoundError, QueueError
 from ironforge_nb.names import validate_name
+from ironforge_nb.queue.borrowing import read_results
 from ironforge_nb.queue.codes import check
 from ironforge_nb.queue.config import RedisConfig, default_config
 from ironforge_nb.queue.logs import read_logs
@@ -400,12 +401,7 @@ class Queue:
         """The job's result, or None (no result stored, not completed yet, or expired). A
         pipeline's task served from the cross-run cache holds none of its own: its
         ``source_job`` does (submit_run.lua), and that one is returned."""
-        jid = validate_name(job_id, "job id")
-        value: bytes | None = self._client.get(self._keys.result(jid))
-        if value is None:
-            source = self._client.hget(self._keys.job(jid), "source_job")
-            if source is not None:
-                value = self._client.get(self._keys.result(source.decode()))
+        [(_, value)] = read_results(self._client, self._keys, [validate_name(job_id, "job id")])
         return value
 
     def payload(self, job_id: str) -> bytes:
@@ -450,15 +446,18 @@ class Queue:
 
 
 def read_events(client: Any, stream: str, since: str = "0", count: int = 1000) -> list[Event]:
-    """Up to ``count`` events of ``stream`` (a queue's or a run's) after entry id ``since``
-    ("0": from the oldest kept); a malformed id is an `InvalidOptionError`."""
+    """The events of up to ``count`` entries of ``stream`` (a queue's or a run's) after entry id
+    ``since`` ("0": from the oldest kept); a malformed id is an `InvalidOptionError`. A run's
+    'cached' entry (a submit's cache hits) comes out as one COMPLETED event per task, with
+    ``cached`` (`Event.expanded`), all with that entry's id."""
     validate_count("count", count)
     if not isinstance(since, str) or _STREAM_ID.fullmatch(since) is None:
         raise InvalidOptionError("since", since, "a stream id such as '0' or '1700000000000-0'")
     start = "-" if since in ("0", "0-0", "-") else "(" + since
     entries = client.xrange(stream, start, "+", count=count)
-    return [Event.from_fields(eid.decode(), {k.decode(): v.decode() for k, v in data.items()})
-            for eid, data in entries]
+    return [event for eid, data in entries
+            for event in Event.from_fields(eid.decode(), {k.decode(): v.decode()
+                                                          for k, v in data.items()}).expanded()]
 
 
 def _number_seconds(option: str, value: object) -> float:

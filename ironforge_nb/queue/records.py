@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from ironforge_nb.queue.borrowing import progress_of
 from ironforge_nb.status import JobStatus
 
 __all__ = ["DEFAULT_MAX_STALLS", "RESERVED_FIELDS", "RUN_FIELDS", "AttemptError", "JobInfo",
@@ -136,7 +137,7 @@ class JobInfo:
             queue=h.get("queue", ""),
             status=JobStatus(h["status"]),
             priority=int(h.get("priority", 0)),
-            progress=float(h.get("progress", 0.0)),
+            progress=progress_of(h.get("progress"), h["status"]),
             message=h.get("message"),
             attempts=int(h.get("attempts", 0)),
             max_attempts=int(h.get("max_attempts", 1)),
@@ -145,7 +146,7 @@ class JobInfo:
             max_stalls=int(h.get("max_stalls", DEFAULT_MAX_STALLS)),
             claims=int(h.get("claims", 0)),
             last_stall=h.get("stalled"),
-            created=_time(h.get("created")),
+            created=_time(h.get("created") or h.get("finished")),
             enqueued=_time(h.get("enqueued")),
             started=_time(h.get("started")),
             finished=_time(h.get("finished")),

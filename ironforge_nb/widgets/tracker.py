@@ -25,7 +25,7 @@ from ironforge_nb.orchestrator.drawing import run_dag
 from ironforge_nb.orchestrator.run_transitions import RunTransitions
 from ironforge_nb.orchestrator.tasks import TASK_FIELDS, TaskState, read_states, read_task_states
 from ironforge_nb.orchestrator.waiting import COUNTER_FIELDS, counters
-from ironforge_nb.status import JobStatus, RunStatus
+from ironforge_nb.status import EventType, JobStatus, RunStatus
 
 if TYPE_CHECKING:
     from ironforge_nb.dag.graph import DAG
@@ -44,6 +44,7 @@ EVENTS_PER_POLL = 2000  # stream entries read per poll at most (a few ms of pars
 # again at once), so a poll's cost is bounded whatever the backlog
 _HOT = (JobStatus.FAILED.value, JobStatus.ACTIVE.value, JobStatus.SCHEDULED.value)
 _ENDED = ("completed", "failed", "skipped", "cancelled")
+_HITS, _COMPLETED = EventType.CACHE_HITS.value.encode(), JobStatus.COMPLETED.value.encode()
 
 
 @dataclass
@@ -256,7 +257,8 @@ class RunTracker:
     def _apply(self, entries: list[Any]) -> dict[str, None]:
         """Apply events in order; returns the tasks they name (ordered, no repeats). Only a
         task's last status counts: a busy run moves most tasks through several statuses
-        between two polls. A task event's fields come in the order the scripts write them
+        between two polls; a 'cache_hits' entry completes every task it lists (a submit's cache
+        hits). A task event's fields come in the order the scripts write them
         (``type, ts, run, job, task, queue, status, ...``): for those, two comparisons find
         the task and its status, with no dict built per entry (a poll reads thousands)."""
         latest: dict[bytes, bytes | None] = {}
@@ -268,6 +270,11 @@ class RunTracker:
                 continue
             entry = fields if isinstance(fields, dict) else dict(zip(fields[::2], fields[1::2],
                                                                      strict=True))
+            hits = entry.get(b"hits")
+            if hits is not None and entry.get(b"type") == _HITS:  # a submit's cache hits
+                for line in hits.split(b"\n"):
+                    latest[line.split(b" ", 2)[1]] = _COMPLETED
+                continue
             task = entry.get(task_key)
             if task is not None:
                 status = entry.get(status_key)

@@ -68,11 +68,12 @@ own. A parent with no result (failed under allow_failure), a bigger one or one p
 is left out: the executor reads what is missing itself.
 ]]
 
--- fields that change with each attempt, and `inputs`, stay out of the lease's meta
+-- fields that change with each attempt, `inputs` and `cache_key` (the cross-run cache's, of
+-- no use to the worker) stay out of the lease's meta
 local CLAIM_VOLATILE = {status = 1, token = 1, worker = 1, started = 1, lease_ms = 1,
                         attempts = 1, progress = 1, message = 1, error = 1, failures = 1,
                         enqueued = 1, finished = 1, inputs = 1, stalls = 1, claims = 1,
-                        stalled = 1, ended = 1, receipt = 1}
+                        stalled = 1, ended = 1, receipt = 1, cache_key = 1}
 local INLINE_BYTES = 65536  -- a parent's result inlined in a claim reply at most
 local INLINE_BUDGET = 1048576  -- all the results inlined in one claim reply at most
 

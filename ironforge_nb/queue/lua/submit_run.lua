@@ -28,8 +28,8 @@ Cost: per task one HSET, and a share of one MSET per 1000 payloads (a SET per pa
 twice the server time), plus an XADD per root up to events_maxlen per queue and a few table
 appends; the arguments are two big strings rather than two per task, so neither the client
 nor Lua handles 20k arguments for a 10k-task run.
-The run helpers (run_helpers.lua) are prepended at load time; only run_ctx/queue_key/run_event
-are used here.
+The run helpers (run_helpers.lua) are prepended at load time; only run_ctx, run_key, queue_key,
+run_event and run_settle are used here (and hook_routes / hook_cached of outbox_helpers.lua).
 
 KEYS[1] meta       HASH of the run
 KEYS[2] tasks      HASH task id -> job id
@@ -79,20 +79,33 @@ Cache (orchestrator/cache.py): a cached task whose entry is not expired and name
 result key still exists (only a completion, or a deleted run handing a result over, writes a
 run job's result) is a hit. The PEXPIRE that finds the result also keeps it result_ttl_ms from
 now: a hit POINTS at that job's result (the holder) instead of copying it. Its job is created
-'completed' (fields finished, progress 1, `source_run` = the run that computed the result,
-`source_job` = the holder, whose result readers read when the job has none of its own:
-Run.result, execute.py, claim_helpers.lua; `cache_key`), with no result key of its own, and
-it joins the holder's borrowers (JobKey.BORROWERS, one APPEND); one 'completed' event with
-`cached` in the run's stream; it is not queued; its children count it as a completed parent (a
-child whose parents all hit, or are roots, is queued at once). The entry is not written by a
+'completed' with only what cannot be read elsewhere: run, task, finished, `source_job` = the
+holder, whose result readers read when the job has none of its own (queue/borrowing.py,
+claim_helpers.lua), and the profile's fields; no `progress` (readers take 1 for a completed
+job), no `created` (readers take `finished`), no `source_run` when the origin is the holder's
+own run (readers take the run of `source_job`; a holder handed its result by delete_runs.lua
+has another origin: then it is written), no result key of its own. It joins the holder's
+borrowers: a line "<holder> <hit>" in the borrowers log of the holder's run (run key
+'borrowers', one APPEND per holder run and submit), which delete_runs.lua files under each
+holder (JobKey.BORROWERS) before deleting that run's jobs; while that run is being deleted
+(KEYS[8]), under the holder at once (one APPEND per hit). It is not queued; its children
+count it as a completed parent (a child whose parents all hit, or are roots, is queued at
+once). In the
+run's stream, ONE 'cache_hits' event per 1000 hits (field `hits`: a line "<job> <task>
+<queue> <origin run>" per hit), which readers expand into one 'completed' event with `cached`
+per task (status.py `Event.expanded`, the monitor's tracker). The entry is not written by a
 hit: it keeps naming the holder, whose result each hit keeps alive (an entry with the default
 lifetime, <expires> 0, lives as long as that result). Deleting the holder's run hands the
-result to its first borrower (delete_runs.lua: the result key renamed, the entry re-pointed,
-the other borrowers pointed at the heir, a big result's file pinned), so a run's results stay
-readable as long as the run exists (and result_ttl after its submit), whichever run computed
-them. Costs per hit: the PEXPIRE, the job's HSET, the APPEND, the event (a copy took a GETRANGE,
-a COPY, a PEXPIRE and the entry's HSET and ZADD: twice the server time, bench_iterate.py).
-A miss writes the entry for the new job (valid once it completes). Every hit counts in the
+result to its first borrower (delete_runs.lua: the result key renamed, the entry re-pointed
+by the holder's `cache_key`, the other borrowers pointed at the heir, a big result's file
+pinned), so a run's results stay readable as long as the run exists (and result_ttl after its
+submit), whichever run computed them. Costs per hit: the PEXPIRE, the job's HSET, a share of
+the log's APPEND and of the event (a 'completed' event and an APPEND to the holder's borrowers
+per hit, and `created`, `progress`, `source_run` and `cache_key` in every hit's HSET, cost twice
+as much; a copy of the result took a GETRANGE, a COPY, a PEXPIRE and the entry's HSET and
+ZADD; benchmarks/bench_iterate.py --callgrind).
+A miss writes the entry for the new job (valid once it completes), and the job records the
+key (`cache_key`). Every hit counts in the
 run's `completed` and `cached` counters, and sends job.completed to the webhook endpoints that
 want it, with `cached` true and `source_run` in its data (outbox_helpers.lua; in task order,
 before the run's own event); a run whose every task hits ends 'succeeded' at once.
@@ -182,33 +195,40 @@ local now = tostring(now_ms())
 local prefix, psuffix, maxlen, run = ARGV[1], ARGV[2], ARGV[5], ARGV[6]
 local ctx = run_ctx(prefix, ARGV[3], ARGV[4], maxlen)
 
--- (2b) the cache lookup, one HMGET per 1000 keys: hit[i] = {holder job, origin run}
-local hit, hits, now_ms = {}, 0, tonumber(now)
+-- integers become text by string.format's %d: a number concatenated in Lua is formatted by
+-- %.14g (and one passed to redis.call by %.17g), the slowest step of building a job id
+local fmt = string.format
+-- (2b) the cache lookup, one HMGET per 1000 keys: hit[i] = the holder job, origin[i] = the run
+-- that computed its result
+local hit, origin, hits, now_ms = {}, {}, 0, tonumber(now)
+local rttl_text = ARGV[19 + 7 * P + C]  -- as text: a number argument is formatted per call
 for s = 1, n_cached, 1000 do
   local last = math.min(n_cached, s + 999)
   local found = redis.call('HMGET', centries, unpack(c_list, s, last))
   for j = 1, last - s + 1 do
     local e = found[j]
-    local src, origin, expires
-    if e then src, origin, expires = string.match(e, '^(%S+) (%S*) %d+ (%d+) ') end
+    local src, from, expires
+    if e then src, from, expires = string.match(e, '^(%S+) (%S*) %d+ (%d+) ') end
     -- only a completion (or a hand-over) writes a run job's result: it exists => completed;
     -- PEXPIRE tells that (0: no such key) and keeps it alive for the run that points at it
     if src and (expires == '0' or tonumber(expires) > now_ms)
-       and redis.call('PEXPIRE', prefix .. src .. rsuffix, rttl) == 1 then
-      hit[c_pos[s + j - 1]] = {src, origin}
+       and redis.call('PEXPIRE', prefix .. src .. rsuffix, rttl_text) == 1 then
+      local i = c_pos[s + j - 1]
+      hit[i], origin[i] = src, from
       hits = hits + 1
     end
   end
 end
 if hits > 0 then  -- a hit is a completed parent: its children wait for one parent less
-  local idx = {}
+  local idx, less = {}, {}
   for i = 1, N do idx[r_task[i]] = i end
   for i in pairs(hit) do
     for child in string.gmatch(r_kids[i], '[^,]+') do
       local j = idx[child]
-      r_np[j] = tostring(tonumber(r_np[j]) - 1)
+      less[j] = (less[j] or 0) + 1
     end
   end
+  for j, k in pairs(less) do r_np[j] = fmt('%d', tonumber(r_np[j]) - k) end
 end
 
 local code_keys = {}
@@ -242,24 +262,45 @@ end
 local function flush(key, flat, size)
   if size > 0 then redis.call('HSET', key, unpack(flat, 1, size)) end
 end
--- integers become text by string.format's %d: a number concatenated in Lua is formatted by
--- %.14g (and one passed to redis.call by %.17g), the slowest step of building a job id
-local fmt = string.format
 local tasks, remaining, children, index, entries, payloads = {}, {}, {}, {}, {}, {}
 local nt, nr, nc, ni, ne, np, pos = 0, 0, 0, 0, 0, 0, 1
+-- the hits' lines for the run's 'cache_hits' events, in pieces (table.concat joins them), and
+-- for each holder's run the lines "<holder> <hit>\n" of its borrowers log (in pieces too)
+local lines, nl, lent = {}, 0, {}
+local lasting = fmt('%d', now_ms + rttl)  -- the expiry of an entry with the default lifetime
 for i = 1, N do
   local task, prof, len = r_task[i], r_prof[i], r_len[i]
   local jid = fmt('%s.%d', run, i - 1)
   local jk = prefix .. jid
   if hit[i] then  -- no result of its own: it reads its holder's, as one of its borrowers
-    local src = hit[i][1]
-    redis.call('HSET', jk, 'status', JobStatus.COMPLETED, 'run', run, 'task', task, 'created', now,
-               'finished', now, JobField.PROGRESS, 1, 'source_run', hit[i][2], 'source_job', src,
-               'cache_key', c_key[i], unpack(prof.fields))
-    redis.call('APPEND', prefix .. src .. JobKey.BORROWERS, jid .. ',')
+    local src, from = hit[i], origin[i]
+    -- `source_run` is left out when it is the run of `source_job` (the holder computed the
+    -- result; readers derive it), written when the holder was handed it (delete_runs.lua)
+    local owner = from  -- the holder's run
+    if string.sub(src, 1, #from + 1) == from .. '.' then
+      redis.call('HSET', jk, 'status', JobStatus.COMPLETED, 'run', run, 'task', task,
+                 'finished', now, 'source_job', src, unpack(prof.fields))
+    else
+      owner = string.match(src, '^(.*)%.%d+$') or from
+      redis.call('HSET', jk, 'status', JobStatus.COMPLETED, 'run', run, 'task', task,
+                 'finished', now, 'source_job', src, 'source_run', from, unpack(prof.fields))
+    end
+    local log = lent[owner]
+    if not log then log = {n = 0}; lent[owner] = log end
+    local k = log.n
+    log[k + 1], log[k + 2], log[k + 3], log[k + 4], log.n = src, ' ', jid, '\n', k + 4
+    lines[nl + 1], lines[nl + 2], lines[nl + 3], lines[nl + 4] = jid, ' ', task, ' '
+    lines[nl + 5], lines[nl + 6], lines[nl + 7], lines[nl + 8] = prof.queue, ' ', from, '\n'
+    nl = nl + 8
   elseif r_np[i] == '0' then
-    redis.call('HSET', jk, 'status', JobStatus.QUEUED, 'run', run, 'task', task, 'created', now,
-               JobField.ENQUEUED, now, unpack(prof.fields))
+    if c_key[i] then  -- a miss records its key: a hand-over re-points its entry (delete_runs)
+      redis.call('HSET', jk, 'status', JobStatus.QUEUED, 'run', run, 'task', task,
+                 'created', now, JobField.ENQUEUED, now, 'cache_key', c_key[i],
+                 unpack(prof.fields))
+    else
+      redis.call('HSET', jk, 'status', JobStatus.QUEUED, 'run', run, 'task', task,
+                 'created', now, JobField.ENQUEUED, now, unpack(prof.fields))
+    end
     local q = prof.queue
     local list, seq = ranked[q], seqs[q] + 1
     seqs[q] = seq
@@ -277,9 +318,16 @@ for i = 1, N do
                 'job', jid, 'queue', q, 'status', JobStatus.QUEUED)
     end
   else
-    if r_in[i] ~= '' then
+    local key = c_key[i]
+    if r_in[i] ~= '' and key then
+      redis.call('HSET', jk, 'status', JobStatus.WAITING, 'run', run, 'task', task, 'created', now,
+                 'inputs', r_in[i], 'cache_key', key, unpack(prof.fields))
+    elseif r_in[i] ~= '' then
       redis.call('HSET', jk, 'status', JobStatus.WAITING, 'run', run, 'task', task, 'created', now,
                  'inputs', r_in[i], unpack(prof.fields))
+    elseif key then
+      redis.call('HSET', jk, 'status', JobStatus.WAITING, 'run', run, 'task', task, 'created', now,
+                 'cache_key', key, unpack(prof.fields))
     else
       redis.call('HSET', jk, 'status', JobStatus.WAITING, 'run', run, 'task', task, 'created', now,
                  unpack(prof.fields))
@@ -294,7 +342,7 @@ for i = 1, N do
     -- lifetime): as long as the result lives, which each hit extends; the index scores it
     -- with the result's first expiry (the prune looks again then)
     local ttl = c_ttl[i]
-    local expires = now_ms + (ttl == 0 and rttl or ttl)
+    local expires = ttl == 0 and lasting or fmt('%d', now_ms + ttl)
     entries[ne + 1], entries[ne + 2] = key, jid .. ' ' .. run .. ' ' .. now .. ' ' ..
                                             (ttl == 0 and '0' or expires) .. ' ' .. task ..
                                             ' ' .. ARGV[7]
@@ -330,6 +378,18 @@ for q, list in pairs(ranked) do
 end
 if ni > 0 then redis.call('ZADD', KEYS[11], unpack(index, 1, ni)) end
 flush(centries, entries, ne)
+-- the borrowers: one APPEND per holder's run to its log (delete_runs.lua files the lines under
+-- each holder, JobKey.BORROWERS, before it deletes a job); under each holder at once while
+-- that run is being deleted (its log may have been filed already)
+for owner, log in pairs(lent) do
+  if redis.call('HEXISTS', KEYS[8], owner) == 1 then
+    for k = 1, log.n, 4 do
+      redis.call('APPEND', prefix .. log[k] .. JobKey.BORROWERS, log[k + 2] .. ',')
+    end
+  else
+    redis.call('APPEND', run_key(ctx, owner, 'borrowers'), table.concat(log, '', 1, log.n))
+  end
+end
 if n_cached > 0 then  -- prune expired entries, at most max(1000, N) per submit
   local due = redis.call('ZRANGEBYSCORE', KEYS[11], '-inf', now, 'LIMIT', 0, math.max(1000, N))
   for s = 1, #due, 1000 do
@@ -369,13 +429,17 @@ end
 run_event(ctx, run, EventType.RUN_SUBMITTED, now, 'run_status', RunStatus.RUNNING, 'message',
           ARGV[7] .. ': ' .. N .. ' tasks, ' .. roots_total .. ' queued' ..
           (hits > 0 and (', ' .. hits .. ' cached') or ''))
-for i = 1, hits > 0 and N or 0 do  -- after 'run_submitted', as every task event of the run
-  if hit[i] then
-    local jid = run .. '.' .. (i - 1)
-    run_event(ctx, run, EventType.COMPLETED, now, 'job', jid, 'task', r_task[i],
-              'queue', r_prof[i].queue, 'status', JobStatus.COMPLETED, 'cached', hit[i][2])
-    -- job.completed for the webhook endpoints (outbox_helpers.lua), flagged cached
-    hook_cached(ctx.hooks, jid, now, run, r_task[i], r_prof[i].queue, ARGV[7], hit[i][2])
+-- after 'run_submitted', as every task event of the run: one 'cache_hits' event per 1000 hits
+for s = 1, nl, 8000 do  -- a line is 8 pieces, its last one '\n' (left out of the event)
+  run_event(ctx, run, EventType.CACHE_HITS, now, 'hits',
+            table.concat(lines, '', s, math.min(nl, s + 7999) - 1))
+end
+if hits > 0 and #hook_routes(ctx.hooks) > 0 then
+  for i = 1, N do  -- job.completed for the webhook endpoints (outbox_helpers.lua), flagged cached
+    if hit[i] then
+      hook_cached(ctx.hooks, fmt('%s.%d', run, i - 1), now, run, r_task[i], r_prof[i].queue,
+                  ARGV[7], origin[i])
+    end
   end
 end
 if hits == N then run_settle(ctx, run, now) end
