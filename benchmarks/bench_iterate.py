@@ -38,14 +38,20 @@ submitted again with one function changed (issue 12's figures).
    pipeline is submitted with the cache off, and on (5,857 hits, 4,143 misses), and the
    unchanged pipeline again (10,000 hits, against the first submit with the cache off).
    Server CPU as above; printed with the cost per miss and per hit (us). Every round is saved
-   to ``benchmarks/results/iterate.json`` (``--output``) under ``--label`` (default "now"). To
-   compare with older code, run a copy of this script from a checkout of it with ``--label
-   before`` (``PYTHONPATH`` alone does not do: `bench_monitor`, imported below, puts its own
-   checkout first on ``sys.path``).
+   to ``benchmarks/results/iterate.json`` (``--output``) under ``--label`` (default "now").
+   ``--compare REF`` (repeatable) runs the same rounds with the code of git commit REF too,
+   interleaved round by round on the same server: each round runs in a child process of its
+   tree (REF's exported to a temp dir with this script copied in; ``PYTHONPATH`` alone does not
+   do: `bench_monitor`, imported below, puts its own checkout first on ``sys.path``).
+3b. ``--callgrind [REF]``: the instructions redis-server executes inside EVALSHA (valgrind
+   callgrind collecting in evalGenericCommand, `bench_lua_calls.callgrind_redis`) for each
+   submit of one round, for this tree and each REF, and per miss / per hit over the same task
+   uncached: load does not move them.
 
 Usage: ``python benchmarks/bench_iterate.py [--parts frame,memory,layered,submit] [--repeat 3]
-[--rows 6500000] [--rounds 5] [--label now] [--output PATH]``. Figures, never assertions;
-the machine is shared, so compare contenders of one invocation.
+[--rows 6500000] [--rounds 5] [--compare REF] [--label now] [--output PATH]``, or
+``--callgrind [REF]`` alone. Figures, never assertions; the machine is shared, so compare
+contenders of one invocation.
 """
 
 from __future__ import annotations
