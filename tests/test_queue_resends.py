@@ -236,3 +236,26 @@ def test_complete_and_fetch_lost_past_the_retries(proxy: FaultProxy, namespace: 
         assert q.counts()[JobStatus.QUEUED] == 1
     finally:
         cfg.close()
+
+
+def test_lost_start_reply_sent_ahead_is_sent_again(pq: Queue, proxy: FaultProxy) -> None:
+    """A start mark sent ahead (`Queue.send_start`, as an executor sends the next job's) whose
+    reply is lost is sent again when its answer is awaited, and answers as the first did."""
+    pq.enqueue(b"x")
+    [lease] = pq.dequeue_many("w1", 1, 30, timeout=0, started=0)
+    proxy.drop_reply(script_match("start_jobs"))
+    answer = pq.send_start([lease])
+    assert answer() == 1 and proxy.fired == 1
+    assert pq.info(lease.job_id).started is not None
+
+
+def test_a_call_after_a_mark_sent_ahead_gets_its_own_reply(pq: Queue) -> None:
+    """Another call on the same thread while a start mark's reply is pending reads that reply
+    first (kept for its awaiter), so each caller gets its own answer."""
+    ids = pq.enqueue_batch([b"a", b"b"])
+    a, b = pq.dequeue_many("w1", 2, 30, timeout=0, started=0)
+    pq.release(b)
+    answer_a, answer_b = pq.send_start([a]), pq.send_start([b])  # the second reads the first
+    assert pq.info(ids[0]).status is JobStatus.ACTIVE
+    assert (answer_b(), answer_a()) == (0, 1)
+    assert pq.info(ids[0]).started is not None and pq.info(ids[1]).started is None

@@ -50,6 +50,36 @@ def test_held_leases_are_marked_started_before_their_code_runs(q: Queue) -> None
     assert (info.status, info.started, info.stalls) == (JobStatus.QUEUED, None, 0)
 
 
+def next_still_held(config: RedisConfig, lease: Lease) -> bytes:
+    """The executor of the next test: what Redis said about this job's start and about the
+    job named by the payload (the lease after this one) while this one's code ran."""
+    queue, other = Queue(lease.queue, config), lease.payload.decode()
+    mine = started_seen(config, lease)
+    if not other:
+        return mine + b":last"
+    return mine + (b":held" if queue.info(other).started is None else b":started")
+
+
+def test_the_next_held_lease_is_marked_only_after_the_code_before_it(q: Queue) -> None:
+    """Leases sent in one message: the executor sends each next job's mark ahead, but only
+    once the code before it has ended (a worker killed meanwhile charges it nothing), and each
+    job's code still sees its own job started."""
+    ids = q.enqueue_batch([b"x"] * 4)
+    leases = q.dequeue_many("w1", 4, lease=30, timeout=0, started=0)
+    chained = [Lease(le.job_id, le.token, le.attempt, (ids[i + 1] if i < 3 else "").encode(),
+                     le.queue, le.deadline_ms, le.meta, le.worker, le.lease_ms, le.inputs)
+               for i, le in enumerate(leases)]
+    proc = ExecutorProcess(q.config, next_still_held)
+    try:
+        proc.send_many([(lease, False) for lease in chained])
+        outcomes = [proc.receive() for _ in chained]
+    finally:
+        proc.stop()
+    assert [(o.ok, o.ran, o.result) for o in outcomes if o is not None] == [
+        (True, True, b"started:held")] * 3 + [(True, True, b"started:last")]
+    assert all(q.info(j).started is not None for j in ids)
+
+
 def test_a_marked_lease_runs_without_a_second_mark(q: Queue) -> None:
     """A lease its claim started runs as sent (its code sees it started)."""
     q.enqueue(b"a")

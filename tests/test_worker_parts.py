@@ -131,7 +131,7 @@ def hand_one(pool: ExecutorPool, q: Queue) -> Slot:
     """Claim one job as an idle executor's claim does (started) and hand it to the slot."""
     [lease] = q.dequeue_many(NAME, 1, 30.0, timeout=0, started=1)
     slot = pool.slots[0]
-    assert pool.dispatch(slot, q, lease) is None
+    assert pool.dispatch(slot, q, [lease]) is None
     return slot
 
 
@@ -204,7 +204,7 @@ def test_settler_completes_a_task_of_milliseconds_at_once(config: RedisConfig, w
         assert not slot.short and len(slot.tasks) + slot.free >= 3
         if slot.free:
             for lease in q.dequeue_many(NAME, slot.free, 30.0, timeout=0, started=0):
-                assert pool.dispatch(slot, q, lease) is None
+                assert pool.dispatch(slot, q, [lease]) is None
         assert len(slot.tasks) > max(1, slot.free)  # what made a success wait before
         promptly(slot.proc.ready)
         settler.on_message(slot)

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import os
+import threading
 
 import pytest
 
 from ironforge_nb.queue import Lease
 from ironforge_nb.worker.slots import PREFETCH, Slot
-from ironforge_nb.worker.wire import Readiness, decode, encode, lease_from, lease_tuple
+from ironforge_nb.worker.wire import Frames, Readiness, decode, encode, lease_from, lease_tuple
 
 
 def test_lease_survives_the_pipe_encoding() -> None:
@@ -31,6 +33,33 @@ def test_readiness_sees_data_and_follows_the_watched_set() -> None:
     finally:
         os.close(r)
         os.close(w)
+
+
+def test_frames_reads_every_message_sent_in_one_read() -> None:
+    """Messages framed by ``send_bytes`` are all decoded by one `Frames.read`, in order; one
+    larger than the pipe's buffer is read to its end; the writer's close sets `ended`."""
+    reader, writer = multiprocessing.Pipe(duplex=False)
+    frames = Frames(reader.fileno())
+    try:
+        for i in range(5):
+            writer.send_bytes(encode(("outcome", i)))
+        frames.read()
+        assert list(frames.messages) == [("outcome", i) for i in range(5)]
+        frames.messages.clear()
+        big = b"x" * 300_000  # several pipe buffers: written by a thread while we read
+        sender = threading.Thread(target=writer.send_bytes, args=(encode([big, None]),))
+        sender.start()
+        frames.read()
+        sender.join()
+        assert list(frames.messages) == [[big, None]] and not frames.ended
+        frames.messages.clear()
+        writer.close()
+        frames.read()
+        assert frames.ended and not frames.messages
+    finally:
+        reader.close()
+        if not writer.closed:
+            writer.close()
 
 
 @pytest.mark.parametrize(("average", "free"), [

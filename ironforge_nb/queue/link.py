@@ -10,7 +10,10 @@ bytes again, so a script whose reply was lost may run twice: every queue script 
 a resend as it answered the first call, without a second effect (claims carry a request id
 and leave a receipt, transitions fenced by a lease token remember how it ended: see
 claim_helpers.lua and lease_helpers.lua). The connection goes back to the
-pool when its thread ends; a forked child takes a fresh one. Every user of a client shares its
+pool when its thread ends; a forked child takes a fresh one. `Link.send` sends a command and
+leaves its reply to be read later (`Pending.result`), so that the caller works while Redis
+answers; any other command of the thread reads that reply first, which keeps the connection's
+replies in step. Every user of a client shares its
 link (`Link.of`): queues, locks and run handles of one config hold one connection per thread
 between them, not one each. A Redis Cluster client keeps the ordinary path (it routes each
 command to its node).
@@ -25,7 +28,9 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 _hiredis_pack: Callable[[tuple[Any, ...]], bytes] | None
 try:  # redis[hiredis] is a dependency; without it, redis-py's own packer is used
@@ -33,9 +38,11 @@ try:  # redis[hiredis] is a dependency; without it, redis-py's own packer is use
 except ImportError:  # pragma: no cover
     _hiredis_pack = None
 
-__all__ = ["Link"]
+__all__ = ["Link", "Pending"]
 
 _SHARED = threading.Lock()  # guards the creation of a client's shared link (`Link.of`)
+_PID = [os.getpid()]  # this process's id, updated in a forked child: no getpid(2) per call
+os.register_at_fork(after_in_child=lambda: _PID.__setitem__(0, os.getpid()))
 
 
 class _Held:
@@ -44,9 +51,10 @@ class _Held:
     def __init__(self, pool: Any) -> None:
         self.pid = os.getpid()
         self.conn = conn = pool.get_connection()
+        self.pending: Pending | None = None  # a command sent whose reply is not read yet
         weakref.finalize(self, _give_back, pool, conn, self.pid).atexit = False
 
-    def fail(self, _error: Exception) -> None:
+    def fail(self, _error: BaseException) -> None:
         """Retry hook: drop the broken socket; the next send reconnects."""
         self.conn.disconnect()
 
@@ -80,7 +88,7 @@ class Link:
 
     def _held(self) -> _Held:
         held: _Held | None = getattr(self._local, "held", None)
-        if held is None or held.pid != os.getpid():
+        if held is None or held.pid != _PID[0]:
             held = self._local.held = _Held(self._pool)
         return held
 
@@ -89,6 +97,8 @@ class Link:
         if self._pool is None:
             return self._client.execute_command(*args)
         held = self._held()
+        if held.pending is not None:
+            held.pending.collect()
         conn = held.conn
         packed = ([_hiredis_pack(tuple(args))] if _hiredis_pack is not None
                   else conn.pack_command(*args))
@@ -113,6 +123,8 @@ class Link:
             except ResponseError as err:
                 return err
         held = self._held()
+        if held.pending is not None:
+            held.pending.collect()
         conn = held.conn
         packed = ([_hiredis_pack(tuple(wait)) + _hiredis_pack(tuple(args))]
                   if _hiredis_pack is not None else conn.pack_commands([wait, args]))
@@ -133,3 +145,69 @@ class Link:
             return reply
 
         return conn.retry.call_with_retry(once, held.fail)
+
+    def send(self, args: Sequence[Any]) -> Pending:
+        """Send one command now; its reply is read by `Pending.result` (or by this thread's
+        next command on the link, which reads it first and keeps it for `result`). A cut
+        connection is handled when the reply is read: the command is sent again with the
+        client's retry policy, as `call` would (every script answers a resend as it answered
+        the first call). A Redis Cluster client runs the command at once."""
+        pending = Pending(self, args)
+        if self._pool is None:
+            pending.collect()
+            return pending
+        held = self._held()
+        if held.pending is not None:
+            held.pending.collect()
+        conn = held.conn
+        try:
+            conn.send_packed_command([_hiredis_pack(tuple(args))] if _hiredis_pack is not None
+                                     else conn.pack_command(*args))
+        except (RedisConnectionError, RedisTimeoutError) as exc:
+            held.fail(exc)
+            return pending  # `collect` sends it again
+        pending.held = held
+        held.pending = pending
+        return pending
+
+
+class Pending:
+    """A command `Link.send` sent, and its reply once read."""
+
+    def __init__(self, link: Link, args: Sequence[Any]) -> None:
+        self._link = link
+        self._args = args
+        self.held: _Held | None = None  # the connection it was sent on, until its reply is read
+        self._done = False
+        self._reply: Any = None
+        self._error: Exception | None = None
+
+    def collect(self) -> None:
+        """Read the reply (once), or run the command again after a cut connection."""
+        if self._done:
+            return
+        held, self.held = self.held, None
+        try:
+            if held is None:  # not sent (cut connection, or a cluster client): run it now
+                self._reply = self._link.call(self._args)
+            else:
+                held.pending = None
+                try:
+                    self._reply = held.conn.read_response()
+                except (RedisConnectionError, RedisTimeoutError) as exc:
+                    held.fail(exc)
+                    self._reply = self._link.call(self._args)
+                except BaseException as exc:  # interrupted: the reply may still come; drop
+                    if not isinstance(exc, ResponseError):  # the socket so that no later
+                        held.fail(exc)                      # command reads it as its own
+                    raise
+        except Exception as exc:  # the command's error, raised to the caller by `result`
+            self._error = exc
+        self._done = True
+
+    def result(self) -> Any:
+        """The reply (waiting for it if need be); raises the command's error."""
+        self.collect()
+        if self._error is not None:
+            raise self._error
+        return self._reply

@@ -28,7 +28,7 @@ from __future__ import annotations
 import re
 import time
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from ironforge_nb.errors import InvalidOptionError, JobNotFoundError, QueueError
@@ -325,9 +325,18 @@ class Queue:
         """Mark held leases (claimed ahead, see `dequeue_many`) started: from now on, their
         expiry is a stall rather than a free release. Returns how many were still held by
         their token (a job that moved on is left alone)."""
+        return self.send_start(leases)()
+
+    def send_start(self, leases: Sequence[Lease]) -> Callable[[], int]:
+        """`start` in two steps: sends the mark now and returns the function that waits for
+        Redis's answer, so that the caller works while Redis answers (an executor sends the
+        next job's mark, then reports the last job's outcome: `worker/executor.py`). Any
+        other call of this thread on the same client reads that answer first."""
         for lease in leases:
             self._own(lease)
-        return self._scripts.start_jobs([(le.job_id, le.token) for le in leases]) if leases else 0
+        if not leases:
+            return lambda: 0
+        return self._scripts.start_jobs([(le.job_id, le.token) for le in leases])
 
     def release_worker(self, worker: str, reason: str, limit: int = 1000) -> int:
         """End now, as if they had expired, the leases of ``worker``, known to be gone (its

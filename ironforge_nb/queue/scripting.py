@@ -35,7 +35,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 from enum import Enum
 from importlib import resources
@@ -266,6 +266,21 @@ class LuaScript:
             return self.eval(keys, args)
         except ResponseError as exc:
             raise self._located(exc)  # noqa: B904 (its __cause__ is set)
+
+    def send(self, keys: Sequence[Any], args: Sequence[Any]) -> Callable[[], Any]:
+        """Send the script now (`Link.send`); returns the function that waits for its reply
+        (by its source when Redis no longer had it), so that the caller works meanwhile."""
+        pending = self._link.send(("EVALSHA", self._sha, len(keys), *keys, *args))
+
+        def result() -> Any:
+            try:
+                return pending.result()
+            except NoScriptError:
+                return self.eval(keys, args)
+            except ResponseError as exc:
+                raise self._located(exc)  # noqa: B904 (its __cause__ is set)
+
+        return result
 
     def eval(self, keys: Sequence[Any], args: Sequence[Any]) -> Any:
         """Run the script by its source (which also caches it again in Redis).

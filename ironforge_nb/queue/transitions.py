@@ -228,11 +228,13 @@ class QueueTransitions:
         (status,) = check(self._scripts["stall_job"](keys, args), "stall_job", job_id)
         return str(status.decode())
 
-    def start_jobs(self, items: Sequence[tuple[str, str]]) -> int:
-        """Mark the held leases given as (id, token) started; returns how many still were."""
+    def start_jobs(self, items: Sequence[tuple[str, str]]) -> Callable[[], int]:
+        """Send the start mark of the held leases given as (id, token); returns the function
+        that waits for the answer: how many still were held (`LuaScript.send`)."""
         keys = [self._keys.job(job_id) for job_id, _ in items]
-        marked: int = self._scripts["start_jobs"](keys, [token for _, token in items])
-        return marked
+        result: Callable[[], int] = self._scripts["start_jobs"].send(
+            keys, [token for _, token in items])
+        return result
 
     def cancel_job(self, job_id: str) -> bool:
         """Cancel the job; False when it had already ended."""

@@ -13,9 +13,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ironforge_nb.queue import Queue
+from ironforge_nb.queue import Lease, Queue
 from ironforge_nb.worker.pool import ExecutorPool
 from ironforge_nb.worker.settling import Settler
+from ironforge_nb.worker.slots import Slot
 from ironforge_nb.worker.wake import Waker
 
 __all__ = ["Claimer"]
@@ -47,11 +48,14 @@ class Claimer:
             if not free:
                 break
             heads = len({id(s) for s in free if not s.tasks and s.warm})  # first in `free`
+            given: dict[int, tuple[Slot, list[Lease]]] = {}  # each slot's leases, one message
             for lease in queue.dequeue_many(self.name, len(free), self.lease, timeout=0,
                                             started=heads):
                 # more than asked: a claim whose reply was lost, answered now (transitions.py)
                 slot = free.pop(0) if free else min(slots, key=lambda s: len(s.tasks))
-                if (spare := pool.dispatch(slot, queue, lease)) is not None:
+                given.setdefault(id(slot), (slot, []))[1].append(lease)
+            for slot, leases in given.values():
+                if (spare := pool.dispatch(slot, queue, leases)) is not None:
                     self._settler.lost_executor(slot, spare)
         self._waker.claimed(wanted, wanted - len(free))
         if pool.idle:

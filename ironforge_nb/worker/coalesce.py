@@ -4,15 +4,20 @@ A subclass keeps what is pending and writes it in `flush`; it calls `_schedule` 
 held) when something is pending and the interval since the last write (``_last``, which
 `flush` sets) has not passed. A timer thread then calls `flush` once it has; `close` cancels
 the timer and writes what is left. Used by progress reporting (`context.Reporter`) and output
-capture (`logs.Capture`).
+capture (`logs.Capture`), each through a `PerTask`: the running task's coalescer, made by its
+first update, so that a task that reports and prints nothing pays for neither.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar
 
-__all__ = ["Coalescer"]
+__all__ = ["Coalescer", "PerTask"]
+
+C = TypeVar("C", bound="Coalescer")
 
 
 class Coalescer:
@@ -59,3 +64,37 @@ class Coalescer:
     def _timer_flush(self) -> None:
         """The timer's write (subclasses may catch what a thread cannot raise)."""
         self.flush()
+
+
+class PerTask(Generic[C]):
+    """The coalescer of the running task (executor side), made by ``make(*task)`` on first use
+    (`get`), ``task`` being what `start` was given (its queue, its lease...): a task that
+    never uses it costs an assignment in `start` and a lock in `stop` (plain methods, not a
+    context manager: they run for every task)."""
+
+    def __init__(self, make: Callable[..., C]) -> None:
+        self._make = make
+        self.task: tuple[Any, ...] | None = None  # what `start` was given, while a task runs
+        self._current: C | None = None
+        self._lock = threading.Lock()  # guards making and dropping _current
+
+    def start(self, *task: Any) -> None:
+        """A task begins: `get` makes its coalescer from now on."""
+        self.task = task
+
+    def stop(self) -> None:
+        """The task ended: its coalescer, if made, writes what is pending (`close`)."""
+        with self._lock:
+            current, self.task, self._current = self._current, None, None
+        if current is not None:
+            current.close()
+
+    def get(self) -> C | None:
+        """The running task's coalescer (made now if need be), or None between tasks."""
+        current = self._current
+        if current is None and self.task is not None:
+            with self._lock:
+                if self._current is None and self.task is not None:
+                    self._current = self._make(*self.task)
+                current = self._current
+        return current

@@ -18,13 +18,12 @@ into the task, and a failed timer write is raised by the task's next progress ca
 from __future__ import annotations
 
 import contextlib
-import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sized
 from typing import TYPE_CHECKING, TypeVar
 
 from ironforge_nb.errors import InvalidOptionError, QueueError
-from ironforge_nb.worker.coalesce import Coalescer
+from ironforge_nb.worker.coalesce import Coalescer, PerTask
 
 if TYPE_CHECKING:
     from ironforge_nb.queue import Lease, Queue
@@ -79,26 +78,27 @@ class Reporter(Coalescer):
                 self._error = exc
 
 
-_current: Reporter | None = None  # the running task's reporter, once it reported
-_bound: tuple[Queue, Lease, float] | None = None  # the running task's lease (start_reporting)
-_making = threading.Lock()  # a task's threads may report at once: one reporter is made
+def _make_reporter(queue: Queue, lease: Lease, interval: float) -> Reporter:
+    def send(value: float, message: str | None) -> None:
+        queue.progress(lease, value, message)
+
+    return Reporter(send, interval)
+
+
+_reporters: PerTask[Reporter] = PerTask(_make_reporter)  # the running task's, on first report
 
 
 def start_reporting(queue: Queue, lease: Lease, interval: float = INTERVAL) -> None:
     """Bind progress reports to ``lease``'s job from now on (executor side, one task). Plain
     functions rather than a context manager: this runs for every task, and a generator-based
-    ``with`` and a reporter per task would cost more than the rest of it."""
-    global _bound
-    _bound = (queue, lease, interval)
+    ``with`` and a reporter per task would cost more than the rest of it (the `Reporter` is
+    made by the first report, `coalesce.PerTask`)."""
+    _reporters.start(queue, lease, interval)
 
 
 def stop_reporting() -> None:
     """End the binding; the last pending update, if any, is written now."""
-    global _bound, _current
-    with _making:
-        reporter, _current, _bound = _current, None, None
-    if reporter is not None:
-        reporter.close()
+    _reporters.stop()
 
 
 @contextlib.contextmanager
@@ -111,23 +111,6 @@ def reporting(queue: Queue, lease: Lease, interval: float = INTERVAL) -> Iterato
         stop_reporting()
 
 
-def _reporter() -> Reporter | None:
-    """The running task's reporter (made on its first report), or None outside a task."""
-    global _current
-    reporter = _current
-    if reporter is None and _bound is not None:
-        with _making:
-            if _current is None and _bound is not None:
-                queue, lease, interval = _bound
-
-                def send(value: float, message: str | None) -> None:
-                    queue.progress(lease, value, message)
-
-                _current = Reporter(send, interval)
-            reporter = _current
-    return reporter
-
-
 def progress(value: float, message: str | None = None) -> None:
     """Report the running task's progress (0 to 1) and an optional message.
 
@@ -138,7 +121,7 @@ def progress(value: float, message: str | None = None) -> None:
         raise InvalidOptionError("value", value, "a number from 0 to 1, e.g. 0.4 for 40%")
     if message is not None and not isinstance(message, str):
         raise InvalidOptionError("message", message, "a str or None")
-    reporter = _reporter()
+    reporter = _reporters.get()
     if reporter is not None:
         reporter.report(float(value), message)
 
@@ -155,7 +138,7 @@ def track(iterable: Iterable[T], total: int | None = None,
         total = len(iterable)
     if total is not None and (isinstance(total, bool) or not isinstance(total, int) or total < 0):
         raise InvalidOptionError("total", total, "an int >= 0 or None")
-    if _bound is None:
+    if _reporters.task is None:
         yield from iterable
         return
     prefix = f"{message}: " if message else ""

@@ -16,6 +16,15 @@ fenced by the lease token) and waits for the answer. If the job moved on meanwhi
 handed it back, it was cancelled, its lease expired), the mark is refused and the executor
 skips the lease, answering "not run". So when a worker dies, Redis knows exactly which of its
 jobs began (they stall) and which never did (they go back for free).
+
+The mark's round trip is the executor's one wait per prefetched job, so it overlaps it with
+the work it does anyway: once a task's code has ended, the executor sends the next held
+lease's mark (`Queue.send_start`: sent, not awaited), then reports the outcome on the pipe
+and reads the pipe, and only then waits for the mark's answer before running the next code.
+The mark never goes out before the code before it has ended (a worker killed while a task
+runs charges nothing to the leases behind it), and a revocation that arrives after it went
+out is too late, as one that arrives after the answer: the worker's hand-back
+(``held_only``) is then refused and the task stays on its slot.
 """
 
 from __future__ import annotations
@@ -40,7 +49,7 @@ from ironforge_nb.pdeathsig import set_pdeathsig
 from ironforge_nb.queue import Lease, Queue, RedisConfig
 from ironforge_nb.worker.context import start_reporting, stop_reporting
 from ironforge_nb.worker.logs import install, start_capture, stop_capture
-from ironforge_nb.worker.wire import Readiness, decode, encode, lease_from, lease_tuple
+from ironforge_nb.worker.wire import Frames, Readiness, encode, lease_from, lease_tuple
 
 __all__ = ["REDIS_DOWN", "Executor", "ExecutorProcess", "Outcome", "load_executor", "run_lease",
            "task_executor"]
@@ -126,37 +135,72 @@ def _executor_main(conn: Connection, config: RedisConfig, execute: Executor,
     install(config)  # print() and logging of tasks go to their job's logs (worker/logs.py)
     queues: dict[str, Queue] = {}
     inbox = _Inbox(conn)
-    while (item := inbox.next()) is not None:
+    ahead: tuple[Lease, Callable[[], int]] | None = None  # a mark sent before its lease's turn
+    polled = False  # the pipe was read since the last task
+    while (item := inbox.next(polled)) is not None:
         lease, marked = item
-        queue = queues.get(lease.queue)
-        if queue is None:
-            queue = queues[lease.queue] = Queue(lease.queue, config)
-        skipped = "" if marked else _take_up(queue, lease, inbox)
+        queue = _queue(queues, lease, config)
+        sent = ahead[1] if ahead is not None and ahead[0] is lease else None
+        skipped = "" if marked else _take_up(queue, lease, inbox, sent)
         if skipped:
             conn.send_bytes(encode((False, None, skipped, True, False)))
+            ahead, polled = None, False
             continue
         outcome = run_lease(execute, config, queue, lease)
+        ahead = _mark_next(inbox, queues, config)  # its answer travels while we report
+        polled = True
         conn.send_bytes(encode((outcome.ok, outcome.result, outcome.error, outcome.retry,
                                 True)))
 
 
-def _take_up(queue: Queue, lease: Lease, inbox: _Inbox) -> str:
+def _queue(queues: dict[str, Queue], lease: Lease, config: RedisConfig) -> Queue:
+    queue = queues.get(lease.queue)
+    if queue is None:
+        queue = queues[lease.queue] = Queue(lease.queue, config)
+    return queue
+
+
+def _mark_next(inbox: _Inbox, queues: dict[str, Queue],
+               config: RedisConfig) -> tuple[Lease, Callable[[], int]] | None:
+    """Send the start mark of the next lease, if it is already here and held, without
+    waiting for the answer: `_take_up` waits for it before that lease's code runs, and
+    meanwhile this executor reports the outcome it just had. The mark goes out only after
+    the previous task's code ended, as it would in `_take_up` (a worker killed while that
+    task ran charges nothing to this one), and only if no revocation of it has arrived."""
+    inbox.poll()
+    item = inbox.peek()
+    if item is None or item[1] or inbox.gone:  # none yet, started by its claim, worker gone
+        return None
+    lease = item[0]
+    if (lease.job_id, lease.token) in inbox.revoked:
+        return None
+    return lease, _queue(queues, lease, config).send_start([lease])
+
+
+def _take_up(queue: Queue, lease: Lease, inbox: _Inbox,
+             sent: Callable[[], int] | None = None) -> str:
     """Mark the held ``lease`` started in Redis before its code runs (see the module
     docstring); returns why it must not run ("" when it may): revoked by the worker, or
-    refused by Redis because the job moved on. While Redis cannot be reached, tries again
+    refused by Redis because the job moved on. ``sent``: the mark already went out
+    (`_mark_next`), only its answer is awaited; a revocation that arrived after it is too
+    late, as one that arrives after an answer (the worker's hand-back, refused by Redis once
+    the job started, keeps the task on the slot). While Redis cannot be reached, tries again
     every `MARK_RETRY` seconds (the worker may revoke the lease or kill this process
     meanwhile)."""
+    key = (lease.job_id, lease.token)
     while True:
-        if (lease.job_id, lease.token) in inbox.revoked:  # handed back by the worker
-            inbox.revoked.discard((lease.job_id, lease.token))
+        if sent is None and key in inbox.revoked:  # handed back by the worker
+            inbox.revoked.discard(key)
             return "revoked"
         try:
-            if queue.start([lease]):
-                return ""
-            return "not started: the job moved on before its executor took it up"
+            started = sent() if sent is not None else queue.start([lease])
         except REDIS_DOWN:
+            sent = None
             time.sleep(MARK_RETRY)
             inbox.poll()
+            continue
+        inbox.revoked.discard(key)
+        return "" if started else "not started: the job moved on before its executor took it up"
 
 
 class _Inbox:
@@ -168,34 +212,49 @@ class _Inbox:
 
     def __init__(self, conn: Connection) -> None:
         self._conn = conn
+        self._frames = Frames(conn.fileno())
         self._readiness = Readiness([conn.fileno()])
         self._leases: deque[tuple[Lease, bool]] = deque()
         self._stop = False
+        self.gone = False  # the pipe reached its end: the worker is gone
         self.revoked: set[tuple[str, str]] = set()  # (job id, lease token)
 
-    def next(self) -> tuple[Lease, bool] | None:
+    def next(self, polled: bool = False) -> tuple[Lease, bool] | None:
         """The next lease to run and whether Redis already counts it started, or None when
-        told to stop (or the worker is gone)."""
-        try:
-            if not self._leases and not self._stop:
-                self._take(decode(self._conn.recv_bytes()))
-            while not self._stop and self._readiness.ready(0):
-                self._take(decode(self._conn.recv_bytes()))
-        except (EOFError, OSError):
-            return None
-        if self._stop or not self._leases:
+        told to stop (or the worker is gone). ``polled``: the messages already sent were
+        just read (`poll`)."""
+        if not polled:
+            self.poll()
+        while not self._leases and not self._stop and not self.gone:
+            self._read()
+        if self._stop or self.gone or not self._leases:
             return None
         return self._leases.popleft()
 
     def poll(self) -> None:
-        """Read every message already sent (revocations), without waiting."""
-        with contextlib.suppress(EOFError, OSError):
-            while not self._stop and self._readiness.ready(0):
-                self._take(decode(self._conn.recv_bytes()))
+        """Read every message already sent (leases, revocations), without waiting."""
+        if not self._stop and not self.gone and self._readiness.ready(0):
+            self._read()
+
+    def peek(self) -> tuple[Lease, bool] | None:
+        """The lease that `next` would return now, if one is here."""
+        return self._leases[0] if self._leases and not self._stop else None
+
+    def _read(self) -> None:
+        frames = self._frames
+        try:
+            frames.read()
+        except OSError:
+            self.gone = True
+        while frames.messages:
+            self._take(frames.messages.popleft())
+        self.gone = self.gone or frames.ended
 
     def _take(self, message: Any) -> None:
         if message is None:
             self._stop = True
+        elif isinstance(message, list):  # leases, each with whether its claim started it
+            self._leases.extend((lease_from(m[:-1]), m[-1]) for m in message)
         elif len(message) == 3:  # ("revoke", job_id, token)
             self.revoked.add((message[1], message[2]))
         else:  # a lease, and whether the claim marked it started
@@ -214,6 +273,7 @@ class ExecutorProcess:
         self.process.start()
         child.close()
         self._readiness = Readiness([self.conn.fileno()])
+        self._frames = Frames(self.conn.fileno())
 
     @property
     def pid(self) -> int:
@@ -237,21 +297,48 @@ class ExecutorProcess:
         docstring)."""
         self.conn.send_bytes(encode((*lease_tuple(lease), marked)))
 
+    def send_many(self, leases: list[tuple[Lease, bool]]) -> None:
+        """`send` for several leases (each with its ``marked``), in one message."""
+        self.conn.send_bytes(encode([(*lease_tuple(lease), marked) for lease, marked in leases]))
+
     def revoke(self, lease: Lease) -> None:
         """Tell the executor not to start the prefetched ``lease``."""
         self.conn.send_bytes(encode(("revoke", lease.job_id, lease.token)))
 
     def ready(self) -> bool:
         """True when an outcome (or the end of the pipe) can be read without blocking."""
-        return not self.conn.closed and bool(self._readiness.ready(0))
+        frames = self._frames
+        return bool(frames.messages) or frames.ended or (
+            not self.conn.closed and bool(self._readiness.ready(0)))
 
     def receive(self) -> Outcome | None:
-        """The executor's outcome, or None if it died before answering."""
+        """The executor's next outcome (waiting for it), or None if it died before
+        answering."""
+        frames = self._frames
         try:
-            ok, result, error, retry, ran = decode(self.conn.recv_bytes())
-        except (EOFError, OSError):
+            while not frames.messages and not frames.ended:
+                frames.read()
+        except OSError:
             return None
-        return Outcome(ok, result, error, retry, ran)
+        if not frames.messages:
+            return None
+        return Outcome(*frames.messages.popleft())
+
+    def outcomes(self) -> list[Outcome | None]:
+        """Every outcome sent so far, without waiting (one read for all of them); None
+        last when the pipe ended (the executor died)."""
+        frames = self._frames
+        if not frames.messages and not frames.ended and not self.conn.closed \
+                and self._readiness.ready(0):
+            try:
+                frames.read()
+            except OSError:
+                frames.ended = True
+        out: list[Outcome | None] = [Outcome(*m) for m in frames.messages]
+        frames.messages.clear()
+        if frames.ended:
+            out.append(None)
+        return out
 
     def kill(self) -> None:
         """SIGKILL the executor (timeout, cancelled job, shutdown) and reap it."""

@@ -19,6 +19,7 @@ the chores; the tasks it times out, stops or hands back are recorded by the `Set
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import os
 import time
@@ -81,9 +82,12 @@ class Housekeeper:
                 settler.settle(slot, pool.drain(slot))
                 if slot.stale_head(time.monotonic()):
                     pool.respawn(slot, drop_head=True)
-            for task in list(slot.tasks):
-                if now >= task.next_beat and not task.dropped:
-                    self._heartbeat(task, now)
+            if now >= slot.beat_due:
+                for task in list(slot.tasks):
+                    if now >= task.next_beat and not task.dropped:
+                        self._heartbeat(task, now)
+                slot.beat_due = min((t.next_beat for t in slot.tasks if not t.dropped),
+                                    default=float("inf"))
             if stuck := slot.waiting(now):
                 settler.hand_back(slot, stuck)
         if now >= self._next_reap:
@@ -105,14 +109,14 @@ class Housekeeper:
         """When the next chore falls due (monotonic), ``now`` if one is due already."""
         due = [self._next_reap, self._next_beat]
         for slot in self._pool.slots:
-            due.extend(t.next_beat for t in slot.tasks)
+            due.append(slot.beat_due)
             head = slot.head
             if head is not None and head.deadline is not None:
                 due.append(head.deadline)
             if head is not None and head.dropped and head.started is not None:
                 due.append(head.started + REVOKE_WAIT if head.revoked else now)
             if head is not None and head.started is not None and any(
-                    not t.dropped for t in list(slot.tasks)[1:]):
+                    not t.dropped for t in itertools.islice(slot.tasks, 1, None)):
                 due.append(head.started + RETURN_AFTER)
         return min(due)
 

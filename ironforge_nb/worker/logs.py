@@ -25,13 +25,12 @@ import functools
 import io
 import logging
 import sys
-import threading
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, TextIO
 
 from ironforge_nb.errors import JobNotFoundError
-from ironforge_nb.worker.coalesce import Coalescer
+from ironforge_nb.worker.coalesce import Coalescer, PerTask
 
 if TYPE_CHECKING:
     from ironforge_nb.queue import Lease, Queue, RedisConfig
@@ -103,9 +102,11 @@ class Capture(Coalescer):
                 log.warning("could not store a task's output (%s); will retry", exc)
 
 
-_attempt: tuple[Queue, Lease] | None = None  # the running attempt (start_capture)
-_current: Capture | None = None  # its capture, made by its first write
-_making = threading.Lock()  # guards making and dropping _current
+def _make_capture(queue: Queue, lease: Lease) -> Capture:
+    return Capture(functools.partial(queue.save_logs, lease), queue.config.task_log_bytes)
+
+
+_captures: PerTask[Capture] = PerTask(_make_capture)  # the running attempt's, on first write
 _installed = False
 
 
@@ -124,7 +125,7 @@ class _Stream(io.TextIOBase):
         return len(text)
 
     def flush(self) -> None:
-        if _attempt is None:
+        if _captures.task is None:
             self._original.flush()
 
     def writable(self) -> bool:
@@ -179,34 +180,18 @@ def install(config: RedisConfig) -> None:
 
 def start_capture(queue: Queue, lease: Lease) -> None:
     """Capture the output of ``lease``'s attempt from now on (see `install`). Its `Capture`
-    is made by the first write: a task that prints nothing costs two assignments here and a
-    lock in `stop_capture` (plain functions, not a context manager: this runs for every task,
-    and a generator-based ``with`` would cost more than the rest of it)."""
-    global _attempt
+    is made by the first write: a task that prints nothing costs an assignment here and a
+    lock in `stop_capture`."""
     if _installed:
-        _attempt = (queue, lease)
+        _captures.start(queue, lease)
 
 
 def stop_capture() -> None:
     """End the capture: later output goes to the worker's log, and the attempt's output, if
     any, is written now."""
-    global _attempt, _current
-    with _making:
-        capture, _attempt, _current = _current, None, None
-    if capture is not None:
-        capture.close()
+    _captures.stop()
 
 
 def _capture() -> Capture | None:
     """The running attempt's capture (made on its first write), or None between tasks."""
-    global _current
-    capture = _current
-    if capture is None and _attempt is not None:
-        with _making:
-            if _current is None and _attempt is not None:
-                queue, lease = _attempt
-                _current = Capture(functools.partial(queue.save_logs, lease),
-                                   queue.config.task_log_bytes)
-            capture = _current
-    return capture
-
+    return _captures.get()

@@ -54,27 +54,31 @@ class ExecutorPool:
         """True when some slot holds nothing."""
         return any(not s.tasks for s in self.slots)
 
-    def dispatch(self, slot: Slot, queue: Queue, lease: Lease) -> Task | None:
-        """Hand ``lease`` to ``slot``; it becomes the head when the slot held nothing, and was
-        started by the claim that brought it if the slot is also warm (see `slots.py`), else
-        its executor marks it started when it takes it up. Returns the task when the executor
-        turned out dead: it stays on the slot, and the caller has the executor replaced
-        (`Settler.lost_executor`), whose successor runs it."""
-        task = Task(lease, queue, task_timeout(lease, self._timeout),
-                    time.monotonic() + self._beat_every, marked=not slot.tasks and slot.warm)
+    def dispatch(self, slot: Slot, queue: Queue, leases: list[Lease]) -> Task | None:
+        """Hand ``leases`` to ``slot``, in one message; the first becomes the head when the
+        slot held nothing, and was started by the claim that brought it if the slot is also
+        warm (see `slots.py`), else its executor marks it started when it takes it up (and
+        the others, held, likewise). Returns the first task when the executor turned out
+        dead: they all stay on the slot, and the caller has the executor replaced
+        (`Settler.lost_executor`), whose successor runs them."""
+        now = time.monotonic()
+        beat = now + self._beat_every
+        tasks = [Task(lease, queue, task_timeout(lease, self._timeout), beat)
+                 for lease in leases]
+        tasks[0].marked = not slot.tasks and slot.warm
+        slot.beat_due = min(slot.beat_due, beat)
         try:
-            slot.push(task)
+            slot.push(tasks)
         except OSError:
-            return task
+            return tasks[0]
         return None
 
     @staticmethod
     def drain(slot: Slot) -> list[tuple[Task, Outcome]]:
         """Every outcome the executor has sent so far, with its task (now off the slot)."""
         done: list[tuple[Task, Outcome]] = []
-        while slot.tasks and slot.proc.ready():
-            outcome = slot.proc.receive()
-            if outcome is None:
+        for outcome in slot.proc.outcomes():
+            if outcome is None or not slot.tasks:
                 break  # EOF: the executor died (see Settler.lost_executor)
             done.append((slot.finish(outcome.ran), outcome))
         return done

@@ -147,10 +147,8 @@ class Settler:
             return False
         for job_id, exc in refused.items():
             log.warning("worker %s: result of job %s discarded: %s", self.name, job_id, exc)
-        dispatch = self._dispatch
-        for lease in leases:
-            if (spare := dispatch(slot, queue, lease)) is not None:
-                self.lost_executor(slot, spare)
+        if leases and (spare := self._dispatch(slot, queue, leases)) is not None:
+            self.lost_executor(slot, spare)
         return fetch > 0 and len(leases) < fetch and not refused and self._single_queue
 
     def _complete_one(self, task: Task, outcome: Outcome) -> None:

@@ -15,28 +15,30 @@ Held and started leases (what the engine charges when a worker dies). A lease is
 Redis (its job's ``started`` field is set) before any of the task's code runs, and stays HELD
 (claimed, no ``started``) until then. When a worker dies (SIGKILL, OOM, a lost machine) its
 leases end, at expiry or as soon as a live worker sees it gone: a started one is a stall (the
-task's code began: it may have had effects, and it will run again), a held one goes back to
-the queue for free (its code never began). So the record charges every execution and only
-those: attempts + stalls >= the times the code began, and a job claimed ahead and never run
-costs nothing. Who marks: the claim of an idle, warm executor (one that has run a task
-already: `Slot.warm`) marks its first job started (``dequeue_many(started=...)``,
+task's code began: it may have had effects, and it will run again), a held one goes back to the
+queue for free (its code never began). So the record charges every execution and only those:
+attempts + stalls >= the times the code began, and a job claimed ahead and never run costs
+nothing. Who marks: the claim of an idle, warm executor (one that has run a task already:
+`Slot.warm`) marks its first job started (``dequeue_many(started=...)``,
 ``complete_many(started=...)``: `Task.marked`, sent to the executor with the lease), since that
 executor runs it at once; every other lease, prefetched behind a running task, handed to a
 replacement executor, or the first job of a fresh executor, is marked by the executor itself
 right before it runs it (`Queue.start` on the executor's own connection, fenced by the lease
-token), which waits for Redis's answer and skips the lease if the job moved on
-(see `executor.py`). A fresh executor's first task waits behind its cold start (its Lua
-scripts assembled, its connection opened: 99 ms on average from claim to code for a fresh
+token, sent as soon as the task before it ended), which waits for Redis's answer and skips the
+lease if the job moved on (see `executor.py`). The leases a claim brings for one slot go to its
+executor in one pipe message. A fresh executor's first task waits behind its cold start (its
+Lua scripts assembled, its connection opened: 99 ms on average from claim to code for a fresh
 worker's first job in the chaos suite under load); a claim that marked that job started would
 charge it a stall for a worker killed meanwhile, for code that never ran. A start is still
 recorded a moment before the code begins (the worker's hand-over and the executor's wake-up
-after a claim's mark, the reply's way back after an executor's): a worker that dies within
-it charges a stall for code that had not begun (see docs/lifecycle.md). The executor's own
-mark costs a sub-millisecond task one round trip of the executor's; the completions still
-travel to Redis in batches, from the worker. A prefetched lease that the worker hands back
-(`RETURN_AFTER`, stopping) is released only if still held (``Queue.release(held_only=True)``):
-if the executor marked it first, it runs and stays this worker's. Every held lease is
-heartbeated like the running one, so prefetching never makes a lease expire.
+after a claim's mark, the reply's way back after an executor's): a worker that dies within it
+charges a stall for code that had not begun (see docs/lifecycle.md). The executor's own mark
+costs a sub-millisecond task one round trip of the executor's (overlapped with its report of
+the task before); the completions still travel to Redis in batches, from the worker. A
+prefetched lease that the worker hands back (`RETURN_AFTER`, stopping) is released only if
+still held (``Queue.release(held_only=True)``): if the executor marked it first, it runs and
+stays this worker's. Every held lease is heartbeated like the running one, so prefetching never
+makes a lease expire.
 """
 
 from __future__ import annotations
@@ -91,6 +93,10 @@ class Slot:
         self.deferred_since = 0.0  # monotonic time of the oldest deferred success
         self._average: float | None = None  # moving average of task durations, seconds
         self.warm = False  # its executor has run a task: a claim may start its next head
+        # no heartbeat of its tasks is due before this (monotonic; a bound kept as tasks come,
+        # made exact by the housekeeper's pass over them), so that the worker's loop does
+        # not walk every held task on every turn
+        self.beat_due = float("inf")
 
     @property
     def head(self) -> Task | None:
@@ -114,12 +120,13 @@ class Slot:
             ahead = min(self.prefetch, int(PREFETCH_WINDOW / max(self._average, 1e-6)))
         return 1 + ahead
 
-    def push(self, task: Task) -> None:
-        """Give ``task`` to the executor (it runs after the ones already held)."""
-        self.tasks.append(task)
-        if len(self.tasks) == 1:
-            task.start(time.monotonic())
-        self.proc.send(task.lease, task.marked)
+    def push(self, tasks: list[Task]) -> None:
+        """Give ``tasks`` to the executor, in one message (they run after the ones already
+        held, in this order)."""
+        if not self.tasks:
+            tasks[0].start(time.monotonic())
+        self.tasks.extend(tasks)
+        self.proc.send_many([(t.lease, t.marked) for t in tasks])
 
     def finish(self, ran: bool = True) -> Task:
         """Remove the head, whose outcome arrived (``ran`` False: the executor skipped it);
@@ -164,8 +171,8 @@ class Slot:
         self.tasks = deque(t for t in self.tasks if not t.dropped)
         if self.tasks:
             self.tasks[0].start(time.monotonic())
-        for task in self.tasks:  # on OSError the tasks stay here, for the next executor
-            proc.send(task.lease)  # not marked: the new executor marks each one it runs
+        if self.tasks:  # on OSError the tasks stay here, for the next executor; not marked:
+            proc.send_many([(t.lease, False) for t in self.tasks])  # the new one marks them
 
 
 def task_timeout(lease: Lease, default: float | None) -> float | None:
