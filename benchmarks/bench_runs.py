@@ -8,7 +8,8 @@ rows of one invocation):
 * **submit**: build + submit time of 1k / 10k / 100k-task WIDE pipelines (a map of n-1 no-op
   tasks and a final gather) into a namespace no worker serves. Target: 10k tasks <= 0.5 s.
 * **wide / chain / layered**: an embedded redis-server and 2 local worker processes (as
-  ``ifn.connect()`` starts them, 1 executor each, default options) run no-op tasks:
+  ``ifn.connect()`` starts them, 1 executor each, default options, in a temporary home made
+  for the phase and removed after it) run no-op tasks:
   WIDE = 10,000 independent tasks + a final gather of their results, CHAIN = 1,000 dependent
   tasks (each receives its parent's result), LAYERED = 100 layers x 100 tasks with 2 random
   parents each from the layer above. Timed from submit to `Run.wait` returning (the pipeline
@@ -59,6 +60,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import ironforge_nb as ifn
 from benchmarks.peers._shapes import cpu_seconds, layered_parents
 from ironforge_nb.local import RedisServer
+from ironforge_nb.local.home import temporary_home
 from ironforge_nb.orchestrator import codec, submit
 from ironforge_nb.queue import RedisConfig
 
@@ -426,7 +428,8 @@ def main() -> int:
     if "submit" in phases:
         bench_submit(sizes["submit"], out)
     if phases & {"wide", "chain", "layered"}:
-        bench_ironforge(sizes, phases, out, args.repeat)
+        with temporary_home():  # a fresh home: nothing of earlier runs in it, none left running
+            bench_ironforge(sizes, phases, out, args.repeat)
     if "dask" in phases:
         bench_dask(sizes, phases if phases & {"wide", "chain", "layered"}
                    else {"wide", "chain", "layered"}, out)
@@ -434,7 +437,8 @@ def main() -> int:
         bench_ray(sizes, phases if phases & {"wide", "chain", "layered"}
                   else {"wide", "chain", "layered"}, out, args.repeat)
     if "memory" in phases:
-        bench_memory(sizes["memory"], out)
+        with temporary_home():
+            bench_memory(sizes["memory"], out)
     out["load_end"] = [round(x, 2) for x in os.getloadavg()]
     print()
     print(table(out))
