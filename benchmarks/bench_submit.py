@@ -137,53 +137,27 @@ def measure(label: str, make: Callable[[], Pipeline], cfg: RedisConfig,
 def _counted(n: int) -> dict[str, int]:
     """Instructions inside EVAL for one WIDE and one LAYERED submit of ``n`` tasks (pickle
     mode), on a redis-server under callgrind (the ``--callgrind`` child of one tree)."""
-    import glob
-    import re
     import subprocess
     import tempfile
 
-    import redis
-
-    from benchmarks.bench_lua_calls import _free_port
+    from benchmarks.bench_lua_calls import callgrind_redis, dumps
 
     out = Path(tempfile.mkdtemp(prefix="bench-submit-cg-"))
-    port = _free_port()
-    server = subprocess.Popen(
-        ["valgrind", "--tool=callgrind", "--toggle-collect=evalGenericCommand",
-         f"--callgrind-out-file={out}/cg.out", "redis-server", "--port", str(port),
-         "--save", "", "--appendonly", "no", "--dir", str(out)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        client = redis.Redis(port=port)
-        for _ in range(600):  # valgrind starts redis-server slowly
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                time.sleep(0.1)
+    with callgrind_redis(out) as (client, pid):
+        port = client.connection_pool.connection_kwargs["port"]
         cfg = RedisConfig(url=f"redis://127.0.0.1:{port}/0", namespace="bench",
                           socket_timeout=900)
         submit(wide(3), config=cfg)  # the scripts compiled outside the counts
         client.flushdb()
         for shape, build in (("WIDE", wide), ("LAYERED", layered)):
             pipeline = build(n)
-            subprocess.run(["callgrind_control", "-z", str(server.pid)], check=True,
+            subprocess.run(["callgrind_control", "-z", str(pid)], check=True,
                            capture_output=True)
             submit(pipeline, config=cfg)
-            subprocess.run(["callgrind_control", "-d", shape, str(server.pid)], check=True,
+            subprocess.run(["callgrind_control", "-d", shape, str(pid)], check=True,
                            capture_output=True)
             client.flushdb()
-        got = {}
-        for dump in glob.glob(f"{out}/cg.out.*"):
-            text = Path(dump).read_text()
-            shape_of = re.search(r"^desc: Trigger: dump (\w+)", text, re.M)
-            total = re.search(r"^summary: (\d+)", text, re.M)
-            if shape_of and total:
-                got[shape_of.group(1)] = int(total.group(1))
-        return got
-    finally:
-        server.terminate()
-        server.wait(timeout=300)
+    return dumps(out)
 
 
 def counted(refs: list[str], n: int) -> dict[str, dict[str, int]]:
