@@ -248,6 +248,54 @@ def test_capture_writes_at_most_once_per_interval_and_at_close(config: RedisConf
     assert sent[-1].startswith(marker(len("".join(f"{i}\n" for i in range(50))) + 5 - 64, 64))
 
 
+class _SlowTimer(Capture):
+    """A capture whose timer thread pauses before it writes: the window a busy machine opens
+    between the timer firing and its write taking the lock."""
+
+    def _timer_flush(self) -> None:
+        time.sleep(0.2)
+        super()._timer_flush()
+
+
+def test_writes_while_the_timer_fires_do_not_schedule_a_second_write_at_once() -> None:
+    """A write that lands after the timer fired but before its write set the interval's start
+    is held back a whole interval, not written by a second timer at once (seen in CI: three
+    writes within a 60 s interval)."""
+    sent: list[str] = []
+    capture = _SlowTimer(sent.append, cap=1024, interval=60.0)
+    capture.write("0\n")  # no write before it: the timer fires at once, then pauses
+    time.sleep(0.05)
+    for i in range(1, 20):  # all within the pause
+        capture.write(f"{i}\n")
+    wait_for(lambda: sent)
+    capture.write("20\n")  # right after the timer's write: due in 60 s
+    time.sleep(0.4)  # a second timer scheduled with no wait would have written it by now
+    assert sent == ["".join(f"{i}\n" for i in range(20))]
+    capture.close()
+    assert len(sent) == 2 and sent[-1].endswith("19\n20\n")
+
+
+def test_a_write_during_the_timers_write_goes_out_one_interval_later() -> None:
+    """Output written while the timer's write is in flight is written by the timer one
+    interval later, not only at close."""
+    sent: list[str] = []
+    sending = threading.Event()
+
+    def slow_send(text: str) -> None:
+        sending.set()
+        time.sleep(0.2)
+        sent.append(text)
+
+    capture = Capture(slow_send, cap=1024, interval=0.3)
+    capture.write("first\n")
+    assert sending.wait(10)
+    capture.write("second\n")  # waits for the write in flight, then pends
+    wait_for(lambda: len(sent) == 2)
+    assert sent[1].endswith("first\nsecond\n")
+    capture.close()
+    assert len(sent) == 2  # nothing new since: close writes nothing
+
+
 def test_close_waits_for_a_write_in_flight() -> None:
     """`close` returns only once a timer's write in flight is done, so the attempt's outcome
     (reported right after) never overtakes its output."""

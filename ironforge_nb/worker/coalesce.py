@@ -35,6 +35,10 @@ class Coalescer:
         """Write what is pending now (subclasses)."""
         raise NotImplementedError
 
+    def _has_pending(self) -> bool:
+        """Whether something waits for a write (subclasses; call with ``_lock`` held)."""
+        raise NotImplementedError
+
     def _wait(self) -> float:
         """Seconds until the next write is allowed (<= 0: now)."""
         return self._last + self._interval - time.monotonic()
@@ -57,9 +61,15 @@ class Coalescer:
         self.flush()
 
     def _flush_later(self) -> None:
+        # The timer counts as scheduled until its write is done: a write arriving before the
+        # flush took the lock and set ``_last`` would otherwise see no timer and the old
+        # ``_last``, and schedule a second write at once. What arrived during the write is
+        # scheduled now, one interval after it.
+        self._timer_flush()
         with self._lock:
             self._timer = None
-        self._timer_flush()
+            if self._has_pending():
+                self._schedule(self._wait())
 
     def _timer_flush(self) -> None:
         """The timer's write (subclasses may catch what a thread cannot raise)."""

@@ -60,6 +60,9 @@ class Reporter(Coalescer):
                 return
         self.flush()
 
+    def _has_pending(self) -> bool:
+        return self._pending is not None
+
     def flush(self) -> None:
         """Write the pending update, if any, now."""
         with self._lock:

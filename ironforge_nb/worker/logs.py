@@ -12,7 +12,7 @@ much was dropped.
 The tail is written to the job's logs HASH (`Queue.save_logs`) at most once per `INTERVAL`
 while the task runs, so monitors show prints live, and once when it ends, before its outcome
 is reported. A task that prints nothing costs well under a microsecond and writes nothing. A
-failed write (Redis away) is retried at the next flush and never changes the task's outcome;
+failed write (Redis away) is retried an interval later and never changes the task's outcome;
 it is logged to the worker's log. Output written straight to file descriptors 1 and 2 (C
 extensions, subprocesses) bypasses ``sys.stdout`` and goes to the worker's log, as before. An
 executor killed mid-task (timeout, cancel, crash) loses what was printed since the last
@@ -86,6 +86,9 @@ class Capture(Coalescer):
         body = tail.decode("utf-8", "replace")
         return marker(dropped, self._cap) + body if dropped else body
 
+    def _has_pending(self) -> bool:
+        return self._dirty
+
     def flush(self) -> None:
         """Write the tail now if anything was added since the last write."""
         with self._lock:  # held while sending: two writes never arrive out of order
@@ -97,7 +100,7 @@ class Capture(Coalescer):
                 self._send(self._text())
             except JobNotFoundError:
                 pass  # the job is gone (trimmed, its run deleted): nothing to keep
-            except Exception as exc:  # Redis away: try again at the next flush
+            except Exception as exc:  # Redis away: the timer tries again an interval later
                 self._dirty = True
                 log.warning("could not store a task's output (%s); will retry", exc)
 
