@@ -59,6 +59,14 @@ class _Held:
         self.conn.disconnect()
 
 
+def _pack(conn: Any, args: Sequence[Any]) -> list[bytes]:
+    """``args`` as the bytes of one command (hiredis's packer when installed)."""
+    if _hiredis_pack is not None:
+        return [_hiredis_pack(tuple(args))]
+    packed: list[bytes] = conn.pack_command(*args)
+    return packed
+
+
 def _give_back(pool: Any, conn: Any, pid: int) -> None:
     if os.getpid() == pid:  # never touch a parent's socket from a forked child
         pool.release(conn)
@@ -86,22 +94,22 @@ class Link:
                     client._ironforge_link = link
         return link
 
-    def _held(self) -> _Held:
+    def _ready(self) -> _Held:
+        """This thread's connection, with the reply of a command sent before it read."""
         held: _Held | None = getattr(self._local, "held", None)
         if held is None or held.pid != _PID[0]:
             held = self._local.held = _Held(self._pool)
+        elif held.pending is not None:
+            held.pending.collect()
         return held
 
     def call(self, args: Sequence[Any]) -> Any:
         """Run one command; returns its raw reply (bytes, ints, lists), raises its error."""
         if self._pool is None:
             return self._client.execute_command(*args)
-        held = self._held()
-        if held.pending is not None:
-            held.pending.collect()
+        held = self._ready()
         conn = held.conn
-        packed = ([_hiredis_pack(tuple(args))] if _hiredis_pack is not None
-                  else conn.pack_command(*args))
+        packed = _pack(conn, args)
 
         def once() -> Any:
             conn.send_packed_command(packed)
@@ -122,12 +130,9 @@ class Link:
                 return self._client.execute_command(*args)
             except ResponseError as err:
                 return err
-        held = self._held()
-        if held.pending is not None:
-            held.pending.collect()
+        held = self._ready()
         conn = held.conn
-        packed = ([_hiredis_pack(tuple(wait)) + _hiredis_pack(tuple(args))]
-                  if _hiredis_pack is not None else conn.pack_commands([wait, args]))
+        packed = [b"".join(_pack(conn, wait) + _pack(conn, args))]  # one write
 
         def once() -> Any:
             conn.send_packed_command(packed)
@@ -156,13 +161,10 @@ class Link:
         if self._pool is None:
             pending.collect()
             return pending
-        held = self._held()
-        if held.pending is not None:
-            held.pending.collect()
+        held = self._ready()
         conn = held.conn
         try:
-            conn.send_packed_command([_hiredis_pack(tuple(args))] if _hiredis_pack is not None
-                                     else conn.pack_command(*args))
+            conn.send_packed_command(_pack(conn, args))
         except (RedisConnectionError, RedisTimeoutError) as exc:
             held.fail(exc)
             return pending  # `collect` sends it again
