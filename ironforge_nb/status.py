@@ -80,6 +80,12 @@ class EventType(StrEnum):
     CACHE_HITS = "cache_hits"  # in a run's stream only: up to 1000 of its tasks completed
     #                            from the cache by its submit (field `hits`); `read_events`
     #                            hands each out as a COMPLETED event with `cached` (`expanded`)
+    TASK_EVENTS = "task_events"  # in a run's stream only: the claimed, enqueued and completed
+    #                              events of its tasks that one script call wrote (field
+    #                              `events`, up to 100); `read_events` hands each out as the
+    #                              event it stands for (`expanded`)
+    JOB_EVENTS = "job_events"  # in a queue's stream only: the same for the events of its
+    #                            jobs (field `events`, up to 100)
 
 
 class WebhookEvent(StrEnum):
@@ -126,6 +132,9 @@ class Event:
     stalls: int | None = None  # on 'stalled' events: the job's stalls so far
     cached: str | None = None  # a task completed from the cache: the run that computed it
     hits: str | None = None  # on a raw CACHE_HITS entry: "<job> <task> <queue> <origin run>" lines
+    events: str | None = None  # on a raw TASK_EVENTS entry: "<type> <job> <task> <queue>
+    #   <status> <attempt>" lines, on a raw JOB_EVENTS entry "<type> <job> <status> <attempt>"
+    #   lines (`worker` applies to those with an attempt)
 
     @classmethod
     def from_fields(cls, entry_id: str, data: Mapping[str, str]) -> Event:
@@ -133,7 +142,7 @@ class Event:
         kw: dict[str, Any] = {"id": entry_id, "type": EventType(data["type"]),
                               "ts": int(data.get("ts", 0))}
         for name in ("job", "queue", "message", "error", "worker", "run", "task", "cached",
-                     "hits"):
+                     "hits", "events"):
             if name in data:
                 kw[name] = data[name]
         if "status" in data:
@@ -152,7 +161,14 @@ class Event:
         """This event as readers see it: a CACHE_HITS entry (a submit's cache hits, one stream
         entry for up to 1000 tasks) becomes one COMPLETED event per task it lists, with the
         run that computed the result in ``cached`` (the stream entry's id on each); any
-        other event is itself."""
+        other event is itself. A TASK_EVENTS entry (the claimed, enqueued and completed events
+        of a run's tasks that one script call wrote) or a JOB_EVENTS entry (the same in a
+        queue's stream) becomes those events, in order, with the entry's id: each exactly as
+        it reads when written on its own."""
+        if self.type is EventType.TASK_EVENTS:
+            return self._tasks()
+        if self.type is EventType.JOB_EVENTS:
+            return self._jobs()
         if self.type is not EventType.CACHE_HITS:
             return [self]
         out = []
@@ -161,6 +177,34 @@ class Event:
             out.append(Event(EventType.COMPLETED, self.ts, self.id, job=job, queue=queue,
                              status=JobStatus.COMPLETED, run=self.run, task=task,
                              cached=origin or None))
+        return out
+
+
+    def _tasks(self) -> list[Event]:
+        out = []
+        for line in (self.events or "").split("\n"):
+            etype, job, task, queue, status, attempt = line.split(" ", 5)
+            if attempt:
+                out.append(Event(EventType(etype), self.ts, self.id, job=job, queue=queue,
+                                 status=JobStatus(status), attempt=int(attempt),
+                                 worker=self.worker, run=self.run, task=task))
+            else:
+                out.append(Event(EventType(etype), self.ts, self.id, job=job, queue=queue,
+                                 status=JobStatus(status), run=self.run, task=task))
+        return out
+
+
+    def _jobs(self) -> list[Event]:
+        out = []
+        for line in (self.events or "").split("\n"):
+            etype, job, status, attempt = line.split(" ", 3)
+            if attempt:
+                out.append(Event(EventType(etype), self.ts, self.id, job=job, queue=self.queue,
+                                 status=JobStatus(status), attempt=int(attempt),
+                                 worker=self.worker))
+            else:
+                out.append(Event(EventType(etype), self.ts, self.id, job=job, queue=self.queue,
+                                 status=JobStatus(status)))
         return out
 
 
@@ -175,6 +219,11 @@ _FIELD_TYPES: dict[str, dict[str, Any]] = {
     "progress": {"type": "number", "minimum": 0, "maximum": 1},
     "hits": {"type": "string", "description": "on 'cache_hits' entries: one line per task "
              "completed from the cache, '<job> <task> <queue> <origin run>'"},
+    "events": {"type": "string", "description": "on 'task_events' entries: one line per claimed, "
+               "enqueued or completed event of a run's task, '<type> <job> <task> <queue> "
+               "<status> <attempt>' (attempt empty for 'enqueued'; the entry's worker is that "
+               "of the events with an attempt); on 'job_events' entries (a queue's "
+               "stream) '<type> <job> <status> <attempt>'"},
 }
 
 

@@ -173,8 +173,9 @@ def test_big_run_aggregates_rows_and_bounds_widgets(config: RedisConfig) -> None
     assert ">2,950 queued, 50 active<" in view.groups[0].html.value
     for lease in leases:
         run_one(queue, lease)
-    work(config)
-    # ~6,000 events: a refresh reads EVENTS_PER_POLL of them and carries the rest to the
+    while (lease := queue.dequeue("w", lease=30, timeout=0)) is not None:
+        run_one(queue, lease)  # one at a time: a stream entry per event (a batch is one)
+    # ~6,000 entries: a refresh reads EVENTS_PER_POLL of them and carries the rest to the
     # next one; every refresh shows a consistent picture (all 3001 tasks counted once)
     events = config.client().xrange(config.keys.run(run.id).events, monitor._tracker._cursor)
     assert len(events) - 1 > 2 * EVENTS_PER_POLL

@@ -11,7 +11,7 @@ import pytest
 from ironforge_nb.errors import InvalidNameError, JobNotFoundError, SizeLimitError
 from ironforge_nb.queue import Queue, RedisConfig
 from ironforge_nb.queue.queue import REAP_INTERVAL
-from ironforge_nb.status import EventType, JobStatus
+from ironforge_nb.status import Event, EventType, JobStatus
 from tests.helpers import assert_woken_by_enqueue, claim
 
 
@@ -365,6 +365,33 @@ def test_events_record_each_transition(q: Queue) -> None:
     assert (claimed.job, claimed.queue, claimed.status, claimed.attempt, claimed.worker) == (
         jid, "work", JobStatus.ACTIVE, 1, "w9")
     assert q.events(since=events[1].id) == events[2:]
+
+
+def test_a_call_writes_its_job_events_as_one_entry_read_as_each_event(q: Queue) -> None:
+    """The claimed and completed events of one claim or completion call are one 'job_events'
+    entry of the queue's stream (an XADD each cost as much as the rest of a claim), which
+    `Queue.events` reads as the events an XADD each wrote, in order, with the entry's id; a
+    call's only event is written as it is."""
+    jids = q.enqueue_batch([b""] * 4)
+    leases = q.dequeue_many("w 1", 4, started=1, timeout=0)
+    nxt, refused = q.complete_many(leases[:3], fetch_next=1)
+    assert not refused and [le.job_id for le in nxt] == []  # nothing left to fetch
+    q.complete_many(leases[3:])
+    raw = q.config.client().xrange(q.config.keys.queue("work").events)
+    assert [f[b"type"] for _, f in raw] == [b"enqueued"] * 4 + [b"job_events"] * 2 + [
+        b"completed"]  # a call with one event writes it as it is
+    ids = [eid.decode() for eid, _ in raw]
+    ts = [int(f[b"ts"]) for _, f in raw]
+
+    def ev(kind: EventType, at: int, i: int, status: JobStatus) -> Event:
+        return Event(kind, ts[at], ids[at], job=jids[i], queue="work", status=status,
+                     attempt=1, worker="w 1")
+
+    events = q.events()
+    assert events[4:] == [*(ev(EventType.CLAIMED, 4, i, JobStatus.ACTIVE) for i in range(4)),
+                          *(ev(EventType.COMPLETED, 5, i, JobStatus.COMPLETED) for i in range(3)),
+                          ev(EventType.COMPLETED, 6, 3, JobStatus.COMPLETED)]
+    assert q.events(since=ids[4]) == events[8:]
 
 
 def test_namespaces_are_isolated(redis_server: Any, namespace: str) -> None:

@@ -28,7 +28,7 @@ from ironforge_nb.local import RedisServer
 from ironforge_nb.orchestrator import Run, codec, submit
 from ironforge_nb.orchestrator.execute import execute_task
 from ironforge_nb.queue import Queue, RedisConfig
-from ironforge_nb.status import EventType, JobStatus, RunStatus
+from ironforge_nb.status import Event, EventType, JobStatus, RunStatus
 from tests import tasks
 from tests.helpers import claim, diamond
 from tests.runloop import SECRET, run_one, work
@@ -322,6 +322,49 @@ def test_run_stream_tells_every_transition_of_every_task(config: RedisConfig) ->
     starts = [e for e in events if e.type is claimed]
     assert {(e.status, e.attempt, e.worker, e.run) for e in starts} == {
         (JobStatus.ACTIVE, 1, "test-worker", run.id)}
+
+
+def test_a_call_writes_its_task_events_as_one_entry_read_as_each_event(
+        config: RedisConfig) -> None:
+    """The claimed, enqueued and completed events of one script call are one 'task_events'
+    entry of the run's stream (an XADD each cost as much as the rest of a claim), which
+    `Run.events()` reads as the events an XADD each wrote, in order, with the entry's id: a
+    claim of 10 tasks, then one call completing them that releases the gather and claims it,
+    then the gather's completion (a call's only event is written as it is), and the run's end
+    after it."""
+    p = Pipeline("batched")
+    p.map("sq", tasks.square, over=list(range(10))).task("total", tasks.total, after="sq")
+    run = submit(p, config=config)
+    queue = Queue("default", config)
+    leases = queue.dequeue_many("w1", 10, started=1, timeout=0)
+    assert len(leases) == 10
+    nxt, refused = queue.complete_many(leases, [b"1"] * 10, fetch_next=5)
+    assert not refused and [le.job_id for le in nxt] == [f"{run.id}.10"]
+    queue.complete_many(nxt, [b"10"])
+    assert run.status is RunStatus.SUCCEEDED
+    raw = config.client().xrange(config.keys.run(run.id).events)
+    assert [fields[b"type"] for _, fields in raw] == [
+        b"run_submitted", b"task_events", b"task_events", b"completed", b"run_finished"]
+    ids = [eid.decode() for eid, _ in raw]
+    ts = [int(fields[b"ts"]) for _, fields in raw]
+    jobs = [f"{run.id}.{i}" for i in range(11)]
+    names = [f"sq[{i}]" for i in range(10)] + ["total"]
+
+    def ev(kind: EventType, at: int, i: int, status: JobStatus, attempt: int | None) -> Event:
+        return Event(kind, ts[at], ids[at], job=jobs[i], queue="default", status=status,
+                     attempt=attempt, worker=None if attempt is None else "w1", run=run.id,
+                     task=names[i])
+
+    claimed, done, queued = EventType.CLAIMED, EventType.COMPLETED, EventType.ENQUEUED
+    active, completed = JobStatus.ACTIVE, JobStatus.COMPLETED
+    events = run.events()
+    assert events[1:-1] == [
+        *(ev(claimed, 1, i, active, 1) for i in range(10)),
+        *(ev(done, 2, i, completed, 1) for i in range(10)),
+        ev(queued, 2, 10, JobStatus.QUEUED, None), ev(claimed, 2, 10, active, 1),
+        ev(done, 3, 10, completed, 1)]
+    assert events[-1].type is EventType.RUN_FINISHED and events[-1].id == ids[4]
+    assert run.events(since=ids[1]) == events[11:]
 
 
 def test_run_stream_tells_a_retry_going_back_to_the_queue(config: RedisConfig,

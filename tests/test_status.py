@@ -120,3 +120,43 @@ def test_a_cache_hits_entry_expands_into_a_completed_event_per_task() -> None:
     plain = Event.from_fields("6-0", {"type": "completed", "ts": "8", "job": "j"})
     assert plain.expanded() == [plain]
     assert "cache_hits" in json_schema()["$defs"]["EventType"]["enum"]
+
+
+def test_a_task_events_entry_expands_into_the_events_it_stands_for() -> None:
+    """A run's 'task_events' entry (one script call's claimed, enqueued and completed events)
+    reads as those events in order, each as it reads when written on its own: the entry's
+    worker on those with an attempt (even an empty one), none on 'enqueued'."""
+    entry = Event.from_fields("9-1", {
+        "type": "task_events", "ts": "7", "run": "r", "worker": "w 1",
+        "events": "completed r.0 a q completed 1\nenqueued r.2 c[x] q queued \n"
+                  "claimed r.2 c[x] q active 2"})
+    assert entry.expanded() == [
+        Event(EventType.COMPLETED, 7, "9-1", job="r.0", queue="q", status=JobStatus.COMPLETED,
+              attempt=1, worker="w 1", run="r", task="a"),
+        Event(EventType.ENQUEUED, 7, "9-1", job="r.2", queue="q", status=JobStatus.QUEUED,
+              run="r", task="c[x]"),
+        Event(EventType.CLAIMED, 7, "9-1", job="r.2", queue="q", status=JobStatus.ACTIVE,
+              attempt=2, worker="w 1", run="r", task="c[x]")]
+    alone = Event.from_fields("9-1", {"type": "completed", "ts": "7", "run": "r", "job": "r.0",
+                                      "task": "a", "queue": "q", "status": "completed",
+                                      "attempt": "1", "worker": "w 1"})
+    assert entry.expanded()[0] == alone
+    empty = Event.from_fields("9-2", {"type": "task_events", "ts": "7", "run": "r",
+                                      "worker": "", "events": "completed r.0 a q completed 1"})
+    assert empty.expanded()[0].worker == ""
+    assert "task_events" in json_schema()["$defs"]["EventType"]["enum"]
+
+
+def test_a_job_events_entry_expands_into_the_events_it_stands_for() -> None:
+    """A queue's 'job_events' entry reads as the events it stands for, in order, each as it
+    reads when written on its own (the entry's queue on all, its worker on those with an
+    attempt)."""
+    entry = Event.from_fields("4-0", {"type": "job_events", "ts": "3", "queue": "q",
+                                      "worker": "w", "events": "enqueued j1 queued \n"
+                                                               "claimed j1 active 1"})
+    alone = [Event.from_fields("4-0", {"type": "enqueued", "ts": "3", "job": "j1",
+                                       "queue": "q", "status": "queued"}),
+             Event.from_fields("4-0", {"type": "claimed", "ts": "3", "job": "j1", "queue": "q",
+                                       "status": "active", "attempt": "1", "worker": "w"})]
+    assert entry.expanded() == alone
+    assert "job_events" in json_schema()["$defs"]["EventType"]["enum"]

@@ -458,7 +458,9 @@ def read_events(client: Any, stream: str, since: str = "0", count: int = 1000) -
     """The events of up to ``count`` entries of ``stream`` (a queue's or a run's) after entry id
     ``since`` ("0": from the oldest kept); a malformed id is an `InvalidOptionError`. A run's
     'cached' entry (a submit's cache hits) comes out as one COMPLETED event per task, with
-    ``cached`` (`Event.expanded`), all with that entry's id."""
+    ``cached``, and a 'task_events' or 'job_events' entry (one script call's claimed,
+    enqueued and completed events) as those events (`Event.expanded`), all with that entry's
+    id: ``count`` counts entries."""
     validate_count("count", count)
     if not isinstance(since, str) or _STREAM_ID.fullmatch(since) is None:
         raise InvalidOptionError("since", since, "a stream id such as '0' or '1700000000000-0'")

@@ -45,6 +45,7 @@ EVENTS_PER_POLL = 2000  # stream entries read per poll at most (a few ms of pars
 _HOT = (JobStatus.FAILED.value, JobStatus.ACTIVE.value, JobStatus.SCHEDULED.value)
 _ENDED = ("completed", "failed", "skipped", "cancelled")
 _HITS, _COMPLETED = EventType.CACHE_HITS.value.encode(), JobStatus.COMPLETED.value.encode()
+_TASKS = EventType.TASK_EVENTS.value.encode()
 
 
 @dataclass
@@ -258,9 +259,10 @@ class RunTracker:
         """Apply events in order; returns the tasks they name (ordered, no repeats). Only a
         task's last status counts: a busy run moves most tasks through several statuses
         between two polls; a 'cache_hits' entry completes every task it lists (a submit's cache
-        hits). A task event's fields come in the order the scripts write them
-        (``type, ts, run, job, task, queue, status, ...``): for those, two comparisons find
-        the task and its status, with no dict built per entry (a poll reads thousands)."""
+        hits), a 'task_events' entry applies its events (those of one script call) in order. A
+        task event's fields come in the order the scripts write them (``type, ts, run, job,
+        task, queue, status, ...``): for those, two comparisons find the task and its status,
+        with no dict built per entry (a poll reads thousands)."""
         latest: dict[bytes, bytes | None] = {}
         task_key, status_key = b"task", b"status"
         for _eid, fields in entries:
@@ -270,8 +272,14 @@ class RunTracker:
                 continue
             entry = fields if isinstance(fields, dict) else dict(zip(fields[::2], fields[1::2],
                                                                      strict=True))
+            kind = entry.get(b"type")
+            if kind == _TASKS:  # the task events of one script call: "<type> <job> <task>
+                for line in entry[b"events"].split(b"\n"):  # <queue> <status> <attempt>"
+                    parts = line.split(b" ", 5)
+                    latest[parts[2]] = parts[4]
+                continue
             hits = entry.get(b"hits")
-            if hits is not None and entry.get(b"type") == _HITS:  # a submit's cache hits
+            if hits is not None and kind == _HITS:  # a submit's cache hits
                 for line in hits.split(b"\n"):
                     latest[line.split(b" ", 2)[1]] = _COMPLETED
                 continue

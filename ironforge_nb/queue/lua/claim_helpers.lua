@@ -14,7 +14,10 @@ best jobs of the wait ZSET (highest priority, then FIFO); (3) for each: claims +
 active, a fresh lease token (from the seq counter, so unique), deadline = now + lease, entry in
 the active ZSET, a 'claimed' event. Entries whose hash says anything but 'queued' are dropped
 (never claimed twice). The events of a job of a DAG run (a `run` field) also go to its run's
-stream (run keys: q.run_prefix .. run .. ':events'), as every transition of a run's task does.
+stream (run keys: q.run_prefix .. run .. ':events'), as every transition of a run's task does:
+the claimed and enqueued events of one call are one entry per stream (task_event of
+common.lua; q.tb and q.qb, when given, are the host's buffers of run and queue events, which
+this claim adds to and writes).
 A job of a run whose status is cancelled (a cancel walk is under way, walk_helpers.lua) is
 neither promoted nor claimed: its entry is dropped, and the walk cancels it.
 
@@ -49,6 +52,7 @@ Inputs:
   q.lease         lease length (ms, a number); q.lease_text the same as text (ARGV)
   q.limit_text    how many due scheduled jobs to promote at most (text, ARGV)
   q.start         how many of the claimed jobs start now, the first ones (a number)
+  q.tb, q.qb      (optional) the host's buffers of run and queue events (task_event)
   q.rid           the request id of this call ('' = none), made once per logical call, so
                   that redis-py's resend of a call whose reply was lost repeats it
   q.receipt       STRING key of the worker's receipt for this queue (keys.py `receipt`)
@@ -75,6 +79,7 @@ local CLAIM_VOLATILE = {status = 1, token = 1, worker = 1, started = 1, lease_ms
                         enqueued = 1, finished = 1, inputs = 1, stalls = 1, claims = 1,
                         stalled = 1, ended = 1, receipt = 1, cache_key = 1}
 local INLINE_BYTES = 65536  -- a parent's result inlined in a claim reply at most
+local INLINE_LAST = '65536'  -- GETRANGE's last index: INLINE_BYTES + 1 bytes tell "too big"
 local INLINE_BUDGET = 1048576  -- all the results inlined in one claim reply at most
 
 -- the results of a run's parent jobs at `inputs` (positions) that fit INLINE_BYTES and the
@@ -83,18 +88,18 @@ local function claim_inputs(q, run, inputs, budget)
   local found = {}
   for pos in string.gmatch(inputs, '[^,]+') do
     local pid = run .. '.' .. pos
-    local rk = q.prefix .. pid .. q.rsuffix
-    local size = redis.call('STRLEN', rk)
-    if size == 0 then  -- a cache hit holds no result: it reads its holder's (submit_run.lua)
+    -- at most INLINE_BYTES + 1 bytes, one command: more means too big to inline
+    local value = redis.call('GETRANGE', q.prefix .. pid .. q.rsuffix, '0', INLINE_LAST)
+    if value == '' then  -- a cache hit holds no result: it reads its holder's (submit_run.lua)
       local src = redis.call('HGET', q.prefix .. pid, 'source_job')
       if src then
-        rk = q.prefix .. src .. q.rsuffix
-        size = redis.call('STRLEN', rk)
+        value = redis.call('GETRANGE', q.prefix .. src .. q.rsuffix, '0', INLINE_LAST)
       end
     end
+    local size = #value
     if size > 0 and size <= INLINE_BYTES and size <= budget then
       found[#found + 1] = pid
-      found[#found + 1] = redis.call('GET', rk)
+      found[#found + 1] = value
       budget = budget - size
     end
   end
@@ -183,6 +188,8 @@ local function claim_ready(q, now, n)
   -- with '%.17g' (~2k instructions each)
   local ts, lease_text = string.format('%d', now), q.lease_text
   local out, seen = {0}, {}
+  -- this call's events, one entry per stream (task_event of common.lua)
+  local tb, qb = q.tb, q.qb
   local due = redis.call('ZRANGEBYSCORE', q.scheduled, '-inf', ts, 'LIMIT', '0', q.limit_text)
   for _, id in ipairs(due) do
     local jk = prefix .. id
@@ -191,11 +198,12 @@ local function claim_ready(q, now, n)
       local score = wait_score(f[1], redis.call('INCR', q.seq))
       redis.call('ZADD', q.wait, string.format('%d', score), id)
       redis.call('HSET', jk, 'status', JobStatus.QUEUED, JobField.ENQUEUED, ts)
-      add_event(q.events, maxlen, EventType.ENQUEUED, ts,
-                'job', id, 'queue', queue, 'status', JobStatus.QUEUED)
+      qb = task_event(qb, EventType.JOB_EVENTS, 'queue', q.events, maxlen, queue, ts, nil,
+                      EventType.ENQUEUED, id, '', queue, JobStatus.QUEUED, '')
       if f[2] then
-        add_run_event(q.run_prefix, f[2], maxlen, EventType.ENQUEUED, ts,
-                      'job', id, 'task', f[3] or '', 'queue', queue, 'status', JobStatus.QUEUED)
+        tb = task_event(tb, EventType.TASK_EVENTS, 'run', run_events_key(q.run_prefix, f[2]),
+                        maxlen, f[2], ts, nil, EventType.ENQUEUED, id, f[3] or '', queue,
+                        JobStatus.QUEUED, '')
       end
     end
   end
@@ -232,13 +240,12 @@ local function claim_ready(q, now, n)
         redis.call('ZADD', q.active, unpack(leased))
         leased = {}
       end
-      add_event(q.events, maxlen, EventType.CLAIMED, ts,
-                'job', id, 'queue', queue, 'status', JobStatus.ACTIVE, 'attempt', attempt,
-                'worker', worker)
+      qb = task_event(qb, EventType.JOB_EVENTS, 'queue', q.events, maxlen, queue, ts, worker,
+                      EventType.CLAIMED, id, '', queue, JobStatus.ACTIVE, attempt)
       if j.run then
-        add_run_event(q.run_prefix, j.run, maxlen, EventType.CLAIMED, ts,
-                      'job', id, 'task', j.task or '', 'queue', queue, 'status', JobStatus.ACTIVE,
-                      'attempt', attempt, 'worker', worker)
+        tb = task_event(tb, EventType.TASK_EVENTS, 'run', run_events_key(q.run_prefix, j.run),
+                        maxlen, j.run, ts, worker, EventType.CLAIMED, id, j.task or '', queue,
+                        JobStatus.ACTIVE, attempt)
       end
       budget = claim_entry(q, out, id, jk, j, tok, deadline, budget)
       lines[#lines + 1] = id .. ' ' .. tok .. '\n'
@@ -248,6 +255,8 @@ local function claim_ready(q, now, n)
     redis.call('SET', q.receipt, q.rid .. '\n' .. table.concat(lines), 'PX', lease_text)
   end
   if #leased > 0 then redis.call('ZADD', q.active, unpack(leased)) end
+  task_events_flush(qb)
+  task_events_flush(tb)
   if #out == 1 then
     local first = redis.call('ZRANGE', q.scheduled, 0, 0, 'WITHSCORES')
     if #first > 0 then out[1] = math.max(1, tonumber(first[2]) - now) end

@@ -18,8 +18,12 @@ waiting there: when it took them all, an idle worker woken by a hint would find 
 CHAIN would wake one per task). Hints for children queued in other queues go out at once.
 DAG runs: after step (2) of a job whose hash has a `run` field, run_on_complete (from
 run_helpers.lua, prepended at load time) counts it in its run, decrements its children's
-remaining-parent counters, queues those reaching zero in their own queues, and settles the run;
-run and queue keys are derived from the two prefixes passed last in ARGV.
+remaining-parent counters, queues those reaching zero in their own queues, and settles the run
+(each run's counters written, and the run settled, once per call after the last completion:
+run_later_done); run and queue keys are derived from the two prefixes passed last in ARGV.
+The claimed, enqueued and completed events a call writes are one entry per stream
+('task_events' in a run's, 'job_events' in a queue's: task_event of common.lua), written
+before any other event of that stream and at the end.
 
 KEYS[1] active     ZSET id -> lease deadline (ms)
 KEYS[2] completed  ZSET id -> completion time (ms)
@@ -62,6 +66,9 @@ local queue, maxlen = ARGV[4], ARGV[5]
 local rctx = run_ctx(prefix, ARGV[#ARGV - 1], ARGV[#ARGV], maxlen)
 local wake = queue_key(rctx, queue, QueueKey.WAKE)
 rctx.defer_wake = wake  -- step (6): the hints of children queued here wait for the claim
+-- the events of this call: one entry per stream (task_event of common.lua)
+-- and each run's counters written and the run settled once (run_later_done)
+rctx.batch = true
 local outcomes, refused, done = {}, false, {}
 for i = 1, (#KEYS - 7) / 2 do  -- job i's ARGV: 12+4i .. 15+4i, then the 3 tail ARGV
   local jk, rk, a = KEYS[6 + 2 * i], KEYS[7 + 2 * i], 12 + 4 * i
@@ -78,14 +85,15 @@ for i = 1, (#KEYS - 7) / 2 do  -- job i's ARGV: 12+4i .. 15+4i, then the 3 tail 
     redis.call('HSET', jk, 'status', JobStatus.COMPLETED, 'finished', ts, JobField.PROGRESS, '1',
                'attempts', attempt)
     done[#done + 1] = id
-    add_event(KEYS[3], maxlen, EventType.COMPLETED, ts,
-              'job', id, 'queue', queue, 'status', JobStatus.COMPLETED, 'attempt', attempt,
-              'worker', st[4] or '')
+    rctx.qb = task_event(rctx.qb, EventType.JOB_EVENTS, 'queue', KEYS[3], maxlen, queue, ts,
+                         st[4] or '', EventType.COMPLETED, id, '', queue, JobStatus.COMPLETED,
+                         attempt)
     outcomes[i] = 1
     run_on_complete(rctx, id, ts, {st[5], st[6], st[7], attempt, st[4]})
   end
   if type(outcomes[i]) == 'table' then refused = true end
 end
+run_later_done(rctx, ts)
 -- one ZREM and one ZADD per 1000 completed jobs (Lua's unpack has limits)
 for from = 1, #done, 1000 do
   local ids, ranked = {}, {}
@@ -105,14 +113,19 @@ if ARGV[13] ~= '' then mark_started(prefix .. ARGV[13], ARGV[14], ts) end
 local n = tonumber(ARGV[10])
 if n < 1 or refused then
   if rctx.deferred > 0 then wake_workers(wake, rctx.deferred) end
+  task_events_flush(rctx.qb)
+  task_events_flush(rctx.tb)
   return {{0}, outcomes}
 end
 local cq = {wait = KEYS[4], scheduled = KEYS[5], active = KEYS[1], events = KEYS[3],
             seq = KEYS[6], prefix = prefix, psuffix = psuffix, rsuffix = rsuffix,
             run_prefix = rctx.run_prefix, queue = queue, maxlen = maxlen, worker = ARGV[8],
             lease = tonumber(ARGV[9]), lease_text = ARGV[9], limit_text = ARGV[11],
-            start = tonumber(ARGV[12]), rid = ARGV[15], receipt = KEYS[7]}
-local out = claim_ready(cq, now, n)
+            start = tonumber(ARGV[12]), rid = ARGV[15], receipt = KEYS[7], tb = rctx.tb,
+            qb = rctx.qb}
+local out = claim_ready(cq, now, n)  -- it writes the events of the call (rctx.tb, rctx.qb)
+task_events_flush(rctx.qb)  -- a resend's claim writes none: the completions' are still here
+task_events_flush(rctx.tb)
 -- (6) a child this call queued in its own queue and claimed at once needs no wake-up: the
 -- hints of the children queued there are pushed only if the claim left something waiting
 -- (a claim that popped fewer than n emptied the wait ZSET), else an idle worker woken by one

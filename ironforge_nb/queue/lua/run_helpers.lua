@@ -11,7 +11,9 @@ an empty key per script call):
   run_on_complete(ctx, id, now, r)         a job completed: count it, release the children
                                            whose remaining-parent counter reaches 0, settle
                                            (r: the job's run, task, queue, attempts, worker,
-                                           which the host has read already)
+                                           which the host has read already); with ctx.batch,
+                                           the counting and settling wait for
+  run_later_done(ctx, now)                 (once per call, after the last completion)
   run_on_failed(ctx, jk, id, now, err)     a job failed for good (dead letter): count it; its
                                            waiting descendants are skipped, or, when the task
                                            has allow_failure=1, its children are released
@@ -95,7 +97,12 @@ local function run_ctx(job_prefix, run_prefix, queue_prefix, maxlen)
           maxlen = maxlen, runs = ns .. 'runs', ended = ns .. 'runs:ended',
           walking = ns .. 'runs:walking', hooks = hook_ctx(ns .. 'webhooks:', run_prefix),
           -- hints for the wake list defer_wake that the host pushes itself (complete_job.lua)
-          defer_wake = nil, deferred = 0}
+          defer_wake = nil, deferred = 0,
+          -- a host completing several jobs sets batch = true: its claimed, enqueued and
+          -- completed events gather in tb and qb (task_event of common.lua, for run and queue
+          -- streams; it writes them with task_events_flush) and the counters of completions
+          -- in `later`, written by run_later_done (see there)
+          batch = false, tb = nil, qb = nil, later = nil}
 end
 
 local function run_key(ctx, run, suffix)
@@ -106,8 +113,10 @@ local function queue_key(ctx, queue, suffix)
   return ctx.queue_prefix .. queue .. ':' .. suffix
 end
 
--- one event on the run's stream; `...` are extra field/value pairs (no nils)
+-- one event on the run's stream; `...` are extra field/value pairs (no nils). A host that
+-- gathers its task events (ctx.tb, see task_event of common.lua) has them written first.
 local function run_event(ctx, run, etype, now, ...)
+  if ctx.tb then task_events_flush(ctx.tb) end
   add_run_event(ctx.run_prefix, run, ctx.maxlen, etype, now, ...)
 end
 
@@ -119,16 +128,28 @@ local function run_enqueue(ctx, run, task, jid, now, st)
   redis.call('ZADD', queue_key(ctx, q, QueueKey.WAIT), string.format('%d', wait_score(st[2], seq)),
              jid)
   redis.call('HSET', jk, 'status', JobStatus.QUEUED, JobField.ENQUEUED, now)
-  add_event(queue_key(ctx, q, QueueKey.EVENTS), ctx.maxlen, EventType.ENQUEUED, now,
-            'job', jid, 'queue', q, 'status', JobStatus.QUEUED)
+  if ctx.batch then
+    ctx.qb = task_event(ctx.qb, EventType.JOB_EVENTS, 'queue', queue_key(ctx, q, QueueKey.EVENTS),
+                        ctx.maxlen, q, now, nil, EventType.ENQUEUED, jid, '', q, JobStatus.QUEUED,
+                        '')
+  else
+    add_event(queue_key(ctx, q, QueueKey.EVENTS), ctx.maxlen, EventType.ENQUEUED, now,
+              'job', jid, 'queue', q, 'status', JobStatus.QUEUED)
+  end
   local wake = queue_key(ctx, q, QueueKey.WAKE)
   if wake == ctx.defer_wake then  -- the host pushes it once it knows whether its claim took it
     ctx.deferred = ctx.deferred + 1
   else
     wake_workers(wake, 1)
   end
-  run_event(ctx, run, EventType.ENQUEUED, now, 'job', jid, 'task', task, 'queue', q,
-            'status', JobStatus.QUEUED)
+  if ctx.batch then
+    ctx.tb = task_event(ctx.tb, EventType.TASK_EVENTS, 'run', run_key(ctx, run, 'events'),
+                        ctx.maxlen, run, now, nil, EventType.ENQUEUED, jid, task, q,
+                        JobStatus.QUEUED, '')
+  else
+    run_event(ctx, run, EventType.ENQUEUED, now, 'job', jid, 'task', task, 'queue', q,
+              'status', JobStatus.QUEUED)
+  end
 end
 
 -- one parent of each child of `task` is done: queue the children that have no parent left
@@ -148,8 +169,13 @@ local function run_release(ctx, run, task, now)
     end
   end
   if released > 0 then
-    redis.call('HINCRBY', run_key(ctx, run, 'meta'), JobStatus.WAITING,
-               string.format('%d', -released))
+    local later = ctx.batch and ctx.later and ctx.later[run]
+    if later then  -- counted by run_later_done, once per run and call
+      later.released = later.released + released
+    else
+      redis.call('HINCRBY', run_key(ctx, run, 'meta'), JobStatus.WAITING,
+                 string.format('%d', -released))
+    end
   end
 end
 
@@ -258,11 +284,56 @@ local function run_settle(ctx, run, now)
   run_event(ctx, run, EventType.RUN_FINISHED, now, 'run_status', status)
 end
 
+-- A host completing several jobs in one call (complete_job.lua) sets ctx.batch: the
+-- counters of each run it touches (completed, waiting) are then written once per run, and the
+-- run settled once, by run_later_done(ctx, now) after the last completion (before anything
+-- else of the call reads them: nothing between the completions does). The end state and the
+-- stream's order are those of a settle after each completion: a run can only end with its
+-- last task's completion, and its 'run_finished' comes after its other events of the call.
+local function run_later_done(ctx, now)
+  local later = ctx.later
+  if not later then return end
+  ctx.later = nil
+  for _, run in ipairs(later) do
+    local c = later[run]
+    local mk = run_key(ctx, run, 'meta')
+    redis.call('HINCRBY', mk, JobStatus.COMPLETED, string.format('%d', c.completed))
+    if c.released > 0 then
+      redis.call('HINCRBY', mk, JobStatus.WAITING, string.format('%d', -c.released))
+    end
+    run_settle(ctx, run, now)
+  end
+end
+
 local function run_on_complete(ctx, id, now, r)
   hook_job(ctx.hooks, WebhookEvent.JOB_COMPLETED, ctx.job_prefix .. id, id, now, JobStatus.COMPLETED)
   if not r[1] then return end
-  run_event(ctx, r[1], EventType.COMPLETED, now, 'job', id, 'task', r[2], 'queue', r[3],
-            'status', JobStatus.COMPLETED, 'attempt', r[4] or '0', 'worker', r[5] or '')
+  local later = ctx.later
+  if ctx.batch then
+    if not later then
+      later = {}
+      ctx.later = later
+    end
+    local c = later[r[1]]
+    if not c then
+      c = {completed = 0, released = 0}
+      later[r[1]] = c
+      later[#later + 1] = r[1]
+    end
+    c.completed = c.completed + 1
+  end
+  if ctx.batch then
+    ctx.tb = task_event(ctx.tb, EventType.TASK_EVENTS, 'run', run_key(ctx, r[1], 'events'),
+                        ctx.maxlen, r[1], now, r[5] or '', EventType.COMPLETED, id, r[2], r[3],
+                        JobStatus.COMPLETED, r[4] or '0')
+  else
+    run_event(ctx, r[1], EventType.COMPLETED, now, 'job', id, 'task', r[2], 'queue', r[3],
+              'status', JobStatus.COMPLETED, 'attempt', r[4] or '0', 'worker', r[5] or '')
+  end
+  if ctx.batch then
+    run_release(ctx, r[1], r[2], now)
+    return
+  end
   redis.call('HINCRBY', run_key(ctx, r[1], 'meta'), JobStatus.COMPLETED, '1')
   run_release(ctx, r[1], r[2], now)
   run_settle(ctx, r[1], now)
