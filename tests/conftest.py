@@ -7,12 +7,14 @@ get servers of their own (`fresh_server`) that they may kill and restart.
 
 from __future__ import annotations
 
+import itertools
 import re
 import secrets
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+import redis
 
 from ironforge_nb.local import RedisCluster, RedisServer
 from ironforge_nb.local.server import bundled_redis_server
@@ -47,6 +49,39 @@ def redis_server() -> Iterator[RedisServer]:
     """One redis-server for the whole session (``$IRONFORGE_REDIS_SERVER``, else PATH)."""
     with RedisServer() as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def quiet_server() -> Iterator[RedisServer]:
+    """A session server whose databases are handed out one per test (`quiet_config`)."""
+    with RedisServer(extra_args=("--databases", "100000")) as server:
+        yield server
+
+
+_QUIET_DBS = itertools.count(1)
+
+
+@pytest.fixture
+def quiet_url(quiet_server: RedisServer) -> str:
+    """URL of a database of `quiet_server` that no other test uses: its DBSIZE counts this
+    test's writes only. On the shared `redis_server`, other tests' keys expire at any time
+    (claim receipts live as long as their lease; results and logs have TTLs), so a test that
+    checks by DBSIZE that a call "writes nothing" needs this."""
+    url = quiet_server.url.rsplit("/", 1)[0] + f"/{next(_QUIET_DBS)}"
+    probe = redis.Redis.from_url(url)
+    try:
+        assert probe.dbsize() == 0
+    finally:
+        probe.close()
+    return url
+
+
+@pytest.fixture
+def quiet_config(quiet_url: str, namespace: str) -> Iterator[RedisConfig]:
+    """`RedisConfig` on `quiet_url` with this test's own namespace; closed afterwards."""
+    cfg = RedisConfig(url=quiet_url, namespace=namespace)
+    yield cfg
+    cfg.close()
 
 
 @pytest.fixture(scope="session")

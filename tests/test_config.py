@@ -190,13 +190,14 @@ def test_from_env_invalid_namespace(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.mark.parametrize("namespace", ["", "a:b", "{x}", "has space", "x" * 129, "é"])
 def test_invalid_namespace_rejected_before_writing(
-    namespace: str, redis_server: RedisServer
+    namespace: str, quiet_url: str
 ) -> None:
-    """A namespace that would break the key layout raises InvalidNameError; DBSIZE is unchanged."""
-    probe = redis.Redis.from_url(redis_server.url)
+    """A namespace that would break the key layout raises InvalidNameError; DBSIZE is unchanged
+    (a database of its own: `quiet_url`)."""
+    probe = redis.Redis.from_url(quiet_url)
     before = probe.dbsize()
     with pytest.raises(InvalidNameError, match="namespace"):
-        RedisConfig(url=redis_server.url, namespace=namespace)
+        RedisConfig(url=quiet_url, namespace=namespace)
     assert probe.dbsize() == before
     probe.close()
 

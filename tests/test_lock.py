@@ -257,12 +257,12 @@ def test_script_flush_racing_lock_calls(config: RedisConfig, redis_server: Redis
     assert set(results) == {(True, True, True)}
 
 
-def test_invalid_lock_name_rejected(config: RedisConfig, redis_client: Any) -> None:
+def test_invalid_lock_name_rejected(quiet_config: RedisConfig) -> None:
     """A name that would break the key layout raises InvalidNameError and writes nothing."""
-    before = redis_client.dbsize()
+    before = quiet_config.client().dbsize()
     with pytest.raises(InvalidNameError, match="lock"):
-        Lock("bad:name", ttl=1, config=config)
-    assert redis_client.dbsize() == before
+        Lock("bad:name", ttl=1, config=quiet_config)
+    assert quiet_config.client().dbsize() == before
 
 
 @pytest.mark.parametrize("ttl", [0, -1, "10", True])

@@ -17,9 +17,11 @@ from ironforge_nb.queue import Queue, RedisConfig
 
 
 @pytest.fixture
-def small(redis_server: Any, namespace: str) -> Any:
-    """A queue whose payloads are limited to 16 bytes, with a primed connection."""
-    cfg = RedisConfig(url=redis_server.url, namespace=namespace, max_payload_bytes=16)
+def small(quiet_config: RedisConfig) -> Any:
+    """A queue whose payloads are limited to 16 bytes, with a primed connection, on a database
+    of its own (`quiet_config`: its DBSIZE counts this test's writes only)."""
+    cfg = RedisConfig(url=quiet_config.url, namespace=quiet_config.namespace,
+                      max_payload_bytes=16)
     q = Queue("work", cfg)
     yield q
     cfg.close()
@@ -92,13 +94,13 @@ def test_size_error_names_size_and_limit(small: Queue) -> None:
     assert (err.value.what, err.value.size, err.value.limit) == ("payload", 20, 16)
 
 
-def test_batch_with_a_repeated_job_id_is_refused(config: RedisConfig) -> None:
+def test_batch_with_a_repeated_job_id_is_refused(quiet_config: RedisConfig) -> None:
     """Two payloads under one client-chosen id are refused before any write."""
-    q = Queue("dups", config)
-    before = config.client().dbsize()
+    q = Queue("dups", quiet_config)
+    before = quiet_config.client().dbsize()
     with pytest.raises(InvalidOptionError, match="repeated"):
         q.enqueue_batch([b"first", b"second"], job_ids=["x", "x"])
-    assert config.client().dbsize() == before
+    assert quiet_config.client().dbsize() == before
 
 
 def test_events_with_a_malformed_since_is_refused(config: RedisConfig) -> None:

@@ -125,14 +125,14 @@ def test_run_params_and_constants_reach_tasks(config: RedisConfig) -> None:
     assert run.results() == {"x": 1, "by_param": 5, "by_const": 7}
 
 
-def test_missing_run_param_writes_nothing(config: RedisConfig, redis_client: Any) -> None:
+def test_missing_run_param_writes_nothing(quiet_config: RedisConfig) -> None:
     """A run param no task can get is rejected before the first write."""
     p = Pipeline("params")
     p.task("x", tasks.one).task("y", tasks.scale, after="x")
-    before = redis_client.dbsize()
+    before = quiet_config.client().dbsize()
     with pytest.raises(InvalidOptionError, match="factor"):
-        submit(p, config=config)
-    assert redis_client.dbsize() == before
+        submit(p, config=quiet_config)
+    assert quiet_config.client().dbsize() == before
 
 
 def test_dataframe_result_round_trips(config: RedisConfig) -> None:
@@ -220,16 +220,15 @@ def test_demanded_json_mode_rejects_a_notebook_function(config: RedisConfig) -> 
         submit(p, config=config, mode="json")
 
 
-def test_pickled_code_without_secret_is_a_config_error(config: RedisConfig,
-                                                       redis_client: Any,
+def test_pickled_code_without_secret_is_a_config_error(quiet_config: RedisConfig,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     """Submitting a notebook function with no secret anywhere says how to set one."""
     codec.set_default_secret(None)
     monkeypatch.delenv(codec.SECRET_ENV, raising=False)
-    before = redis_client.dbsize()
+    before = quiet_config.client().dbsize()
     with pytest.raises(ConfigError, match="IRONFORGE_SECRET"):
-        submit(diamond(), config=config)
-    assert redis_client.dbsize() == before
+        submit(diamond(), config=quiet_config)
+    assert quiet_config.client().dbsize() == before
 
 
 def test_code_is_stored_once_per_function(config: RedisConfig, redis_client: Any) -> None:
@@ -493,24 +492,23 @@ def test_every_operation_on_an_unknown_run_says_so(config: RedisConfig, operatio
         calls[operation]()
 
 
-def test_unpicklable_inputs_are_named_and_nothing_is_written(config: RedisConfig,
-                                                             redis_client: Any) -> None:
+def test_unpicklable_inputs_are_named_and_nothing_is_written(quiet_config: RedisConfig) -> None:
     """A run param, a task constant or a function cloudpickle cannot serialize is refused
     before the first write, naming where it is and what to pass instead."""
     import threading
 
     lock = threading.Lock()
-    before = redis_client.dbsize()
+    before = quiet_config.client().dbsize()
     p = Pipeline("bad").task("t", tasks.scale, params={"factor": 2})
     with pytest.raises(InvalidOptionError, match=r"params\['x'\].*file path"):
-        submit(p, {"x": (i for i in range(3)), "factor": 1}, config=config)
+        submit(p, {"x": (i for i in range(3)), "factor": 1}, config=quiet_config)
     p = Pipeline("bad").task("t", tasks.scale, params={"factor": (i for i in range(3))})
     with pytest.raises(InvalidOptionError, match=r"task 't'\['consts'\]\['factor'\]"):
-        submit(p, {"x": 1}, config=config)
+        submit(p, {"x": 1}, config=quiet_config)
     p = Pipeline("bad").task("t", lambda: lock.locked())
     with pytest.raises(InvalidOptionError, match=r"invalid fn=.*cloudpickle.*inside the function"):
-        submit(p, config=config)
-    assert redis_client.dbsize() == before
+        submit(p, config=quiet_config)
+    assert quiet_config.client().dbsize() == before
 
 
 def test_unpicklable_result_fails_the_task_with_a_clear_error(config: RedisConfig) -> None:

@@ -122,28 +122,28 @@ def test_retry_failed_after_cancel_reruns_cancelled_tasks(config: RedisConfig) -
     assert run.results() == {"a": 1, "b": 2}
 
 
-def test_same_run_id_twice_is_one_run(config: RedisConfig, redis_client: Any) -> None:
+def test_same_run_id_twice_is_one_run(quiet_config: RedisConfig) -> None:
     """A second submit with the same run id writes nothing and returns the same run."""
     p = Pipeline("idem")
     p.task("a", tasks.one).task("b", tasks.double, after="a")
-    first = submit(p, config=config, run_id="daily")
-    before = redis_client.dbsize()
+    first = submit(p, config=quiet_config, run_id="daily")
+    before = quiet_config.client().dbsize()
     events = len(first.events())
-    second = submit(p, config=config, run_id="daily")
+    second = submit(p, config=quiet_config, run_id="daily")
     assert second.id == first.id
-    assert redis_client.dbsize() == before
+    assert quiet_config.client().dbsize() == before
     assert len(second.events()) == events
-    assert redis_client.zcard(config.keys.runs) == 1
-    assert work(config) == 2
+    assert quiet_config.client().zcard(quiet_config.keys.runs) == 1
+    assert work(quiet_config) == 2
 
 
-def test_malformed_submit_call_writes_nothing(config: RedisConfig, redis_client: Any) -> None:
+def test_malformed_submit_call_writes_nothing(quiet_config: RedisConfig) -> None:
     """The script validates every record before its first write: an error leaves DBSIZE as is."""
-    scripts = RunTransitions(config)
+    scripts = RunTransitions(quiet_config)
     profile = ("default", 0, 1, 0, "", "0", "")
     good = "a 1 0 2  \n"  # task, profile, parents, payload size, inputs, children
     bad = "b 9 0 2  \n"  # profile 9 does not exist: found after record 1
-    before = redis_client.dbsize()
+    before = quiet_config.client().dbsize()
     with pytest.raises(ResponseError, match="malformed task record 2"):
         scripts.submit_run("r", "p", b"", b"", "json", [profile], [], good + bad, b"{}{}", 2)
     with pytest.raises(ResponseError, match="malformed task records"):
@@ -154,18 +154,17 @@ def test_malformed_submit_call_writes_nothing(config: RedisConfig, redis_client:
         scripts.submit_run("r", "p", b"", b"", "json", [profile], [], "a 1 01 2  \n", b"{}", 1)
     with pytest.raises(ResponseError, match="counts do not add up"):  # a profile short
         scripts.submit_run("r", "p", b"", b"", "json", [profile[:-1]], [], good, b"{}", 1)
-    assert redis_client.dbsize() == before
+    assert quiet_config.client().dbsize() == before
 
 
-def test_hand_built_dag_with_a_bad_task_id_is_refused(config: RedisConfig,
-                                                     redis_client: Any) -> None:
+def test_hand_built_dag_with_a_bad_task_id_is_refused(quiet_config: RedisConfig) -> None:
     """A DAG built by hand with a task id that would break keys or payloads writes nothing."""
     spec = TaskSpec(id='a "b"', fn="tests.tasks:one")
     dag = DAG.from_parents({spec.id: ()}, data={spec.id: spec})
-    before = redis_client.dbsize()
+    before = quiet_config.client().dbsize()
     with pytest.raises(InvalidNameError):
-        submit(dag, config=config)
-    assert redis_client.dbsize() == before
+        submit(dag, config=quiet_config)
+    assert quiet_config.client().dbsize() == before
 
 
 def test_stalls_past_max_stalls_settle_the_run(config: RedisConfig) -> None:

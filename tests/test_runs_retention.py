@@ -170,14 +170,14 @@ def test_code_blobs_live_as_long_as_a_run_uses_them(config: RedisConfig) -> None
     assert all(":q:" in k or k == config.keys.queues for k in left)
 
 
-def test_delete_refuses_a_running_run(config: RedisConfig) -> None:
+def test_delete_refuses_a_running_run(quiet_config: RedisConfig) -> None:
     """Deleting a run that has not ended raises `RunStateError` and changes nothing."""
-    run = submit(wide(3), config=config)
-    before = config.client().dbsize()
+    run = submit(wide(3), config=quiet_config)
+    before = quiet_config.client().dbsize()
     with pytest.raises(RunStateError, match="running") as info:
         run.delete()
     assert info.value.status == "running"
-    assert config.client().dbsize() == before
+    assert quiet_config.client().dbsize() == before
     assert run.status is RunStatus.RUNNING
 
 
