@@ -81,6 +81,17 @@ def assert_woken_by_enqueue(q: Queue) -> None:
     assert time.monotonic() - started < 2.0
 
 
+def wait_aof_written(client: Any, timeout: float = 15.0) -> None:
+    """Wait until ``client``'s server has written every write it acknowledged to its AOF file.
+
+    With ``appendfsync everysec`` Redis replies before its AOF write, and while a background
+    fsync runs (a busy disk) it postpones that write for up to 2 s: a SIGKILL meanwhile loses
+    writes already acknowledged. Once ``aof_buffer_length`` is 0 they are in the file (the OS
+    page cache), which a SIGKILL of redis-server does not lose. INFO is not written to the AOF.
+    """
+    wait_for(lambda: client.info("persistence")["aof_buffer_length"] == 0, timeout)
+
+
 def wait_for(predicate: Callable[[], Any], timeout: float = 15.0, every: float = 0.02) -> Any:
     """Poll ``predicate`` until it returns something truthy; fail the test after ``timeout``."""
     deadline = time.monotonic() + timeout

@@ -18,6 +18,7 @@ from ironforge_nb.errors import InvalidOptionError, ServerError
 from ironforge_nb.local import RedisServer
 from ironforge_nb.local.home import Home
 from ironforge_nb.orchestrator import codec
+from tests.helpers import wait_aof_written
 from tests.test_connect import gone, wait_gone
 
 REPO = Path(__file__).resolve().parents[1]
@@ -85,6 +86,7 @@ def test_a_crashed_server_is_replaced_and_its_data_kept(home: Home) -> None:
     """server.json of a SIGKILLed server is stale: a new server starts and loads the AOF."""
     client = redis.Redis.from_url(home.url())
     client.set("kept", "yes")
+    wait_aof_written(client)  # everysec: a write still in the AOF buffer dies with SIGKILL
     client.close()
     state = json.loads((home.path / "server.json").read_text())
     os.kill(state["pid"], signal.SIGKILL)

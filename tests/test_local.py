@@ -20,6 +20,7 @@ from ironforge_nb.errors import ServerError
 from ironforge_nb.local import RedisCluster, RedisServer, find_redis_server
 from ironforge_nb.local.server import ENV_BINARY, bundled_redis_server
 from ironforge_nb.queue.config import RedisConfig
+from tests.helpers import wait_aof_written
 
 BUNDLED = bundled_redis_server()
 BINARIES = [
@@ -122,10 +123,7 @@ def test_restart_keeps_aof_data_after_kill(fresh_server: Callable[..., RedisServ
     port = server.port
     client = redis.Redis.from_url(server.url)
     client.set("k", "v")
-    client.execute_command("BGREWRITEAOF")  # flush to disk now rather than within 1 s
-    deadline = time.monotonic() + 5
-    while client.info("persistence")["aof_rewrite_in_progress"] and time.monotonic() < deadline:
-        time.sleep(0.02)
+    wait_aof_written(client)  # everysec may postpone the write while an fsync runs
     server.kill()
     server.restart()
     assert server.port == port
