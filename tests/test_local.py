@@ -256,6 +256,27 @@ def test_a_killed_master_restarts_with_its_data() -> None:
             cfg.close()
 
 
+def test_a_cluster_node_whose_port_was_taken_starts_on_another() -> None:
+    """A node's port, free when the cluster picked it, taken before the node starts (any
+    process may bind it meanwhile): the node starts on other ports and the cluster works."""
+    cluster = RedisCluster()
+    taken = cluster.ports[1]
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", taken))
+        squatter.listen()
+        with cluster:
+            assert taken not in cluster.ports and len(set(cluster.ports)) == 3
+            cfg = RedisConfig(cluster.url, cluster=True)
+            try:
+                client = cfg.client()
+                for i in range(30):  # keys on every master
+                    client.set(f"k{i}", i)
+                assert {int(client.get_node_from_key(f"k{i}").port) for i in range(30)} \
+                    == set(cluster.ports)
+            finally:
+                cfg.close()
+
+
 def test_cluster_needs_three_masters() -> None:
     """A cluster of fewer than 3 masters is refused before anything starts."""
     with pytest.raises(ServerError, match="at least 3"):

@@ -80,17 +80,18 @@ class RedisCluster:
             raise ServerError(f"a Redis Cluster needs at least 3 masters, got {masters}")
         self.binary = find_redis_server(binary)
         self.redis_cli = _find_redis_cli(self.binary)
-        cluster_args = (
+        self._appendonly = appendonly
+        self._cluster_args = (
             "--cluster-enabled", "yes",
             "--cluster-config-file", "nodes.conf",
             "--cluster-node-timeout", str(node_timeout_ms),
             *extra_args,
         )  # fmt: skip
-        self.nodes = [
-            RedisServer(port=_cluster_port(), binary=self.binary, appendonly=appendonly,
-                        extra_args=cluster_args)
-            for _ in range(masters)
-        ]
+        self.nodes = [self._node(_cluster_port()) for _ in range(masters)]
+
+    def _node(self, port: int) -> RedisServer:
+        return RedisServer(port=port, binary=self.binary, appendonly=self._appendonly,
+                           extra_args=self._cluster_args)
 
     @property
     def url(self) -> str:
@@ -105,14 +106,29 @@ class RedisCluster:
     def start(self, timeout: float = 30.0) -> RedisCluster:
         """Start the nodes, assign all slots, wait until the cluster is ok; returns ``self``."""
         try:
-            for node in self.nodes:
-                node.start()
+            for index in range(len(self.nodes)):
+                self._start_new_node(index)
             self._create(timeout)
             self._wait_ok(timeout)
         except BaseException:
             self.stop()
             raise
         return self
+
+    def _start_new_node(self, index: int, attempts: int = 5) -> None:
+        """Start node ``index`` before the cluster is made. Its ports were free when picked,
+        but any process may bind one (or its bus port) before the node does, as an outgoing
+        connection's local port for instance: then it starts on other ports, as `RedisServer`
+        does for a port of its own choosing (a restart keeps its port: clients know it)."""
+        for attempt in range(attempts):
+            try:
+                self.nodes[index].start()
+                return
+            except ServerError as exc:
+                if attempt + 1 == attempts or "Address already in use" not in str(exc):
+                    raise
+                self.nodes[index].stop()
+                self.nodes[index] = self._node(_cluster_port())
 
     def stop(self) -> None:
         """Stop every node and remove their temp dirs."""
