@@ -154,7 +154,8 @@ class Ledger:
         """Compare the ledger with the job records; the row is added to `ROWS` and returned.
         ``history`` (``{key: lines}``, see `stall_history`) goes under each failed job's
         problem: why each of its stalls happened."""
-        runs = self.executions()
+        lines = self.lines()
+        runs = Counter(key for key, _, _ in lines)
         problems: list[str] = []
         lost = failed = unaccounted = 0
         for key, want in self.expected.items():
@@ -171,6 +172,12 @@ class Ledger:
                 unaccounted += 1
                 problems.append(f"{key}: ran {runs[key]}x, record has attempts {fin.attempts} "
                                 f"+ stalls {fin.stalls} (claims {fin.claims})")
+            elif runs[key] > 1:  # a duplicate: which job, and why its record says it ran again
+                problems.append(f"{key}: ran {runs[key]}x (attempts {fin.attempts}, stalls "
+                                f"{fin.stalls}, claims {fin.claims}); ran at "
+                                + ", ".join(f"{at:.3f} (pid {pid})" for k, pid, at in lines
+                                            if k == key))
+                problems += [f"    {line}" for line in (history or {}).get(key, [])]
         strangers = set(runs) - set(self.expected)
         problems += [f"{key}: ran but was never submitted" for key in sorted(strangers)]
         row = Row(scenario, len(self.expected), faults, lost + len(strangers),
@@ -214,14 +221,23 @@ def pipeline(ledger: Ledger, n: int, work: float, prefix: str = "") -> ifn.Pipel
     return p
 
 
+def _run_key(task: str, prefix: str) -> str:
+    return prefix + (task[len("items["):-1] if task.startswith("items[") else task)
+
+
 def run_records(run: ifn.Run, prefix: str = "") -> dict[str, Final]:
     """``{ledger key: Final}`` of a run of `pipeline`: task ``items[7]`` has key ``7``."""
-    def key(task: str) -> str:
-        return prefix + (task[len("items["):-1] if task.startswith("items[") else task)
-
-    keys = {key(task): jid for task, jid in run.job_ids()}
-    results = {key(task): value for task, value in run.results().items()}
+    keys = {_run_key(task, prefix): jid for task, jid in run.job_ids()}
+    results = {_run_key(task, prefix): value for task, value in run.results().items()}
     return job_records(run.config, keys, results)
+
+
+def run_stall_history(run: ifn.Run, prefix: str = "",
+                      kills: Mapping[str, float] | None = None) -> dict[str, list[str]]:
+    """`stall_history` of a run of `pipeline` (its tasks on the ``default`` queue), by the
+    ledger keys of `run_records`."""
+    keys = {_run_key(task, prefix): jid for task, jid in run.job_ids()}
+    return stall_history(Queue("default", run.config), keys, kills or {})
 
 
 def settle_run(ledger: Ledger, scenario: str, run: ifn.Run, faults: int, began: float,
