@@ -69,8 +69,11 @@ def test_server_port_and_appendonly_options() -> None:
     """``--port`` and ``--appendonly`` reach the server."""
     from ironforge_nb.local.server import free_port
 
-    port = free_port()
-    proc, url = _start_server("--port", str(port), "--appendonly")
+    for _ in range(5):  # a port free when picked may be bound by any process before the server
+        port = free_port()
+        proc, url = _start_server("--port", str(port), "--appendonly")
+        if url or "Address already in use" not in proc.communicate(timeout=30)[1]:
+            break
     try:
         assert url == f"redis://127.0.0.1:{port}/0"
         client = redis.Redis.from_url(url)
