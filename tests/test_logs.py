@@ -250,10 +250,21 @@ def test_capture_writes_at_most_once_per_interval_and_at_close(config: RedisConf
 
 class _SlowTimer(Capture):
     """A capture whose timer thread pauses before it writes: the window a busy machine opens
-    between the timer firing and its write taking the lock."""
+    between the timer firing and its write taking the lock. The first timer (`fired` tells it
+    has fired) pauses until `go` is set, the window held open for as long as the test needs;
+    any later one pauses 0.2 s."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fired = threading.Event()
+        self.go = threading.Event()
 
     def _timer_flush(self) -> None:
-        time.sleep(0.2)
+        if self.fired.is_set():
+            time.sleep(0.2)
+        else:
+            self.fired.set()
+            self.go.wait(60)
         super()._timer_flush()
 
 
@@ -264,9 +275,10 @@ def test_writes_while_the_timer_fires_do_not_schedule_a_second_write_at_once() -
     sent: list[str] = []
     capture = _SlowTimer(sent.append, cap=1024, interval=60.0)
     capture.write("0\n")  # no write before it: the timer fires at once, then pauses
-    time.sleep(0.05)
+    assert capture.fired.wait(60)
     for i in range(1, 20):  # all within the pause
         capture.write(f"{i}\n")
+    capture.go.set()
     wait_for(lambda: sent)
     capture.write("20\n")  # right after the timer's write: due in 60 s
     time.sleep(0.4)  # a second timer scheduled with no wait would have written it by now
