@@ -12,7 +12,7 @@ from ironforge_nb.errors import InvalidNameError, JobNotFoundError, SizeLimitErr
 from ironforge_nb.queue import Queue, RedisConfig
 from ironforge_nb.queue.queue import REAP_INTERVAL
 from ironforge_nb.status import Event, EventType, JobStatus
-from tests.helpers import assert_woken_by_enqueue, claim
+from tests.helpers import assert_woken_by_enqueue, claim, wait_for
 
 
 @pytest.fixture
@@ -201,10 +201,13 @@ def test_progress_never_reads_the_payload(q: Queue, redis_client: Any) -> None:
     """Progress updates leave the payload key untouched (its idle time keeps growing)."""
     jid = q.enqueue(b"p" * 100_000)
     lease = claim(q)
-    time.sleep(1.1)
+    key = q.config.keys.payload(jid)
+    # OBJECT IDLETIME counts whole seconds of a clock the server updates in its cron: wait
+    # for 2 rather than sleep; a read would set it back to 0 (1 if the clock ticks meanwhile)
+    wait_for(lambda: redis_client.object("idletime", key) >= 2, timeout=30)
     for i in range(20):
         q.progress(lease, i / 20, "step")
-    assert redis_client.object("idletime", q.config.keys.payload(jid)) >= 1
+    assert redis_client.object("idletime", key) >= 2
 
 
 def test_heartbeat_extends_deadline(q: Queue, redis_client: Any) -> None:
