@@ -283,7 +283,7 @@ def test_wait_returns_when_the_run_ends(config: RedisConfig) -> None:
     run = submit(diamond(), config=config)
     worker = threading.Thread(target=lambda: (time.sleep(0.2), work(config)))
     worker.start()
-    assert run.wait(timeout=10) is run
+    assert run.wait(timeout=60) is run
     worker.join()
     assert run.status is RunStatus.SUCCEEDED
 

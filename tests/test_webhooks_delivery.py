@@ -22,7 +22,7 @@ from ironforge_nb.queue import Queue, RedisConfig
 from ironforge_nb.status import JobStatus, RunStatus
 from ironforge_nb.webhooks import Dispatcher, verify
 from ironforge_nb.webhooks.outbox import DeliveryScripts
-from tests.helpers import claim, diamond
+from tests.helpers import claim, diamond, wait_for
 from tests.receivers import canary, receiver
 from tests.runloop import run_one, work
 from tests.test_webhooks import hmac_signature, resolving_to, webhook_keys
@@ -406,10 +406,9 @@ def test_two_dispatchers_never_hold_the_same_attempt(config: RedisConfig) -> Non
     ifn.webhooks.register("http://127.0.0.1:9/", allow_private=True, config=config)
     finish_job(Queue("default", config))
     a, b = DeliveryScripts(config), DeliveryScripts(config)
-    _, _, (first,) = a.claim("a", 200, 10)
-    assert b.claim("b", 200, 10)[2] == []
-    time.sleep(0.3)
-    _, _, (second,) = b.claim("b", 60_000, 10)
+    _, _, (first,) = a.claim("a", 2000, 10)
+    assert b.claim("b", 200, 10)[2] == []  # within a's lease (2 s: a loaded machine is slow)
+    (second,) = wait_for(lambda: b.claim("b", 60_000, 10)[2], timeout=30)  # a's lease over
     assert (second.id, second.attempt) == (first.id, 2)
     assert a.settle(first, "delivered", http_status=200) is None
     assert b.settle(second, "delivered", http_status=200) == "delivered"
