@@ -105,8 +105,11 @@ def q(config: RedisConfig) -> Queue:
 
 @pytest.fixture
 def pool(config: RedisConfig) -> Iterator[ExecutorPool]:
-    """One started executor, no prefetch; closed after."""
+    """One started executor, no prefetch; closed after. Its executor reports every outcome
+    for the settler to record (``claims`` off: what every executor does while a lease waits
+    behind its task); an executor's own completions and claims: test_worker_selfclaim.py."""
     pool = ExecutorPool(config, execute, 1, prefetch=0, lease=30.0, timeout=None)
+    pool.claims = False
     pool.start()
     pool.claim_due = False  # as after the first claim
     yield pool

@@ -237,7 +237,9 @@ class Queue:
 
     def complete_many(self, leases: Sequence[Lease], results: Sequence[bytes | None] | None = None,
                       *, fetch_next: int = 0, started: int | None = None,
-                      start: Lease | None = None) -> tuple[list[Lease], dict[str, QueueError]]:
+                      start: Lease | None = None, receipt: str | None = None,
+                      request_id: str | None = None
+                      ) -> tuple[list[Lease], dict[str, QueueError]]:
         """Complete several attempts in one round trip (for workers running small jobs).
 
         Returns the next leases (up to ``fetch_next``, claimed for the first lease's worker and
@@ -245,6 +247,9 @@ class Queue:
         them, default all, start now, the rest are held as `dequeue_many` holds them) and the
         refusals by job id (`LeaseLost`, `JobStateError`...): a refused job does not stop the
         others. ``start``, a held lease of the same worker, is marked started (see `start`).
+        ``receipt`` names the receipt the claim leaves (default: the worker's own) and
+        ``request_id`` the claim's id, for a caller that claims beside its worker (an
+        executor, see worker/executor.py) and may need `release_claim`.
         """
         if results is None:
             results = [None] * len(leases)
@@ -268,7 +273,7 @@ class Queue:
         first = leases[0]
         reply, outcomes = self._scripts.complete_jobs(
             items, first.worker, first.lease_ms, fetch_next, n_start,
-            None if start is None else (start.job_id, start.token))
+            None if start is None else (start.job_id, start.token), receipt, request_id)
         refused = {}
         for lease, outcome in zip(leases, outcomes, strict=True):
             if outcome != 1:  # 1 completed; 0 a replay; anything else a refusal
@@ -337,6 +342,13 @@ class Queue:
         if not leases:
             return lambda: 0
         return self._scripts.start_jobs([(le.job_id, le.token) for le in leases])
+
+    def release_claim(self, receipt: str, request_id: str, lease_ms: int) -> int:
+        """Hand back for free the jobs of the claim ``request_id`` made under ``receipt``
+        (`complete_many`) whose caller died before it ran them, and make that claim claim
+        nothing should it reach Redis only now; returns how many went back."""
+        validate_worker(receipt)
+        return self._scripts.release_claim(receipt, request_id, lease_ms)
 
     def release_worker(self, worker: str, reason: str, limit: int = 1000) -> int:
         """End now, as if they had expired, the leases of ``worker``, known to be gone (its

@@ -54,7 +54,7 @@ __all__ = ["CLAIM_HELPER_USERS", "DELIVERY_HELPER_USERS", "HELPERS", "LEASE_HELP
 # the run) of every script that ends or creates tasks of a run.
 # lua/lease_helpers.lua (which uses run_helpers): leases that end for free or as a stall.
 LEASE_HELPER_USERS = frozenset({"reap_expired", "release_dead", "stall_job", "release_job",
-                                "fail_job"})
+                                "fail_job", "release_claim"})
 RUN_HELPER_USERS = frozenset({"complete_job", "fail_job", "cancel_job", "submit_run",
                               "cancel_run", "retry_run", "walk_run"}) | LEASE_HELPER_USERS
 # lua/walk_helpers.lua (after run_helpers): the bounded walks of a run's cancel and retry.

@@ -64,7 +64,7 @@ class QueueTransitions:
             for name in ("enqueue_jobs", "claim_jobs", "complete_job", "fail_job",
                          "heartbeat_job", "update_progress", "reap_expired", "cancel_job",
                          "requeue_job", "purge_dead", "release_job", "stall_job",
-                         "start_jobs", "save_logs", "release_dead")
+                         "start_jobs", "save_logs", "release_dead", "release_claim")
         }
         s = self._scripts
         # Bound callables and constant KEYS/ARGV heads, built once: the hot paths only add
@@ -133,14 +133,21 @@ class QueueTransitions:
 
     def complete_jobs(self, items: Sequence[tuple[str, str, bytes | None]], worker: str,
                       lease_ms: int, fetch_n: int, start_n: int = 0,
-                      start: tuple[str, str] | None = None) -> tuple[list[Any], list[Any]]:
+                      start: tuple[str, str] | None = None, receipt: str | None = None,
+                      request_id: str | None = None) -> tuple[list[Any], list[Any]]:
         """Complete jobs given as (id, token, result); returns the raw claim reply of the
         ``fetch_n`` next jobs (the first ``start_n`` started now, the rest held) and one raw
         outcome per job (1, 0 or ``[code, detail]``). ``start`` (id, token) is a held lease
-        of the caller's that starts now."""
-        keys = [*self._complete_keys, self._receipt(worker)]
-        was_lost = fetch_n > 0 and worker in self._lost
-        rid = self._claim_id(worker) if fetch_n > 0 else new_request_id()
+        of the caller's that starts now. ``receipt``: whose receipt the claim leaves (default
+        ``worker``'s); ``request_id``: the claim's id, chosen by the caller (then a lost reply
+        is the caller's to deal with: see `release_claim`)."""
+        owner = worker if receipt is None else receipt
+        keys = [*self._complete_keys, self._receipt(owner)]
+        if request_id is not None:
+            was_lost, rid = False, request_id
+        else:
+            was_lost = fetch_n > 0 and owner in self._lost
+            rid = self._claim_id(owner) if fetch_n > 0 else new_request_id()
         args = [*self._complete_head, worker, lease_ms, fetch_n, PROMOTE_LIMIT, start_n,
                 *(start or ("", "")), rid]
         prefix = self._prefix  # Keys.job(id) is job_prefix + id; result adds its suffix
@@ -152,13 +159,24 @@ class QueueTransitions:
             else:
                 args += (job_id, token, 1, result)
         args += self._run_tail  # logs suffix (retention), then the DAG runs' prefixes, last
-        if fetch_n <= 0:
+        if fetch_n <= 0 or request_id is not None:
             reply, outcomes = self._complete(keys, args)
             return reply, outcomes
-        reply, outcomes = self._claiming(worker, rid, lambda: self._complete(keys, args))
+        reply, outcomes = self._claiming(owner, rid, lambda: self._complete(keys, args))
         if was_lost and any(type(o) is list for o in outcomes):
-            self._lost[worker] = rid  # a refusal: no claim ran, the lost one waits again
+            self._lost[owner] = rid  # a refusal: no claim ran, the lost one waits again
         return reply, outcomes
+
+    def release_claim(self, receipt: str, request_id: str, lease_ms: int) -> int:
+        """Hand back for free the jobs that the claim ``request_id`` left in ``receipt``'s
+        receipt (its caller died before running them), and make that claim, should it arrive
+        only now, claim nothing (see release_claim.lua); returns how many went back."""
+        qk = self._qk
+        keys = [self._receipt(receipt), qk.active, qk.wait, qk.wake, qk.events]
+        args = [request_id, lease_ms, self._prefix, self.queue, self._maxlen,
+                self._keys.run_prefix]
+        released: int = self._scripts["release_claim"](keys, args)
+        return released
 
     def complete_job(self, job_id: str, token: str, result: bytes | None, worker: str,
                      lease_ms: int, fetch_n: int) -> list[Any]:

@@ -25,6 +25,49 @@ The mark never goes out before the code before it has ended (a worker killed whi
 runs charges nothing to the leases behind it), and a revocation that arrives after it went
 out is too late, as one that arrives after the answer: the worker's hand-back
 (``held_only``) is then refused and the task stays on its slot.
+
+Completing and claiming by itself (issue 14: a CHAIN hop). When a task succeeds and no lease
+of the worker's waits in this executor's pipe, the executor does not hand the success to its
+worker: it completes it in Redis and claims the next jobs of the same queue in the same call
+(`Queue.complete_many` with ``fetch_next``, as the worker's completion would claim them: the
+worker's name, the lease's length, at most the count its worker last told it, ``("fetch",
+n)`` or with its leases: its slot's prefetch capacity), the first of them started by the
+claim, the others held. It then tells its worker on the pipe, in one outcome message (the
+success, completed; the leases claimed), and only after that write runs the first claimed
+lease's code (the others are marked as any held lease). A CHAIN hop is then two hand-offs
+(executor -> Redis -> executor) instead of four (executor -> worker -> Redis -> worker ->
+executor); the worker reads the message while the next task runs, puts the leases at the
+front of the slot (the running head: heartbeats, its timeout, stall accounting, cancellation
+as for any lease) and completes nothing (no double completion).
+
+- Who may claim: the worker allows it when it forks the executor and forbids it for good with
+  ``("noclaim",)`` when it starts stopping (a replacement forked then is never allowed). The
+  executor reads its pipe right before it would claim, so after that message it claims
+  nothing; a claim already on its way when the stop began arrives as an outcome like any
+  other, and its lease is a task running at the stop (it gets the grace). Nor does it claim
+  while its worker is being killed (`_Parent`: a SIGKILL pending or its exit begun, read
+  from ``/proc``), which on a loaded machine lasts long enough to claim and begin a job.
+- Receipts: the claim is sent with the request id `claim_request` (from the completed
+  lease's token) and leaves the receipt of `claim_receipt` (the worker's name and this pid),
+  its own, so that redis-py's resend after a lost reply is answered with the same jobs and
+  the worker can name that claim.
+- A claim never told: the executor writes the message before any code of the claimed lease
+  runs, so when an executor dies (killed by its worker for a timeout, a stop past the grace,
+  or on its own) and its pipe, read to the end, holds no message for the task it was on, no
+  claimed code began: the worker hands that claim's jobs back for free (`Queue.release_claim`,
+  release_claim.lua), which also makes the claim, should it reach Redis only afterwards,
+  claim nothing. A call whose reply never came (Redis unreachable past the client's retries)
+  is reported as a plain success with ``lost``: the worker completes it and hands back what
+  it may have claimed.
+- A worker killed after the claim: its executor dies with it (PDEATHSIG) and the started
+  lease is a stall when it expires, charged for code that may not have begun if the kill
+  came between the look at the worker and the code, i.e. during the claim's round trip and
+  the message's write: no longer than the same window of a claim made by the worker (its
+  round trip, the worker's hand-over on the pipe and this executor's wake-up), see
+  docs/lifecycle.md.
+- Results that are not completed here: a result over the size limit (the worker fails it, as
+  before), a failure (the worker fails it: it may retry), a task followed by a lease of the
+  worker's (the worker completes it, in batches for short tasks: `settling.py`).
 """
 
 from __future__ import annotations
@@ -44,15 +87,15 @@ from typing import Any
 
 import redis.exceptions
 
-from ironforge_nb.errors import InvalidOptionError, SignatureError
+from ironforge_nb.errors import InvalidOptionError, SignatureError, SizeLimitError
 from ironforge_nb.pdeathsig import set_pdeathsig
 from ironforge_nb.queue import Lease, Queue, RedisConfig
 from ironforge_nb.worker.context import start_reporting, stop_reporting
 from ironforge_nb.worker.logs import install, start_capture, stop_capture
 from ironforge_nb.worker.wire import Frames, Readiness, encode, lease_from, lease_tuple
 
-__all__ = ["REDIS_DOWN", "Executor", "ExecutorProcess", "Outcome", "load_executor", "run_lease",
-           "task_executor"]
+__all__ = ["REDIS_DOWN", "Executor", "ExecutorProcess", "Outcome", "claim_receipt", "claim_request",
+           "load_executor", "run_lease", "task_executor"]
 
 # (config, lease) -> encoded result for Queue.complete; raises to fail the attempt
 Executor = Callable[[RedisConfig, Lease], "bytes | None"]
@@ -67,13 +110,26 @@ MARK_RETRY = 0.5  # seconds between two tries of a start mark while Redis is unr
 class Outcome:
     """What an executor reports for one lease: a result, or an error and whether to retry;
     ``ran`` False when it did not run the lease at all (revoked, or its start mark was
-    refused: the job had moved on), ``error`` then saying why."""
+    refused: the job had moved on), ``error`` then saying why.
+
+    A success the executor completed in Redis itself (see the module docstring) has
+    ``completed`` True (``error``: why Redis refused it, if it did) and ``claimed``, the
+    lease tuples its call claimed (the first started, already running), ``drained`` True
+    when that claim came back short, ``took`` the seconds its code took (the message left
+    after the call, which the slot's average of task durations must not count); ``lost`` is
+    the request id of such a call whose reply never came (the success is then the worker's
+    to complete, the claim its to hand back)."""
 
     ok: bool
     result: bytes | None = None
     error: str = ""
     retry: bool = True
     ran: bool = True
+    completed: bool = False
+    claimed: tuple[Any, ...] = ()
+    drained: bool = False
+    lost: str = ""
+    took: float | None = None
 
 
 def run_lease(execute: Executor, config: RedisConfig, queue: Queue, lease: Lease) -> Outcome:
@@ -125,9 +181,22 @@ def _die_with_parent(parent: int) -> None:
         os._exit(1)
 
 
+def claim_receipt(worker: str, pid: int) -> str:
+    """The name under which the executor ``pid`` of ``worker`` leaves the receipts of its own
+    claims (keys.py `receipt`): apart from its worker's, whose claims it does not share."""
+    return f"{worker}#x{pid}"
+
+
+def claim_request(lease: Lease) -> str:
+    """The request id of the claim an executor makes with the completion of ``lease`` (one
+    per lease: its token is unique in its queue), which its worker can name too."""
+    return f"s{lease.token}"
+
+
 def _executor_main(conn: Connection, config: RedisConfig, execute: Executor,
-                   parent: int) -> None:
-    """Body of an executor process: run the leases received on ``conn`` until None or EOF."""
+                   parent: int, claims: bool = False) -> None:
+    """Body of an executor process: run the leases received on ``conn`` until None or EOF.
+    ``claims``: it may complete a success itself and claim its next job (until told not to)."""
     _die_with_parent(parent)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the worker's to handle
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
@@ -135,6 +204,9 @@ def _executor_main(conn: Connection, config: RedisConfig, execute: Executor,
     install(config)  # print() and logging of tasks go to their job's logs (worker/logs.py)
     queues: dict[str, Queue] = {}
     inbox = _Inbox(conn)
+    inbox.claims = claims
+    worker = _Parent(parent) if claims else None
+    pid = os.getpid()
     ahead: tuple[Lease, Callable[[], int]] | None = None  # a mark sent before its lease's turn
     polled = False  # the pipe was read since the last task
     while (item := inbox.next(polled)) is not None:
@@ -146,11 +218,82 @@ def _executor_main(conn: Connection, config: RedisConfig, execute: Executor,
             conn.send_bytes(encode((False, None, skipped, True, False)))
             ahead, polled = None, False
             continue
+        began = time.monotonic()
         outcome = run_lease(execute, config, queue, lease)
         ahead = _mark_next(inbox, queues, config)  # its answer travels while we report
         polled = True
+        if outcome.ok and inbox.may_claim() and worker is not None and not worker.dying():
+            claimed = _complete_and_claim(conn, queue, lease, outcome,
+                                          claim_receipt(lease.worker, pid), inbox.fetch,
+                                          time.monotonic() - began)
+            if claimed:
+                inbox.pin(claimed)  # told to the worker: they run next
+            continue
         conn.send_bytes(encode((outcome.ok, outcome.result, outcome.error, outcome.retry,
                                 True)))
+
+
+class _Parent:
+    """The worker process as Linux shows it (``/proc/<pid>/stat``, one ``pread`` on a
+    descriptor kept open: about as cheap as a ``poll``), to tell that it is being killed.
+
+    A SIGKILLed worker's executor dies when the kernel has torn the worker down
+    (PDEATHSIG), which on a loaded machine takes milliseconds; its pipe ends later still. An
+    executor that claimed a job meanwhile would have it charged a stall for code cut short
+    at once, or not begun. So before it claims by itself the executor looks: a SIGKILL
+    pending for the worker, or its exit begun (``PF_EXITING``), or the worker gone, and it
+    claims nothing."""
+
+    _PF_EXITING = 0x4
+    _SIGKILL = 1 << (signal.SIGKILL - 1)
+
+    def __init__(self, pid: int) -> None:
+        try:
+            self._fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:  # not Linux: nothing to look at (and no PDEATHSIG either)
+            self._fd = -1
+
+    def dying(self) -> bool:
+        """True when the worker is being killed, or is gone."""
+        if self._fd < 0:
+            return False
+        try:
+            raw = os.pread(self._fd, 1024, 0)
+            # after the command name: state, ..., flags (the 7th), ..., signal (the 29th)
+            fields = raw[raw.rindex(b")") + 2:].split()
+            return (fields[0] in (b"Z", b"X") or bool(int(fields[6]) & self._PF_EXITING)
+                    or bool(int(fields[28]) & self._SIGKILL))
+        except (OSError, ValueError, IndexError):  # gone (ESRCH), or unreadable
+            return True
+
+
+def _complete_and_claim(conn: Connection, queue: Queue, lease: Lease, outcome: Outcome,
+                        receipt: str, fetch: int, took: float) -> list[Lease]:
+    """Complete the success of ``lease`` and claim the next jobs of its queue, at most
+    ``fetch``, the first started, in one call (complete_job.lua, as the worker's completion
+    would: same worker name, lease length, queue and count), then tell the worker on the
+    pipe: the completion, and the leases claimed, which the caller runs next (returned). The
+    claim's
+    request id is `claim_request` and its receipt ``receipt``'s, so that the worker can hand
+    it back if this process dies before the worker hears of it. A result too big for Redis,
+    or a call whose reply never came, is reported as usual (the worker completes or fails
+    it; for a lost reply it hands back what the call may have claimed: ``lost``)."""
+    rid = claim_request(lease)
+    try:
+        leases, refused = queue.complete_many([lease], [outcome.result],
+                                              fetch_next=max(1, fetch), started=1,
+                                              receipt=receipt, request_id=rid)
+    except SizeLimitError:  # the worker fails it, as it fails any result too big
+        conn.send_bytes(encode((True, outcome.result, "", True, True)))
+        return []
+    except REDIS_DOWN:
+        conn.send_bytes(encode((True, outcome.result, "", True, True, False, (), False, rid)))
+        return []
+    error = str(next(iter(refused.values()))) if refused else ""
+    conn.send_bytes(encode((True, None, error, True, True, True,
+                            tuple(lease_tuple(le) for le in leases),
+                            len(leases) < max(1, fetch) and not refused, "", took)))
+    return leases
 
 
 def _queue(queues: dict[str, Queue], lease: Lease, config: RedisConfig) -> Queue:
@@ -216,13 +359,32 @@ class _Inbox:
         self._readiness = Readiness([conn.fileno()])
         self._leases: deque[tuple[Lease, bool]] = deque()
         self._stop = False
+        self._pinned: Lease | None = None  # claimed by this executor and told: runs next
         self.gone = False  # the pipe reached its end: the worker is gone
+        self.claims = False  # it may claim its next job itself (`may_claim`)
+        self.fetch = 1  # how many jobs it claims then (the worker's latest word)
         self.revoked: set[tuple[str, str]] = set()  # (job id, lease token)
+
+    def may_claim(self) -> bool:
+        """True when the executor may complete its success and claim its next job itself:
+        its worker allows it (and has not said "no more" since: stopping), no lease of the
+        worker's waits here, and the worker is there. Call right after `poll`."""
+        return self.claims and not self._leases and not self._stop and not self.gone
+
+    def pin(self, leases: list[Lease]) -> None:
+        """``leases`` (claimed by this executor, and told to the worker) run next, before
+        the worker's: the first, started by the claim, even if a stop or the pipe's end
+        arrives first (its worker counts it running); the others held, as prefetched ones."""
+        self._pinned = leases[0]
+        self._leases.extendleft((lease, False) for lease in reversed(leases[1:]))
 
     def next(self, polled: bool = False) -> tuple[Lease, bool] | None:
         """The next lease to run and whether Redis already counts it started, or None when
         told to stop (or the worker is gone). ``polled``: the messages already sent were
         just read (`poll`)."""
+        if self._pinned is not None:
+            lease, self._pinned = self._pinned, None
+            return lease, True
         if not polled:
             self.poll()
         while not self._leases and not self._stop and not self.gone:
@@ -253,22 +415,29 @@ class _Inbox:
     def _take(self, message: Any) -> None:
         if message is None:
             self._stop = True
+        elif message == ("noclaim",):  # the worker is stopping: claim nothing more
+            self.claims = False
         elif isinstance(message, list):  # leases, each with whether its claim started it
-            self._leases.extend((lease_from(m[:-1]), m[-1]) for m in message)
+            self._leases.extend((lease_from(m[:-2]), m[-2]) for m in message)
+            self.fetch = message[-1][-1]
         elif len(message) == 3:  # ("revoke", job_id, token)
             self.revoked.add((message[1], message[2]))
-        else:  # a lease, and whether the claim marked it started
-            self._leases.append((lease_from(message[:-1]), message[-1]))
+        elif len(message) == 2:  # ("fetch", how many it claims at most)
+            self.fetch = message[1]
+        else:  # a lease, whether the claim marked it started, how many to claim at most
+            self._leases.append((lease_from(message[:-2]), message[-2]))
+            self.fetch = message[-1]
 
 
 class ExecutorProcess:
     """One forked executor and the worker's end of its pipe."""
 
-    def __init__(self, config: RedisConfig, execute: Executor) -> None:
+    def __init__(self, config: RedisConfig, execute: Executor, claims: bool = False) -> None:
         ctx = multiprocessing.get_context("fork")
         self.conn, child = ctx.Pipe(duplex=True)
+        self.claims = claims  # it may claim its next jobs itself (until `no_claims`)
         self.process: Any = ctx.Process(
-            target=_executor_main, args=(child, config, execute, os.getpid()),
+            target=_executor_main, args=(child, config, execute, os.getpid(), claims),
             name="ironforge-executor", daemon=True)
         self.process.start()
         child.close()
@@ -291,19 +460,32 @@ class ExecutorProcess:
         """True while the process runs."""
         return bool(self.process.is_alive())
 
-    def send(self, lease: Lease, marked: bool = False) -> None:
+    def send(self, lease: Lease, marked: bool = False, fetch: int = 1) -> None:
         """Hand ``lease`` to the executor, with whether Redis already counts it started
         (``marked``: else the executor marks it before running it, see the module
-        docstring)."""
-        self.conn.send_bytes(encode((*lease_tuple(lease), marked)))
+        docstring) and how many jobs it claims at most when it claims by itself."""
+        self.conn.send_bytes(encode((*lease_tuple(lease), marked, fetch)))
 
-    def send_many(self, leases: list[tuple[Lease, bool]]) -> None:
+    def send_many(self, leases: list[tuple[Lease, bool]], fetch: int = 1) -> None:
         """`send` for several leases (each with its ``marked``), in one message."""
-        self.conn.send_bytes(encode([(*lease_tuple(lease), marked) for lease, marked in leases]))
+        self.conn.send_bytes(encode([(*lease_tuple(lease), marked, fetch)
+                                     for lease, marked in leases]))
 
     def revoke(self, lease: Lease) -> None:
         """Tell the executor not to start the prefetched ``lease``."""
         self.conn.send_bytes(encode(("revoke", lease.job_id, lease.token)))
+
+    def fetch(self, most: int) -> None:
+        """Tell the executor how many jobs it claims at most when it claims by itself."""
+        with contextlib.suppress(OSError):  # a dead executor is replaced anyway
+            self.conn.send_bytes(encode(("fetch", most)))
+
+    def no_claims(self) -> None:
+        """Tell the executor to claim nothing by itself from now on (the worker stops). A
+        claim it has already begun still arrives, as an outcome like any other."""
+        if self.claims:
+            with contextlib.suppress(OSError, ValueError):
+                self.conn.send_bytes(encode(("noclaim",)))
 
     def ready(self) -> bool:
         """True when an outcome (or the end of the pipe) can be read without blocking."""
@@ -341,10 +523,20 @@ class ExecutorProcess:
         return out
 
     def kill(self) -> None:
-        """SIGKILL the executor (timeout, cancelled job, shutdown) and reap it."""
+        """SIGKILL the executor (timeout, cancelled job, shutdown) and reap it. What it had
+        sent before it died is kept: `outcomes` still returns it."""
         with contextlib.suppress(OSError):
             self.process.kill()
         self.process.join(5)
+        if self.conn.closed:
+            return
+        frames = self._frames
+        try:  # the rest of the pipe; not waiting (a child of the task may hold its end)
+            os.set_blocking(self.conn.fileno(), False)
+            while not frames.ended:
+                frames.read()
+        except OSError:  # BlockingIOError: nothing more for now
+            pass
         self.conn.close()
 
     def stop(self, timeout: float = 2.0) -> None:

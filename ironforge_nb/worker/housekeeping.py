@@ -25,8 +25,10 @@ import os
 import time
 from collections.abc import Callable, Mapping
 
+from ironforge_nb.errors import JobStateError
 from ironforge_nb.queue import Queue, RedisConfig
 from ironforge_nb.queue.queue import REAP_INTERVAL
+from ironforge_nb.status import JobStatus
 from ironforge_nb.worker.executor import REDIS_DOWN
 from ironforge_nb.worker.pool import ExecutorPool
 from ironforge_nb.worker.registry import BEAT_INTERVAL, STALE_AFTER, Registry, gone_workers
@@ -156,6 +158,9 @@ class Housekeeper:
         try:
             task.queue.heartbeat(task.lease)
         except MOVED_ON as exc:  # expired, cancelled or deleted: stop working on it
+            if (isinstance(exc, JobStateError) and exc.status == JobStatus.COMPLETED.value
+                    and any(s.head is task and s.proc.claims for s in self._pool.slots)):
+                return  # its executor completed it itself: its report is on the pipe
             log.warning("worker %s: stopping job %s: %s", self.name, task.lease.job_id, exc)
             task.dropped = True
             for slot in self._pool.slots:

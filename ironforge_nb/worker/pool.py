@@ -21,6 +21,7 @@ import time
 from ironforge_nb.queue import Lease, Queue, RedisConfig
 from ironforge_nb.worker.executor import Executor, ExecutorProcess, Outcome
 from ironforge_nb.worker.slots import Slot, Task, task_timeout
+from ironforge_nb.worker.wire import lease_from
 
 __all__ = ["ExecutorPool"]
 
@@ -39,6 +40,9 @@ class ExecutorPool:
         self._timeout = timeout
         self.slots: list[Slot] = []
         self.claim_due = True
+        # executors complete a success and claim their next job themselves when they hold
+        # nothing else (executor.py); off for good once the worker stops (`no_claims`)
+        self.claims = True
 
     def start(self) -> None:
         """Fork the executors (before the worker opens any connection or thread)."""
@@ -73,15 +77,29 @@ class ExecutorPool:
             return tasks[0]
         return None
 
-    @staticmethod
-    def drain(slot: Slot) -> list[tuple[Task, Outcome]]:
-        """Every outcome the executor has sent so far, with its task (now off the slot)."""
+    def drain(self, slot: Slot) -> list[tuple[Task, Outcome]]:
+        """Every outcome the executor has sent so far, with its task (now off the slot). The
+        leases an executor claimed by itself with a success (`Outcome.claimed`) go on the
+        slot at once, the first as its running head: the outcomes after it are theirs."""
         done: list[tuple[Task, Outcome]] = []
         for outcome in slot.proc.outcomes():
             if outcome is None or not slot.tasks:
                 break  # EOF: the executor died (see Settler.lost_executor)
-            done.append((slot.finish(outcome.ran), outcome))
+            task = slot.finish(outcome.ran, outcome.took)
+            done.append((task, outcome))
+            if outcome.claimed:
+                beat = time.monotonic() + self._beat_every
+                slot.adopt([Task(lease, task.queue, task_timeout(lease, self._timeout), beat,
+                                 marked=True)
+                            for lease in map(lease_from, outcome.claimed)])
+                slot.beat_due = min(slot.beat_due, beat)
         return done
+
+    def no_claims(self) -> None:
+        """The worker stops: no executor claims by itself from now on (see `executor.py`)."""
+        self.claims = False
+        for slot in self.slots:
+            slot.proc.no_claims()
 
     @staticmethod
     def revoke(slot: Slot, task: Task) -> None:
@@ -120,4 +138,4 @@ class ExecutorPool:
                 slot.proc.stop()
 
     def _spawn(self) -> ExecutorProcess:
-        return ExecutorProcess(self._config, self._execute)
+        return ExecutorProcess(self._config, self._execute, self.claims)

@@ -1,15 +1,16 @@
 """`Settler`: recording in Redis what became of each job a worker holds.
 
 A finished task is completed (successes in one call that also claims the slot's next jobs, see
-`slots.py`; while the slot's executor still holds more than half its leases ahead and its
-tasks are short, under `SHORT_TASK` on average, a success waits up to `COMPLETE_DELAY` for the
-next ones, so that a sub-millisecond task's completion does not cost a call of its own) or
-failed; a task that outlived its timeout
-fails that attempt; a task whose executor process died under it (a signal: the OOM killer, a
-SIGKILL) is a stall, not an attempt (`Queue.stall`); a prefetched task that must not wait any
-longer is revoked and handed back to the queue; once the worker stops past its grace, the
-tasks of the executors it killed go back to the queue (`release`). A job that moved on
-meanwhile (lease lost, cancelled, deleted) is logged and left alone.
+`slots.py`; a success its executor completed itself, with the leases it claimed, is only
+counted: `executor.py`; while the slot's executor still holds more than half its leases ahead
+and its tasks are short, under `SHORT_TASK` on average, a success waits up to `COMPLETE_DELAY`
+for the next ones, so that a sub-millisecond task's completion does not cost a call of its own)
+or failed; a task that outlived its timeout fails that attempt; a task whose executor process
+died under it (a signal: the OOM killer, a SIGKILL) is a stall, not an attempt (`Queue.stall`);
+a prefetched task that must not wait any longer is revoked and handed back to the queue; once
+the worker stops past its grace, the tasks of the executors it killed go back to the queue
+(`release`). A job that moved on meanwhile (lease lost, cancelled, deleted) is logged and left
+alone.
 
 What a deferred success costs if the worker dies (SIGKILL, a lost machine) before its
 completion call: the task runs again, charged a stall, like the one that was running. Deferring
@@ -32,7 +33,7 @@ import logging
 import time
 
 from ironforge_nb.errors import JobNotFoundError, JobStateError, LeaseLost, SizeLimitError
-from ironforge_nb.worker.executor import Outcome
+from ironforge_nb.worker.executor import REDIS_DOWN, Outcome, claim_receipt, claim_request
 from ironforge_nb.worker.pool import ExecutorPool
 from ironforge_nb.worker.slots import Slot, Task
 from ironforge_nb.worker.wake import Waker
@@ -70,7 +71,7 @@ class Settler:
         """The slot's executor sent outcomes: record them, or defer its successes."""
         done = self._drain(slot)
         if (done and slot.short and len(slot.tasks) > max(1, slot.free) and not self.closing
-                and all(o.ok and o.ran for _, o in done)
+                and all(o.ok and o.ran and not o.completed for _, o in done)
                 and len(slot.deferred) + len(done) < COMPLETE_BATCH):
             # short successes while the executor still holds more than half its leases ahead: their
             # completion waits (at most COMPLETE_DELAY) to share one call with the next ones;
@@ -117,11 +118,20 @@ class Settler:
                             outcome.error)
         done = [(t, o) for t, o in done if o.ran]
         self.jobs_done += len(done)
-        ok = [(t, o) for t, o in done if o.ok and not t.dropped]
+        ok = [(t, o) for t, o in done if o.ok and not t.dropped and not o.completed]
         for task, outcome in done:
+            if outcome.completed:  # its executor completed it itself (executor.py)
+                if outcome.error:
+                    log.warning("worker %s: result of job %s discarded: %s", self.name,
+                                task.lease.job_id, outcome.error)
+            elif outcome.lost:  # and its call's reply never came: what it claimed goes back
+                self._recover(task, slot.proc.pid, outcome.lost)
             if not outcome.ok and not task.dropped:
                 self.fail(task, outcome.error, outcome.retry)
         drained = self._complete(slot, ok) if ok else False
+        last = done[-1][1] if done else None
+        if last is not None and last.completed and last.drained and self._single_queue:
+            drained = True  # its executor's claim found the worker's only queue empty
         if not slot.tasks and not self.closing:
             if drained:
                 self._waker.block()
@@ -174,20 +184,43 @@ class Settler:
 
     # -- tasks that end otherwise ------------------------------------------------------------
 
-    def lost_executor(self, slot: Slot, spare: Task | None = None) -> None:
+    def lost_executor(self, slot: Slot, spare: Task | None = None,
+                      done: list[tuple[Task, Outcome]] | None = None) -> None:
         """The executor died: count what it finished, stall what it was running, replace it.
 
         ``spare`` is a task just handed to it, which never started: the new executor runs it.
+        ``done``: outcomes of it already drained (and not settled yet).
         """
         slot.proc.process.join(1)  # let the exit code settle before describing it
-        done = self._drain(slot)  # outcomes it sent before dying still count
+        done = [*(done or ()), *self._drain(slot)]  # outcomes it sent before dying still count
         how = slot.proc.exit_description()
         running = slot.head is not None and slot.head is not spare
+        claims, pid = slot.proc.claims, slot.proc.pid
         head = self._pool.respawn(slot, drop_head=running)
         self.settle(slot, done)
+        if head is not None and claims:
+            self._recover(head, pid)
         if head is not None and not head.dropped:
             self.jobs_done += 1
             self._stall(head, f"the executor process {how} while running the task")
+
+    def _recover(self, task: Task, pid: int, request: str | None = None) -> None:
+        """Hand back for free what the executor ``pid`` may have claimed by itself with the
+        completion of ``task`` without telling this worker (it died first, or the call's
+        reply never came): no code of it began, since an executor tells before it runs a
+        lease it claimed (see executor.py); a claim that reaches Redis only later claims
+        nothing."""
+        lease = task.lease
+        try:
+            back = task.queue.release_claim(claim_receipt(lease.worker, pid),
+                                            request or claim_request(lease), lease.lease_ms)
+        except (*MOVED_ON, *REDIS_DOWN) as exc:  # its lease will expire
+            log.warning("worker %s: the claim after job %s not handed back: %s", self.name,
+                        lease.job_id, exc)
+            return
+        if back:
+            log.warning("worker %s: %d job(s) its executor claimed after job %s but never "
+                        "ran handed back", self.name, back, lease.job_id)
 
     def _stall(self, task: Task, reason: str) -> None:
         try:
@@ -206,7 +239,15 @@ class Settler:
         head = slot.head
         if head is None or head.deadline is None or time.monotonic() < head.deadline:
             return
+        slot.proc.kill()
+        done = self._drain(slot)  # what it sent before the kill
+        if slot.head is not head:  # it ended just then: what ran next died under the kill
+            self.lost_executor(slot, done=done)
+            return
+        claims, pid = slot.proc.claims, slot.proc.pid
         self._pool.respawn(slot, drop_head=True)
+        if claims:
+            self._recover(head, pid)
         if not head.dropped:
             self.jobs_done += 1
             self.fail(head, f"timeout after {head.timeout:g} s")
@@ -239,7 +280,20 @@ class Settler:
         """The worker is stopping: complete the deferred successes now, and from now on
         complete at once, claim nothing more and leave idle slots idle."""
         self.closing = True
+        self._pool.no_claims()
         self.flush_deferred(now)
+
+    def release_killed(self, slot: Slot, reason: str) -> None:
+        """The worker stops past its grace: kill the slot's executor and hand its tasks back
+        (`release`), after recording what it finished before the kill (a lease it claimed
+        and told of by then is among its tasks; one it did not tell of goes back free)."""
+        claims, pid = slot.proc.claims, slot.proc.pid
+        slot.proc.kill()
+        self.settle(slot, self._drain(slot))
+        tasks = self._pool.kill(slot)
+        if tasks and claims:
+            self._recover(tasks[0], pid)
+        self.release(tasks, reason)
 
     def release(self, tasks: list[Task], reason: str) -> None:
         """Hand the tasks of a killed executor back to the queue now: a started one as a

@@ -21,24 +21,26 @@ attempts + stalls >= the times the code began, and a job claimed ahead and never
 nothing. Who marks: the claim of an idle, warm executor (one that has run a task already:
 `Slot.warm`) marks its first job started (``dequeue_many(started=...)``,
 ``complete_many(started=...)``: `Task.marked`, sent to the executor with the lease), since that
-executor runs it at once; every other lease, prefetched behind a running task, handed to a
-replacement executor, or the first job of a fresh executor, is marked by the executor itself
-right before it runs it (`Queue.start` on the executor's own connection, fenced by the lease
-token, sent as soon as the task before it ended), which waits for Redis's answer and skips the
-lease if the job moved on (see `executor.py`). The leases a claim brings for one slot go to its
-executor in one pipe message. A fresh executor's first task waits behind its cold start (its
+executor runs it at once, and so does an executor's own claim after a success (the leases it
+announces go to the front of its slot, `Slot.adopt`; the count it claims is the slot's capacity,
+told with its leases, `Slot.told`); every other lease, prefetched behind a running task, handed
+to a replacement executor, or the first job of a fresh executor, is marked by the executor
+itself right before it runs it (`Queue.start` on the executor's own connection, fenced by the
+lease token, sent as soon as the task before it ended), which waits for Redis's answer and skips
+the lease if the job moved on (see `executor.py`). The leases a claim brings for one slot go to
+its executor in one pipe message. A fresh executor's first task waits behind its cold start (its
 Lua scripts assembled, its connection opened: 99 ms on average from claim to code for a fresh
 worker's first job in the chaos suite under load); a claim that marked that job started would
 charge it a stall for a worker killed meanwhile, for code that never ran. A start is still
 recorded a moment before the code begins (the worker's hand-over and the executor's wake-up
 after a claim's mark, the reply's way back after an executor's): a worker that dies within it
 charges a stall for code that had not begun (see docs/lifecycle.md). The executor's own mark
-costs a sub-millisecond task one round trip of the executor's (overlapped with its report of
-the task before); the completions still travel to Redis in batches, from the worker. A
-prefetched lease that the worker hands back (`RETURN_AFTER`, stopping) is released only if
-still held (``Queue.release(held_only=True)``): if the executor marked it first, it runs and
-stays this worker's. Every held lease is heartbeated like the running one, so prefetching never
-makes a lease expire.
+costs a sub-millisecond task one round trip of the executor's (overlapped with its report of the
+task before); the completions still travel to Redis in batches, from the worker. A prefetched
+lease that the worker hands back (`RETURN_AFTER`, stopping) is released only if still held
+(``Queue.release(held_only=True)``): if the executor marked it first, it runs and stays this
+worker's. Every held lease is heartbeated like the running one, so prefetching never makes a
+lease expire.
 """
 
 from __future__ import annotations
@@ -93,6 +95,7 @@ class Slot:
         self.deferred_since = 0.0  # monotonic time of the oldest deferred success
         self._average: float | None = None  # moving average of task durations, seconds
         self.warm = False  # its executor has run a task: a claim may start its next head
+        self.told = 1  # the most jobs its executor was last told to claim by itself
         # no heartbeat of its tasks is due before this (monotonic; a bound kept as tasks come,
         # made exact by the housekeeper's pass over them), so that the worker's loop does
         # not walk every held task on every turn
@@ -126,17 +129,19 @@ class Slot:
         if not self.tasks:
             tasks[0].start(time.monotonic())
         self.tasks.extend(tasks)
-        self.proc.send_many([(t.lease, t.marked) for t in tasks])
+        self.told = self._capacity()
+        self.proc.send_many([(t.lease, t.marked) for t in tasks], self.told)
 
-    def finish(self, ran: bool = True) -> Task:
+    def finish(self, ran: bool = True, took: float | None = None) -> Task:
         """Remove the head, whose outcome arrived (``ran`` False: the executor skipped it);
-        the next task is now running."""
+        the next task is now running. ``took``: how long it ran, as its executor measured
+        (else from its start here to now)."""
         task = self.tasks.popleft()
         now = time.monotonic()
         if ran:
             self.warm = True
         if task.started is not None and ran:
-            took = now - task.started
+            took = now - task.started if took is None else took
             self._average = took if self._average is None else 0.7 * self._average + 0.3 * took
         if self.tasks:
             self.tasks[0].start(now)
@@ -148,6 +153,19 @@ class Slot:
         if head is None or head.started is None or now - head.started < RETURN_AFTER:
             return []
         return [t for t in list(self.tasks)[1:] if not t.dropped]
+
+    def adopt(self, tasks: list[Task]) -> None:
+        """Leases its executor claimed by itself (see `executor.py`), the first already
+        running: they come before the ones the worker gave it since (which wait behind)."""
+        if self.tasks:
+            self.tasks[0].started = self.tasks[0].deadline = None
+        self.tasks.extendleft(reversed(tasks))
+        tasks[0].start(time.monotonic())
+        capacity = self._capacity()  # what its next claim should fetch, told when it moved
+        if capacity != self.told and (min(capacity, self.told) == 1  # by a quarter or more
+                                      or 4 * abs(capacity - self.told) >= self.told):
+            self.told = capacity
+            self.proc.fetch(capacity)
 
     def stale_head(self, now: float) -> bool:
         """True when the executor runs a task whose job moved on: a dropped head that was
@@ -172,7 +190,8 @@ class Slot:
         if self.tasks:
             self.tasks[0].start(time.monotonic())
         if self.tasks:  # on OSError the tasks stay here, for the next executor; not marked:
-            proc.send_many([(t.lease, False) for t in self.tasks])  # the new one marks them
+            self.told = self._capacity()  # the new one marks them:
+            proc.send_many([(t.lease, False) for t in self.tasks], self.told)
 
 
 def task_timeout(lease: Lease, default: float | None) -> float | None:

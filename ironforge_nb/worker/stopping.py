@@ -96,7 +96,7 @@ class Stopper:
         reason = f"the worker stopped and killed the task ({self.grace:g} s grace)"
         for slot in self._pool.slots:
             if slot.tasks:
-                self._settler.release(self._pool.kill(slot), reason)
+                self._settler.release_killed(slot, reason)
 
     def install_signals(self) -> None:
         """SIGTERM and SIGINT request a stop (in the main thread only; `close` restores the

@@ -3,7 +3,9 @@
 The worker's main process never runs user code. It is a single-threaded event loop that claims
 jobs in batches (one claim for all idle executors; then each completion, or batch of
 completions, claims that executor's next jobs in the same round trip:
-``complete_many(fetch_next=k)``; only a worker with an idle executor blocks on the wake list),
+``complete_many(fetch_next=k)``; an executor whose success leaves it nothing to run makes
+that call itself and tells the worker, `executor.py`; only a worker with an idle executor
+blocks on the wake list),
 hands leases to forked executors (`executor.py`; fast ones prefetch, see `slots.py`) and
 records their outcomes (`settling.py`; an executor that dies under its task is a stall, not an
 attempt), heartbeats every lease it holds (prefetched ones too) every third of its length,
