@@ -9,9 +9,11 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from ironforge_nb.orchestrator.tasks import run_of
 from ironforge_nb.queue.borrowing import origin, progress_of
 from ironforge_nb.queue.config import RedisConfig, default_config
 from ironforge_nb.queue.options import validate_count
+from ironforge_nb.queue.submitted import Absent, fill_in
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -87,14 +89,28 @@ def run_frame(config: RedisConfig, jobs: Sequence[tuple[str, str]]) -> pd.DataFr
     """
     client = config.client()
     rows: dict[str, list[Any]] = {name: [] for name in TASK_COLUMNS}
+    created: dict[str, bytes | None] = {}  # run -> its created: a root's `enqueued` (below)
     for start in range(0, len(jobs), _CHUNK):
         chunk = jobs[start:start + _CHUNK]
         pipe = client.pipeline(transaction=False)
         for _, jid in chunk:
             pipe.hmget(config.keys.job(jid), *_JOB_FIELDS)
-        for (task, jid), values in zip(chunk, pipe.execute(), strict=True):
+        runs = list(dict.fromkeys(run for _, jid in chunk if (run := run_of(jid)) not in created))
+        for run in runs:
+            pipe.hget(config.keys.run(run).meta, "created")
+        replies = pipe.execute()
+        created.update(zip(runs, replies[len(chunk):], strict=True))
+        replies = replies[:len(chunk)]
+        # a root its submit queued has no `enqueued` of its own (queue.submitted)
+        absent = [None if values[0] is None or values[3] is not None else
+                  Absent(run_of(jid), task, values[0].decode(),
+                         values[11] is not None or values[12] is not None, False, True)
+                  for (task, jid), values in zip(chunk, replies, strict=True)]
+        filled = fill_in(client, config.keys, absent, created)
+        for (task, jid), values, (_, enqueued) in zip(chunk, replies, filled, strict=True):
             (status, attempts, stalls, queued, started, finished, worker, error, queue,
              progress, message, source_run, source_job) = values
+            queued = queued if enqueued is None else enqueued
             begun, ended = _ms(started), _ms(finished)
             rows["task"].append(task)
             rows["status"].append(_text(status))

@@ -19,7 +19,7 @@ from ironforge_nb.queue.config import RedisConfig
 from ironforge_nb.status import JobStatus
 
 __all__ = ["TASK_FIELDS", "TaskState", "last_line", "read_states", "read_task_states",
-           "task_state"]
+           "run_of", "task_state"]
 
 # The job hash fields a TaskState is made of, in HMGET order. `stalls` is written by workers
 # that count stalled attempts separately (0 when absent); `source_run` / `source_job` by a run
@@ -61,9 +61,12 @@ class TaskState:
 
     @classmethod
     def from_fields(cls, name: str, job_id: str, values: Sequence[bytes | None],
-                    now_ms: float | None = None) -> TaskState:
+                    now_ms: float | None = None, run_created: int | None = None) -> TaskState:
         """Build from an HMGET reply of `TASK_FIELDS` (``now_ms``: the time an active task's
-        elapsed runs to; the local clock by default)."""
+        elapsed runs to; the local clock by default). ``run_created`` is the run's
+        ``created`` (ms), the task's own when its hash has none: submit_run.lua leaves it
+        out (`queue.submitted`); without it, such a task reads its ``finished``, as a cache
+        hit's is the same time."""
         raw = dict(zip(TASK_FIELDS, (None if v is None else v.decode() for v in values),
                        strict=True))
         started, finished = _ms(raw["started"]), _ms(raw["finished"])
@@ -78,7 +81,8 @@ class TaskState:
             progress=progress_of(raw["progress"], status), message=raw["message"],
             attempts=int(raw["attempts"] or 0), stalls=int(raw["stalls"] or 0),
             max_attempts=int(raw["max_attempts"] or 1), worker=raw["worker"] or None,
-            created=_time(_ms(raw["created"]) or finished), started=_time(started),
+            created=_time(_ms(raw["created"]) or run_created or finished),
+            started=_time(started),
             finished=_time(finished), elapsed=elapsed,
             error=last_line(full) if full else None, traceback=full or None,
             source_run=origin(raw["source_run"], raw["source_job"]),
@@ -93,10 +97,13 @@ def last_line(text: str) -> str:
 
 def task_state(config: RedisConfig, name: str, job_id: str) -> TaskState | None:
     """The state of one task (None if its job hash is gone)."""
-    values = config.client().hmget(config.keys.job(job_id), *TASK_FIELDS)
+    pipe = config.client().pipeline(transaction=False)
+    pipe.hmget(config.keys.job(job_id), *TASK_FIELDS)
+    pipe.hget(config.keys.run(run_of(job_id)).meta, "created")
+    values, created = pipe.execute()
     if values[0] is None:
         return None
-    return TaskState.from_fields(name, job_id, values)
+    return TaskState.from_fields(name, job_id, values, run_created=_ms(created))
 
 
 def read_task_states(config: RedisConfig, pairs: Sequence[tuple[str, str]]) -> list[TaskState]:
@@ -111,16 +118,26 @@ def read_states(config: RedisConfig,
     client = config.client()
     out: list[TaskState | None] = []
     now_ms = time.time() * 1000
+    created: dict[str, int | None] = {}  # run -> its created (ms): the tasks' own (see above)
     for start in range(0, len(pairs), _CHUNK):
         chunk = pairs[start:start + _CHUNK]
         pipe = client.pipeline(transaction=False)
         for _, jid in chunk:
             pipe.hmget(config.keys.job(jid), *TASK_FIELDS)
+        runs = list(dict.fromkeys(run for _, jid in chunk if (run := run_of(jid)) not in created))
+        for run in runs:
+            pipe.hget(config.keys.run(run).meta, "created")
         replies: list[Any] = pipe.execute()
+        created.update(zip(runs, map(_ms, replies[len(chunk):]), strict=True))
         out.extend(None if values[0] is None else
-                   TaskState.from_fields(task, jid, values, now_ms)
-                   for (task, jid), values in zip(chunk, replies, strict=True))
+                   TaskState.from_fields(task, jid, values, now_ms, created[run_of(jid)])
+                   for (task, jid), values in zip(chunk, replies[:len(chunk)], strict=True))
     return out
+
+
+def run_of(job_id: str) -> str:
+    """The run of a run's job (its id is ``<run>.<position>``)."""
+    return job_id.rsplit(".", 1)[0]
 
 
 def _ms(raw: str | None) -> int | None:

@@ -8,7 +8,8 @@ goes through `read_results`, so the follow is written once (claim_helpers.lua fo
 borrowed result is the job's ``source_run`` field, or, when it has none (the holder computed
 it: the common case, left out of the hash to make a hit cheaper), the run of its
 ``source_job`` (`origin`). Such a job has no ``progress`` either (`progress_of`: 1, as a
-completion writes), nor ``created`` (readers take ``finished``: both are its submit's time).
+completion writes), nor ``created``, as no job of a run has (readers take the run's
+``created``, `submitted.fill_in`; its ``finished`` is the same time).
 """
 
 from __future__ import annotations

@@ -48,6 +48,7 @@ from ironforge_nb.queue.options import (
     validate_worker,
 )
 from ironforge_nb.queue.records import JobInfo, Lease, leases_from_reply
+from ironforge_nb.queue.submitted import Absent, fill_in
 from ironforge_nb.queue.transitions import QueueTransitions
 from ironforge_nb.queue.walks import Walks
 from ironforge_nb.status import Event, JobStatus
@@ -411,7 +412,7 @@ class Queue:
         raw = self._client.hgetall(self._keys.job(validate_name(job_id, "job id")))
         if not raw:
             raise JobNotFoundError(job_id)
-        return JobInfo.from_hash(job_id, raw)
+        return self._infos([(job_id, raw)])[0]
 
     def logs(self, job_id: str, attempt: int | None = None) -> str:
         """What an attempt of the job printed and logged: the latest by default ("" if it
@@ -454,8 +455,23 @@ class Queue:
         pipe = self._client.pipeline(transaction=False)
         for jid in ids:
             pipe.hgetall(self._keys.job(jid))
-        return [JobInfo.from_hash(jid, raw) for jid, raw in zip(ids, pipe.execute(), strict=True)
-                if raw]
+        return self._infos([(jid, raw) for jid, raw in zip(ids, pipe.execute(), strict=True)
+                            if raw])
+
+    def _infos(self, found: Sequence[tuple[str, Mapping[bytes, bytes]]]) -> list[JobInfo]:
+        """`JobInfo` of ``(job id, HGETALL reply)`` pairs, with the times a submit leaves out
+        of a run's jobs filled in (`submitted.fill_in`)."""
+        times = fill_in(self._client, self._keys, [_absent(raw) for _, raw in found])
+        out = []
+        for (jid, raw), (created, enqueued) in zip(found, times, strict=True):
+            if created is not None or enqueued is not None:
+                raw = dict(raw)
+                if created is not None:
+                    raw[b"created"] = created
+                if enqueued is not None:
+                    raw[b"enqueued"] = enqueued
+            out.append(JobInfo.from_hash(jid, raw))
+        return out
 
     def dead_letters(self, limit: int = 100, offset: int = 0) -> list[JobInfo]:
         """Jobs in the dead-letter queue, newest first."""
@@ -493,3 +509,14 @@ def _status(status: JobStatus | str) -> JobStatus:
             return key
     listed = ", ".join(s.value for s in _LIST_ORDER)
     raise InvalidOptionError("status", status, f"one of {listed}")
+
+
+def _absent(raw: Mapping[bytes, bytes]) -> Absent | None:
+    """What a run's job hash leaves to its reader (`submitted.fill_in`); None for a plain
+    job, or when neither time is missing."""
+    run, task = raw.get(b"run"), raw.get(b"task")
+    if run is None or task is None or (b"created" in raw and b"enqueued" in raw):
+        return None
+    return Absent(run.decode(), task.decode(), raw.get(b"status", b"").decode(),
+                  b"source_job" in raw or b"source_run" in raw, b"created" not in raw,
+                  b"enqueued" not in raw)

@@ -326,7 +326,8 @@ class RunTracker:
             record = self.tasks[name]
             before = record.state
             try:
-                record.state = TaskState.from_fields(name, record.job, values, now_ms)
+                record.state = TaskState.from_fields(name, record.job, values, now_ms,
+                                                    self.info.get("created") or None)
             except ValueError:  # a status this version does not know (a newer worker's)
                 record.state = None
             self._set_status(record, values[0].decode())

@@ -58,8 +58,8 @@ Inputs:
   q.receipt       STRING key of the worker's receipt for this queue (keys.py `receipt`)
   now             Redis TIME in ms; n  how many jobs to claim at most (a number)
 Returns out = {wait_ms, then per claimed job: id, token, attempt, deadline_ms, payload, stable
-  meta fields as a flat field/value list (queue, priority, max_attempts, backoff_ms, created,
-  run, task, user fields), inputs as a flat job id/result list}. wait_ms is, when nothing was
+  meta fields as a flat field/value list (queue, priority, max_attempts, backoff_ms, created
+  (a run's job has none of its own: the run's, read with its status), run, task, user fields), inputs as a flat job id/result list}. wait_ms is, when nothing was
   claimed, the time until the earliest scheduled job is due (a worker blocks at most that
   long), else 0.
 
@@ -135,12 +135,33 @@ local function claim_read(h)
   return j
 end
 
--- append the 7 reply items of a lease on job `id` to `out`; returns the inline budget left
-local function claim_entry(q, out, id, jk, j, tok, deadline, budget)
+-- the fields of run `run`'s meta hash a claim reads: {status, created} (one read per run and
+-- claim, remembered in `seen`)
+local function run_meta(q, run, seen)
+  local m = seen[run]
+  if m == nil then
+    m = redis.call('HMGET', q.run_prefix .. run .. ':meta', 'status', 'created')
+    seen[run] = m
+  end
+  return m
+end
+
+-- append the 7 reply items of a lease on job `id` to `out`; returns the inline budget left.
+-- A run's job has no `created` of its own (submit_run.lua): its meta takes the run's
+local function claim_entry(q, out, id, jk, j, tok, deadline, budget, seen)
   local o = #out
   out[o + 1], out[o + 2], out[o + 3], out[o + 4] = id, tok, j.attempts + 1, deadline
   out[o + 5] = redis.call('GET', jk .. q.psuffix) or ''
-  out[o + 6] = j.meta
+  local meta = j.meta
+  if j.run then  -- (a run submitted by an older version has one: look, a few fields)
+    local own = false
+    for f = 1, #meta, 2 do
+      if meta[f] == 'created' then own = true; break end
+    end
+    local created = not own and run_meta(q, j.run, seen)[2]
+    if created then meta[#meta + 1] = 'created'; meta[#meta + 1] = created end
+  end
+  out[o + 6] = meta
   if j.inputs and j.run then
     out[o + 7], budget = claim_inputs(q, j.run, j.inputs, budget)
   else
@@ -155,7 +176,7 @@ local function claim_replay(q, now)
   if q.rid == '' then return nil end
   local receipt = redis.call('GET', q.receipt)
   if not receipt or string.sub(receipt, 1, #q.rid + 1) ~= q.rid .. '\n' then return nil end
-  local out, budget, deadline, starting = {0}, INLINE_BUDGET, now + q.lease, q.start
+  local out, budget, deadline, starting, seen = {0}, INLINE_BUDGET, now + q.lease, q.start, {}
   for id, tok in string.gmatch(string.sub(receipt, #q.rid + 2), '([^ \n]+) ([^ \n]+)\n') do
     local jk = q.prefix .. id
     local j = claim_read(redis.call('HGETALL', jk))
@@ -165,19 +186,15 @@ local function claim_replay(q, now)
         mark_started(jk, tok, now)
       end
       redis.call('ZADD', q.active, string.format('%d', deadline), id)
-      budget = claim_entry(q, out, id, jk, j, tok, deadline, budget)
+      budget = claim_entry(q, out, id, jk, j, tok, deadline, budget, seen)
     end
   end
   return out
 end
 
--- true when `run` is being cancelled: its jobs are left to the cancel walk (one read per run
--- and claim, remembered in `seen`)
+-- true when `run` is being cancelled: its jobs are left to the cancel walk
 local function run_cancelled(q, run, seen)
-  if seen[run] == nil then
-    seen[run] = redis.call('HGET', q.run_prefix .. run .. ':meta', 'status') == RunStatus.CANCELLED
-  end
-  return seen[run]
+  return run_meta(q, run, seen)[1] == RunStatus.CANCELLED
 end
 
 local function claim_ready(q, now, n)
@@ -247,7 +264,7 @@ local function claim_ready(q, now, n)
                         maxlen, j.run, ts, worker, EventType.CLAIMED, id, j.task or '', queue,
                         JobStatus.ACTIVE, attempt)
       end
-      budget = claim_entry(q, out, id, jk, j, tok, deadline, budget)
+      budget = claim_entry(q, out, id, jk, j, tok, deadline, budget, seen)
       lines[#lines + 1] = id .. ' ' .. tok .. '\n'
     end
   end

@@ -82,11 +82,14 @@ local function hook_job(h, etype, jk, id, now, status)
   if #hook_routes(h) == 0 then return end
   local j = redis.call('HMGET', jk, 'queue', 'run', 'task', 'attempts', 'created', 'error',
                        'worker')
-  local pipeline = nil
-  if j[2] then pipeline = redis.call('HGET', h.run_prefix .. j[2] .. ':meta', 'name') end
+  local pipeline, created = nil, j[5]
+  if j[2] then  -- a run's job has no `created` of its own (submit_run.lua): the run's
+    local m = redis.call('HMGET', h.run_prefix .. j[2] .. ':meta', 'name', 'created')
+    pipeline, created = m[1], created or m[2]
+  end
   local data = {
     job_id = id, queue = j[1], status = status, attempts = tonumber(j[4] or '0'),
-    created = tonumber(j[5] or '0'), finished = tonumber(now), run_id = j[2] or nil,
+    created = tonumber(created or '0'), finished = tonumber(now), run_id = j[2] or nil,
     task = j[3] or nil, pipeline = pipeline or nil, worker = j[7] or nil,
     error = status == JobStatus.FAILED and hook_summary(j[6]) or nil}
   hook_emit(h, etype, now, pipeline or nil, j[1], data)

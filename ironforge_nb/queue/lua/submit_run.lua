@@ -6,14 +6,17 @@ the run's meta hash exists, return 'exists' and change nothing (submitting the s
 twice makes one run), and if a run with this id is being deleted, 'deleting'; (3) store each
 distinct function once (SET NX on its content-addressed code key), count the run among its
 users (code_refs) and list the code keys under the run (delete_runs.lua releases them); (4) per task: its job's meta
-HASH (queue, created, run, task, status; max_attempts, priority, backoff_ms, timeout and
+HASH (queue, run, task, status; max_attempts, priority, backoff_ms, timeout and
 allow_failure only when they matter) and payload STRING. Fields equal to their default are
 left out, as enqueue_jobs.lua leaves out `attempts`, because every field costs Redis time
 (about 1 us each, a third of the script for 10k tasks): `attempts` (0 until the first claim),
 `priority` when 0, `max_attempts` when 1 (a task without retries) and `backoff_ms` then (no
 retry ever reads it); every reader defaults them (0, and 1 for max_attempts: fail_job.lua,
-`JobInfo`, `TaskState`). Roots are queued (status
-queued, `enqueued`, one ZADD per queue and 1000 roots, an 'enqueued' event in their queue's
+`JobInfo`, `TaskState`). Nor does a job get `created`, nor a root `enqueued`: both are the
+run's `created` (this script's `now`), which every reader takes when the field is absent
+(queue/submitted.py `submit_times`, claim_helpers.lua, outbox_helpers.lua); a root's
+`enqueued` is written when it is queued again (a retry, a stall, a backoff). Roots are queued
+(status queued, one ZADD per queue and 1000 roots, an 'enqueued' event in their queue's
 stream, as any enqueued job gets, except the events that stream's cap would drop within this
 same script: of more than events_maxlen roots in one queue, only the last events_maxlen get
 theirs, since XADD MAXLEN ~ keeps at least the newest events_maxlen and no reader can run
@@ -82,7 +85,7 @@ now: a hit POINTS at that job's result (the holder) instead of copying it. Its j
 'completed' with only what cannot be read elsewhere: run, task, finished, `source_job` = the
 holder, whose result readers read when the job has none of its own (queue/borrowing.py,
 claim_helpers.lua), and the profile's fields; no `progress` (readers take 1 for a completed
-job), no `created` (readers take `finished`), no `source_run` when the origin is the holder's
+job), no `created` (as no job of the run: readers take the run's), no `source_run` when the origin is the holder's
 own run (readers take the run of `source_job`; a holder handed its result by delete_runs.lua
 has another origin: then it is written), no result key of its own. It joins the holder's
 borrowers: a line "<holder> <hit>" in the borrowers log of the holder's run (run key
@@ -295,11 +298,10 @@ for i = 1, N do
   elseif r_np[i] == '0' then
     if c_key[i] then  -- a miss records its key: a hand-over re-points its entry (delete_runs)
       redis.call('HSET', jk, 'status', JobStatus.QUEUED, 'run', run, 'task', task,
-                 'created', now, JobField.ENQUEUED, now, 'cache_key', c_key[i],
-                 unpack(prof.fields))
+                 'cache_key', c_key[i], unpack(prof.fields))
     else
       redis.call('HSET', jk, 'status', JobStatus.QUEUED, 'run', run, 'task', task,
-                 'created', now, JobField.ENQUEUED, now, unpack(prof.fields))
+                 unpack(prof.fields))
     end
     local q = prof.queue
     local list, seq = ranked[q], seqs[q] + 1
@@ -320,16 +322,16 @@ for i = 1, N do
   else
     local key = c_key[i]
     if r_in[i] ~= '' and key then
-      redis.call('HSET', jk, 'status', JobStatus.WAITING, 'run', run, 'task', task, 'created', now,
+      redis.call('HSET', jk, 'status', JobStatus.WAITING, 'run', run, 'task', task,
                  'inputs', r_in[i], 'cache_key', key, unpack(prof.fields))
     elseif r_in[i] ~= '' then
-      redis.call('HSET', jk, 'status', JobStatus.WAITING, 'run', run, 'task', task, 'created', now,
+      redis.call('HSET', jk, 'status', JobStatus.WAITING, 'run', run, 'task', task,
                  'inputs', r_in[i], unpack(prof.fields))
     elseif key then
-      redis.call('HSET', jk, 'status', JobStatus.WAITING, 'run', run, 'task', task, 'created', now,
+      redis.call('HSET', jk, 'status', JobStatus.WAITING, 'run', run, 'task', task,
                  'cache_key', key, unpack(prof.fields))
     else
-      redis.call('HSET', jk, 'status', JobStatus.WAITING, 'run', run, 'task', task, 'created', now,
+      redis.call('HSET', jk, 'status', JobStatus.WAITING, 'run', run, 'task', task,
                  unpack(prof.fields))
     end
     remaining[nr + 1], remaining[nr + 2] = task, r_np[i]
