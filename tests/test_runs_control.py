@@ -319,3 +319,24 @@ def test_task_without_retries_has_no_max_attempts_field(config: RedisConfig,
     assert (once.status, once.attempts, once.max_attempts) == ("failed", 1, 1)
     assert (twice.status, twice.attempts, twice.max_attempts) == ("scheduled", 1, 2)
     assert Queue("default", config).info(ids["once"]).max_attempts == 1
+
+
+def test_a_big_submit_numbers_jobs_and_fifo_scores_in_order(config: RedisConfig,
+                                                             redis_client: Any) -> None:
+    """Past 1000 tasks submit_run.lua writes job ids and wait scores from their thousands and
+    a 3-digit tail: ids `<run>.<position>` without a gap, roots claimed in FIFO order, a
+    priority profile before them."""
+    p = Pipeline("big").map("m", tasks.square, over=range(2600))
+    p.task("first", tasks.noop, priority=5).task("last", tasks.noop, after="m")
+    run = submit(p, config=config, run_id="big")
+    ids = run.job_ids()
+    assert [jid for _, jid in ids] == [f"big.{i}" for i in range(2602)]
+    for task, jid in ids:
+        assert redis_client.hget(config.keys.job(jid), "task").decode() == task
+    wait = redis_client.zrange(config.keys.queue("default").wait, 0, -1, withscores=True)
+    assert [jid.decode() for jid, _ in wait] == ["big.2600", *(f"big.{i}" for i in range(2600))]
+    scores = [int(score) for _, score in wait[1:]]
+    assert scores == list(range(scores[0], scores[0] + 2600))
+    queue = Queue("default", config)
+    claimed = [claim(queue).job_id for _ in range(3)]
+    assert claimed == ["big.2600", "big.0", "big.1"]

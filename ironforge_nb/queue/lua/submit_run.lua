@@ -155,6 +155,9 @@ end
 local records, blob = ARGV[14 + 7 * P + C], ARGV[15 + 7 * P + C]
 local r_task, r_prof, r_np, r_len, r_in, r_kids = {}, {}, {}, {}, {}, {}
 local n, at, bytes = 0, 1, 0
+-- the payload sizes as numbers, each distinct text converted once (tonumber is strtod, ~1.3k
+-- instructions; a 100k-task run has a few dozen distinct sizes)
+local number = {}
 for s, task, p, np, len, inputs, kids, e in
     string.gmatch(records, '()([^ \n]+) (%d+) (%d+) (%d+) ([%d,]*) ([^ \n]*)\n()') do
   n = n + 1
@@ -163,10 +166,12 @@ for s, task, p, np, len, inputs, kids, e in
     return redis.error_reply('ERR submit_run: malformed task record ' .. n)
   end
   at = e
+  local size = number[len]
+  if not size then size = tonumber(len); number[len] = size end
   -- the parents count stays text ('0': a root), as compared and as stored in `remaining`
-  r_task[n], r_prof[n], r_np[n], r_len[n] = task, prof, np, tonumber(len)
+  r_task[n], r_prof[n], r_np[n], r_len[n] = task, prof, np, size
   r_in[n], r_kids[n] = inputs, kids
-  bytes = bytes + r_len[n]
+  bytes = bytes + size
 end
 if n ~= N or at ~= #records + 1 or bytes ~= #blob then
   return redis.error_reply('ERR submit_run: malformed task records (' .. n .. ' of ' .. N ..
@@ -271,9 +276,26 @@ local nt, nr, nc, ni, ne, np, pos = 0, 0, 0, 0, 0, 0, 1
 -- for each holder's run the lines "<holder> <hit>\n" of its borrowers log (in pieces too)
 local lines, nl, lent = {}, 0, {}
 local lasting = fmt('%d', now_ms + rttl)  -- the expiry of an entry with the default lifetime
+-- numbers that go up by one (job ids, a queue's FIFO scores) as text: from 1000 on, the text
+-- of their thousands (made again every 1000) and a 3-digit tail made once per value of 0-999,
+-- as a string.format per number cost ~1.5k instructions
+local tails = {}
+local function tail3(k)
+  local t = tails[k]
+  if not t then t = fmt('%03d', k); tails[k] = t end
+  return t
+end
+local thousands, lo = nil, 999  -- the job ids: "<run>.<i - 1>"
 for i = 1, N do
   local task, prof, len = r_task[i], r_prof[i], r_len[i]
-  local jid = fmt('%s.%d', run, i - 1)
+  local jid
+  if i <= 1000 then
+    jid = fmt('%s.%d', run, i - 1)
+  else
+    lo = lo + 1
+    if lo == 1000 then lo = 0; thousands = fmt('%s.%d', run, (i - 1) / 1000) end
+    jid = thousands .. tail3(lo)
+  end
   local jk = prefix .. jid
   if hit[i] then  -- no result of its own: it reads its holder's, as one of its borrowers
     local src, from = hit[i], origin[i]
@@ -307,7 +329,16 @@ for i = 1, N do
     local list, seq = ranked[q], seqs[q] + 1
     seqs[q] = seq
     local n = list.n + 2
-    list[n - 1], list[n], list.n = fmt('%d', prof.score + seq), jid, n
+    local score = prof.score + seq
+    if score >= 1000 then  -- priority 0: the score is the seq, thousands then a 3-digit tail
+      local low = score % 1000
+      local high = (score - low) / 1000
+      if high ~= list.high then list.high, list.head = high, fmt('%d', high) end
+      list[n - 1] = list.head .. tail3(low)
+    else
+      list[n - 1] = fmt('%d', score)
+    end
+    list[n], list.n = jid, n
     if n >= 2000 then
       redis.call('ZADD', queue_key(ctx, q, QueueKey.WAIT), unpack(list, 1, n))
       list.n = 0
