@@ -23,7 +23,11 @@ script's Lua and the commands it calls; the purge that follows a submit is a sma
 too) and takes one submit of WIDE and one of LAYERED (pickle mode, ``--sizes``' last size),
 each encoded by that tree's own code; ``callgrind_control`` dumps the count after each.
 Usage: ``python benchmarks/bench_submit.py --callgrind HEAD~1 --sizes 100000`` (about 4 minutes
-per tree at 100k on a quiet machine).
+per tree at 100k on a quiet machine). ``--callgrind REF --callgrind-python`` counts the
+client's side instead: this Python process under callgrind, building each shape with the
+fluent builder (``_build``) and encoding it as `submit` does (``_encode``: `Pipeline.build`,
+payloads, records; a fixed run id, ``PYTHONHASHSEED=0``), each phase between a zero and a dump
+of the counts (about 2 minutes per tree at 100k).
 
 Where a 100k-task WIDE submit goes (issue 14, measured 2026-12-03). Before: this process's
 build and encoding (about 0.25 + 0.55 s CPU), and the submit_run.lua script (about 1.2-1.3 s of
@@ -160,27 +164,72 @@ def _counted(n: int) -> dict[str, int]:
     return dumps(out)
 
 
-def counted(refs: list[str], n: int) -> dict[str, dict[str, int]]:
-    """The ``--callgrind`` measurement (see the module doc): tree -> shape -> instructions."""
+def _python_counted(n: int) -> dict[str, int]:
+    """Instructions of this process (run under callgrind by `counted`) building and encoding
+    one WIDE and one LAYERED pipeline of ``n`` tasks (pickle mode, a fixed run id), each phase
+    between a ``callgrind_control -z`` and a ``-d`` (the process keeps running while
+    callgrind_control waits for it to notice the command)."""
+    import subprocess
+
+    from ironforge_nb.dag.task import paused_gc
+    from ironforge_nb.orchestrator.submit import _encode
+
+    def control(*args: str) -> None:
+        proc = subprocess.Popen(["callgrind_control", *args, str(os.getpid())],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        while proc.poll() is None:
+            pass
+
+    cfg = RedisConfig(url="redis://127.0.0.1:1/0", namespace="bench")  # never connected
+    for build in (wide, layered):  # imports and first-call costs outside the counts
+        with paused_gc():
+            _encode(build(100), None, "warm", cfg, None, "auto", 1.0)
+    for shape, build in (("WIDE", wide), ("LAYERED", layered)):
+        control("-z")
+        pipeline = build(n)
+        control("-d", f"{shape}_build")
+        control("-z")
+        with paused_gc():  # as submit() encodes
+            _encode(pipeline, None, "bench-run", cfg, None, "auto", 1.0)
+        control("-d", f"{shape}_encode")
+    return {}
+
+
+def counted(refs: list[str], n: int, python: bool = False) -> dict[str, dict[str, int]]:
+    """The ``--callgrind`` measurement (see the module doc): tree -> shape -> instructions;
+    with ``python``, the ``--callgrind-python`` one (shape_build, shape_encode)."""
     import subprocess
     import sys
+    import tempfile
 
-    from benchmarks.bench_lua_calls import ROOT, _export
+    from benchmarks.bench_lua_calls import ROOT, _export, dumps
 
     trees = {**{ref: _export(ref) for ref in refs}, "this tree": ROOT}
     got: dict[str, dict[str, int]] = {}
     for name, tree in trees.items():
         if name != "this tree":  # _export copied bench_lua_calls.py; this file goes too
             (tree / "benchmarks" / Path(__file__).name).write_text(Path(__file__).read_text())
-        proc = subprocess.run([sys.executable, str(tree / "benchmarks" / Path(__file__).name),
-                               "--callgrind-child", str(n)], cwd=tree, check=True,
-                              capture_output=True, text=True,
-                              env=dict(os.environ, PYTHONPATH=str(tree)))
+        script = [str(tree / "benchmarks" / Path(__file__).name)]
+        env = dict(os.environ, PYTHONPATH=str(tree), PYTHONHASHSEED="0")
+        if python:
+            out = Path(tempfile.mkdtemp(prefix="bench-submit-pycg-"))
+            subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}/cg.out",
+                            sys.executable, *script, "--callgrind-python-child", str(n)],
+                           cwd=tree, check=True, capture_output=True, env=env)
+            got[name] = dumps(out)
+            continue
+        proc = subprocess.run([sys.executable, *script, "--callgrind-child", str(n)], cwd=tree,
+                              check=True, capture_output=True, text=True, env=env)
         got[name] = json_module.loads(proc.stdout.splitlines()[-1])
-    print(f"instructions inside EVAL for one submit of {n:,} tasks (pickle mode, callgrind):")
-    for shape in ("WIDE", "LAYERED"):
-        print(f"  {shape:<8} " + "   ".join(
-            f"{name} {got[name].get(shape, 0):>15,} ({got[name].get(shape, 0) / n:,.0f}/task)"
+    if python:
+        print(f"instructions of the Python process for {n:,} tasks (pickle mode, callgrind):")
+        rows = [f"{shape}_{part}" for shape in ("WIDE", "LAYERED") for part in ("build", "encode")]
+    else:
+        print(f"instructions inside EVAL for one submit of {n:,} tasks (pickle mode, callgrind):")
+        rows = ["WIDE", "LAYERED"]
+    for row in rows:
+        print(f"  {row:<15} " + "   ".join(
+            f"{name} {got[name].get(row, 0):>15,} ({got[name].get(row, 0) / n:,.0f}/task)"
             for name in trees))
     return got
 
@@ -192,15 +241,22 @@ def main() -> None:
     parser.add_argument("--output", type=Path, default=RESULTS, help="JSON file to write")
     parser.add_argument("--callgrind", action="append", default=[],
                         help="a git commit whose submit script is counted too (repeatable)")
+    parser.add_argument("--callgrind-python", action="store_true",
+                        help="with --callgrind: count the Python build and encode instead")
     parser.add_argument("--callgrind-child", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--callgrind-python-child", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     if args.callgrind_child:
         codec.set_default_secret(codec.new_secret())
         print(json_module.dumps(_counted(args.callgrind_child)))
         return
+    if args.callgrind_python_child:
+        codec.set_default_secret(b"bench-submit-callgrind-secret-32b")
+        _python_counted(args.callgrind_python_child)
+        return
     if args.callgrind:
-        counted(args.callgrind, sizes[-1])
+        counted(args.callgrind, sizes[-1], args.callgrind_python)
         return
     out: dict[str, Any] = {"started": time.strftime("%Y-%m-%dT%H:%M:%S"),
                            "load_start": [round(x, 2) for x in os.getloadavg()],
