@@ -138,23 +138,42 @@ def test_same_run_id_twice_is_one_run(quiet_config: RedisConfig) -> None:
 
 
 def test_malformed_submit_call_writes_nothing(quiet_config: RedisConfig) -> None:
-    """The script validates every record before its first write: an error leaves DBSIZE as is."""
+    """The script validates every column before its first write: an error leaves DBSIZE as is."""
     scripts = RunTransitions(quiet_config)
     profile = ("default", 0, 1, 0, "", "0", "")
-    good = "a 1 0 2  \n"  # task, profile, parents, payload size, inputs, children
-    bad = "b 9 0 2  \n"  # profile 9 does not exist: found after record 1
+
+    def columns(tasks: str = "a\n", profiles: str = "1 1\n", parents: str = "1 0\n",
+                sizes: str = "1 2\n", inputs: str = "1 \n", kids: str = "1 \n") -> tuple[str, ...]:
+        """Task ids one per line; the others in runs "<count> <value>"."""
+        return tasks, profiles, parents, sizes, inputs, kids
+
+    good = columns()
     before = quiet_config.client().dbsize()
-    with pytest.raises(ResponseError, match="malformed task record 2"):
-        scripts.submit_run("r", "p", b"", b"", "json", [profile], [], good + bad, b"{}{}", 2)
-    with pytest.raises(ResponseError, match="malformed task records"):
+    with pytest.raises(ResponseError, match="malformed profiles column"):  # no profile 9
+        scripts.submit_run("r", "p", b"", b"", "json", [profile], [],
+                           columns("a\nb\n", "1 1\n1 9\n", "2 0\n", "2 2\n", "2 \n", "2 \n"),
+                           b"{}{}", 2)
+    with pytest.raises(ResponseError, match="malformed task ids"):
         scripts.submit_run("r", "p", b"", b"", "json", [profile], [], good, b"{}", 2)
-    with pytest.raises(ResponseError, match="malformed task records"):
+    with pytest.raises(ResponseError, match="malformed payloads"):
         scripts.submit_run("r", "p", b"", b"", "json", [profile], [], good, b"{}x", 1)
-    with pytest.raises(ResponseError, match="malformed task record 1"):  # '01' parents
-        scripts.submit_run("r", "p", b"", b"", "json", [profile], [], "a 1 01 2  \n", b"{}", 1)
+    with pytest.raises(ResponseError, match="malformed sizes column"):  # runs past N
+        scripts.submit_run("r", "p", b"", b"", "json", [profile], [], columns(sizes="2 1\n"),
+                           b"{}", 1)
+    with pytest.raises(ResponseError, match="malformed parents column"):  # '01' parents
+        scripts.submit_run("r", "p", b"", b"", "json", [profile], [], columns(parents="1 01\n"),
+                           b"{}", 1)
+    with pytest.raises(ResponseError, match="malformed inputs or children column"):
+        scripts.submit_run("r", "p", b"", b"", "json", [profile], [], columns(inputs="1 x\n"),
+                           b"{}", 1)
+    with pytest.raises(ResponseError, match="malformed inputs or children column"):  # 2 for 1
+        scripts.submit_run("r", "p", b"", b"", "json", [profile], [], columns(kids="*\nb\nc\n"),
+                           b"{}", 1)
     with pytest.raises(ResponseError, match="counts do not add up"):  # a profile short
         scripts.submit_run("r", "p", b"", b"", "json", [profile[:-1]], [], good, b"{}", 1)
     assert quiet_config.client().dbsize() == before
+    assert scripts.submit_run("r", "p", b"", b"", "json", [profile], [], good, b"{}", 1) == (
+        "created")
 
 
 def test_hand_built_dag_with_a_bad_task_id_is_refused(quiet_config: RedisConfig) -> None:

@@ -55,13 +55,15 @@ class RunTransitions:
 
     def submit_run(self, run_id: str, name: str, params: bytes, maps: bytes, mode: str,
                    profiles: Sequence[Sequence[Any]], codes: Sequence[tuple[str, bytes]],
-                   records: str, payloads: bytes, n_tasks: int, cache: str = "") -> str:
+                   records: Sequence[str], payloads: bytes, n_tasks: int, cache: str = ""
+                   ) -> str:
         """Create the run: 'created', else 'exists' (a run with this id exists) or 'deleting'
         (one is being deleted); in both cases nothing changed.
 
         ``profiles`` are 7-field option tuples, ``codes`` (key, signed blob) pairs,
-        ``records`` one line per task and ``payloads`` the tasks' payloads concatenated in
-        the same order, ``cache`` the cache lines ('' = no task cached; see submit_run.lua).
+        ``records`` the six columns of the task records and ``payloads`` the tasks' payloads
+        concatenated in the same order, ``cache`` the cache lines ('' = no task cached; see
+        submit_run.lua).
         """
         k = self._keys
         rk = k.run(run_id)
@@ -74,7 +76,7 @@ class RunTransitions:
         for profile in profiles:
             args.extend(profile)
         args.extend(blob for _, blob in codes)
-        args += (records, payloads, cache, k.cache_entries, JOB_RESULT_SUFFIX,
+        args += (*records, payloads, cache, k.cache_entries, JOB_RESULT_SUFFIX,
                  self._result_ttl_ms)
         reply: bytes = self._submit.eval(keys, args)
         return reply.decode()

@@ -17,7 +17,9 @@ from __future__ import annotations
 import secrets
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import groupby
 from json.encoder import encode_basestring_ascii as _quote  # '"..."', escaped as json.dumps
+from operator import ne
 from typing import TYPE_CHECKING, Any, Literal, cast
 
 from ironforge_nb.dag.builder import Pipeline
@@ -198,7 +200,7 @@ def _maps(specs: Sequence[TaskSpec]) -> dict[str, list[Any]]:
 @dataclass
 class _Plan:
     """The encoded run, built task by task: option profiles, code blobs, task records and
-    payloads, in the layout of submit_run.lua (two strings, not two arguments per task).
+    payloads, in the layout of submit_run.lua (a few strings, not arguments per task).
 
     Payload JSON is assembled from pieces rather than a dict per task and one ``json`` call,
     but every piece comes from the json module: strings through `_quote` (the json
@@ -217,7 +219,12 @@ class _Plan:
     max_stalls: int | None  # the tasks' default (None: the engine's)
     profiles: dict[tuple[Any, ...], int] = field(default_factory=dict)
     codes: list[tuple[str, bytes]] = field(default_factory=list)
-    lines: list[str] = field(default_factory=list)
+    # the records' columns (submit_run.lua), a value per task
+    tasks: list[str] = field(default_factory=list)
+    profile_of: list[int] = field(default_factory=list)
+    parents: list[int] = field(default_factory=list)
+    sizes: list[int] = field(default_factory=list)
+    inputs: list[str] = field(default_factory=list)
     payloads: list[str] = field(default_factory=list)  # latin-1 text (see `_payload`)
     _kids: list[list[str]] = field(default_factory=list)
     _options: dict[tuple[Any, ...], int] = field(default_factory=dict)
@@ -235,8 +242,10 @@ class _Plan:
         """Validate and encode every task, in DAG order (their positions): one loop with its
         names bound once, as a 100k-task submit spends microseconds per task here."""
         kids, index, limit = self._kids, self.index, self.config.max_payload_bytes
-        payloads, lines = self.payloads, self.lines
-        payload_of, profile_of, bound = self._payload, self._profile, self._bound
+        payloads, bound = self.payloads, self._bound
+        payload_of, profile_of = self._payload, self._profile
+        tasks, profiles, parents = self.tasks.append, self.profile_of.append, self.parents.append
+        sizes, inputs = self.sizes.append, self.inputs.append
         for spec in specs:
             for name in spec.run_params:
                 if name not in params:
@@ -252,17 +261,22 @@ class _Plan:
                                      "pass big data through a task's result or a file path, "
                                      "not as a constant or map item")
             payloads.append(payload)
-            inputs = bound(spec)[2] if spec.bindings else ""
-            lines.append(f"{task} {profile_of(spec)} {len(spec.parents)} {size} {inputs} ")
+            tasks(task)
+            profiles(profile_of(spec))
+            parents(len(spec.parents))
+            sizes(size)
+            inputs(bound(spec)[2] if spec.bindings else "")
 
     def blob(self) -> bytes:
         """The payloads concatenated, as bytes (each is held as text: see `_payload`)."""
         return "".join(self.payloads).encode("latin-1")
 
-    def records(self) -> str:
-        """The task records of submit_run.lua (children are known once all tasks are in)."""
-        return "".join([line + ",".join(kids) + "\n"
-                        for line, kids in zip(self.lines, self._kids, strict=True)])
+    def records(self) -> tuple[str, ...]:
+        """The task records of submit_run.lua as its six columns: the task ids one per line,
+        then profiles, parents counts, payload sizes, inputs and children in runs of equal
+        values (children are known once all tasks are in)."""
+        return ("\n".join(self.tasks) + "\n", _runs(self.profile_of), _runs(self.parents),
+                _runs(self.sizes), _runs(self.inputs), _runs([",".join(k) for k in self._kids]))
 
     def _profile(self, spec: TaskSpec) -> int:
         key = (spec.queue, spec.priority, spec.retries, spec.timeout, spec.allow_failure,
@@ -380,3 +394,12 @@ class _Plan:
 
     def _job(self, task: str) -> str:
         return f"{self.run_id}.{self.index[task]}"
+
+
+def _runs(values: Sequence[Any]) -> str:
+    """``values`` as a submit_run.lua column: a line "<count> <value>" per run of equal
+    values, or, when fewer than two values share a run on average, "*" and a line per value
+    (the script parses a line per run: half as many captures then)."""
+    if sum(map(ne, values[1:], values[:-1])) * 2 >= len(values):  # runs - 1, counted in C
+        return "*\n" + "\n".join(map(str, values)) + "\n"
+    return "".join([f"{len(list(group))} {value}\n" for value, group in groupby(values)])

@@ -29,7 +29,7 @@ wake-up hints, and ONE event in the run's stream: 'run_submitted' (message "<nam
 others) follows from the DAG, and later transitions each append their own event.
 Cost: per task one HSET, and a share of one MSET per 1000 payloads (a SET per payload cost
 twice the server time), plus an XADD per root up to events_maxlen per queue and a few table
-appends; the arguments are two big strings rather than two per task, so neither the client
+appends; the arguments are a few big strings rather than two per task, so neither the client
 nor Lua handles 20k arguments for a 10k-task run.
 The run helpers (run_helpers.lua) are prepended at load time; only run_ctx, run_key, queue_key,
 run_event and run_settle are used here (and hook_routes / hook_cached of outbox_helpers.lua).
@@ -62,12 +62,16 @@ ARGV[13] n_tasks        N
 then P profiles of 7: queue, priority, max_attempts, backoff_ms, timeout ('' = none),
      allow_failure ('0'/'1'), max_stalls ('' = the engine's default)
 then C code blobs (signed pickles), in KEYS order
-then the records: one string of N lines, each "<task id> <profile (1-based)> <parents count>
-     <payload bytes> <inputs> <children, comma-separated>\n" (single spaces; names never
-     contain spaces, newlines or commas; inputs: the positions of the parents whose results
-     the task reads, comma-separated, or empty: stored as the job's `inputs` field, from which
-     claims bring those results along, see claim_helpers.lua). Task i (0-based, in record
-     order) gets job id run_id .. '.' .. i
+then the records, as six columns (strings) of N values each, in record order: the task ids,
+     one per line ("<task id>\n"); then in runs of equal values, a line "<count> <value>\n"
+     per run (single spaces; names never contain spaces, newlines or commas; or a first line
+     "*\n" and then the values one per line, for a column with few equal neighbours), the profiles
+     (1-based), the parents counts, the payload sizes (bytes), the inputs (the positions of
+     the parents whose results the task reads, comma-separated, or empty: stored as the job's
+     `inputs` field, from which claims bring those results along, see claim_helpers.lua) and
+     the children (comma-separated). A 100k-task WIDE run's five run columns are 12 runs in
+     all: a value per task cost a Lua capture (~600 instructions) each. Task i (0-based, in
+     record order) gets job id run_id .. '.' .. i
 then the payloads: one string, the N payloads concatenated in record order
 then cache: '' (no task of the run is cached) or N lines in record order, each "<key> <ttl_ms>\n"
      for a cached task (ttl_ms '0': the entry lives as long as result_ttl_ms, refreshed by each
@@ -123,7 +127,7 @@ Returns: 'created', 'exists', or 'deleting' (a run with this id is being deleted
   written) for malformed arguments.
 ]]
 local P, C, N = tonumber(ARGV[11]), tonumber(ARGV[12]), tonumber(ARGV[13])
-if not (P and C and N) or #ARGV ~= 19 + 7 * P + C or #KEYS ~= 11 + C then
+if not (P and C and N) or #ARGV ~= 24 + 7 * P + C or #KEYS ~= 11 + C then
   return redis.error_reply('ERR submit_run: malformed arguments (counts do not add up)')
 end
 local profiles, by_text = {}, {}  -- by index, and by the index as records write it
@@ -151,36 +155,90 @@ for p = 1, P do
   profiles[p], by_text[tostring(p)] = prof, prof
 end
 
--- (1) parse and check every record into flat arrays (no table per task)
-local records, blob = ARGV[14 + 7 * P + C], ARGV[15 + 7 * P + C]
+-- (1) parse and check every column into flat arrays (no table per task): the task ids one per
+-- line, the other columns in runs of equal values, expanded here (a 100k-task WIDE run's
+-- five columns are 12 runs: a capture per task and column cost ~600 instructions)
+local c_task, c_prof, c_np = ARGV[14 + 7 * P + C], ARGV[15 + 7 * P + C], ARGV[16 + 7 * P + C]
+local c_len, c_in, c_kids = ARGV[17 + 7 * P + C], ARGV[18 + 7 * P + C], ARGV[19 + 7 * P + C]
+local blob = ARGV[20 + 7 * P + C]
 local r_task, r_prof, r_np, r_len, r_in, r_kids = {}, {}, {}, {}, {}, {}
-local n, at, bytes = 0, 1, 0
--- the payload sizes as numbers, each distinct text converted once (tonumber is strtod, ~1.3k
--- instructions; a 100k-task run has a few dozen distinct sizes)
-local number = {}
-for s, task, p, np, len, inputs, kids, e in
-    string.gmatch(records, '()([^ \n]+) (%d+) (%d+) (%d+) ([%d,]*) ([^ \n]*)\n()') do
+local n, at = 0, 1
+for s, task, e in string.gmatch(c_task, '()([^ \n]+)\n()') do
+  if s ~= at then break end
   n = n + 1
-  local prof = by_text[p]
-  if s ~= at or not prof or (#np > 1 and string.byte(np) == 48) then  -- '0' or '12', not '012'
-    return redis.error_reply('ERR submit_run: malformed task record ' .. n)
-  end
-  at = e
-  local size = number[len]
-  if not size then size = tonumber(len); number[len] = size end
-  -- the parents count stays text ('0': a root), as compared and as stored in `remaining`
-  r_task[n], r_prof[n], r_np[n], r_len[n] = task, prof, np, size
-  r_in[n], r_kids[n] = inputs, kids
-  bytes = bytes + size
+  r_task[n], at = task, e
 end
-if n ~= N or at ~= #records + 1 or bytes ~= #blob then
-  return redis.error_reply('ERR submit_run: malformed task records (' .. n .. ' of ' .. N ..
-                           ' parsed, payload sizes ' .. bytes .. ' for ' .. #blob .. ' bytes)')
+if n ~= N or at ~= #c_task + 1 then
+  return redis.error_reply('ERR submit_run: malformed task ids (' .. n .. ' of ' .. N .. ')')
+end
+-- numbers, each distinct text converted once (tonumber is strtod, ~1.3k instructions)
+local number = {}
+local function num(text)
+  local v = number[text]
+  if not v then v = tonumber(text); number[text] = v end
+  return v
+end
+-- a column's value from its text, checked (nil: malformed): a profile, a parents count (kept as
+-- text, '0' for a root, as compared and as stored in `remaining`; not '012'), a payload size
+-- (a number), inputs (digits and commas) or anything (children)
+local function value_of(kind, text)
+  if kind == 'profile' then return by_text[text] end
+  if kind == 'parents' then
+    if text == '0' or string.find(text, '^[1-9]%d*$') then return text end
+  elseif kind == 'size' then
+    if string.find(text, '^%d+$') then return num(text) end
+  elseif kind == 'inputs' then
+    if string.find(text, '^[%d,]*$') then return text end
+  else
+    return text
+  end
+end
+-- expand the runs "<count> <value>\n" of `column` into out[1..N] (or, after a first line
+-- "*", its values one per line: a column with few equal neighbours), each value checked by
+-- value_of(kind, text); true when they cover the N tasks
+local function expand(column, out, kind)
+  local k, from = 0, 1
+  if string.sub(column, 1, 2) == '*\n' then
+    column = string.sub(column, 3)
+    for s, text, e in string.gmatch(column, '()([^ \n]*)\n()') do
+      local v = text  -- children: any text, no call
+      if kind ~= 'children' then v = value_of(kind, text) end
+      if s ~= from or v == nil or k == N then return false end
+      k = k + 1
+      out[k], from = v, e
+    end
+    return k == N and from == #column + 1
+  end
+  for s, count, text, e in string.gmatch(column, '()(%d+) ([^ \n]*)\n()') do
+    local c, v = num(count), value_of(kind, text)
+    if s ~= from or v == nil or c < 1 or k + c > N then return false end
+    for j = k + 1, k + c do out[j] = v end
+    k, from = k + c, e
+  end
+  return k == N and from == #column + 1
+end
+if not expand(c_prof, r_prof, 'profile') then
+  return redis.error_reply('ERR submit_run: malformed profiles column')
+end
+if not expand(c_np, r_np, 'parents') then
+  return redis.error_reply('ERR submit_run: malformed parents column')
+end
+if not expand(c_len, r_len, 'size') then
+  return redis.error_reply('ERR submit_run: malformed sizes column')
+end
+if not expand(c_in, r_in, 'inputs') or not expand(c_kids, r_kids, 'children') then
+  return redis.error_reply('ERR submit_run: malformed inputs or children column')
+end
+local bytes = 0
+for i = 1, N do bytes = bytes + r_len[i] end
+if bytes ~= #blob then
+  return redis.error_reply('ERR submit_run: malformed payloads (sizes ' .. bytes .. ' for ' ..
+                           #blob .. ' bytes)')
 end
 
-local cache_lines = ARGV[16 + 7 * P + C]
-local centries, rsuffix = ARGV[17 + 7 * P + C], ARGV[18 + 7 * P + C]
-local rttl = tonumber(ARGV[19 + 7 * P + C])
+local cache_lines = ARGV[21 + 7 * P + C]
+local centries, rsuffix = ARGV[22 + 7 * P + C], ARGV[23 + 7 * P + C]
+local rttl = tonumber(ARGV[24 + 7 * P + C])
 local c_key, c_ttl, n_lines = {}, {}, 0
 local c_pos, c_list, n_cached = {}, {}, 0  -- the cached tasks' positions and keys, in order
 for key, ttl in string.gmatch(cache_lines, '([^ \n]+) (%d+)\n') do
@@ -209,7 +267,7 @@ local fmt = string.format
 -- (2b) the cache lookup, one HMGET per 1000 keys: hit[i] = the holder job, origin[i] = the run
 -- that computed its result
 local hit, origin, hits, now_ms = {}, {}, 0, tonumber(now)
-local rttl_text = ARGV[19 + 7 * P + C]  -- as text: a number argument is formatted per call
+local rttl_text = ARGV[24 + 7 * P + C]  -- as text: a number argument is formatted per call
 for s = 1, n_cached, 1000 do
   local last = math.min(n_cached, s + 999)
   local found = redis.call('HMGET', centries, unpack(c_list, s, last))
