@@ -27,7 +27,9 @@ per tree at 100k on a quiet machine). ``--callgrind REF --callgrind-python`` cou
 client's side instead: this Python process under callgrind, building each shape with the
 fluent builder (``_build``) and encoding it as `submit` does (``_encode``: `Pipeline.build`,
 payloads, records; a fixed run id, ``PYTHONHASHSEED=0``), each phase between a zero and a dump
-of the counts (about 2 minutes per tree at 100k).
+of the counts (the busy wait for callgrind_control adds about a million instructions to a
+count; several minutes per tree at 100k). At 2,000 tasks (19:40 UTC), the records as lines
+against as columns: WIDE encode 92.9 M -> 91.3 M, LAYERED 91.8 M -> 90.0 M instructions.
 
 Where a 100k-task WIDE submit goes (issue 14, measured 2026-12-03). Before: this process's
 build and encoding (about 0.25 + 0.55 s CPU), and the submit_run.lua script (about 1.2-1.3 s of
@@ -46,7 +48,10 @@ a task without retries has no ``max_attempts`` field (1 is every reader's defaul
 less in each of 100k job hashes: 6.22 -> 5.97 G instructions WIDE, 5.34 -> 5.09 G LAYERED
 (``HSET`` 30% -> 28% of the script). Each field is a listpack append, and a realloc that copies
 when the listpack crosses a jemalloc size class (a 7-field root's hash is about 130 bytes, just
-past the 128-byte class).
+past the 128-byte class). Then (19:00-20:10 UTC, benchmarks/README.md "Build + submit"): no
+``created`` on a run's jobs nor ``enqueued`` on its roots (readers take the run's), numbers
+made text without a strtod or a string.format per task, and the records sent as columns in runs
+of equal values: 5.98 -> 4.87 G instructions WIDE, 5.12 -> 4.40 G LAYERED.
 """
 
 from __future__ import annotations
