@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 
 from ironforge_nb.dag import Pipeline
@@ -90,6 +91,15 @@ def wait_aof_written(client: Any, timeout: float = 15.0) -> None:
     page cache), which a SIGKILL of redis-server does not lose. INFO is not written to the AOF.
     """
     wait_for(lambda: client.info("persistence")["aof_buffer_length"] == 0, timeout)
+
+
+def gone(pid: int) -> bool:
+    """True once process ``pid`` has exited (a zombie counts: it runs nothing). Safe against
+    the process vanishing between the lookup and the status read."""
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float = 15.0, every: float = 0.02) -> Any:

@@ -20,6 +20,7 @@ from ironforge_nb.local.connect import Connection, current_connection
 from ironforge_nb.orchestrator import codec
 from ironforge_nb.queue import Queue, default_config
 from ironforge_nb.status import JobStatus
+from tests.helpers import gone
 from tests.worker_tasks import EXECUTOR, command
 
 REPO = Path(__file__).resolve().parents[1]
@@ -34,14 +35,6 @@ def all_pids(conn: Connection) -> list[int]:
     for pid in conn.local_workers.pids:
         pids += [c.pid for c in psutil.Process(pid).children()]
     return pids
-
-
-def gone(pid: int) -> bool:
-    """True once ``pid`` has exited (a zombie counts: it runs nothing)."""
-    try:
-        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return True
 
 
 def wait_gone(pids: list[int], timeout: float = 15.0) -> list[int]:

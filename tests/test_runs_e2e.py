@@ -21,7 +21,6 @@ from typing import Any
 
 import cloudpickle
 import pandas as pd
-import psutil
 import pytest
 
 import ironforge_nb as ifn
@@ -34,7 +33,7 @@ from ironforge_nb.status import JobStatus, RunStatus
 from ironforge_nb.worker import list_workers
 from tests import tasks
 from tests.conftest import unique_namespace
-from tests.helpers import signing_workers, wait_for
+from tests.helpers import gone, signing_workers, wait_for
 
 SECRET = b"e2e-test-secret"
 cloudpickle.register_pickle_by_value(sys.modules[__name__])  # like a notebook's functions
@@ -82,14 +81,6 @@ def sleeper(marks: Path, name: str, seconds: float) -> Any:
         (marks / f"{name}.done").touch()
         return name
     return fn
-
-
-def gone(pid: int) -> bool:
-    """True once ``pid`` has exited (a zombie runs nothing)."""
-    try:
-        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return True
 
 
 class Canary:

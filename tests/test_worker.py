@@ -25,7 +25,7 @@ from ironforge_nb.queue import Queue, RedisConfig
 from ironforge_nb.status import EventType, JobStatus
 from ironforge_nb.worker import Worker, list_workers
 from ironforge_nb.worker.context import Reporter, progress, track
-from tests.helpers import REPO, spawn_worker, wait_for
+from tests.helpers import REPO, gone, spawn_worker, wait_for
 from tests.worker_tasks import EXECUTOR, command
 
 StartWorker = Callable[..., subprocess.Popen[bytes]]
@@ -178,8 +178,7 @@ def test_cancelled_running_job_is_stopped(q: Queue, start_worker: StartWorker,
     wait_for(flag.exists)
     task_pid = int(wait_for(flag.read_text))
     q.cancel(jid)
-    wait_for(lambda: not psutil.pid_exists(task_pid) or
-             psutil.Process(task_pid).status() == psutil.STATUS_ZOMBIE, timeout=5)
+    wait_for(lambda: gone(task_pid), timeout=5)
     assert worker.poll() is None
 
 
