@@ -60,19 +60,30 @@ class Row:
     note: str = ""
     problems: list[str] = field(default_factory=list)
     unaccounted_jobs: list[str] = field(default_factory=list)  # their keys
+    # pid of the process an execution that had to be repeated ran in -> how many such
+    repeated_in: dict[int, int] = field(default_factory=dict)
 
     def check(self, max_duplicates: int | None = None,
-              may_be_unaccounted: frozenset[str] = frozenset()) -> None:
+              may_be_unaccounted: frozenset[str] = frozenset(),
+              per_kill: int | None = None) -> None:
         """Assert the scenario's promises: nothing lost, nothing failed for the machine's sake,
         every execution accounted for (but for the jobs in ``may_be_unaccounted``: those whose
         claim a server crash may have undone), at most ``max_duplicates`` (default:
-        ``faults``)."""
+        ``faults``). With ``per_kill`` (worker kills), the repeated executions instead come
+        from at most ``faults`` processes, and at most ``per_kill`` from any one of them."""
         bound = self.faults if max_duplicates is None else max_duplicates
         shown = "\n".join(self.problems[:20])
         unexplained = [key for key in self.unaccounted_jobs if key not in may_be_unaccounted]
         assert (self.lost, self.wrongly_failed, len(unexplained)) == (0, 0, 0), (
             f"{self.scenario}: lost {self.lost}, wrongly failed {self.wrongly_failed}, "
             f"unaccounted {self.unaccounted} ({len(unexplained)} not allowed):\n{shown}")
+        if per_kill is not None:
+            most = max(self.repeated_in.values(), default=0)
+            assert len(self.repeated_in) <= self.faults and most <= per_kill, (
+                f"{self.scenario}: {self.duplicates} duplicates from {len(self.repeated_in)} "
+                f"processes (at most {self.faults}, the kills), at most {most} from one "
+                f"(bound {per_kill}): {self.repeated_in}\n{shown}")
+            return
         assert self.duplicates <= bound, (
             f"{self.scenario}: {self.duplicates} duplicates for {self.faults} faults "
             f"(bound {bound}):\n{shown}")
@@ -184,13 +195,18 @@ class Ledger:
                                 + ", ".join(f"{at:.3f} (pid {pid})" for k, pid, at in lines
                                             if k == key))
                 problems += [f"    {line}" for line in (history or {}).get(key, [])]
+        repeated_in: Counter[int] = Counter()  # every execution but a job's last was repeated
+        for key, n in runs.items():
+            if n > 1:
+                ran = sorted((at, pid) for k, pid, at in lines if k == key)
+                repeated_in.update(pid for _, pid in ran[:-1])
         strangers = set(runs) - set(self.expected)
         problems += [f"{key}: ran but was never submitted" for key in sorted(strangers)]
         row = Row(scenario, len(self.expected), faults, lost + len(strangers),
                   sum(n - 1 for n in runs.values() if n > 1), failed, len(unaccounted),
                   sum(f.attempts for f in finals.values()),
                   sum(f.stalls for f in finals.values()), round(seconds, 1), note, problems,
-                  unaccounted)
+                  unaccounted, dict(repeated_in))
         ROWS.append(row)
         return row
 

@@ -3,8 +3,12 @@
 A dead worker must not fail a task: its running job stalls (lease expires, the job is queued
 again without charging an attempt) and the jobs it had claimed ahead go back free. So a
 2,000-task pipeline with default options (``retries=0``) succeeds, and so does plain queue work
-with ``max_attempts=1``, with every job's effect in the ledger and no more duplicate
-executions than kills.
+with ``max_attempts=1``, with every job's effect in the ledger. A kill repeats what the killed
+worker's executor ran and Redis did not record as done: the task it was running, and at times
+the one before it, whose success was on its way to Redis through the worker when the next
+task began (the executor does not wait for that completion). So the repeated executions come
+from at most one executor per kill, and at most two from any one (one in about 36 runs of the
+queue scenario showed a second; most kills repeat one or none).
 
 What makes the accounting exact: an executor runs no lease's code before Redis has recorded
 it as started (the claim marked it, or the executor marks it itself and waits for the answer;
@@ -83,7 +87,7 @@ def test_pipeline_survives_random_worker_kills(conn: Connection, tmp_path: Path)
     row = settle_run(ledger, "worker SIGKILL, pipeline", run, chaos.count, began, finished,
                      f"seed {seed}")
     assert chaos.count >= 5, f"only {chaos.count} kills: the run was over too soon"
-    row.check()
+    row.check(per_kill=2)
     assert run.status is RunStatus.SUCCEEDED
 
 
@@ -121,4 +125,4 @@ def test_queue_work_survives_random_worker_kills(server: RedisServer, tmp_path: 
                         stall_history(q, job_ids, fleet.kills))
     config.close()
     assert chaos.count >= 5, f"only {chaos.count} kills: the work was over too soon"
-    row.check()
+    row.check(per_kill=2)
