@@ -78,6 +78,26 @@ def _check_of(exc: Exception) -> str:
     return "signature"
 
 
+def _well_formed(signature: str) -> bool:
+    """Whether a ``webhook-signature`` header is ``<version>,<base64>`` entries separated by
+    spaces."""
+    for entry in signature.split(" "):
+        version, comma, sig = entry.partition(",")
+        if not (version and comma and sig):
+            return False
+        try:
+            base64.b64decode(sig, validate=True)
+        except (binascii.Error, ValueError):
+            return False
+    return True
+
+
+def _malformed() -> WebhookVerificationError:
+    return WebhookVerificationError(
+        "headers", "malformed webhook-signature header (expected 'v1,<base64>' entries "
+        "separated by spaces)")
+
+
 def verify(headers: Mapping[str, str], body: bytes | str, secret: str | Sequence[str]) -> Any:
     """Check a received webhook and return its JSON payload; for receivers.
 
@@ -94,6 +114,9 @@ def verify(headers: Mapping[str, str], body: bytes | str, secret: str | Sequence
         raise InvalidOptionError("secret", keys, "a 'whsec_...' secret or a list of them")
     data = body.decode() if isinstance(body, bytes) else body
     plain = {str(k): str(v) for k, v in headers.items()}
+    signature = next((v for k, v in plain.items() if k.lower() == "webhook-signature"), "")
+    if signature and not _well_formed(signature):  # checked here: standardwebhooks >= 1.3
+        raise _malformed()                         # takes it for a signature that differs
     for key in keys:
         try:
             Webhook(key).verify(data, plain, json_parse=False)
@@ -102,10 +125,8 @@ def verify(headers: Mapping[str, str], body: bytes | str, secret: str | Sequence
             if check != "signature":  # the same for every secret
                 raise WebhookVerificationError(check, str(exc)) from None
             continue
-        except ValueError:  # a signature entry without 'v1,' or with bad base64
-            raise WebhookVerificationError(
-                "headers", "malformed webhook-signature header (expected 'v1,<base64>' "
-                "entries separated by spaces)") from None
+        except ValueError:  # a signature entry without 'v1,' (standardwebhooks < 1.3)
+            raise _malformed() from None
         return json.loads(data)
     raise WebhookVerificationError(
         "signature", f"no signature matches {'the secret' if len(keys) == 1 else 'any secret'}"
