@@ -475,16 +475,10 @@ def _print_submit(best: dict[str, float]) -> None:
 
 
 def _export(ref: str) -> Path:
-    """The tree of commit ``ref`` in a temp dir, with this benchmark (and its helper) in it."""
-    import subprocess
+    """The tree of commit ``ref`` in a temp dir, with this benchmark (and its helpers) in it."""
+    from bench_lua_calls import export_tree
 
-    dest = Path(tempfile.mkdtemp(prefix="bench-iterate-"))
-    archive = subprocess.run(["git", "-C", str(ROOT), "archive", ref], check=True,
-                             capture_output=True).stdout
-    subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
-    for name in (Path(__file__).name, "bench_monitor.py"):
-        (dest / "benchmarks" / name).write_text((Path(__file__).parent / name).read_text())
-    return dest
+    return export_tree(ref, Path(__file__).name, "bench_monitor.py")
 
 
 def _child_round(tree: Path, url: str, callgrind: int | None = None) -> dict[str, float]:

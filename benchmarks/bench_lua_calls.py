@@ -168,7 +168,8 @@ def interleaved(refs: list[str], jobs: int, rounds: int) -> None:
     from ironforge_nb.queue import Queue, RedisConfig
 
     # a comment naming the ref: the same code twice (an A/A check) gets two SHAs
-    versions = {ref: {name: f"{src}\n-- {ref}\n" for name, src in _sources(_export(ref)).items()}
+    versions = {ref: {name: f"{src}\n-- {ref}\n"
+                      for name, src in _sources(export_tree(ref)).items()}
                 for ref in refs}
     names = [*refs, "this tree"]
     durations: dict[str, dict[str, list[int]]] = {n: {p: [] for p in PHASES} for n in names}
@@ -298,7 +299,7 @@ def _counted(sources: dict[str, str], jobs: int) -> dict[str, float]:
 
 def counted(refs: list[str], jobs: int) -> None:
     """The ``--callgrind`` measurement (see the module doc)."""
-    trees = {**{ref: _export(ref) for ref in refs}, "this tree": ROOT}
+    trees = {**{ref: export_tree(ref) for ref in refs}, "this tree": ROOT}
     got = {name: _counted(_sources(tree), jobs) for name, tree in trees.items()}
     print(f"instructions per call inside EVALSHA (callgrind), {jobs:,} calls per phase:")
     for phase in PHASES:
@@ -306,13 +307,16 @@ def counted(refs: list[str], jobs: int) -> None:
                                             for name in trees))
 
 
-def _export(ref: str) -> Path:
-    """The tree of commit ``ref`` in a temp dir (with this benchmark in it)."""
-    dest = Path(tempfile.mkdtemp(prefix="bench-lua-"))
+def export_tree(ref: str, *benchmarks: str) -> Path:
+    """The tree of commit ``ref`` in a temp dir, with this tree's ``benchmarks/bench_lua_calls.py``
+    and ``benchmarks/<name>`` for each of ``benchmarks`` copied in: the old code, measured by
+    today's benchmark (used by every ``--callgrind REF`` / ``--compare REF``)."""
+    dest = Path(tempfile.mkdtemp(prefix="bench-tree-"))
     archive = subprocess.run(["git", "-C", str(ROOT), "archive", ref], check=True,
                              capture_output=True).stdout
     subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
-    (dest / "benchmarks" / Path(__file__).name).write_text(Path(__file__).read_text())
+    for name in (Path(__file__).name, *benchmarks):
+        (dest / "benchmarks" / name).write_text((ROOT / "benchmarks" / name).read_text())
     return dest
 
 
@@ -349,7 +353,7 @@ def main() -> None:
 
     from ironforge_nb.local import RedisServer
 
-    trees = {**{ref: _export(ref) for ref in args.compare}, "this tree": ROOT}
+    trees = {**{ref: export_tree(ref) for ref in args.compare}, "this tree": ROOT}
     rounds: dict[str, list[dict[str, dict[str, float]]]] = {name: [] for name in trees}
     with RedisServer() as server:
         assert server.pid is not None

@@ -186,13 +186,9 @@ def child(n: int, workers: bool) -> dict[str, Any]:
 
 
 def _export(ref: str) -> Path:
-    dest = Path(tempfile.mkdtemp(prefix="bench-run-calls-"))
-    archive = subprocess.run(["git", "-C", str(ROOT), "archive", ref], check=True,
-                             capture_output=True).stdout
-    subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
-    for name in (Path(__file__).name, "bench_lua_calls.py"):
-        (dest / "benchmarks" / name).write_text((ROOT / "benchmarks" / name).read_text())
-    return dest
+    from benchmarks.bench_lua_calls import export_tree
+
+    return export_tree(ref, Path(__file__).name)
 
 
 def report(trees: dict[str, dict[str, Any]], n: int, workers: bool) -> None:

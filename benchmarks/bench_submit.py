@@ -207,13 +207,11 @@ def counted(refs: list[str], n: int, python: bool = False) -> dict[str, dict[str
     import sys
     import tempfile
 
-    from benchmarks.bench_lua_calls import ROOT, _export, dumps
+    from benchmarks.bench_lua_calls import ROOT, dumps, export_tree
 
-    trees = {**{ref: _export(ref) for ref in refs}, "this tree": ROOT}
+    trees = {**{ref: export_tree(ref, Path(__file__).name) for ref in refs}, "this tree": ROOT}
     got: dict[str, dict[str, int]] = {}
     for name, tree in trees.items():
-        if name != "this tree":  # _export copied bench_lua_calls.py; this file goes too
-            (tree / "benchmarks" / Path(__file__).name).write_text(Path(__file__).read_text())
         script = [str(tree / "benchmarks" / Path(__file__).name)]
         env = dict(os.environ, PYTHONPATH=str(tree), PYTHONHASHSEED="0")
         if python:
