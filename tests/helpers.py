@@ -114,6 +114,26 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 15.0, every: float =
         time.sleep(every)
 
 
+@contextlib.contextmanager
+def worker_processes(config: RedisConfig, logs: Path
+                     ) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
+    """``start(name, args, setup="")``: `spawn_worker` with its log at ``logs/<name>.log``;
+    every worker started is killed (and reaped) when the block ends."""
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def start(name: str, args: list[str], setup: str = "") -> subprocess.Popen[bytes]:
+        procs.append(spawn_worker(config, logs / f"{name}.log", name, args, setup))
+        return procs[-1]
+
+    try:
+        yield start
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+
+
 def spawn_worker(config: RedisConfig, log: Path, name: str, args: list[str],
                  setup: str = "") -> subprocess.Popen[bytes]:
     """Start ``ironforge worker --name <name> <args>`` on ``config`` (output to ``log``) and

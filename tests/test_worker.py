@@ -25,7 +25,7 @@ from ironforge_nb.queue import Queue, RedisConfig
 from ironforge_nb.status import EventType, JobStatus
 from ironforge_nb.worker import Worker, list_workers
 from ironforge_nb.worker.context import Reporter, progress, track
-from tests.helpers import REPO, gone, spawn_worker, wait_for
+from tests.helpers import REPO, gone, wait_for, worker_processes
 from tests.worker_tasks import EXECUTOR, command
 
 StartWorker = Callable[..., subprocess.Popen[bytes]]
@@ -45,22 +45,15 @@ def q(config: RedisConfig) -> Queue:
 @pytest.fixture
 def start_worker(config: RedisConfig, tmp_path: Path) -> Iterator[StartWorker]:
     """Factory of registered worker processes running the test executor; all killed after."""
-    procs: list[subprocess.Popen[bytes]] = []
+    with worker_processes(config, tmp_path) as spawn:
+        def start(name: str = "w1", *, queues: str = "work", concurrency: int = 1,
+                  lease: float = 30.0, grace: float = 10.0, extra: tuple[str, ...] = ()
+                  ) -> subprocess.Popen[bytes]:
+            return spawn(name, [
+                "--queues", queues, "--concurrency", str(concurrency), "--executor", EXECUTOR,
+                "--lease", str(lease), "--grace", str(grace), "--log-level", "INFO", *extra])
 
-    def start(name: str = "w1", *, queues: str = "work", concurrency: int = 1,
-              lease: float = 30.0, grace: float = 10.0, extra: tuple[str, ...] = ()
-              ) -> subprocess.Popen[bytes]:
-        proc = spawn_worker(config, tmp_path / f"{name}.log", name, [
-            "--queues", queues, "--concurrency", str(concurrency), "--executor", EXECUTOR,
-            "--lease", str(lease), "--grace", str(grace), "--log-level", "INFO", *extra])
-        procs.append(proc)
-        return proc
-
-    yield start
-    for proc in procs:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait()
+        yield start
 
 
 def executor_pids(worker: subprocess.Popen[bytes]) -> list[int]:

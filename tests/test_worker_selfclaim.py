@@ -30,7 +30,7 @@ from ironforge_nb.worker.executor import claim_receipt, claim_request
 from ironforge_nb.worker.pool import ExecutorPool
 from ironforge_nb.worker.settling import Settler
 from ironforge_nb.worker.wake import Waker
-from tests.helpers import spawn_worker, wait_for
+from tests.helpers import wait_for, worker_processes
 from tests.worker_tasks import EXECUTOR, command
 
 pytestmark = pytest.mark.slow
@@ -46,21 +46,14 @@ def q(config: RedisConfig) -> Queue:
 @pytest.fixture
 def spawn(config: RedisConfig, tmp_path: Path) -> Iterator[Spawn]:
     """Factory of registered worker processes running the test executor; all killed after."""
-    procs: list[subprocess.Popen[bytes]] = []
+    with worker_processes(config, tmp_path) as spawn_one:
+        def start(name: str = "w1", *, lease: float = 30.0, grace: float = 10.0
+                  ) -> subprocess.Popen[bytes]:
+            return spawn_one(name, [
+                "--queues", "work", "--executor", EXECUTOR, "--lease", str(lease),
+                "--grace", str(grace), "--log-level", "INFO"])
 
-    def start(name: str = "w1", *, lease: float = 30.0, grace: float = 10.0
-              ) -> subprocess.Popen[bytes]:
-        proc = spawn_worker(config, tmp_path / f"{name}.log", name, [
-            "--queues", "work", "--executor", EXECUTOR, "--lease", str(lease),
-            "--grace", str(grace), "--log-level", "INFO"])
-        procs.append(proc)
-        return proc
-
-    yield start
-    for proc in procs:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait()
+        yield start
 
 
 def claimer_of(config: RedisConfig, job_id: str) -> int:

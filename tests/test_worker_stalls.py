@@ -21,7 +21,7 @@ import pytest
 from ironforge_nb.queue import Queue, RedisConfig
 from ironforge_nb.status import EventType, JobStatus
 from ironforge_nb.worker.registry import gone_workers
-from tests.helpers import spawn_worker, wait_for
+from tests.helpers import wait_for, worker_processes
 from tests.test_worker import status_is
 from tests.worker_tasks import EXECUTOR, command
 
@@ -40,19 +40,13 @@ def spawn(config: RedisConfig, tmp_path: Path) -> Iterator[Spawn]:
     """Factory of registered worker processes (lease 2 s unless told) running the test executor; all
     killed after. ``patient=True`` makes one that never hands back the jobs queued behind a
     long task (`slots.RETURN_AFTER` raised to an hour), so that a kill finds them held."""
-    procs: list[subprocess.Popen[bytes]] = []
+    with worker_processes(config, tmp_path) as spawn_one:
+        def start(name: str, patient: bool = False, lease: float = 2) -> subprocess.Popen[bytes]:
+            setup = "import ironforge_nb.worker.slots as s; s.RETURN_AFTER = 3600.0" * patient
+            return spawn_one(name, ["--queues", "work", "--executor", EXECUTOR,
+                                    "--lease", str(lease)], setup)
 
-    def start(name: str, patient: bool = False, lease: float = 2) -> subprocess.Popen[bytes]:
-        setup = "import ironforge_nb.worker.slots as s; s.RETURN_AFTER = 3600.0" * patient
-        procs.append(spawn_worker(config, tmp_path / f"{name}.log", name, [
-            "--queues", "work", "--executor", EXECUTOR, "--lease", str(lease)], setup))
-        return procs[-1]
-
-    yield start
-    for proc in procs:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait()
+        yield start
 
 
 def test_sigkilled_worker_charges_its_running_job_a_stall_and_its_held_jobs_nothing(
