@@ -1,5 +1,6 @@
 """`ironforge_nb.pdeathsig`: the one copy of the prctl(PR_SET_PDEATHSIG) code that executors
-(worker/executor.py) and a kernel's redis-server and local workers (local/server.py) use."""
+(worker/executor.py) and a kernel's redis-server and local workers (local/server.py) use, and
+the process names a worker's processes take (prctl(PR_SET_NAME))."""
 
 from __future__ import annotations
 
@@ -59,3 +60,14 @@ def test_the_setter_is_available_on_linux() -> None:
     """On Linux libc is found: the executors and servers get their parent-death signal."""
     assert pdeathsig_setter() is not None
     assert set_pdeathsig(0)  # 0 clears it: this test process keeps living
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_NAME is Linux's")
+def test_a_process_name_is_what_top_shows_cut_at_15_bytes() -> None:
+    """`set_process_name` sets /proc/<pid>/comm (what top and ps -o comm show), keeping the
+    first 15 bytes, as the kernel does."""
+    code = ("from ironforge_nb.pdeathsig import set_process_name\n"
+            "assert set_process_name('ifn-a-name-too-long-for-comm')\n"
+            "print(open('/proc/self/comm').read().strip())\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, check=True)
+    assert out.stdout.decode().strip() == "ifn-a-name-too-"

@@ -57,8 +57,18 @@ def start_worker(config: RedisConfig, tmp_path: Path) -> Iterator[StartWorker]:
 
 
 def executor_pids(worker: subprocess.Popen[bytes]) -> list[int]:
-    """Pids of a worker's executor processes."""
-    return [c.pid for c in psutil.Process(worker.pid).children()]
+    """Pids of a worker's executor processes (not its webhook dispatcher)."""
+    return [c.pid for c in psutil.Process(worker.pid).children() if c.name() == "ifn-executor"]
+
+
+def test_a_workers_processes_are_named_for_top(start_worker: StartWorker) -> None:
+    """``top`` and ``ps -o comm`` tell a worker's processes apart: the worker, each of its
+    executors and its webhook dispatcher (all forks of one Python process)."""
+    worker = start_worker(concurrency=2)
+    assert psutil.Process(worker.pid).name() == "ifn-worker"
+    wait_for(lambda: sorted(c.name() for c in psutil.Process(worker.pid).children())
+             == ["ifn-executor", "ifn-executor", "ifn-webhooks"])
+    assert len(executor_pids(worker)) == 2
 
 
 # -- running jobs ----------------------------------------------------------------------------

@@ -61,10 +61,12 @@ def cmd_worker(args: argparse.Namespace) -> int:
     import logging
     import os
 
+    from ironforge_nb.pdeathsig import set_process_name
     from ironforge_nb.queue import RedisConfig
     from ironforge_nb.worker import Worker
     from ironforge_nb.worker.executor import load_executor
 
+    set_process_name("ifn-worker")  # its executors: ifn-executor, its webhooks: ifn-webhooks
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(message)s")
     executor = secret = None

@@ -88,7 +88,7 @@ from typing import Any
 import redis.exceptions
 
 from ironforge_nb.errors import InvalidOptionError, SignatureError, SizeLimitError
-from ironforge_nb.pdeathsig import set_pdeathsig
+from ironforge_nb.pdeathsig import set_pdeathsig, set_process_name
 from ironforge_nb.queue import Lease, Queue, RedisConfig
 from ironforge_nb.worker.context import start_reporting, stop_reporting
 from ironforge_nb.worker.logs import install, start_capture, stop_capture
@@ -198,6 +198,7 @@ def _executor_main(conn: Connection, config: RedisConfig, execute: Executor,
     """Body of an executor process: run the leases received on ``conn`` until None or EOF.
     ``claims``: it may complete a success itself and claim its next job (until told not to)."""
     _die_with_parent(parent)
+    set_process_name("ifn-executor")  # as top and ps -o comm show it
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the worker's to handle
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     config = copy.copy(config)  # settings only (see RedisConfig.__reduce__): a client of our own

@@ -15,6 +15,7 @@ import os
 import signal
 from typing import Any
 
+from ironforge_nb.pdeathsig import set_process_name
 from ironforge_nb.queue import RedisConfig
 from ironforge_nb.worker.executor import _die_with_parent
 
@@ -27,6 +28,7 @@ def _dispatcher_main(config: RedisConfig, name: str, parent: int,
     from ironforge_nb.webhooks.dispatcher import Dispatcher
 
     _die_with_parent(parent)
+    set_process_name("ifn-webhooks")  # as top and ps -o comm show it
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the worker's to handle
     dispatcher = Dispatcher(copy.copy(config), name=name, **options)
     signal.signal(signal.SIGTERM, lambda signum, frame: dispatcher.stop())
