@@ -19,11 +19,12 @@ tried is in benchmarks/README.md, "Where the time goes".
      client (the submit and the wait), the redis-server, the worker processes, their executors
      and their webhook dispatchers (told apart by the names they give themselves: ifn-worker,
      ifn-executor, ifn-webhooks);
-   - the server's side, from its SLOWLOG (threshold 0 during the run: every command, with the
-     µs Redis spent in it; a command a script calls is logged too): for each Lua script (named
-     by its SHA), calls per task and µs per call and per task, and the plain commands. Logging
-     every command costs the server about a µs each: the run is a little slower than in
-     bench_runs.py, whose figures are the reference.
+   - the server's side: ``INFO commandstats`` over the run (µs Redis spent in each command,
+     a script's time including the commands it calls), and how the scripts' time splits by
+     script, from the SLOWLOG of a second run of the same shape (threshold 0: every command
+     with its µs, a SHA per script call). Logging every command slows the scripts down (a
+     CHAIN hop's script: ~90 µs by commandstats, ~150 µs by the SLOWLOG on the fast VM), so
+     the second run gives only the shares, applied to the first run's EVALSHA time.
 
 Results go to stdout (markdown) and ``benchmarks/results/breakdown.json``.
 """
@@ -135,49 +136,58 @@ def script_names() -> dict[str, str]:
     return names
 
 
-def server_side(entries: list[dict[str, Any]], n: int, names: dict[str, str]
-                ) -> list[dict[str, Any]]:
-    """SLOWLOG entries summed by script (EVALSHA by SHA, EVAL as "EVAL <first words>") or
-    plain command: calls per task, µs per call, µs per task, largest first."""
-    calls: dict[str, int] = defaultdict(int)
+def script_shares(entries: list[dict[str, Any]], names: dict[str, str]) -> dict[str, float]:
+    """Each script's share of the EVALSHA time in SLOWLOG ``entries`` (by name)."""
     micros: dict[str, int] = defaultdict(int)
     for entry in entries:
         words = entry["command"].split()
-        head = (words[0].decode(errors="replace") if isinstance(words[0], bytes)
-                else str(words[0])).upper()
-        if head == "EVALSHA" and len(words) > 1:
-            sha = words[1].decode() if isinstance(words[1], bytes) else str(words[1])
-            head = f"script {names.get(sha, sha[:10])}"
-        elif head == "EVAL":
-            head = "EVAL: submit_run (sent whole), or a first call"
-        calls[head] += 1
-        micros[head] += int(entry["duration"])
-    rows = [{"what": k, "calls_per_task": calls[k] / n, "us_per_call": micros[k] / calls[k],
-             "us_per_task": micros[k] / n} for k in calls]
-    return sorted(rows, key=lambda r: -r["us_per_task"])
+        if len(words) > 1 and str(words[0], "ascii", "replace").upper() == "EVALSHA":
+            sha = str(words[1], "ascii", "replace")
+            micros[names.get(sha, sha[:10])] += int(entry["duration"])
+    total = sum(micros.values()) or 1
+    return {name: us / total for name, us in micros.items()}
 
 
-def measure(label: str, make: Callable[[], ifn.Pipeline], n: int, conn: ifn.Connection,
+def command_stats(client: Any, n: int) -> dict[str, dict[str, float]]:
+    """``INFO commandstats`` per task: calls and µs of each command, largest first."""
+    stats = client.info("commandstats")
+    rows = {name.removeprefix("cmdstat_"): {"calls_per_task": row["calls"] / n,
+                                            "us_per_call": row["usec_per_call"],
+                                            "us_per_task": row["usec"] / n}
+            for name, row in stats.items()}
+    return dict(sorted(rows.items(), key=lambda kv: -kv[1]["us_per_task"]))
+
+
+def measure(make: Callable[[], ifn.Pipeline], n: int, conn: ifn.Connection,
             names: dict[str, str]) -> dict[str, Any]:
-    """One run of the pipeline ``make`` builds: tasks/s, CPU per task by role, server side."""
+    """Two runs of the pipeline ``make`` builds: tasks/s, CPU per task by role and
+    commandstats from the first; the scripts' shares of EVALSHA time from the second's
+    SLOWLOG."""
     client = conn.config.client()
     pipeline = make()
-    client.config_set("slowlog-max-len", str(40 * n + 10_000))
-    client.config_set("slowlog-log-slower-than", "0")
-    client.slowlog_reset()
+    client.config_resetstat()
     before, start = cpu_by_role(), time.perf_counter()
     run = pipeline.submit().wait()
     took = time.perf_counter() - start
     after = cpu_by_role()
-    client.config_set("slowlog-log-slower-than", "10000")
-    entries = client.slowlog_get(40 * n + 10_000)
+    commands = command_stats(client, n)
+    pipeline = make()
+    client.config_set("slowlog-max-len", str(40 * n + 10_000))
+    client.config_set("slowlog-log-slower-than", "0")
     client.slowlog_reset()
-    if run.status is not ifn.RunStatus.SUCCEEDED:
-        raise RuntimeError(f"{label} ended {run.status}")
+    second = pipeline.submit().wait()
+    client.config_set("slowlog-log-slower-than", "10000")
+    shares = script_shares(client.slowlog_get(40 * n + 10_000), names)
+    client.slowlog_reset()
+    for r in (run, second):
+        if r.status is not ifn.RunStatus.SUCCEEDED:
+            raise RuntimeError(f"run {r.id} ended {r.status}")
+    evalsha = commands.get("evalsha", {"us_per_task": 0.0})["us_per_task"]
     cpu = {role: (after[role] - before[role]) / n * 1e6 for role in ROLES}
     return {"tasks": n, "tasks_per_s": n / took, "cpu_us_per_task": cpu,
-            "cpu_us_per_task_total": sum(cpu.values()),
-            "server": server_side(entries, n, names)}
+            "cpu_us_per_task_total": sum(cpu.values()), "commands": commands,
+            "scripts_us_per_task": {name: share * evalsha for name, share in
+                                    sorted(shares.items(), key=lambda kv: -kv[1])}}
 
 
 # ---------------------------------------------------------------------- report
@@ -198,11 +208,13 @@ def report(out: dict[str, Any]) -> str:
                      + " / ".join(f"{cpu[r]:.0f}" for r in ROLES)
                      + f" = {row['cpu_us_per_task_total']:.0f} |")
     for shape, row in out["shapes"].items():
-        lines += ["", f"Server side of {shape} (SLOWLOG), the 8 largest:", "",
-                  "| script or command | calls per task | µs per call | µs per task |",
+        lines += ["", f"Server side of {shape}: Redis µs per task", "",
+                  "| command (commandstats) | calls per task | µs per call | µs per task |",
                   "|---|---:|---:|---:|"]
-        lines += [f"| {r['what']} | {r['calls_per_task']:.3f} | {r['us_per_call']:.1f} | "
-                  f"{r['us_per_task']:.1f} |" for r in row["server"][:8]]
+        lines += [f"| {name} | {r['calls_per_task']:.3f} | {r['us_per_call']:.1f} | "
+                  f"{r['us_per_task']:.1f} |" for name, r in list(row["commands"].items())[:6]]
+        lines += ["", "EVALSHA by script (shares from the SLOWLOG run): " + ", ".join(
+            f"{name} {us:.1f} µs" for name, us in list(row["scripts_us_per_task"].items())[:4])]
     return "\n".join(lines)
 
 
@@ -227,7 +239,7 @@ def main() -> int:
         try:
             wide_pipeline(300).submit().wait()  # warm-up: executors forked, scripts loaded
             for shape, (make, n) in shapes.items():
-                out["shapes"][shape] = measure(shape, make, n, conn, names)
+                out["shapes"][shape] = measure(make, n, conn, names)
                 print(f"  {shape}: {out['shapes'][shape]['tasks_per_s']:,.0f} tasks/s",
                       flush=True)
         finally:
