@@ -26,7 +26,7 @@ from ironforge_nb.worker.claiming import Claimer
 from ironforge_nb.worker.housekeeping import Housekeeper
 from ironforge_nb.worker.pool import ExecutorPool
 from ironforge_nb.worker.settling import Settler
-from ironforge_nb.worker.slots import Slot
+from ironforge_nb.worker.slots import READ_LATE, Slot
 from ironforge_nb.worker.stopping import Stopper
 from ironforge_nb.worker.wake import Waker
 from tests.helpers import REPO, wait_for
@@ -214,6 +214,41 @@ def test_settler_completes_a_task_of_milliseconds_at_once(config: RedisConfig, w
         assert not slot.deferred
         assert q.info(ids[0]).status is JobStatus.COMPLETED
         assert sum(q.info(j).status is JobStatus.COMPLETED for j in ids) == settler.jobs_done
+    finally:
+        pool.close()
+
+
+def test_settler_reads_late_an_executor_that_claims_by_itself(config: RedisConfig,
+                                                              waker: Waker, q: Queue) -> None:
+    """A short success that its executor completed itself, with the next lease it claimed and
+    now runs, needs no answer: the worker may read that pipe up to READ_LATE later
+    (`Slot.read_after`), so a chain of such hops does not wake it for each one. A failure
+    (its executor then waits for the worker) is read at once, as is any outcome of a slot
+    whose tasks are not short."""
+    pool = ExecutorPool(config, execute, 1, prefetch=32, lease=30.0, timeout=None)
+    pool.start()  # executors claim by themselves (the worker's default)
+    try:
+        settler = Settler(NAME, pool, waker, single_queue=True)
+        ids = q.enqueue_batch([job(value=0), job(value=1, sleep=0.5), job(fail="boom")],
+                              max_attempts=1)
+        slot = hand_one(pool, q)
+        promptly(slot.proc.ready)  # job 0 done: completed by its executor, job 1 claimed
+        before = time.monotonic()
+        settler.on_message(slot)
+        assert before + READ_LATE <= slot.read_after <= time.monotonic() + READ_LATE
+        assert q.info(ids[0]).status is JobStatus.COMPLETED
+        assert slot.head is not None and slot.head.lease.job_id == ids[1] and slot.short
+        # job 1 takes 500 ms (the slot's tasks are no longer short); then job 2, claimed by
+        # the executor too, fails: neither is read late (one message each, or both at once)
+        promptly(lambda: q.info(ids[2]).status is not JobStatus.QUEUED)
+        promptly(slot.proc.ready)
+        settler.on_message(slot)
+        assert slot.read_after == 0.0
+        if q.info(ids[2]).status is not JobStatus.FAILED:
+            promptly(slot.proc.ready)
+            settler.on_message(slot)
+            assert slot.read_after == 0.0
+        assert q.info(ids[2]).status is JobStatus.FAILED
     finally:
         pool.close()
 

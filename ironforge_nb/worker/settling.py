@@ -35,7 +35,7 @@ import time
 from ironforge_nb.errors import JobNotFoundError, JobStateError, LeaseLost, SizeLimitError
 from ironforge_nb.worker.executor import REDIS_DOWN, Outcome, claim_receipt, claim_request
 from ironforge_nb.worker.pool import ExecutorPool
-from ironforge_nb.worker.slots import Slot, Task
+from ironforge_nb.worker.slots import READ_LATE, Slot, Task
 from ironforge_nb.worker.wake import Waker
 
 __all__ = ["COMPLETE_BATCH", "COMPLETE_DELAY", "MOVED_ON", "Settler"]
@@ -68,8 +68,19 @@ class Settler:
     # -- outcomes arriving -------------------------------------------------------------------
 
     def on_message(self, slot: Slot) -> None:
-        """The slot's executor sent outcomes: record them, or defer its successes."""
+        """The slot's executor sent outcomes: record them, or defer its successes.
+
+        When the last of them is a short success its executor completed itself, with the
+        next leases it claimed (running now), the worker may read that pipe up to `READ_LATE`
+        later (`Slot.read_after`): what the executor writes meanwhile are the same reports,
+        which need no answer, so the worker is not woken for each hop of a chain (and the
+        executor's write wakes nobody). An executor that needs its worker within that time
+        (a failure, a claim that found nothing) waits for it at most that long."""
         done = self._drain(slot)
+        last = done[-1][1] if done else None
+        slot.read_after = (time.monotonic() + READ_LATE
+                           if last is not None and last.completed and last.claimed
+                           and slot.short and slot.tasks and not self.closing else 0.0)
         if (done and slot.short and len(slot.tasks) > max(1, slot.free) and not self.closing
                 and all(o.ok and o.ran and not o.completed for _, o in done)
                 and len(slot.deferred) + len(done) < COMPLETE_BATCH):

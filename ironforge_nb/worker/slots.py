@@ -53,14 +53,16 @@ from typing import Any
 from ironforge_nb.queue import Lease, Queue
 from ironforge_nb.worker.executor import ExecutorProcess
 
-__all__ = ["PREFETCH", "PREFETCH_WINDOW", "RETURN_AFTER", "REVOKE_WAIT", "SHORT_TASK", "Slot",
-           "Task", "task_timeout"]
+__all__ = ["PREFETCH", "PREFETCH_WINDOW", "READ_LATE", "RETURN_AFTER", "REVOKE_WAIT", "SHORT_TASK",
+           "Slot", "Task", "task_timeout"]
 
 PREFETCH = 32  # default cap on the leases a slot holds beyond the running one
 PREFETCH_WINDOW = 0.02  # seconds of work (at the recent average duration) a slot holds ahead
 RETURN_AFTER = 0.5  # seconds: a head running this long gets its prefetched leases handed back
 REVOKE_WAIT = 1.0  # seconds a revoked head may take to answer "revoked" before it is killed
 SHORT_TASK = 0.002  # seconds: below this recent average, a slot's successes may be completed late
+READ_LATE = 0.002  # seconds the worker may leave unread the pipe of an executor of short tasks
+# that runs leases it claimed itself (`Slot.read_after`)
 
 
 @dataclass
@@ -100,6 +102,10 @@ class Slot:
         # made exact by the housekeeper's pass over them), so that the worker's loop does
         # not walk every held task on every turn
         self.beat_due = float("inf")
+        # before this (monotonic), the worker need not read its executor's pipe: the executor
+        # runs short leases it claimed itself, and tells of the next ones it claims without
+        # needing an answer (see `Settler.on_message`); its death is still seen at once
+        self.read_after = 0.0
 
     @property
     def head(self) -> Task | None:

@@ -56,7 +56,7 @@ from ironforge_nb.worker.executor import REDIS_DOWN, Executor, task_executor
 from ironforge_nb.worker.housekeeping import Housekeeper, start_dispatcher
 from ironforge_nb.worker.pool import ExecutorPool
 from ironforge_nb.worker.settling import Settler
-from ironforge_nb.worker.slots import PREFETCH
+from ironforge_nb.worker.slots import PREFETCH, Slot
 from ironforge_nb.worker.stopping import Stopper
 from ironforge_nb.worker.wake import Waker
 from ironforge_nb.worker.wire import Readiness
@@ -199,26 +199,31 @@ class Worker:
         return max(0.0, due - now)
 
     def _wait_and_handle(self, timeout: float) -> None:
-        handlers = self._handlers()
+        now = time.monotonic()
+        late = frozenset(s for s in self._pool.slots if s.read_after > now)  # see Slot.read_after
+        if late:
+            timeout = min(timeout, max(0.0, min(s.read_after for s in late) - now))
+        handlers = self._handlers(late)
         ready = self._readiness.ready(timeout)
         for fd, handler in handlers.items():  # messages before deaths: a result sent just
             if fd in ready:                   # before exit counts
                 handler()
 
-    def _handlers(self) -> dict[int, Callable[[], None]]:
+    def _handlers(self, late: frozenset[Slot] = frozenset()) -> dict[int, Callable[[], None]]:
         """What to wait on, by file descriptor: built again only when an executor was
-        replaced or the wake-list BLPOP was sent or answered. The key holds the executor
+        replaced, the wake-list BLPOP was sent or answered, or the slots whose pipe is read
+        late (``late``, not watched: `Slot.read_after`) changed. The key holds the executor
         objects themselves (compared by identity): an ``id()`` could be reused by a
         replacement once the old object is freed, and stale descriptors would be watched."""
         slots = self._pool.slots
-        key = (self._waker.pending, *(s.proc for s in slots),
+        key = (self._waker.pending, late, *(s.proc for s in slots),
                *(s.proc.conn.closed for s in slots))
         if key == self._handlers_key:
             return self._handlers_cache
         settler = self._settler
         handlers: dict[int, Callable[[], None]] = {self._stopper.fileno(): self._stopper.drain}
         for slot in slots:
-            if not slot.proc.conn.closed:
+            if not slot.proc.conn.closed and slot not in late:
                 handlers[slot.proc.conn.fileno()] = functools.partial(settler.on_message, slot)
             handlers[slot.proc.sentinel] = functools.partial(settler.on_death, slot)
         if self._waker.pending:
