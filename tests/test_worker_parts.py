@@ -12,6 +12,7 @@ from __future__ import annotations
 import ast
 import json
 import os
+import select
 import signal
 import time
 from collections.abc import Callable, Iterator
@@ -222,9 +223,9 @@ def test_settler_reads_late_an_executor_that_claims_by_itself(config: RedisConfi
                                                               waker: Waker, q: Queue) -> None:
     """A short success that its executor completed itself, with the next lease it claimed and
     now runs, needs no answer: the worker may read that pipe up to READ_LATE later
-    (`Slot.read_after`), so a chain of such hops does not wake it for each one. A failure
-    (its executor then waits for the worker) is read at once, as is any outcome of a slot
-    whose tasks are not short."""
+    (`Slot.read_after`), so a chain of such hops does not wake it for each one. A message
+    that needs the worker after such a report (here a failure) comes with a call back on the
+    executor's alert pipe, which the worker always watches."""
     pool = ExecutorPool(config, execute, 1, prefetch=32, lease=30.0, timeout=None)
     pool.start()  # executors claim by themselves (the worker's default)
     try:
@@ -238,17 +239,38 @@ def test_settler_reads_late_an_executor_that_claims_by_itself(config: RedisConfi
         assert before + READ_LATE <= slot.read_after <= time.monotonic() + READ_LATE
         assert q.info(ids[0]).status is JobStatus.COMPLETED
         assert slot.head is not None and slot.head.lease.job_id == ids[1] and slot.short
-        # job 1 takes 500 ms (the slot's tasks are no longer short); then job 2, claimed by
-        # the executor too, fails: neither is read late (one message each, or both at once)
-        promptly(lambda: q.info(ids[2]).status is not JobStatus.QUEUED)
-        promptly(slot.proc.ready)
-        settler.on_message(slot)
-        assert slot.read_after == 0.0
-        if q.info(ids[2]).status is not JobStatus.FAILED:
-            promptly(slot.proc.ready)
-            settler.on_message(slot)
-            assert slot.read_after == 0.0
+        # job 1 takes 500 ms (the slot's tasks are no longer short), then job 2, claimed by
+        # the executor too, fails: that outcome needs the worker, so the executor calls it
+        # back (one byte on its alert pipe, which the worker always watches)
+        promptly(lambda: select.select([slot.proc.alert_fd], [], [], 0)[0])
+        settler.on_alert(slot)
+        assert slot.read_after == 0.0 and not slot.tasks
         assert q.info(ids[2]).status is JobStatus.FAILED
+    finally:
+        pool.close()
+
+
+def test_an_executor_left_idle_after_its_own_claims_calls_its_worker_back(
+        config: RedisConfig, waker: Waker, q: Queue) -> None:
+    """An executor whose own claim finds nothing, after a report of leases it claimed (which
+    its worker may read late), calls the worker back on its alert pipe: it now waits for the
+    worker, which must not leave it idle for READ_LATE. No call back while its reports need
+    no answer."""
+    pool = ExecutorPool(config, execute, 1, prefetch=32, lease=30.0, timeout=None)
+    pool.start()
+    try:
+        settler = Settler(NAME, pool, waker, single_queue=True)
+        ids = q.enqueue_batch([job(value=0), job(value=1, sleep=0.3)])
+        slot = hand_one(pool, q)
+        promptly(slot.proc.ready)  # job 0 completed by its executor, job 1 claimed and running
+        settler.on_message(slot)
+        assert slot.read_after > 0.0
+        assert not select.select([slot.proc.alert_fd], [], [], 0)[0]  # no call back yet
+        promptly(lambda: select.select([slot.proc.alert_fd], [], [], 0)[0])  # job 1 done,
+        settler.on_alert(slot)                                 # its claim found nothing
+        assert not slot.tasks and slot.read_after == 0.0 and waker.pending
+        assert all(q.info(j).status is JobStatus.COMPLETED for j in ids)
+        assert settler.jobs_done == 2
     finally:
         pool.close()
 

@@ -194,9 +194,10 @@ def claim_request(lease: Lease) -> str:
 
 
 def _executor_main(conn: Connection, config: RedisConfig, execute: Executor,
-                   parent: int, claims: bool = False) -> None:
+                   parent: int, claims: bool = False, alert: int = -1) -> None:
     """Body of an executor process: run the leases received on ``conn`` until None or EOF.
-    ``claims``: it may complete a success itself and claim its next job (until told not to)."""
+    ``claims``: it may complete a success itself and claim its next job (until told not to).
+    ``alert``: the write end of the pipe that calls its worker back (see `_Alert`)."""
     _die_with_parent(parent)
     set_process_name("ifn-executor")  # as top and ps -o comm show it
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the worker's to handle
@@ -210,6 +211,7 @@ def _executor_main(conn: Connection, config: RedisConfig, execute: Executor,
     pid = os.getpid()
     ahead: tuple[Lease, Callable[[], int]] | None = None  # a mark sent before its lease's turn
     polled = False  # the pipe was read since the last task
+    call = _Alert(alert)
     while (item := inbox.next(polled)) is not None:
         lease, marked = item
         queue = _queue(queues, lease, config)
@@ -217,6 +219,7 @@ def _executor_main(conn: Connection, config: RedisConfig, execute: Executor,
         skipped = "" if marked else _take_up(queue, lease, inbox, sent)
         if skipped:
             conn.send_bytes(encode((False, None, skipped, True, False)))
+            call.worker()
             ahead, polled = None, False
             continue
         began = time.monotonic()
@@ -229,9 +232,34 @@ def _executor_main(conn: Connection, config: RedisConfig, execute: Executor,
                                           time.monotonic() - began)
             if claimed:
                 inbox.pin(claimed)  # told to the worker: they run next
+                call.told_claim = True
+            else:
+                call.worker()
             continue
         conn.send_bytes(encode((outcome.ok, outcome.result, outcome.error, outcome.retry,
                                 True)))
+        call.worker()
+
+
+class _Alert:
+    """The executor's end of the pipe that calls its worker back.
+
+    After a message telling of leases the executor claimed by itself (and runs), its worker
+    may leave the lease pipe unread for a moment (`Slot.read_after`): what comes next is
+    usually another such report, which needs no answer. Any other message that follows (an
+    outcome for the worker to record, a claim that found nothing: the executor then waits for
+    its worker) is followed by one byte on this pipe, which the worker always watches."""
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        self.told_claim = False  # the last message told of leases claimed by itself
+
+    def worker(self) -> None:
+        """Call the worker back if it may be reading late (the message is written first)."""
+        if self.told_claim and self._fd >= 0:
+            with contextlib.suppress(OSError):  # full (a call is pending) or worker gone
+                os.write(self._fd, b"!")
+        self.told_claim = False
 
 
 class _Parent:
@@ -437,11 +465,17 @@ class ExecutorProcess:
         ctx = multiprocessing.get_context("fork")
         self.conn, child = ctx.Pipe(duplex=True)
         self.claims = claims  # it may claim its next jobs itself (until `no_claims`)
+        self.alert_fd, alert = os.pipe()  # its calls back (`_Alert`), both ends non-blocking
+        os.set_blocking(self.alert_fd, False)
+        os.set_blocking(alert, False)
         self.process: Any = ctx.Process(
-            target=_executor_main, args=(child, config, execute, os.getpid(), claims),
+            target=_executor_main, args=(child, config, execute, os.getpid(), claims, alert),
             name="ironforge-executor", daemon=True)
-        self.process.start()
-        child.close()
+        try:
+            self.process.start()
+        finally:
+            child.close()
+            os.close(alert)
         self._readiness = Readiness([self.conn.fileno()])
         self._frames = Frames(self.conn.fileno())
 
@@ -471,6 +505,17 @@ class ExecutorProcess:
         """`send` for several leases (each with its ``marked``), in one message."""
         self.conn.send_bytes(encode([(*lease_tuple(lease), marked, fetch)
                                      for lease, marked in leases]))
+
+    def clear_alert(self) -> None:
+        """Read the bytes of the executor's call back (`_Alert`) that are in its pipe."""
+        with contextlib.suppress(OSError):  # BlockingIOError: none left
+            while os.read(self.alert_fd, 4096):
+                pass
+
+    def _close_alert(self) -> None:
+        if self.alert_fd >= 0:
+            os.close(self.alert_fd)
+            self.alert_fd = -1
 
     def revoke(self, lease: Lease) -> None:
         """Tell the executor not to start the prefetched ``lease``."""
@@ -539,6 +584,7 @@ class ExecutorProcess:
         except OSError:  # BlockingIOError: nothing more for now
             pass
         self.conn.close()
+        self._close_alert()
 
     def stop(self, timeout: float = 2.0) -> None:
         """Ask an idle executor to exit; kill it if it does not within ``timeout``."""
@@ -549,6 +595,7 @@ class ExecutorProcess:
             self.kill()
         else:
             self.conn.close()
+            self._close_alert()
 
     def exit_description(self) -> str:
         """How the process ended, for the job's error: exit code or signal name."""

@@ -74,8 +74,8 @@ class Settler:
         next leases it claimed (running now), the worker may read that pipe up to `READ_LATE`
         later (`Slot.read_after`): what the executor writes meanwhile are the same reports,
         which need no answer, so the worker is not woken for each hop of a chain (and the
-        executor's write wakes nobody). An executor that needs its worker within that time
-        (a failure, a claim that found nothing) waits for it at most that long."""
+        executor's write wakes nobody). A message that needs the worker meanwhile (a
+        failure, a claim that found nothing) comes with a call back (`on_alert`)."""
         done = self._drain(slot)
         last = done[-1][1] if done else None
         slot.read_after = (time.monotonic() + READ_LATE
@@ -92,6 +92,14 @@ class Settler:
             slot.deferred += done
             return
         self.settle(slot, done)
+
+    def on_alert(self, slot: Slot) -> None:
+        """The slot's executor calls its worker back (`executor._Alert`): a message that
+        needs the worker follows reports it may have been reading late."""
+        slot.proc.clear_alert()
+        slot.read_after = 0.0
+        if slot.proc.ready():
+            self.on_message(slot)
 
     def on_death(self, slot: Slot) -> None:
         """The slot's executor process ended (or its sentinel says so)."""
