@@ -68,6 +68,14 @@ as for any lease) and completes nothing (no double completion).
 - Results that are not completed here: a result over the size limit (the worker fails it, as
   before), a failure (the worker fails it: it may retry), a task followed by a lease of the
   worker's (the worker completes it, in batches for short tasks: `settling.py`).
+- Read late, called back: a report of leases claimed this way needs no answer, so for short
+  tasks the worker may leave this pipe unread for up to `slots.READ_LATE` (2 ms) after one
+  (`Slot.read_after`): a CHAIN's hops then neither wake the worker one by one nor make the
+  executor's write wake it. Whatever message follows such a report and needs the worker (an
+  outcome it records, a claim that found nothing, after which the executor waits for its
+  worker) is followed by one byte on a second pipe, the alert pipe, which the worker always
+  watches (`_Alert`, `Settler.on_alert`). The executor's death is seen at once as before (its
+  process sentinel), and the worker reads the whole pipe then.
 """
 
 from __future__ import annotations

@@ -41,6 +41,8 @@ lease that the worker hands back (`RETURN_AFTER`, stopping) is released only if 
 (``Queue.release(held_only=True)``): if the executor marked it first, it runs and stays this
 worker's. Every held lease is heartbeated like the running one, so prefetching never makes a
 lease expire.
+A slot whose executor runs short leases it claimed itself is read late (`Slot.read_after`,
+`READ_LATE`; see executor.py, "Read late, called back").
 """
 
 from __future__ import annotations

@@ -11,8 +11,9 @@ records their outcomes (`settling.py`; an executor that dies under its task is a
 attempt), heartbeats every lease it holds (prefetched ones too) every third of its length,
 kills an executor whose task outlives its ``timeout`` and fails that attempt, reaps expired
 leases of its queues, and refreshes its entry in the worker registry (`housekeeping.py`). It
-waits on executor pipes, executor deaths, a BLPOP on the queues' wake lists (`wake.py`) and a
-self-pipe for stop requests, all at once.
+waits on executor pipes (one read late while its executor runs short leases it claimed itself,
+and the pipe on which an executor calls it back: `executor.py`), executor deaths, a BLPOP on
+the queues' wake lists (`wake.py`) and a self-pipe for stop requests, all at once.
 
 Stopping (SIGTERM, SIGINT or `Worker.stop`): claim nothing more, let running tasks finish
 within ``grace`` seconds (prefetched jobs go back at once), then kill the executors still
