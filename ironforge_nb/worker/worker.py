@@ -225,10 +225,10 @@ class Worker:
         handlers: dict[int, Callable[[], None]] = {self._stopper.fileno(): self._stopper.drain}
         for slot in slots:
             if not slot.proc.conn.closed:
-                handlers[slot.proc.alert_fd] = functools.partial(settler.on_alert, slot)
                 if slot not in late:
                     handlers[slot.proc.conn.fileno()] = functools.partial(settler.on_message,
                                                                           slot)
+                handlers[slot.proc.alert_fd] = functools.partial(settler.on_alert, slot)
             handlers[slot.proc.sentinel] = functools.partial(settler.on_death, slot)
         if self._waker.pending:
             handlers[self._waker.fileno()] = self._claimer.on_wake
