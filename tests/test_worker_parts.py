@@ -22,7 +22,7 @@ import pytest
 
 from ironforge_nb.queue import Lease, Queue, RedisConfig
 from ironforge_nb.status import JobStatus
-from ironforge_nb.worker import list_workers
+from ironforge_nb.worker import Worker, list_workers
 from ironforge_nb.worker.claiming import Claimer
 from ironforge_nb.worker.housekeeping import Housekeeper
 from ironforge_nb.worker.pool import ExecutorPool
@@ -273,6 +273,32 @@ def test_an_executor_left_idle_after_its_own_claims_calls_its_worker_back(
         assert settler.jobs_done == 2
     finally:
         pool.close()
+
+
+def test_the_worker_loop_leaves_a_pipe_read_late_unwatched_until_then(
+        config: RedisConfig) -> None:
+    """While a slot is read late (`Slot.read_after`), the worker's poll set holds its alert
+    pipe but not its lease pipe, and a turn of the loop waits no longer than that moment, so
+    the reports it skipped are read then; afterwards both pipes are watched again."""
+    worker = Worker(config, ["parts"], executor=execute, webhooks=False)
+    pool = worker._pool
+    pool.start()
+    try:
+        slot = pool.slots[0]
+        lease_fd, alert_fd = slot.proc.conn.fileno(), slot.proc.alert_fd
+        assert {lease_fd, alert_fd} <= set(worker._handlers())
+        slot.read_after = time.monotonic() + 0.05
+        watched = worker._handlers(frozenset([slot]))
+        assert alert_fd in watched and lease_fd not in watched
+        start = time.monotonic()
+        worker._wait_and_handle(30.0)  # nothing to read: returns once read_after has come
+        assert time.monotonic() - start < 20.0
+        assert time.monotonic() >= slot.read_after
+        assert {lease_fd, alert_fd} <= set(worker._handlers())
+    finally:
+        pool.close()
+        worker._stopper.close()
+        worker._waker.close()
 
 
 def test_settler_fails_an_attempt_and_asks_for_a_claim(pool: ExecutorPool, settler: Settler,
