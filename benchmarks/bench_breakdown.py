@@ -10,6 +10,7 @@ tried is in benchmarks/README.md, "Where the time goes".
    non-blocking ``poll`` until it comes. The difference is what this machine takes to wake a
    process that went to sleep waiting (a virtual CPU idles between replies), paid once per
    synchronous round trip by whoever waits; the server pays its own when it was idle.
+   The report names the machine's idle-CPU setting with it (`benchmarks/machine.py`).
 2. **Per process and per script**, for the shapes of bench_runs.py (WIDE 10,000 tasks + a
    gather, CHAIN 1,000 hops, LAYERED 100x100 with 2 parents each; ``--quick``: a tenth), on 2
    local workers as ``ifn.connect()`` starts them (1 executor each, default options) in a
@@ -50,6 +51,7 @@ import psutil
 
 import ironforge_nb as ifn
 from benchmarks.bench_runs import chain_pipeline, layered_pipeline, wide_pipeline
+from benchmarks.machine import describe, idle_state
 from ironforge_nb.local import RedisServer
 from ironforge_nb.local.home import temporary_home
 from ironforge_nb.queue.scripting import lua_source
@@ -199,7 +201,8 @@ def report(out: dict[str, Any]) -> str:
         "## Where the time goes", "",
         f"PING round trip on this machine: {floor['blocking_us']:.1f} µs waiting in a "
         f"blocking recv, {floor['spinning_us']:.1f} µs spinning on poll (client CPU "
-        f"{floor['blocking_cpu_us']:.1f} / {floor['spinning_cpu_us']:.1f} µs per PING).", "",
+        f"{floor['blocking_cpu_us']:.1f} / {floor['spinning_cpu_us']:.1f} µs per PING); "
+        f"{describe(out.get('idle', {}))}.", "",
         "| shape | tasks/s | CPU µs per task: " + " / ".join(ROLES) + " = total |",
         "|---|---:|---|"]
     for shape, row in out["shapes"].items():
@@ -232,7 +235,7 @@ def main() -> int:
     out: dict[str, Any] = {
         "started": time.strftime("%Y-%m-%d %H:%M:%S"), "loadavg_start": os.getloadavg(),
         "command": " ".join(["benchmarks/bench_breakdown.py", *sys.argv[1:]]),
-        "round_trip": ping_floor(PINGS // scale), "shapes": {}}
+        "idle": idle_state(), "round_trip": ping_floor(PINGS // scale), "shapes": {}}
     names = script_names()
     with temporary_home():
         conn = ifn.connect(workers=2)

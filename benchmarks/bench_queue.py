@@ -31,6 +31,9 @@ ROOT = Path(__file__).resolve().parent.parent
 PEERS_DIR = Path(__file__).resolve().parent / "peers"
 RESULTS = Path(__file__).resolve().parent / "results" / "queue.json"
 
+sys.path.insert(0, str(ROOT))
+from benchmarks.machine import describe, idle_state  # noqa: E402 (after the path is set)
+
 # name -> (label, virtualenv dir relative to the repo, or None for this interpreter)
 SYSTEMS: dict[str, tuple[str, str | None]] = {
     "ironforge": ("IronForge", None),
@@ -331,7 +334,7 @@ def notes(results: dict[str, dict[str, Any]], meta: dict[str, Any]) -> list[str]
              f" Python {meta['python']}, {meta['cpus']} CPUs, load avg at start"
              f" {meta['loadavg_start']}, at end {meta['loadavg_end']}; PING round trip p50"
              f" (redis-py, sync) {meta['ping_us_start']} µs at start,"
-             f" {meta.get('ping_us_end', DASH)} µs at end."]
+             f" {meta.get('ping_us_end', DASH)} µs at end; {describe(meta.get('idle', {}))}."]
     for name, res in results.items():
         if "processing" not in res:
             continue
@@ -425,7 +428,7 @@ def main() -> int:
         "jobs": args.jobs, "pickup_samples": args.pickup_samples, "rounds": args.rounds,
         "url": server.url,
         "redis_version": server.version, "redis_binary": server.binary,
-        "python": platform.python_version(), "cpus": os.cpu_count(),
+        "python": platform.python_version(), "cpus": os.cpu_count(), "idle": idle_state(),
         "loadavg_start": [round(x, 2) for x in os.getloadavg()],
         "started": time.strftime("%Y-%m-%d %H:%M:%S"), "ping_us_start": ping_us(admin),
         "command": " ".join(["benchmarks/bench_queue.py", *sys.argv[1:]]),

@@ -58,6 +58,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import ironforge_nb as ifn
+from benchmarks.machine import describe, idle_state
 from benchmarks.peers._shapes import cpu_seconds, layered_parents
 from ironforge_nb.local import RedisServer
 from ironforge_nb.local.home import temporary_home
@@ -398,7 +399,8 @@ def table(out: dict[str, Any]) -> str:
     lines.append("")
     lines.append(f"Load average at start {out.get('load_start')}, at end {out.get('load_end')}"
                  f"; {versions or 'no peer ran'}"
-                 + (f"; Ray skipped: {out['ray_skipped']}" if out.get("ray_skipped") else ""))
+                 + (f"; Ray skipped: {out['ray_skipped']}" if out.get("ray_skipped") else "")
+                 + f"; {describe(out.get('idle', {}))}")
     return "\n".join(lines)
 
 
@@ -424,7 +426,8 @@ def main() -> int:
     out: dict[str, Any] = {"quick": args.quick, "submit": {}, "ironforge": {}, "dask": {},
                            "ray": {}, "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
                            "command": " ".join(["benchmarks/bench_runs.py", *sys.argv[1:]]),
-                           "load_start": [round(x, 2) for x in os.getloadavg()]}
+                           "load_start": [round(x, 2) for x in os.getloadavg()],
+                           "idle": idle_state()}
     if "submit" in phases:
         bench_submit(sizes["submit"], out)
     if phases & {"wide", "chain", "layered"}:
