@@ -261,3 +261,30 @@ def test_an_executor_sees_its_worker_being_killed() -> None:
             os.kill(pid, signal.SIGKILL)
         os.waitpid(pid, 0)
     assert parent.dying()
+
+
+def test_an_executor_in_a_chain_spins_for_its_claim_only_while_a_cpu_is_free(
+        tmp_path: Path) -> None:
+    """What decides whether an executor polls for its own claim's reply (`_Chain`): only
+    after a claim that brought back the one job there was (it asked for more), and only while
+    the machine's runnable tasks, itself included, fit on its CPUs (``/proc/loadavg``'s 4th
+    field, here a file written by the test); never where that count cannot be read."""
+    from ironforge_nb.worker.executor import CHAIN_SPIN, _Chain
+
+    loadavg = tmp_path / "loadavg"
+    loadavg.write_text("0.52 0.58 0.59 2/345 6789\n")
+    chain = _Chain(str(loadavg), cpus=2)
+    assert chain.spin() == 0.0  # no claim of its own yet
+    chain.claimed(33, 1)
+    assert chain.spin() == CHAIN_SPIN
+    loadavg.write_text("1.52 0.58 0.59 3/345 6789\n")  # a task more than CPUs: no spinning
+    assert chain.spin() == 0.0
+    loadavg.write_text("0.52 0.58 0.59 1/345 6789\n")
+    assert chain.spin() == CHAIN_SPIN
+    chain.claimed(33, 5)  # other jobs were waiting: not a chain
+    assert chain.spin() == 0.0
+    chain.claimed(1, 1)  # asked for one, got one: nothing tells that the queue is empty
+    assert chain.spin() == 0.0
+    blind = _Chain(str(tmp_path / "missing"), cpus=2)
+    blind.claimed(33, 1)
+    assert blind.spin() == 0.0

@@ -1,4 +1,4 @@
-"""`worker.wake.connection_socket`, the one read of redis-py's private ``Connection._sock``:
+"""`queue.link.connection_socket`, the one read of redis-py's private ``Connection._sock``:
 if a redis-py release moves it, these tests fail here, by name, not as a hung idle worker."""
 
 from __future__ import annotations
@@ -10,7 +10,8 @@ import pytest
 import redis
 
 from ironforge_nb.queue import RedisConfig
-from ironforge_nb.worker.wake import Waker, connection_socket
+from ironforge_nb.queue.link import connection_socket
+from ironforge_nb.worker.wake import Waker
 
 
 def test_the_socket_of_a_connection_carries_its_replies(config: RedisConfig) -> None:

@@ -17,14 +17,26 @@ replies in step. Every user of a client shares its
 link (`Link.of`): queues, locks and run handles of one config hold one connection per thread
 between them, not one each. A Redis Cluster client keeps the ordinary path (it routes each
 command to its node).
+
+Waiting without sleeping (`spinning`): inside that block a thread's calls poll their socket
+for the reply, up to a budget, before they block in ``recv``. A process that sleeps until its
+reply comes must be woken, and where an idle CPU halts at once (virtual machines whose guest
+does not poll before halting, as the ones the benchmarks run on) that wake-up goes through the
+host: ~35 µs of a 55 µs PING there (benchmarks/README.md, "The machine's idle CPUs"). Only a
+caller alone on its CPU that needs the reply for its next step should spin (an executor's own
+claim in a chain, `worker/executor.py`); the bytes sent and the reply read are the same.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import select
+import socket
 import threading
+import time
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import redis
@@ -38,11 +50,56 @@ try:  # redis[hiredis] is a dependency; without it, redis-py's own packer is use
 except ImportError:  # pragma: no cover
     _hiredis_pack = None
 
-__all__ = ["Link", "Pending"]
+__all__ = ["Link", "Pending", "connection_socket", "spinning"]
 
 _SHARED = threading.Lock()  # guards the creation of a client's shared link (`Link.of`)
 _PID = [os.getpid()]  # this process's id, updated in a forked child: no getpid(2) per call
 os.register_at_fork(after_in_child=lambda: _PID.__setitem__(0, os.getpid()))
+_SPIN = threading.local()  # ``budget``: seconds this thread's calls poll for a reply (`spinning`)
+
+
+@contextlib.contextmanager
+def spinning(seconds: float) -> Iterator[None]:
+    """Within the block, each `Link.call` of this thread polls its socket for the reply,
+    without sleeping, for up to ``seconds`` before it waits in ``recv`` as usual (0: not at
+    all). See the module docstring for when that pays; the previous budget comes back after."""
+    previous = getattr(_SPIN, "budget", 0.0)
+    _SPIN.budget = seconds
+    try:
+        yield
+    finally:
+        _SPIN.budget = previous
+
+
+def connection_socket(conn: Any) -> socket.socket:
+    """The socket of a connected redis-py ``Connection``.
+
+    redis-py has no public accessor for it, so this is the one place that reads its private
+    ``_sock`` (the same attribute from 5.3.1, the floor `make test-redis-floor` runs, to 8.x;
+    pyproject.toml caps redis-py below the next major). ``tests/test_worker_wake.py`` fails
+    loudly if a release renames or reshapes it.
+    """
+    sock = getattr(conn, "_sock", None)
+    if not isinstance(sock, socket.socket):
+        raise RuntimeError(
+            f"redis-py {redis.__version__}: a connected Connection has no socket in `_sock` "
+            f"(found {type(sock).__name__}); IronForge needs it to poll for a reply. "
+            "Install a redis-py within the range pyproject.toml allows.")
+    return sock
+
+
+def _await_reply(conn: Any, budget: float) -> None:
+    """Poll ``conn``'s socket until its reply starts to arrive or ``budget`` seconds pass
+    (at once when the socket cannot be found: the call then waits in ``recv`` as usual)."""
+    try:
+        fd = connection_socket(conn).fileno()
+    except RuntimeError:
+        return
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    deadline = time.perf_counter() + budget
+    while not poller.poll(0) and time.perf_counter() < deadline:
+        pass
 
 
 class _Held:
@@ -110,9 +167,12 @@ class Link:
         held = self._ready()
         conn = held.conn
         packed = _pack(conn, args)
+        budget = getattr(_SPIN, "budget", 0.0)
 
         def once() -> Any:
             conn.send_packed_command(packed)
+            if budget:
+                _await_reply(conn, budget)
             return conn.read_response()
 
         return conn.retry.call_with_retry(once, held.fail)

@@ -20,36 +20,17 @@ so no job waits longer than that.
 from __future__ import annotations
 
 import contextlib
-import socket
 import time
 from collections.abc import Sequence
 from typing import Any
 
 from ironforge_nb.queue import RedisConfig
+from ironforge_nb.queue.link import connection_socket  # the one read of redis-py's `_sock`
 
-__all__ = ["IDLE_BLOCK", "MAX_COOLDOWN", "Waker", "connection_socket"]
+__all__ = ["IDLE_BLOCK", "MAX_COOLDOWN", "Waker"]
 
 IDLE_BLOCK = 0.5  # longest BLPOP of an idle worker: due retries are claimed this late at most
 MAX_COOLDOWN = 0.01  # longest wait before blocking again after wake-ups that found nothing
-
-
-def connection_socket(conn: Any) -> socket.socket:
-    """The socket of a connected redis-py ``Connection``.
-
-    redis-py has no public accessor for it, so this is the one place that reads its private
-    ``_sock`` (the same attribute from 5.3.1, the floor `make test-redis-floor` runs, to 8.x;
-    pyproject.toml caps redis-py below the next major). ``tests/test_worker_wake.py`` fails
-    loudly if a release renames or reshapes it.
-    """
-    sock = getattr(conn, "_sock", None)
-    if not isinstance(sock, socket.socket):
-        import redis
-
-        raise RuntimeError(
-            f"redis-py {redis.__version__}: a connected Connection has no socket in `_sock` "
-            f"(found {type(sock).__name__}); worker/wake.py needs it to poll the BLPOP's reply. "
-            "Install a redis-py within the range pyproject.toml allows.")
-    return sock
 
 
 class Waker:
