@@ -322,7 +322,7 @@ class _Chain:
     "The machine's idle CPUs"). So when its last own claim brought back exactly one job while
     it asked for more (the child just released: the queue held nothing else), the executor
     polls for the next reply for up to `CHAIN_SPIN`, and only while a CPU is free
-    (``/proc/loadavg``'s count of runnable tasks, itself included, below the CPU count): a
+    (``/proc/loadavg``'s count of runnable tasks, itself included, at most the CPU count): a
     spinner must never take a core another process needs. What is sent and what the reply
     says are the same either way."""
 
