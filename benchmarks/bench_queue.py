@@ -9,8 +9,10 @@ port, never the machine's 6379) serves every system in turn, FLUSHALLed between 
 system runs as a subprocess of its own virtualenv (arq needs redis-py < 6, Celery >= 6.4; see
 ``benchmarks/setup_envs.sh``) and prints one JSON object; a peer whose env is missing is skipped
 with a note. The markdown table goes to stdout (and into benchmarks/README.md by hand), the
-raw figures to ``benchmarks/results/queue.json``. This is a benchmark, not a test: it asserts
-nothing and prints PASS/MISS next to each target.
+raw figures to ``benchmarks/results/queue.json``, with the machine's idle-CPU setting
+(`benchmarks/machine.py`: pickup and the one-at-a-time rows are process wake-ups, which it
+prices). This is a benchmark, not a test: it asserts nothing and prints PASS/MISS next to each
+target.
 """
 
 from __future__ import annotations

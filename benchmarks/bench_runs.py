@@ -38,7 +38,8 @@ Targets (issues 4 and 14): build + submit 10k <= 0.5 s and 100k <= 1.5 s; WIDE a
 >= 5x the best of Dask's and Ray's tasks/s; CHAIN <= 0.3 ms per hop; worker memory flat over
 100k tasks. The "ratio" column compares IronForge with the best peer of the same invocation.
 Prints a markdown table (the README's) and saves every figure to
-``benchmarks/results/runs.json`` (with the load average at start and end).
+``benchmarks/results/runs.json`` (with the load average at start and end, and the machine's
+idle-CPU setting, `benchmarks/machine.py`: the CHAIN hop moves with it).
 """
 
 from __future__ import annotations
