@@ -273,7 +273,7 @@ def test_an_executor_in_a_chain_spins_for_its_claim_only_while_a_cpu_is_free(
 
     loadavg = tmp_path / "loadavg"
     loadavg.write_text("0.52 0.58 0.59 2/345 6789\n")
-    chain = _Chain(str(loadavg), cpus=2)
+    chain = _Chain(str(loadavg), cpus=2, every=0.0)  # looks at every claim here
     assert chain.spin() == 0.0  # no claim of its own yet
     chain.claimed(33, 1)
     assert chain.spin() == CHAIN_SPIN
@@ -288,3 +288,10 @@ def test_an_executor_in_a_chain_spins_for_its_claim_only_while_a_cpu_is_free(
     blind = _Chain(str(tmp_path / "missing"), cpus=2)
     blind.claimed(33, 1)
     assert blind.spin() == 0.0
+    # by default it looks at most once per CPU_CHECK_EVERY and keeps what it saw meanwhile
+    loadavg.write_text("0.52 0.58 0.59 1/345 6789\n")
+    paced = _Chain(str(loadavg), cpus=2, every=60.0)
+    paced.claimed(33, 1)
+    assert paced.spin() == CHAIN_SPIN
+    loadavg.write_text("1.52 0.58 0.59 3/345 6789\n")
+    assert paced.spin() == CHAIN_SPIN  # not looked at again within the minute

@@ -120,6 +120,7 @@ REDIS_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError,
               redis.exceptions.ClusterDownError)
 MARK_RETRY = 0.5  # seconds between two tries of a start mark while Redis is unreachable
 CHAIN_SPIN = 0.0006  # seconds an executor in a chain polls for its own claim's reply (`_Chain`)
+CPU_CHECK_EVERY = 0.001  # seconds between two looks of `_Chain` at the machine's runnable tasks
 
 
 @dataclass(frozen=True)
@@ -326,9 +327,13 @@ class _Chain:
     spinner must never take a core another process needs. What is sent and what the reply
     says are the same either way."""
 
-    def __init__(self, loadavg: str = "/proc/loadavg", cpus: int | None = None) -> None:
+    def __init__(self, loadavg: str = "/proc/loadavg", cpus: int | None = None,
+                 every: float = CPU_CHECK_EVERY) -> None:
         self.chained = False  # the last own claim brought back the one job there was
         self._cpus = cpus or os.cpu_count() or 1
+        self._every = every
+        self._checked = -float("inf")  # monotonic time of the last look at /proc/loadavg
+        self._free = False  # what it saw then
         try:
             self._fd = os.open(loadavg, os.O_RDONLY | os.O_CLOEXEC)
         except OSError:  # not Linux: no way to tell a free CPU, so never spin
@@ -338,11 +343,15 @@ class _Chain:
         """Seconds the next own claim may poll for its reply (0: it sleeps as usual)."""
         if not self.chained or self._fd < 0:
             return 0.0
-        try:  # "0.52 0.58 0.59 2/345 6789": runnable / all scheduling entities
-            running = int(os.pread(self._fd, 128, 0).split()[3].split(b"/")[0])
-        except (OSError, ValueError, IndexError):
-            return 0.0
-        return CHAIN_SPIN if running <= self._cpus else 0.0
+        now = time.monotonic()
+        if now - self._checked >= self._every:  # a look costs a few us: not every hop
+            self._checked = now
+            try:  # "0.52 0.58 0.59 2/345 6789": runnable / all scheduling entities
+                running = int(os.pread(self._fd, 128, 0).split()[3].split(b"/")[0])
+                self._free = running <= self._cpus
+            except (OSError, ValueError, IndexError):
+                self._free = False
+        return CHAIN_SPIN if self._free else 0.0
 
     def claimed(self, asked: int, got: int) -> None:
         """An own claim asked for ``asked`` jobs and brought back ``got``."""
