@@ -295,3 +295,41 @@ def test_an_executor_in_a_chain_spins_for_its_claim_only_while_a_cpu_is_free(
     assert paced.spin() == CHAIN_SPIN
     loadavg.write_text("1.52 0.58 0.59 3/345 6789\n")
     assert paced.spin() == CHAIN_SPIN  # not looked at again within the minute
+
+
+def test_an_executor_in_a_chain_waits_spinning_for_its_own_claim(
+        q: Queue, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The executor's own complete-and-claim call (`_complete_and_claim`) waits for its reply
+    polling, with `CHAIN_SPIN`, when `_Chain` says so, and tells `_Chain` what the claim
+    brought: the call after a claim of the one job there was polls, the call after a claim of
+    several does not. (The poll itself is recorded, then done as usual.)"""
+    import multiprocessing
+
+    from ironforge_nb.queue import link
+    from ironforge_nb.worker.executor import CHAIN_SPIN, Outcome, _Chain, _complete_and_claim
+
+    polled: list[float] = []
+    poll = link._await_reply
+    monkeypatch.setattr(link, "_await_reply",
+                        lambda conn, budget: (polled.append(budget), poll(conn, budget)))
+    loadavg = tmp_path / "loadavg"
+    loadavg.write_text("0.52 0.58 0.59 1/345 6789\n")
+    chain = _Chain(str(loadavg), cpus=2, every=0.0)
+    mine, theirs = multiprocessing.Pipe()
+    q.enqueue_batch([command("echo", value=i) for i in range(2)])
+    [lease] = q.dequeue_many("w1", 1, 30.0, timeout=0)
+
+    def hop(lease: Lease) -> list[Lease]:
+        claimed = _complete_and_claim(mine, q, lease, Outcome(True, b"1"), "w1#x1", 32, 0.0,
+                                      chain)
+        assert theirs.poll(5)  # the report went to the worker's end of the pipe
+        theirs.recv_bytes()
+        return claimed
+
+    [lease] = hop(lease)  # not chained yet: no polling; the claim found the one job left
+    assert polled == [] and chain.chained
+    q.enqueue_batch([command("echo", value=i) for i in range(3)])
+    claimed = hop(lease)  # chained: polls; this claim brings 3 jobs: not a chain any more
+    assert polled == [CHAIN_SPIN] and len(claimed) == 3 and not chain.chained
+    hop(claimed[0])
+    assert polled == [CHAIN_SPIN]

@@ -359,8 +359,7 @@ class _Chain:
 
 
 def _complete_and_claim(conn: Connection, queue: Queue, lease: Lease, outcome: Outcome,
-                        receipt: str, fetch: int, took: float,
-                        chain: _Chain | None = None) -> list[Lease]:
+                        receipt: str, fetch: int, took: float, chain: _Chain) -> list[Lease]:
     """Complete the success of ``lease`` and claim the next jobs of its queue, at most
     ``fetch``, the first started, in one call (complete_job.lua, as the worker's completion
     would: same worker name, lease length, queue and count), then tell the worker on the
@@ -374,7 +373,7 @@ def _complete_and_claim(conn: Connection, queue: Queue, lease: Lease, outcome: O
     rid = claim_request(lease)
     asked = max(1, fetch)
     try:
-        with spinning(chain.spin() if chain is not None else 0.0):
+        with spinning(chain.spin()):
             leases, refused = queue.complete_many([lease], [outcome.result],
                                                   fetch_next=asked, started=1,
                                                   receipt=receipt, request_id=rid)
@@ -384,8 +383,7 @@ def _complete_and_claim(conn: Connection, queue: Queue, lease: Lease, outcome: O
     except REDIS_DOWN:
         conn.send_bytes(encode((True, outcome.result, "", True, True, False, (), False, rid)))
         return []
-    if chain is not None:
-        chain.claimed(asked, len(leases))
+    chain.claimed(asked, len(leases))
     error = str(next(iter(refused.values()))) if refused else ""
     conn.send_bytes(encode((True, None, error, True, True, True,
                             tuple(lease_tuple(le) for le in leases),
