@@ -6,6 +6,7 @@ CROSSSLOT error on any master."""
 from __future__ import annotations
 
 import secrets
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -62,10 +63,17 @@ def test_connect_starts_workers_that_reach_the_cluster(conn: Connection) -> None
     assert conn.local_workers is not None and len(conn.workers()) == 2
 
 
+@pytest.mark.parametrize("staged", [False, True], ids=["one call", "staged"])
 def test_a_pipeline_with_a_map_of_100_runs_on_the_cluster(
-        conn: Connection, redis_cluster: RedisCluster) -> None:
+        conn: Connection, redis_cluster: RedisCluster, staged: bool,
+        monkeypatch: pytest.MonkeyPatch) -> None:
     """A pipeline with a map of 100 tasks runs to the end; results, the task table, the
-    display and the runs table read it; every key of the run sits on one master."""
+    display and the runs table read it; every key of the run sits on one master. Staged:
+    submitted in chunks of 30 tasks (as a big run is, orchestrator/submit.py)."""
+    if staged:
+        module = sys.modules["ironforge_nb.orchestrator.submit"]
+        monkeypatch.setattr(module, "STAGED_MIN", 1)
+        monkeypatch.setattr(module, "STAGE_CHUNK", 30)
     p = ifn.Pipeline("cl")
     (p.task("one", tasks.one)
       .map("sq", tasks.square, over=list(range(100)), after="one")

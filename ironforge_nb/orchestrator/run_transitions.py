@@ -14,8 +14,8 @@ adds ~10 KB and Redis reuses the compiled script.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, cast
 
 from ironforge_nb.errors import RunNotFoundError, RunStateError
 from ironforge_nb.queue.config import RedisConfig
@@ -24,10 +24,13 @@ from ironforge_nb.queue.link import Link
 from ironforge_nb.queue.scripting import LuaScript
 from ironforge_nb.queue.walks import Walks
 
-__all__ = ["DELETE_BUDGET", "STATUS_CHUNK", "RunTransitions"]
+__all__ = ["DELETE_BUDGET", "STAGE_TTL_MS", "STATUS_CHUNK", "RunTransitions"]
 
 DELETE_BUDGET = 2000  # jobs deleted per delete_runs call: a few ms of Redis time per call
 STATUS_CHUNK = 5000  # tasks per read_statuses call: a few ms of Redis time per call
+# a staged submit whose client sends nothing for this long may be swept (submit_run.lua): its
+# chunks come a fraction of a second apart, and a client interrupted in between aborts it
+STAGE_TTL_MS = 30_000
 
 
 class RunTransitions:
@@ -65,10 +68,47 @@ class RunTransitions:
         concatenated in the same order, ``cache`` the cache lines ('' = no task cached; see
         submit_run.lua).
         """
+        keys, args = self._submit_call(run_id, name, params, maps, mode, profiles, codes,
+                                       records, payloads, n_tasks, cache, "all", "", 0)
+        reply: bytes = self._submit.eval(keys, args)
+        return reply.decode()
+
+    def stage_chunk(self, run_id: str, token: str, offset: int,
+                    profiles: Sequence[Sequence[Any]], records: Sequence[str], payloads: bytes,
+                    n_tasks: int) -> Callable[[], str]:
+        """Send one chunk of a staged submit (submit_run.lua, phase 'stage': ``n_tasks`` tasks
+        from position ``offset`` on, no codes, no cache) and return the function that waits
+        for its reply: 'staged', or 'exists', 'deleting', 'busy', 'lost'."""
+        keys, args = self._submit_call(run_id, "", b"", b"", "", profiles, (), records,
+                                       payloads, n_tasks, "", "stage", token, offset)
+        reply = self._submit.send(keys, args, by_source=True)
+        return lambda: cast(bytes, reply()).decode()
+
+    def commit_run(self, run_id: str, token: str, name: str, params: bytes, maps: bytes,
+                   mode: str, profiles: Sequence[Sequence[Any]],
+                   codes: Sequence[tuple[str, bytes]], n_tasks: int) -> str:
+        """Make a staged run exist (phase 'commit'): 'created', or 'exists', 'deleting',
+        'busy', 'lost' (nothing changed)."""
+        keys, args = self._submit_call(run_id, name, params, maps, mode, profiles, codes,
+                                       ("",) * 6, b"", n_tasks, "", "commit", token, 0)
+        return cast(bytes, self._submit(keys, args)).decode()
+
+    def abort_staged(self, run_id: str, token: str) -> str:
+        """Give up a staged submit (phase 'abort'): its staged part is marked for deletion
+        ('aborted'; `purge` deletes it) unless it is no longer this token's ('gone')."""
+        keys, args = self._submit_call(run_id, "", b"", b"", "", (), (), ("",) * 6, b"", 0,
+                                       "", "abort", token, 0)
+        return cast(bytes, self._submit(keys, args)).decode()
+
+    def _submit_call(self, run_id: str, name: str, params: bytes, maps: bytes, mode: str,
+                     profiles: Sequence[Sequence[Any]], codes: Sequence[tuple[str, bytes]],
+                     records: Sequence[str], payloads: bytes, n_tasks: int, cache: str,
+                     phase: str, token: str, offset: int) -> tuple[list[Any], list[Any]]:
+        """KEYS and ARGV of submit_run.lua."""
         k = self._keys
         rk = k.run(run_id)
         keys = [rk.meta, rk.tasks, rk.remaining, rk.children, rk.events, k.runs, k.queues,
-                k.runs_deleting, k.code_refs, rk.codes, k.cache_index,
+                k.runs_deleting, k.code_refs, rk.codes, k.cache_index, k.runs_staging,
                 *(key for key, _ in codes)]
         args: list[Any] = [k.job_prefix, JOB_PAYLOAD_SUFFIX, k.run_prefix, k.queue_prefix,
                            self._maxlen, run_id, name, params, maps, mode, len(profiles),
@@ -77,9 +117,8 @@ class RunTransitions:
             args.extend(profile)
         args.extend(blob for _, blob in codes)
         args += (*records, payloads, cache, k.cache_entries, JOB_RESULT_SUFFIX,
-                 self._result_ttl_ms)
-        reply: bytes = self._submit.eval(keys, args)
-        return reply.decode()
+                 self._result_ttl_ms, phase, token, offset, STAGE_TTL_MS)
+        return keys, args
 
     def cancel_run(self, run_id: str) -> int:
         """Cancel the run's unfinished tasks, step by step until all are; returns how many (0
@@ -139,7 +178,7 @@ class RunTransitions:
                 k.queue_prefix, self._retention if retention else 0, budget, run_id,
                 JOB_LOGS_SUFFIX]
         keys = [k.runs, k.runs_deleting, k.code_refs, k.result_pins, k.runs_ended,
-                k.cache_entries]
+                k.cache_entries, k.runs_staging]
         reply = self._delete(keys, args)
         while reply[0] == -3:  # a walk or skips pending on run_id: finish them, then delete
             self._walks.finish(run_id)

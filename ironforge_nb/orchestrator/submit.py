@@ -1,9 +1,19 @@
-"""`submit`: a pipeline (or a built `DAG` of `TaskSpec`) becomes a run, in ONE script call.
+"""`submit`: a pipeline (or a built `DAG` of `TaskSpec`) becomes a run, in ONE script call,
+or, for a big run, in staged chunks and a last call that makes it exist.
 
 Everything is checked and encoded in Python first (names, run params, modes, secret, sizes), so
 a bad input raises before anything is written; then submit_run.lua creates every job, the run's
 hashes and the root jobs' queue entries atomically. A kernel interrupt leaves either the whole
 run or nothing, and the same ``run_id`` submitted twice makes one run.
+
+A run of `STAGED_MIN` tasks or more, none of them cached, is staged (`_Staging`): its tasks
+are encoded and sent `STAGE_CHUNK` at a time, each chunk while Redis writes the one before
+(the client's encode, about a third of a 100k-task submit, no longer adds to its wall time),
+and a last call makes the run exist. The promises are the same: nothing staged can be seen or
+claimed; a payload found too big in a later chunk, or an interrupt, aborts what was staged
+before it raises; a client that dies between chunks leaves keys that the next submit or delete
+sweeps `STAGE_TTL_MS` after its last chunk (delete_runs.lua); a resent chunk or last call
+changes nothing; another client staging the same run id is waited for.
 
 Modes: a run is in JSON mode when every task is a ``"package.module:function"`` path and every
 constant, map item, gather key and run param is plain JSON (or ``mode="json"`` demands it); its
@@ -14,7 +24,9 @@ signed (`codec`): that needs a secret (``ifn.connect()`` or ``IRONFORGE_SECRET``
 
 from __future__ import annotations
 
+import contextlib
 import secrets
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import groupby
@@ -22,15 +34,17 @@ from json.encoder import encode_basestring_ascii as _quote  # '"..."', escaped a
 from operator import ne
 from typing import TYPE_CHECKING, Any, Literal, cast
 
+from redis.exceptions import ResponseError
+
 from ironforge_nb.dag.builder import Pipeline
 from ironforge_nb.dag.graph import DAG
 from ironforge_nb.dag.task import TaskSpec, paused_gc
-from ironforge_nb.errors import InvalidNameError, InvalidOptionError, SizeLimitError
+from ironforge_nb.errors import InvalidNameError, InvalidOptionError, RunStateError, SizeLimitError
 from ironforge_nb.names import validate_name, validate_task_id
 from ironforge_nb.orchestrator import codec
 from ironforge_nb.orchestrator.cachekey import cache_lines
 from ironforge_nb.orchestrator.payload import attach_extra, split_plain, to_json
-from ironforge_nb.orchestrator.run_transitions import RunTransitions
+from ironforge_nb.orchestrator.run_transitions import STAGE_TTL_MS, RunTransitions
 from ironforge_nb.queue.config import RedisConfig, default_config
 from ironforge_nb.queue.options import seconds_to_ms, validate_count
 
@@ -41,6 +55,10 @@ __all__ = ["MAX_RUN_ID", "submit"]
 
 MAX_RUN_ID = 100  # leaves room for ".<index>" in job ids (names are at most 128 characters)
 INLINE_INPUTS = 32  # a task reading at most this many parents gets their results with its claim
+# a run of at least STAGED_MIN tasks (none cached) is submitted STAGE_CHUNK tasks at a time, each
+# chunk encoded while Redis writes the previous one (`_Staging`)
+STAGED_MIN = 20_000
+STAGE_CHUNK = 5_000
 Mode = Literal["auto", "json", "pickle"]
 
 
@@ -64,14 +82,18 @@ def submit(pipeline: Pipeline | DAG[str], params: Mapping[str, Any] | None = Non
     from ironforge_nb.orchestrator.run import Run
 
     with paused_gc():  # see paused_gc: a 100k-task encode allocates millions of objects
-        rid, cfg, secret, call = _encode(pipeline, params, run_id, config, queue, mode, backoff,
-                                         max_stalls, cache)
-    scripts = RunTransitions(cfg)
-    if scripts.submit_run(*call) == "deleting":  # an old run with this id is being deleted
-        scripts.purge(retention=False)
-        scripts.submit_run(*call)
+        prep = _prepare(pipeline, params, run_id, config, queue, mode, backoff, max_stalls,
+                        cache)
+        scripts = RunTransitions(prep.config)
+        if prep.size >= STAGED_MIN and prep.cache is None:
+            _Staging(prep, scripts).submit()
+        else:
+            call = prep.encode_all()
+            if scripts.submit_run(*call) == "deleting":  # an old run with this id is going
+                scripts.purge(retention=False)
+                scripts.submit_run(*call)
     scripts.purge()  # RedisConfig.run_retention: old ended runs go, in bounded steps
-    return Run(rid, cfg, secret=secret)
+    return Run(prep.run_id, prep.config, secret=prep.secret)
 
 
 def _encode(pipeline: Pipeline | DAG[str], params: Mapping[str, Any] | None,
@@ -80,6 +102,58 @@ def _encode(pipeline: Pipeline | DAG[str], params: Mapping[str, Any] | None,
             cache: bool | None = None,
             ) -> tuple[str, RedisConfig, bytes | None, tuple[Any, ...]]:
     """Check and encode everything: (run id, config, secret, submit_run arguments)."""
+    prep = _prepare(pipeline, params, run_id, config, queue, mode, backoff, max_stalls, cache)
+    return prep.run_id, prep.config, prep.secret, prep.encode_all()
+
+
+@dataclass
+class _Prepared:
+    """A run checked and ready to encode: everything but its tasks' payloads (`_Plan.add_all`,
+    at once or a chunk at a time) is known, and only a payload over the size limit can still
+    be refused."""
+
+    run_id: str
+    name: str
+    config: RedisConfig
+    secret: bytes | None
+    json_mode: bool
+    specs: tuple[TaskSpec, ...]
+    params: dict[str, Any]
+    plan: _Plan
+    dag: DAG[str]
+    cache: bool | None  # the run's cache flag; None: no task is cached (no keys to make)
+
+    @property
+    def size(self) -> int:
+        return len(self.specs)
+
+    def encode_all(self) -> tuple[Any, ...]:
+        """Every task encoded: the arguments of `RunTransitions.submit_run`."""
+        plan, specs = self.plan, self.specs
+        plan.add_all(specs, self.params)
+        cached = ""
+        if self.cache is not None:
+            order = [specs[plan.index[t]] for t in self.dag.topological_order()]
+            cached = cache_lines(order, plan.index, self.name, self.run_id, self.params,
+                                 self.cache)
+        return (self.run_id, self.name, *self.blobs(), list(plan.profiles), plan.codes,
+                plan.records(), plan.blob(), len(specs), cached)
+
+    def blobs(self) -> tuple[bytes, bytes, str]:
+        """The run's params and maps, encoded, and its mode."""
+        run_params, secret, json_mode = self.params, self.secret, self.json_mode
+        params_blob = (b"" if not run_params else
+                       codec.encode_value(run_params, secret, json_mode=True) if json_mode else
+                       codec.dumps_input(run_params, cast(bytes, secret), "params"))
+        maps_blob = codec.encode_value(_maps(self.specs), secret, json_mode=json_mode)
+        return params_blob, maps_blob, "json" if json_mode else "pickle"
+
+
+def _prepare(pipeline: Pipeline | DAG[str], params: Mapping[str, Any] | None,
+             run_id: str | None, config: RedisConfig | None, queue: str | None, mode: Mode,
+             backoff: float, max_stalls: int | None = None,
+             cache: bool | None = None) -> _Prepared:
+    """Check everything but the payloads' sizes (see `_Prepared`)."""
     dag, name = _as_dag(pipeline)
     if cache is None:
         cache = pipeline.cache if isinstance(pipeline, Pipeline) else False
@@ -99,19 +173,94 @@ def _encode(pipeline: Pipeline | DAG[str], params: Mapping[str, Any] | None,
     plan = _Plan(rid, cfg, secret, json_mode, queue, seconds_to_ms("backoff", backoff),
                  {t: i for i, t in enumerate(dag.nodes)},
                  None if max_stalls is None else validate_count("max_stalls", max_stalls, 0))
-    plan.add_all(specs, run_params)
-    params_blob = (b"" if not run_params else
-                   codec.encode_value(run_params, secret, json_mode=True) if json_mode else
-                   codec.dumps_input(run_params, cast(bytes, secret), "params"))
-    maps_blob = codec.encode_value(_maps(specs), secret, json_mode=json_mode)
-    cached = ""
-    if cache or any(spec.cache for spec in specs):  # else no task is cached: no keys to make
-        order = [specs[plan.index[t]] for t in dag.topological_order()]
-        cached = cache_lines(order, plan.index, name, rid, run_params, cache)
-    call = (rid, name, params_blob, maps_blob, "json" if json_mode else "pickle",
-            list(plan.profiles), plan.codes, plan.records(), plan.blob(),
-            len(specs), cached)
-    return rid, cfg, secret, call
+    plan.link(specs, run_params)
+    cached = cache or any(spec.cache for spec in specs)
+    return _Prepared(rid, name, cfg, secret, json_mode, specs, run_params, plan, dag,
+                     cache if cached else None)
+
+
+class _Staging:
+    """A big run submitted in chunks (submit_run.lua, "Staged submit"): each chunk of
+    `STAGE_CHUNK` tasks is encoded while Redis writes the previous one, and a last call makes
+    the run exist. Nothing is visible before that call, and an interrupted submit is aborted
+    (or, if its client died, swept after `STAGE_TTL_MS`), so a run still exists whole or not
+    at all. Each attempt has its own token; another client staging the same run id is waited
+    for (its run then exists, or its staging is swept and this one begins again)."""
+
+    def __init__(self, prep: _Prepared, scripts: RunTransitions) -> None:
+        self.prep = prep
+        self.scripts = scripts
+        self.encoded = 0  # tasks encoded so far (plan.add_all), in order
+
+    def submit(self) -> None:
+        """Stage and commit; returns once the run exists (made by this call or another)."""
+        give_up = time.monotonic() + 2 * STAGE_TTL_MS / 1000
+        while True:
+            reply = self._attempt(secrets.token_hex(8))
+            if reply in ("created", "exists"):
+                return
+            if reply == "busy":  # another client is staging this run id: wait for its end
+                if self._await_other(give_up):
+                    return
+            elif reply in ("deleting", "lost"):  # an old run, or our staging swept: finish
+                self.scripts.purge(retention=False)  # its deletion, then begin again
+            else:  # pragma: no cover (submit_run.lua has no other reply)
+                raise RuntimeError(f"submit_run: unexpected reply {reply!r}")
+            if time.monotonic() > give_up:
+                raise RunStateError(self.prep.run_id, "being submitted", "submit",
+                                    "another client has been submitting this run id for "
+                                    "over a minute; wait for it or use another run_id")
+
+    def _attempt(self, token: str) -> str:
+        prep, scripts = self.prep, self.scripts
+        rid, plan, size = prep.run_id, prep.plan, prep.size
+        reply: Callable[[], str] | None = None  # the chunk in flight
+        try:
+            for start in range(0, size, STAGE_CHUNK):
+                end = min(size, start + STAGE_CHUNK)
+                if end > self.encoded:  # encoded while Redis writes the chunk in flight
+                    plan.add_all(prep.specs[self.encoded:end], prep.params)
+                    self.encoded = end
+                if reply is not None and (answer := reply()) != "staged":
+                    reply = None
+                    return answer
+                reply = scripts.stage_chunk(rid, token, start, list(plan.profiles),
+                                            plan.records(start, end), plan.blob(start, end),
+                                            end - start)
+            blobs = prep.blobs()  # while Redis writes the last chunk
+            answer = cast("Callable[[], str]", reply)()
+            reply = None
+            if answer != "staged":
+                return answer
+            return scripts.commit_run(rid, token, prep.name, *blobs, list(plan.profiles),
+                                      plan.codes, size)
+        except BaseException:
+            self._abort(token, reply)
+            raise
+
+    def _abort(self, token: str, reply: Callable[[], str] | None) -> None:
+        """Give up this attempt's staging (best effort: a cut connection leaves it to the
+        sweep after `STAGE_TTL_MS`)."""
+        with contextlib.suppress(Exception):
+            if reply is not None:
+                with contextlib.suppress(ResponseError):
+                    reply()
+            if self.scripts.abort_staged(self.prep.run_id, token) == "aborted":
+                self.scripts.purge(retention=False)
+
+    def _await_other(self, give_up: float) -> bool:
+        """Wait while another token stages this run id: True once the run exists, False
+        once that staging is gone (swept past its deadline by our purge, or aborted)."""
+        client = self.prep.config.client()
+        keys = self.prep.config.keys.run(self.prep.run_id)
+        while time.monotonic() < give_up:
+            if client.exists(keys.meta):
+                return True
+            self.scripts.purge(retention=False)  # sweeps a staging whose client went quiet
+            if not client.hexists(keys.staged, "token"):
+                return False
+            time.sleep(0.05)
+        return False
 
 
 def _as_dag(pipeline: Pipeline | DAG[str]) -> tuple[DAG[str], str]:
@@ -238,14 +387,10 @@ class _Plan:
         self._head = '{"run":' + _quote(self.run_id) + ',"task":'
         self._json = ',"json":1' if self.json_mode else ""
 
-    def add_all(self, specs: Sequence[TaskSpec], params: Mapping[str, Any]) -> None:
-        """Validate and encode every task, in DAG order (their positions): one loop with its
-        names bound once, as a 100k-task submit spends microseconds per task here."""
-        kids, index, limit = self._kids, self.index, self.config.max_payload_bytes
-        payloads, bound = self.payloads, self._bound
-        payload_of, profile_of = self._payload, self._profile
-        tasks, profiles, parents = self.tasks.append, self.profile_of.append, self.parents.append
-        sizes, inputs = self.sizes.append, self.inputs.append
+    def link(self, specs: Sequence[TaskSpec], params: Mapping[str, Any]) -> None:
+        """Check that every task's run params are given and list each task's children (a
+        task's record names them, and they come after it)."""
+        kids, index = self._kids, self.index
         for spec in specs:
             for name in spec.run_params:
                 if name not in params:
@@ -254,6 +399,17 @@ class _Plan:
             task = spec.id
             for parent in spec.parents:
                 kids[index[parent]].append(task)
+
+    def add_all(self, specs: Sequence[TaskSpec], params: Mapping[str, Any]) -> None:
+        """Encode the next tasks, in DAG order (their positions), after `link`: one loop with
+        its names bound once, as a 100k-task submit spends microseconds per task here."""
+        limit = self.config.max_payload_bytes
+        payloads, bound = self.payloads, self._bound
+        payload_of, profile_of = self._payload, self._profile
+        tasks, profiles, parents = self.tasks.append, self.profile_of.append, self.parents.append
+        sizes, inputs = self.sizes.append, self.inputs.append
+        for spec in specs:
+            task = spec.id
             payload = payload_of(spec)
             size = len(payload)
             if size > limit:
@@ -267,16 +423,19 @@ class _Plan:
             sizes(size)
             inputs(bound(spec)[2] if spec.bindings else "")
 
-    def blob(self) -> bytes:
-        """The payloads concatenated, as bytes (each is held as text: see `_payload`)."""
-        return "".join(self.payloads).encode("latin-1")
+    def blob(self, start: int = 0, end: int | None = None) -> bytes:
+        """The payloads of tasks ``start`` to ``end`` (default: all) concatenated, as bytes
+        (each is held as text: see `_payload`)."""
+        return "".join(self.payloads[start:end]).encode("latin-1")
 
-    def records(self) -> tuple[str, ...]:
-        """The task records of submit_run.lua as its six columns: the task ids one per line,
-        then profiles, parents counts, payload sizes, inputs and children in runs of equal
-        values (children are known once all tasks are in)."""
-        return ("\n".join(self.tasks) + "\n", _runs(self.profile_of), _runs(self.parents),
-                _runs(self.sizes), _runs(self.inputs), _runs([",".join(k) for k in self._kids]))
+    def records(self, start: int = 0, end: int | None = None) -> tuple[str, ...]:
+        """The records of tasks ``start`` to ``end`` (default: all) as submit_run.lua's six
+        columns: the task ids one per line, then profiles, parents counts, payload sizes,
+        inputs and children in runs of equal values."""
+        kids = self._kids[start:end]
+        return ("\n".join(self.tasks[start:end]) + "\n", _runs(self.profile_of[start:end]),
+                _runs(self.parents[start:end]), _runs(self.sizes[start:end]),
+                _runs(self.inputs[start:end]), _runs([",".join(k) for k in kids]))
 
     def _profile(self, spec: TaskSpec) -> int:
         key = (spec.queue, spec.priority, spec.retries, spec.timeout, spec.allow_failure,

@@ -69,6 +69,9 @@ class RunKeys:
     # results (submit_run.lua, one APPEND per submit); filed under each job (`Keys.borrowers`)
     # when the run is deleted (delete_runs.lua), before its jobs are
     borrowers: str = ""
+    # HASH a staged submit in progress (submit_run.lua): its token, chunks done, tasks staged,
+    # roots by queue; the roots' lines wait in "roots:<queue>" STRINGs beside it
+    staged: str = ""
 
 
 @dataclass(frozen=True)
@@ -170,6 +173,7 @@ class Keys:
             skips=r + "skips",
             ready=r + "ready",
             borrowers=r + "borrowers",
+            staged=r + "staged",
         )
 
     @property
@@ -193,6 +197,12 @@ class Keys:
         """ZSET run id -> time (ms) its bounded walk began: runs whose cancel, retry or skip
         of descendants is still to be finished, in steps, by the next caller or a reaper."""
         return self.prefix + RUNS_WALKING
+
+    @property
+    def runs_staging(self) -> str:
+        """ZSET run id -> time (ms) after which its staged submit, if its client went quiet,
+        is swept by delete_runs.lua (submit_run.lua, the 'stage' phase)."""
+        return self.prefix + "runs:staging"
 
     @property
     def runs_deleting(self) -> str:

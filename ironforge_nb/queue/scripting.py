@@ -267,10 +267,13 @@ class LuaScript:
         except ResponseError as exc:
             raise self._located(exc)  # noqa: B904 (its __cause__ is set)
 
-    def send(self, keys: Sequence[Any], args: Sequence[Any]) -> Callable[[], Any]:
+    def send(self, keys: Sequence[Any], args: Sequence[Any], *, by_source: bool = False
+             ) -> Callable[[], Any]:
         """Send the script now (`Link.send`); returns the function that waits for its reply
-        (by its source when Redis no longer had it), so that the caller works meanwhile."""
-        pending = self._link.send(("EVALSHA", self._sha, len(keys), *keys, *args))
+        (by its source when Redis no longer had it), so that the caller works meanwhile.
+        ``by_source``: sent as `eval` sends it (megabytes of arguments)."""
+        head = ("EVAL", self._source) if by_source else ("EVALSHA", self._sha)
+        pending = self._link.send((*head, len(keys), *keys, *args))
 
         def result() -> Any:
             try:

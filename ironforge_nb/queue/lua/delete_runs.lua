@@ -12,7 +12,9 @@ Steps: (1) if run_id ~= '': the run must exist ({-1, ''}), have ended ({-2, stat
 have no walk or skips pending ({-3, status}); in these cases nothing changed
 (`Run.delete(force=True)` cancels a running run first, and the caller finishes pending work
 with walk_run.lua); then it is marked: removed from the runs and runs:ended ZSETs, its meta
-HASH deleted, recorded in the deleting HASH with cursor '0'; (2) when runs:ended (the ended
+HASH deleted, recorded in the deleting HASH with cursor '0'; (1b) a staged submit whose client
+went quiet past its deadline (runs:staging, submit_run.lua) is recorded there too (it has no
+meta nor runs entry), at most 1000 per call; (2) when runs:ended (the ended
 runs, by creation time: run_helpers.lua adds a run when it settles) holds more than
 `retention` runs, the oldest beyond `retention` are marked the same way (at most 1000 per
 call; running runs are never deleted here); this reads only the runs it marks, however many
@@ -34,6 +36,8 @@ KEYS[3] code_refs HASH code key -> number of runs using it (submit_run.lua)
 KEYS[4] result_pins HASH result file URL -> jobs of other runs holding a reference to it
 KEYS[5] ended     ZSET run id -> creation time (ms) of the runs that have ended
 KEYS[6] cache_entries HASH cache key -> "<job> <origin> <created> <expires> <task> <pipeline>"
+KEYS[7] staging   ZSET run id -> time after which its staged submit may be swept
+                  (submit_run.lua, 'stage')
 ARGV[1] job_prefix      meta hash of job <id> = job_prefix .. id
 ARGV[2] payload_suffix  payload key = job_prefix .. id .. payload_suffix
 ARGV[3] result_suffix   result key = job_prefix .. id .. result_suffix
@@ -171,6 +175,18 @@ if ARGV[8] ~= '' then
   end
 end
 
+-- (1b) staged submits whose client went quiet past their deadline (it died between two chunks,
+-- submit_run.lua): nothing of them is visible; their jobs and staging keys are deleted as a
+-- run's (at most 1000 runs marked per call)
+local now = now_ms()
+local quiet = redis.call('ZRANGEBYSCORE', KEYS[7], '-inf', now, 'LIMIT', 0, 1000)
+for _, run in ipairs(quiet) do
+  redis.call('ZREM', KEYS[7], run)
+  if redis.call('EXISTS', run_prefix .. run .. ':meta') == 0 then
+    redis.call('HSETNX', KEYS[2], run, '0')
+  end
+end
+
 if retention > 0 then
   local excess = redis.call('ZCARD', KEYS[5]) - retention
   if excess > 0 then
@@ -235,9 +251,14 @@ for i = 1, #pending, 2 do
         finished[#finished + 1] = run
         finished[#finished + 1] = root
       end
+      for _, field in ipairs(redis.call('HKEYS', rk .. 'staged')) do  -- a staged submit's
+        if string.sub(field, 1, 2) == 'q:' then                       -- roots (submit_run)
+          redis.call('DEL', rk .. 'roots:' .. string.sub(field, 3))
+        end
+      end
       redis.call('DEL', rk .. 'tasks', rk .. 'remaining', rk .. 'children', rk .. 'events',
                  rk .. 'codes', rk .. 'meta', rk .. 'store', rk .. 'walk', rk .. 'skips',
-                 rk .. 'ready', rk .. 'borrowers')
+                 rk .. 'ready', rk .. 'borrowers', rk .. 'staged')
       redis.call('HDEL', KEYS[2], run)
     else
       redis.call('HSET', KEYS[2], run, cursor)

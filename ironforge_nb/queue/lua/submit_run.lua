@@ -1,4 +1,5 @@
---[[ submit_run: create a whole DAG run atomically and idempotently (one script, one call).
+--[[ submit_run: create a whole DAG run atomically and idempotently (one script, one call; or,
+for a big run, staged chunks and a commit: "Staged submit" below).
 
 Steps: (1) validate every argument (counts, numbers, profile indexes, record layout, payload
 sizes) before the first write, so a malformed call returns an error and writes nothing; (2) if
@@ -45,7 +46,8 @@ KEYS[8] deleting   HASH of the runs being deleted (delete_runs.lua)
 KEYS[9] code_refs  HASH code key -> number of runs using it
 KEYS[10] codes     STRING the run's code keys, comma-separated
 KEYS[11] cache_index  ZSET cache key -> expiry time (ms) of its entry
-KEYS[11+i] code    STRING code key of function i (i = 1..n_codes)
+KEYS[12] staging   ZSET run id -> time after which its staged submit may be swept (below)
+KEYS[12+i] code    STRING code key of function i (i = 1..n_codes)
 ARGV[1] job_prefix      meta hash of job <id> = job_prefix .. id
 ARGV[2] payload_suffix  payload key = job_prefix .. id .. payload_suffix
 ARGV[3] run_prefix      run keys = run_prefix .. run id .. ':' .. suffix (see run_helpers)
@@ -122,13 +124,68 @@ Entries are fields of one HASH, read with one HMGET and written with one HSET pe
 benchmarks/bench_cache_ops.py). Expired entries leave the hash and the index here, up to
 max(1000, N) of them per submit (ZRANGEBYSCORE up to now); one with the default lifetime whose
 result still lives is scored again at that result's expiry instead.
+then phase   'all' (the whole run in this call, as described above), or one of the phases of
+            a staged submit: 'stage', 'commit', 'abort' (below)
+then token   the staged submit's token ('' for 'all')
+then offset  the position of the chunk's first task in the run ('stage'; else 0)
+then ttl_ms  how long a staged run waits for its next call before it may be swept ('stage')
+Staged submit (orchestrator/submit.py, big runs without cached tasks): the client encodes the
+run a chunk at a time and sends each chunk ('stage') while it encodes the next, so that its
+encoding and this script's work overlap; a last call ('commit') makes the run exist. Nothing
+staged can be seen or claimed: a stage writes the jobs' hashes and payloads and the run's
+tasks, remaining and children hashes, none of which any reader reaches without the run's meta
+or a queue entry; the roots' queue entries wait in the run's 'roots:<queue>' ZSET (scored from
+the queue's seq as any root; the commit RENAMEs it to the queue's wait ZSET when that is empty,
+else adds its members there) and its 'staged' HASH
+holds the token, the chunks done ('c<offset>': a resent chunk changes nothing) and the tasks
+staged ('tasks'), the roots by queue ('q:<queue>'). The run is in the runs:staging ZSET (KEYS[12])
+scored by the time after which it may be swept, ttl_ms after its last chunk: delete_runs.lua
+deletes a run left there that has no meta, as it deletes a run (a client that died between
+two chunks leaves nothing visible, and nothing at all after the next purge). A 'stage' call
+carries N = the chunk's tasks, the chunk's columns (inputs and children name tasks by position
+and id in the whole run) and payloads, no codes and no cache lines. 'commit' carries N = the
+run's tasks, the profiles and codes, empty columns and payloads: it checks that N tasks were
+staged, stores the codes, queues the roots (the 'enqueued' events of the last events_maxlen of
+each queue), writes the run's meta, its 'run_submitted' event and its place in the runs ZSET,
+wakes the workers and deletes the staging keys. 'abort' marks the run for deletion if the
+token is still its stager's. Replies: 'staged' (a chunk written, or one written before),
+'created' (commit), 'exists' (the run was created by now: by this submit's commit whose reply
+was lost, or by another client's), 'deleting', 'busy' (another token is staging this run id),
+'lost' (no staging under this token: swept, or never begun: 'stage' at offset 0 begins it),
+'aborted' / 'gone' (abort).
 Returns: 'created', 'exists', or 'deleting' (a run with this id is being deleted: nothing
   written; the caller finishes that deletion and submits again); an error reply (nothing
   written) for malformed arguments.
 ]]
 local P, C, N = tonumber(ARGV[11]), tonumber(ARGV[12]), tonumber(ARGV[13])
-if not (P and C and N) or #ARGV ~= 24 + 7 * P + C or #KEYS ~= 11 + C then
+if not (P and C and N) or #ARGV ~= 28 + 7 * P + C or #KEYS ~= 12 + C then
   return redis.error_reply('ERR submit_run: malformed arguments (counts do not add up)')
+end
+local phase, token = ARGV[25 + 7 * P + C], ARGV[26 + 7 * P + C]
+local offset, stage_ttl = tonumber(ARGV[27 + 7 * P + C]), tonumber(ARGV[28 + 7 * P + C])
+local staging = phase == 'stage'
+if not (offset and stage_ttl and offset >= 0 and offset % 1 == 0)
+   or not (phase == 'all' or staging or phase == 'commit' or phase == 'abort')
+   or (phase ~= 'all' and token == '') or (staging and C > 0)
+   or (staging and ARGV[21 + 7 * P + C] ~= '') then
+  return redis.error_reply('ERR submit_run: malformed staging arguments (phase ' .. phase .. ')')
+end
+local staged_key = ARGV[3] .. ARGV[6] .. ':staged'  -- the 'staged' HASH (run key, see above)
+-- the staging state under this token: nil when it is this token's, else the reply
+local function staging_refused()
+  if redis.call('EXISTS', KEYS[1]) == 1 then return 'exists' end
+  if redis.call('HEXISTS', KEYS[8], ARGV[6]) == 1 then return 'deleting' end
+  local holder = redis.call('HGET', staged_key, 'token')
+  if not holder then return 'lost' end
+  if holder ~= token then return 'busy' end
+end
+if phase == 'abort' then
+  if redis.call('HGET', staged_key, 'token') ~= token or redis.call('EXISTS', KEYS[1]) == 1 then
+    return 'gone'
+  end
+  redis.call('ZREM', KEYS[12], ARGV[6])
+  redis.call('HSETNX', KEYS[8], ARGV[6], '0')
+  return 'aborted'
 end
 local profiles, by_text = {}, {}  -- by index, and by the index as records write it
 for p = 1, P do
@@ -153,6 +210,86 @@ for p = 1, P do
   if prof.stalls ~= '' then f[#f + 1] = 'max_stalls'; f[#f + 1] = prof.stalls end
   prof.fields = f
   profiles[p], by_text[tostring(p)] = prof, prof
+end
+
+-- (3) the functions shipped by value, once each (phases 'all' and 'commit')
+local function store_codes()
+  local code_keys = {}
+  for c = 1, C do
+    code_keys[c] = KEYS[12 + c]
+    redis.call('SET', code_keys[c], ARGV[13 + 7 * P + c], 'NX')
+    redis.call('HINCRBY', KEYS[9], code_keys[c], 1)
+  end
+  if C > 0 then redis.call('SET', KEYS[10], table.concat(code_keys, ',')) end
+end
+
+-- (5) the run exists: its meta, its place in the runs ZSET, its queues, the workers woken for
+-- its roots (roots_in: queue -> roots queued) and its 'run_submitted' event
+local function publish(ctx, now, roots_in, roots_total, hits)
+  local run = ARGV[6]
+  redis.call('HSET', KEYS[1], 'name', ARGV[7], 'status', RunStatus.RUNNING, 'total', N,
+             JobStatus.WAITING, N - roots_total - hits, JobStatus.COMPLETED, hits,
+             JobStatus.FAILED, 0, 'tolerated', 0, JobStatus.SKIPPED, 0, JobStatus.CANCELLED, 0,
+             'created', now, 'params', ARGV[8], 'maps', ARGV[9], 'mode', ARGV[10],
+             'cached', hits)
+  redis.call('ZADD', KEYS[6], now, run)
+  for _, prof in ipairs(profiles) do redis.call('SADD', KEYS[7], prof.queue) end
+  for q, count in pairs(roots_in) do
+    wake_workers(queue_key(ctx, q, QueueKey.WAKE), count)
+  end
+  run_event(ctx, run, EventType.RUN_SUBMITTED, now, 'run_status', RunStatus.RUNNING, 'message',
+            ARGV[7] .. ': ' .. N .. ' tasks, ' .. roots_total .. ' queued' ..
+            (hits > 0 and (', ' .. hits .. ' cached') or ''))
+end
+
+if phase == 'commit' then  -- a staged submit's last call (see the header)
+  local refused = staging_refused()
+  if refused then return refused end
+  local staged = redis.call('HGET', staged_key, 'tasks')
+  if tonumber(staged) ~= N then
+    return redis.error_reply('ERR submit_run: commit of ' .. N .. ' tasks, ' ..
+                             (staged or 0) .. ' staged')
+  end
+  local now = tostring(now_ms())
+  local maxlen, run = ARGV[5], ARGV[6]
+  local ctx = run_ctx(ARGV[1], ARGV[3], ARGV[4], maxlen)
+  store_codes()
+  local roots_in, roots_total, cap = {}, 0, tonumber(maxlen)
+  for _, prof in ipairs(profiles) do
+    local q = prof.queue
+    local count = tonumber(redis.call('HGET', staged_key, 'q:' .. q))
+    if count and not roots_in[q] then
+      local rkey, wait = run_key(ctx, run, 'roots:' .. q), queue_key(ctx, q, QueueKey.WAIT)
+      if redis.call('ZCARD', rkey) ~= count then  -- cannot happen: each chunk counts its own
+        return redis.error_reply('ERR submit_run: staged roots of ' .. q .. ' do not add up')
+      end
+      -- the 'enqueued' events of the last `cap` roots (by score: in task order, priority
+      -- apart), which the queue's capped stream keeps
+      local seen = redis.call('ZRANGE', rkey, -cap, -1)
+      -- the roots join the wait ZSET: as a whole when it is empty (O(1)), else 1000 at a
+      -- time (a ZUNIONSTORE rebuilds the whole ZSET: 3x slower with as many jobs there)
+      if redis.call('EXISTS', wait) == 0 then
+        redis.call('RENAME', rkey, wait)
+      else
+        for s = 0, count - 1, 1000 do
+          local page = redis.call('ZRANGE', rkey, s, s + 999, 'WITHSCORES')
+          for k = 1, #page, 2 do page[k], page[k + 1] = page[k + 1], page[k] end
+          redis.call('ZADD', wait, unpack(page))
+        end
+        redis.call('DEL', rkey)
+      end
+      local events = queue_key(ctx, q, QueueKey.EVENTS)
+      for _, jid in ipairs(seen) do
+        add_event(events, maxlen, EventType.ENQUEUED, now, 'job', jid, 'queue', q,
+                  'status', JobStatus.QUEUED)
+      end
+      roots_in[q], roots_total = count, roots_total + count
+    end
+  end
+  redis.call('DEL', staged_key)
+  redis.call('ZREM', KEYS[12], run)
+  publish(ctx, now, roots_in, roots_total, 0)
+  return 'created'
 end
 
 -- (1) parse and check every column into flat arrays (no table per task): the task ids one per
@@ -254,8 +391,18 @@ if (cache_lines ~= '' and n_lines ~= N) or not rttl then
                            N .. ' tasks)')
 end
 
-if redis.call('EXISTS', KEYS[1]) == 1 then return 'exists' end
-if redis.call('HEXISTS', KEYS[8], ARGV[6]) == 1 then return 'deleting' end
+if staging then
+  local refused = staging_refused()
+  if refused == 'lost' and offset == 0 then  -- the first chunk begins the staging
+    redis.call('HSET', staged_key, 'token', token)
+    refused = nil
+  end
+  if refused then return refused end
+  if redis.call('HEXISTS', staged_key, 'c' .. offset) == 1 then return 'staged' end  -- a resend
+else
+  if redis.call('EXISTS', KEYS[1]) == 1 then return 'exists' end
+  if redis.call('HEXISTS', KEYS[8], ARGV[6]) == 1 then return 'deleting' end
+end
 
 local now = tostring(now_ms())
 local prefix, psuffix, maxlen, run = ARGV[1], ARGV[2], ARGV[5], ARGV[6]
@@ -297,13 +444,7 @@ if hits > 0 then  -- a hit is a completed parent: its children wait for one pare
   for j, k in pairs(less) do r_np[j] = fmt('%d', tonumber(r_np[j]) - k) end
 end
 
-local code_keys = {}
-for c = 1, C do
-  code_keys[c] = KEYS[11 + c]
-  redis.call('SET', code_keys[c], ARGV[13 + 7 * P + c], 'NX')
-  redis.call('HINCRBY', KEYS[9], code_keys[c], 1)
-end
-if C > 0 then redis.call('SET', KEYS[10], table.concat(code_keys, ',')) end
+store_codes()
 
 -- one seq block per queue for its roots (gaps are harmless)
 local roots_in, roots_total = {}, 0
@@ -320,8 +461,18 @@ for q, count in pairs(roots_in) do
   ranked[q] = {n = 0}
   -- the queue's stream keeps its last `cap` events (XADD MAXLEN ~ cap, in this very script):
   -- of more roots than that, the first ones' 'enqueued' events could never be read, so they
-  -- are not written (a 100k-root submit: 10,000 XADDs instead of 100,000)
-  unseen[q] = count - cap
+  -- are not written (a 100k-root submit: 10,000 XADDs instead of 100,000); a staged chunk
+  -- writes none (its commit does)
+  unseen[q] = staging and count or count - cap
+end
+-- a queue's roots so far (`list`: score, job id, ... up to n): into its wait ZSET, or, staged,
+-- into the run's 'roots:<queue>' ZSET, which the commit moves there
+local function queue_roots(q, list, n)
+  if staging then
+    redis.call('ZADD', run_key(ctx, run, 'roots:' .. q), unpack(list, 1, n))
+  else
+    redis.call('ZADD', queue_key(ctx, q, QueueKey.WAIT), unpack(list, 1, n))
+  end
 end
 
 -- HSET of up to 1000 pairs at a time (unpack() has a stack limit)
@@ -343,15 +494,21 @@ local function tail3(k)
   if not t then t = fmt('%03d', k); tails[k] = t end
   return t
 end
-local thousands, lo = nil, 999  -- the job ids: "<run>.<i - 1>"
+-- the job ids: "<run>.<offset + i - 1>" (a staged chunk's tasks start at `offset`)
+local thousands, lo = nil, 999
+if offset >= 1000 then
+  lo = offset % 1000 - 1
+  thousands = fmt('%s.%d', run, (offset - offset % 1000) / 1000)
+end
 for i = 1, N do
   local task, prof, len = r_task[i], r_prof[i], r_len[i]
   local jid
-  if i <= 1000 then
-    jid = fmt('%s.%d', run, i - 1)
+  local g = offset + i - 1
+  if g < 1000 then
+    jid = fmt('%s.%d', run, g)
   else
     lo = lo + 1
-    if lo == 1000 then lo = 0; thousands = fmt('%s.%d', run, (i - 1) / 1000) end
+    if lo == 1000 then lo = 0; thousands = fmt('%s.%d', run, g / 1000) end
     jid = thousands .. tail3(lo)
   end
   local jk = prefix .. jid
@@ -398,7 +555,7 @@ for i = 1, N do
     end
     list[n], list.n = jid, n
     if n >= 2000 then
-      redis.call('ZADD', queue_key(ctx, q, QueueKey.WAIT), unpack(list, 1, n))
+      queue_roots(q, list, n)
       list.n = 0
     end
     local skip = unseen[q]
@@ -463,9 +620,7 @@ flush(KEYS[2], tasks, nt)
 flush(KEYS[3], remaining, nr)
 flush(KEYS[4], children, nc)
 for q, list in pairs(ranked) do
-  if list.n > 0 then
-    redis.call('ZADD', queue_key(ctx, q, QueueKey.WAIT), unpack(list, 1, list.n))
-  end
+  if list.n > 0 then queue_roots(q, list, list.n) end
 end
 if ni > 0 then redis.call('ZADD', KEYS[11], unpack(index, 1, ni)) end
 flush(centries, entries, ne)
@@ -508,18 +663,14 @@ if n_cached > 0 then  -- prune expired entries, at most max(1000, N) per submit
   end
 end
 
-redis.call('HSET', KEYS[1], 'name', ARGV[7], 'status', RunStatus.RUNNING, 'total', N,
-           JobStatus.WAITING, N - roots_total - hits, JobStatus.COMPLETED, hits, JobStatus.FAILED, 0, 'tolerated', 0,
-           JobStatus.SKIPPED, 0, JobStatus.CANCELLED, 0, 'created', now, 'params', ARGV[8], 'maps', ARGV[9],
-           'mode', ARGV[10], 'cached', hits)
-redis.call('ZADD', KEYS[6], now, run)
-for _, prof in ipairs(profiles) do redis.call('SADD', KEYS[7], prof.queue) end
-for q, count in pairs(roots_in) do
-  wake_workers(queue_key(ctx, q, QueueKey.WAKE), count)
+if staging then  -- the chunk is in: recorded (a resend finds it), the sweep put off
+  redis.call('HSET', staged_key, 'c' .. offset, '1')
+  redis.call('HINCRBY', staged_key, 'tasks', N)
+  for q, count in pairs(roots_in) do redis.call('HINCRBY', staged_key, 'q:' .. q, count) end
+  redis.call('ZADD', KEYS[12], now_ms + stage_ttl, run)
+  return 'staged'
 end
-run_event(ctx, run, EventType.RUN_SUBMITTED, now, 'run_status', RunStatus.RUNNING, 'message',
-          ARGV[7] .. ': ' .. N .. ' tasks, ' .. roots_total .. ' queued' ..
-          (hits > 0 and (', ' .. hits .. ' cached') or ''))
+publish(ctx, now, roots_in, roots_total, hits)
 -- after 'run_submitted', as every task event of the run: one 'cache_hits' event per 1000 hits
 for s = 1, nl, 8000 do  -- a line is 8 pieces, its last one '\n' (left out of the event)
   run_event(ctx, run, EventType.CACHE_HITS, now, 'hits',
