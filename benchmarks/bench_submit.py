@@ -56,10 +56,10 @@ Then (2026-12-05): a run of 20,000 tasks or more is staged (orchestrator/submit.
 `_Staging`): chunks of 5,000 tasks, each encoded while Redis writes the one before, then a
 commit. The client's encode (0.5 s of CPU at 100k) now runs beside the script instead of
 before it; Redis' work is the same (the roots go to a staging ZSET that the commit RENAMEs to
-the empty wait ZSET; ``--callgrind`` sums the instructions of all the calls of a submit). Where a 100k
-WIDE submit's wall time goes now (timestamps around each call, 07:20 UTC): `Pipeline.build`
-0.15 s and the children lists 0.025 s before the first chunk, then 20 chunks at ~50 ms each,
-Redis-bound (the client encodes one in ~8 ms), the commit 24 ms.
+the empty wait ZSET; ``--callgrind`` sums the instructions of all the calls of a submit).
+Where a 100k WIDE submit's wall time goes now (timestamps around each call, 07:20 UTC):
+`Pipeline.build` 0.15 s and the children lists 0.025 s before the first chunk, then 20 chunks
+at ~50 ms each, Redis-bound (the client encodes one in ~8 ms), the commit 24 ms.
 """
 
 from __future__ import annotations
