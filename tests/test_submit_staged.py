@@ -165,7 +165,7 @@ def test_nothing_staged_shows_and_a_quiet_staging_is_swept(config: RedisConfig,
     prep = submit_module._prepare(mixed(20), {"x": 1}, "quiet", config, None, "auto", 1.0)
     scripts = RunTransitions(config)
     plan = prep.plan
-    plan.add_all(prep.specs, prep.params)
+    plan.add_all(prep.specs)
     for start in (0, 10):  # a client that dies after two chunks of three
         reply = scripts.stage_chunk("quiet", "tok", start, list(plan.profiles),
                                     plan.records(start, start + 10), plan.blob(start, start + 10),
@@ -198,11 +198,11 @@ def test_an_interrupt_or_a_bad_payload_between_chunks_leaves_nothing(
     add_all = submit_module._Plan.add_all
     calls = [0]
 
-    def interrupted(self: Any, specs: Any, params: Any) -> None:
+    def interrupted(self: Any, specs: Any) -> None:
         calls[0] += 1
         if calls[0] == 3:  # two chunks sent, the second still in flight
             raise KeyboardInterrupt
-        add_all(self, specs, params)
+        add_all(self, specs)
 
     monkeypatch.setattr(submit_module._Plan, "add_all", interrupted)
     with pytest.raises(KeyboardInterrupt):
@@ -226,7 +226,7 @@ def test_a_resent_chunk_or_commit_changes_nothing_and_bad_chunks_write_nothing(
     prep = submit_module._prepare(mixed(10), {"x": 1}, "again", config, None, "auto", 1.0)
     scripts = RunTransitions(config)
     plan = prep.plan
-    plan.add_all(prep.specs, prep.params)
+    plan.add_all(prep.specs)
     n = prep.size
     profiles = list(plan.profiles)
     bad = list(plan.records(0, 5))
@@ -263,7 +263,7 @@ def test_another_client_staging_the_same_run_id_is_waited_for(
     prep = submit_module._prepare(mixed(10), {"x": 1}, "shared", config, None, "auto", 1.0)
     scripts = RunTransitions(config)
     plan = prep.plan
-    plan.add_all(prep.specs, prep.params)
+    plan.add_all(prep.specs)
     n, profiles = prep.size, list(plan.profiles)
     assert scripts.stage_chunk("shared", "first", 0, profiles, plan.records(), plan.blob(),
                                n)() == "staged"

@@ -130,7 +130,7 @@ class _Prepared:
     def encode_all(self) -> tuple[Any, ...]:
         """Every task encoded: the arguments of `RunTransitions.submit_run`."""
         plan, specs = self.plan, self.specs
-        plan.add_all(specs, self.params)
+        plan.add_all(specs)
         cached = ""
         if self.cache is not None:
             order = [specs[plan.index[t]] for t in self.dag.topological_order()]
@@ -219,7 +219,7 @@ class _Staging:
             for start in range(0, size, STAGE_CHUNK):
                 end = min(size, start + STAGE_CHUNK)
                 if end > self.encoded:  # encoded while Redis writes the chunk in flight
-                    plan.add_all(prep.specs[self.encoded:end], prep.params)
+                    plan.add_all(prep.specs[self.encoded:end])
                     self.encoded = end
                 if reply is not None and (answer := reply()) != "staged":
                     reply = None
@@ -400,7 +400,7 @@ class _Plan:
             for parent in spec.parents:
                 kids[index[parent]].append(task)
 
-    def add_all(self, specs: Sequence[TaskSpec], params: Mapping[str, Any]) -> None:
+    def add_all(self, specs: Sequence[TaskSpec]) -> None:
         """Encode the next tasks, in DAG order (their positions), after `link`: one loop with
         its names bound once, as a 100k-task submit spends microseconds per task here."""
         limit = self.config.max_payload_bytes

@@ -164,7 +164,7 @@ end
 local phase, token = ARGV[25 + 7 * P + C], ARGV[26 + 7 * P + C]
 local offset, stage_ttl = tonumber(ARGV[27 + 7 * P + C]), tonumber(ARGV[28 + 7 * P + C])
 local staging = phase == 'stage'
-if not (offset and stage_ttl and offset >= 0 and offset % 1 == 0)
+if not (offset and stage_ttl and offset >= 0 and offset % 1 == 0 and (staging or offset == 0))
    or not (phase == 'all' or staging or phase == 'commit' or phase == 'abort')
    or (phase ~= 'all' and token == '') or (staging and C > 0)
    or (staging and ARGV[21 + 7 * P + C] ~= '') then
