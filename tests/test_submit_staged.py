@@ -312,3 +312,63 @@ def test_lost_replies_and_cut_connections_make_one_whole_run(
         work(config, ("default", "side"))
         assert run.status == RunStatus.SUCCEEDED
         cut.close()
+
+
+@pytest.mark.parametrize("appendonly", [False, True], ids=["data lost", "data kept (AOF)"])
+def test_redis_restarted_between_chunks_leaves_one_whole_run(
+        fresh_server: Callable[..., RedisServer], chunks: Callable[[int], None],
+        monkeypatch: pytest.MonkeyPatch, appendonly: bool) -> None:
+    """Redis killed and started again while a chunk is in flight: without persistence the
+    staging is gone (the resent chunk is answered 'lost') and the submit begins again; with
+    AOF it goes on. Either way one whole run, no staging keys left."""
+    server = fresh_server(appendonly=appendonly)
+    config = RedisConfig(url=server.url, namespace="restart")
+    add_all = submit_module._Plan.add_all
+    calls = [0]
+
+    def restarting(self: Any, specs: Any) -> None:
+        calls[0] += 1
+        if calls[0] == 3:  # the second chunk in flight
+            server.kill()
+            server.restart()
+        add_all(self, specs)
+
+    monkeypatch.setattr(submit_module._Plan, "add_all", restarting)
+    attempt = submit_module._Staging._attempt
+    replies: list[str] = []
+
+    def counted(self: Any, token: str) -> str:
+        replies.append(attempt(self, token))
+        return replies[-1]
+
+    monkeypatch.setattr(submit_module._Staging, "_attempt", counted)
+    run = submit(mixed(30), {"x": 1}, config=config, run_id="restarted")
+    assert replies == (["created"] if appendonly else ["lost", "created"])
+    client = config.client()
+    assert not [k for k in keys_of(client, config) if k.endswith((":staged", "staging"))]
+    assert [len(client.zrange(config.keys.queue(q).wait, 0, -1)) for q in ("default", "side")
+            ] == [31, 1]
+    work(config, ("default", "side"))
+    assert run.status == RunStatus.SUCCEEDED
+    assert run.result("last") == sum(i * i for i in range(30)) + 42
+    config.close()
+
+
+def test_a_staged_submit_finishes_the_deletion_of_an_old_run_with_its_id(
+        config: RedisConfig, chunks: Callable[[int], None]) -> None:
+    """An old run of the same id whose deletion a client left half done: the first chunk is
+    answered 'deleting', the submit finishes that deletion and begins again."""
+    old = submit(mixed(30), {"x": 1}, config=config, run_id="reused")
+    work(config, ("default", "side"))
+    assert old.result("last") == sum(i * i for i in range(30)) + 42
+    client = config.client()
+    keys = config.keys.run("reused")
+    client.zrem(config.keys.runs, "reused")  # marked as delete_runs.lua marks it, not deleted
+    client.delete(keys.meta)
+    client.hset(config.keys.runs_deleting, "reused", "0")
+    new = submit(mixed(20), {"x": 5}, config=config, run_id="reused")
+    assert not client.hexists(config.keys.runs_deleting, "reused")
+    assert client.hlen(keys.tasks) == 24  # the new run's tasks only
+    work(config, ("default", "side"))
+    assert new.result("scaled") == 6
+    assert new.result("last") == sum(i * i for i in range(20)) + 42
