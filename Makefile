@@ -14,6 +14,7 @@ FLOOR_TESTS := tests/test_config.py tests/test_lock.py tests/test_connect.py \
                tests/test_queue_release.py tests/test_queue_transitions.py \
                tests/test_runs.py tests/test_runs_cluster.py tests/test_runs_control.py \
                tests/test_runs_e2e.py tests/test_runs_retention.py tests/test_runs_walks.py \
+               tests/test_submit_staged.py \
                tests/test_worker.py
 
 $(STAMP): pyproject.toml

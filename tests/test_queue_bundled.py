@@ -4,6 +4,7 @@ through every transition, and every error code of every queue script."""
 from __future__ import annotations
 
 import re
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -18,6 +19,7 @@ from ironforge_nb.orchestrator import submit
 from ironforge_nb.queue import ErrorCode, Lease, Queue, RedisConfig
 from ironforge_nb.status import EventType, JobStatus
 from tests.helpers import claim
+from tests.runloop import work
 
 
 @pytest.fixture
@@ -101,6 +103,22 @@ def test_delay_blocking_wake_and_events(bq: Queue) -> None:
     assert second is not None and second.job_id == late
     events = bq.events()
     assert bq.events(since=events[0].id) == events[1:]
+
+
+def test_a_staged_submit_on_redis_62(bq: Queue, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run submitted in staged chunks (orchestrator/submit.py) and committed into an empty
+    queue (RENAME) and into one holding jobs (ZADD) runs to the end on Redis 6.2."""
+    module = sys.modules["ironforge_nb.orchestrator.submit"]
+    monkeypatch.setattr(module, "STAGED_MIN", 1)
+    monkeypatch.setattr(module, "STAGE_CHUNK", 7)
+    p = Pipeline("staged")
+    p.map("sq", "tests.tasks:square", over=list(range(30)))
+    p.task("total", "tests.tasks:sum_sq", after="sq")
+    runs = [submit(p, config=bq.config, queue=bq.name, run_id=f"staged-{i}") for i in (1, 2)]
+    assert bq.counts()[JobStatus.QUEUED] == 60
+    assert work(bq.config, (bq.name,)) == 62
+    assert [run.status.value for run in runs] == ["succeeded", "succeeded"]
+    assert [run.result("total") for run in runs] == [sum(i * i for i in range(30))] * 2
 
 
 def test_script_flush_on_redis_62(bq: Queue) -> None:
