@@ -70,7 +70,7 @@ class RunKeys:
     # when the run is deleted (delete_runs.lua), before its jobs are
     borrowers: str = ""
     # HASH a staged submit in progress (submit_run.lua): its token, chunks done, tasks staged,
-    # roots by queue; the roots' lines wait in "roots:<queue>" STRINGs beside it
+    # roots by queue; the roots wait in "roots:<queue>" ZSETs beside it, scored for their queue
     staged: str = ""
 
 
