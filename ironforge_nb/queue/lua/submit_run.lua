@@ -132,27 +132,26 @@ then ttl_ms  how long a staged run waits for its next call before it may be swep
 Staged submit (orchestrator/submit.py, big runs without cached tasks): the client encodes the
 run a chunk at a time and sends each chunk ('stage') while it encodes the next, so that its
 encoding and this script's work overlap; a last call ('commit') makes the run exist. Nothing
-staged can be seen or claimed: a stage writes the jobs' hashes and payloads and the run's
-tasks, remaining and children hashes, none of which any reader reaches without the run's meta
-or a queue entry; the roots' queue entries wait in the run's 'roots:<queue>' ZSET (scored from
-the queue's seq as any root; the commit RENAMEs it to the queue's wait ZSET when that is empty,
-else adds its members there) and its 'staged' HASH
-holds the token, the chunks done ('c<offset>': a resent chunk changes nothing) and the tasks
-staged ('tasks'), the roots by queue ('q:<queue>'). The run is in the runs:staging ZSET (KEYS[12])
-scored by the time after which it may be swept, ttl_ms after its last chunk: delete_runs.lua
-deletes a run left there that has no meta, as it deletes a run (a client that died between
-two chunks leaves nothing visible, and nothing at all after the next purge). A 'stage' call
-carries N = the chunk's tasks, the chunk's columns (inputs and children name tasks by position
-and id in the whole run) and payloads, no codes and no cache lines. 'commit' carries N = the
-run's tasks, the profiles and codes, empty columns and payloads: it checks that N tasks were
-staged, stores the codes, queues the roots (the 'enqueued' events of the last events_maxlen of
-each queue), writes the run's meta, its 'run_submitted' event and its place in the runs ZSET,
-wakes the workers and deletes the staging keys. 'abort' marks the run for deletion if the
-token is still its stager's. Replies: 'staged' (a chunk written, or one written before),
-'created' (commit), 'exists' (the run was created by now: by this submit's commit whose reply
-was lost, or by another client's), 'deleting', 'busy' (another token is staging this run id),
-'lost' (no staging under this token: swept, or never begun: 'stage' at offset 0 begins it),
-'aborted' / 'gone' (abort).
+staged can be seen or claimed: a stage writes the jobs' hashes and payloads and the run's tasks,
+remaining and children hashes, none of which any reader reaches without the run's meta or a
+queue entry; the roots' queue entries wait in the run's 'roots:<queue>' ZSET (scored from the
+queue's seq as any root; the commit RENAMEs it to the queue's wait ZSET when that is empty, else
+adds its members there) and its 'staged' HASH holds the token, the chunks done ('c<offset>': a
+resent chunk changes nothing) and the tasks staged ('tasks'), the roots by queue ('q:<queue>').
+The run is in the runs:staging ZSET (KEYS[12]) scored by the time after which it may be swept,
+ttl_ms after its last chunk: delete_runs.lua deletes a run left there that has no meta, as it
+deletes a run (a client that died between two chunks leaves nothing visible, and nothing at all
+after the next purge). A 'stage' call carries N = the chunk's tasks, the chunk's columns (inputs
+and children name tasks by position and id in the whole run) and payloads, no codes and no cache
+lines. 'commit' carries N = the run's tasks, the profiles and codes, empty columns and payloads:
+it checks that N tasks were staged, stores the codes, queues the roots (the 'enqueued' events of
+the last events_maxlen of each queue), writes the run's meta, its 'run_submitted' event and its
+place in the runs ZSET, wakes the workers and deletes the staging keys. 'abort' marks the run
+for deletion if the token is still its stager's. Replies: 'staged' (a chunk written, or one
+written before), 'created' (commit), 'exists' (the run was created by now: by this submit's
+commit whose reply was lost, or by another client's), 'deleting', 'busy' (another token is
+staging this run id), 'lost' (no staging under this token: swept, or never begun: 'stage' at
+offset 0 begins it), 'aborted' / 'gone' (abort).
 Returns: 'created', 'exists', or 'deleting' (a run with this id is being deleted: nothing
   written; the caller finishes that deletion and submits again); an error reply (nothing
   written) for malformed arguments.
