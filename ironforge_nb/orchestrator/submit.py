@@ -77,7 +77,10 @@ def submit(pipeline: Pipeline | DAG[str], params: Mapping[str, Any] | None = Non
     ``cache`` (default: the pipeline's ``cache``) reuses the results of earlier runs for the
     tasks whose code and inputs are unchanged (`ironforge_nb.orchestrator.cache`).
     Raises `ValidationError` subclasses for bad input and `ConfigError` when pickled code must
-    be signed and no secret is configured; in both cases nothing is written.
+    be signed and no secret is configured; in both cases nothing is written. A run of 20,000
+    tasks or more goes in chunks (see the module docstring): it still exists whole or not at
+    all, and `RunStateError` means another client has been submitting the same ``run_id``
+    for over a minute.
     """
     from ironforge_nb.orchestrator.run import Run
 
