@@ -20,7 +20,7 @@ import pytest
 from redis.exceptions import ResponseError
 
 from ironforge_nb.dag import Pipeline
-from ironforge_nb.errors import RunNotFoundError, SizeLimitError
+from ironforge_nb.errors import RunNotFoundError, RunStateError, SizeLimitError
 from ironforge_nb.local import RedisServer
 from ironforge_nb.orchestrator import Run, runs, submit
 from ironforge_nb.orchestrator import run_transitions as transitions
@@ -372,3 +372,39 @@ def test_a_staged_submit_finishes_the_deletion_of_an_old_run_with_its_id(
     work(config, ("default", "side"))
     assert new.result("scaled") == 6
     assert new.result("last") == sum(i * i for i in range(20)) + 42
+
+
+def test_a_staging_that_never_ends_is_waited_for_a_bounded_time(
+        config: RedisConfig, chunks: Callable[[int], None],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another client that keeps staging the run id (its chunks keep its deadline alive) and
+    never commits: the submit gives up after twice the staging deadline with `RunStateError`,
+    having written nothing of its own."""
+    monkeypatch.setattr(transitions, "STAGE_TTL_MS", 300)
+    prep = submit_module._prepare(mixed(10), {"x": 1}, "endless", config, None, "auto", 1.0)
+    plan = prep.plan
+    plan.add_all(prep.specs)
+    profiles, stop = list(plan.profiles), threading.Event()
+
+    def stager() -> None:  # chunk after chunk of the same 5 tasks, each at a new offset
+        scripts, offset = RunTransitions(config), 0
+        while not stop.is_set():
+            assert scripts.stage_chunk("endless", "other", offset, profiles, plan.records(0, 5),
+                                       plan.blob(0, 5), 5)() == "staged"
+            offset += 5
+            time.sleep(0.05)
+
+    thread = threading.Thread(target=stager)
+    thread.start()
+    try:
+        time.sleep(0.1)
+        began = time.monotonic()
+        with pytest.raises(RunStateError, match=r"'endless'.*being submitted.*another client"):
+            submit(mixed(10), {"x": 1}, config=config, run_id="endless")
+        assert 0.55 < time.monotonic() - began < 5
+    finally:
+        stop.set()
+        thread.join()
+    client = config.client()
+    assert client.hget(config.keys.run("endless").staged, "token") == b"other"
+    assert not client.exists(config.keys.run("endless").meta)

@@ -41,10 +41,10 @@ from ironforge_nb.dag.graph import DAG
 from ironforge_nb.dag.task import TaskSpec, paused_gc
 from ironforge_nb.errors import InvalidNameError, InvalidOptionError, RunStateError, SizeLimitError
 from ironforge_nb.names import validate_name, validate_task_id
-from ironforge_nb.orchestrator import codec
+from ironforge_nb.orchestrator import codec, run_transitions
 from ironforge_nb.orchestrator.cachekey import cache_lines
 from ironforge_nb.orchestrator.payload import attach_extra, split_plain, to_json
-from ironforge_nb.orchestrator.run_transitions import STAGE_TTL_MS, RunTransitions
+from ironforge_nb.orchestrator.run_transitions import RunTransitions
 from ironforge_nb.queue.config import RedisConfig, default_config
 from ironforge_nb.queue.options import seconds_to_ms, validate_count
 
@@ -197,7 +197,8 @@ class _Staging:
 
     def submit(self) -> None:
         """Stage and commit; returns once the run exists (made by this call or another)."""
-        give_up = time.monotonic() + 2 * STAGE_TTL_MS / 1000
+        # another stager keeps its staging alive for STAGE_TTL_MS after each of its chunks
+        give_up = time.monotonic() + 2 * run_transitions.STAGE_TTL_MS / 1000
         while True:
             reply = self._attempt(secrets.token_hex(8))
             if reply in ("created", "exists"):
