@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -30,6 +31,7 @@ from ironforge_nb.status import RunStatus
 from tests import tasks
 from tests.conftest import unique_namespace
 from tests.fault_proxy import FaultProxy, script_match
+from tests.helpers import wait_for, worker_processes
 from tests.runloop import work
 
 # the module, not the function `ironforge_nb.orchestrator.submit` that the package exports
@@ -408,3 +410,31 @@ def test_a_staging_that_never_ends_is_waited_for_a_bounded_time(
     client = config.client()
     assert client.hget(config.keys.run("endless").staged, "token") == b"other"
     assert not client.exists(config.keys.run("endless").meta)
+
+
+def test_a_worker_sweeps_what_a_dead_client_staged(config: RedisConfig, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Nobody submits or deletes again after a client died between two chunks: a worker's
+    housekeeping (one bounded deletion step every GONE_INTERVAL) removes what it staged once
+    its deadline passed."""
+    monkeypatch.setattr(transitions, "STAGE_TTL_MS", 500)
+    prep = submit_module._prepare(mixed(20), {"x": 1}, "dead", config, None, "auto", 1.0)
+    plan = prep.plan
+    plan.add_all(prep.specs)
+    scripts = RunTransitions(config)
+    for start in (0, 10):
+        assert scripts.stage_chunk("dead", "tok", start, list(plan.profiles),
+                                   plan.records(start, start + 10), plan.blob(start, start + 10),
+                                   10)() == "staged"
+    client = config.client()
+
+    def staged() -> list[str]:
+        return [k for k in keys_of(client, config)
+                if ":run:dead:" in k or ":job:dead." in k or k.endswith(":runs:staging")]
+
+    assert len(staged()) > 40
+    with worker_processes(config, tmp_path) as spawn:
+        spawn("sweeper", ["--queues", "default", "--log-level", "INFO"],
+              setup="import ironforge_nb.worker.housekeeping as h; h.GONE_INTERVAL = 0.2")
+        wait_for(lambda: not staged(), timeout=20)
+    assert not client.hexists(config.keys.runs_deleting, "dead")

@@ -217,10 +217,24 @@ class RunTransitions:
         while pending:
             pending, deleted = self.delete_runs(retention=False)
             total += deleted
-        if self._released or self._finished:  # result files go with their runs
+        self._remove_files()
+        return total
+
+    def sweep(self) -> int:
+        """One bounded step of the namespace's deletions (`delete_runs` without retention),
+        which first marks the staged submits whose client went quiet past their deadline
+        (delete_runs.lua, step 1b); returns how many runs are still being deleted. Workers
+        take one now and then (worker/housekeeping.py), so that what a dead client staged
+        goes even if nobody submits or deletes again."""
+        pending, _ = self.delete_runs(retention=False)
+        self._remove_files()
+        return pending
+
+    def _remove_files(self) -> None:
+        """Result files go with their runs (those the last `delete_runs` calls released)."""
+        if self._released or self._finished:
             from ironforge_nb.orchestrator.store import cleanup
 
             released, finished = self._released, self._finished
             self._released, self._finished = [], []
             cleanup(self._config, released, finished)
-        return total

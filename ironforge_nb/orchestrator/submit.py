@@ -11,8 +11,9 @@ are encoded and sent `STAGE_CHUNK` at a time, each chunk while Redis writes the 
 (the client's encode, about a third of a 100k-task submit, no longer adds to its wall time),
 and a last call makes the run exist. The promises are the same: nothing staged can be seen or
 claimed; a payload found too big in a later chunk, or an interrupt, aborts what was staged
-before it raises; a client that dies between chunks leaves keys that the next submit or delete
-sweeps `STAGE_TTL_MS` after its last chunk (delete_runs.lua); a resent chunk or last call
+before it raises; a client that dies between chunks leaves keys that the next submit or delete,
+or a worker's housekeeping (`RunTransitions.sweep`), deletes `STAGE_TTL_MS` after its last
+chunk (delete_runs.lua); a resent chunk or last call
 changes nothing; another client staging the same run id is waited for.
 
 Modes: a run is in JSON mode when every task is a ``"package.module:function"`` path and every

@@ -9,7 +9,9 @@ every `BEAT_INTERVAL`, refresh the worker's registry entry, replace the webhook 
 process if it died, and check that its parent process (if watched) is still there; every
 `GONE_INTERVAL`, end at once the leases of workers whose registry entry went stale
 (`STALE_AFTER`: killed, or cut off from Redis), so that their jobs do not wait out their
-leases (30 s by default). `next_due` says when the next of these falls due.
+leases (30 s by default), and take one bounded step of the namespace's run deletions
+(`RunTransitions.sweep`), which also removes what a client that died in the middle of a
+staged submit left (orchestrator/submit.py). `next_due` says when the next of these falls due.
 
 The housekeeper owns the registry entry, the webhook dispatcher process and the schedule of
 the chores; the tasks it times out, stops or hands back are recorded by the `Settler`
@@ -26,6 +28,7 @@ import time
 from collections.abc import Callable, Mapping
 
 from ironforge_nb.errors import JobStateError
+from ironforge_nb.orchestrator.run_transitions import RunTransitions
 from ironforge_nb.queue import Queue, RedisConfig
 from ironforge_nb.queue.queue import REAP_INTERVAL
 from ironforge_nb.status import JobStatus
@@ -70,6 +73,7 @@ class Housekeeper:
         self._parent_pid = parent_pid
         self._stop = stop
         self._registry = Registry(config, name, list(queues), pool.concurrency)
+        self._runs = RunTransitions(config)
         self._next_reap = self._next_beat = 0.0  # monotonic
         self._next_gone = time.monotonic() + GONE_INTERVAL
 
@@ -103,6 +107,7 @@ class Housekeeper:
             if now >= self._next_gone:
                 self._next_gone = now + GONE_INTERVAL
                 self._release_gone()
+                self._runs.sweep()
             if self._parent_pid is not None and os.getppid() != self._parent_pid:
                 log.warning("worker %s: parent %d is gone", self.name, self._parent_pid)
                 self._stop()

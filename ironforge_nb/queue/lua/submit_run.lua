@@ -141,7 +141,7 @@ resent chunk changes nothing) and the tasks staged ('tasks'), the roots by queue
 The run is in the runs:staging ZSET (KEYS[12]) scored by the time after which it may be swept,
 ttl_ms after its last chunk: delete_runs.lua deletes a run left there that has no meta, as it
 deletes a run (a client that died between two chunks leaves nothing visible, and nothing at all
-after the next purge). A 'stage' call carries N = the chunk's tasks, the chunk's columns (inputs
+after the next purge: a submit's, a delete's, or a worker's housekeeping step). A 'stage' call carries N = the chunk's tasks, the chunk's columns (inputs
 and children name tasks by position and id in the whole run) and payloads, no codes and no cache
 lines. 'commit' carries N = the run's tasks, the profiles and codes, empty columns and payloads:
 it checks that N tasks were staged, stores the codes, queues the roots (the 'enqueued' events of
