@@ -69,8 +69,8 @@ class RunKeys:
     # results (submit_run.lua, one APPEND per submit); filed under each job (`Keys.borrowers`)
     # when the run is deleted (delete_runs.lua), before its jobs are
     borrowers: str = ""
-    # HASH a staged submit in progress (submit_run.lua): its token, chunks done, tasks staged,
-    # roots by queue; the roots wait in "roots:<queue>" ZSETs beside it, scored for their queue
+    # HASH a staged submit in progress (submit_run.lua): its token, chunks done, the queues of
+    # its roots; the roots wait in "roots:<queue>" ZSETs beside it, scored for their queue
     staged: str = ""
 
 

@@ -137,21 +137,22 @@ remaining and children hashes, none of which any reader reaches without the run'
 queue entry; the roots' queue entries wait in the run's 'roots:<queue>' ZSET (scored from the
 queue's seq as any root; the commit RENAMEs it to the queue's wait ZSET when that is empty, else
 adds its members there) and its 'staged' HASH holds the token, the chunks done ('c<offset>': a
-resent chunk changes nothing) and the tasks staged ('tasks'), the roots by queue ('q:<queue>').
+resent chunk changes nothing) and the queues with staged roots ('q:<queue>', for delete_runs).
 The run is in the runs:staging ZSET (KEYS[12]) scored by the time after which it may be swept,
 ttl_ms after its last chunk: delete_runs.lua deletes a run left there that has no meta, as it
 deletes a run (a client that died between two chunks leaves nothing visible, and nothing at all
-after the next purge: a submit's, a delete's, or a worker's housekeeping step). A 'stage' call carries N = the chunk's tasks, the chunk's columns (inputs
-and children name tasks by position and id in the whole run) and payloads, no codes and no cache
-lines. 'commit' carries N = the run's tasks, the profiles and codes, empty columns and payloads:
-it checks that N tasks were staged, stores the codes, queues the roots (the 'enqueued' events of
-the last events_maxlen of each queue), writes the run's meta, its 'run_submitted' event and its
-place in the runs ZSET, wakes the workers and deletes the staging keys. 'abort' marks the run
-for deletion if the token is still its stager's. Replies: 'staged' (a chunk written, or one
-written before), 'created' (commit), 'exists' (the run was created by now: by this submit's
-commit whose reply was lost, or by another client's), 'deleting', 'busy' (another token is
-staging this run id), 'lost' (no staging under this token: swept, or never begun: 'stage' at
-offset 0 begins it), 'aborted' / 'gone' (abort).
+after the next purge: a submit's, a delete's, or a worker's housekeeping step). A 'stage' call
+carries N = the chunk's tasks, the chunk's columns (inputs and children name tasks by position
+and id in the whole run) and payloads, no codes and no cache lines. 'commit' carries N = the
+run's tasks, the profiles and codes, empty columns and payloads: it checks that N tasks were
+staged, stores the codes, queues the roots (the 'enqueued' events of the last events_maxlen of
+each queue), writes the run's meta, its 'run_submitted' event and its place in the runs ZSET,
+wakes the workers and deletes the staging keys. 'abort' marks the run for deletion if the token
+is still its stager's. Replies: 'staged' (a chunk written, or one written before), 'created'
+(commit), 'exists' (the run was created by now: by this submit's commit whose reply was lost, or
+by another client's), 'deleting', 'busy' (another token is staging this run id), 'lost' (no
+staging under this token: swept, or never begun: 'stage' at offset 0 begins it), 'aborted' /
+'gone' (abort).
 Returns: 'created', 'exists', or 'deleting' (a run with this id is being deleted: nothing
   written; the caller finishes that deletion and submits again); an error reply (nothing
   written) for malformed arguments.
@@ -244,10 +245,10 @@ end
 if phase == 'commit' then  -- a staged submit's last call (see the header)
   local refused = staging_refused()
   if refused then return refused end
-  local staged = redis.call('HGET', staged_key, 'tasks')
-  if tonumber(staged) ~= N then
-    return redis.error_reply('ERR submit_run: commit of ' .. N .. ' tasks, ' ..
-                             (staged or 0) .. ' staged')
+  local staged = redis.call('HLEN', KEYS[2])  -- the run's tasks HASH: a field per task
+  if staged ~= N then
+    return redis.error_reply('ERR submit_run: commit of ' .. N .. ' tasks, ' .. staged ..
+                             ' staged')
   end
   local now = tostring(now_ms())
   local maxlen, run = ARGV[5], ARGV[6]
@@ -256,12 +257,9 @@ if phase == 'commit' then  -- a staged submit's last call (see the header)
   local roots_in, roots_total, cap = {}, 0, tonumber(maxlen)
   for _, prof in ipairs(profiles) do
     local q = prof.queue
-    local count = tonumber(redis.call('HGET', staged_key, 'q:' .. q))
-    if count and not roots_in[q] then
-      local rkey, wait = run_key(ctx, run, 'roots:' .. q), queue_key(ctx, q, QueueKey.WAIT)
-      if redis.call('ZCARD', rkey) ~= count then  -- cannot happen: each chunk counts its own
-        return redis.error_reply('ERR submit_run: staged roots of ' .. q .. ' do not add up')
-      end
+    local rkey, wait = run_key(ctx, run, 'roots:' .. q), queue_key(ctx, q, QueueKey.WAIT)
+    local count = not roots_in[q] and redis.call('ZCARD', rkey) or 0
+    if count > 0 then
       -- the 'enqueued' events of the last `cap` roots (by score: in task order, priority
       -- apart), which the queue's capped stream keeps
       local seen = redis.call('ZRANGE', rkey, -cap, -1)
@@ -664,8 +662,7 @@ end
 
 if staging then  -- the chunk is in: recorded (a resend finds it), the sweep put off
   redis.call('HSET', staged_key, 'c' .. offset, '1')
-  redis.call('HINCRBY', staged_key, 'tasks', N)
-  for q, count in pairs(roots_in) do redis.call('HINCRBY', staged_key, 'q:' .. q, count) end
+  for q in pairs(roots_in) do redis.call('HSET', staged_key, 'q:' .. q, '1') end
   redis.call('ZADD', KEYS[12], now_ms + stage_ttl, run)
   return 'staged'
 end
